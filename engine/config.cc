@@ -1,0 +1,41 @@
+#include "engine/config.h"
+
+#include <fstream>
+
+#include "engine/error.h"
+
+namespace ferry {
+
+std::string defaultCriuPath() {
+  std::ifstream in("/etc/ferry/criu-path");
+  std::string path;
+  if (in && std::getline(in, path) && !path.empty()) return path;
+  return "criu";
+}
+
+EngineConfig withDefaults(EngineConfig cfg) {
+  validateName(cfg.host_name, "host name");
+  if (cfg.root.empty()) cfg.root = fs::path("/var/lib/ferry") / cfg.host_name;
+  if (cfg.run_dir.empty()) cfg.run_dir = fs::path("/run/ferry") / cfg.host_name;
+  if (cfg.cgroup_parent.empty()) cfg.cgroup_parent = "/ferry/" + cfg.host_name;
+  if (cfg.tools.criu.empty()) cfg.tools.criu = defaultCriuPath();
+  cfg.root = fs::absolute(cfg.root);
+  cfg.run_dir = fs::absolute(cfg.run_dir);
+  return cfg;
+}
+
+void validateName(const std::string& name, const std::string& what) {
+  auto ok = [](char c, bool first) {
+    bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+    return alnum || (!first && (c == '_' || c == '.' || c == '-'));
+  };
+  bool valid = !name.empty() && name.size() <= 63;
+  for (size_t i = 0; valid && i < name.size(); ++i) valid = ok(name[i], i == 0);
+  if (!valid) {
+    throw Error(ErrorCategory::kInvalidInput,
+                "invalid " + what + " '" + name +
+                    "': use 1-63 letters, digits, '_', '.' or '-', starting with a letter or digit");
+  }
+}
+
+}  // namespace ferry

@@ -1,0 +1,312 @@
+#include "engine/engine.h"
+
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <thread>
+
+#include "engine/error.h"
+#include "engine/log.h"
+#include "engine/fs.h"
+#include "engine/oci_spec.h"
+#include "engine/overlay.h"
+
+namespace ferry {
+
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+int64_t nowUnix() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// Polls pred every 20 ms until it holds or the timeout passes.
+template <class Pred>
+bool pollUntil(std::chrono::milliseconds timeout, Pred&& pred) {
+  auto deadline = Clock::now() + timeout;
+  for (;;) {
+    if (pred()) return true;
+    if (Clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+}  // namespace
+
+spdlog::logger& engineLog() {
+  static std::shared_ptr<spdlog::logger> l = [] {
+    auto existing = spdlog::get("engine");
+    return existing ? existing : spdlog::stderr_color_mt("engine");
+  }();
+  return *l;
+}
+
+std::string_view statusName(ContainerStatus s) {
+  switch (s) {
+    case ContainerStatus::kCreated: return "created";
+    case ContainerStatus::kRunning: return "running";
+    case ContainerStatus::kPaused: return "paused";
+    case ContainerStatus::kExited: return "exited";
+    case ContainerStatus::kCheckpointed: return "checkpointed";
+  }
+  return "unknown";
+}
+
+void to_json(json& j, const ContainerInfo& c) {
+  j = json{{"name", c.name()},
+           {"status", statusName(c.status)},
+           {"pid", c.pid},
+           {"exit_code", c.exit_code ? json(*c.exit_code) : json(nullptr)},
+           {"record", c.record}};
+}
+
+void to_json(json& j, const CheckpointResult& r) {
+  j = json{{"dir", r.dir.string()},       {"total_ms", r.total_ms},
+           {"dump_ms", r.dump_ms},        {"memory_bytes", r.memory_bytes},
+           {"rootfs_bytes", r.rootfs_bytes}, {"volume_bytes", r.volume_bytes},
+           {"criu", r.criu ? json(*r.criu) : json(nullptr)}};
+}
+
+void to_json(json& j, const RestoreResult& r) {
+  j = json{{"container", r.container}, {"total_ms", r.total_ms},
+           {"criu", r.criu ? json(*r.criu) : json(nullptr)}};
+}
+
+Engine::Engine(EngineConfig cfg, CommandRunner& runner)
+    : cfg_(withDefaults(std::move(cfg))),
+      runner_(runner),
+      runtime_(cfg_, runner),
+      images_(cfg_.root / "images"),
+      volumes_(cfg_.root / "volumes"),
+      containers_(cfg_.root / "containers") {
+  makeDirs(runcRoot(cfg_), 0700);
+}
+
+FileLock Engine::lock() { return FileLock(cfg_.root / "lock"); }
+
+const HostInfo& Engine::hostInfo() {
+  if (!host_info_) host_info_ = collectHostInfo(cfg_, runner_);
+  return *host_info_;
+}
+
+std::optional<int> Engine::exitCode(const std::string& name) const {
+  std::ifstream in(containers_.paths(name).exit_dir() / name);
+  int code;
+  if (in >> code) return code;
+  return std::nullopt;
+}
+
+ContainerInfo Engine::inspectRecord(const ContainerRecord& rec) {
+  ContainerInfo info{rec};
+  auto st = runtime_.state(rec.name());
+  if (st && st->status != "stopped") {
+    info.pid = st->pid;
+    info.status = st->status == "running"  ? ContainerStatus::kRunning
+                  : st->status == "paused" ? ContainerStatus::kPaused
+                                           : ContainerStatus::kCreated;
+    return info;
+  }
+  // conmon records 137 when CRIU's dump ends the process; the record tells
+  // that apart from a real SIGKILL.
+  info.status = rec.checkpointed ? ContainerStatus::kCheckpointed : ContainerStatus::kExited;
+  if (!rec.checkpointed) info.exit_code = exitCode(rec.name());
+  return info;
+}
+
+ContainerInfo Engine::inspect(const std::string& name) {
+  return inspectRecord(containers_.get(name, cfg_.host_name));
+}
+
+std::vector<ContainerInfo> Engine::list() {
+  std::vector<ContainerInfo> out;
+  for (const auto& rec : containers_.list()) out.push_back(inspectRecord(rec));
+  return out;
+}
+
+void Engine::writeSpec(const ContainerRecord& rec, const ImageRecord& image) {
+  ContainerPaths p = containers_.paths(rec.name());
+  SpecHostInputs host;
+  host.rootfs = p.rootfs().string();
+  host.cgroups_path = cfg_.cgroup_parent + "/" + rec.name();
+  host.host_name = cfg_.host_name;
+  for (const auto& v : rec.spec.volumes) host.volume_sources.push_back(volumes_.path(v.name).string());
+  json spec = generateOciSpec(rec.spec, image.config, host);
+  writeFileAtomic(p.config(), spec.dump(2) + "\n", 0600);
+}
+
+ConmonLaunch Engine::launchFor(const std::string& name) const {
+  ContainerPaths p = containers_.paths(name);
+  ConmonLaunch l;
+  l.id = name;
+  l.bundle = p.dir;
+  l.log_path = p.log();
+  l.exit_dir = p.exit_dir();
+  l.pid_file = p.pid_file();
+  l.conmon_pid_file = p.conmon_pid();
+  l.conmon_log = p.conmon_log();
+  l.restore_work = p.restore_work();
+  return l;
+}
+
+void Engine::discard(const std::string& name) {
+  unmountIfMounted(containers_.paths(name).rootfs());
+  containers_.erase(name);
+}
+
+ContainerInfo Engine::create(const ContainerSpec& spec) {
+  validateName(spec.name, "container name");
+  FileLock held = lock();
+  return withContext("creating container " + spec.name + " on " + cfg_.host_name, [&] {
+    if (containers_.find(spec.name)) {
+      throw Error(ErrorCategory::kInvalidInput, "a container named '" + spec.name +
+                                                    "' already exists (remove it first)");
+    }
+    ImageRecord image = images_.resolve(spec.image);
+    std::vector<std::string> new_volumes;
+    ContainerRecord rec{spec, image.id, cfg_.host_name, nowUnix()};
+    try {
+      for (const auto& v : spec.volumes) {
+        validateName(v.name, "volume name");
+        if (!volumes_.exists(v.name)) new_volumes.push_back(v.name);
+        volumes_.ensure(v.name);
+      }
+      ContainerPaths p = containers_.paths(spec.name);
+      containers_.save(rec);
+      mountOverlay({images_.rootfs(image.id), p.upper(), p.work(), p.rootfs()});
+      writeSpec(rec, image);
+      runtime_.launch(launchFor(spec.name));
+    } catch (...) {
+      runtime_.remove(spec.name, true);
+      discard(spec.name);
+      for (const auto& v : new_volumes) volumes_.remove(v);
+      throw;
+    }
+    engineLog().info("[{}] created from image {}", spec.name, image.id.substr(0, 12));
+    return inspectRecord(rec);
+  });
+}
+
+ContainerInfo Engine::start(const std::string& name) {
+  FileLock held = lock();
+  return withContext("starting " + name + " on " + cfg_.host_name, [&] {
+    ContainerRecord rec = containers_.get(name, cfg_.host_name);
+    runtime_.start(name);
+    rec.started_unix = nowUnix();
+    containers_.save(rec);
+    engineLog().info("[{}] started", name);
+    return inspectRecord(rec);
+  });
+}
+
+ContainerInfo Engine::run(const ContainerSpec& spec) {
+  create(spec);
+  try {
+    return start(spec.name);
+  } catch (...) {
+    remove(spec.name, true);
+    throw;
+  }
+}
+
+void Engine::waitForExit(const std::string& name, std::chrono::milliseconds timeout) {
+  pollUntil(timeout, [&] {
+    auto st = runtime_.state(name);
+    return !st || st->status == "stopped";
+  });
+}
+
+ContainerInfo Engine::stop(const std::string& name, std::chrono::milliseconds timeout, int signal) {
+  return withContext("stopping " + name + " on " + cfg_.host_name, [&] {
+    ContainerInfo info = inspect(name);
+    if (info.status != ContainerStatus::kRunning && info.status != ContainerStatus::kPaused &&
+        info.status != ContainerStatus::kCreated) {
+      return info;  // already stopped: stopping is idempotent
+    }
+    if (info.status == ContainerStatus::kPaused) runtime_.resume(name);
+    runtime_.kill(name, signal);
+    waitForExit(name, timeout);
+    if (inspect(name).status == ContainerStatus::kRunning) {
+      engineLog().warn("[{}] did not exit within {} ms of signal {}; killing", name,
+                     timeout.count(), signal);
+      runtime_.kill(name, SIGKILL);
+      waitForExit(name, std::chrono::seconds(10));
+    }
+    // conmon writes the exit code just after the process is reaped.
+    pollUntil(std::chrono::seconds(5), [&] { return exitCode(name).has_value(); });
+    return inspect(name);
+  });
+}
+
+void Engine::kill(const std::string& name, int signal) {
+  withContext("signalling " + name + " on " + cfg_.host_name, [&] {
+    containers_.get(name, cfg_.host_name);
+    runtime_.kill(name, signal);
+  });
+}
+
+void Engine::removeEmptyCgroups() {
+  // v2: one tree; v1: one per controller. Parents we made are removed only
+  // when empty (rmdir fails otherwise, which is fine).
+  std::vector<fs::path> bases = {"/sys/fs/cgroup"};
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator("/sys/fs/cgroup", ec)) {
+    if (e.is_directory(ec) && !e.is_symlink(ec)) bases.push_back(e.path());
+  }
+  fs::path parent = fs::path(cfg_.cgroup_parent).relative_path();
+  for (const auto& base : bases) {
+    for (fs::path p = parent; !p.empty(); p = p.parent_path()) ::rmdir((base / p).c_str());
+  }
+}
+
+void Engine::remove(const std::string& name, bool force) {
+  FileLock held = lock();
+  withContext("removing " + name + " on " + cfg_.host_name, [&] {
+    ContainerRecord rec = containers_.get(name, cfg_.host_name);
+    ContainerInfo info = inspectRecord(rec);
+    bool live = info.status == ContainerStatus::kRunning || info.status == ContainerStatus::kPaused;
+    if (live && !force) {
+      throw Error(ErrorCategory::kInvalidInput,
+                  "container is " + std::string(statusName(info.status)) +
+                      "; stop it first or remove it with force (-f)");
+    }
+    runtime_.remove(name, true);
+    // conmon exits once its container is gone; wait so no monitor outlives it.
+    pid_t conmon = 0;
+    std::ifstream(containers_.paths(name).conmon_pid()) >> conmon;
+    pollUntil(std::chrono::seconds(10), [&] { return !processAlive(conmon); });
+    discard(name);
+    removeEmptyCgroups();
+    engineLog().info("[{}] removed", name);
+  });
+}
+
+std::vector<LogLine> Engine::logs(const std::string& name) {
+  containers_.get(name, cfg_.host_name);
+  std::ifstream in(containers_.paths(name).log());
+  std::vector<LogLine> out;
+  std::string line;
+  bool continuing = false;
+  while (std::getline(in, line)) {
+    // k8s-file: "<time> <stream> <F|P> <text>"; P marks a partial line.
+    auto s1 = line.find(' ');
+    auto s2 = s1 == std::string::npos ? s1 : line.find(' ', s1 + 1);
+    auto s3 = s2 == std::string::npos ? s2 : line.find(' ', s2 + 1);
+    if (s3 == std::string::npos) continue;
+    std::string text = line.substr(s3 + 1);
+    if (continuing) {
+      out.back().text += text;
+    } else {
+      out.push_back({line.substr(0, s1), line.substr(s1 + 1, s2 - s1 - 1), text});
+    }
+    continuing = line.compare(s2 + 1, 1, "P") == 0;
+  }
+  return out;
+}
+
+}  // namespace ferry

@@ -1,0 +1,140 @@
+// The container engine one host embeds: images, volumes, containers (runc +
+// conmon), checkpoint and restore (CRIU). Everything lives under the host's
+// state root, so a new Engine on the same root finds and manages the
+// containers an earlier one started, in this process or another.
+//
+// Thread-safety: one Engine is used from one thread at a time. Engines in
+// different processes on the same root serialise their mutations through a
+// lock file (<root>/lock).
+// Blocking: every call blocks on the runc/conmon/CRIU processes it runs.
+#pragma once
+
+#include <signal.h>
+
+#include <chrono>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "engine/config.h"
+#include "engine/container_store.h"
+#include "engine/criu_stats.h"
+#include "engine/fs.h"
+#include "engine/host_info.h"
+#include "engine/image_store.h"
+#include "engine/process.h"
+#include "engine/runtime.h"
+#include "engine/volume_store.h"
+
+namespace ferry {
+
+enum class ContainerStatus { kCreated, kRunning, kPaused, kExited, kCheckpointed };
+std::string_view statusName(ContainerStatus s);
+
+struct ContainerInfo {
+  ContainerRecord record;
+  ContainerStatus status = ContainerStatus::kExited;
+  pid_t pid = 0;                  // while created, running or paused
+  std::optional<int> exit_code;   // once exited, when conmon recorded one
+  const std::string& name() const { return record.name(); }
+};
+void to_json(nlohmann::json& j, const ContainerInfo& c);
+
+struct LogLine {
+  std::string time;    // RFC 3339 with nanoseconds, as conmon wrote it
+  std::string stream;  // stdout | stderr
+  std::string text;    // without the newline
+};
+
+struct CheckpointResult {
+  std::filesystem::path dir;
+  int64_t total_ms = 0;  // whole call
+  int64_t dump_ms = 0;   // the runc/CRIU dump alone
+  std::optional<CriuDumpStats> criu;
+  uint64_t memory_bytes = 0;   // CRIU images
+  uint64_t rootfs_bytes = 0;   // the container's rootfs changes
+  uint64_t volume_bytes = 0;
+};
+void to_json(nlohmann::json& j, const CheckpointResult& r);
+
+struct RestoreOptions {
+  std::string name;              // empty: the checkpointed container's name
+  bool replace_volumes = false;  // overwrite non-empty volumes of the same name
+};
+
+struct RestoreResult {
+  ContainerInfo container;
+  int64_t total_ms = 0;
+  std::optional<CriuRestoreStats> criu;
+};
+void to_json(nlohmann::json& j, const RestoreResult& r);
+
+// What a checkpoint directory holds (format version 1):
+//   checkpoint.json  container record, source host info, options, CRIU stats
+//   criu/            CRIU images (runc --image-path)
+//   criu-work/       dump.log and stats-dump
+//   rootfs-upper/    the container's overlay upperdir (its rootfs changes)
+//   volumes/NAME/    each named volume's content
+//   config.json      the OCI spec the container ran with, for reference
+inline constexpr int kCheckpointFormat = 1;
+
+class Engine {
+ public:
+  Engine(EngineConfig cfg, CommandRunner& runner);
+
+  const EngineConfig& config() const { return cfg_; }
+  ImageStore& images() { return images_; }
+  VolumeStore& volumes() { return volumes_; }
+  // Collected on first use, then cached.
+  const HostInfo& hostInfo();
+
+  // Creates (runc create under conmon) without starting. Volumes named in
+  // spec are created when missing.
+  ContainerInfo create(const ContainerSpec& spec);
+  ContainerInfo start(const std::string& name);
+  // create + start; a container that fails to start is removed again.
+  ContainerInfo run(const ContainerSpec& spec);
+  // Sends `signal`, waits up to `timeout` for the exit, then SIGKILL.
+  ContainerInfo stop(const std::string& name, std::chrono::milliseconds timeout = std::chrono::seconds(10),
+                     int signal = SIGTERM);
+  void kill(const std::string& name, int signal);
+  // Removes the container, its rootfs and state (not its named volumes).
+  // A running container needs force.
+  void remove(const std::string& name, bool force);
+  ContainerInfo inspect(const std::string& name);
+  std::vector<ContainerInfo> list();
+  std::vector<LogLine> logs(const std::string& name);
+
+  // Checkpoints a running container into `dir` (missing or empty). Without
+  // leave_running the container ends (status "checkpointed"). If anything
+  // after the dump fails, the container is restored from its own images so
+  // nothing is lost, and the error says so.
+  CheckpointResult checkpoint(const std::string& name, const std::filesystem::path& dir,
+                              const CheckpointOptions& opts);
+  // Restores a checkpoint directory on this host. Needs the container's image
+  // here. On failure nothing of it stays behind on this host.
+  RestoreResult restore(const std::filesystem::path& dir, const RestoreOptions& opts);
+
+ private:
+  FileLock lock();
+  ContainerInfo inspectRecord(const ContainerRecord& rec);
+  void writeSpec(const ContainerRecord& rec, const ImageRecord& image);
+  ConmonLaunch launchFor(const std::string& name) const;
+  void discard(const std::string& name);  // unmount + erase, no runc
+  void removeEmptyCgroups();
+  void waitForExit(const std::string& name, std::chrono::milliseconds timeout);
+  std::optional<int> exitCode(const std::string& name) const;
+
+  EngineConfig cfg_;
+  CommandRunner& runner_;
+  Runtime runtime_;
+  ImageStore images_;
+  VolumeStore volumes_;
+  ContainerStore containers_;
+  std::optional<HostInfo> host_info_;
+};
+
+}  // namespace ferry

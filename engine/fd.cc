@@ -1,0 +1,46 @@
+#include "engine/fd.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "engine/error.h"
+
+namespace ferry {
+
+void UniqueFd::reset(int fd) {
+  if (fd_ >= 0) ::close(fd_);  // close(2) must not be retried on EINTR on Linux
+  fd_ = fd;
+}
+
+UniqueFd openFile(const std::string& path, int flags, int mode) {
+  int fd = retryEintr([&] { return ::open(path.c_str(), flags | O_CLOEXEC, mode); });
+  if (fd < 0) throwErrno("open " + path);
+  return UniqueFd(fd);
+}
+
+Pipe makePipe() {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) throwErrno("pipe2");
+  return Pipe{UniqueFd(fds[0]), UniqueFd(fds[1])};
+}
+
+void writeAll(int fd, std::string_view data, const std::string& what) {
+  while (!data.empty()) {
+    ssize_t n = retryEintr([&] { return ::write(fd, data.data(), data.size()); });
+    if (n < 0) throwErrno("write " + what);
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+}
+
+std::string readAll(int fd, const std::string& what) {
+  std::string out;
+  char buf[65536];
+  for (;;) {
+    ssize_t n = retryEintr([&] { return ::read(fd, buf, sizeof buf); });
+    if (n < 0) throwErrno("read " + what);
+    if (n == 0) return out;
+    out.append(buf, static_cast<size_t>(n));
+  }
+}
+
+}  // namespace ferry

@@ -1,0 +1,243 @@
+#include "engine/fs.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <map>
+#include <vector>
+
+#include "engine/error.h"
+
+namespace ferry {
+
+std::string readFile(const fs::path& path) {
+  UniqueFd fd = openFile(path, O_RDONLY);
+  return readAll(fd.get(), path);
+}
+
+void writeFileAtomic(const fs::path& path, std::string_view content, int mode) {
+  fs::path tmp = path;
+  tmp += ".tmp";
+  {
+    UniqueFd fd = openFile(tmp, O_WRONLY | O_CREAT | O_TRUNC, mode);
+    writeAll(fd.get(), content, tmp);
+    if (::fsync(fd.get()) != 0) throwErrno("fsync " + tmp.string());
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) throwErrno("rename " + tmp.string());
+}
+
+void makeDirs(const fs::path& path, int mode) {
+  std::error_code ec;
+  fs::create_directories(path, ec);
+  if (ec) throwErrno("mkdir -p " + path.string(), ec.value());
+  ::chmod(path.c_str(), mode);
+}
+
+bool pathExists(const fs::path& path) {
+  struct stat st;
+  return ::lstat(path.c_str(), &st) == 0;
+}
+
+namespace {
+
+// Removes every entry of the open directory dfd, staying on device `dev`.
+void removeContents(int dfd, dev_t dev, const std::string& where) {
+  int dup = ::dup(dfd);
+  if (dup < 0) throwErrno("dup");
+  DIR* dir = ::fdopendir(dup);
+  if (!dir) {
+    ::close(dup);
+    throwErrno("opendir " + where);
+  }
+  std::vector<std::pair<std::string, bool>> entries;  // name, is_dir
+  while (dirent* e = ::readdir(dir)) {
+    if (!std::strcmp(e->d_name, ".") || !std::strcmp(e->d_name, "..")) continue;
+    struct stat st;
+    if (::fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+    entries.emplace_back(e->d_name, S_ISDIR(st.st_mode));
+  }
+  ::closedir(dir);
+  for (const auto& [name, is_dir] : entries) {
+    std::string sub = where + "/" + name;
+    if (is_dir) {
+      int child = ::openat(dfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      if (child < 0) throwErrno("open " + sub);
+      UniqueFd guard(child);
+      struct stat st;
+      if (::fstat(child, &st) != 0) throwErrno("stat " + sub);
+      if (st.st_dev != dev) {
+        throw Error(ErrorCategory::kPermanent,
+                    "refusing to remove " + sub + ": it is a mount point (unmount it first)");
+      }
+      removeContents(child, dev, sub);
+    }
+    if (::unlinkat(dfd, name.c_str(), is_dir ? AT_REMOVEDIR : 0) != 0 && errno != ENOENT) {
+      throwErrno("remove " + sub);
+    }
+  }
+}
+
+}  // namespace
+
+void removeTree(const fs::path& path) {
+  struct stat st;
+  if (::lstat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT) return;
+    throwErrno("stat " + path.string());
+  }
+  if (S_ISDIR(st.st_mode)) {
+    UniqueFd fd = openFile(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+    // The top itself may be a mount point of the same tree's parent; what
+    // matters is that nothing below it lives on another device.
+    removeContents(fd.get(), st.st_dev, path);
+    if (::rmdir(path.c_str()) != 0 && errno != ENOENT) throwErrno("rmdir " + path.string());
+  } else if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+    throwErrno("unlink " + path.string());
+  }
+}
+
+namespace {
+
+void copyXattrs(const fs::path& from, const fs::path& to) {
+  ssize_t len = ::llistxattr(from.c_str(), nullptr, 0);
+  if (len <= 0) return;
+  std::string names(static_cast<size_t>(len), '\0');
+  len = ::llistxattr(from.c_str(), names.data(), names.size());
+  if (len < 0) throwErrno("listxattr " + from.string());
+  for (size_t i = 0; i < static_cast<size_t>(len);) {
+    const char* name = names.data() + i;
+    i += std::strlen(name) + 1;
+    ssize_t vlen = ::lgetxattr(from.c_str(), name, nullptr, 0);
+    if (vlen < 0) continue;
+    std::string value(static_cast<size_t>(vlen), '\0');
+    vlen = ::lgetxattr(from.c_str(), name, value.data(), value.size());
+    if (vlen < 0) continue;
+    if (::lsetxattr(to.c_str(), name, value.data(), static_cast<size_t>(vlen), 0) != 0) {
+      throwErrno("setxattr " + std::string(name) + " on " + to.string());
+    }
+  }
+}
+
+void copyMeta(const fs::path& to, const struct stat& st) {
+  if (::lchown(to.c_str(), st.st_uid, st.st_gid) != 0) throwErrno("chown " + to.string());
+  if (!S_ISLNK(st.st_mode) && ::chmod(to.c_str(), st.st_mode & 07777) != 0) {
+    throwErrno("chmod " + to.string());
+  }
+  struct timespec times[2] = {st.st_atim, st.st_mtim};
+  ::utimensat(AT_FDCWD, to.c_str(), times, AT_SYMLINK_NOFOLLOW);
+}
+
+void copyRegular(const fs::path& from, const fs::path& to, const struct stat& st) {
+  UniqueFd in = openFile(from, O_RDONLY | O_NOFOLLOW);
+  UniqueFd out = openFile(to, O_WRONLY | O_CREAT | O_EXCL, 0600);
+  off_t left = st.st_size;
+  while (left > 0) {
+    ssize_t n = ::copy_file_range(in.get(), nullptr, out.get(), nullptr,
+                                  static_cast<size_t>(left), 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throwErrno("copy " + from.string() + " to " + to.string());
+    if (n == 0) break;  // file shrank while copying
+    left -= n;
+  }
+}
+
+using InodeKey = std::pair<dev_t, ino_t>;
+
+void copyEntry(const fs::path& from, const fs::path& to, std::map<InodeKey, fs::path>& links) {
+  struct stat st;
+  if (::lstat(from.c_str(), &st) != 0) throwErrno("stat " + from.string());
+  if (!S_ISDIR(st.st_mode) && st.st_nlink > 1) {
+    auto [it, fresh] = links.try_emplace(InodeKey{st.st_dev, st.st_ino}, to);
+    if (!fresh) {
+      if (::link(it->second.c_str(), to.c_str()) != 0) throwErrno("link " + to.string());
+      return;
+    }
+  }
+  if (S_ISDIR(st.st_mode)) {
+    if (::mkdir(to.c_str(), 0700) != 0) throwErrno("mkdir " + to.string());
+    for (const auto& e : fs::directory_iterator(from)) {
+      copyEntry(e.path(), to / e.path().filename(), links);
+    }
+  } else if (S_ISREG(st.st_mode)) {
+    copyRegular(from, to, st);
+  } else if (S_ISLNK(st.st_mode)) {
+    std::string target(static_cast<size_t>(st.st_size) + 1, '\0');
+    ssize_t n = ::readlink(from.c_str(), target.data(), target.size());
+    if (n < 0) throwErrno("readlink " + from.string());
+    target.resize(static_cast<size_t>(n));
+    if (::symlink(target.c_str(), to.c_str()) != 0) throwErrno("symlink " + to.string());
+  } else if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) || S_ISFIFO(st.st_mode)) {
+    if (::mknod(to.c_str(), st.st_mode, st.st_rdev) != 0) throwErrno("mknod " + to.string());
+  } else {
+    return;  // sockets are not copied: they cannot be re-bound by a copy anyway
+  }
+  copyXattrs(from, to);
+  copyMeta(to, st);
+}
+
+}  // namespace
+
+void copyTree(const fs::path& from, const fs::path& to) {
+  std::map<InodeKey, fs::path> links;
+  copyEntry(from, to, links);
+}
+
+uint64_t treeSize(const fs::path& path) {
+  uint64_t total = 0;
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(path, ec); !ec && it != fs::end(it);
+       it.increment(ec)) {
+    if (it->is_regular_file(ec) && !it->is_symlink(ec)) total += it->file_size(ec);
+  }
+  return total;
+}
+
+UniqueFd openBeneath(int root_fd, const fs::path& rel, int flags, int mode) {
+  struct open_how how {};
+  how.flags = static_cast<uint64_t>(flags | O_CLOEXEC);
+  how.mode = (flags & O_CREAT) ? static_cast<uint64_t>(mode) : 0;
+  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+  std::string p = rel.empty() ? "." : rel.string();
+  long fd = retryEintr([&] { return ::syscall(SYS_openat2, root_fd, p.c_str(), &how, sizeof how); });
+  if (fd < 0) throwErrno("open " + p + " beneath its root");
+  return UniqueFd(static_cast<int>(fd));
+}
+
+FileLock::FileLock(const fs::path& file) : fd_(openFile(file, O_RDWR | O_CREAT, 0600)) {
+  if (retryEintr([&] { return ::flock(fd_.get(), LOCK_EX); }) != 0) throwErrno("flock " + file.string());
+}
+
+TempDir::TempDir(const fs::path& parent, const std::string& prefix) {
+  makeDirs(parent);
+  std::string tmpl = (parent / (prefix + "XXXXXX")).string();
+  if (!::mkdtemp(tmpl.data())) throwErrno("mkdtemp in " + parent.string());
+  path_ = tmpl;
+}
+
+TempDir::TempDir(TempDir&& o) noexcept : path_(std::move(o.path_)) { o.path_.clear(); }
+
+TempDir::~TempDir() {
+  if (path_.empty()) return;
+  try {
+    removeTree(path_);
+  } catch (const std::exception&) {
+    // Destructors must not throw; a leftover temp dir is logged by its owner's
+    // cleanup checks, not here.
+  }
+}
+
+fs::path TempDir::release() {
+  fs::path p = std::move(path_);
+  path_.clear();
+  return p;
+}
+
+}  // namespace ferry

@@ -1,0 +1,70 @@
+// File-system helpers: whole-file read/write, trees, temp dirs, and opening
+// paths strictly beneath a root directory (no symlink, no "..", no mount
+// escapes), which is how everything reads or writes inside a container rootfs,
+// an image or a checkpoint.
+#pragma once
+
+#include <filesystem>
+#include <string>
+
+#include "engine/fd.h"
+
+namespace ferry {
+
+namespace fs = std::filesystem;
+
+std::string readFile(const fs::path& path);
+// Writes to a temp file beside `path`, fsyncs it and renames it over `path`:
+// readers see the old or the new content, never a torn one.
+void writeFileAtomic(const fs::path& path, std::string_view content, int mode = 0644);
+void makeDirs(const fs::path& path, int mode = 0755);
+bool pathExists(const fs::path& path);  // lstat-based: a dangling symlink exists
+
+// Removes a tree without following symlinks and without crossing into another
+// file system (a mount inside the tree is an error, never descended: removing a
+// container directory must not delete through a still-mounted rootfs).
+// A missing path is not an error.
+void removeTree(const fs::path& path);
+
+// Copies a tree, keeping file types (regular, dir, symlink, fifo, char and
+// block devices -- overlay whiteouts are 0:0 char devices), modes, owners,
+// mtimes and extended attributes (trusted.overlay.opaque included). `to` must
+// not exist. Hardlinks within the tree stay hardlinks.
+void copyTree(const fs::path& from, const fs::path& to);
+
+// Sum of the apparent sizes of regular files below path.
+uint64_t treeSize(const fs::path& path);
+
+// Opens `rel` beneath the directory fd `root` with openat2(RESOLVE_BENEATH |
+// RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS): fails (ELOOP/EXDEV) instead of
+// following a symlink or leaving root. O_CLOEXEC is added.
+UniqueFd openBeneath(int root_fd, const fs::path& rel, int flags, int mode = 0);
+
+// An exclusive flock(2) on a file (created if missing), held until
+// destruction. Blocks until the lock is free.
+class FileLock {
+ public:
+  explicit FileLock(const fs::path& file);
+
+ private:
+  UniqueFd fd_;
+};
+
+// A directory made with mkdtemp under `parent`, removed with everything in it
+// on destruction unless released.
+class TempDir {
+ public:
+  explicit TempDir(const fs::path& parent = fs::temp_directory_path(),
+                   const std::string& prefix = "ferry-");
+  TempDir(TempDir&& o) noexcept;
+  TempDir& operator=(TempDir&&) = delete;
+  TempDir(const TempDir&) = delete;
+  ~TempDir();
+  const fs::path& path() const { return path_; }
+  fs::path release();
+
+ private:
+  fs::path path_;
+};
+
+}  // namespace ferry

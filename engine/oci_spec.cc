@@ -1,0 +1,194 @@
+#include "engine/oci_spec.h"
+
+#include <charconv>
+
+#include "engine/error.h"
+
+namespace ferry {
+
+using nlohmann::json;
+
+void to_json(json& j, const VolumeMount& v) {
+  j = json{{"name", v.name}, {"destination", v.destination}, {"readonly", v.readonly}};
+}
+void from_json(const json& j, VolumeMount& v) {
+  j.at("name").get_to(v.name);
+  j.at("destination").get_to(v.destination);
+  v.readonly = j.value("readonly", false);
+}
+void to_json(json& j, const ContainerSpec& s) {
+  j = json{{"name", s.name}, {"image", s.image}, {"args", s.args},     {"env", s.env},
+           {"cwd", s.cwd},   {"user", s.user},   {"hostname", s.hostname}, {"volumes", s.volumes}};
+}
+void from_json(const json& j, ContainerSpec& s) {
+  j.at("name").get_to(s.name);
+  j.at("image").get_to(s.image);
+  s.args = j.value("args", std::vector<std::string>{});
+  s.env = j.value("env", std::vector<std::string>{});
+  s.cwd = j.value("cwd", "");
+  s.user = j.value("user", "");
+  s.hostname = j.value("hostname", "");
+  s.volumes = j.value("volumes", std::vector<VolumeMount>{});
+}
+
+namespace {
+
+[[noreturn]] void invalid(const std::string& msg) { throw Error(ErrorCategory::kInvalidInput, msg); }
+
+bool cleanAbsolute(const std::string& p) {
+  if (p.empty() || p[0] != '/') return false;
+  size_t start = 1;
+  while (start <= p.size()) {
+    size_t end = p.find('/', start);
+    if (end == std::string::npos) end = p.size();
+    std::string_view part(p.data() + start, end - start);
+    if (part == "." || part == "..") return false;
+    start = end + 1;
+  }
+  return true;
+}
+
+uint32_t parseId(std::string_view s, const std::string& user) {
+  uint32_t v = 0;
+  auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (s.empty() || ec != std::errc() || ptr != s.data() + s.size()) {
+    invalid("invalid user '" + user +
+            "': give a numeric uid[:gid] or 'root' (user names are not resolved yet)");
+  }
+  return v;
+}
+
+std::pair<uint32_t, uint32_t> parseUser(const std::string& user) {
+  if (user.empty() || user == "root") return {0, 0};
+  auto colon = user.find(':');
+  uint32_t uid = parseId(std::string_view(user).substr(0, colon), user);
+  uint32_t gid = colon == std::string::npos
+                     ? uid
+                     : parseId(std::string_view(user).substr(colon + 1), user);
+  return {uid, gid};
+}
+
+json mount(const std::string& dest, const std::string& type, const std::string& source,
+           std::vector<std::string> options) {
+  return json{{"destination", dest}, {"type", type}, {"source", source}, {"options", options}};
+}
+
+json defaultMounts() {
+  return json::array({
+      mount("/proc", "proc", "proc", {"nosuid", "noexec", "nodev"}),
+      mount("/dev", "tmpfs", "tmpfs", {"nosuid", "strictatime", "mode=755", "size=65536k"}),
+      mount("/dev/pts", "devpts", "devpts",
+            {"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"}),
+      mount("/dev/shm", "tmpfs", "shm", {"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}),
+      mount("/dev/mqueue", "mqueue", "mqueue", {"nosuid", "noexec", "nodev"}),
+      mount("/sys", "sysfs", "sysfs", {"nosuid", "noexec", "nodev", "ro"}),
+      mount("/sys/fs/cgroup", "cgroup", "cgroup", {"nosuid", "noexec", "nodev", "relatime", "ro"}),
+  });
+}
+
+// Podman's default capability set.
+const std::vector<std::string> kCapabilities = {
+    "CAP_CHOWN",  "CAP_DAC_OVERRIDE",     "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
+    "CAP_NET_BIND_SERVICE", "CAP_SETFCAP", "CAP_SETGID", "CAP_SETPCAP", "CAP_SETUID",
+    "CAP_SYS_CHROOT"};
+
+}  // namespace
+
+VolumeMount parseVolumeArg(const std::string& arg) {
+  VolumeMount v;
+  auto first = arg.find(':');
+  if (first == std::string::npos) invalid("invalid volume '" + arg + "': expected NAME:/path[:ro]");
+  v.name = arg.substr(0, first);
+  std::string rest = arg.substr(first + 1);
+  auto second = rest.find(':');
+  v.destination = rest.substr(0, second);
+  if (second != std::string::npos) {
+    std::string opt = rest.substr(second + 1);
+    if (opt == "ro") {
+      v.readonly = true;
+    } else if (opt != "rw") {
+      invalid("invalid volume option '" + opt + "' in '" + arg + "': use ro or rw");
+    }
+  }
+  return v;
+}
+
+std::vector<std::string> effectiveArgs(const ContainerSpec& spec, const ImageConfig& image) {
+  if (!spec.args.empty()) return spec.args;
+  std::vector<std::string> args = image.entrypoint;
+  args.insert(args.end(), image.cmd.begin(), image.cmd.end());
+  return args;
+}
+
+std::vector<std::string> effectiveEnv(const ContainerSpec& spec, const ImageConfig& image) {
+  std::vector<std::string> env = image.env;
+  bool has_path = false;
+  for (const auto& e : env) has_path |= e.rfind("PATH=", 0) == 0;
+  if (!has_path) env.insert(env.begin(), "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+  for (const auto& kv : spec.env) {
+    auto eq = kv.find('=');
+    if (eq == std::string::npos || eq == 0) invalid("invalid environment entry '" + kv + "': expected KEY=VALUE");
+    std::string key = kv.substr(0, eq + 1);
+    std::erase_if(env, [&](const std::string& e) { return e.rfind(key, 0) == 0; });
+    env.push_back(kv);
+  }
+  return env;
+}
+
+json generateOciSpec(const ContainerSpec& spec, const ImageConfig& image,
+                     const SpecHostInputs& host) {
+  std::vector<std::string> args = effectiveArgs(spec, image);
+  if (args.empty()) invalid("no command: the image has no entrypoint or cmd, give one");
+  std::string cwd = !spec.cwd.empty() ? spec.cwd : (!image.workdir.empty() ? image.workdir : "/");
+  if (!cleanAbsolute(cwd)) invalid("invalid working directory '" + cwd + "': must be an absolute path");
+  auto [uid, gid] = parseUser(!spec.user.empty() ? spec.user : image.user);
+  if (host.volume_sources.size() != spec.volumes.size()) {
+    throw Error(ErrorCategory::kPermanent, "internal: one volume source per volume expected");
+  }
+
+  json mounts = defaultMounts();
+  for (size_t i = 0; i < spec.volumes.size(); ++i) {
+    const auto& v = spec.volumes[i];
+    if (!cleanAbsolute(v.destination) || v.destination == "/") {
+      invalid("invalid volume destination '" + v.destination + "': must be an absolute path below /");
+    }
+    mounts.push_back(mount(v.destination, "bind", host.volume_sources[i],
+                           {"rbind", v.readonly ? "ro" : "rw", "nosuid", "nodev"}));
+  }
+
+  json caps = kCapabilities;
+  json process = {
+      {"terminal", false},
+      {"user", {{"uid", uid}, {"gid", gid}}},
+      {"args", args},
+      {"env", effectiveEnv(spec, image)},
+      {"cwd", cwd},
+      {"capabilities",
+       {{"bounding", caps}, {"effective", caps}, {"permitted", caps}}},
+      {"noNewPrivileges", false},
+  };
+  json namespaces = json::array();
+  for (const char* ns : {"pid", "ipc", "uts", "mount", "network"}) namespaces.push_back({{"type", ns}});
+
+  return json{
+      {"ociVersion", "1.0.2"},
+      {"process", process},
+      {"root", {{"path", host.rootfs}, {"readonly", false}}},
+      {"hostname", spec.hostname.empty() ? spec.name : spec.hostname},
+      {"mounts", mounts},
+      {"annotations",
+       {{"io.ferry.name", spec.name}, {"io.ferry.image", spec.image}, {"io.ferry.host", host.host_name}}},
+      {"linux",
+       {{"namespaces", namespaces},
+        {"cgroupsPath", host.cgroups_path},
+        {"resources", {{"devices", json::array({{{"allow", false}, {"access", "rwm"}}})}}},
+        {"maskedPaths",
+         {"/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+          "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware",
+          "/proc/scsi"}},
+        {"readonlyPaths",
+         {"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"}}}},
+  };
+}
+
+}  // namespace ferry

@@ -1,0 +1,60 @@
+// What a user asks a container to be (ContainerSpec), and the OCI runtime
+// spec (config.json) generated from it for runc. Pure logic: no I/O.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "engine/image_store.h"
+
+namespace ferry {
+
+struct VolumeMount {
+  std::string name;         // named volume on the host
+  std::string destination;  // absolute path inside the container
+  bool readonly = false;
+};
+
+struct ContainerSpec {
+  std::string name;
+  std::string image;              // as the user named it
+  std::vector<std::string> args;  // empty: the image's entrypoint + cmd
+  std::vector<std::string> env;   // KEY=VALUE, added over the image's
+  std::string cwd;                // empty: the image's, else "/"
+  std::string user;               // "uid[:gid]" or "root"; empty: the image's, else 0:0
+  std::string hostname;           // empty: the container's name
+  std::vector<VolumeMount> volumes;
+};
+void to_json(nlohmann::json& j, const VolumeMount& v);
+void from_json(const nlohmann::json& j, VolumeMount& v);
+void to_json(nlohmann::json& j, const ContainerSpec& s);
+void from_json(const nlohmann::json& j, ContainerSpec& s);
+
+// Parses "-v NAME:/path[:ro|:rw]". Throws Error kInvalidInput.
+VolumeMount parseVolumeArg(const std::string& arg);
+
+// Host-side facts the spec needs besides the user's request.
+struct SpecHostInputs {
+  std::string rootfs;        // absolute path of the mounted rootfs
+  std::string cgroups_path;  // e.g. /ferry/hostA/web
+  // One host path per spec.volumes entry, same order.
+  std::vector<std::string> volume_sources;
+  std::string host_name;     // recorded as an annotation
+};
+
+// Builds config.json. Namespaces: pid, ipc, uts, mount, network (loopback
+// only). No terminal: stdio are conmon's pipes (CRIU cannot dump a container
+// whose stdio is a path outside it). No rlimits: runc would otherwise set
+// them, and raising one above the current limit fails without
+// CAP_SYS_RESOURCE. Throws Error kInvalidInput for a bad user, cwd, env or
+// volume destination.
+nlohmann::json generateOciSpec(const ContainerSpec& spec, const ImageConfig& image,
+                               const SpecHostInputs& host);
+
+// The resolved argv / env / cwd (image defaults merged), as generateOciSpec
+// uses them; exposed for tests and inspect output.
+std::vector<std::string> effectiveArgs(const ContainerSpec& spec, const ImageConfig& image);
+std::vector<std::string> effectiveEnv(const ContainerSpec& spec, const ImageConfig& image);
+
+}  // namespace ferry

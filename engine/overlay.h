@@ -1,0 +1,30 @@
+// overlayfs mounts for container rootfs: image rootfs as lowerdir, the
+// container's own upperdir and workdir.
+#pragma once
+
+#include <filesystem>
+#include <string>
+
+namespace ferry {
+
+namespace fs = std::filesystem;
+
+struct OverlayPaths {
+  fs::path lower;
+  fs::path upper;
+  fs::path work;
+  fs::path target;
+};
+
+// Mounts the overlay (creating upper, work and target if missing). Throws
+// Error naming the paths.
+void mountOverlay(const OverlayPaths& p);
+
+// Unmounts target if something is mounted there; falls back to a lazy
+// unmount when busy. Not mounted is not an error.
+void unmountIfMounted(const fs::path& target);
+
+// Whether `path` is a mount point (per /proc/self/mountinfo).
+bool isMountPoint(const fs::path& path);
+
+}  // namespace ferry

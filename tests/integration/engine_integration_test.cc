@@ -1,0 +1,229 @@
+// The engine end to end with real runc, conmon and CRIU: two hosts on this
+// machine, each with its own state root, runc root and cgroup parent.
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+
+#include <gtest/gtest.h>
+
+#include "engine/error.h"
+#include "engine/fs.h"
+#include "test_host.h"
+
+namespace ferry::testing {
+namespace {
+
+using std::chrono::seconds;
+
+class EngineIntegration : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string missing = missingPrerequisite();
+    if (!missing.empty()) {
+      if (std::getenv("CI")) FAIL() << "CI must run the integration tests, but: " << missing;
+      GTEST_SKIP() << "skipped on this machine: " << missing;
+    }
+    dirs_ = std::make_unique<TestDirs>();
+    a_ = std::make_unique<TestHost>("hostA", dirs_->state, dirs_->run);
+    b_ = std::make_unique<TestHost>("hostB", dirs_->state, dirs_->run);
+    a_->importTestImage();
+    b_->importTestImage();
+  }
+  void TearDown() override {
+    a_.reset();
+    b_.reset();
+    dirs_.reset();
+  }
+
+  // Runs the counter on A with a volume holding a marker file, and waits until
+  // it has counted to at least `min`.
+  void runCounterOnA(const std::string& name, unsigned long min) {
+    fs::path vol = a().volumes().ensure("data");
+    writeFileAtomic(vol / "marker", "volume content from before the run\n");
+    a().run(counterSpec(name, "data"));
+    waitFor([&] { auto v = counterValues(a(), name); return !v.empty() && v.back() >= min; },
+            seconds(20), name + " to count to " + std::to_string(min) + " on hostA");
+  }
+
+  fs::path checkpointDir(const std::string& tag) { return dirs_->state / ("ck-" + tag); }
+
+  Engine& a() { return a_->engine(); }
+  Engine& b() { return b_->engine(); }
+
+  std::unique_ptr<TestDirs> dirs_;
+  std::unique_ptr<TestHost> a_, b_;
+};
+
+unsigned long volumeCounter(Engine& e) {
+  return std::stoul(readFile(e.volumes().path("data") / "counter"));
+}
+
+// The promise of the whole engine: a running container checkpointed on one
+// host goes on, on another, from exactly where it stopped.
+TEST_F(EngineIntegration, CheckpointOnHostARestoreOnHostBContinuesTheCounter) {
+  runCounterOnA("demo", 10);
+  ASSERT_EQ(a().inspect("demo").status, ContainerStatus::kRunning);
+
+  CheckpointResult ck = a().checkpoint("demo", checkpointDir("1"), {});
+  ASSERT_TRUE(ck.criu) << "CRIU's dump statistics were not kept";
+  EXPECT_GT(ck.criu->pages_written, 0u);
+  EXPECT_GT(ck.memory_bytes, 0u);
+  // The dump ended the process: "checkpointed", never "exited (137)".
+  ContainerInfo after = a().inspect("demo");
+  EXPECT_EQ(after.status, ContainerStatus::kCheckpointed);
+  EXPECT_FALSE(after.exit_code);
+  std::vector<unsigned long> before = counterValues(a(), "demo");
+  unsigned long last = before.back();
+  EXPECT_EQ(volumeCounter(a()), last);
+
+  RestoreResult r = b().restore(checkpointDir("1"), {});
+  EXPECT_EQ(r.container.status, ContainerStatus::kRunning);
+  EXPECT_NE(r.container.record.restored_from.find("hostA:"), std::string::npos);
+  waitFor([&] { return counterValues(b(), "demo").size() >= 5; }, seconds(20),
+          "the restored counter to print 5 values on hostB");
+
+  // No reset, no gap: B's first value is the one after A's last.
+  std::vector<unsigned long> on_b = counterValues(b(), "demo");
+  EXPECT_EQ(on_b.front(), last + 1) << "the counter did not continue where it stopped";
+  for (size_t i = 1; i < on_b.size(); ++i) EXPECT_EQ(on_b[i], on_b[i - 1] + 1);
+  // The volume came along: the marker is identical, and the counter file goes on.
+  EXPECT_EQ(readFile(b().volumes().path("data") / "marker"), "volume content from before the run\n");
+  waitFor([&] { return volumeCounter(b()) > last + 1; }, seconds(10), "hostB's volume counter to advance");
+
+  // Stop and delete leave no mount, no runc state, no process.
+  pid_t pid = b().inspect("demo").pid;
+  ContainerInfo stopped = b().stop("demo", seconds(5));
+  EXPECT_EQ(stopped.status, ContainerStatus::kExited);
+  ASSERT_TRUE(stopped.exit_code);
+  EXPECT_EQ(*stopped.exit_code, 0) << "the counter exits 0 on SIGTERM";
+  b().remove("demo", false);
+  a().remove("demo", false);
+  EXPECT_FALSE(processAlive(pid));
+  EXPECT_FALSE(anyMountBelow(dirs_->state));
+  EXPECT_FALSE(runcHasContainers(a().config()));
+  EXPECT_FALSE(runcHasContainers(b().config()));
+  EXPECT_TRUE(b().list().empty());
+  EXPECT_TRUE(a().list().empty());
+}
+
+TEST_F(EngineIntegration, LeaveRunningKeepsTheSourceCountingAndTheCopyStartsAtTheDump) {
+  runCounterOnA("web", 5);
+  a().checkpoint("web", checkpointDir("lr"), {.leave_running = true});
+  unsigned long at_dump = volumeCounter(a());  // unchanged by restore
+  ASSERT_EQ(a().inspect("web").status, ContainerStatus::kRunning);
+  unsigned long seen = counterValues(a(), "web").back();
+  waitFor([&] { return counterValues(a(), "web").back() > seen + 3; }, seconds(10),
+          "the source to keep counting after a leave-running checkpoint");
+
+  b().restore(checkpointDir("lr"), {});
+  waitFor([&] { return counterValues(b(), "web").size() >= 3; }, seconds(20),
+          "the copy on hostB to count");
+  unsigned long first_b = counterValues(b(), "web").front();
+  // The dump happened while paused after the value the volume copy holds.
+  EXPECT_LE(first_b, at_dump + 2);
+  EXPECT_GE(first_b, 2u);
+  EXPECT_EQ(a().inspect("web").status, ContainerStatus::kRunning);
+}
+
+TEST_F(EngineIntegration, KilledIsExited137NotCheckpointed) {
+  runCounterOnA("k", 2);
+  a().kill("k", SIGKILL);
+  waitFor([&] { return a().inspect("k").exit_code.has_value(); }, seconds(10),
+          "conmon to record k's exit code");
+  ContainerInfo info = a().inspect("k");
+  EXPECT_EQ(info.status, ContainerStatus::kExited);
+  EXPECT_EQ(*info.exit_code, 137);
+}
+
+// A separate engine process (the CLI) starts the container; this process,
+// with a fresh Engine on the same root, finds it, stops and removes it.
+TEST_F(EngineIntegration, AnotherEngineProcessAttachesAndStops) {
+  const auto& cfg = a().config();
+  LocalCommandRunner r;
+  ProcessResult p = r.run({FERRY_ENGINE_BIN, "--host", cfg.host_name, "--root", cfg.root.string(),
+                           "--run-dir", cfg.run_dir.string(), "--cgroup-parent",
+                           cfg.cgroup_parent, "-q", "run", "--name", "bg", "-v",
+                           "data:/data", "counter", "/usr/local/bin/counter", "--file",
+                           "/data/counter"},
+                          {});
+  ASSERT_TRUE(p.ok()) << p.err;
+  LocalCommandRunner runner;
+  Engine fresh(cfg, runner);
+  std::vector<ContainerInfo> all = fresh.list();
+  ASSERT_EQ(all.size(), 1u);
+  EXPECT_EQ(all[0].name(), "bg");
+  EXPECT_EQ(all[0].status, ContainerStatus::kRunning);
+  waitFor([&] { return counterValues(fresh, "bg").size() >= 2; }, seconds(10), "bg to count");
+  ContainerInfo stopped = fresh.stop("bg", seconds(5));
+  EXPECT_EQ(stopped.status, ContainerStatus::kExited);
+  EXPECT_FALSE(processAlive(all[0].pid));
+  fresh.remove("bg", false);
+  EXPECT_FALSE(runcHasContainers(cfg));
+}
+
+TEST_F(EngineIntegration, CorruptCheckpointFailsOnRestoreAndLeavesNothingBehind) {
+  runCounterOnA("c", 3);
+  fs::path dir = checkpointDir("bad");
+  a().checkpoint("c", dir, {});
+  // The fault: damaged CRIU images (the core image of the init task).
+  bool damaged = false;
+  for (const auto& e : fs::directory_iterator(dir / "criu")) {
+    if (e.path().filename().string().rfind("core-", 0) == 0) {
+      writeFileAtomic(e.path(), std::string(64, '\x5a'));
+      damaged = true;
+    }
+  }
+  ASSERT_TRUE(damaged);
+  try {
+    b().restore(dir, {});
+    FAIL() << "restore of damaged images succeeded";
+  } catch (const Error& e) {
+    std::string msg = e.what();
+    EXPECT_NE(msg.find("restoring c on hostB"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("restore.log"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("Error"), std::string::npos) << "CRIU's Error lines missing: " << msg;
+  }
+  EXPECT_TRUE(b().list().empty());
+  EXPECT_FALSE(b().volumes().exists("data")) << "the restore's volume stayed behind";
+  EXPECT_FALSE(anyMountBelow(b().config().root));
+  EXPECT_FALSE(runcHasContainers(b().config()));
+}
+
+TEST_F(EngineIntegration, ClearErrorsForWhatCannotBeDone) {
+  runCounterOnA("e", 1);
+  a().stop("e", seconds(5));
+  try {
+    a().checkpoint("e", checkpointDir("e"), {});
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.category(), ErrorCategory::kInvalidInput);
+    EXPECT_NE(std::string(e.what()).find("only a running container can be checkpointed"),
+              std::string::npos);
+  }
+  EXPECT_FALSE(pathExists(checkpointDir("e")));
+  try {
+    a().run(counterSpec("e", "data"));
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("already exists"), std::string::npos);
+  }
+  // An image the restoring host lacks is refused before anything is written.
+  a().remove("e", false);
+  runCounterOnA("img", 1);
+  a().checkpoint("img", checkpointDir("img"), {});
+  b().images().remove("counter");
+  try {
+    b().restore(checkpointDir("img"), {});
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.category(), ErrorCategory::kIncompatible);
+    EXPECT_NE(std::string(e.what()).find("import it here first"), std::string::npos) << e.what();
+  }
+  EXPECT_TRUE(b().list().empty());
+}
+
+}  // namespace
+}  // namespace ferry::testing

@@ -1,0 +1,68 @@
+#include "engine/container_store.h"
+
+#include <gtest/gtest.h>
+
+#include "engine/error.h"
+#include "engine/fs.h"
+
+namespace ferry {
+
+TEST(ContainerStore, RecordsPersistAcrossInstances) {
+  TempDir t;
+  ContainerRecord r;
+  r.spec = {.name = "web", .image = "demo", .args = {"/bin/sh"}, .volumes = {{"data", "/data", false}}};
+  r.image_id = std::string(64, 'a');
+  r.host = "hostA";
+  r.created_unix = 1700000000;
+  r.checkpointed = true;
+  r.checkpoint_dir = "/ck";
+  ContainerStore(t.path()).save(r);
+
+  ContainerStore again(t.path());  // a new engine process reads the same root
+  auto found = again.find("web");
+  ASSERT_TRUE(found);
+  EXPECT_EQ(nlohmann::json(*found), nlohmann::json(r));
+  ASSERT_EQ(again.list().size(), 1u);
+  EXPECT_EQ(again.list()[0].name(), "web");
+}
+
+TEST(ContainerStore, MissingAndInvalidNames) {
+  TempDir t;
+  ContainerStore s(t.path());
+  EXPECT_FALSE(s.find("nope"));
+  try {
+    s.get("nope", "hostA");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()), "no container 'nope' on host hostA");
+  }
+  EXPECT_THROW(s.find("../etc"), Error);
+  EXPECT_THROW(s.find(""), Error);
+}
+
+TEST(ContainerStore, CorruptRecordIsReportedWithItsPath) {
+  TempDir t;
+  ContainerStore s(t.path());
+  makeDirs(t.path() / "bad");
+  writeFileAtomic(t.path() / "bad/container.json", "{not json");
+  try {
+    s.find("bad");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("bad/container.json"), std::string::npos);
+  }
+}
+
+TEST(ContainerStore, EraseRemovesTheDirectory) {
+  TempDir t;
+  ContainerStore s(t.path());
+  ContainerRecord r;
+  r.spec.name = "x";
+  s.save(r);
+  writeFileAtomic(s.paths("x").log(), "log");
+  s.erase("x");
+  EXPECT_FALSE(pathExists(t.path() / "x"));
+  EXPECT_TRUE(s.list().empty());
+}
+
+}  // namespace ferry

@@ -1,0 +1,123 @@
+#include "engine/oci_spec.h"
+
+#include <gtest/gtest.h>
+
+#include "engine/error.h"
+
+namespace ferry {
+
+using nlohmann::json;
+
+namespace {
+
+SpecHostInputs hostInputs(size_t volumes = 0) {
+  SpecHostInputs h;
+  h.rootfs = "/var/lib/ferry/hostA/containers/web/rootfs";
+  h.cgroups_path = "/ferry/hostA/web";
+  h.host_name = "hostA";
+  for (size_t i = 0; i < volumes; ++i) h.volume_sources.push_back("/vol/" + std::to_string(i));
+  return h;
+}
+
+const json* findMount(const json& spec, const std::string& dest) {
+  for (const auto& m : spec["mounts"]) {
+    if (m["destination"] == dest) return &m;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+TEST(OciSpec, UsesRequestOverImageDefaults) {
+  ContainerSpec s{.name = "web", .image = "img", .args = {"/bin/app", "-x"}, .env = {"A=1", "PATH=/x"},
+                  .cwd = "/srv", .user = "1000:1001"};
+  ImageConfig img{.env = {"A=0", "B=2"}, .cmd = {"/bin/sh"}, .workdir = "/img", .user = "5"};
+  json spec = generateOciSpec(s, img, hostInputs());
+  EXPECT_EQ(spec["process"]["args"], json({"/bin/app", "-x"}));
+  EXPECT_EQ(spec["process"]["cwd"], "/srv");
+  EXPECT_EQ(spec["process"]["user"]["uid"], 1000);
+  EXPECT_EQ(spec["process"]["user"]["gid"], 1001);
+  EXPECT_EQ(spec["process"]["env"], json({"B=2", "A=1", "PATH=/x"}));
+  EXPECT_EQ(spec["hostname"], "web");
+  EXPECT_EQ(spec["root"]["path"], "/var/lib/ferry/hostA/containers/web/rootfs");
+  EXPECT_EQ(spec["linux"]["cgroupsPath"], "/ferry/hostA/web");
+}
+
+TEST(OciSpec, FallsBackToImageEntrypointCmdWorkdirUser) {
+  ContainerSpec s{.name = "web", .image = "img"};
+  ImageConfig img{.env = {}, .entrypoint = {"/entry"}, .cmd = {"arg"}, .workdir = "/w", .user = "7"};
+  json spec = generateOciSpec(s, img, hostInputs());
+  EXPECT_EQ(spec["process"]["args"], json({"/entry", "arg"}));
+  EXPECT_EQ(spec["process"]["cwd"], "/w");
+  EXPECT_EQ(spec["process"]["user"]["uid"], 7);
+  EXPECT_EQ(spec["process"]["user"]["gid"], 7);
+  // A PATH is always there.
+  EXPECT_EQ(spec["process"]["env"][0].get<std::string>().rfind("PATH=", 0), 0u);
+}
+
+TEST(OciSpec, NoTerminalNoRlimitsAndTheUsualNamespacesAndMounts) {
+  json spec = generateOciSpec({.name = "c", .image = "i", .args = {"x"}}, {}, hostInputs());
+  EXPECT_FALSE(spec["process"]["terminal"].get<bool>());
+  EXPECT_FALSE(spec["process"].contains("rlimits")) << "rlimits above the current ones fail here";
+  std::vector<std::string> ns;
+  for (const auto& n : spec["linux"]["namespaces"]) ns.push_back(n["type"]);
+  EXPECT_EQ(ns, (std::vector<std::string>{"pid", "ipc", "uts", "mount", "network"}));
+  for (const char* m : {"/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/sys"}) {
+    EXPECT_NE(findMount(spec, m), nullptr) << m;
+  }
+}
+
+TEST(OciSpec, VolumesBecomeBindMounts) {
+  ContainerSpec s{.name = "c", .image = "i", .args = {"x"},
+                  .volumes = {{"data", "/data", false}, {"conf", "/etc/app", true}}};
+  json spec = generateOciSpec(s, {}, hostInputs(2));
+  const json* data = findMount(spec, "/data");
+  ASSERT_NE(data, nullptr);
+  EXPECT_EQ((*data)["type"], "bind");
+  EXPECT_EQ((*data)["source"], "/vol/0");
+  EXPECT_EQ((*data)["options"][1], "rw");
+  const json* conf = findMount(spec, "/etc/app");
+  ASSERT_NE(conf, nullptr);
+  EXPECT_EQ((*conf)["options"][1], "ro");
+}
+
+TEST(OciSpec, RejectsBadInputWithClearMessages) {
+  auto expectInvalid = [](ContainerSpec s, const std::string& needle, size_t vols = 0) {
+    try {
+      generateOciSpec(s, {}, hostInputs(vols));
+      ADD_FAILURE() << "accepted: " << needle;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.category(), ErrorCategory::kInvalidInput);
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  };
+  expectInvalid({.name = "c", .image = "i"}, "no command");
+  expectInvalid({.name = "c", .image = "i", .args = {"x"}, .cwd = "rel"}, "working directory");
+  expectInvalid({.name = "c", .image = "i", .args = {"x"}, .cwd = "/a/../b"}, "working directory");
+  expectInvalid({.name = "c", .image = "i", .args = {"x"}, .user = "www-data"}, "numeric uid");
+  expectInvalid({.name = "c", .image = "i", .args = {"x"}, .user = "1:x"}, "numeric uid");
+  expectInvalid({.name = "c", .image = "i", .args = {"x"}, .env = {"NOEQUALS"}}, "KEY=VALUE");
+  expectInvalid({.name = "c", .image = "i", .args = {"x"}, .volumes = {{"v", "rel", false}}},
+                "volume destination", 1);
+  expectInvalid({.name = "c", .image = "i", .args = {"x"}, .volumes = {{"v", "/", false}}},
+                "volume destination", 1);
+}
+
+TEST(OciSpec, ParseVolumeArg) {
+  VolumeMount v = parseVolumeArg("data:/srv/data:ro");
+  EXPECT_EQ(v.name, "data");
+  EXPECT_EQ(v.destination, "/srv/data");
+  EXPECT_TRUE(v.readonly);
+  EXPECT_FALSE(parseVolumeArg("d:/x").readonly);
+  EXPECT_THROW(parseVolumeArg("nodest"), Error);
+  EXPECT_THROW(parseVolumeArg("d:/x:rx"), Error);
+}
+
+TEST(OciSpec, ContainerSpecJsonRoundTrip) {
+  ContainerSpec s{.name = "c", .image = "i", .args = {"a", "b"}, .env = {"K=V"}, .cwd = "/w",
+                  .user = "1", .hostname = "h", .volumes = {{"v", "/v", true}}};
+  ContainerSpec back = json(s).get<ContainerSpec>();
+  EXPECT_EQ(json(back), json(s));
+}
+
+}  // namespace ferry

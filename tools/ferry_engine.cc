@@ -1,0 +1,281 @@
+// ferry-engine: drives one host's engine directly, without a cluster. The
+// host-local tool underneath ferry-agent (as runc is underneath podman); used
+// by the single-host demo and for debugging a host.
+#include <signal.h>
+
+#include <cstring>
+#include <iostream>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "engine/engine.h"
+#include "engine/error.h"
+#include "engine/log.h"
+
+using namespace ferry;
+using nlohmann::json;
+
+namespace {
+
+constexpr const char* kUsage = R"(usage: ferry-engine [GLOBAL OPTIONS] COMMAND [ARGS]
+
+Drives one host's container engine directly (no coordinator, no network).
+
+GLOBAL OPTIONS
+  --host NAME        host name (default: local); used in cgroup paths and records
+  --root DIR         state root (default: /var/lib/ferry/HOST)
+  --run-dir DIR      runtime dir for runc state and sockets (default: /run/ferry/HOST)
+  --cgroup-parent P  parent cgroup of the containers (default: /ferry/HOST)
+  --criu PATH        CRIU to use (default: the one recorded by tools/install-deps.sh)
+  --json             print machine-readable JSON instead of tables
+  -q, --quiet        log warnings and errors only
+
+COMMANDS
+  image import NAME FILE|DIR   import a rootfs tarball (tar, tar.gz, tar.zst) or an
+                               OCI image layout (directory or tar)
+  image ls                     list images
+  run [OPTIONS] IMAGE [CMD...] create and start a container
+      --name NAME              container name (required)
+      -v VOLUME:/PATH[:ro]     mount a named volume (created when missing)
+      -e KEY=VALUE             set an environment variable
+      -w DIR                   working directory
+      -u UID[:GID]             user
+      --hostname NAME          hostname (default: the container name)
+  ps                           list containers
+  inspect NAME                 show one container (JSON)
+  logs NAME                    print the container's output
+  stop [-t SECONDS] NAME       SIGTERM, then SIGKILL after the timeout (default 10)
+  kill [-s SIGNAL] NAME        send a signal (number or name, default KILL)
+  rm [-f] NAME                 remove a container (-f: also when running)
+  checkpoint [--leave-running] [--tcp-established] [--file-locks] NAME DIR
+                               checkpoint a running container into DIR
+  restore [--name NAME] [--replace-volumes] DIR
+                               restore a checkpoint directory on this host
+  host-info                    what this host is (kernel, CRIU, runc, ...)
+
+Exit status: 0 on success, 1 on failure (the message says what to do), 2 on
+bad usage.
+)";
+
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct Args {
+  std::vector<std::string> v;
+  size_t i = 0;
+  bool more() const { return i < v.size(); }
+  const std::string& peek() const { return v[i]; }
+  std::string next(const std::string& what) {
+    if (!more()) throw UsageError("missing " + what);
+    return v[i++];
+  }
+  bool flag(const std::string& f) {
+    if (more() && v[i] == f) return ++i, true;
+    return false;
+  }
+};
+
+struct Cli {
+  EngineConfig cfg;
+  bool json_out = false;
+};
+
+int parseSignal(const std::string& s) {
+  static const std::map<std::string, int> names = {
+      {"TERM", SIGTERM}, {"KILL", SIGKILL}, {"INT", SIGINT}, {"HUP", SIGHUP},
+      {"USR1", SIGUSR1}, {"USR2", SIGUSR2}, {"QUIT", SIGQUIT}, {"STOP", SIGSTOP}, {"CONT", SIGCONT}};
+  std::string n = s.rfind("SIG", 0) == 0 ? s.substr(3) : s;
+  if (auto it = names.find(n); it != names.end()) return it->second;
+  try {
+    return std::stoi(s);
+  } catch (const std::exception&) {
+    throw UsageError("unknown signal '" + s + "'");
+  }
+}
+
+void printContainers(const std::vector<ContainerInfo>& cs, bool as_json) {
+  if (as_json) {
+    std::cout << json(cs).dump(2) << "\n";
+    return;
+  }
+  std::printf("%-20s %-13s %-8s %-20s %s\n", "NAME", "STATUS", "PID", "IMAGE", "COMMAND");
+  for (const auto& c : cs) {
+    std::string status(statusName(c.status));
+    if (c.exit_code) status += " (" + std::to_string(*c.exit_code) + ")";
+    std::string cmd;
+    for (const auto& a : c.record.spec.args) cmd += (cmd.empty() ? "" : " ") + a;
+    std::printf("%-20s %-13s %-8d %-20s %s\n", c.name().c_str(), status.c_str(), c.pid,
+                c.record.spec.image.c_str(), cmd.c_str());
+  }
+}
+
+int cmdImage(Engine& e, Args& a, const Cli& cli) {
+  std::string sub = a.next("image subcommand (import, ls)");
+  if (sub == "import") {
+    std::string name = a.next("image name");
+    std::string file = a.next("file or directory to import");
+    ImageRecord img = e.images().import(name, file);
+    if (cli.json_out) {
+      std::cout << json(img).dump(2) << "\n";
+    } else {
+      std::printf("imported %s as %s (%.1f MiB)\n", name.c_str(), img.id.substr(0, 12).c_str(),
+                  img.size_bytes / 1048576.0);
+    }
+    return 0;
+  }
+  if (sub == "ls") {
+    auto imgs = e.images().list();
+    if (cli.json_out) {
+      std::cout << json(imgs).dump(2) << "\n";
+      return 0;
+    }
+    std::printf("%-14s %-12s %10s  %s\n", "ID", "FORMAT", "SIZE", "NAMES");
+    for (const auto& i : imgs) {
+      std::string names;
+      for (const auto& n : i.names) names += (names.empty() ? "" : ",") + n;
+      std::printf("%-14s %-12s %9.1fM  %s\n", i.id.substr(0, 12).c_str(), i.format.c_str(),
+                  i.size_bytes / 1048576.0, names.c_str());
+    }
+    return 0;
+  }
+  throw UsageError("unknown image subcommand '" + sub + "'");
+}
+
+int cmdRun(Engine& e, Args& a, const Cli& cli) {
+  ContainerSpec spec;
+  while (a.more() && a.peek().rfind("-", 0) == 0) {
+    std::string opt = a.next("option");
+    if (opt == "--name") spec.name = a.next("--name value");
+    else if (opt == "-v") spec.volumes.push_back(parseVolumeArg(a.next("-v value")));
+    else if (opt == "-e") spec.env.push_back(a.next("-e value"));
+    else if (opt == "-w") spec.cwd = a.next("-w value");
+    else if (opt == "-u") spec.user = a.next("-u value");
+    else if (opt == "--hostname") spec.hostname = a.next("--hostname value");
+    else if (opt == "--") break;
+    else throw UsageError("unknown run option '" + opt + "'");
+  }
+  if (spec.name.empty()) throw UsageError("run needs --name NAME");
+  spec.image = a.next("image");
+  while (a.more()) spec.args.push_back(a.next("arg"));
+  ContainerInfo c = e.run(spec);
+  if (cli.json_out) std::cout << json(c).dump(2) << "\n";
+  else std::printf("%s running (pid %d)\n", c.name().c_str(), c.pid);
+  return 0;
+}
+
+int cmdCheckpoint(Engine& e, Args& a, const Cli& cli) {
+  CheckpointOptions o;
+  for (;;) {
+    if (a.flag("--leave-running")) o.leave_running = true;
+    else if (a.flag("--tcp-established")) o.tcp_established = true;
+    else if (a.flag("--file-locks")) o.file_locks = true;
+    else break;
+  }
+  std::string name = a.next("container name");
+  std::string dir = a.next("checkpoint directory");
+  CheckpointResult r = e.checkpoint(name, dir, o);
+  if (cli.json_out) {
+    std::cout << json(r).dump(2) << "\n";
+  } else {
+    std::printf("checkpointed %s to %s in %lld ms (dump %lld ms, frozen %.1f ms); memory %.1f MiB, "
+                "rootfs changes %.1f MiB, volumes %.1f MiB\n",
+                name.c_str(), r.dir.c_str(), (long long)r.total_ms, (long long)r.dump_ms,
+                r.criu ? r.criu->frozen_time_us / 1000.0 : 0.0, r.memory_bytes / 1048576.0,
+                r.rootfs_bytes / 1048576.0, r.volume_bytes / 1048576.0);
+  }
+  return 0;
+}
+
+int cmdRestore(Engine& e, Args& a, const Cli& cli) {
+  RestoreOptions o;
+  for (;;) {
+    if (a.flag("--name")) o.name = a.next("--name value");
+    else if (a.flag("--replace-volumes")) o.replace_volumes = true;
+    else break;
+  }
+  RestoreResult r = e.restore(a.next("checkpoint directory"), o);
+  if (cli.json_out) {
+    std::cout << json(r).dump(2) << "\n";
+  } else {
+    std::printf("restored %s in %lld ms (pid %d)\n", r.container.name().c_str(),
+                (long long)r.total_ms, r.container.pid);
+  }
+  return 0;
+}
+
+int dispatch(Engine& e, Args& a, const Cli& cli) {
+  std::string cmd = a.next("command (see --help)");
+  if (cmd == "image") return cmdImage(e, a, cli);
+  if (cmd == "run") return cmdRun(e, a, cli);
+  if (cmd == "checkpoint") return cmdCheckpoint(e, a, cli);
+  if (cmd == "restore") return cmdRestore(e, a, cli);
+  if (cmd == "ps") return printContainers(e.list(), cli.json_out), 0;
+  if (cmd == "inspect") return std::cout << json(e.inspect(a.next("container name"))).dump(2) << "\n", 0;
+  if (cmd == "host-info") return std::cout << json(e.hostInfo()).dump(2) << "\n", 0;
+  if (cmd == "logs") {
+    auto lines = e.logs(a.next("container name"));
+    if (cli.json_out) {
+      json out = json::array();
+      for (const auto& l : lines) out.push_back({{"time", l.time}, {"stream", l.stream}, {"text", l.text}});
+      std::cout << out.dump(2) << "\n";
+    } else {
+      for (const auto& l : lines) (l.stream == "stderr" ? std::cerr : std::cout) << l.text << "\n";
+    }
+    return 0;
+  }
+  if (cmd == "stop") {
+    int secs = a.flag("-t") ? std::stoi(a.next("-t seconds")) : 10;
+    ContainerInfo c = e.stop(a.next("container name"), std::chrono::seconds(secs));
+    if (cli.json_out) std::cout << json(c).dump(2) << "\n";
+    return 0;
+  }
+  if (cmd == "kill") {
+    int sig = a.flag("-s") ? parseSignal(a.next("-s signal")) : SIGKILL;
+    e.kill(a.next("container name"), sig);
+    return 0;
+  }
+  if (cmd == "rm") {
+    bool force = a.flag("-f") || a.flag("--force");
+    e.remove(a.next("container name"), force);
+    return 0;
+  }
+  throw UsageError("unknown command '" + cmd + "'");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Cli cli;
+  Args a{{argv + 1, argv + argc}};
+  try {
+    while (a.more() && a.peek().rfind("-", 0) == 0) {
+      std::string opt = a.next("option");
+      if (opt == "-h" || opt == "--help") return std::cout << kUsage, 0;
+      if (opt == "--host") cli.cfg.host_name = a.next("--host value");
+      else if (opt == "--root") cli.cfg.root = a.next("--root value");
+      else if (opt == "--run-dir") cli.cfg.run_dir = a.next("--run-dir value");
+      else if (opt == "--criu") cli.cfg.tools.criu = a.next("--criu value");
+      else if (opt == "--cgroup-parent") cli.cfg.cgroup_parent = a.next("--cgroup-parent value");
+      else if (opt == "--json") cli.json_out = true;
+      else if (opt == "-q" || opt == "--quiet") engineLog().set_level(spdlog::level::warn);
+      else throw UsageError("unknown option '" + opt + "'");
+    }
+    if (cli.json_out) engineLog().set_level(spdlog::level::warn);
+    LocalCommandRunner runner;
+    Engine engine(cli.cfg, runner);
+    return dispatch(engine, a, cli);
+  } catch (const UsageError& e) {
+    std::cerr << "ferry-engine: " << e.what() << "\n(see ferry-engine --help)\n";
+    return 2;
+  } catch (const Error& e) {
+    if (cli.json_out) {
+      std::cout << json{{"error", e.what()}, {"category", categoryName(e.category())}}.dump(2) << "\n";
+    }
+    std::cerr << "ferry-engine: error: " << e.what() << "\n";
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "ferry-engine: error: " << e.what() << "\n";
+    return 1;
+  }
+}
