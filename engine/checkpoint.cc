@@ -53,8 +53,12 @@ CheckpointMeta readMeta(const fs::path& dir) {
                   "checkpoint format " + std::to_string(format) + " is not supported (this ferry "
                   "reads format " + std::to_string(kCheckpointFormat) + ")");
     }
-    return {j.at("container").get<ContainerRecord>(), j.at("host").get<HostInfo>(),
-            optionsFrom(j.at("options"))};
+    CheckpointMeta meta{j.at("container").get<ContainerRecord>(), j.at("host").get<HostInfo>(),
+                        optionsFrom(j.at("options"))};
+    // Names become paths on this host: check them before anything uses them.
+    validateName(meta.container.name(), "container name in the checkpoint");
+    for (const auto& v : meta.container.spec.volumes) validateName(v.name, "volume name in the checkpoint");
+    return meta;
   } catch (const json::exception& e) {
     throw Error(ErrorCategory::kInvalidInput, "unreadable " + file.string() + ": " + e.what());
   }
@@ -81,6 +85,9 @@ CheckpointResult Engine::checkpoint(const std::string& name, const fs::path& dir
       throw Error(ErrorCategory::kInvalidInput,
                   "checkpoint directory " + dir.string() + " is not empty");
     }
+    // Only what this call made is removed on failure.
+    const bool made_dir = !pathExists(dir);
+    auto discardDir = [&] { made_dir ? removeTree(dir) : emptyDir(dir); };
     makeDirs(dir / "criu", 0700);
     makeDirs(dir / "criu-work", 0700);
     ContainerPaths p = containers_.paths(name);
@@ -98,7 +105,7 @@ CheckpointResult Engine::checkpoint(const std::string& name, const fs::path& dir
       runtime_.checkpoint(name, dir / "criu", dir / "criu-work", opts);
     } catch (...) {
       resumeIfPaused();
-      removeTree(dir);
+      discardDir();
       throw;
     }
     CheckpointResult result;
@@ -126,18 +133,24 @@ CheckpointResult Engine::checkpoint(const std::string& name, const fs::path& dir
     } catch (Error& e) {
       if (opts.leave_running) {
         resumeIfPaused();
-      } else {
-        // The dump ended the process: bring it back from its own images so a
-        // failed checkpoint loses nothing.
-        ConmonLaunch l = launchFor(name);
-        l.restore_from = dir / "criu";
-        l.restore_opts = opts;
-        runtime_.launch(l);
-        rec.checkpointed = false;
-        containers_.save(rec);
-        e.addContext("after the dump (the container was restored from its images and runs again)");
+        discardDir();
+        throw;
       }
-      removeTree(dir);
+      // The dump ended the process: bring it back from its own images so a
+      // failed checkpoint loses nothing. Should that fail too, the images are
+      // the only copy left, and stay.
+      withContext("rolling back a checkpoint that failed after the dump (" + std::string(e.what()) +
+                      "); the CRIU images are kept in " + (dir / "criu").string(),
+                  [&] {
+                    ConmonLaunch l = launchFor(name);
+                    l.restore_from = dir / "criu";
+                    l.restore_opts = opts;
+                    runtime_.launch(l);
+                  });
+      rec.checkpointed = false;
+      containers_.save(rec);
+      discardDir();
+      e.addContext("after the dump (the container was restored from its images and runs again)");
       throw;
     }
     resumeIfPaused();

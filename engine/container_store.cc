@@ -60,7 +60,13 @@ std::vector<ContainerRecord> ContainerStore::list() const {
   std::vector<ContainerRecord> out;
   for (const auto& e : fs::directory_iterator(dir_)) {
     if (!e.is_directory()) continue;
-    if (auto r = find(e.path().filename())) out.push_back(std::move(*r));
+    std::string name = e.path().filename();
+    try {
+      validateName(name, "container name");
+    } catch (const Error&) {
+      continue;  // not a container directory (nothing of ours has such a name)
+    }
+    if (auto r = find(name)) out.push_back(std::move(*r));
   }
   std::sort(out.begin(), out.end(),
             [](const auto& a, const auto& b) { return a.name() < b.name(); });

@@ -57,6 +57,11 @@ class Error : public std::exception {
 // ...), kPermanent otherwise (EIO, ENOSPC, EPERM, ...).
 [[noreturn]] void throwErrno(std::string what, int err = errno);
 
+// Shorthand for the most common throw: the caller asked for something wrong.
+[[noreturn]] inline void throwInvalidInput(std::string message) {
+  throw Error(ErrorCategory::kInvalidInput, std::move(message));
+}
+
 // Runs f(); an Error escaping it gets `context` added.
 template <class F>
 auto withContext(const std::string& context, F&& f) -> decltype(f()) {

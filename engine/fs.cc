@@ -104,6 +104,13 @@ void removeTree(const fs::path& path) {
   }
 }
 
+void emptyDir(const fs::path& path) {
+  UniqueFd fd = openFile(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) throwErrno("stat " + path.string());
+  removeContents(fd.get(), st.st_dev, path);
+}
+
 namespace {
 
 void copyXattrs(const fs::path& from, const fs::path& to) {
@@ -139,9 +146,23 @@ void copyRegular(const fs::path& from, const fs::path& to, const struct stat& st
   UniqueFd in = openFile(from, O_RDONLY | O_NOFOLLOW);
   UniqueFd out = openFile(to, O_WRONLY | O_CREAT | O_EXCL, 0600);
   off_t left = st.st_size;
+  bool in_kernel = true;
+  std::vector<char> buf;
   while (left > 0) {
-    ssize_t n = ::copy_file_range(in.get(), nullptr, out.get(), nullptr,
-                                  static_cast<size_t>(left), 0);
+    ssize_t n;
+    if (in_kernel) {
+      n = ::copy_file_range(in.get(), nullptr, out.get(), nullptr, static_cast<size_t>(left), 0);
+      // Between different file systems (say ext4 to tmpfs) the kernel says
+      // EXDEV; some file systems do not implement it at all.
+      if (n < 0 && (errno == EXDEV || errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP)) {
+        in_kernel = false;
+        buf.resize(1 << 20);
+        continue;
+      }
+    } else {
+      n = retryEintr([&] { return ::read(in.get(), buf.data(), buf.size()); });
+      if (n > 0) writeAll(out.get(), std::string_view(buf.data(), static_cast<size_t>(n)), to);
+    }
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) throwErrno("copy " + from.string() + " to " + to.string());
     if (n == 0) break;  // file shrank while copying

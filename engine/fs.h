@@ -26,6 +26,11 @@ bool pathExists(const fs::path& path);  // lstat-based: a dangling symlink exist
 // A missing path is not an error.
 void removeTree(const fs::path& path);
 
+// Removes everything inside the directory `path` (same rules as removeTree)
+// and keeps the directory itself: for directories the caller did not create,
+// or that are mount points.
+void emptyDir(const fs::path& path);
+
 // Copies a tree, keeping file types (regular, dir, symlink, fifo, char and
 // block devices -- overlay whiteouts are 0:0 char devices), modes, owners,
 // mtimes and extended attributes (trusted.overlay.opaque included). `to` must

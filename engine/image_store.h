@@ -9,7 +9,7 @@
 //   .tmp-XXXXXX/      an import or removal in progress (or left by a crash)
 //
 // Imported archives are untrusted: nothing they contain can write, link or
-// delete outside <id>/rootfs (see image_store.cc for how).
+// delete outside <id>/rootfs (see layer_apply.h for how).
 #pragma once
 
 #include <cstdint>

@@ -33,8 +33,6 @@ void from_json(const json& j, ContainerSpec& s) {
 
 namespace {
 
-[[noreturn]] void invalid(const std::string& msg) { throw Error(ErrorCategory::kInvalidInput, msg); }
-
 bool cleanAbsolute(const std::string& p) {
   if (p.empty() || p[0] != '/') return false;
   size_t start = 1;
@@ -52,7 +50,7 @@ uint32_t parseId(std::string_view s, const std::string& user) {
   uint32_t v = 0;
   auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
   if (s.empty() || ec != std::errc() || ptr != s.data() + s.size()) {
-    invalid("invalid user '" + user +
+    throwInvalidInput("invalid user '" + user +
             "': give a numeric uid[:gid] or 'root' (user names are not resolved yet)");
   }
   return v;
@@ -97,7 +95,7 @@ const std::vector<std::string> kCapabilities = {
 VolumeMount parseVolumeArg(const std::string& arg) {
   VolumeMount v;
   auto first = arg.find(':');
-  if (first == std::string::npos) invalid("invalid volume '" + arg + "': expected NAME:/path[:ro]");
+  if (first == std::string::npos) throwInvalidInput("invalid volume '" + arg + "': expected NAME:/path[:ro]");
   v.name = arg.substr(0, first);
   std::string rest = arg.substr(first + 1);
   auto second = rest.find(':');
@@ -107,7 +105,7 @@ VolumeMount parseVolumeArg(const std::string& arg) {
     if (opt == "ro") {
       v.readonly = true;
     } else if (opt != "rw") {
-      invalid("invalid volume option '" + opt + "' in '" + arg + "': use ro or rw");
+      throwInvalidInput("invalid volume option '" + opt + "' in '" + arg + "': use ro or rw");
     }
   }
   return v;
@@ -127,7 +125,7 @@ std::vector<std::string> effectiveEnv(const ContainerSpec& spec, const ImageConf
   if (!has_path) env.insert(env.begin(), "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
   for (const auto& kv : spec.env) {
     auto eq = kv.find('=');
-    if (eq == std::string::npos || eq == 0) invalid("invalid environment entry '" + kv + "': expected KEY=VALUE");
+    if (eq == std::string::npos || eq == 0) throwInvalidInput("invalid environment entry '" + kv + "': expected KEY=VALUE");
     std::string key = kv.substr(0, eq + 1);
     std::erase_if(env, [&](const std::string& e) { return e.rfind(key, 0) == 0; });
     env.push_back(kv);
@@ -138,9 +136,9 @@ std::vector<std::string> effectiveEnv(const ContainerSpec& spec, const ImageConf
 json generateOciSpec(const ContainerSpec& spec, const ImageConfig& image,
                      const SpecHostInputs& host) {
   std::vector<std::string> args = effectiveArgs(spec, image);
-  if (args.empty()) invalid("no command: the image has no entrypoint or cmd, give one");
+  if (args.empty()) throwInvalidInput("no command: the image has no entrypoint or cmd, give one");
   std::string cwd = !spec.cwd.empty() ? spec.cwd : (!image.workdir.empty() ? image.workdir : "/");
-  if (!cleanAbsolute(cwd)) invalid("invalid working directory '" + cwd + "': must be an absolute path");
+  if (!cleanAbsolute(cwd)) throwInvalidInput("invalid working directory '" + cwd + "': must be an absolute path");
   auto [uid, gid] = parseUser(!spec.user.empty() ? spec.user : image.user);
   if (host.volume_sources.size() != spec.volumes.size()) {
     throw Error(ErrorCategory::kPermanent, "internal: one volume source per volume expected");
@@ -150,7 +148,7 @@ json generateOciSpec(const ContainerSpec& spec, const ImageConfig& image,
   for (size_t i = 0; i < spec.volumes.size(); ++i) {
     const auto& v = spec.volumes[i];
     if (!cleanAbsolute(v.destination) || v.destination == "/") {
-      invalid("invalid volume destination '" + v.destination + "': must be an absolute path below /");
+      throwInvalidInput("invalid volume destination '" + v.destination + "': must be an absolute path below /");
     }
     mounts.push_back(mount(v.destination, "bind", host.volume_sources[i],
                            {"rbind", v.readonly ? "ro" : "rw", "nosuid", "nodev"}));

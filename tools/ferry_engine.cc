@@ -227,7 +227,12 @@ int dispatch(Engine& e, Args& a, const Cli& cli) {
   if (cmd == "stop") {
     int secs = a.flag("-t") ? std::stoi(a.next("-t seconds")) : 10;
     ContainerInfo c = e.stop(a.next("container name"), std::chrono::seconds(secs));
-    if (cli.json_out) std::cout << json(c).dump(2) << "\n";
+    if (cli.json_out) {
+      std::cout << json(c).dump(2) << "\n";
+    } else {
+      std::printf("%s %s", c.name().c_str(), std::string(statusName(c.status)).c_str());
+      std::printf(c.exit_code ? " (exit code %d)\n" : "\n", c.exit_code.value_or(0));
+    }
     return 0;
   }
   if (cmd == "kill") {

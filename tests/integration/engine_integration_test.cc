@@ -1,10 +1,12 @@
 // The engine end to end with real runc, conmon and CRIU: two hosts on this
 // machine, each with its own state root, runc root and cgroup parent.
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 
 #include <gtest/gtest.h>
@@ -190,6 +192,38 @@ TEST_F(EngineIntegration, CorruptCheckpointFailsOnRestoreAndLeavesNothingBehind)
   EXPECT_FALSE(b().volumes().exists("data")) << "the restore's volume stayed behind";
   EXPECT_FALSE(anyMountBelow(b().config().root));
   EXPECT_FALSE(runcHasContainers(b().config()));
+}
+
+// Fault: the checkpoint's disk is full once CRIU's images are written (a
+// 1 MiB tmpfs; the container's rootfs holds 4 MiB of changes to copy).
+// Promise: the container runs again from its images with its counter
+// unbroken, and the checkpoint directory is left empty.
+TEST_F(EngineIntegration, FullDiskAfterTheDumpRestoresTheContainerAndLosesNothing) {
+  runCounterOnA("full", 3);
+  fs::path rootfs = a().config().root / "containers" / "full" / "rootfs";
+  writeFileAtomic(rootfs / "big", std::string(4 << 20, 'x'));
+  fs::path dir = checkpointDir("full");
+  makeDirs(dir);
+  ASSERT_EQ(::mount("tmpfs", dir.c_str(), "tmpfs", 0, "size=1m"), 0) << std::strerror(errno);
+  unsigned long before = counterValues(a(), "full").back();
+  try {
+    a().checkpoint("full", dir, {});
+    FAIL() << "a checkpoint into a full disk succeeded";
+  } catch (const Error& e) {
+    std::string msg = e.what();
+    EXPECT_NE(msg.find("restored from its images and runs again"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("No space left on device"), std::string::npos) << msg;
+  }
+  EXPECT_EQ(a().inspect("full").status, ContainerStatus::kRunning);
+  waitFor([&] { return counterValues(a(), "full").back() > before + 3; }, seconds(10),
+          "the rolled-back container to count on");
+  std::vector<unsigned long> v = counterValues(a(), "full");
+  for (size_t i = 1; i < v.size(); ++i) {
+    ASSERT_EQ(v[i], v[i - 1] + 1) << "counter broke at index " << i << " across the rollback";
+  }
+  EXPECT_TRUE(fs::is_empty(dir));
+  EXPECT_EQ(readFile(rootfs / "big").size(), size_t{4} << 20) << "rootfs changes lost";
+  ::umount2(dir.c_str(), MNT_DETACH);
 }
 
 TEST_F(EngineIntegration, ClearErrorsForWhatCannotBeDone) {

@@ -1,0 +1,62 @@
+// Applies one tar layer onto a root file system directory, treating the
+// archive as hostile. Image import uses it for rootfs tarballs and for each
+// layer of an OCI image, bottom layer first.
+#pragma once
+
+#include <cstddef>
+
+namespace ferry {
+
+// What members named `.wh.NAME` mean.
+enum class Whiteouts {
+  // Nothing: they are extracted as ordinary files (a rootfs tarball from
+  // `podman export` or `docker export`).
+  kAsFiles,
+  // OCI layer semantics (image-spec layer.md): `DIR/.wh.NAME` deletes NAME, and
+  // `DIR/.wh..wh..opq` deletes everything in DIR, from what earlier layers left
+  // in the tree -- never what this layer brings, whatever the member order.
+  // The markers themselves are not extracted.
+  kApply,
+};
+
+// Extracts the tar (plain, gzip, zstd, xz or bzip2) read from `archive_fd`,
+// from its current offset, onto the directory `root_fd`, and returns its
+// number of members. Both fds are borrowed.
+//
+// Applied: content, file types, hardlinks, owners, modes (set-id bits
+// included), times, xattrs and ACLs. Directory times are set from the archive
+// once all of it is applied, also for directories that already existed (the
+// root itself is the member "." or "./"). Where overlayfs would show an upper
+// layer's entry over a lower one, the lower one goes: a symlink standing where
+// a member needs a parent directory is removed, and a non-directory member
+// replaces a whole directory tree.
+//
+// Dropped: trusted.overlay.* and user.overlay.* xattrs (they would steer
+// overlayfs once the tree is a layer) and file flags such as immutable (they
+// would make the tree impossible to remove).
+//
+// Rejected with Error kInvalidInput (context "archive member 'NAME'" where a
+// member is at fault):
+//  * input that is not a tar archive, or a corrupt one;
+//  * member names that are empty, absolute or hold a ".." component;
+//  * a non-directory as the archive root;
+//  * hardlinks to the root, or to anything that does not already exist
+//    beneath root_fd, reached without a symlink;
+//  * with kApply, a whiteout that names no file (".wh.", ".wh..", ".wh...").
+// Disk trouble (ENOSPC, EDQUOT, EIO, ...) is kPermanent, with its errno.
+//
+// Guarantees: nothing outside root_fd is written, linked, chmodded or deleted,
+// on success or failure, whatever the archive holds; deletions go through fds
+// opened beneath root_fd, never by path. On failure the tree is left partly
+// applied: the caller discards it (image import extracts into a stage).
+//
+// Blocks until the whole archive is applied, in a helper thread whose cwd is
+// the root: libarchive writes relative to the cwd, and the helper unshares
+// CLONE_FS first so the cwd, and the umask libarchive sets to 0 around each
+// member, stay private to it. The calling thread and the rest of the process
+// see neither. Calls on different roots may run concurrently; nothing else
+// may modify the tree under root_fd during a call, since the symlink checks
+// assume only this call changes it.
+size_t applyLayer(int archive_fd, int root_fd, Whiteouts whiteouts);
+
+}  // namespace ferry
