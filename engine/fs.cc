@@ -36,9 +36,11 @@ void writeFileAtomic(const fs::path& path, std::string_view content, int mode) {
 
 void makeDirs(const fs::path& path, int mode) {
   std::error_code ec;
-  fs::create_directories(path, ec);
+  bool created = fs::create_directories(path, ec);
   if (ec) throwErrno("mkdir -p " + path.string(), ec.value());
-  ::chmod(path.c_str(), mode);
+  // Only a directory made here gets `mode`: an existing one (say /tmp) keeps
+  // its own.
+  if (created && ::chmod(path.c_str(), mode) != 0) throwErrno("chmod " + path.string());
 }
 
 bool pathExists(const fs::path& path) {

@@ -17,6 +17,7 @@ std::string readFile(const fs::path& path);
 // Writes to a temp file beside `path`, fsyncs it and renames it over `path`:
 // readers see the old or the new content, never a torn one.
 void writeFileAtomic(const fs::path& path, std::string_view content, int mode = 0644);
+// mkdir -p; the last component gets `mode` when this call creates it.
 void makeDirs(const fs::path& path, int mode = 0755);
 bool pathExists(const fs::path& path);  // lstat-based: a dangling symlink exists
 

@@ -21,6 +21,20 @@ TEST(Fs, WriteFileAtomicReplacesContent) {
   EXPECT_FALSE(pathExists(t.path() / "x.json.tmp"));
 }
 
+TEST(Fs, MakeDirsLeavesAnExistingDirectorysModeAlone) {
+  TempDir t;
+  fs::path shared = t.path() / "shared";
+  makeDirs(shared, 0700);
+  ASSERT_EQ(::chmod(shared.c_str(), 01777), 0);
+  makeDirs(shared);  // the default 0755 must not touch it (this once made /tmp 0755)
+  struct stat st;
+  ASSERT_EQ(::stat(shared.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 01777u);
+  makeDirs(t.path() / "new", 0710);
+  ASSERT_EQ(::stat((t.path() / "new").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0710u);
+}
+
 TEST(Fs, TempDirRemovesItselfWithContent) {
   fs::path p;
   {
