@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include "engine/byte_stream.h"
 #include "engine/error.h"
 
 namespace ferry {
@@ -41,6 +42,12 @@ std::string readAll(int fd, const std::string& what) {
     if (n == 0) return out;
     out.append(buf, static_cast<size_t>(n));
   }
+}
+
+size_t FdSource::read(char* buf, size_t n) {
+  ssize_t got = retryEintr([&] { return ::read(fd_, buf, n); });
+  if (got < 0) throwErrno("read " + what_);
+  return static_cast<size_t>(got);
 }
 
 }  // namespace ferry

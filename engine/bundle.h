@@ -1,0 +1,136 @@
+// The checkpoint bundle: one byte stream carrying everything a checkpoint
+// holds, written to any ByteSink (a file for `checkpoint --export`, a network
+// stream for a migration) and read back from any ByteSource.
+//
+// Format (version 1), all integers little-endian:
+//   header   "FERRYBN1" u32 version u32 0
+//   record*  u32 magic "FCHK", u8 type, u8 codec, u16 0, u32 stream id,
+//            u32 raw length, u32 wire length, u32 0, u64 checksum; payload
+//   types    1 open a stream (payload: JSON {"kind","name"})
+//            2 data (payload: up to 4 MiB of the stream, raw or one zstd frame)
+//            3 close a stream
+//            4 manifest, the last record (payload: JSON, see below)
+//   checksum XXH3-64 over the record header (checksum field zero) and the raw
+//            payload: a flipped bit anywhere is caught. Corruption detection,
+//            not authentication -- who may send a bundle is the transport's
+//            business (CurveZMQ and a one-time token in the cluster).
+// Each data record is an independent zstd frame, so frames compress (and can
+// decompress) in parallel; codec 0 (raw) where compression would only cost.
+// The manifest lists every stream with its size and XXH3-64, plus free-form
+// "info" (CRIU statistics, sizes); nothing may follow it.
+//
+// Streams, by kind (the layout a reader extracts into a staging directory):
+//   metadata  checkpoint.json (first: a reader can refuse before the rest)
+//   spec      config.json
+//   criu      criu/NAME            one per CRIU image file
+//   rootfs    rootfs.tar           the rootfs diff, an OCI layer
+//   changes   rootfs-changes.json  A/C/D list of the rootfs diff
+//   volume    volumes/NAME.tar     one per named volume
+//   manifest  manifest.json        (written by the reader from record 4)
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <deque>
+#include <functional>
+#include <future>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "engine/byte_stream.h"
+
+namespace ferry {
+
+namespace fs = std::filesystem;
+
+inline constexpr uint32_t kBundleFormat = 1;
+inline constexpr size_t kBundleChunk = 1 << 20;          // what the writer cuts
+inline constexpr size_t kBundleMaxRecord = 4 << 20;      // what a reader accepts
+
+struct BundleEntry {
+  std::string kind;
+  std::string name;
+  uint64_t size = 0;
+  uint64_t xxh3 = 0;
+};
+void to_json(nlohmann::json& j, const BundleEntry& e);
+void from_json(const nlohmann::json& j, BundleEntry& e);
+
+// The file an entry lives in, relative to a staging directory. Throws Error
+// kInvalidInput for an unknown kind or a name that is not a plain file name.
+fs::path stagingPath(const std::string& kind, const std::string& name);
+
+struct BundleWriteOptions {
+  int level = 3;    // zstd level; 0 stores raw
+  int threads = 2;  // frames compressed at once
+};
+
+struct BundleWriteStats {
+  uint64_t raw_bytes = 0;
+  uint64_t wire_bytes = 0;
+};
+
+// Writes a bundle. Streams are written one after another: open, write, close.
+// Not thread-safe; compression runs on up to `threads` helper threads while
+// the caller goes on producing. Blocks on the sink.
+class BundleWriter {
+ public:
+  BundleWriter(ByteSink& out, BundleWriteOptions opts);
+  ~BundleWriter();
+
+  // A sink for one stream, valid until closeStream().
+  ByteSink& openStream(const std::string& kind, const std::string& name);
+  void closeStream();
+  // Opens, copies a file and closes.
+  void addFile(const std::string& kind, const std::string& name, const fs::path& file);
+  // Writes the manifest; nothing may be written after it.
+  BundleWriteStats finish(const nlohmann::json& info);
+
+  const std::vector<BundleEntry>& entries() const { return entries_; }
+
+ private:
+  class StreamSink;
+  void emit(uint8_t type, std::string payload, bool compressible);
+  void drain(size_t keep);
+
+  ByteSink& out_;
+  BundleWriteOptions opts_;
+  std::unique_ptr<StreamSink> current_;
+  uint32_t next_id_ = 1;
+  std::vector<BundleEntry> entries_;
+  std::deque<std::future<std::string>> pending_;  // records, in order
+  BundleWriteStats stats_;
+  bool finished_ = false;
+};
+
+struct BundleLimits {
+  uint64_t max_total_bytes = uint64_t{256} << 30;  // all streams together
+  // Raw bytes per wire byte, checked on totals once 64 MiB are out. High
+  // because touched-but-zero memory pages compress extremely well.
+  uint64_t max_ratio = 20000;
+  size_t max_streams = 100000;
+};
+
+// Called with checkpoint.json's content once the metadata stream is complete
+// and before anything else is extracted; throwing refuses the bundle.
+using MetadataCheck = std::function<void(const nlohmann::json& metadata)>;
+
+struct BundleReadResult {
+  std::vector<BundleEntry> entries;
+  nlohmann::json info;   // the manifest's "info"
+  uint64_t wire_bytes = 0;
+};
+
+// Reads a whole bundle into `staging` (which must exist and be empty),
+// verifying every record's checksum, every stream's size and checksum against
+// the manifest, and the limits. Files are created beneath staging only
+// (never through a symlink, never twice). Throws Error kInvalidInput naming
+// what is wrong (truncated, bad checksum, unknown kind, limit exceeded, ...);
+// on failure the caller discards staging.
+BundleReadResult readBundle(ByteSource& in, const fs::path& staging, const BundleLimits& limits,
+                            const MetadataCheck& check = {});
+
+}  // namespace ferry

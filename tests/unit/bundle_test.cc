@@ -1,0 +1,209 @@
+#include "engine/bundle.h"
+
+#include <cstring>
+#include <random>
+
+#include <gtest/gtest.h>
+
+#include "engine/bundle_format.h"
+#include "engine/error.h"
+#include "engine/fs.h"
+
+namespace ferry {
+namespace {
+
+using nlohmann::json;
+using bundle_format::buildRecord;
+
+class StringSink : public ByteSink {
+ public:
+  void write(std::string_view d) override { s.append(d); }
+  std::string s;
+};
+
+class StringSource : public ByteSource {
+ public:
+  explicit StringSource(std::string d) : s(std::move(d)) {}
+  size_t read(char* buf, size_t n) override {
+    n = std::min(n, s.size() - pos);
+    std::memcpy(buf, s.data() + pos, n);
+    pos += n;
+    return n;
+  }
+  std::string s;
+  size_t pos = 0;
+};
+
+std::string randomBytes(size_t n, unsigned seed) {
+  std::mt19937_64 rng(seed);
+  std::string s(n, '\0');
+  for (auto& c : s) c = static_cast<char>(rng());
+  return s;
+}
+
+// A bundle with metadata, a CRIU image larger than a chunk (half random,
+// half zeros), a rootfs layer and a volume.
+std::string sampleBundle(int level, std::vector<BundleEntry>* entries = nullptr) {
+  StringSink out;
+  BundleWriter w(out, {.level = level, .threads = 2});
+  w.openStream("metadata", "checkpoint.json").write(R"({"format":1,"name":"web"})");
+  w.closeStream();
+  ByteSink& pages = w.openStream("criu", "pages-1.img");
+  pages.write(randomBytes(kBundleChunk + 12345, 1));
+  pages.write(std::string(2 * kBundleChunk, '\0'));
+  w.closeStream();
+  w.openStream("rootfs", "rootfs.tar").write("layer bytes");
+  w.closeStream();
+  w.openStream("volume", "data").write("");
+  w.closeStream();
+  w.finish({{"note", "sample"}});
+  if (entries) *entries = w.entries();
+  return out.s;
+}
+
+BundleReadResult readInto(const std::string& bytes, const fs::path& dir, BundleLimits limits = {},
+                          const MetadataCheck& check = {}) {
+  StringSource src(bytes);
+  return readBundle(src, dir, limits, check);
+}
+
+void expectRejected(const std::string& bytes, const std::string& needle, BundleLimits limits = {}) {
+  TempDir t;
+  try {
+    readInto(bytes, t.path(), limits);
+    ADD_FAILURE() << "accepted; expected: " << needle;
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+  }
+}
+
+std::string fileHeader() {
+  std::string h = "FERRYBN1";
+  uint32_t v = 1, z = 0;
+  h.append(reinterpret_cast<const char*>(&v), 4);
+  h.append(reinterpret_cast<const char*>(&z), 4);
+  return h;
+}
+
+std::string openRecord(uint32_t id, const std::string& kind, const std::string& name) {
+  return buildRecord(bundle_format::kOpen, id, json{{"kind", kind}, {"name", name}}.dump(), 0);
+}
+
+}  // namespace
+
+TEST(Bundle, RoundTripCompressedAndRaw) {
+  for (int level : {0, 1, 3}) {
+    std::vector<BundleEntry> written;
+    std::string bytes = sampleBundle(level, &written);
+    TempDir t;
+    BundleReadResult r = readInto(bytes, t.path());
+    ASSERT_EQ(r.entries.size(), 4u);
+    EXPECT_EQ(json(r.entries), json(written));
+    EXPECT_EQ(r.info["note"], "sample");
+    std::string pages = readFile(t.path() / "criu/pages-1.img");
+    EXPECT_EQ(pages.size(), 3 * kBundleChunk + 12345);
+    EXPECT_EQ(pages.substr(0, kBundleChunk + 12345), randomBytes(kBundleChunk + 12345, 1));
+    EXPECT_EQ(readFile(t.path() / "rootfs.tar"), "layer bytes");
+    EXPECT_EQ(readFile(t.path() / "volumes/data.tar"), "");
+    EXPECT_TRUE(pathExists(t.path() / "manifest.json"));
+    if (level > 0) {
+      EXPECT_LT(bytes.size(), pages.size()) << "zeros were not compressed";
+    } else {
+      EXPECT_GT(bytes.size(), pages.size());
+    }
+  }
+}
+
+TEST(Bundle, MetadataCheckRunsBeforeAnythingElseIsExtracted) {
+  std::string bytes = sampleBundle(1);
+  TempDir t;
+  EXPECT_THROW(readInto(bytes, t.path(), {},
+                        [](const json& meta) {
+                          EXPECT_EQ(meta["name"], "web");
+                          throw Error(ErrorCategory::kIncompatible, "refused");
+                        }),
+               Error);
+  EXPECT_FALSE(pathExists(t.path() / "criu")) << "extraction went on after a refusal";
+}
+
+TEST(Bundle, EveryFlippedByteIsCaught) {
+  std::string good = sampleBundle(1);
+  std::mt19937 rng(7);
+  std::vector<size_t> positions = {0, 9, 16, 20, 40, good.size() / 2, good.size() - 1};
+  for (int i = 0; i < 40; ++i) positions.push_back(rng() % good.size());
+  for (size_t pos : positions) {
+    std::string bad = good;
+    bad[pos] = static_cast<char>(bad[pos] ^ 0x10);
+    TempDir t;
+    EXPECT_THROW(readInto(bad, t.path()), Error) << "flip at byte " << pos << " went unnoticed";
+  }
+}
+
+TEST(Bundle, TruncationAnywhereIsCaught) {
+  std::string good = sampleBundle(1);
+  for (size_t cut : {size_t{0}, size_t{5}, size_t{16}, size_t{30}, good.size() / 3, good.size() - 1}) {
+    TempDir t;
+    EXPECT_THROW(readInto(good.substr(0, cut), t.path()), Error) << "cut at " << cut;
+  }
+  expectRejected(good.substr(0, good.size() - 1), "truncated");
+}
+
+TEST(Bundle, HostileNamesAndStructure) {
+  std::string h = fileHeader();
+  auto manifest = [](json entries) {
+    return buildRecord(bundle_format::kManifest, 0, json{{"format", 1}, {"entries", entries}}.dump(), 0);
+  };
+  expectRejected(h + openRecord(1, "criu", "../escape"), "bad CRIU image name");
+  expectRejected(h + openRecord(1, "criu", "/etc/passwd"), "bad CRIU image name");
+  expectRejected(h + openRecord(1, "volume", "../../x"), "invalid volume name");
+  expectRejected(h + openRecord(1, "binary", "x"), "unknown bundle entry kind");
+  expectRejected(h + openRecord(1, "rootfs", "other.tar"), "must be named rootfs.tar");
+  // The same file twice.
+  std::string twice = h + openRecord(1, "criu", "a.img") +
+                      buildRecord(bundle_format::kClose, 1, "", 0) + openRecord(2, "criu", "a.img");
+  expectRejected(twice, "bundle entry criu/a.img");
+  // Data for a stream that is not open.
+  expectRejected(h + buildRecord(bundle_format::kData, 9, "x", 0), "not open");
+  // A manifest that lies about an entry.
+  std::string lie = h + openRecord(1, "criu", "a.img") + buildRecord(bundle_format::kData, 1, "abc", 0) +
+                    buildRecord(bundle_format::kClose, 1, "", 0) +
+                    manifest(json::array({{{"kind", "criu"}, {"name", "a.img"}, {"size", 4}, {"xxh3", 0}}}));
+  expectRejected(lie, "does not match the manifest");
+  // Anything after the manifest.
+  expectRejected(h + manifest(json::array()) + "x", "after the manifest");
+  expectRejected("NOTABUNDLE000000", "not a ferry checkpoint bundle");
+}
+
+TEST(Bundle, ZstdBombAndLimits) {
+  // A frame that expands beyond what its record declares.
+  std::string big(kBundleMaxRecord + 1, '\0');
+  std::string rec = buildRecord(bundle_format::kData, 1, big, 3);
+  expectRejected(fileHeader() + openRecord(1, "criu", "p.img") + rec, "larger than 4 MiB");
+  // A record declaring a small size whose frame holds more.
+  std::string frame = buildRecord(bundle_format::kData, 1, std::string(1 << 20, '\0'), 3);
+  bundle_format::RecordHeader hdr;
+  std::memcpy(&hdr, frame.data(), sizeof hdr);
+  hdr.raw_len = 4096;
+  std::memcpy(frame.data(), &hdr, sizeof hdr);
+  expectRejected(fileHeader() + openRecord(1, "criu", "p.img") + frame, "does not declare");
+  // Totals: size and ratio.
+  StringSink out;
+  BundleWriter w(out, {.level = 3, .threads = 2});
+  ByteSink& s = w.openStream("criu", "zeros.img");
+  for (int i = 0; i < 80; ++i) s.write(std::string(kBundleChunk, '\0'));
+  w.closeStream();
+  w.finish({});
+  expectRejected(out.s, "decompression bomb", {.max_ratio = 100});
+  expectRejected(out.s, "size limit", {.max_total_bytes = 10 << 20});
+  TempDir ok;
+  EXPECT_NO_THROW(readInto(out.s, ok.path()));  // the defaults accept real zero pages
+}
+
+TEST(Bundle, WriterRefusesNamesAReaderWouldRefuse) {
+  StringSink out;
+  BundleWriter w(out, {});
+  EXPECT_THROW(w.openStream("criu", "../x"), Error);
+  EXPECT_THROW(w.openStream("nope", "x"), Error);
+}
+
+}  // namespace ferry

@@ -1,0 +1,1 @@
+ferry_test(compat_test SOURCES compat_test.cc)
