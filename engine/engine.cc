@@ -67,15 +67,16 @@ void to_json(json& j, const ContainerInfo& c) {
 }
 
 void to_json(json& j, const CheckpointResult& r) {
-  j = json{{"dir", r.dir.string()},       {"total_ms", r.total_ms},
-           {"dump_ms", r.dump_ms},        {"memory_bytes", r.memory_bytes},
+  j = json{{"dir", r.dir.string()},          {"total_ms", r.total_ms},
+           {"dump_ms", r.dump_ms},           {"memory_bytes", r.memory_bytes},
            {"rootfs_bytes", r.rootfs_bytes}, {"volume_bytes", r.volume_bytes},
+           {"bundle_bytes", r.bundle_bytes},
            {"criu", r.criu ? json(*r.criu) : json(nullptr)}};
 }
 
 void to_json(json& j, const RestoreResult& r) {
   j = json{{"container", r.container}, {"total_ms", r.total_ms},
-           {"criu", r.criu ? json(*r.criu) : json(nullptr)}};
+           {"criu", r.criu ? json(*r.criu) : json(nullptr)}, {"warnings", r.warnings}};
 }
 
 Engine::Engine(EngineConfig cfg, CommandRunner& runner)

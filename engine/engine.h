@@ -14,11 +14,15 @@
 #include <chrono>
 #include <filesystem>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "engine/bundle.h"
+#include "engine/checkpoint_output.h"
+#include "engine/compat.h"
 #include "engine/config.h"
 #include "engine/container_store.h"
 #include "engine/criu_stats.h"
@@ -57,28 +61,33 @@ struct CheckpointResult {
   uint64_t memory_bytes = 0;   // CRIU images
   uint64_t rootfs_bytes = 0;   // the container's rootfs changes
   uint64_t volume_bytes = 0;
+  uint64_t bundle_bytes = 0;   // what went into the sink, for an export
 };
 void to_json(nlohmann::json& j, const CheckpointResult& r);
 
 struct RestoreOptions {
   std::string name;              // empty: the checkpointed container's name
   bool replace_volumes = false;  // overwrite non-empty volumes of the same name
+  std::set<std::string> ignore;  // compatibility refusals overridden on purpose
 };
 
 struct RestoreResult {
   ContainerInfo container;
   int64_t total_ms = 0;
   std::optional<CriuRestoreStats> criu;
+  std::vector<Finding> warnings;  // compatibility warnings (and ignored refusals)
 };
 void to_json(nlohmann::json& j, const RestoreResult& r);
 
-// What a checkpoint directory holds (format version 1):
-//   checkpoint.json  container record, source host info, options, CRIU stats
-//   criu/            CRIU images (runc --image-path)
-//   criu-work/       dump.log and stats-dump
-//   rootfs-upper/    the container's overlay upperdir (its rootfs changes)
-//   volumes/NAME/    each named volume's content
-//   config.json      the OCI spec the container ran with, for reference
+// A checkpoint is written either as a directory or as one bundle file (see
+// bundle.h for the format and the layout both share):
+//   checkpoint.json      container record, image, source host info, options
+//   config.json          the OCI spec the container ran with
+//   criu/                CRIU images
+//   rootfs.tar           the rootfs diff: an OCI layer of the overlay upperdir
+//   rootfs-changes.json  its A/C/D list
+//   volumes/NAME.tar     each named volume
+//   manifest.json        sizes and checksums of all of the above, CRIU stats
 inline constexpr int kCheckpointFormat = 1;
 
 class Engine {
@@ -114,12 +123,29 @@ class Engine {
   // nothing is lost, and the error says so.
   CheckpointResult checkpoint(const std::string& name, const std::filesystem::path& dir,
                               const CheckpointOptions& opts);
-  // Restores a checkpoint directory on this host. Needs the container's image
-  // here. On failure nothing of it stays behind on this host.
+  // The same, as one bundle streamed into `out` (`checkpoint --export`). On
+  // failure the bytes already written are the caller's to discard.
+  CheckpointResult exportCheckpoint(const std::string& name, ByteSink& out,
+                                    const CheckpointOptions& opts, const BundleWriteOptions& bundle);
+  // Restores a checkpoint directory on this host, after verifying it against
+  // its manifest and checking compatibility (refusals throw kIncompatible)
+  // before anything is written. On failure nothing of it stays behind.
   RestoreResult restore(const std::filesystem::path& dir, const RestoreOptions& opts);
+  // Restores a bundle (`restore --import`): read into a staging directory
+  // with every checksum verified -- compatibility is checked as soon as the
+  // metadata has arrived -- then restored as above. Staging never stays.
+  RestoreResult importCheckpoint(ByteSource& in, const RestoreOptions& opts,
+                                 const BundleLimits& limits = {});
 
  private:
   FileLock lock();
+  CheckpointResult checkpointTo(const std::string& name, CheckpointOutput& out,
+                                const CheckpointOptions& opts);
+  // Everything that can refuse a restore, from the metadata alone.
+  std::vector<Finding> admit(const nlohmann::json& metadata, const RestoreOptions& opts);
+  // `origin` (the directory, or "bundle") goes into the record's restored_from.
+  RestoreResult restoreStaged(const std::filesystem::path& dir, const RestoreOptions& opts,
+                              const std::string& origin);
   ContainerInfo inspectRecord(const ContainerRecord& rec);
   void writeSpec(const ContainerRecord& rec, const ImageRecord& image);
   ConmonLaunch launchFor(const std::string& name) const;

@@ -12,6 +12,7 @@
 
 #include <cstring>
 #include <map>
+#include <memory>
 #include <vector>
 
 #include "engine/error.h"
@@ -43,6 +44,25 @@ void makeDirs(const fs::path& path, int mode) {
   if (created && ::chmod(path.c_str(), mode) != 0) throwErrno("chmod " + path.string());
 }
 
+std::vector<std::string> listDirAt(int dir_fd, const std::string& what) {
+  int copy = ::fcntl(dir_fd, F_DUPFD_CLOEXEC, 0);
+  if (copy < 0) throwErrno("dup " + what);
+  std::unique_ptr<DIR, int (*)(DIR*)> dir(::fdopendir(copy), &::closedir);
+  if (!dir) {
+    ::close(copy);
+    throwErrno("opendir " + what);
+  }
+  ::rewinddir(dir.get());  // the dup shares the offset with dir_fd
+  std::vector<std::string> names;
+  errno = 0;
+  while (dirent* e = ::readdir(dir.get())) {
+    std::string_view n = e->d_name;
+    if (n != "." && n != "..") names.emplace_back(n);
+  }
+  if (errno != 0) throwErrno("readdir " + what);
+  return names;
+}
+
 bool pathExists(const fs::path& path) {
   struct stat st;
   return ::lstat(path.c_str(), &st) == 0;
@@ -52,21 +72,12 @@ namespace {
 
 // Removes every entry of the open directory dfd, staying on device `dev`.
 void removeContents(int dfd, dev_t dev, const std::string& where) {
-  int dup = ::dup(dfd);
-  if (dup < 0) throwErrno("dup");
-  DIR* dir = ::fdopendir(dup);
-  if (!dir) {
-    ::close(dup);
-    throwErrno("opendir " + where);
-  }
   std::vector<std::pair<std::string, bool>> entries;  // name, is_dir
-  while (dirent* e = ::readdir(dir)) {
-    if (!std::strcmp(e->d_name, ".") || !std::strcmp(e->d_name, "..")) continue;
+  for (auto& name : listDirAt(dfd, where)) {
     struct stat st;
-    if (::fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
-    entries.emplace_back(e->d_name, S_ISDIR(st.st_mode));
+    if (::fstatat(dfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+    entries.emplace_back(std::move(name), S_ISDIR(st.st_mode));
   }
-  ::closedir(dir);
   for (const auto& [name, is_dir] : entries) {
     std::string sub = where + "/" + name;
     if (is_dir) {

@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include "engine/fd.h"
 
@@ -20,6 +21,10 @@ void writeFileAtomic(const fs::path& path, std::string_view content, int mode = 
 // mkdir -p; the last component gets `mode` when this call creates it.
 void makeDirs(const fs::path& path, int mode = 0755);
 bool pathExists(const fs::path& path);  // lstat-based: a dangling symlink exists
+
+// The entry names of the open directory dir_fd (without "." and ".."), in
+// readdir order. `what` names it in errors. dir_fd's offset is not used.
+std::vector<std::string> listDirAt(int dir_fd, const std::string& what);
 
 // Removes a tree without following symlinks and without crossing into another
 // file system (a mount inside the tree is an error, never descended: removing a

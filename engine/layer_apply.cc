@@ -7,7 +7,9 @@
 //    standing where the entry needs a parent directory;
 //  * hardlink targets must already exist beneath the root, reached without a
 //    symlink;
-//  * whiteouts delete through fds opened with openBeneath, never by path.
+//  * whiteouts delete (kApply) through fds opened with openBeneath, and
+//    overlay markers (kToOverlay) are made through directory fds opened one
+//    component at a time with O_NOFOLLOW, never by path.
 #include "engine/layer_apply.h"
 
 #include <archive.h>
@@ -15,7 +17,10 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <sched.h>
+#include <selinux/selinux.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -78,26 +83,15 @@ std::string memberPath(const char* raw) {
   return out;
 }
 
-// --- Trees, through fds only --------------------------------------------
-
-std::vector<std::string> listDir(int dir_fd, const std::string& what) {
-  int copy = ::fcntl(dir_fd, F_DUPFD_CLOEXEC, 0);
-  if (copy < 0) throwErrno("dup " + what);
-  std::unique_ptr<DIR, int (*)(DIR*)> dir(::fdopendir(copy), &::closedir);
-  if (!dir) {
-    ::close(copy);
-    throwErrno("opendir " + what);
-  }
-  ::rewinddir(dir.get());  // the dup shares the offset with dir_fd
-  std::vector<std::string> names;
-  errno = 0;
-  while (dirent* e = ::readdir(dir.get())) {
-    std::string_view n = e->d_name;
-    if (n != "." && n != "..") names.emplace_back(n);
-  }
-  if (errno != 0) throwErrno("readdir " + what);
-  return names;
+// The NAME of a whiteout member's base name ".wh.NAME".
+std::string whiteoutTarget(const std::string& base) {
+  std::string victim = base.substr(kWhiteoutPrefix.size());
+  if (victim.empty() || victim == "." || victim == "..")
+    throwInvalidInput("whiteout names no file");
+  return victim;
 }
+
+// --- Trees, through fds only --------------------------------------------
 
 // Removes `name` in `dir_fd`, and everything below it if it is a directory,
 // never following a symlink. A missing entry is not an error.
@@ -111,7 +105,7 @@ void removeAt(int dir_fd, const std::string& name) {
   if (is_dir) {
     UniqueFd sub(::openat(dir_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (!sub) throwErrno("open " + name);
-    for (const auto& child : listDir(sub.get(), name)) removeAt(sub.get(), child);
+    for (const auto& child : listDirAt(sub.get(), name)) removeAt(sub.get(), child);
   }
   if (::unlinkat(dir_fd, name.c_str(), is_dir ? AT_REMOVEDIR : 0) != 0 && errno != ENOENT) {
     throwErrno("remove " + name);
@@ -162,8 +156,8 @@ void copyData(archive* in, archive* out) {
 
 // trusted.overlay.* (and user.overlay.*) steer overlayfs -- opaque dirs,
 // redirects, metacopy -- once this rootfs is a lower layer; an image must not
-// bring its own.
-void dropOverlayXattrs(archive_entry* e) {
+// bring its own. security.selinux only where SELinux enforces it.
+void filterXattrs(archive_entry* e, bool keep_selinux) {
   if (archive_entry_xattr_reset(e) == 0) return;
   std::vector<std::pair<std::string, std::string>> keep;
   const char* name;
@@ -172,6 +166,7 @@ void dropOverlayXattrs(archive_entry* e) {
   while (archive_entry_xattr_next(e, &name, &value, &size) == ARCHIVE_OK) {
     std::string_view n = name;
     if (n.starts_with("trusted.overlay.") || n.starts_with("user.overlay.")) continue;
+    if (n == "security.selinux" && !keep_selinux) continue;
     keep.emplace_back(n, std::string(static_cast<const char*>(value), size));
   }
   archive_entry_xattr_clear(e);
@@ -200,12 +195,13 @@ void runInDir(int dir_fd, F&& f) {
 class LayerApplier {
  public:
   LayerApplier(int root_fd, Whiteouts whiteouts)
-      : root_fd_(root_fd), whiteouts_(whiteouts == Whiteouts::kApply) {}
+      : root_fd_(root_fd), mode_(whiteouts), keep_selinux_(::is_selinux_enabled() > 0) {}
 
   // Returns the number of members.
   size_t apply(archive* in);
 
  private:
+  void applyMember(archive* in, archive* out, archive_entry* e, const std::string& rel);
   void applyEntry(archive* in, archive* out, archive_entry* e, const std::string& rel);
   void checkHardlink(archive_entry* e) const;
   void clearParents(const std::string& rel) const;
@@ -216,10 +212,18 @@ class LayerApplier {
   void noteExtracted(std::string rel);
   void noteDirTimes(archive_entry* e, const std::string& rel);
   void restoreDirTimes() const;
+  void noteMarker(const std::string& rel);
+  void placeMarkers() const;
+  void makeWhiteout(const std::string& dir, const std::string& name) const;
+  std::optional<UniqueFd> makeDirsBeneath(const std::string& rel) const;
 
   int root_fd_;
-  bool whiteouts_;                              // Whiteouts::kApply
-  std::unordered_set<std::string> this_layer_;  // members of this tar and their parents
+  Whiteouts mode_;
+  bool keep_selinux_;
+  std::unordered_set<std::string> this_layer_;  // kApply: members of this tar and their parents
+  std::unordered_set<std::string> own_symlinks_;  // symlinks this tar made
+  std::vector<std::string> opaque_dirs_;        // kToOverlay: DIR of each DIR/.wh..wh..opq
+  std::vector<std::pair<std::string, std::string>> whiteouts_;  // kToOverlay: DIR, NAME
   std::vector<std::pair<std::string, std::array<timespec, 2>>> dir_times_;
 };
 
@@ -227,6 +231,9 @@ size_t LayerApplier::apply(archive* in) {
   ArchivePtr out(archive_write_disk_new(), &archive_write_free);
   if (!out) throw std::bad_alloc();
   archive_write_disk_set_options(out.get(), kExtractFlags);
+  if (mode_ == Whiteouts::kToOverlay && !listDirAt(root_fd_, "the root").empty()) {
+    throwInvalidInput("the overlay upperdir to extract into is not empty");
+  }
   size_t count = 0;
   archive_entry* e = nullptr;
   for (;;) {
@@ -237,15 +244,21 @@ size_t LayerApplier::apply(archive* in) {
     }
     ++count;
     const char* raw = archive_entry_pathname(e);
-    withContext("archive member '" + std::string(raw ? raw : "") + "'", [&] {
-      std::string rel = memberPath(raw);
-      if (whiteouts_ && splitPath(rel).second.starts_with(kWhiteoutPrefix)) return whiteout(rel);
-      applyEntry(in, out.get(), e, rel);
-    });
+    withContext("archive member '" + std::string(raw ? raw : "") + "'",
+                [&] { applyMember(in, out.get(), e, memberPath(raw)); });
   }
   if (archive_write_close(out.get()) < ARCHIVE_WARN) archiveFailed(out.get(), "finishing");
+  if (mode_ == Whiteouts::kToOverlay) placeMarkers();
   restoreDirTimes();
   return count;
+}
+
+void LayerApplier::applyMember(archive* in, archive* out, archive_entry* e,
+                               const std::string& rel) {
+  bool marker = splitPath(rel).second.starts_with(kWhiteoutPrefix);
+  if (!marker || mode_ == Whiteouts::kAsFiles) return applyEntry(in, out, e, rel);
+  if (mode_ == Whiteouts::kApply) return whiteout(rel);
+  noteMarker(rel);
 }
 
 void LayerApplier::applyEntry(archive* in, archive* out, archive_entry* e, const std::string& rel) {
@@ -253,14 +266,15 @@ void LayerApplier::applyEntry(archive* in, archive* out, archive_entry* e, const
   if (rel.empty() && !is_dir) throwInvalidInput("the archive root must be a directory");
   archive_entry_set_pathname(e, rel.empty() ? "." : rel.c_str());
   if (archive_entry_hardlink(e)) checkHardlink(e);
-  dropOverlayXattrs(e);
+  filterXattrs(e, keep_selinux_);
   clearParents(rel);
   if (!is_dir) clearWayFor(rel);
   if (archive_write_header(out, e) < ARCHIVE_WARN) archiveFailed(out, "cannot extract");
   copyData(in, out);
   if (archive_write_finish_entry(out) < ARCHIVE_WARN) archiveFailed(out, "cannot extract");
-  if (whiteouts_) noteExtracted(rel);
+  if (mode_ == Whiteouts::kApply) noteExtracted(rel);
   if (is_dir) noteDirTimes(e, rel);
+  if (archive_entry_filetype(e) == AE_IFLNK && !archive_entry_hardlink(e)) own_symlinks_.insert(rel);
 }
 
 // link(2) follows symlinks in the target's parents; a target reached through
@@ -284,8 +298,17 @@ void LayerApplier::clearParents(const std::string& rel) const {
     std::string part = rel.substr(pos, slash - pos);
     struct stat st;
     if (::fstatat(dir.get(), part.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return;
-    if (S_ISLNK(st.st_mode) && ::unlinkat(dir.get(), part.c_str(), 0) != 0) {
-      throwErrno("remove symlink " + rel.substr(0, slash));
+    if (S_ISLNK(st.st_mode)) {
+      // One archive that makes a symlink and then a member beneath it is
+      // trying to write through it: refused. A lower layer's symlink is
+      // replaced, as overlayfs would show it.
+      if (own_symlinks_.count(rel.substr(0, slash))) {
+        throwInvalidInput("member goes through the symlink '" + rel.substr(0, slash) +
+                          "' this archive made");
+      }
+      if (::unlinkat(dir.get(), part.c_str(), 0) != 0) {
+        throwErrno("remove symlink " + rel.substr(0, slash));
+      }
     }
     if (!S_ISDIR(st.st_mode)) return;  // libarchive makes the rest
     int next = ::openat(dir.get(), part.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -328,13 +351,12 @@ void LayerApplier::whiteout(const std::string& rel) {
     if (dir) clearOpaque(dir->get(), parent);
     return;
   }
-  std::string victim = base.substr(kWhiteoutPrefix.size());
-  if (victim.empty() || victim == "." || victim == "..") throwInvalidInput("whiteout names no file");
+  std::string victim = whiteoutTarget(base);
   if (dir && !this_layer_.contains(joinPath(parent, victim))) removeAt(dir->get(), victim);
 }
 
 void LayerApplier::clearOpaque(int dir_fd, const std::string& rel_dir) {
-  for (const auto& name : listDir(dir_fd, rel_dir)) {
+  for (const auto& name : listDirAt(dir_fd, rel_dir)) {
     std::string rel = joinPath(rel_dir, name);
     if (!this_layer_.contains(rel)) {
       removeAt(dir_fd, name);
@@ -365,6 +387,78 @@ void LayerApplier::restoreDirTimes() const {
     std::optional<UniqueFd> dir = openDir(rel);  // gone: a later member replaced it
     if (dir && ::futimens(dir->get(), times.data()) != 0) throwErrno("set times of " + rel);
   }
+}
+
+// --- kToOverlay -------------------------------------------------------
+
+// Markers wait for the end: what they become depends on what the layer
+// brings at their place, whatever the member order.
+void LayerApplier::noteMarker(const std::string& rel) {
+  auto [parent, base] = splitPath(rel);
+  if (base == kOpaqueMarker) return opaque_dirs_.push_back(parent);
+  whiteouts_.emplace_back(parent, whiteoutTarget(base));
+}
+
+void setOpaque(int dir_fd) {
+  if (::fsetxattr(dir_fd, "trusted.overlay.opaque", "y", 1, 0) != 0) {
+    throwErrno("set trusted.overlay.opaque");
+  }
+}
+
+void LayerApplier::placeMarkers() const {
+  for (const auto& dir : opaque_dirs_) {
+    withContext("archive member '" + joinPath(dir, std::string(kOpaqueMarker)) + "'", [&] {
+      if (std::optional<UniqueFd> fd = makeDirsBeneath(dir)) setOpaque(fd->get());
+    });
+  }
+  for (const auto& w : whiteouts_) {  // no structured binding: clang < 16 cannot capture one
+    withContext(
+        "archive member '" + joinPath(w.first, std::string(kWhiteoutPrefix) + w.second) + "'",
+        [&] { makeWhiteout(w.first, w.second); });
+  }
+}
+
+// overlayfs's whiteout: a character device 0:0 (Documentation/filesystems/
+// overlayfs.rst, "whiteouts and opaque directories").
+void LayerApplier::makeWhiteout(const std::string& dir, const std::string& name) const {
+  std::optional<UniqueFd> parent = makeDirsBeneath(dir);
+  if (!parent) return;
+  struct stat st;
+  if (::fstatat(parent->get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
+    if (!S_ISDIR(st.st_mode)) return;  // this layer's entry hides lower's already
+    UniqueFd sub(
+        ::openat(parent->get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!sub) throwErrno("open " + joinPath(dir, name));
+    return setOpaque(sub.get());
+  }
+  if (errno != ENOENT) throwErrno("stat " + joinPath(dir, name));
+  if (::mknodat(parent->get(), name.c_str(), S_IFCHR | 0000, ::makedev(0, 0)) != 0) {
+    throwErrno("make whiteout " + joinPath(dir, name));
+  }
+}
+
+// Opens the directory `rel` beneath the root, creating what is missing, one
+// component at a time and never through a symlink. nullopt where a symlink or
+// a non-directory stands on the way.
+std::optional<UniqueFd> LayerApplier::makeDirsBeneath(const std::string& rel) const {
+  UniqueFd dir(::fcntl(root_fd_, F_DUPFD_CLOEXEC, 0));
+  if (!dir) throwErrno("dup");
+  constexpr int kFlags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
+  for (size_t pos = 0; pos < rel.size();) {
+    size_t end = std::min(rel.find('/', pos), rel.size());
+    std::string part = rel.substr(pos, end - pos);
+    pos = end + 1;
+    UniqueFd next(::openat(dir.get(), part.c_str(), kFlags));
+    if (!next && errno == ENOENT) {
+      if (::mkdirat(dir.get(), part.c_str(), 0755) != 0) throwErrno("mkdir " + rel.substr(0, end));
+      next.reset(::openat(dir.get(), part.c_str(), kFlags));
+      if (next && ::fchmod(next.get(), 0755) != 0) throwErrno("chmod " + rel.substr(0, end));
+    }
+    if (!next && (errno == ELOOP || errno == ENOTDIR)) return std::nullopt;
+    if (!next) throwErrno("open " + rel.substr(0, end));
+    dir = std::move(next);
+  }
+  return dir;
 }
 
 }  // namespace

@@ -1,7 +1,9 @@
 // ferry-engine: drives one host's engine directly, without a cluster. The
 // host-local tool underneath ferry-agent (as runc is underneath podman); used
 // by the single-host demo and for debugging a host.
+#include <fcntl.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <iostream>
@@ -47,10 +49,20 @@ COMMANDS
   stop [-t SECONDS] NAME       SIGTERM, then SIGKILL after the timeout (default 10)
   kill [-s SIGNAL] NAME        send a signal (number or name, default KILL)
   rm [-f] NAME                 remove a container (-f: also when running)
-  checkpoint [--leave-running] [--tcp-established] [--file-locks] NAME DIR
-                               checkpoint a running container into DIR
-  restore [--name NAME] [--replace-volumes] DIR
-                               restore a checkpoint directory on this host
+  checkpoint [OPTIONS] NAME DIR | --export FILE NAME
+                               checkpoint a running container into a directory, or
+                               into one bundle file (zstd-compressed, checksummed)
+      --leave-running          keep the container running (paused during the dump)
+      --tcp-established        checkpoint established TCP connections
+      --file-locks             checkpoint file locks
+      --compress-level N       zstd level of the bundle, 0 for none (default 3)
+  restore [OPTIONS] DIR | --import FILE
+                               restore a checkpoint on this host; its host metadata is
+                               checked against this host first
+      --name NAME              restore under another name
+      --replace-volumes        overwrite volumes of the same name that hold data
+      --ignore CHECK           override one compatibility refusal on purpose (arch,
+                               cgroup, runtime, criu-version, cpu-flags, page-size, image)
   host-info                    what this host is (kernel, CRIU, runc, ...)
 
 Exit status: 0 on success, 1 on failure (the message says what to do), 2 on
@@ -164,40 +176,81 @@ int cmdRun(Engine& e, Args& a, const Cli& cli) {
   return 0;
 }
 
+// Writes the bundle next to FILE and renames it into place only when
+// complete: a failed export leaves no partial file behind.
+CheckpointResult exportToFile(Engine& e, const std::string& name, const std::string& file,
+                              const CheckpointOptions& o, const BundleWriteOptions& bundle) {
+  std::string tmp = file + ".partial";
+  UniqueFd fd = openFile(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  try {
+    FdSink sink(fd.get(), tmp);
+    CheckpointResult r = e.exportCheckpoint(name, sink, o, bundle);
+    if (::fsync(fd.get()) != 0) throwErrno("fsync " + tmp);
+    if (::rename(tmp.c_str(), file.c_str()) != 0) throwErrno("rename " + tmp + " to " + file);
+    return r;
+  } catch (...) {
+    ::unlink(tmp.c_str());
+    throw;
+  }
+}
+
 int cmdCheckpoint(Engine& e, Args& a, const Cli& cli) {
   CheckpointOptions o;
+  BundleWriteOptions bundle;
+  std::string export_file;
   for (;;) {
     if (a.flag("--leave-running")) o.leave_running = true;
     else if (a.flag("--tcp-established")) o.tcp_established = true;
     else if (a.flag("--file-locks")) o.file_locks = true;
+    else if (a.flag("--export")) export_file = a.next("--export FILE");
+    else if (a.flag("--compress-level")) bundle.level = std::stoi(a.next("--compress-level N"));
     else break;
   }
   std::string name = a.next("container name");
-  std::string dir = a.next("checkpoint directory");
-  CheckpointResult r = e.checkpoint(name, dir, o);
+  CheckpointResult r;
+  if (!export_file.empty()) {
+    if (a.more()) throw UsageError("give either --export FILE or a directory, not both");
+    r = exportToFile(e, name, export_file, o, bundle);
+  } else {
+    r = e.checkpoint(name, a.next("checkpoint directory (or --export FILE)"), o);
+  }
   if (cli.json_out) {
     std::cout << json(r).dump(2) << "\n";
   } else {
     std::printf("checkpointed %s to %s in %lld ms (dump %lld ms, frozen %.1f ms); memory %.1f MiB, "
-                "rootfs changes %.1f MiB, volumes %.1f MiB\n",
-                name.c_str(), r.dir.c_str(), (long long)r.total_ms, (long long)r.dump_ms,
+                "rootfs changes %.1f MiB, volumes %.1f MiB",
+                name.c_str(), export_file.empty() ? r.dir.c_str() : export_file.c_str(),
+                (long long)r.total_ms, (long long)r.dump_ms,
                 r.criu ? r.criu->frozen_time_us / 1000.0 : 0.0, r.memory_bytes / 1048576.0,
                 r.rootfs_bytes / 1048576.0, r.volume_bytes / 1048576.0);
+    if (r.bundle_bytes) std::printf("; bundle %.1f MiB", r.bundle_bytes / 1048576.0);
+    std::printf("\n");
   }
   return 0;
 }
 
 int cmdRestore(Engine& e, Args& a, const Cli& cli) {
   RestoreOptions o;
+  std::string import_file;
   for (;;) {
     if (a.flag("--name")) o.name = a.next("--name value");
     else if (a.flag("--replace-volumes")) o.replace_volumes = true;
+    else if (a.flag("--ignore")) o.ignore.insert(a.next("--ignore CHECK"));
+    else if (a.flag("--import")) import_file = a.next("--import FILE");
     else break;
   }
-  RestoreResult r = e.restore(a.next("checkpoint directory"), o);
+  RestoreResult r;
+  if (!import_file.empty()) {
+    UniqueFd fd = openFile(import_file, O_RDONLY);
+    FdSource src(fd.get(), import_file);
+    r = e.importCheckpoint(src, o);
+  } else {
+    r = e.restore(a.next("checkpoint directory (or --import FILE)"), o);
+  }
   if (cli.json_out) {
     std::cout << json(r).dump(2) << "\n";
   } else {
+    for (const auto& w : r.warnings) std::fprintf(stderr, "warning: %s\n", w.message.c_str());
     std::printf("restored %s in %lld ms (pid %d)\n", r.container.name().c_str(),
                 (long long)r.total_ms, r.container.pid);
   }

@@ -8,6 +8,13 @@
 #include <stdexcept>
 #include <thread>
 
+#include <archive.h>
+#include <archive_entry.h>
+#include <xxhash.h>
+
+#include <cstdlib>
+#include <cstring>
+
 #include "engine/overlay.h"
 
 namespace ferry::testing {
@@ -129,6 +136,110 @@ bool runcHasContainers(const EngineConfig& cfg) {
     if (pathExists(e.path() / "state.json")) return true;
   }
   return false;
+}
+
+void resealManifest(const fs::path& dir) {
+  using nlohmann::json;
+  json m = json::parse(readFile(dir / "manifest.json"));
+  for (auto& e : m["entries"]) {
+    std::string bytes = readFile(dir / stagingPath(e["kind"], e["name"]));
+    e["size"] = bytes.size();
+    e["xxh3"] = XXH3_64bits(bytes.data(), bytes.size());
+  }
+  writeFileAtomic(dir / "manifest.json", m.dump(2));
+}
+
+std::string tarOf(const std::vector<TarMember>& members) {
+  std::string out;
+  archive* a = archive_write_new();
+  archive_write_set_format_pax_restricted(a);
+  archive_write_open(
+      a, &out, nullptr,
+      [](archive*, void* ctx, const void* buf, size_t n) -> la_ssize_t {
+        static_cast<std::string*>(ctx)->append(static_cast<const char*>(buf), n);
+        return static_cast<la_ssize_t>(n);
+      },
+      nullptr);
+  for (const auto& m : members) {
+    archive_entry* e = archive_entry_new();
+    archive_entry_set_pathname(e, m.path.c_str());
+    archive_entry_set_mtime(e, 1700000000, 0);
+    if (m.type == 'f') {
+      archive_entry_set_filetype(e, AE_IFREG);
+      archive_entry_set_perm(e, 0644);
+      archive_entry_set_size(e, static_cast<la_int64_t>(m.data.size()));
+    } else if (m.type == 'd') {
+      archive_entry_set_filetype(e, AE_IFDIR);
+      archive_entry_set_perm(e, 0755);
+    } else if (m.type == 'l') {
+      archive_entry_set_filetype(e, AE_IFLNK);
+      archive_entry_set_perm(e, 0777);
+      archive_entry_set_symlink(e, m.data.c_str());
+    } else {
+      archive_entry_set_filetype(e, AE_IFREG);
+      archive_entry_set_perm(e, 0644);
+      archive_entry_set_hardlink(e, m.data.c_str());
+    }
+    archive_write_header(a, e);
+    if (m.type == 'f') archive_write_data(a, m.data.data(), m.data.size());
+    archive_entry_free(e);
+  }
+  archive_write_close(a);
+  archive_write_free(a);
+  return out;
+}
+
+std::string bundleFromDir(const fs::path& dir, const std::map<std::string, std::string>& replace) {
+  using nlohmann::json;
+  StringSink sink;
+  BundleWriter w(sink, {.level = 1, .threads = 1});
+  json m = json::parse(readFile(dir / "manifest.json"));
+  for (const auto& e : m["entries"]) {
+    std::string kind = e["kind"], name = e["name"];
+    auto it = replace.find(kind + "/" + name);
+    w.openStream(kind, name).write(it != replace.end() ? it->second : readFile(dir / stagingPath(kind, name)));
+    w.closeStream();
+  }
+  w.finish(m["info"]);
+  return sink.data;
+}
+
+size_t StringSource::read(char* buf, size_t n) {
+  n = std::min(n, data.size() - pos);
+  std::memcpy(buf, data.data() + pos, n);
+  pos += n;
+  return n;
+}
+
+void TwoHostTest::SetUp() {
+  std::string missing = missingPrerequisite();
+  if (!missing.empty()) {
+    if (std::getenv("CI")) FAIL() << "CI must run the integration tests, but: " << missing;
+    GTEST_SKIP() << "skipped on this machine: " << missing;
+  }
+  dirs_ = std::make_unique<TestDirs>();
+  a_ = std::make_unique<TestHost>("hostA", dirs_->state, dirs_->run);
+  b_ = std::make_unique<TestHost>("hostB", dirs_->state, dirs_->run);
+  a_->importTestImage();
+  b_->importTestImage();
+}
+
+void TwoHostTest::TearDown() {
+  a_.reset();
+  b_.reset();
+  dirs_.reset();
+}
+
+void TwoHostTest::runCounterOnA(const std::string& name, unsigned long min) {
+  fs::path vol = a().volumes().ensure("data");
+  writeFileAtomic(vol / "marker", "volume content from before the run\n");
+  a().run(counterSpec(name, "data"));
+  waitFor([&] { auto v = counterValues(a(), name); return !v.empty() && v.back() >= min; },
+          std::chrono::seconds(20), name + " to count to " + std::to_string(min) + " on hostA");
+}
+
+unsigned long volumeCounter(Engine& e) {
+  return std::stoul(readFile(e.volumes().path("data") / "counter"));
 }
 
 }  // namespace ferry::testing

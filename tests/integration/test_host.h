@@ -6,10 +6,14 @@
 
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include <gtest/gtest.h>
+
+#include "engine/bundle.h"
 #include "engine/engine.h"
 #include "engine/fs.h"
 
@@ -61,5 +65,56 @@ bool anyMountBelow(const fs::path& dir);
 
 // Whether runc under this host's root knows any container.
 bool runcHasContainers(const EngineConfig& cfg);
+
+// Recomputes manifest.json of a checkpoint directory after a test edited a
+// file in it on purpose (to get past verification to the fault under test).
+void resealManifest(const fs::path& dir);
+
+// One tar member for hostile archives: 'f' file (data), 'd' directory,
+// 'l' symlink (data = target), 'h' hardlink (data = target path).
+struct TarMember {
+  std::string path;
+  char type;
+  std::string data;
+};
+std::string tarOf(const std::vector<TarMember>& members);
+
+// A bundle built from a checkpoint directory, with some entries' bytes
+// replaced ("kind/name" -> bytes), e.g. {"rootfs/rootfs.tar", tarOf(...)}.
+std::string bundleFromDir(const fs::path& dir, const std::map<std::string, std::string>& replace);
+
+// Byte sink / source over a string.
+class StringSink : public ByteSink {
+ public:
+  void write(std::string_view d) override { data.append(d); }
+  std::string data;
+};
+class StringSource : public ByteSource {
+ public:
+  explicit StringSource(std::string d) : data(std::move(d)) {}
+  size_t read(char* buf, size_t n) override;
+  std::string data;
+  size_t pos = 0;
+};
+
+// Two test hosts, hostA and hostB, each with the counter image; skips or
+// fails (CI) when root or CRIU is missing.
+class TwoHostTest : public ::testing::Test {
+ protected:
+  void SetUp() override;
+  void TearDown() override;
+  // Runs the counter on A with volume "data" (holding a marker file) and
+  // waits until it has counted to at least `min`.
+  void runCounterOnA(const std::string& name, unsigned long min);
+  fs::path checkpointDir(const std::string& tag) { return dirs_->state / ("ck-" + tag); }
+  Engine& a() { return a_->engine(); }
+  Engine& b() { return b_->engine(); }
+
+  std::unique_ptr<TestDirs> dirs_;
+  std::unique_ptr<TestHost> a_, b_;
+};
+
+// The value the counter last wrote to volume "data".
+unsigned long volumeCounter(Engine& e);
 
 }  // namespace ferry::testing

@@ -6,11 +6,16 @@
 #include <archive_entry.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <selinux/selinux.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "engine/error.h"
@@ -23,10 +28,15 @@ struct Member {
   std::string path;
   bool is_dir = false;
   std::string data;
+  std::string symlink;  // target, for a symlink
+  std::vector<std::pair<std::string, std::string>> xattrs;
 };
 
 Member file(std::string path, std::string data = "") { return {std::move(path), false, data}; }
 Member dir(std::string path) { return {std::move(path), true, ""}; }
+Member symlink(std::string path, std::string target) {
+  return {std::move(path), false, "", std::move(target)};
+}
 
 la_ssize_t appendTo(archive*, void* out, const void* buf, size_t n) {
   static_cast<std::string*>(out)->append(static_cast<const char*>(buf), n);
@@ -45,9 +55,13 @@ std::string tarBytes(const std::vector<Member>& members) {
   for (const Member& m : members) {
     archive_entry* e = archive_entry_new();
     archive_entry_set_pathname(e, m.path.c_str());
-    archive_entry_set_filetype(e, m.is_dir ? AE_IFDIR : AE_IFREG);
+    archive_entry_set_filetype(e, m.is_dir ? AE_IFDIR : m.symlink.empty() ? AE_IFREG : AE_IFLNK);
     archive_entry_set_perm(e, m.is_dir ? 0755 : 0644);
     archive_entry_set_size(e, static_cast<la_int64_t>(m.data.size()));
+    if (!m.symlink.empty()) archive_entry_set_symlink(e, m.symlink.c_str());
+    for (const auto& [name, value] : m.xattrs) {
+      archive_entry_xattr_add_entry(e, name.c_str(), value.data(), value.size());
+    }
     check(a, archive_write_header(a, e));
     if (archive_write_data(a, m.data.data(), m.data.size()) < 0) check(a, ARCHIVE_FATAL);
     archive_entry_free(e);
@@ -133,6 +147,86 @@ TEST_F(LayerApplyTest, WhiteoutNamingNoFileIsRejected) {
   writeFileAtomic(root_ / "x", "lower");
   EXPECT_THROW(apply({file(".wh.")}, Whiteouts::kApply), Error);
   EXPECT_EQ(readFile(root_ / "x"), "lower");
+}
+
+std::string xattr(const fs::path& p, const char* name) {
+  std::string value(256, '\0');
+  ssize_t n = ::lgetxattr(p.c_str(), name, value.data(), value.size());
+  if (n < 0) return "<" + std::string(std::strerror(errno)) + ">";
+  value.resize(static_cast<size_t>(n));
+  return value;
+}
+
+bool isWhiteout(const fs::path& p) {
+  struct stat st;
+  return ::lstat(p.c_str(), &st) == 0 && S_ISCHR(st.st_mode) && st.st_rdev == makedev(0, 0);
+}
+
+const std::string kNoData = "<" + std::string(std::strerror(ENODATA)) + ">";
+
+TEST_F(LayerApplyTest, ToOverlayTurnsMarkersIntoWhiteoutsAndOpaqueDirsWhateverTheOrder) {
+  EXPECT_EQ(apply({dir("d"), file("d/.wh.gone"), dir("o"), file("o/.wh..wh..opq"),
+                   file("o/mine", "m"), file(".wh.late"), file("late", "n"), file(".wh.re"),
+                   dir("re"), file("re/x", "x"), file("missing/.wh.y"), file("o/.wh.gone", "")},
+                  Whiteouts::kToOverlay),
+            12u);
+  EXPECT_TRUE(isWhiteout(root_ / "d/gone"));
+  EXPECT_FALSE(pathExists(root_ / "d/.wh.gone"));
+  EXPECT_EQ(xattr(root_ / "o", "trusted.overlay.opaque"), "y");
+  EXPECT_EQ(readFile(root_ / "o/mine"), "m");
+  EXPECT_FALSE(pathExists(root_ / "o/.wh..wh..opq"));
+  EXPECT_TRUE(isWhiteout(root_ / "o/gone"));
+  EXPECT_EQ(readFile(root_ / "late"), "n");  // this layer's own file hides lower's already
+  EXPECT_EQ(xattr(root_ / "re", "trusted.overlay.opaque"), "y");  // replaces lower's re
+  EXPECT_EQ(readFile(root_ / "re/x"), "x");
+  EXPECT_TRUE(isWhiteout(root_ / "missing/y"));
+  EXPECT_EQ(xattr(root_ / "d", "trusted.overlay.opaque"), kNoData);
+}
+
+TEST_F(LayerApplyTest, ToOverlayDropsOverlayXattrsTheArchiveBrings) {
+  Member d = dir("d");
+  d.xattrs = {{"trusted.overlay.opaque", "y"}, {"trusted.overlay.redirect", "/etc"}};
+  apply({d}, Whiteouts::kToOverlay);
+  EXPECT_EQ(xattr(root_ / "d", "trusted.overlay.opaque"), kNoData);
+  EXPECT_EQ(xattr(root_ / "d", "trusted.overlay.redirect"), kNoData);
+}
+
+TEST_F(LayerApplyTest, ToOverlayRefusesAnUpperdirThatIsNotEmpty) {
+  writeFileAtomic(root_ / "old", "x");
+  try {
+    apply({file(".wh.old")}, Whiteouts::kToOverlay);
+    FAIL() << "expected an Error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.category(), ErrorCategory::kInvalidInput) << e.what();
+  }
+  EXPECT_EQ(readFile(root_ / "old"), "x");
+}
+
+TEST_F(LayerApplyTest, ToOverlayWhiteoutNamingNoFileIsRejected) {
+  EXPECT_THROW(apply({file("d/.wh..")}, Whiteouts::kToOverlay), Error);
+}
+
+TEST_F(LayerApplyTest, ToOverlayMarkersThroughASymlinkedParentMakeNothingOutside) {
+  fs::path outside = base_.path() / "outside";
+  makeDirs(outside);
+  apply({symlink("abs", outside.string()), file("abs/.wh.x"), file("abs/.wh..wh..opq"),
+         symlink("rel", "../outside"), file("rel/.wh.y"), file("rel/sub/.wh.z")},
+        Whiteouts::kToOverlay);
+  EXPECT_TRUE(fs::is_empty(outside));
+  EXPECT_EQ(xattr(outside, "trusted.overlay.opaque"), kNoData);
+  EXPECT_TRUE(fs::is_symlink(root_ / "abs"));
+  EXPECT_TRUE(fs::is_symlink(root_ / "rel"));
+}
+
+TEST_F(LayerApplyTest, SelinuxLabelIsAppliedOnlyWhereSelinuxIsEnabled) {
+  bool enabled = ::is_selinux_enabled() > 0;
+  // A label this host accepts where it enforces them: the one the root has.
+  std::string label = enabled ? xattr(root_, "security.selinux") : "system_u:object_r:etc_t:s0";
+  Member f = file("f", "x");
+  f.xattrs = {{"security.selinux", label}, {"user.kept", "k"}};
+  apply({f}, Whiteouts::kApply);
+  EXPECT_EQ(xattr(root_ / "f", "user.kept"), "k");
+  EXPECT_EQ(xattr(root_ / "f", "security.selinux"), enabled ? label : kNoData);
 }
 
 }  // namespace

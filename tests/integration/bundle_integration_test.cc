@@ -1,0 +1,218 @@
+// Checkpoint bundles end to end: export on hostA, import on hostB, with real
+// runc/CRIU; compatibility refusals; hostile bundles.
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <random>
+
+#include <gtest/gtest.h>
+
+#include "engine/error.h"
+#include "engine/fs.h"
+#include "test_host.h"
+
+namespace ferry::testing {
+namespace {
+
+using std::chrono::seconds;
+using BundleIntegration = TwoHostTest;
+
+fs::path rootfsOf(Engine& e, const std::string& name) {
+  return e.config().root / "containers" / name / "rootfs";
+}
+
+struct stat statOf(const fs::path& p) {
+  struct stat st {};
+  EXPECT_EQ(::lstat(p.c_str(), &st), 0) << p;
+  return st;
+}
+
+std::string xattrOf(const fs::path& p, const char* name) {
+  char buf[256];
+  ssize_t n = ::lgetxattr(p.c_str(), name, buf, sizeof buf);
+  return n < 0 ? "" : std::string(buf, static_cast<size_t>(n));
+}
+
+// Every rootfs-diff case, made through the container's mounted rootfs while
+// it runs (the overlay records them in its upperdir as any write would).
+void changeRootfs(const fs::path& r) {
+  makeDirs(r / "srv");
+  writeFileAtomic(r / "srv/new.txt", "added\n");                               // A
+  ASSERT_EQ(::lsetxattr((r / "srv/new.txt").c_str(), "user.note", "kept", 4, 0), 0);
+  writeFileAtomic(r / "etc/hostname", "changed\n");                             // C
+  fs::remove(r / "bin/vi");                                                     // D file
+  fs::remove(r / "root");                                                       // D dir
+  fs::remove_all(r / "opt/app");                                                // opaque dir
+  makeDirs(r / "opt/app");
+  writeFileAtomic(r / "opt/app/c", "only me\n");
+  writeFileAtomic(r / "srv/h1", "linked\n");
+  ASSERT_EQ(::link((r / "srv/h1").c_str(), (r / "srv/h2").c_str()), 0);        // hardlink
+  fs::create_symlink("new.txt", r / "srv/link");                                // symlink
+  {
+    std::ofstream f(r / "srv/sparse", std::ios::binary);                        // sparse
+    f.seekp(5 << 20);
+    f << "middle";
+    f.seekp((10 << 20) - 1);
+    f << 'e';
+  }
+  ASSERT_EQ(::mknod((r / "srv/null").c_str(), S_IFCHR | 0666, makedev(1, 3)), 0);  // device
+}
+
+void expectRootfsChanges(const fs::path& r) {
+  EXPECT_EQ(readFile(r / "srv/new.txt"), "added\n");
+  EXPECT_EQ(xattrOf(r / "srv/new.txt", "user.note"), "kept");
+  EXPECT_EQ(readFile(r / "etc/hostname"), "changed\n");
+  EXPECT_FALSE(pathExists(r / "bin/vi")) << "deleted file came back";
+  EXPECT_TRUE(pathExists(r / "bin/ls")) << "the image itself is gone";
+  EXPECT_FALSE(pathExists(r / "root")) << "deleted directory came back";
+  EXPECT_FALSE(pathExists(r / "opt/app/a")) << "opaque directory shows the image's files";
+  EXPECT_EQ(readFile(r / "opt/app/c"), "only me\n");
+  EXPECT_EQ(statOf(r / "srv/h1").st_ino, statOf(r / "srv/h2").st_ino) << "hardlink split";
+  EXPECT_EQ(fs::read_symlink(r / "srv/link"), "new.txt");
+  struct stat sp = statOf(r / "srv/sparse");
+  EXPECT_EQ(sp.st_size, 10 << 20);
+  EXPECT_LT(sp.st_blocks * 512, 1 << 20) << "sparse file was filled in";
+  std::string sparse = readFile(r / "srv/sparse");
+  EXPECT_EQ(sparse.substr(5 << 20, 6), "middle");
+  EXPECT_EQ(sparse[0], '\0');
+  struct stat dev = statOf(r / "srv/null");
+  EXPECT_TRUE(S_ISCHR(dev.st_mode));
+  EXPECT_EQ(dev.st_rdev, makedev(1, 3));
+}
+
+std::string exportBundle(Engine& e, const std::string& name, const CheckpointOptions& o = {}) {
+  StringSink sink;
+  CheckpointResult r = e.exportCheckpoint(name, sink, o, {.level = 3, .threads = 2});
+  EXPECT_EQ(r.bundle_bytes, sink.data.size());
+  return sink.data;
+}
+
+TEST_F(BundleIntegration, ExportImportKeepsEveryRootfsChangeMemoryAndVolumes) {
+  runCounterOnA("web", 5);
+  fs::path vol = a().volumes().path("data");
+  std::mt19937_64 rng(3);
+  std::string blob(1 << 20, '\0');
+  for (auto& c : blob) c = static_cast<char>(rng());
+  writeFileAtomic(vol / "blob", blob);
+  changeRootfs(rootfsOf(a(), "web"));
+
+  std::string bundle = exportBundle(a(), "web");
+  unsigned long last = counterValues(a(), "web").back();
+  EXPECT_EQ(a().inspect("web").status, ContainerStatus::kCheckpointed);
+
+  StringSource src(bundle);
+  RestoreResult r = b().importCheckpoint(src, {});
+  EXPECT_EQ(r.container.status, ContainerStatus::kRunning);
+  waitFor([&] { return counterValues(b(), "web").size() >= 3; }, seconds(20), "web to count on hostB");
+  EXPECT_EQ(counterValues(b(), "web").front(), last + 1) << "in-memory state did not survive";
+  expectRootfsChanges(rootfsOf(b(), "web"));
+  fs::path vol_b = b().volumes().path("data");
+  EXPECT_EQ(readFile(vol_b / "blob"), blob) << "volume differs";
+  EXPECT_EQ(readFile(vol_b / "marker"), readFile(vol / "marker"));
+  EXPECT_TRUE(fs::is_empty(b().config().root / "staging")) << "staging stayed behind";
+}
+
+TEST_F(BundleIntegration, ImportUnderANewNameWhileTheSourceKeepsRunning) {
+  runCounterOnA("src", 3);
+  std::string bundle = exportBundle(a(), "src", {.leave_running = true});
+  EXPECT_EQ(a().inspect("src").status, ContainerStatus::kRunning);
+  StringSource src(bundle);
+  b().importCheckpoint(src, {.name = "copy"});
+  waitFor([&] { return counterValues(b(), "copy").size() >= 2; }, seconds(20), "copy to count");
+  EXPECT_EQ(b().inspect("copy").record.spec.name, "copy");
+  EXPECT_EQ(a().inspect("src").status, ContainerStatus::kRunning);
+}
+
+TEST_F(BundleIntegration, ARestoringHostThatDiffersIsRefusedUnlessIgnoredOnPurpose) {
+  runCounterOnA("m", 2);
+  fs::path dir = checkpointDir("meta");
+  a().checkpoint("m", dir, {});
+  auto meta = nlohmann::json::parse(readFile(dir / "checkpoint.json"));
+  meta["host"]["arch"] = "aarch64";
+  meta["host"]["cpu_flags"].push_back("ferry_test_only_flag");
+  writeFileAtomic(dir / "checkpoint.json", meta.dump());
+  resealManifest(dir);
+  try {
+    b().restore(dir, {});
+    FAIL() << "restored across architectures";
+  } catch (const Error& e) {
+    std::string msg = e.what();
+    EXPECT_EQ(e.category(), ErrorCategory::kIncompatible);
+    EXPECT_NE(msg.find("arch: hostA is aarch64"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("hostB"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("ferry_test_only_flag"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("--ignore"), std::string::npos) << msg;
+  }
+  EXPECT_TRUE(b().list().empty());
+  EXPECT_FALSE(b().volumes().exists("data"));
+
+  RestoreResult r = b().restore(dir, {.ignore = {"arch", "cpu-flags"}});
+  EXPECT_EQ(r.container.status, ContainerStatus::kRunning);
+  bool ignored = false;
+  for (const auto& w : r.warnings) ignored |= w.ignored && w.check == "arch";
+  EXPECT_TRUE(ignored) << "the override is not reported";
+}
+
+TEST_F(BundleIntegration, AVolumeWithDataOfTheSameNameIsRefusedUnlessReplaced) {
+  runCounterOnA("v", 2);
+  std::string bundle = exportBundle(a(), "v");
+  writeFileAtomic(b().volumes().ensure("data") / "precious", "hostB's own\n");
+  StringSource src(bundle);
+  try {
+    b().importCheckpoint(src, {});
+    FAIL() << "a volume of the same name was overwritten";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("volume 'data' already exists here"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(readFile(b().volumes().path("data") / "precious"), "hostB's own\n");
+  StringSource again(bundle);
+  b().importCheckpoint(again, {.replace_volumes = true});
+  EXPECT_FALSE(pathExists(b().volumes().path("data") / "precious"));
+  EXPECT_TRUE(pathExists(b().volumes().path("data") / "marker"));
+}
+
+// Hostile bundles: valid checksums around archives that try to escape.
+// Promise: refused, nothing written outside, nothing left on hostB.
+TEST_F(BundleIntegration, HostileArchivesAreRefusedAndLeaveNothing) {
+  runCounterOnA("h", 2);
+  fs::path dir = checkpointDir("h");
+  a().checkpoint("h", dir, {});
+  fs::path outside = dirs_->state / "outside";
+  makeDirs(outside);
+  std::string out = outside.string();
+  std::map<std::string, std::vector<TarMember>> attacks = {
+      {"path traversal", {{"../../../../outside/evil", 'f', "x"}}},
+      {"absolute path", {{out + "/evil", 'f', "x"}}},
+      {"symlink then file through it", {{"esc", 'l', out}, {"esc/evil", 'f', "x"}}},
+      {"hardlink out of the tree", {{"hl", 'h', "/etc/passwd"}}},
+  };
+  for (const auto& [what, members] : attacks) {
+    for (const char* entry : {"rootfs/rootfs.tar", "volume/data"}) {
+      std::string bundle = bundleFromDir(dir, {{entry, tarOf(members)}});
+      StringSource src(bundle);
+      EXPECT_THROW(b().importCheckpoint(src, {}), Error) << what << " in " << entry;
+      EXPECT_TRUE(fs::is_empty(outside)) << what << " in " << entry << " wrote outside";
+      EXPECT_TRUE(b().list().empty()) << what;
+      EXPECT_FALSE(b().volumes().exists("data")) << what;
+      EXPECT_TRUE(fs::is_empty(b().config().root / "staging")) << what;
+      EXPECT_FALSE(anyMountBelow(b().config().root)) << what;
+    }
+  }
+  // Two archives: the rootfs diff plants a symlink where the volume is
+  // mounted; the volume's files must still land in the volume, not outside.
+  std::string bundle = bundleFromDir(dir, {{"rootfs/rootfs.tar", tarOf({{"data", 'l', out}})}});
+  StringSource src(bundle);
+  try {
+    b().importCheckpoint(src, {});
+  } catch (const Error&) {
+    // Refusing is fine too; writing outside is not.
+  }
+  EXPECT_TRUE(fs::is_empty(outside)) << "the two-archive symlink attack wrote outside";
+}
+
+}  // namespace
+}  // namespace ferry::testing

@@ -1,0 +1,171 @@
+// ferry-inspect: shows what a checkpoint bundle holds, after verifying all of
+// it (like checkpointctl show). Reads the bundle into a temporary staging
+// directory, which it removes.
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <ctime>
+#include <iostream>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "engine/bundle.h"
+#include "engine/error.h"
+#include "engine/fs.h"
+
+using namespace ferry;
+using nlohmann::json;
+
+namespace {
+
+constexpr const char* kUsage = R"(usage: ferry-inspect [OPTIONS] BUNDLE
+
+Verifies a checkpoint bundle (every checksum, the manifest, the limits) and
+shows what it holds: container, image, source host, sizes.
+
+OPTIONS
+  --metadata   also show the source host's recorded metadata
+  --files      also list the rootfs diff: A added, C changed, D deleted
+  --stats      also show CRIU's dump statistics (frozen time, pages)
+  --json       print one JSON object with everything instead
+  -h, --help   this text
+
+Exit status: 0 when the bundle is valid, 1 when it is not (the message says
+what is wrong), 2 on bad usage.
+)";
+
+std::string mib(uint64_t b) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f MiB", b / 1048576.0);
+  return buf;
+}
+
+std::string timeText(int64_t unix) {
+  std::time_t t = unix;
+  char buf[64];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S UTC", std::gmtime(&t));
+  return buf;
+}
+
+struct Inspection {
+  json metadata;
+  json changes;
+  json info;
+  std::vector<BundleEntry> entries;
+  uint64_t wire_bytes = 0;
+
+  uint64_t bytes(const std::string& kind) const {
+    uint64_t n = 0;
+    for (const auto& e : entries) n += e.kind == kind ? e.size : 0;
+    return n;
+  }
+};
+
+Inspection inspect(const std::string& file) {
+  UniqueFd fd = openFile(file, O_RDONLY);
+  FdSource src(fd.get(), file);
+  TempDir stage(fs::temp_directory_path(), "ferry-inspect-");
+  BundleReadResult r = readBundle(src, stage.path(), {});
+  Inspection in;
+  in.metadata = json::parse(readFile(stage.path() / "checkpoint.json"));
+  if (pathExists(stage.path() / "rootfs-changes.json")) {
+    in.changes = json::parse(readFile(stage.path() / "rootfs-changes.json"));
+  }
+  in.info = r.info;
+  in.entries = r.entries;
+  in.wire_bytes = r.wire_bytes;
+  return in;
+}
+
+void printSummary(const Inspection& in, const std::string& file) {
+  const json& c = in.metadata.at("container");
+  const json& h = in.metadata.at("host");
+  const json& o = in.metadata.at("options");
+  std::map<std::string, int> marks;
+  for (const auto& ch : in.changes) marks[ch.value("mark", "?")]++;
+  std::printf("Bundle:     %s (%s, %zu entries, all verified)\n", file.c_str(),
+              mib(in.wire_bytes).c_str(), in.entries.size());
+  std::printf("Container:  %s\n", c.at("spec").value("name", "").c_str());
+  std::printf("Image:      %s (sha256:%.12s)\n", c.at("spec").value("image", "").c_str(),
+              c.value("image_id", "").c_str());
+  std::printf("Source:     %s (%s, kernel %s, %s %s)\n", h.value("host_name", "").c_str(),
+              h.value("arch", "").c_str(), h.value("kernel", "").c_str(),
+              h.value("distribution", "").c_str(), h.value("distribution_version", "").c_str());
+  std::printf("Runtime:    %s %s, CRIU %s, conmon %s\n", h.value("runtime_name", "").c_str(),
+              h.value("runtime_version", "").c_str(), h.value("criu_version", "").c_str(),
+              h.value("conmon_version", "").c_str());
+  std::printf("Created:    %s\n", timeText(in.metadata.value("created_unix", int64_t{0})).c_str());
+  std::printf("Options:    leave-running %s, tcp-established %s, file-locks %s\n",
+              o.value("leave_running", false) ? "yes" : "no",
+              o.value("tcp_established", false) ? "yes" : "no",
+              o.value("file_locks", false) ? "yes" : "no");
+  std::printf("Memory:     %s (CRIU images)\n", mib(in.bytes("criu")).c_str());
+  std::printf("Rootfs:     %s diff (%d added, %d changed, %d deleted)\n",
+              mib(in.bytes("rootfs")).c_str(), marks["A"], marks["C"], marks["D"]);
+  for (const auto& e : in.entries) {
+    if (e.kind == "volume") std::printf("Volume:     %s (%s archive)\n", e.name.c_str(), mib(e.size).c_str());
+  }
+}
+
+void printStats(const Inspection& in) {
+  const json& s = in.info.value("criu_dump_stats", json());
+  if (s.is_null()) {
+    std::printf("\nCRIU statistics: none recorded\n");
+    return;
+  }
+  std::printf("\nCRIU dump statistics\n");
+  std::printf("  freezing time    %8.1f ms\n", s.value("freezing_time_us", 0) / 1000.0);
+  std::printf("  frozen time      %8.1f ms\n", s.value("frozen_time_us", 0) / 1000.0);
+  std::printf("  memory dump time %8.1f ms\n", s.value("memdump_time_us", 0) / 1000.0);
+  std::printf("  memory write     %8.1f ms\n", s.value("memwrite_time_us", 0) / 1000.0);
+  std::printf("  pages scanned    %8llu\n", (unsigned long long)s.value("pages_scanned", uint64_t{0}));
+  std::printf("  pages written    %8llu\n", (unsigned long long)s.value("pages_written", uint64_t{0}));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  bool metadata = false, files = false, stats = false, as_json = false;
+  std::string file;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "-h" || a == "--help") return std::cout << kUsage, 0;
+    if (a == "--metadata") metadata = true;
+    else if (a == "--files") files = true;
+    else if (a == "--stats") stats = true;
+    else if (a == "--json") as_json = true;
+    else if (!a.empty() && a[0] != '-' && file.empty()) file = a;
+    else {
+      std::cerr << "ferry-inspect: unexpected argument '" << a << "' (see --help)\n";
+      return 2;
+    }
+  }
+  if (file.empty()) {
+    std::cerr << "ferry-inspect: which bundle? (see --help)\n";
+    return 2;
+  }
+  try {
+    Inspection in = inspect(file);
+    if (as_json) {
+      std::cout << json{{"bundle", file},       {"wire_bytes", in.wire_bytes},
+                        {"entries", in.entries}, {"metadata", in.metadata},
+                        {"changes", in.changes}, {"info", in.info}}
+                       .dump(2)
+                << "\n";
+      return 0;
+    }
+    printSummary(in, file);
+    if (metadata) std::printf("\nSource host metadata\n%s\n", in.metadata.at("host").dump(2).c_str());
+    if (files) {
+      std::printf("\nRootfs diff\n");
+      for (const auto& ch : in.changes) {
+        std::printf("  %s /%s\n", ch.value("mark", "?").c_str(), ch.value("path", "").c_str());
+      }
+    }
+    if (stats) printStats(in);
+    return 0;
+  } catch (const std::exception& e) {
+    std::cerr << "ferry-inspect: " << file << ": " << e.what() << "\n";
+    return 1;
+  }
+}
