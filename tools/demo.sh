@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The main job, for now on one machine: sets this machine up, builds ferry,
-# runs the counter container (with a volume) on "hostA", checkpoints it,
-# restores it on "hostB" (another state root, runc root and cgroup), and shows
-# the counter going on from where it stopped, with the checkpoint and restore
-# times. Everything it made is removed at the end. Run as root.
+# runs the counter container (with a volume) on "hostA", checkpoints it into
+# one bundle file, shows what the bundle holds, restores it on "hostB"
+# (another state root, runc root and cgroup), and shows the counter going on
+# from where it stopped, with the checkpoint and restore times. Everything it
+# made is removed at the end. Run as root.
 #
 #   tools/demo.sh [--keep]     --keep leaves the container running on hostB
 set -euo pipefail
@@ -12,7 +13,7 @@ keep=0
 [ "${1:-}" = --keep ] && keep=1
 bash tools/install-deps.sh
 cmake -S . -B build >/dev/null
-cmake --build build -j"$(nproc)" --target ferry-engine test_image
+cmake --build build -j"$(nproc)" --target ferry-engine ferry-inspect test_image
 
 demo=/var/lib/ferry-demo
 fe() { local host=$1; shift; build/tools/ferry-engine -q --host "$host" --root "$demo/$host" --run-dir "/run/ferry-demo/$host" "$@"; }
@@ -37,13 +38,16 @@ sleep 2
 before=$(fe hostA logs demo | tail -1)
 echo "   hostA says: $before"
 
-echo "== checkpointing on hostA"
-fe hostA checkpoint demo "$demo/checkpoint"
+echo "== checkpointing on hostA into one bundle file"
+fe hostA checkpoint --export "$demo/demo.ferry" demo
 last=$(fe hostA logs demo | tail -1)
 echo "   last line on hostA: $last; volume holds $(cat $demo/hostA/volumes/data/_data/counter)"
 
-echo "== restoring on hostB"
-fe hostB restore "$demo/checkpoint"
+echo "== what the bundle holds (ferry-inspect)"
+build/tools/ferry-inspect --stats "$demo/demo.ferry" | sed 's/^/   /'
+
+echo "== restoring on hostB (host metadata checked first)"
+fe hostB restore --import "$demo/demo.ferry"
 sleep 1
 echo "   first lines on hostB: $(fe hostB logs demo | head -3 | paste -sd, -)"
 echo "   volume on hostB holds $(cat $demo/hostB/volumes/data/_data/counter)"

@@ -13,6 +13,7 @@
 #include "engine/engine.h"
 #include "engine/error.h"
 #include "engine/log.h"
+#include "tools/cli_util.h"
 
 using namespace ferry;
 using nlohmann::json;
@@ -131,8 +132,8 @@ int cmdImage(Engine& e, Args& a, const Cli& cli) {
     if (cli.json_out) {
       std::cout << json(img).dump(2) << "\n";
     } else {
-      std::printf("imported %s as %s (%.1f MiB)\n", name.c_str(), img.id.substr(0, 12).c_str(),
-                  img.size_bytes / 1048576.0);
+      std::printf("imported %s as %s (%s)\n", name.c_str(), img.id.substr(0, 12).c_str(),
+                  humanBytes(img.size_bytes).c_str());
     }
     return 0;
   }
@@ -217,13 +218,13 @@ int cmdCheckpoint(Engine& e, Args& a, const Cli& cli) {
   if (cli.json_out) {
     std::cout << json(r).dump(2) << "\n";
   } else {
-    std::printf("checkpointed %s to %s in %lld ms (dump %lld ms, frozen %.1f ms); memory %.1f MiB, "
-                "rootfs changes %.1f MiB, volumes %.1f MiB",
+    std::printf("checkpointed %s to %s in %lld ms (dump %lld ms, frozen %.1f ms); memory %s, "
+                "rootfs changes %s, volumes %s",
                 name.c_str(), export_file.empty() ? r.dir.c_str() : export_file.c_str(),
                 (long long)r.total_ms, (long long)r.dump_ms,
-                r.criu ? r.criu->frozen_time_us / 1000.0 : 0.0, r.memory_bytes / 1048576.0,
-                r.rootfs_bytes / 1048576.0, r.volume_bytes / 1048576.0);
-    if (r.bundle_bytes) std::printf("; bundle %.1f MiB", r.bundle_bytes / 1048576.0);
+                r.criu ? r.criu->frozen_time_us / 1000.0 : 0.0, humanBytes(r.memory_bytes).c_str(),
+                humanBytes(r.rootfs_bytes).c_str(), humanBytes(r.volume_bytes).c_str());
+    if (r.bundle_bytes) std::printf("; bundle %s", humanBytes(r.bundle_bytes).c_str());
     std::printf("\n");
   }
   return 0;

@@ -12,6 +12,7 @@
 #include "engine/bundle.h"
 #include "engine/error.h"
 #include "engine/fs.h"
+#include "tools/cli_util.h"
 
 using namespace ferry;
 using nlohmann::json;
@@ -33,12 +34,6 @@ OPTIONS
 Exit status: 0 when the bundle is valid, 1 when it is not (the message says
 what is wrong), 2 on bad usage.
 )";
-
-std::string mib(uint64_t b) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.1f MiB", b / 1048576.0);
-  return buf;
-}
 
 std::string timeText(int64_t unix) {
   std::time_t t = unix;
@@ -84,7 +79,7 @@ void printSummary(const Inspection& in, const std::string& file) {
   std::map<std::string, int> marks;
   for (const auto& ch : in.changes) marks[ch.value("mark", "?")]++;
   std::printf("Bundle:     %s (%s, %zu entries, all verified)\n", file.c_str(),
-              mib(in.wire_bytes).c_str(), in.entries.size());
+              humanBytes(in.wire_bytes).c_str(), in.entries.size());
   std::printf("Container:  %s\n", c.at("spec").value("name", "").c_str());
   std::printf("Image:      %s (sha256:%.12s)\n", c.at("spec").value("image", "").c_str(),
               c.value("image_id", "").c_str());
@@ -99,11 +94,11 @@ void printSummary(const Inspection& in, const std::string& file) {
               o.value("leave_running", false) ? "yes" : "no",
               o.value("tcp_established", false) ? "yes" : "no",
               o.value("file_locks", false) ? "yes" : "no");
-  std::printf("Memory:     %s (CRIU images)\n", mib(in.bytes("criu")).c_str());
+  std::printf("Memory:     %s (CRIU images)\n", humanBytes(in.bytes("criu")).c_str());
   std::printf("Rootfs:     %s diff (%d added, %d changed, %d deleted)\n",
-              mib(in.bytes("rootfs")).c_str(), marks["A"], marks["C"], marks["D"]);
+              humanBytes(in.bytes("rootfs")).c_str(), marks["A"], marks["C"], marks["D"]);
   for (const auto& e : in.entries) {
-    if (e.kind == "volume") std::printf("Volume:     %s (%s archive)\n", e.name.c_str(), mib(e.size).c_str());
+    if (e.kind == "volume") std::printf("Volume:     %s (%s archive)\n", e.name.c_str(), humanBytes(e.size).c_str());
   }
 }
 

@@ -7,6 +7,7 @@
 
 #include <fstream>
 #include <random>
+#include <set>
 
 #include <gtest/gtest.h>
 
@@ -173,6 +174,38 @@ TEST_F(BundleIntegration, AVolumeWithDataOfTheSameNameIsRefusedUnlessReplaced) {
   b().importCheckpoint(again, {.replace_volumes = true});
   EXPECT_FALSE(pathExists(b().volumes().path("data") / "precious"));
   EXPECT_TRUE(pathExists(b().volumes().path("data") / "marker"));
+}
+
+TEST_F(BundleIntegration, InspectVerifiesAndDescribesABundle) {
+  runCounterOnA("ins", 2);
+  changeRootfs(rootfsOf(a(), "ins"));
+  fs::path file = dirs_->state / "ins.ferry";
+  writeFileAtomic(file, exportBundle(a(), "ins"));
+  LocalCommandRunner r;
+  ProcessResult p = r.run({FERRY_INSPECT_BIN, "--json", file.string()}, {});
+  ASSERT_TRUE(p.ok()) << p.err;
+  auto j = nlohmann::json::parse(p.out);
+  EXPECT_EQ(j["metadata"]["container"]["spec"]["name"], "ins");
+  EXPECT_EQ(j["metadata"]["host"]["host_name"], "hostA");
+  EXPECT_FALSE(j["info"]["criu_dump_stats"].is_null());
+  std::set<std::string> marks;
+  for (const auto& c : j["changes"]) marks.insert(c["mark"].get<std::string>() + " " + c["path"].get<std::string>());
+  EXPECT_TRUE(marks.count("A srv/new.txt")) << p.out;
+  EXPECT_TRUE(marks.count("C etc/hostname")) << p.out;
+  EXPECT_TRUE(marks.count("D bin/vi")) << p.out;
+
+  p = r.run({FERRY_INSPECT_BIN, "--files", "--stats", file.string()}, {});
+  ASSERT_TRUE(p.ok()) << p.err;
+  EXPECT_NE(p.out.find("Container:  ins"), std::string::npos) << p.out;
+  EXPECT_NE(p.out.find("  D /bin/vi"), std::string::npos) << p.out;
+  EXPECT_NE(p.out.find("frozen time"), std::string::npos) << p.out;
+
+  std::string bytes = readFile(file);
+  bytes[bytes.size() / 2] ^= 0x01;
+  writeFileAtomic(file, bytes);
+  p = r.run({FERRY_INSPECT_BIN, file.string()}, {});
+  EXPECT_EQ(p.exit_code, 1);
+  EXPECT_NE(p.err.find("bad bundle"), std::string::npos) << p.err;
 }
 
 // Hostile bundles: valid checksums around archives that try to escape.
