@@ -130,6 +130,11 @@ struct BundleReadResult {
 // (never through a symlink, never twice). Throws Error kInvalidInput naming
 // what is wrong (truncated, bad checksum, unknown kind, limit exceeded, ...);
 // on failure the caller discards staging.
+// Checks a rootfs-changes.json as strictly as tar member names: a list of
+// {"mark": "A"|"C"|"D", "path": relative, no "."/".." or empty components}.
+// readBundle runs it on the changes stream. Throws Error kInvalidInput.
+void checkChangesList(const std::string& text);
+
 BundleReadResult readBundle(ByteSource& in, const fs::path& staging, const BundleLimits& limits,
                             const MetadataCheck& check = {});
 

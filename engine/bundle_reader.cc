@@ -181,6 +181,7 @@ class Reader {
     entries_.push_back(s.entry);
     std::string kind = s.entry.kind;
     current_.reset();
+    if (kind == "changes") checkChangesList(readFile(staging_ / "rootfs-changes.json"));
     if (kind == "metadata" && check_) {
       json meta;
       try {
@@ -232,6 +233,36 @@ class Reader {
 };
 
 }  // namespace
+
+void checkChangesList(const std::string& text) {
+  json list;
+  try {
+    list = json::parse(text);
+  } catch (const json::exception& e) {
+    corrupt(std::string("unreadable rootfs-changes.json: ") + e.what());
+  }
+  if (!list.is_array()) corrupt("rootfs-changes.json is not a list");
+  for (const auto& c : list) {
+    if (!c.is_object() || !c.contains("mark") || !c.contains("path") || !c["mark"].is_string() ||
+        !c["path"].is_string()) {
+      corrupt("rootfs-changes.json: an entry is not {mark, path}");
+    }
+    std::string mark = c["mark"], path = c["path"];
+    if (mark != "A" && mark != "C" && mark != "D") corrupt("rootfs-changes.json: bad mark '" + mark + "'");
+    // As strict as a tar member name: relative, no "." or "..". Any other
+    // byte may be in a real file name; whoever prints one escapes it.
+    bool bad = path.empty() || path.front() == '/' || path.size() > 4096 ||
+               path.find('\0') != std::string::npos;
+    for (size_t pos = 0; !bad && pos <= path.size();) {
+      size_t end = path.find('/', pos);
+      if (end == std::string::npos) end = path.size();
+      std::string_view part(path.data() + pos, end - pos);
+      bad = part == ".." || part == "." || part.empty();
+      pos = end + 1;
+    }
+    if (bad) corrupt("rootfs-changes.json: bad path entry");
+  }
+}
 
 BundleReadResult readBundle(ByteSource& in, const fs::path& staging, const BundleLimits& limits,
                             const MetadataCheck& check) {

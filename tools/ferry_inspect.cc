@@ -35,6 +35,22 @@ Exit status: 0 when the bundle is valid, 1 when it is not (the message says
 what is wrong), 2 on bad usage.
 )";
 
+// File names may hold any byte but '/' and NUL: escape what a terminal would
+// act on.
+std::string printable(const std::string& s) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (c < 0x20 || c == 0x7f || c == '\\') {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", c);
+      out += buf;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
+}
+
 std::string timeText(int64_t unix) {
   std::time_t t = unix;
   char buf[64];
@@ -76,19 +92,21 @@ void printSummary(const Inspection& in, const std::string& file) {
   const json& c = in.metadata.at("container");
   const json& h = in.metadata.at("host");
   const json& o = in.metadata.at("options");
+  // Everything from the bundle is printed escaped: it is the sender's text.
+  auto str = [](const json& j, const char* key) { return printable(j.value(key, "")); };
   std::map<std::string, int> marks;
   for (const auto& ch : in.changes) marks[ch.value("mark", "?")]++;
   std::printf("Bundle:     %s (%s, %zu entries, all verified)\n", file.c_str(),
               humanBytes(in.wire_bytes).c_str(), in.entries.size());
-  std::printf("Container:  %s\n", c.at("spec").value("name", "").c_str());
-  std::printf("Image:      %s (sha256:%.12s)\n", c.at("spec").value("image", "").c_str(),
-              c.value("image_id", "").c_str());
-  std::printf("Source:     %s (%s, kernel %s, %s %s)\n", h.value("host_name", "").c_str(),
-              h.value("arch", "").c_str(), h.value("kernel", "").c_str(),
-              h.value("distribution", "").c_str(), h.value("distribution_version", "").c_str());
-  std::printf("Runtime:    %s %s, CRIU %s, conmon %s\n", h.value("runtime_name", "").c_str(),
-              h.value("runtime_version", "").c_str(), h.value("criu_version", "").c_str(),
-              h.value("conmon_version", "").c_str());
+  std::printf("Container:  %s\n", str(c.at("spec"), "name").c_str());
+  std::printf("Image:      %s (sha256:%.12s)\n", str(c.at("spec"), "image").c_str(),
+              str(c, "image_id").c_str());
+  std::printf("Source:     %s (%s, kernel %s, %s %s)\n", str(h, "host_name").c_str(),
+              str(h, "arch").c_str(), str(h, "kernel").c_str(), str(h, "distribution").c_str(),
+              str(h, "distribution_version").c_str());
+  std::printf("Runtime:    %s %s, CRIU %s, conmon %s\n", str(h, "runtime_name").c_str(),
+              str(h, "runtime_version").c_str(), str(h, "criu_version").c_str(),
+              str(h, "conmon_version").c_str());
   std::printf("Created:    %s\n", timeText(in.metadata.value("created_unix", int64_t{0})).c_str());
   std::printf("Options:    leave-running %s, tcp-established %s, file-locks %s\n",
               o.value("leave_running", false) ? "yes" : "no",
@@ -98,7 +116,9 @@ void printSummary(const Inspection& in, const std::string& file) {
   std::printf("Rootfs:     %s diff (%d added, %d changed, %d deleted)\n",
               humanBytes(in.bytes("rootfs")).c_str(), marks["A"], marks["C"], marks["D"]);
   for (const auto& e : in.entries) {
-    if (e.kind == "volume") std::printf("Volume:     %s (%s archive)\n", e.name.c_str(), humanBytes(e.size).c_str());
+    if (e.kind == "volume") {
+      std::printf("Volume:     %s (%s archive)\n", e.name.c_str(), humanBytes(e.size).c_str());
+    }
   }
 }
 
@@ -154,7 +174,8 @@ int main(int argc, char** argv) {
     if (files) {
       std::printf("\nRootfs diff\n");
       for (const auto& ch : in.changes) {
-        std::printf("  %s /%s\n", ch.value("mark", "?").c_str(), ch.value("path", "").c_str());
+        std::printf("  %s /%s\n", ch.value("mark", "?").c_str(),
+                    printable(ch.value("path", "")).c_str());
       }
     }
     if (stats) printStats(in);

@@ -199,6 +199,22 @@ TEST(Bundle, ZstdBombAndLimits) {
   EXPECT_NO_THROW(readInto(out.s, ok.path()));  // the defaults accept real zero pages
 }
 
+TEST(Bundle, ChangesListIsCheckedStrictly) {
+  EXPECT_NO_THROW(checkChangesList(R"([{"mark":"A","path":"srv/new"},{"mark":"D","path":"bin/vi"}])"));
+  for (const char* bad : {R"({"mark":"A"})", R"([{"mark":"X","path":"a"}])", R"([{"mark":"A","path":"/etc"}])",
+                          R"([{"mark":"A","path":"a/../../b"}])", R"([{"mark":"A","path":"a//b"}])",
+                          R"([{"mark":"A","path":"[2Jclear"}])", R"([{"mark":"A"}])", "not json"}) {
+    EXPECT_THROW(checkChangesList(bad), Error) << bad;
+  }
+  // And through the reader.
+  StringSink out;
+  BundleWriter w(out, {});
+  w.openStream("changes", "rootfs-changes.json").write(R"([{"mark":"A","path":"../x"}])");
+  w.closeStream();
+  w.finish({});
+  expectRejected(out.s, "bad path entry");
+}
+
 TEST(Bundle, WriterRefusesNamesAReaderWouldRefuse) {
   StringSink out;
   BundleWriter w(out, {});
