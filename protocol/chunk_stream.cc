@@ -1,0 +1,357 @@
+#include "protocol/chunk_stream.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "protocol/framing.h"
+#include "protocol/stream.capnp.h"
+
+namespace ferry::proto {
+
+namespace {
+
+ferry::ErrorCategory fromWire(proto::ErrorKind c) {
+  switch (c) {
+    case proto::ErrorKind::RETRYABLE: return ferry::ErrorCategory::kRetryable;
+    case proto::ErrorKind::PERMANENT: return ferry::ErrorCategory::kPermanent;
+    case proto::ErrorKind::INCOMPATIBLE: return ferry::ErrorCategory::kIncompatible;
+    case proto::ErrorKind::INVALID_INPUT: return ferry::ErrorCategory::kInvalidInput;
+  }
+  return ferry::ErrorCategory::kPermanent;
+}
+
+proto::ErrorKind toWire(ferry::ErrorCategory c) {
+  switch (c) {
+    case ferry::ErrorCategory::kRetryable: return proto::ErrorKind::RETRYABLE;
+    case ferry::ErrorCategory::kPermanent: return proto::ErrorKind::PERMANENT;
+    case ferry::ErrorCategory::kIncompatible: return proto::ErrorKind::INCOMPATIBLE;
+    case ferry::ErrorCategory::kInvalidInput: return proto::ErrorKind::INVALID_INPUT;
+  }
+  return proto::ErrorKind::PERMANENT;
+}
+
+void fillError(ErrorInfo::Builder b, const Error& e, const std::string& host) {
+  b.setCategory(toWire(e.category()));
+  b.setMessage(e.what());
+  b.setHost(host);
+}
+
+Error toError(ErrorInfo::Reader r, const std::string& prefix) {
+  std::string msg = prefix + std::string(r.getMessage().cStr());
+  if (r.hasHost() && r.getHost().size() > 0) msg += " (on " + std::string(r.getHost().cStr()) + ")";
+  return Error(fromWire(r.getCategory()), msg);
+}
+
+template <class Fill>
+zmq::message_t message(Fill&& fill) {
+  capnp::MallocMessageBuilder mb;
+  auto m = mb.initRoot<StreamMessage>();
+  m.setVersion(STREAM_PROTOCOL_VERSION);
+  fill(m);
+  return encode(mb);
+}
+
+capnp::Data::Reader dataOf(std::string_view s) {
+  return capnp::Data::Reader(reinterpret_cast<const kj::byte*>(s.data()), s.size());
+}
+
+// Compares without an early exit, so timing says nothing about the token.
+bool sameToken(capnp::Data::Reader got, const std::string& want) {
+  if (got.size() != want.size()) return false;
+  unsigned char diff = 0;
+  for (size_t i = 0; i < want.size(); ++i) diff |= got[i] ^ static_cast<unsigned char>(want[i]);
+  return diff == 0;
+}
+
+[[noreturn]] void violation(const std::string& what) {
+  throw Error(ferry::ErrorCategory::kInvalidInput, "stream protocol violation: " + what);
+}
+
+void checkVersion(StreamMessage::Reader m) {
+  if (m.getVersion() != STREAM_PROTOCOL_VERSION) {
+    throw Error(ferry::ErrorCategory::kIncompatible,
+                "peer speaks stream protocol " + std::to_string(m.getVersion()) + ", this side " +
+                    std::to_string(STREAM_PROTOCOL_VERSION));
+  }
+}
+
+bool pollIn(zmq::socket_t& s, std::chrono::milliseconds timeout) {
+  zmq::pollitem_t item{s.handle(), 0, ZMQ_POLLIN, 0};
+  return zmq::poll(&item, 1, timeout) > 0;
+}
+
+}  // namespace
+
+// ---- sender ---------------------------------------------------------------
+
+ChunkSender::ChunkSender(zmq::context_t& ctx, const std::string& endpoint,
+                         const std::string& token, const std::string& label, StreamOptions opts)
+    : sock_(ctx, zmq::socket_type::dealer), opts_(opts), hash_(XXH3_createState()) {
+  XXH3_64bits_reset(hash_);
+  applySocketLimits(sock_);
+  sock_.connect(endpoint);
+  sock_.send(message([&](StreamMessage::Builder m) {
+    auto o = m.initOpen();
+    o.setToken(dataOf(token));
+    o.setLabel(label);
+  }), zmq::send_flags::none);
+}
+
+ChunkSender::~ChunkSender() {
+  if (!done_) abort("the sender went away before the end");
+  XXH3_freeState(hash_);
+}
+
+void ChunkSender::write(std::string_view data) {
+  if (done_) violation("write after the stream ended");
+  // Whole chunks straight from the caller's buffer; the rest waits in buf_.
+  if (!buf_.empty()) {
+    size_t take = std::min(data.size(), opts_.chunk_bytes - buf_.size());
+    buf_.append(data.substr(0, take));
+    data.remove_prefix(take);
+    if (buf_.size() < opts_.chunk_bytes) return;
+    sendChunk(buf_);
+    buf_.clear();
+  }
+  while (data.size() >= opts_.chunk_bytes) {
+    sendChunk(data.substr(0, opts_.chunk_bytes));
+    data.remove_prefix(opts_.chunk_bytes);
+  }
+  buf_.append(data);
+}
+
+void ChunkSender::sendChunk(std::string_view data) {
+  awaitCredit();
+  sock_.send(message([&](StreamMessage::Builder m) {
+    auto c = m.initChunk();
+    c.setSeq(seq_);
+    c.setData(dataOf(data));
+    c.setXxh3(XXH3_64bits(data.data(), data.size()));
+  }), zmq::send_flags::none);
+  --credit_;
+  ++seq_;
+  bytes_ += data.size();
+  XXH3_64bits_update(hash_, data.data(), data.size());
+}
+
+void ChunkSender::awaitCredit() {
+  // Take what has arrived (credit, or a refusal) without waiting.
+  zmq::message_t frame;
+  while (sock_.recv(frame, zmq::recv_flags::dontwait)) handle(frame);
+  while (credit_ == 0) {
+    if (!pollIn(sock_, opts_.timeout)) {
+      throw Error(ferry::ErrorCategory::kRetryable, "the receiver granted no credit within " +
+                                                 std::to_string(opts_.timeout.count()) +
+                                                 " ms (is it still there?)");
+    }
+    if (sock_.recv(frame, zmq::recv_flags::dontwait)) handle(frame);
+  }
+}
+
+void ChunkSender::handle(const zmq::message_t& frame) {
+  Decoded d(frame);
+  guard([&] {
+    auto m = d.root<StreamMessage>();
+    checkVersion(m);
+    switch (m.which()) {
+      case StreamMessage::CREDIT:
+        credit_ = std::min<uint64_t>(uint64_t{credit_} + m.getCredit(), opts_.window * 4u);
+        return;
+      case StreamMessage::DONE: {
+        done_ = true;
+        auto done = m.getDone();
+        if (done.isError()) throw toError(done.getError(), "the receiver refused the stream: ");
+        return;
+      }
+      default:
+        violation("unexpected message from the receiver");
+    }
+  });
+}
+
+void ChunkSender::finish() {
+  if (!buf_.empty()) {
+    sendChunk(buf_);
+    buf_.clear();
+  }
+  sock_.send(message([&](StreamMessage::Builder m) {
+    auto e = m.initEnd();
+    e.setChunks(seq_);
+    e.setBytes(bytes_);
+    e.setXxh3(XXH3_64bits_digest(hash_));
+  }), zmq::send_flags::none);
+  zmq::message_t frame;
+  while (!done_) {
+    if (!pollIn(sock_, opts_.timeout)) {
+      throw Error(ferry::ErrorCategory::kRetryable, "the receiver gave no verdict within " +
+                                                 std::to_string(opts_.timeout.count()) + " ms");
+    }
+    if (sock_.recv(frame, zmq::recv_flags::dontwait)) handle(frame);
+  }
+}
+
+void ChunkSender::abort(const std::string& why) noexcept {
+  try {
+    done_ = true;
+    sock_.send(message([&](StreamMessage::Builder m) {
+      auto a = m.initAbort();
+      a.setCategory(proto::ErrorKind::PERMANENT);
+      a.setMessage(why);
+    }), zmq::send_flags::dontwait);
+  } catch (...) {
+    // Best effort: the receiver also times out.
+  }
+}
+
+// ---- receiver -------------------------------------------------------------
+
+ChunkReceiver::ChunkReceiver(zmq::context_t& ctx, const std::string& endpoint, std::string token,
+                             std::string host, StreamOptions opts)
+    : sock_(ctx, zmq::socket_type::router), token_(std::move(token)), host_(std::move(host)),
+      opts_(opts), hash_(XXH3_createState()) {
+  XXH3_64bits_reset(hash_);
+  applySocketLimits(sock_);
+  sock_.bind(endpoint);
+}
+
+ChunkReceiver::~ChunkReceiver() { XXH3_freeState(hash_); }
+
+std::string ChunkReceiver::endpoint() const { return sock_.get(zmq::sockopt::last_endpoint); }
+
+zmq::message_t ChunkReceiver::receive(const std::string& waiting_for) {
+  for (;;) {
+    if (!pollIn(sock_, opts_.timeout)) {
+      throw Error(ferry::ErrorCategory::kRetryable, "nothing from the sender within " +
+                                                 std::to_string(opts_.timeout.count()) +
+                                                 " ms while waiting for " + waiting_for);
+    }
+    zmq::message_t identity, frame;
+    if (!sock_.recv(identity, zmq::recv_flags::dontwait)) continue;
+    if (!identity.more() || !sock_.recv(frame, zmq::recv_flags::dontwait)) continue;
+    while (frame.more()) {  // a well-behaved DEALER sends one frame
+      zmq::message_t extra;
+      if (!sock_.recv(extra, zmq::recv_flags::dontwait)) break;
+      frame = std::move(extra);
+    }
+    handle(identity, frame);
+    return frame;
+  }
+}
+
+void ChunkReceiver::handle(const zmq::message_t& identity, const zmq::message_t& frame) {
+  std::string from(static_cast<const char*>(identity.data()), identity.size());
+  if (!peer_.empty() && from != peer_) return;  // only the accepted sender counts
+  if (peer_.empty()) return admit(identity, frame);
+  Decoded d(frame);
+  guard([&] {
+    auto m = d.root<StreamMessage>();
+    checkVersion(m);
+    switch (m.which()) {
+      case StreamMessage::CHUNK: {
+        auto c = m.getChunk();
+        if (ended_) violation("chunk after the end");
+        if (c.getSeq() != next_seq_) violation("chunk " + std::to_string(c.getSeq()) + " out of order");
+        auto data = c.getData();
+        if (data.size() > opts_.chunk_bytes) violation("chunk larger than agreed");
+        if (ready_.size() >= opts_.window) violation("sender exceeded its credit");
+        if (XXH3_64bits(data.begin(), data.size()) != c.getXxh3()) {
+          violation("chunk " + std::to_string(next_seq_) + " fails its checksum (damaged in transit)");
+        }
+        ready_.emplace_back(reinterpret_cast<const char*>(data.begin()), data.size());
+        XXH3_64bits_update(hash_, data.begin(), data.size());
+        bytes_ += data.size();
+        ++next_seq_;
+        return;
+      }
+      case StreamMessage::END: {
+        auto e = m.getEnd();
+        if (e.getChunks() != next_seq_ || e.getBytes() != bytes_ ||
+            e.getXxh3() != XXH3_64bits_digest(hash_)) {
+          violation("the stream's end does not match what arrived (chunks, bytes or checksum)");
+        }
+        ended_ = true;
+        return;
+      }
+      case StreamMessage::ABORT:
+        throw toError(m.getAbort(), "the sender aborted the stream: ");
+      default:
+        violation("unexpected message from the sender");
+    }
+  });
+}
+
+// Before a sender is accepted, anything that is not an Open with the token
+// -- garbage included -- is answered with a refusal and otherwise ignored: a
+// stranger cannot end a stream it may not join.
+void ChunkReceiver::admit(const zmq::message_t& identity, const zmq::message_t& frame) {
+  try {
+    Decoded d(frame);
+    bool ok = guard([&] {
+      auto m = d.root<StreamMessage>();
+      if (m.getVersion() != STREAM_PROTOCOL_VERSION || m.which() != StreamMessage::OPEN ||
+          !sameToken(m.getOpen().getToken(), token_)) {
+        return false;
+      }
+      label_ = m.getOpen().getLabel().cStr();
+      return true;
+    });
+    if (ok) {
+      peer_.assign(static_cast<const char*>(identity.data()), identity.size());
+      grant(opts_.window);
+      return;
+    }
+  } catch (const Error&) {
+    // Malformed: refused below like a wrong token.
+  }
+  zmq::message_t id(identity.data(), identity.size());
+  sock_.send(id, zmq::send_flags::sndmore);
+  sock_.send(message([&](StreamMessage::Builder r) {
+    fillError(r.initDone().initError(),
+              Error(ferry::ErrorCategory::kInvalidInput, "stream token refused"), host_);
+  }), zmq::send_flags::none);
+}
+
+void ChunkReceiver::grant(uint32_t chunks) {
+  zmq::message_t id(peer_.data(), peer_.size());
+  sock_.send(id, zmq::send_flags::sndmore);
+  sock_.send(message([&](StreamMessage::Builder m) { m.setCredit(chunks); }),
+             zmq::send_flags::none);
+}
+
+void ChunkReceiver::awaitOpen() {
+  while (peer_.empty()) receive("the sender to open the stream");
+}
+
+size_t ChunkReceiver::read(char* buf, size_t n) {
+  awaitOpen();
+  while (ready_.empty() && !ended_) receive("the next chunk");
+  if (ready_.empty()) return 0;
+  const std::string& front = ready_.front();
+  size_t take = std::min(n, front.size() - offset_);
+  std::memcpy(buf, front.data() + offset_, take);
+  offset_ += take;
+  if (offset_ == front.size()) {
+    ready_.pop_front();
+    offset_ = 0;
+    grant(1);
+  }
+  return take;
+}
+
+void ChunkReceiver::accept() {
+  if (peer_.empty()) return;
+  zmq::message_t id(peer_.data(), peer_.size());
+  sock_.send(id, zmq::send_flags::sndmore);
+  sock_.send(message([&](StreamMessage::Builder m) { m.initDone().setOk(); }),
+             zmq::send_flags::none);
+}
+
+void ChunkReceiver::reject(const Error& e) {
+  if (peer_.empty()) return;
+  zmq::message_t id(peer_.data(), peer_.size());
+  sock_.send(id, zmq::send_flags::sndmore);
+  sock_.send(message([&](StreamMessage::Builder m) { fillError(m.initDone().initError(), e, host_); }),
+             zmq::send_flags::none);
+}
+
+}  // namespace ferry::proto

@@ -1,0 +1,110 @@
+// A byte stream from one agent to another over ZeroMQ, with credit-based
+// flow control: the receiver grants `window` chunks at first and one more
+// for each chunk its consumer has taken, so neither side ever holds more
+// than window x chunk bytes. Every chunk carries an XXH3 of its bytes and
+// the end an XXH3 of all of them. A stream is authorised by a one-time token
+// the receiver was given (by the coordinator) for it alone.
+//
+// The sender is a ByteSink and the receiver a ByteSource, so a checkpoint
+// bundle is written into one and read out of the other as from a file.
+//
+// Thread-safety: each end is used by one thread (ZeroMQ sockets are not
+// shared). Blocking: write/read/finish block on the peer, each wait bounded
+// by StreamOptions::timeout (then Error kRetryable: the peer is gone).
+#pragma once
+
+#include <xxhash.h>
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <string>
+#include <zmq.hpp>
+
+#include "engine/byte_stream.h"
+#include "engine/error.h"
+
+namespace ferry::proto {
+
+struct StreamOptions {
+  size_t chunk_bytes = 1 << 20;
+  uint32_t window = 8;
+  std::chrono::milliseconds timeout{30000};
+};
+
+class ChunkSender : public ByteSink {
+ public:
+  // Connects a DEALER to the receiver's endpoint and opens the stream.
+  ChunkSender(zmq::context_t& ctx, const std::string& endpoint, const std::string& token,
+              const std::string& label, StreamOptions opts = {});
+  ~ChunkSender() override;
+
+  // Buffers and sends in chunks; blocks while the receiver grants no credit.
+  // Throws the receiver's Error if it refused the stream.
+  void write(std::string_view data) override;
+  // Sends what is buffered and the end, then waits for the receiver's
+  // verdict: returns when it accepted, throws its Error otherwise.
+  void finish();
+  // Tells the receiver to discard everything (best effort, never throws).
+  void abort(const std::string& why) noexcept;
+
+  uint64_t bytesSent() const { return bytes_; }
+
+ private:
+  void sendChunk(std::string_view data);
+  void awaitCredit();
+  void handle(const zmq::message_t& frame);
+
+  zmq::socket_t sock_;
+  StreamOptions opts_;
+  std::string buf_;
+  uint32_t credit_ = 0;
+  uint64_t seq_ = 0;
+  uint64_t bytes_ = 0;
+  XXH3_state_t* hash_;
+  bool done_ = false;
+};
+
+class ChunkReceiver : public ByteSource {
+ public:
+  // Binds a ROUTER on `endpoint` (e.g. "tcp://127.0.0.3:0": any free port)
+  // for one stream presenting `token`. `host` names this side in errors.
+  ChunkReceiver(zmq::context_t& ctx, const std::string& endpoint, std::string token,
+                std::string host, StreamOptions opts = {});
+  ~ChunkReceiver() override;
+
+  // The bound endpoint, with the port the kernel chose.
+  std::string endpoint() const;
+  // Blocks until a sender with the token has opened the stream.
+  void awaitOpen();
+  // The next bytes; 0 only once the end arrived and every byte checked out.
+  // Throws Error when the sender aborts, the stream is damaged or the sender
+  // goes silent past the timeout.
+  size_t read(char* buf, size_t n) override;
+  // The verdict for the sender, once the consumer is done (or failed).
+  void accept();
+  void reject(const Error& e);
+
+  const std::string& label() const { return label_; }
+
+ private:
+  zmq::message_t receive(const std::string& waiting_for);
+  void handle(const zmq::message_t& identity, const zmq::message_t& frame);
+  void admit(const zmq::message_t& identity, const zmq::message_t& frame);
+  void grant(uint32_t chunks);
+
+  zmq::socket_t sock_;
+  std::string token_;
+  std::string host_;
+  StreamOptions opts_;
+  std::string peer_;   // the accepted sender's ROUTER identity
+  std::string label_;
+  std::deque<std::string> ready_;
+  size_t offset_ = 0;  // into ready_.front()
+  uint64_t next_seq_ = 0;
+  uint64_t bytes_ = 0;
+  XXH3_state_t* hash_;
+  bool ended_ = false;
+};
+
+}  // namespace ferry::proto
