@@ -4,6 +4,7 @@
 #include "engine/error.h"
 #include "engine/fs.h"
 #include "engine/log.h"
+#include "engine/time_util.h"
 #include "engine/tree_archive.h"
 
 namespace ferry {
@@ -12,16 +13,6 @@ using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
 namespace {
-
-int64_t msSince(Clock::time_point t0) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count();
-}
-
-int64_t nowUnix() {
-  return std::chrono::duration_cast<std::chrono::seconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 json optionsJson(const CheckpointOptions& o) {
   return {{"leave_running", o.leave_running},
@@ -35,14 +26,28 @@ void writeJson(CheckpointOutput& out, const std::string& kind, const std::string
   out.close();
 }
 
+// Whatever escaped (a filesystem_error, bad_alloc, ...) as an Error, so the
+// rollback path sees one kind of failure.
+Error asError(std::exception_ptr p) {
+  try {
+    std::rethrow_exception(p);
+  } catch (const Error& e) {
+    return e;
+  } catch (const std::exception& e) {
+    return Error(ErrorCategory::kPermanent, e.what());
+  } catch (...) {
+    return Error(ErrorCategory::kPermanent, "unknown failure");
+  }
+}
+
 }  // namespace
 
 CheckpointResult Engine::checkpoint(const std::string& name, const fs::path& dir,
                                     const CheckpointOptions& opts) {
+  fs::path abs = fs::absolute(dir);
   return withContext("checkpointing " + name + " on " + cfg_.host_name, [&] {
-    auto out = directoryOutput(fs::absolute(dir));
-    CheckpointResult r = checkpointTo(name, *out, opts);
-    r.dir = fs::absolute(dir);
+    CheckpointResult r = checkpointTo(name, [&] { return directoryOutput(abs); }, opts);
+    r.dir = abs;
     return r;
   });
 }
@@ -51,40 +56,43 @@ CheckpointResult Engine::exportCheckpoint(const std::string& name, ByteSink& sin
                                           const CheckpointOptions& opts,
                                           const BundleWriteOptions& bundle) {
   return withContext("exporting a checkpoint of " + name + " on " + cfg_.host_name, [&] {
-    auto out = bundleOutput(sink, bundle, cfg_.root / "tmp");
-    return checkpointTo(name, *out, opts);
+    return checkpointTo(name, [&] { return bundleOutput(sink, bundle, cfg_.root / "tmp"); }, opts);
   });
 }
 
-CheckpointResult Engine::checkpointTo(const std::string& name, CheckpointOutput& out,
+CheckpointResult Engine::checkpointTo(const std::string& name, const OutputFactory& make_output,
                                       const CheckpointOptions& opts) {
   FileLock held = lock();
   auto t0 = Clock::now();
   ContainerRecord rec = containers_.get(name, cfg_.host_name);
   ContainerInfo info = inspectRecord(rec);
   if (info.status != ContainerStatus::kRunning) {
-    out.discard();
     throwInvalidInput("container is " + std::string(statusName(info.status)) +
                       "; only a running container can be checkpointed");
   }
   ImageRecord image = images_.resolve(rec.image_id);
   ContainerPaths p = containers_.paths(name);
   const HostInfo& source = hostInfo();  // before the freeze: it runs CRIU and runc
+  // CRIU's dump.log and stats live beside the host's other logs, so an
+  // error can point at them after the output is discarded.
+  fs::path work = cfg_.root / "logs" / (name + "-checkpoint-" + std::to_string(unixNow()));
+  makeDirs(work, 0700);
+  std::unique_ptr<CheckpointOutput> out = make_output();  // only now: nothing to undo before
 
   // Everything known before the freeze goes first: a reader can check it
   // (and refuse) before the rest arrives.
   try {
-    writeJson(out, "metadata", "checkpoint.json",
+    writeJson(*out, "metadata", "checkpoint.json",
               {{"format", kCheckpointFormat},
                {"container", rec},
                {"image", {{"id", image.id}, {"names", image.names}}},
                {"host", source},
                {"options", optionsJson(opts)},
-               {"created_unix", nowUnix()}});
-    out.open("spec", "config.json").write(readFile(p.config()));
-    out.close();
+               {"created_unix", unixNow()}});
+    out->open("spec", "config.json").write(readFile(p.config()));
+    out->close();
   } catch (...) {
-    out.discard();
+    out->discard();
     throw;
   }
 
@@ -98,10 +106,10 @@ CheckpointResult Engine::checkpointTo(const std::string& name, CheckpointOutput&
   };
   auto td = Clock::now();
   try {
-    runtime_.checkpoint(name, out.criuDir(), out.workDir(), opts);
+    runtime_.checkpoint(name, out->criuDir(), work, opts);
   } catch (...) {
     resumeIfPaused();
-    out.discard();
+    out->discard();
     throw;
   }
   CheckpointResult result;
@@ -112,55 +120,68 @@ CheckpointResult Engine::checkpointTo(const std::string& name, CheckpointOutput&
   }
 
   try {
-    out.addCriuImages();
+    out->addCriuImages();
     std::vector<TreeChange> changes;
-    writeTreeArchive(p.upper(), TreeKind::kOverlayUpper, out.open("rootfs", "rootfs.tar"),
+    writeTreeArchive(p.upper(), TreeKind::kOverlayUpper, out->open("rootfs", "rootfs.tar"),
                      images_.rootfs(image.id), &changes);
-    out.close();
+    out->close();
     json list = json::array();
     for (const auto& c : changes) list.push_back({{"mark", std::string(1, c.mark)}, {"path", c.path}});
-    writeJson(out, "changes", "rootfs-changes.json", list);
+    writeJson(*out, "changes", "rootfs-changes.json", list);
     for (const auto& v : rec.spec.volumes) {
-      writeTreeArchive(volumes_.path(v.name), TreeKind::kPlain, out.open("volume", v.name));
-      out.close();
+      writeTreeArchive(volumes_.path(v.name), TreeKind::kPlain, out->open("volume", v.name));
+      out->close();
     }
-    result.criu = readCriuStats(out.workDir() / "stats-dump").value_or(CriuStats{}).dump;
-    out.commit({{"criu_dump_stats", result.criu ? json(*result.criu) : json(nullptr)},
-                {"dump_ms", result.dump_ms},
-                {"source_host", cfg_.host_name}});
-  } catch (Error& e) {
+    result.criu = readCriuStats(work / "stats-dump").value_or(CriuStats{}).dump;
+    out->commit({{"criu_dump_stats", result.criu ? json(*result.criu) : json(nullptr)},
+                 {"dump_ms", result.dump_ms},
+                 {"source_host", cfg_.host_name}});
+  } catch (...) {
+    Error e = asError(std::current_exception());
     if (opts.leave_running) {
       resumeIfPaused();
-      out.discard();
-      throw;
+      out->discard();
+      throw e;
     }
-    // The dump ended the process: bring it back from its own images so a
-    // failed checkpoint loses nothing. Should that fail too, the images are
-    // the only copy left, and stay.
-    withContext("rolling back a checkpoint that failed after the dump (" + std::string(e.what()) +
-                    "); the CRIU images are kept in " + out.criuDir().string(),
-                [&] {
-                  ConmonLaunch l = launchFor(name);
-                  l.restore_from = out.criuDir();
-                  l.restore_opts = opts;
-                  runtime_.launch(l);
-                });
-    rec.checkpointed = false;
-    containers_.save(rec);
-    out.discard();
-    e.addContext("after the dump (the container was restored from its images and runs again)");
-    throw;
+    rollBackCheckpoint(rec, *out, opts, e);  // throws e, with what happened
   }
   resumeIfPaused();
 
-  result.memory_bytes = out.rawBytes("criu");
-  result.rootfs_bytes = out.rawBytes("rootfs");
-  result.volume_bytes = out.rawBytes("volume");
-  result.bundle_bytes = out.wireBytes();
+  result.memory_bytes = out->rawBytes("criu");
+  result.rootfs_bytes = out->rawBytes("rootfs");
+  result.volume_bytes = out->rawBytes("volume");
+  result.bundle_bytes = out->wireBytes();
   result.total_ms = msSince(t0);
   engineLog().info("[{}] checkpointed in {} ms (dump {} ms, {} bytes of memory)", name,
                    result.total_ms, result.dump_ms, result.memory_bytes);
   return result;
+}
+
+void Engine::rollBackCheckpoint(ContainerRecord& rec, CheckpointOutput& out,
+                                const CheckpointOptions& opts, Error e) {
+  // The dump ended the process: bring it back from its own images so a
+  // failed checkpoint loses nothing.
+  try {
+    ConmonLaunch l = launchFor(rec.name());
+    l.restore_from = out.criuDir();
+    l.restore_opts = opts;
+    l.restore_work = cfg_.root / "logs" / (rec.name() + "-rollback-" + std::to_string(unixNow()));
+    runtime_.launch(l);
+  } catch (...) {
+    // Then the images are the only copy left: they stay, and the record
+    // says where.
+    Error re = asError(std::current_exception());
+    rec.checkpoint_dir = out.keep().string();
+    containers_.save(rec);
+    re.addContext("rolling back a checkpoint that failed after the dump (" + std::string(e.what()) +
+                  "); the container's CRIU images are kept in " + rec.checkpoint_dir);
+    throw re;
+  }
+  rec.checkpointed = false;
+  containers_.save(rec);
+  out.discard();
+  e.addContext("after the dump (the container was restored from its images and runs again)");
+  throw e;
 }
 
 }  // namespace ferry

@@ -83,11 +83,10 @@ class DirectoryOutput : public CheckpointOutput {
       throwInvalidInput("checkpoint directory " + dir.string() + " is not empty");
     }
     makeDirs(dir_ / "criu", 0700);
-    makeDirs(dir_ / "criu-work", 0700);
     makeDirs(dir_ / "volumes", 0700);
   }
   fs::path criuDir() const override { return dir_ / "criu"; }
-  fs::path workDir() const override { return dir_ / "criu-work"; }
+  fs::path keep() override { return criuDir(); }  // the directory is not removed
   ByteSink& open(const std::string& kind, const std::string& name) override {
     sink_ = std::make_unique<HashingFileSink>(dir_ / stagingPath(kind, name), BundleEntry{kind, name});
     return *sink_;
@@ -121,10 +120,9 @@ class BundleOutput : public CheckpointOutput {
   BundleOutput(ByteSink& out, const BundleWriteOptions& opts, const fs::path& scratch)
       : scratch_(scratch, "checkpoint-"), writer_(out, opts) {
     makeDirs(criuDir(), 0700);
-    makeDirs(workDir(), 0700);
   }
   fs::path criuDir() const override { return scratch_.path() / "criu"; }
-  fs::path workDir() const override { return scratch_.path() / "work"; }
+  fs::path keep() override { return scratch_.release() / "criu"; }
   ByteSink& open(const std::string& kind, const std::string& name) override {
     return writer_.openStream(kind, name);
   }

@@ -24,8 +24,6 @@ class CheckpointOutput {
   virtual ~CheckpointOutput() = default;
   // Where CRIU dumps its images.
   virtual fs::path criuDir() const = 0;
-  // Where runc/CRIU put dump.log and stats-dump.
-  virtual fs::path workDir() const = 0;
   virtual ByteSink& open(const std::string& kind, const std::string& name) = 0;
   virtual void close() = 0;
   // Takes CRIU's images from criuDir() (a bundle streams them; a directory
@@ -35,6 +33,9 @@ class CheckpointOutput {
   virtual void commit(const nlohmann::json& info) = 0;
   // Removes what this output wrote (a bundle sink's bytes are the caller's).
   virtual void discard() = 0;
+  // Keeps the CRIU images beyond this output's life (when they are the only
+  // copy of a container left); returns where they are.
+  virtual fs::path keep() = 0;
   uint64_t rawBytes(const std::string& kind) const;
   // Bytes written to the sink (a bundle), 0 for a directory.
   virtual uint64_t wireBytes() const { return 0; }

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "engine/error.h"
+#include "engine/time_util.h"
 #include "engine/log.h"
 #include "engine/fs.h"
 #include "engine/oci_spec.h"
@@ -19,12 +20,6 @@ using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
 namespace {
-
-int64_t nowUnix() {
-  return std::chrono::duration_cast<std::chrono::seconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 // Polls pred every 20 ms until it holds or the timeout passes.
 template <class Pred>
@@ -87,6 +82,7 @@ Engine::Engine(EngineConfig cfg, CommandRunner& runner)
       volumes_(cfg_.root / "volumes"),
       containers_(cfg_.root / "containers") {
   makeDirs(runcRoot(cfg_), 0700);
+  makeDirs(cfg_.root / "logs", 0700);  // CRIU's dump and restore logs
 }
 
 FileLock Engine::lock() { return FileLock(cfg_.root / "lock"); }
@@ -170,10 +166,10 @@ ContainerInfo Engine::create(const ContainerSpec& spec) {
     }
     ImageRecord image = images_.resolve(spec.image);
     std::vector<std::string> new_volumes;
-    ContainerRecord rec{spec, image.id, cfg_.host_name, nowUnix()};
+    ContainerRecord rec{spec, image.id, cfg_.host_name, unixNow()};
+    validateVolumes(spec.volumes);
     try {
       for (const auto& v : spec.volumes) {
-        validateName(v.name, "volume name");
         if (!volumes_.exists(v.name)) new_volumes.push_back(v.name);
         volumes_.ensure(v.name);
       }
@@ -183,9 +179,9 @@ ContainerInfo Engine::create(const ContainerSpec& spec) {
       writeSpec(rec, image);
       runtime_.launch(launchFor(spec.name));
     } catch (...) {
-      runtime_.remove(spec.name, true);
-      discard(spec.name);
-      for (const auto& v : new_volumes) volumes_.remove(v);
+      bestEffort("runc delete", [&] { runtime_.remove(spec.name, true); });
+      bestEffort("removing the container's files", [&] { discard(spec.name); });
+      for (const auto& v : new_volumes) bestEffort("removing a new volume", [&] { volumes_.remove(v); });
       throw;
     }
     engineLog().info("[{}] created from image {}", spec.name, image.id.substr(0, 12));
@@ -198,7 +194,7 @@ ContainerInfo Engine::start(const std::string& name) {
   return withContext("starting " + name + " on " + cfg_.host_name, [&] {
     ContainerRecord rec = containers_.get(name, cfg_.host_name);
     runtime_.start(name);
-    rec.started_unix = nowUnix();
+    rec.started_unix = unixNow();
     containers_.save(rec);
     engineLog().info("[{}] started", name);
     return inspectRecord(rec);
@@ -223,6 +219,7 @@ void Engine::waitForExit(const std::string& name, std::chrono::milliseconds time
 }
 
 ContainerInfo Engine::stop(const std::string& name, std::chrono::milliseconds timeout, int signal) {
+  FileLock held = lock();  // never in the middle of a checkpoint or restore
   return withContext("stopping " + name + " on " + cfg_.host_name, [&] {
     ContainerInfo info = inspect(name);
     if (info.status != ContainerStatus::kRunning && info.status != ContainerStatus::kPaused &&
@@ -245,6 +242,7 @@ ContainerInfo Engine::stop(const std::string& name, std::chrono::milliseconds ti
 }
 
 void Engine::kill(const std::string& name, int signal) {
+  FileLock held = lock();
   withContext("signalling " + name + " on " + cfg_.host_name, [&] {
     containers_.get(name, cfg_.host_name);
     runtime_.kill(name, signal);

@@ -13,6 +13,8 @@
 
 #include <chrono>
 #include <filesystem>
+#include <functional>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -25,6 +27,7 @@
 #include "engine/compat.h"
 #include "engine/config.h"
 #include "engine/container_store.h"
+#include "engine/error.h"
 #include "engine/criu_stats.h"
 #include "engine/fs.h"
 #include "engine/host_info.h"
@@ -139,8 +142,12 @@ class Engine {
 
  private:
   FileLock lock();
-  CheckpointResult checkpointTo(const std::string& name, CheckpointOutput& out,
+  using OutputFactory = std::function<std::unique_ptr<CheckpointOutput>()>;
+  // The output is made only once the container is known to be checkpointable.
+  CheckpointResult checkpointTo(const std::string& name, const OutputFactory& make_output,
                                 const CheckpointOptions& opts);
+  [[noreturn]] void rollBackCheckpoint(ContainerRecord& rec, CheckpointOutput& out,
+                                       const CheckpointOptions& opts, Error e);
   // Everything that can refuse a restore, from the metadata alone.
   std::vector<Finding> admit(const nlohmann::json& metadata, const RestoreOptions& opts);
   // `origin` (the directory, or "bundle") goes into the record's restored_from.

@@ -37,12 +37,6 @@ void removeTree(const fs::path& path);
 // or that are mount points.
 void emptyDir(const fs::path& path);
 
-// Copies a tree, keeping file types (regular, dir, symlink, fifo, char and
-// block devices -- overlay whiteouts are 0:0 char devices), modes, owners,
-// mtimes and extended attributes (trusted.overlay.opaque included). `to` must
-// not exist. Hardlinks within the tree stay hardlinks.
-void copyTree(const fs::path& from, const fs::path& to);
-
 // Sum of the apparent sizes of regular files below path.
 uint64_t treeSize(const fs::path& path);
 

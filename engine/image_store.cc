@@ -15,6 +15,7 @@
 #include <tuple>
 
 #include "engine/error.h"
+#include "engine/time_util.h"
 #include "engine/layer_apply.h"
 #include "engine/oci_layout.h"
 #include "engine/sha256.h"
@@ -75,11 +76,6 @@ void fsyncDir(const fs::path& dir) {
     throwErrno("lock " + dir.string());
   }
   return fd;
-}
-
-int64_t nowUnix() {
-  using namespace std::chrono;
-  return duration_cast<seconds>(system_clock::now().time_since_epoch()).count();
 }
 
 }  // namespace
@@ -176,7 +172,7 @@ ImageRecord ImageStore::importLayout(const std::string& name, const fs::path& so
 // cannot leave a published image with missing content.
 ImageRecord ImageStore::publish(TempDir& stage, ImageRecord record, const std::string& name) {
   fs::path target = dir_ / record.id;
-  record.created_unix = nowUnix();
+  record.created_unix = unixNow();
   record.size_bytes = treeSize(stage.path() / "rootfs");
   writeFileAtomic(stage.path() / kRecordFile, json(record).dump(2) + "\n");
   UniqueFd stage_fd = openFile(stage.path(), O_RDONLY | O_DIRECTORY);

@@ -1,7 +1,9 @@
 #include "engine/oci_spec.h"
 
 #include <charconv>
+#include <set>
 
+#include "engine/config.h"
 #include "engine/error.h"
 
 namespace ferry {
@@ -91,6 +93,19 @@ const std::vector<std::string> kCapabilities = {
     "CAP_SYS_CHROOT"};
 
 }  // namespace
+
+void validateVolumes(const std::vector<VolumeMount>& volumes) {
+  std::set<std::string> names, destinations;
+  for (const auto& v : volumes) {
+    validateName(v.name, "volume name");
+    if (!names.insert(v.name).second) {
+      throwInvalidInput("volume '" + v.name + "' is given twice: mount each volume once");
+    }
+    if (!destinations.insert(v.destination).second) {
+      throwInvalidInput("two volumes are mounted at " + v.destination);
+    }
+  }
+}
 
 VolumeMount parseVolumeArg(const std::string& arg) {
   VolumeMount v;

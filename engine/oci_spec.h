@@ -31,6 +31,10 @@ void from_json(const nlohmann::json& j, VolumeMount& v);
 void to_json(nlohmann::json& j, const ContainerSpec& s);
 void from_json(const nlohmann::json& j, ContainerSpec& s);
 
+// Each volume's name is valid and named once, each destination used once.
+// Throws Error kInvalidInput.
+void validateVolumes(const std::vector<VolumeMount>& volumes);
+
 // Parses "-v NAME:/path[:ro|:rw]". Throws Error kInvalidInput.
 VolumeMount parseVolumeArg(const std::string& arg);
 

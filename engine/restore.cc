@@ -2,9 +2,13 @@
 // compatibility, image, volumes -- from its metadata alone, before anything
 // is written), then rebuild the container from the staged layout.
 #include <fcntl.h>
+#include <sys/statvfs.h>
+
+#include <algorithm>
 
 #include "engine/engine.h"
 #include "engine/error.h"
+#include "engine/time_util.h"
 #include "engine/fs.h"
 #include "engine/layer_apply.h"
 #include "engine/log.h"
@@ -38,7 +42,12 @@ Metadata parseMetadata(const json& j) {
     m.options.file_locks = o.value("file_locks", false);
     // Names become paths on this host: check them before anything uses them.
     validateName(m.container.name(), "container name in the checkpoint");
-    for (const auto& v : m.container.spec.volumes) validateName(v.name, "volume name in the checkpoint");
+    validateVolumes(m.container.spec.volumes);
+    // The image is matched by exact id only: a name or a prefix here could
+    // put CRIU's memory over another image.
+    const std::string& id = m.container.image_id;
+    bool hex = id.size() == 64 && id.find_first_not_of("0123456789abcdef") == std::string::npos;
+    if (!hex) throwInvalidInput("the checkpoint's image id is not a sha256 digest");
     return m;
   } catch (const json::exception& e) {
     throwInvalidInput(std::string("unreadable checkpoint.json: ") + e.what());
@@ -78,6 +87,15 @@ std::vector<Finding> Engine::admit(const json& metadata, const RestoreOptions& o
   std::vector<Finding> warnings = enforceCompatibility(checkCompatibility(in, opts.ignore),
                                                        m.source.host_name, cfg_.host_name);
   for (const auto& v : m.container.spec.volumes) {
+    for (const auto& other : containers_.list()) {
+      if (other.name() == name || other.checkpointed) continue;
+      for (const auto& ov : other.spec.volumes) {
+        if (ov.name == v.name) {
+          throwInvalidInput("volume '" + v.name + "' is in use by container '" + other.name() +
+                            "' here; a restore cannot replace it");
+        }
+      }
+    }
     if (!volumes_.empty(v.name) && !opts.replace_volumes) {
       throwInvalidInput("volume '" + v.name + "' already exists here and is not empty; remove it or "
                         "restore with --replace-volumes");
@@ -91,8 +109,8 @@ RestoreResult Engine::restore(const fs::path& dir_in, const RestoreOptions& opts
   FileLock held = lock();
   fs::path dir = fs::absolute(dir_in);
   return withContext("restoring from " + dir.string() + " on " + cfg_.host_name, [&] {
-    std::vector<Finding> warnings = admit(readMetadataFile(dir), opts);
     verifyDirectory(dir);
+    std::vector<Finding> warnings = admit(readMetadataFile(dir), opts);
     RestoreResult r = restoreStaged(dir, opts, dir.string());
     r.warnings = std::move(warnings);
     return r;
@@ -104,8 +122,18 @@ RestoreResult Engine::importCheckpoint(ByteSource& in, const RestoreOptions& opt
   FileLock held = lock();
   return withContext("importing a checkpoint on " + cfg_.host_name, [&] {
     TempDir stage(cfg_.root / "staging", "import-");
+    // A bundle may not fill this host's disk: its budget is the free space
+    // less a margin (a full disk is refused cleanly, not hit).
+    BundleLimits bounded = limits;
+    struct statvfs vfs;
+    if (::statvfs(stage.path().c_str(), &vfs) == 0) {
+      uint64_t free_bytes = uint64_t{vfs.f_bavail} * vfs.f_frsize;
+      uint64_t margin = uint64_t{256} << 20;
+      bounded.max_total_bytes = std::min(bounded.max_total_bytes,
+                                         free_bytes > margin ? free_bytes - margin : 0);
+    }
     std::vector<Finding> warnings;
-    readBundle(in, stage.path(), limits, [&](const json& meta) { warnings = admit(meta, opts); });
+    readBundle(in, stage.path(), bounded, [&](const json& meta) { warnings = admit(meta, opts); });
     RestoreResult r = restoreStaged(stage.path(), opts, "bundle");
     r.warnings = std::move(warnings);
     return r;
@@ -133,10 +161,10 @@ RestoreResult Engine::restoreStaged(const fs::path& dir, const RestoreOptions& o
     rec.host = cfg_.host_name;
     rec.checkpointed = false;
     rec.restored_from = meta.source.host_name + ":" + origin;
-    rec.started_unix = std::chrono::duration_cast<std::chrono::seconds>(
-                           std::chrono::system_clock::now().time_since_epoch())
-                           .count();
+    rec.started_unix = unixNow();
     RestoreResult result;
+    // CRIU's restore.log outlives a failed restore: the error points at it.
+    fs::path restore_work = cfg_.root / "logs" / (name + "-restore-" + std::to_string(unixNow()));
     try {
       containers_.save(rec);
       makeDirs(p.upper());
@@ -159,22 +187,33 @@ RestoreResult Engine::restoreStaged(const fs::path& dir, const RestoreOptions& o
       ConmonLaunch l = launchFor(name);
       l.restore_from = dir / "criu";
       l.restore_opts = meta.options;
+      l.restore_work = restore_work;
       runtime_.launch(l);
     } catch (...) {
-      runtime_.remove(name, true);
-      discard(name);
-      for (const auto& v : new_volumes) volumes_.remove(v);
+      bestEffort("runc delete", [&] { runtime_.remove(name, true); });
+      bestEffort("removing the container's files", [&] { discard(name); });
+      for (const auto& v : new_volumes) bestEffort("removing a new volume", [&] { volumes_.remove(v); });
       for (const auto& [target, aside] : set_aside) {
-        removeTree(target);
-        fs::rename(aside, target);
+        bestEffort("putting a replaced volume back", [&] {
+          removeTree(target);
+          fs::rename(aside, target);
+        });
       }
-      removeEmptyCgroups();
+      bestEffort("removing empty cgroups", [&] { removeEmptyCgroups(); });
       throw;
     }
-    for (const auto& [target, aside] : set_aside) removeTree(aside);
-    result.criu = readCriuStats(p.restore_work() / "stats-restore").value_or(CriuStats{}).restore;
-    result.container = inspectRecord(rec);
-    result.total_ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count();
+    // The container runs: from here on nothing may turn this into a failure
+    // (a migration would then resume the source too -- two live copies).
+    try {
+      for (const auto& [target, aside] : set_aside) removeTree(aside);
+      result.criu = readCriuStats(restore_work / "stats-restore").value_or(CriuStats{}).restore;
+      result.container = inspectRecord(rec);
+    } catch (const std::exception& e) {
+      engineLog().warn("[{}] restored, but tidying up after it failed: {}", name, e.what());
+      result.container.record = rec;
+      result.container.status = ContainerStatus::kRunning;
+    }
+    result.total_ms = msSince(t0);
     engineLog().info("[{}] restored (from host {}) in {} ms", name, meta.source.host_name,
                      result.total_ms);
     return result;

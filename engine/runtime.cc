@@ -160,6 +160,13 @@ std::string trimmed(std::string s) {
   return s;
 }
 
+// A launch that failed must not leave its monitor (and what it runs) behind.
+void stopConmon(const fs::path& pid_file) {
+  pid_t pid = 0;
+  std::ifstream(pid_file) >> pid;
+  if (pid > 0 && processAlive(pid)) ::kill(pid, SIGKILL);
+}
+
 }  // namespace
 
 pid_t Runtime::launch(const ConmonLaunch& l) {
@@ -193,9 +200,16 @@ pid_t Runtime::launch(const ConmonLaunch& l) {
     throw Error(ErrorCategory::kPermanent, "conmon for " + l.id + " failed (" + r.describe() +
                                                "; see " + l.conmon_log.string() + ")");
   }
-  json msg = readSyncMessage(sync.read.get(), std::chrono::minutes(10));
+  json msg;
+  try {
+    msg = readSyncMessage(sync.read.get(), std::chrono::minutes(10));
+  } catch (...) {
+    stopConmon(l.conmon_pid_file);
+    throw;
+  }
   int pid = msg.value("data", -1);
   if (pid > 0) return pid;
+  stopConmon(l.conmon_pid_file);
   std::string detail = trimmed(msg.value("message", ""));
   if (detail.empty()) detail = "conmon exited without a report; see " + l.conmon_log.string();
   std::string text = "runc " + what + " of " + l.id + " failed: " + detail;

@@ -34,7 +34,16 @@ fe hostB image import counter "$image"
 
 echo "== running the counter on hostA (volume 'data' at /data)"
 fe hostA run --name demo -v data:/data counter /usr/local/bin/counter --file /data/counter
-sleep 2
+# Waits (up to 10 s) until HOST's demo has printed at least N lines.
+await_lines() {
+  for _ in $(seq 100); do
+    [ "$(fe "$1" logs demo | grep -c '^counter')" -ge "$2" ] && return 0
+    sleep 0.1
+  done
+  echo "== FAILED: demo on $1 printed fewer than $2 lines within 10 s" >&2
+  exit 1
+}
+await_lines hostA 20
 before=$(fe hostA logs demo | tail -1)
 echo "   hostA says: $before"
 
@@ -48,7 +57,7 @@ build/tools/ferry-inspect --stats "$demo/demo.ferry" | sed 's/^/   /'
 
 echo "== restoring on hostB (host metadata checked first)"
 fe hostB restore --import "$demo/demo.ferry"
-sleep 1
+await_lines hostB 3
 echo "   first lines on hostB: $(fe hostB logs demo | head -3 | paste -sd, -)"
 echo "   volume on hostB holds $(cat $demo/hostB/volumes/data/_data/counter)"
 first=$(fe hostB logs demo | head -1)

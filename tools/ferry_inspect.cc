@@ -181,7 +181,7 @@ int main(int argc, char** argv) {
     if (stats) printStats(in);
     return 0;
   } catch (const std::exception& e) {
-    std::cerr << "ferry-inspect: " << file << ": " << e.what() << "\n";
+    std::cerr << "ferry-inspect: " << file << ": " << printable(e.what()) << "\n";
     return 1;
   }
 }

@@ -170,6 +170,16 @@ TEST_F(BundleIntegration, AVolumeWithDataOfTheSameNameIsRefusedUnlessReplaced) {
         << e.what();
   }
   EXPECT_EQ(readFile(b().volumes().path("data") / "precious"), "hostB's own\n");
+  // Not even on purpose while a container here uses it.
+  b().run(counterSpec("user", "data"));
+  StringSource busy(bundle);
+  try {
+    b().importCheckpoint(busy, {.replace_volumes = true});
+    FAIL() << "a volume in use was replaced";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("in use by container 'user'"), std::string::npos) << e.what();
+  }
+  b().remove("user", true);
   StringSource again(bundle);
   b().importCheckpoint(again, {.replace_volumes = true});
   EXPECT_FALSE(pathExists(b().volumes().path("data") / "precious"));
@@ -221,13 +231,20 @@ TEST_F(BundleIntegration, HostileArchivesAreRefusedAndLeaveNothing) {
       {"path traversal", {{"../../../../outside/evil", 'f', "x"}}},
       {"absolute path", {{out + "/evil", 'f', "x"}}},
       {"symlink then file through it", {{"esc", 'l', out}, {"esc/evil", 'f', "x"}}},
-      {"hardlink out of the tree", {{"hl", 'h', "/etc/passwd"}}},
+      {"hardlink out of the tree", {{"hl", 'h', "../../../../etc/passwd"}}},
+      {"hardlink through a symlink", {{"s", 'l', out}, {"hl", 'h', "s/x"}}},
   };
   for (const auto& [what, members] : attacks) {
     for (const char* entry : {"rootfs/rootfs.tar", "volume/data"}) {
       std::string bundle = bundleFromDir(dir, {{entry, tarOf(members)}});
       StringSource src(bundle);
-      EXPECT_THROW(b().importCheckpoint(src, {}), Error) << what << " in " << entry;
+      try {
+        b().importCheckpoint(src, {});
+        ADD_FAILURE() << what << " in " << entry << " was accepted";
+      } catch (const Error& e) {
+        EXPECT_EQ(e.category(), ErrorCategory::kInvalidInput) << what << ": " << e.what();
+        EXPECT_NE(std::string(e.what()).find("archive member"), std::string::npos) << e.what();
+      }
       EXPECT_TRUE(fs::is_empty(outside)) << what << " in " << entry << " wrote outside";
       EXPECT_TRUE(b().list().empty()) << what;
       EXPECT_FALSE(b().volumes().exists("data")) << what;

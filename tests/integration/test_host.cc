@@ -189,6 +189,27 @@ std::string tarOf(const std::vector<TarMember>& members) {
   return out;
 }
 
+std::string tarMember(const fs::path& tar, const std::string& name) {
+  archive* a = archive_read_new();
+  archive_read_support_format_all(a);
+  if (archive_read_open_filename(a, tar.c_str(), 1 << 16) != ARCHIVE_OK) {
+    archive_read_free(a);
+    throw std::runtime_error("cannot open " + tar.string());
+  }
+  archive_entry* e;
+  while (archive_read_next_header(a, &e) == ARCHIVE_OK) {
+    std::string path = archive_entry_pathname(e);
+    if (path == name || path == "./" + name) {
+      std::string data(static_cast<size_t>(archive_entry_size(e)), '\0');
+      archive_read_data(a, data.data(), data.size());
+      archive_read_free(a);
+      return data;
+    }
+  }
+  archive_read_free(a);
+  throw std::runtime_error(name + " is not in " + tar.string());
+}
+
 std::string bundleFromDir(const fs::path& dir, const std::map<std::string, std::string>& replace) {
   using nlohmann::json;
   StringSink sink;

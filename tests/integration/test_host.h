@@ -78,6 +78,8 @@ struct TarMember {
   std::string data;
 };
 std::string tarOf(const std::vector<TarMember>& members);
+// The content of member `name` ("./name" too) of a tar file; throws if absent.
+std::string tarMember(const fs::path& tar, const std::string& name);
 
 // A bundle built from a checkpoint directory, with some entries' bytes
 // replaced ("kind/name" -> bytes), e.g. {"rootfs/rootfs.tar", tarOf(...)}.

@@ -202,8 +202,7 @@ TEST(Bundle, ZstdBombAndLimits) {
 TEST(Bundle, ChangesListIsCheckedStrictly) {
   EXPECT_NO_THROW(checkChangesList(R"([{"mark":"A","path":"srv/new"},{"mark":"D","path":"bin/vi"}])"));
   for (const char* bad : {R"({"mark":"A"})", R"([{"mark":"X","path":"a"}])", R"([{"mark":"A","path":"/etc"}])",
-                          R"([{"mark":"A","path":"a/../../b"}])", R"([{"mark":"A","path":"a//b"}])",
-                          R"([{"mark":"A","path":"[2Jclear"}])", R"([{"mark":"A"}])", "not json"}) {
+                          R"([{"mark":"A","path":"a/../../b"}])", R"([{"mark":"A","path":"a//b"}])", R"([{"mark":"A"}])", "not json"}) {
     EXPECT_THROW(checkChangesList(bad), Error) << bad;
   }
   // And through the reader.

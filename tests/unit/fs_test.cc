@@ -55,42 +55,6 @@ TEST(Fs, RemoveTreeDoesNotFollowSymlinks) {
   EXPECT_FALSE(pathExists(t.path() / "link"));
 }
 
-TEST(Fs, CopyTreeKeepsTypesModesXattrsWhiteoutsAndHardlinks) {
-  TempDir t;
-  fs::path src = t.path() / "src";
-  makeDirs(src / "dir");
-  writeFileAtomic(src / "dir/file", "data", 0640);
-  ASSERT_EQ(::chown((src / "dir/file").c_str(), 1234, 5678), 0);
-  ASSERT_EQ(::link((src / "dir/file").c_str(), (src / "hard").c_str()), 0);
-  fs::create_symlink("dir/file", src / "sym");
-  // An overlay whiteout: a 0:0 character device.
-  ASSERT_EQ(::mknod((src / "gone").c_str(), S_IFCHR | 0, makedev(0, 0)), 0);
-  ASSERT_EQ(::setxattr((src / "dir").c_str(), "trusted.overlay.opaque", "y", 1, 0), 0);
-  ASSERT_EQ(::setxattr((src / "dir/file").c_str(), "user.note", "hi", 2, 0), 0);
-
-  fs::path dst = t.path() / "dst";
-  copyTree(src, dst);
-
-  struct stat a, b, h, w;
-  ASSERT_EQ(::lstat((dst / "dir/file").c_str(), &a), 0);
-  EXPECT_EQ(a.st_mode & 07777, 0640u);
-  EXPECT_EQ(a.st_uid, 1234u);
-  EXPECT_EQ(a.st_gid, 5678u);
-  EXPECT_EQ(readFile(dst / "dir/file"), "data");
-  ASSERT_EQ(::lstat((dst / "hard").c_str(), &h), 0);
-  EXPECT_EQ(h.st_ino, a.st_ino) << "hardlink became a copy";
-  ASSERT_EQ(::lstat((dst / "sym").c_str(), &b), 0);
-  EXPECT_TRUE(S_ISLNK(b.st_mode));
-  EXPECT_EQ(fs::read_symlink(dst / "sym"), "dir/file");
-  ASSERT_EQ(::lstat((dst / "gone").c_str(), &w), 0);
-  EXPECT_TRUE(S_ISCHR(w.st_mode));
-  EXPECT_EQ(w.st_rdev, makedev(0, 0));
-  char v[8] = {};
-  EXPECT_EQ(::getxattr((dst / "dir").c_str(), "trusted.overlay.opaque", v, sizeof v), 1);
-  EXPECT_EQ(v[0], 'y');
-  EXPECT_EQ(::getxattr((dst / "dir/file").c_str(), "user.note", v, sizeof v), 2);
-}
-
 TEST(Fs, OpenBeneathRefusesSymlinksAndDotDot) {
   TempDir root, outside;
   writeFileAtomic(outside.path() / "secret", "s");

@@ -113,6 +113,13 @@ TEST(OciSpec, ParseVolumeArg) {
   EXPECT_THROW(parseVolumeArg("d:/x:rx"), Error);
 }
 
+TEST(OciSpec, EachVolumeOnceAndEachDestinationOnce) {
+  EXPECT_NO_THROW(validateVolumes({{"a", "/a", false}, {"b", "/b", true}}));
+  EXPECT_THROW(validateVolumes({{"a", "/x", false}, {"a", "/y", false}}), Error);
+  EXPECT_THROW(validateVolumes({{"a", "/x", false}, {"b", "/x", false}}), Error);
+  EXPECT_THROW(validateVolumes({{"../a", "/x", false}}), Error);
+}
+
 TEST(OciSpec, ContainerSpecJsonRoundTrip) {
   ContainerSpec s{.name = "c", .image = "i", .args = {"a", "b"}, .env = {"K=V"}, .cwd = "/w",
                   .user = "1", .hostname = "h", .volumes = {{"v", "/v", true}}};
