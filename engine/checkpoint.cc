@@ -70,6 +70,9 @@ CheckpointResult Engine::checkpointTo(const std::string& name, const OutputFacto
     throwInvalidInput("container is " + std::string(statusName(info.status)) +
                       "; only a running container can be checkpointed");
   }
+  if (opts.keep_paused && !opts.leave_running) {
+    throwInvalidInput("keep-paused needs leave-running: without it the checkpoint ends the container");
+  }
   ImageRecord image = images_.resolve(rec.image_id);
   ContainerPaths p = containers_.paths(name);
   const HostInfo& source = hostInfo();  // before the freeze: it runs CRIU and runc
@@ -145,7 +148,7 @@ CheckpointResult Engine::checkpointTo(const std::string& name, const OutputFacto
     }
     rollBackCheckpoint(rec, *out, opts, e);  // throws e, with what happened
   }
-  resumeIfPaused();
+  if (!opts.keep_paused) resumeIfPaused();
 
   result.memory_bytes = out->rawBytes("criu");
   result.rootfs_bytes = out->rawBytes("rootfs");

@@ -249,6 +249,22 @@ void Engine::kill(const std::string& name, int signal) {
   });
 }
 
+void Engine::pause(const std::string& name) {
+  FileLock held = lock();
+  withContext("pausing " + name + " on " + cfg_.host_name, [&] {
+    containers_.get(name, cfg_.host_name);
+    runtime_.pause(name);
+  });
+}
+
+void Engine::resume(const std::string& name) {
+  FileLock held = lock();
+  withContext("resuming " + name + " on " + cfg_.host_name, [&] {
+    containers_.get(name, cfg_.host_name);
+    runtime_.resume(name);
+  });
+}
+
 void Engine::removeEmptyCgroups() {
   // v2: one tree; v1: one per controller. Parents we made are removed only
   // when empty (rmdir fails otherwise, which is fine).

@@ -113,6 +113,9 @@ class Engine {
   ContainerInfo stop(const std::string& name, std::chrono::milliseconds timeout = std::chrono::seconds(10),
                      int signal = SIGTERM);
   void kill(const std::string& name, int signal);
+  // Freezes / thaws all of the container's processes (cgroup freezer).
+  void pause(const std::string& name);
+  void resume(const std::string& name);
   // Removes the container, its rootfs and state (not its named volumes).
   // A running container needs force.
   void remove(const std::string& name, bool force);

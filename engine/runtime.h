@@ -32,6 +32,10 @@ struct CheckpointOptions {
   bool leave_running = false;
   bool tcp_established = false;
   bool file_locks = false;
+  // With leave_running: the container stays paused (frozen) after the
+  // checkpoint, for a migration that either removes it (commit) or resumes
+  // it (rollback). Not a runc flag.
+  bool keep_paused = false;
 };
 
 // Everything conmon needs to start (or restore) one container.

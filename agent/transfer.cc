@@ -1,0 +1,51 @@
+#include "agent/transfer.h"
+
+#include "engine/log.h"
+#include "engine/time_util.h"
+
+namespace ferry::agent {
+
+SendResult sendCheckpoint(Engine& engine, const std::string& name, zmq::context_t& ctx,
+                          const std::string& endpoint, const std::string& token,
+                          const TransferOptions& opts) {
+  auto t0 = std::chrono::steady_clock::now();
+  SendResult result;
+  CheckpointOptions ck{.leave_running = true,
+                       .tcp_established = opts.tcp_established,
+                       .file_locks = opts.file_locks,
+                       .keep_paused = true};
+  try {
+    proto::ChunkSender tx(ctx, endpoint, token, "checkpoint of " + name, opts.stream);
+    result.checkpoint = engine.exportCheckpoint(name, tx, ck, opts.bundle);
+    tx.finish();  // the target's verdict: throws its error
+  } catch (...) {
+    // The checkpoint engine resumes on its own failures; after a complete
+    // export the container is still frozen here, waiting for this verdict.
+    bestEffort("resuming after a failed transfer", [&] {
+      if (engine.inspect(name).status == ContainerStatus::kPaused) engine.resume(name);
+    });
+    try {
+      throw;
+    } catch (Error& e) {
+      e.addContext("sending " + name + " from " + engine.config().host_name + " to " + endpoint +
+                   " (it runs on here again)");
+      throw;
+    }
+  }
+  result.transfer_ms = msSince(t0);
+  return result;
+}
+
+RestoreResult receiveCheckpoint(Engine& engine, proto::ChunkReceiver& rx,
+                                const RestoreOptions& opts) {
+  try {
+    RestoreResult r = engine.importCheckpoint(rx, opts);
+    rx.accept();
+    return r;
+  } catch (const Error& e) {
+    rx.reject(e);
+    throw;
+  }
+}
+
+}  // namespace ferry::agent

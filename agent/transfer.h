@@ -1,0 +1,49 @@
+// A migration's transfer, where engine and network meet: the source agent
+// streams a checkpoint straight to the target agent over a chunk stream, and
+// the target restores it as it arrives in staging.
+//
+// The source container is frozen (paused) for the dump and stays frozen
+// until the caller decides: remove it once the target runs (commit), or
+// resume it (rollback). Downtime is the time it is frozen.
+//
+// Blocking: both calls block for the whole transfer; each wait on the peer is
+// bounded by the stream's timeout. One thread per call.
+#pragma once
+
+#include <string>
+#include <zmq.hpp>
+
+#include "engine/engine.h"
+#include "protocol/chunk_stream.h"
+
+namespace ferry::agent {
+
+struct TransferOptions {
+  BundleWriteOptions bundle{.level = 0, .threads = 2};  // loopback: compression only costs
+  proto::StreamOptions stream;
+  bool tcp_established = false;
+  bool file_locks = false;
+};
+
+struct SendResult {
+  CheckpointResult checkpoint;
+  int64_t transfer_ms = 0;  // from the freeze to the target's verdict
+};
+
+// Source side. Freezes `name`, streams its checkpoint to `endpoint` with the
+// one-time `token`, and returns once the target reports the container
+// running -- still frozen here: the caller commits (Engine::remove) or rolls
+// back (Engine::resume). On any failure (the target refused or failed, the
+// stream broke, the peer went silent) the container is resumed here before
+// the error is thrown, so it is never left frozen by a failed transfer.
+SendResult sendCheckpoint(Engine& engine, const std::string& name, zmq::context_t& ctx,
+                          const std::string& endpoint, const std::string& token,
+                          const TransferOptions& opts = {});
+
+// Target side. Restores the stream arriving on `rx` and tells the sender
+// the verdict: accepted once the container runs here, else the error (which
+// is also thrown). Nothing of a failed restore stays on this host.
+RestoreResult receiveCheckpoint(Engine& engine, proto::ChunkReceiver& rx,
+                                const RestoreOptions& opts = {});
+
+}  // namespace ferry::agent

@@ -1,0 +1,104 @@
+// A migration's transfer with real bytes across a ZeroMQ socket: hostA's
+// engine streams a frozen container's checkpoint to hostB's, which restores
+// it as it arrives. Each host on its own loopback address.
+#include <future>
+
+#include <gtest/gtest.h>
+
+#include "agent/transfer.h"
+#include "engine/error.h"
+#include "engine/fs.h"
+#include "test_host.h"
+
+namespace ferry::testing {
+namespace {
+
+using std::chrono::seconds;
+using TransferIntegration = TwoHostTest;
+
+TEST_F(TransferIntegration, TheContainerGoesOnOnTheTargetAndTheSourceWaitsFrozenForTheCommit) {
+  runCounterOnA("mig", 5);
+  zmq::context_t ctx;
+  proto::ChunkReceiver rx(ctx, "tcp://127.0.0.3:0", "token-1", "hostB");
+  auto restored = std::async(std::launch::async, [&] { return agent::receiveCheckpoint(b(), rx); });
+
+  agent::SendResult sent = agent::sendCheckpoint(a(), "mig", ctx, rx.endpoint(), "token-1");
+  RestoreResult r = restored.get();
+  EXPECT_EQ(r.container.status, ContainerStatus::kRunning);
+  EXPECT_GT(sent.checkpoint.bundle_bytes, sent.checkpoint.memory_bytes);
+  // The source is frozen, not gone, until the commit.
+  EXPECT_EQ(a().inspect("mig").status, ContainerStatus::kPaused);
+  unsigned long last = counterValues(a(), "mig").back();
+  waitFor([&] { return counterValues(b(), "mig").size() >= 3; }, seconds(20), "mig to count on hostB");
+  EXPECT_EQ(counterValues(b(), "mig").front(), last + 1) << "the counter did not go on";
+  EXPECT_EQ(readFile(b().volumes().path("data") / "marker"), "volume content from before the run\n");
+
+  a().remove("mig", true);  // commit
+  EXPECT_TRUE(a().list().empty());
+  EXPECT_FALSE(runcHasContainers(a().config()));
+}
+
+// Fault: the target refuses (a container of that name already runs there).
+// Promise: the sender sees the target's reason, and the source container is
+// resumed with its counter unbroken; nothing new on the target.
+TEST_F(TransferIntegration, ARefusingTargetLeavesTheSourceRunningUnbroken) {
+  runCounterOnA("mig", 3);
+  b().volumes().ensure("other");
+  b().run(counterSpec("mig", "other"));
+  zmq::context_t ctx;
+  proto::ChunkReceiver rx(ctx, "tcp://127.0.0.3:0", "token-2", "hostB");
+  auto restored = std::async(std::launch::async, [&] {
+    try {
+      agent::receiveCheckpoint(b(), rx);
+    } catch (const Error&) {
+      return true;
+    }
+    return false;
+  });
+  try {
+    agent::sendCheckpoint(a(), "mig", ctx, rx.endpoint(), "token-2");
+    FAIL() << "the transfer succeeded";
+  } catch (const Error& e) {
+    std::string msg = e.what();
+    EXPECT_NE(msg.find("already exists"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("hostB"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("it runs on here again"), std::string::npos) << msg;
+  }
+  EXPECT_TRUE(restored.get()) << "the target did not fail";
+  EXPECT_EQ(a().inspect("mig").status, ContainerStatus::kRunning);
+  unsigned long before = counterValues(a(), "mig").back();
+  waitFor([&] { return counterValues(a(), "mig").back() > before + 2; }, seconds(10),
+          "the source to count on after the refusal");
+  std::vector<unsigned long> v = counterValues(a(), "mig");
+  for (size_t i = 1; i < v.size(); ++i) ASSERT_EQ(v[i], v[i - 1] + 1) << "counter broke at " << i;
+  ASSERT_EQ(b().list().size(), 1u);  // only its own
+}
+
+// Fault: the target goes away mid-stream (its receiver is destroyed after
+// the first bytes). Promise: the sender times out, the source runs on.
+TEST_F(TransferIntegration, ATargetThatVanishesMidStreamLeavesTheSourceRunning) {
+  runCounterOnA("mig", 3);
+  zmq::context_t ctx;
+  agent::TransferOptions opts;
+  opts.stream.timeout = std::chrono::milliseconds(1500);
+  opts.stream.window = 1;
+  std::string endpoint;
+  std::promise<std::string> bound;
+  auto target = std::async(std::launch::async, [&] {
+    proto::ChunkReceiver rx(ctx, "tcp://127.0.0.3:0", "token-3", "hostB", opts.stream);
+    bound.set_value(rx.endpoint());
+    char buf[1024];
+    rx.read(buf, sizeof buf);  // takes a little, then vanishes
+  });
+  endpoint = bound.get_future().get();
+  EXPECT_THROW(agent::sendCheckpoint(a(), "mig", ctx, endpoint, "token-3", opts), Error);
+  target.get();
+  EXPECT_EQ(a().inspect("mig").status, ContainerStatus::kRunning);
+  unsigned long before = counterValues(a(), "mig").back();
+  waitFor([&] { return counterValues(a(), "mig").back() > before + 2; }, seconds(10),
+          "the source to count on");
+  EXPECT_TRUE(b().list().empty());
+}
+
+}  // namespace
+}  // namespace ferry::testing
