@@ -89,6 +89,7 @@ ChunkSender::ChunkSender(zmq::context_t& ctx, const std::string& endpoint,
     : sock_(ctx, zmq::socket_type::dealer), opts_(opts), hash_(XXH3_createState()) {
   XXH3_64bits_reset(hash_);
   applySocketLimits(sock_);
+  if (opts_.own_keys) makeCurveClient(sock_, *opts_.own_keys, opts_.peer_public_key);
   sock_.connect(endpoint);
   sock_.send(message([&](StreamMessage::Builder m) {
     auto o = m.initOpen();
@@ -211,6 +212,7 @@ ChunkReceiver::ChunkReceiver(zmq::context_t& ctx, const std::string& endpoint, s
       opts_(opts), hash_(XXH3_createState()) {
   XXH3_64bits_reset(hash_);
   applySocketLimits(sock_);
+  if (opts_.own_keys) makeCurveServer(sock_, *opts_.own_keys);
   sock_.bind(endpoint);
 }
 

@@ -18,11 +18,13 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <optional>
 #include <string>
 #include <zmq.hpp>
 
 #include "engine/byte_stream.h"
 #include "engine/error.h"
+#include "protocol/curve.h"
 
 namespace ferry::proto {
 
@@ -30,6 +32,11 @@ struct StreamOptions {
   size_t chunk_bytes = 1 << 20;
   uint32_t window = 8;
   std::chrono::milliseconds timeout{30000};
+  // CurveZMQ once keys are configured: the receiver is the CURVE server
+  // (its context needs a ZapAuthenticator listing the senders' keys), the
+  // sender a client that must know the receiver's public key.
+  std::optional<KeyPair> own_keys;
+  std::string peer_public_key;  // the sender's view of the receiver
 };
 
 class ChunkSender : public ByteSink {

@@ -183,6 +183,37 @@ TEST_F(ChunkStreamTest, ADamagedChunkIsCaught) {
   EXPECT_NE(std::string(e.what()).find("fails its checksum"), std::string::npos) << e.what();
 }
 
+TEST_F(ChunkStreamTest, EncryptedStreamsAdmitOnlyListedSenders) {
+  KeyPair target = generateKeyPair(), source = generateKeyPair(), stranger = generateKeyPair();
+  ZapAuthenticator zap(ctx_, {source.public_key});
+  StreamOptions rx_opts = fast();
+  rx_opts.own_keys = target;
+  ChunkReceiver rx(ctx_, "tcp://127.0.0.1:0", "t", "hostB", rx_opts);
+  auto got = std::async(std::launch::async, [&] {
+    std::string s = drain(rx);
+    rx.accept();
+    return s;
+  });
+  // A stranger with the right token but an unlisted key is never heard.
+  StreamOptions bad = fast(milliseconds(700));
+  bad.own_keys = stranger;
+  bad.peer_public_key = target.public_key;
+  Error e = errorOf([&] {
+    ChunkSender tx(ctx_, rx.endpoint(), "t", "stranger", bad);
+    tx.write(std::string(1 << 20, 's'));
+  });
+  EXPECT_EQ(e.category(), ErrorCategory::kRetryable) << e.what();
+  StreamOptions good = fast();
+  good.own_keys = source;
+  good.peer_public_key = target.public_key;
+  std::string payload = bytesOf(3 << 20, 9);
+  ChunkSender tx(ctx_, rx.endpoint(), "t", "encrypted", good);
+  tx.write(payload);
+  tx.finish();
+  EXPECT_TRUE(got.get() == payload);
+  EXPECT_GE(zap.refused(), 1u);
+}
+
 TEST(Framing, GarbageFramesAreInvalidInputNotCrashes) {
   EXPECT_THROW(Decoded(zmq::message_t(std::string("short"))), Error);
   std::string words(64, '\xff');  // a whole number of words, nonsense pointers
