@@ -1,0 +1,256 @@
+#include "coordinator/state_store.h"
+
+#include <array>
+
+#include "engine/error.h"
+
+namespace ferry::coord {
+
+namespace {
+
+constexpr int kSchemaVersion = 1;
+
+constexpr std::array<std::string_view, 6> kPhaseNames = {
+    "planned", "prepared", "transferring", "restored", "committed", "rolled-back"};
+
+const char* kSchema = R"(
+CREATE TABLE IF NOT EXISTS hosts (
+  name TEXT PRIMARY KEY, data_endpoint TEXT NOT NULL, host_info TEXT NOT NULL,
+  up INTEGER NOT NULL, cordoned INTEGER NOT NULL, last_seen_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS containers (
+  name TEXT PRIMARY KEY, host TEXT NOT NULL, image TEXT NOT NULL, status TEXT NOT NULL,
+  memory_bytes INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS migrations (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, container TEXT NOT NULL, source TEXT NOT NULL,
+  target TEXT NOT NULL, phase TEXT NOT NULL, error TEXT NOT NULL DEFAULT '',
+  figures TEXT NOT NULL DEFAULT '', created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL);
+CREATE UNIQUE INDEX IF NOT EXISTS one_unfinished_migration_per_container ON migrations(container)
+  WHERE phase NOT IN ('committed', 'rolled-back');
+CREATE TABLE IF NOT EXISTS events (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, time_ms INTEGER NOT NULL, kind TEXT NOT NULL,
+  subject TEXT NOT NULL, message TEXT NOT NULL);
+)";
+
+}  // namespace
+
+std::string_view phaseName(Phase p) { return kPhaseNames[static_cast<size_t>(p)]; }
+
+std::optional<Phase> phaseFromName(std::string_view name) {
+  for (size_t i = 0; i < kPhaseNames.size(); ++i) {
+    if (kPhaseNames[i] == name) return static_cast<Phase>(i);
+  }
+  return std::nullopt;
+}
+
+StateStore::StateStore(const std::filesystem::path& file) : db_(file) {
+  Statement v = db_.prepare("PRAGMA user_version");
+  v.step();
+  int64_t version = v.integer(0);
+  if (version > kSchemaVersion) {
+    throw Error(ErrorCategory::kIncompatible,
+                file.string() + " was written by a newer ferry (schema " + std::to_string(version) +
+                    "); this coordinator knows schema " + std::to_string(kSchemaVersion));
+  }
+  db_.exec(kSchema);
+  db_.exec("PRAGMA user_version=" + std::to_string(kSchemaVersion));
+}
+
+void StateStore::upsertHost(const HostRow& h) {
+  db_.prepare(
+         "INSERT INTO hosts (name, data_endpoint, host_info, up, cordoned, last_seen_ms) "
+         "VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(name) DO UPDATE SET "
+         "data_endpoint=?2, host_info=?3, up=?4, last_seen_ms=?6")
+      .bind(1, h.name)
+      .bind(2, h.data_endpoint)
+      .bind(3, h.host_info_json)
+      .bind(4, int64_t{h.up})
+      .bind(5, int64_t{h.cordoned})
+      .bind(6, h.last_seen_ms)
+      .run();
+}
+
+namespace {
+HostRow readHost(Statement& s) {
+  return {s.text(0), s.text(1), s.text(2), s.integer(3) != 0, s.integer(4) != 0, s.integer(5)};
+}
+constexpr const char* kHostCols = "SELECT name, data_endpoint, host_info, up, cordoned, last_seen_ms FROM hosts";
+}  // namespace
+
+std::optional<HostRow> StateStore::host(const std::string& name) {
+  Statement s = db_.prepare(std::string(kHostCols) + " WHERE name=?1");
+  s.bind(1, name);
+  if (!s.step()) return std::nullopt;
+  return readHost(s);
+}
+
+std::vector<HostRow> StateStore::hosts() {
+  Statement s = db_.prepare(std::string(kHostCols) + " ORDER BY name");
+  std::vector<HostRow> out;
+  while (s.step()) out.push_back(readHost(s));
+  return out;
+}
+
+void StateStore::setCordoned(const std::string& name, bool cordoned) {
+  Statement s = db_.prepare("UPDATE hosts SET cordoned=?2 WHERE name=?1");
+  s.bind(1, name).bind(2, int64_t{cordoned}).run();
+  if (db_.changes() == 0) throw Error(ErrorCategory::kInvalidInput, "no host '" + name + "'");
+}
+
+std::vector<std::string> StateStore::markDownSilentSince(int64_t cutoff_ms) {
+  std::vector<std::string> down;
+  Statement s = db_.prepare("SELECT name FROM hosts WHERE up=1 AND last_seen_ms < ?1");
+  s.bind(1, cutoff_ms);
+  while (s.step()) down.push_back(s.text(0));
+  db_.prepare("UPDATE hosts SET up=0 WHERE up=1 AND last_seen_ms < ?1").bind(1, cutoff_ms).run();
+  return down;
+}
+
+void StateStore::replaceContainers(const std::string& host, const std::vector<ContainerRow>& rows) {
+  db_.exec("BEGIN IMMEDIATE");
+  try {
+    db_.prepare("DELETE FROM containers WHERE host=?1").bind(1, host).run();
+    for (const auto& r : rows) {
+      db_.prepare(
+             "INSERT INTO containers (name, host, image, status, memory_bytes) VALUES "
+             "(?1, ?2, ?3, ?4, ?5) ON CONFLICT(name) DO UPDATE SET host=?2, image=?3, status=?4, "
+             "memory_bytes=?5")
+          .bind(1, r.name)
+          .bind(2, host)
+          .bind(3, r.image)
+          .bind(4, r.status)
+          .bind(5, static_cast<int64_t>(r.memory_bytes))
+          .run();
+    }
+    db_.exec("COMMIT");
+  } catch (...) {
+    db_.exec("ROLLBACK");
+    throw;
+  }
+}
+
+namespace {
+constexpr const char* kContainerCols = "SELECT name, host, image, status, memory_bytes FROM containers";
+ContainerRow readContainer(Statement& s) {
+  return {s.text(0), s.text(1), s.text(2), s.text(3), static_cast<uint64_t>(s.integer(4))};
+}
+}  // namespace
+
+std::vector<ContainerRow> StateStore::containers(const std::string& host) {
+  Statement s = db_.prepare(std::string(kContainerCols) +
+                            (host.empty() ? " ORDER BY name" : " WHERE host=?1 ORDER BY name"));
+  if (!host.empty()) s.bind(1, host);
+  std::vector<ContainerRow> out;
+  while (s.step()) out.push_back(readContainer(s));
+  return out;
+}
+
+std::optional<ContainerRow> StateStore::container(const std::string& name) {
+  Statement s = db_.prepare(std::string(kContainerCols) + " WHERE name=?1");
+  s.bind(1, name);
+  if (!s.step()) return std::nullopt;
+  return readContainer(s);
+}
+
+int64_t StateStore::beginMigration(const std::string& container, const std::string& source,
+                                   const std::string& target, int64_t now_ms) {
+  try {
+    db_.prepare(
+           "INSERT INTO migrations (container, source, target, phase, created_ms, updated_ms) "
+           "VALUES (?1, ?2, ?3, 'planned', ?4, ?4)")
+        .bind(1, container)
+        .bind(2, source)
+        .bind(3, target)
+        .bind(4, now_ms)
+        .run();
+  } catch (Error& e) {
+    if (e.category() != ErrorCategory::kInvalidInput) throw;
+    throw Error(ErrorCategory::kInvalidInput,
+                "container '" + container + "' is already being migrated (one migration at a time)");
+  }
+  return db_.lastInsertId();
+}
+
+void StateStore::advance(int64_t id, Phase to, int64_t now_ms, const std::string& error,
+                         const std::string& figures_json) {
+  auto m = migration(id);
+  if (!m) throw Error(ErrorCategory::kInvalidInput, "no migration " + std::to_string(id));
+  bool next = static_cast<int>(to) == static_cast<int>(m->phase) + 1 && to != Phase::kRolledBack;
+  bool rollback = to == Phase::kRolledBack && !isFinal(m->phase);
+  if (!next && !rollback) {
+    throw Error(ErrorCategory::kPermanent,
+                "migration " + std::to_string(id) + " cannot go from " +
+                    std::string(phaseName(m->phase)) + " to " + std::string(phaseName(to)));
+  }
+  db_.prepare("UPDATE migrations SET phase=?2, updated_ms=?3, error=?4, figures=?5 WHERE id=?1")
+      .bind(1, id)
+      .bind(2, std::string(phaseName(to)))
+      .bind(3, now_ms)
+      .bind(4, error.empty() ? m->error : error)
+      .bind(5, figures_json.empty() ? m->figures_json : figures_json)
+      .run();
+}
+
+MigrationRow StateStore::readMigration(Statement& s) {
+  MigrationRow r;
+  r.id = s.integer(0);
+  r.container = s.text(1);
+  r.source = s.text(2);
+  r.target = s.text(3);
+  auto phase = phaseFromName(s.text(4));
+  if (!phase) throw Error(ErrorCategory::kPermanent, "unknown migration phase '" + s.text(4) + "'");
+  r.phase = *phase;
+  r.error = s.text(5);
+  r.figures_json = s.text(6);
+  r.created_ms = s.integer(7);
+  r.updated_ms = s.integer(8);
+  return r;
+}
+
+namespace {
+constexpr const char* kMigrationCols =
+    "SELECT id, container, source, target, phase, error, figures, created_ms, updated_ms FROM "
+    "migrations";
+}  // namespace
+
+std::optional<MigrationRow> StateStore::migration(int64_t id) {
+  Statement s = db_.prepare(std::string(kMigrationCols) + " WHERE id=?1");
+  s.bind(1, id);
+  if (!s.step()) return std::nullopt;
+  return readMigration(s);
+}
+
+std::vector<MigrationRow> StateStore::unfinishedMigrations() {
+  Statement s = db_.prepare(std::string(kMigrationCols) +
+                            " WHERE phase NOT IN ('committed', 'rolled-back') ORDER BY id");
+  std::vector<MigrationRow> out;
+  while (s.step()) out.push_back(readMigration(s));
+  return out;
+}
+
+std::vector<MigrationRow> StateStore::history(int limit) {
+  Statement s = db_.prepare(std::string(kMigrationCols) + " ORDER BY id DESC LIMIT ?1");
+  s.bind(1, int64_t{limit});
+  std::vector<MigrationRow> out;
+  while (s.step()) out.push_back(readMigration(s));
+  return out;
+}
+
+void StateStore::addEvent(int64_t now_ms, const std::string& kind, const std::string& subject,
+                          const std::string& message) {
+  db_.prepare("INSERT INTO events (time_ms, kind, subject, message) VALUES (?1, ?2, ?3, ?4)")
+      .bind(1, now_ms)
+      .bind(2, kind)
+      .bind(3, subject)
+      .bind(4, message)
+      .run();
+}
+
+std::vector<EventRow> StateStore::events(int limit) {
+  Statement s = db_.prepare("SELECT time_ms, kind, subject, message FROM events ORDER BY id DESC LIMIT ?1");
+  s.bind(1, int64_t{limit});
+  std::vector<EventRow> out;
+  while (s.step()) out.push_back({s.integer(0), s.text(1), s.text(2), s.text(3)});
+  return out;
+}
+
+}  // namespace ferry::coord

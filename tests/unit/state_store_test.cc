@@ -1,0 +1,122 @@
+#include "coordinator/state_store.h"
+
+#include <gtest/gtest.h>
+
+#include "engine/error.h"
+#include "engine/fs.h"
+
+namespace ferry::coord {
+namespace {
+
+class StateStoreTest : public ::testing::Test {
+ protected:
+  TempDir dir_;
+  std::filesystem::path file() const { return dir_.path() / "state.db"; }
+};
+
+TEST_F(StateStoreTest, HostsPersistAndSilentOnesAreMarkedDownOnce) {
+  {
+    StateStore s(file());
+    s.upsertHost({"hostA", "tcp://127.0.0.2:7001", R"({"arch":"x86_64"})", true, false, 1000});
+    s.upsertHost({"hostB", "tcp://127.0.0.3:7001", "{}", true, false, 5000});
+    s.setCordoned("hostB", true);
+  }
+  StateStore s(file());  // a restarted coordinator
+  ASSERT_EQ(s.hosts().size(), 2u);
+  EXPECT_EQ(s.host("hostA")->data_endpoint, "tcp://127.0.0.2:7001");
+  EXPECT_TRUE(s.host("hostB")->cordoned);
+  // A heartbeat does not uncordon.
+  s.upsertHost({"hostB", "tcp://127.0.0.3:7001", "{}", true, false, 6000});
+  EXPECT_TRUE(s.host("hostB")->cordoned);
+  EXPECT_EQ(s.markDownSilentSince(3000), std::vector<std::string>{"hostA"});
+  EXPECT_TRUE(s.markDownSilentSince(3000).empty()) << "reported down twice";
+  EXPECT_FALSE(s.host("hostA")->up);
+  EXPECT_THROW(s.setCordoned("nohost", true), Error);
+}
+
+TEST_F(StateStoreTest, AHeartbeatReplacesItsHostsContainers) {
+  StateStore s(file());
+  s.replaceContainers("hostA", {{"web", "", "counter", "running", 100}, {"db", "", "pg", "running", 200}});
+  s.replaceContainers("hostB", {{"cache", "", "redis", "running", 50}});
+  s.replaceContainers("hostA", {{"web", "", "counter", "running", 150}});
+  EXPECT_EQ(s.containers("hostA").size(), 1u);
+  EXPECT_EQ(s.container("web")->memory_bytes, 150u);
+  EXPECT_FALSE(s.container("db"));
+  // A container that moved is owned by the host that reports it last.
+  s.replaceContainers("hostB", {{"cache", "", "redis", "running", 50}, {"web", "", "counter", "running", 1}});
+  EXPECT_EQ(s.container("web")->host, "hostB");
+  EXPECT_EQ(s.containers().size(), 2u);
+}
+
+TEST_F(StateStoreTest, MigrationsMoveForwardOrRollBackAndSurviveARestart) {
+  int64_t id;
+  {
+    StateStore s(file());
+    id = s.beginMigration("web", "hostA", "hostB", 10);
+    s.advance(id, Phase::kPrepared, 11);
+    s.advance(id, Phase::kTransferring, 12);
+    // One at a time per container.
+    try {
+      s.beginMigration("web", "hostA", "hostC", 13);
+      FAIL() << "a second migration of web began";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.category(), ErrorCategory::kInvalidInput);
+      EXPECT_NE(std::string(e.what()).find("already being migrated"), std::string::npos);
+    }
+    // Skipping a phase or going back is a bug in the caller.
+    EXPECT_THROW(s.advance(id, Phase::kCommitted, 14), Error);
+    EXPECT_THROW(s.advance(id, Phase::kPlanned, 14), Error);
+  }
+  StateStore s(file());  // coordinator killed mid-migration and restarted
+  std::vector<MigrationRow> open = s.unfinishedMigrations();
+  ASSERT_EQ(open.size(), 1u);
+  EXPECT_EQ(open[0].phase, Phase::kTransferring);
+  EXPECT_EQ(open[0].container, "web");
+  s.advance(id, Phase::kRolledBack, 20, "coordinator restarted mid-transfer");
+  EXPECT_TRUE(s.unfinishedMigrations().empty());
+  EXPECT_THROW(s.advance(id, Phase::kRolledBack, 21), Error) << "a finished migration moved";
+  EXPECT_EQ(s.migration(id)->error, "coordinator restarted mid-transfer");
+  // Once finished, the container may move again.
+  int64_t again = s.beginMigration("web", "hostA", "hostB", 30);
+  for (Phase p : {Phase::kPrepared, Phase::kTransferring, Phase::kRestored}) s.advance(again, p, 31);
+  s.advance(again, Phase::kCommitted, 32, "", R"({"downtime_ms":120})");
+  std::vector<MigrationRow> h = s.history();
+  ASSERT_EQ(h.size(), 2u);
+  EXPECT_EQ(h[0].phase, Phase::kCommitted);
+  EXPECT_EQ(h[0].figures_json, R"({"downtime_ms":120})");
+  EXPECT_EQ(h[1].phase, Phase::kRolledBack);
+}
+
+TEST_F(StateStoreTest, EventsNewestFirst) {
+  StateStore s(file());
+  s.addEvent(1, "host", "hostA", "registered");
+  s.addEvent(2, "host", "hostA", "down: no heartbeat for 5 s");
+  auto e = s.events(10);
+  ASSERT_EQ(e.size(), 2u);
+  EXPECT_EQ(e[0].message, "down: no heartbeat for 5 s");
+}
+
+TEST_F(StateStoreTest, PhaseNamesRoundTrip) {
+  for (Phase p : {Phase::kPlanned, Phase::kPrepared, Phase::kTransferring, Phase::kRestored,
+                  Phase::kCommitted, Phase::kRolledBack}) {
+    EXPECT_EQ(phaseFromName(phaseName(p)), p);
+  }
+  EXPECT_FALSE(phaseFromName("bogus"));
+}
+
+TEST_F(StateStoreTest, ADatabaseFromANewerFerryIsRefused) {
+  { StateStore s(file()); }
+  {
+    Database db(file());
+    db.exec("PRAGMA user_version=99");
+  }
+  try {
+    StateStore s(file());
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.category(), ErrorCategory::kIncompatible);
+  }
+}
+
+}  // namespace
+}  // namespace ferry::coord
