@@ -1,0 +1,180 @@
+# The control plane: agents and the CLI talk to the coordinator (ROUTER on
+# the coordinator, DEALER on agents and the CLI), one Message per frame.
+# A request carries a fresh id; its reply -- ok, error, a result, or interim
+# progress followed by a final reply -- carries the same id. Version 1.
+@0x837a9081bdda1fee;
+
+using Cxx = import "/capnp/c++.capnp";
+$Cxx.namespace("ferry::proto");
+
+using Stream = import "stream.capnp";
+
+const controlProtocolVersion :UInt16 = 1;
+
+struct HostInfo {
+  hostName @0 :Text;
+  engineVersion @1 :Text;
+  kernel @2 :Text;
+  arch @3 :Text;
+  cpuFlags @4 :List(Text);
+  pageSize @5 :UInt32;
+  criuVersion @6 :Text;
+  runtimeName @7 :Text;
+  runtimeVersion @8 :Text;
+  conmonVersion @9 :Text;
+  cgroupVersion @10 :UInt8;
+  distribution @11 :Text;
+  distributionVersion @12 :Text;
+  selinuxMode @13 :Text;
+  memDirtyTrack @14 :Bool;
+  uffd @15 :Bool;
+  memoryBytes @16 :UInt64;
+  cpus @17 :UInt32;
+}
+
+struct Load {
+  cpuPercent @0 :Float32;     # of the host's capacity, 0..100
+  memoryUsedBytes @1 :UInt64;
+  memoryTotalBytes @2 :UInt64;
+}
+
+struct Container {
+  name @0 :Text;
+  host @1 :Text;
+  image @2 :Text;
+  status @3 :Text;            # created | running | paused | exited | checkpointed
+  pid @4 :UInt32;
+  exitCode @5 :Int32;         # -1 when none
+  memoryBytes @6 :UInt64;
+  cpuUsec @7 :UInt64;
+  volumes @8 :List(Text);
+}
+
+struct Host {
+  name @0 :Text;
+  dataEndpoint @1 :Text;
+  up @2 :Bool;
+  cordoned @3 :Bool;
+  load @4 :Load;
+  containers @5 :UInt32;
+  info @6 :HostInfo;
+}
+
+struct RunSpec {
+  name @0 :Text;
+  image @1 :Text;
+  args @2 :List(Text);
+  env @3 :List(Text);
+  volumes @4 :List(Text);     # NAME:/path[:ro]
+  cwd @5 :Text;
+  user @6 :Text;
+}
+
+struct Progress {
+  phase @0 :Text;             # plan | prepare | transfer | restore | commit | rollback
+  bytesDone @1 :UInt64;
+  bytesTotal @2 :UInt64;      # 0 when unknown
+  message @3 :Text;
+}
+
+struct MigrationFigures {
+  id @0 :UInt64;
+  container @1 :Text;
+  source @2 :Text;
+  target @3 :Text;
+  outcome @4 :Text;           # committed | rolled-back | in progress
+  downtimeMs @5 :UInt64;      # frozen on the source -> running on the target
+  totalMs @6 :UInt64;
+  bytesRaw @7 :UInt64;
+  bytesWire @8 :UInt64;
+  phaseMs @9 :List(PhaseTime);
+  error @10 :Text;
+  struct PhaseTime {
+    phase @0 :Text;
+    ms @1 :UInt64;
+  }
+}
+
+struct Message {
+  version @0 :UInt16;
+  id @1 :UInt64;
+  union {
+    # --- replies (carry the request's id) ---
+    ok @2 :Void;
+    error @3 :Stream.ErrorInfo;
+    progress @4 :Progress;
+    hosts @5 :List(Host);
+    containers @6 :List(Container);
+    container @7 :Container;
+    logs @8 :List(Text);
+    migration @9 :MigrationFigures;
+    history @10 :List(MigrationFigures);
+    streamTicket @11 :StreamTicket;
+
+    # --- agent -> coordinator ---
+    hello @12 :Hello;
+    heartbeat @13 :Heartbeat;
+
+    # --- CLI -> coordinator ---
+    ping @14 :Void;
+    listHosts @15 :Void;
+    listContainers @16 :Text;    # host, or "" for all
+    run @17 :RunOn;
+    stop @18 :Text;
+    remove @19 :Text;
+    getLogs @20 :Text;
+    migrate @21 :Migrate;
+    listHistory @22 :UInt32;     # how many
+
+    # --- coordinator -> agent (commands) ---
+    startContainer @23 :RunSpec;
+    stopContainer @24 :Text;
+    removeContainer @25 :Text;
+    readLogs @26 :Text;
+    prepareReceive @27 :PrepareReceive;   # target: bind a stream, answer with a ticket
+    sendCheckpoint @28 :SendCheckpoint;   # source: freeze, stream, await the target
+    commitSource @29 :Text;               # source: remove the frozen copy
+    rollbackSource @30 :Text;             # source: resume the frozen copy
+    discardTarget @31 :Text;              # target: remove whatever it has of it
+  }
+
+  struct Hello {
+    name @0 :Text;
+    dataEndpoint @1 :Text;
+    info @2 :HostInfo;
+    publicKey @3 :Text;     # Z85, when CURVE is configured
+  }
+  struct Heartbeat {
+    name @0 :Text;
+    load @1 :Load;
+    containers @2 :List(Container);
+  }
+  struct RunOn {
+    host @0 :Text;
+    spec @1 :RunSpec;
+  }
+  struct Migrate {
+    container @0 :Text;
+    source @1 :Text;
+    target @2 :Text;
+    ignore @3 :List(Text);  # compatibility checks overridden on purpose
+  }
+  struct PrepareReceive {
+    migration @0 :UInt64;
+    container @1 :Text;
+    token @2 :Data;          # one-time, for this stream only
+    expectedBytes @3 :UInt64;
+  }
+  struct SendCheckpoint {
+    migration @0 :UInt64;
+    container @1 :Text;
+    endpoint @2 :Text;
+    token @3 :Data;
+    serverKey @4 :Text;      # the target's CURVE public key, when configured
+  }
+}
+
+struct StreamTicket {
+  endpoint @0 :Text;
+  serverKey @1 :Text;
+}

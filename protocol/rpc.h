@@ -1,0 +1,85 @@
+// Request and reply over the control plane: a DEALER client and a ROUTER
+// server exchanging control.capnp Messages, matched by request id. Replies
+// may be preceded by progress messages with the same id.
+//
+// Thread-safety: each object is used by one thread. Blocking: call() blocks
+// up to its timeout; next() up to its timeout.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <zmq.hpp>
+
+#include "engine/error.h"
+#include "protocol/control.capnp.h"
+#include "protocol/curve.h"
+#include "protocol/framing.h"
+
+namespace ferry::proto {
+
+using Fill = std::function<void(Message::Builder)>;
+
+struct CurveClientKeys {
+  KeyPair own;
+  std::string server_public;
+};
+
+class RpcClient {
+ public:
+  RpcClient(zmq::context_t& ctx, const std::string& endpoint,
+            std::optional<CurveClientKeys> curve = std::nullopt);
+
+  // Sends a request (fill sets the body; version and id are set here) and
+  // returns its final reply. Progress replies go to on_progress. An error
+  // reply is thrown as Error with its category and host; no reply within
+  // `timeout` (since the last message of this request) is kRetryable.
+  // Replies to requests that already timed out are discarded.
+  std::unique_ptr<Decoded> call(const Fill& fill, std::chrono::milliseconds timeout,
+                                const std::function<void(Progress::Reader)>& on_progress = {});
+
+ private:
+  zmq::socket_t sock_;
+  std::string endpoint_;
+  uint64_t next_id_ = 1;
+};
+
+class RpcServer {
+ public:
+  RpcServer(zmq::context_t& ctx, const std::string& bind,
+            std::optional<KeyPair> curve = std::nullopt);
+  std::string endpoint() const;
+
+  struct Request {
+    std::string peer;                 // the sender's routing id
+    uint64_t id = 0;
+    std::unique_ptr<Decoded> frame;   // owns what msg reads
+    Message::Reader msg;
+  };
+  // The next well-formed request, or nullopt after `timeout`. A frame that
+  // is not a Message of this version is answered with an error when it has
+  // a readable id, else dropped; either way counted in malformed().
+  std::optional<Request> next(std::chrono::milliseconds timeout);
+  void reply(const Request& to, const Fill& fill);
+  void replyError(const Request& to, const Error& e, const std::string& host);
+  // A message to a peer outside request/reply (progress, commands to agents).
+  void sendTo(const std::string& peer, uint64_t id, const Fill& fill);
+
+  // Readable from any thread.
+  uint64_t malformed() const { return malformed_.load(); }
+
+ private:
+  void bestEffortReply(const Request& r, const Error& e);
+
+  zmq::socket_t sock_;
+  std::atomic<uint64_t> malformed_{0};
+};
+
+// Error <-> ErrorInfo, shared by both ends.
+void fillErrorInfo(ErrorInfo::Builder b, const Error& e, const std::string& host);
+Error errorFrom(ErrorInfo::Reader r);
+
+}  // namespace ferry::proto
