@@ -140,6 +140,8 @@ class Engine {
   // Restores a bundle (`restore --import`): read into a staging directory
   // with every checksum verified -- compatibility is checked as soon as the
   // metadata has arrived -- then restored as above. Staging never stays.
+  // The host lock is not held while the bytes arrive, only to admit and to
+  // restore.
   RestoreResult importCheckpoint(ByteSource& in, const RestoreOptions& opts,
                                  const BundleLimits& limits = {});
 
@@ -152,7 +154,8 @@ class Engine {
   [[noreturn]] void rollBackCheckpoint(ContainerRecord& rec, CheckpointOutput& out,
                                        const CheckpointOptions& opts, Error e);
   // Everything that can refuse a restore, from the metadata alone.
-  std::vector<Finding> admit(const nlohmann::json& metadata, const RestoreOptions& opts);
+  std::vector<Finding> admit(const nlohmann::json& metadata, const RestoreOptions& opts,
+                             bool log_warnings = true);
   // `origin` (the directory, or "bundle") goes into the record's restored_from.
   RestoreResult restoreStaged(const std::filesystem::path& dir, const RestoreOptions& opts,
                               const std::string& origin);

@@ -74,7 +74,8 @@ void applyArchive(const fs::path& archive, const fs::path& root, Whiteouts mode)
 
 }  // namespace
 
-std::vector<Finding> Engine::admit(const json& metadata, const RestoreOptions& opts) {
+std::vector<Finding> Engine::admit(const json& metadata, const RestoreOptions& opts,
+                                   bool log_warnings) {
   Metadata m = parseMetadata(metadata);
   std::string name = opts.name.empty() ? m.container.name() : opts.name;
   validateName(name, "container name");
@@ -101,7 +102,9 @@ std::vector<Finding> Engine::admit(const json& metadata, const RestoreOptions& o
                         "restore with --replace-volumes");
     }
   }
-  for (const auto& w : warnings) engineLog().warn("[{}] {}", name, w.message);
+  if (log_warnings) {
+    for (const auto& w : warnings) engineLog().warn("[{}] {}", name, w.message);
+  }
   return warnings;
 }
 
@@ -119,7 +122,9 @@ RestoreResult Engine::restore(const fs::path& dir_in, const RestoreOptions& opts
 
 RestoreResult Engine::importCheckpoint(ByteSource& in, const RestoreOptions& opts,
                                        const BundleLimits& limits) {
-  FileLock held = lock();
+  // The host lock is held to admit and to restore, not while the bytes
+  // arrive (a stream may take minutes; the host's other work goes on).
+  // restoreStaged admits again under the lock: the host may have changed.
   return withContext("importing a checkpoint on " + cfg_.host_name, [&] {
     TempDir stage(cfg_.root / "staging", "import-");
     // A bundle may not fill this host's disk: its budget is the free space
@@ -133,7 +138,12 @@ RestoreResult Engine::importCheckpoint(ByteSource& in, const RestoreOptions& opt
                                          free_bytes > margin ? free_bytes - margin : 0);
     }
     std::vector<Finding> warnings;
-    readBundle(in, stage.path(), bounded, [&](const json& meta) { warnings = admit(meta, opts); });
+    readBundle(in, stage.path(), bounded, [&](const json& meta) {
+      FileLock held = lock();
+      warnings = admit(meta, opts);
+    });
+    FileLock held = lock();
+    admit(readMetadataFile(stage.path()), opts, /*log_warnings=*/false);
     RestoreResult r = restoreStaged(stage.path(), opts, "bundle");
     r.warnings = std::move(warnings);
     return r;
