@@ -225,12 +225,6 @@ std::string bundleFromDir(const fs::path& dir, const std::map<std::string, std::
   return sink.data;
 }
 
-size_t StringSource::read(char* buf, size_t n) {
-  n = std::min(n, data.size() - pos);
-  std::memcpy(buf, data.data() + pos, n);
-  pos += n;
-  return n;
-}
 
 void TwoHostTest::SetUp() {
   std::string missing = missingPrerequisite();

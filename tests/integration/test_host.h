@@ -14,6 +14,7 @@
 #include <gtest/gtest.h>
 
 #include "engine/bundle.h"
+#include "tests/support/string_stream.h"
 #include "engine/engine.h"
 #include "engine/fs.h"
 
@@ -84,20 +85,6 @@ std::string tarMember(const fs::path& tar, const std::string& name);
 // A bundle built from a checkpoint directory, with some entries' bytes
 // replaced ("kind/name" -> bytes), e.g. {"rootfs/rootfs.tar", tarOf(...)}.
 std::string bundleFromDir(const fs::path& dir, const std::map<std::string, std::string>& replace);
-
-// Byte sink / source over a string.
-class StringSink : public ByteSink {
- public:
-  void write(std::string_view d) override { data.append(d); }
-  std::string data;
-};
-class StringSource : public ByteSource {
- public:
-  explicit StringSource(std::string d) : data(std::move(d)) {}
-  size_t read(char* buf, size_t n) override;
-  std::string data;
-  size_t pos = 0;
-};
 
 // Two test hosts, hostA and hostB, each with the counter image; skips or
 // fails (CI) when root or CRIU is missing.

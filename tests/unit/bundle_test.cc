@@ -8,6 +8,7 @@
 #include "engine/bundle_format.h"
 #include "engine/error.h"
 #include "engine/fs.h"
+#include "tests/support/string_stream.h"
 
 namespace ferry {
 namespace {
@@ -15,24 +16,8 @@ namespace {
 using nlohmann::json;
 using bundle_format::buildRecord;
 
-class StringSink : public ByteSink {
- public:
-  void write(std::string_view d) override { s.append(d); }
-  std::string s;
-};
-
-class StringSource : public ByteSource {
- public:
-  explicit StringSource(std::string d) : s(std::move(d)) {}
-  size_t read(char* buf, size_t n) override {
-    n = std::min(n, s.size() - pos);
-    std::memcpy(buf, s.data() + pos, n);
-    pos += n;
-    return n;
-  }
-  std::string s;
-  size_t pos = 0;
-};
+using testing::StringSink;
+using testing::StringSource;
 
 std::string randomBytes(size_t n, unsigned seed) {
   std::mt19937_64 rng(seed);
@@ -58,7 +43,7 @@ std::string sampleBundle(int level, std::vector<BundleEntry>* entries = nullptr)
   w.closeStream();
   w.finish({{"note", "sample"}});
   if (entries) *entries = w.entries();
-  return out.s;
+  return out.data;
 }
 
 BundleReadResult readInto(const std::string& bytes, const fs::path& dir, BundleLimits limits = {},
@@ -193,10 +178,10 @@ TEST(Bundle, ZstdBombAndLimits) {
   for (int i = 0; i < 80; ++i) s.write(std::string(kBundleChunk, '\0'));
   w.closeStream();
   w.finish({});
-  expectRejected(out.s, "decompression bomb", {.max_ratio = 100});
-  expectRejected(out.s, "size limit", {.max_total_bytes = 10 << 20});
+  expectRejected(out.data, "decompression bomb", {.max_ratio = 100});
+  expectRejected(out.data, "size limit", {.max_total_bytes = 10 << 20});
   TempDir ok;
-  EXPECT_NO_THROW(readInto(out.s, ok.path()));  // the defaults accept real zero pages
+  EXPECT_NO_THROW(readInto(out.data, ok.path()));  // the defaults accept real zero pages
 }
 
 TEST(Bundle, ChangesListIsCheckedStrictly) {
@@ -211,7 +196,7 @@ TEST(Bundle, ChangesListIsCheckedStrictly) {
   w.openStream("changes", "rootfs-changes.json").write(R"([{"mark":"A","path":"../x"}])");
   w.closeStream();
   w.finish({});
-  expectRejected(out.s, "bad path entry");
+  expectRejected(out.data, "bad path entry");
 }
 
 TEST(Bundle, WriterRefusesNamesAReaderWouldRefuse) {

@@ -32,6 +32,7 @@
 #include "engine/byte_stream.h"
 #include "engine/error.h"
 #include "engine/fs.h"
+#include "tests/support/string_stream.h"
 #include "engine/layer_apply.h"
 #include "engine/overlay.h"
 
@@ -40,11 +41,7 @@ namespace {
 
 constexpr off_t kMiB = 1 << 20;
 
-class StringSink : public ByteSink {
- public:
-  void write(std::string_view data) override { bytes.append(data); }
-  std::string bytes;
-};
+using testing::StringSink;
 
 // --- Trees as seen by a reader ---------------------------------------------
 
@@ -296,7 +293,7 @@ TEST_F(TreeArchiveTest, PlainTreeRoundTripsWithAtimesAndSkipsSockets) {
   // new.txt, links/one once, sparse's data, .wh.kept, café, raw
   EXPECT_EQ(stats.data_bytes, 3u + 1 + 4096 + 27 + 1 + 1);
   fs::path tar = at("plain.tar");
-  writeFileAtomic(tar, sink.bytes);
+  writeFileAtomic(tar, sink.data);
   makeDirs(at("dst"));
   UniqueFd in = openFile(tar, O_RDONLY);
   UniqueFd root = openFile(at("dst"), O_RDONLY | O_DIRECTORY);
@@ -321,8 +318,8 @@ TEST_F(TreeArchiveTest, MembersAreSortedParentsFirstAndTheSameTreeGivesTheSameBy
   StringSink first, second;  // no symlinks: readlink would touch their atimes
   writeTreeArchive(src, TreeKind::kPlain, first);
   writeTreeArchive(src, TreeKind::kPlain, second);
-  EXPECT_EQ(first.bytes, second.bytes);
-  EXPECT_EQ(memberNames(first.bytes),
+  EXPECT_EQ(first.data, second.data);
+  EXPECT_EQ(memberNames(first.data),
             (std::vector<std::string>{"./", "a/", "a.txt", "b/", "b/c/", "b/c/f"}));
 }
 
@@ -336,10 +333,10 @@ TEST_F(TreeArchiveTest, OverlayUpperMarkersFollowTheirDirectory) {
   StringSink sink;
   writeTreeArchive(upper, TreeKind::kOverlayUpper, sink);
   // Whiteouts sharing one inode (overlayfs links them) are not hardlinks.
-  EXPECT_EQ(memberNames(sink.bytes),
+  EXPECT_EQ(memberNames(sink.data),
             (std::vector<std::string>{"./", "d/", "d/.wh.gone", "d/.wh.gone2", "o/",
                                       "o/.wh..wh..opq", "o/z/"}));
-  EXPECT_EQ(sink.bytes.find("trusted.overlay"), std::string::npos);
+  EXPECT_EQ(sink.data.find("trusted.overlay"), std::string::npos);
 }
 
 TEST_F(TreeArchiveTest, UpperNameThatLooksLikeAMarkerIsIncompatibleNamingThePath) {
