@@ -88,6 +88,7 @@ Engine::Engine(EngineConfig cfg, CommandRunner& runner)
 FileLock Engine::lock() { return FileLock(cfg_.root / "lock"); }
 
 const HostInfo& Engine::hostInfo() {
+  std::lock_guard<std::mutex> g(host_info_mu_);
   if (!host_info_) host_info_ = collectHostInfo(cfg_, runner_);
   return *host_info_;
 }

@@ -3,9 +3,11 @@
 // state root, so a new Engine on the same root finds and manages the
 // containers an earlier one started, in this process or another.
 //
-// Thread-safety: one Engine is used from one thread at a time. Engines in
-// different processes on the same root serialise their mutations through a
-// lock file (<root>/lock).
+// Thread-safety: mutations (create, start, stop, kill, remove, pause,
+// resume, checkpoint, restore) serialise through a lock file (<root>/lock),
+// across threads and processes alike; reads (list, inspect, logs,
+// hostInfo) may run beside them. The agent runs transfers on worker
+// threads while its main thread reports the inventory.
 // Blocking: every call blocks on the runc/conmon/CRIU processes it runs.
 #pragma once
 
@@ -16,6 +18,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <mutex>
 #include <set>
 #include <string>
 #include <vector>
@@ -173,7 +176,8 @@ class Engine {
   ImageStore images_;
   VolumeStore volumes_;
   ContainerStore containers_;
-  std::optional<HostInfo> host_info_;
+  std::mutex host_info_mu_;
+  std::optional<HostInfo> host_info_;  // guarded by host_info_mu_ until set
 };
 
 }  // namespace ferry

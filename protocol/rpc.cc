@@ -4,7 +4,14 @@ namespace ferry::proto {
 
 namespace {
 
-zmq::message_t build(uint64_t id, const Fill& fill) {
+bool pollIn(zmq::socket_t& s, std::chrono::milliseconds timeout) {
+  zmq::pollitem_t item{s.handle(), 0, ZMQ_POLLIN, 0};
+  return zmq::poll(&item, 1, timeout) > 0;
+}
+
+}  // namespace
+
+zmq::message_t buildMessage(uint64_t id, const Fill& fill) {
   capnp::MallocMessageBuilder mb;
   auto m = mb.initRoot<Message>();
   m.setVersion(CONTROL_PROTOCOL_VERSION);
@@ -12,13 +19,6 @@ zmq::message_t build(uint64_t id, const Fill& fill) {
   fill(m);
   return encode(mb);
 }
-
-bool pollIn(zmq::socket_t& s, std::chrono::milliseconds timeout) {
-  zmq::pollitem_t item{s.handle(), 0, ZMQ_POLLIN, 0};
-  return zmq::poll(&item, 1, timeout) > 0;
-}
-
-}  // namespace
 
 void fillErrorInfo(ErrorInfo::Builder b, const Error& e, const std::string& host) {
   switch (e.category()) {
@@ -55,7 +55,7 @@ RpcClient::RpcClient(zmq::context_t& ctx, const std::string& endpoint,
 std::unique_ptr<Decoded> RpcClient::call(const Fill& fill, std::chrono::milliseconds timeout,
                                          const std::function<void(Progress::Reader)>& on_progress) {
   uint64_t id = next_id_++;
-  sock_.send(build(id, fill), zmq::send_flags::none);
+  sock_.send(buildMessage(id, fill), zmq::send_flags::none);
   for (;;) {
     if (!pollIn(sock_, timeout)) {
       throw Error(ferry::ErrorCategory::kRetryable,
@@ -148,7 +148,7 @@ void RpcServer::replyError(const Request& to, const Error& e, const std::string&
 void RpcServer::sendTo(const std::string& peer, uint64_t id, const Fill& fill) {
   zmq::message_t p(peer.data(), peer.size());
   sock_.send(p, zmq::send_flags::sndmore);
-  sock_.send(build(id, fill), zmq::send_flags::none);
+  sock_.send(buildMessage(id, fill), zmq::send_flags::none);
 }
 
 }  // namespace ferry::proto

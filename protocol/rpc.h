@@ -78,6 +78,9 @@ class RpcServer {
   std::atomic<uint64_t> malformed_{0};
 };
 
+// One control message (version and id set, fill sets the body) as a frame.
+zmq::message_t buildMessage(uint64_t id, const Fill& fill);
+
 // Error <-> ErrorInfo, shared by both ends.
 void fillErrorInfo(ErrorInfo::Builder b, const Error& e, const std::string& host);
 Error errorFrom(ErrorInfo::Reader r);

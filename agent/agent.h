@@ -1,0 +1,72 @@
+// ferry-agent's core: registers with the coordinator, heartbeats its
+// containers and load, and carries out the coordinator's commands on the
+// engine -- migration steps included, on worker threads so heartbeats go on
+// during a transfer.
+//
+// Thread-safety: run() owns the control socket; workers hand their replies
+// back through a queue. The Engine is shared: its own lock serialises
+// mutations.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+#include <zmq.hpp>
+
+#include "engine/engine.h"
+#include "protocol/rpc.h"
+
+namespace ferry::agent {
+
+struct AgentOptions {
+  std::string name;
+  std::string coordinator;   // e.g. tcp://127.0.0.1:7000
+  std::string data_address;  // this host's address for streams, e.g. 127.0.0.2
+  std::chrono::milliseconds heartbeat{1000};
+  std::optional<proto::KeyPair> keys;  // CURVE, once configured
+  std::string coordinator_key;
+};
+
+class Agent {
+ public:
+  Agent(AgentOptions opts, Engine& engine, zmq::context_t& ctx);
+  ~Agent();
+
+  // Registers, heartbeats and serves commands until `stop` is set; then
+  // waits for running workers. A coordinator that restarts is found again
+  // (the socket reconnects; hello is sent again when it asks or after
+  // silence).
+  void run(const std::atomic<bool>& stop);
+
+ private:
+  void hello();
+  void heartbeat();
+  void serve(std::unique_ptr<proto::Decoded> frame);
+  void reply(uint64_t id, const proto::Fill& fill);
+  void replyError(uint64_t id, const Error& e);
+  // Runs `work` on a worker thread; its result (a Fill) is sent as the reply.
+  void spawn(uint64_t id, std::function<proto::Fill()> work);
+  void drainWorkerReplies();
+  void prepareReceive(uint64_t id, proto::Message::PrepareReceive::Reader r);
+  void sendCheckpointCommand(uint64_t id, proto::Message::SendCheckpoint::Reader r);
+
+  AgentOptions opts_;
+  Engine& engine_;
+  zmq::context_t& ctx_;
+  zmq::socket_t sock_;
+  uint64_t next_id_ = 1ull << 63;  // the agent's own messages, apart from the coordinator's ids
+  std::mutex mu_;
+  std::deque<std::pair<uint64_t, proto::Fill>> done_;  // guarded by mu_
+  std::vector<std::thread> workers_;
+};
+
+// Fills a control-protocol HostInfo from the engine's.
+void fillHostInfo(proto::HostInfo::Builder b, const HostInfo& h);
+
+}  // namespace ferry::agent
