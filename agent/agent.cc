@@ -267,7 +267,12 @@ void Agent::run(const std::atomic<bool>& stop) {
   auto next_beat = std::chrono::steady_clock::now();
   while (!stop) {
     zmq::pollitem_t item{sock_.handle(), 0, ZMQ_POLLIN, 0};
-    zmq::poll(&item, 1, std::chrono::milliseconds(50));
+    try {
+      zmq::poll(&item, 1, std::chrono::milliseconds(50));
+    } catch (const zmq::error_t& e) {
+      if (e.num() != EINTR) throw;
+      continue;  // a signal (SIGTERM sets stop): look at the flag again
+    }
     zmq::message_t frame;
     while (sock_.recv(frame, zmq::recv_flags::dontwait)) {
       try {

@@ -2,6 +2,8 @@
 // that plays the coordinator over the real control protocol: they register,
 // heartbeat, run a container on command, and carry out a migration's steps.
 // (The coordinator's own state machine arrives with the cluster issue.)
+#include <sys/wait.h>
+
 #include <future>
 #include <map>
 
@@ -162,6 +164,39 @@ TEST_F(AgentIntegration, AgentsRegisterHeartbeatRunAndMigrateOnCommand) {
     EXPECT_NE(std::string(e.what()).find("hostB: "), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("no container 'nope'"), std::string::npos) << e.what();
   }
+}
+
+// The real ferry-agent process: SIGTERM stops it and leaves its containers
+// running; a restarted agent reports (adopts) them again.
+TEST_F(AgentIntegration, TheAgentProcessStopsOnSigtermAndARestartAdoptsItsContainers) {
+  runCounterOnA("kept", 2);
+  pid_t pid = a().inspect("kept").pid;
+  zmq::context_t ctx;
+  FakeCoordinator coord(ctx);
+  const EngineConfig& cfg = a().config();
+  auto start = [&] {
+    return spawnChild({FERRY_AGENT_BIN, "--name", "hostA", "--coordinator", coord.endpoint(),
+                       "--listen", "127.0.0.2", "--root", cfg.root.string(), "--run-dir",
+                       cfg.run_dir.string(), "--heartbeat", "200"},
+                      (dirs_->state / "agent.log").string());
+  };
+  Child agent = start();
+  coord.until([&] { return coord.hello.count("hostA") && coord.statuses["hostA"]["kept"] == "running"; },
+              seconds(20), "the agent to register and report kept");
+  agent.kill(SIGTERM);
+  int status = agent.wait();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+      << "status " << status << "; agent log: " << readFile(dirs_->state / "agent.log");
+  EXPECT_EQ(a().inspect("kept").status, ContainerStatus::kRunning);
+  EXPECT_EQ(a().inspect("kept").pid, pid) << "the container was restarted";
+
+  coord.hello.clear();
+  coord.statuses.clear();
+  Child again = start();
+  coord.until([&] { return coord.statuses["hostA"]["kept"] == "running"; }, seconds(20),
+              "the restarted agent to adopt kept");
+  again.kill(SIGTERM);
+  again.wait();
 }
 
 }  // namespace
