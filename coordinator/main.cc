@@ -1,0 +1,83 @@
+// ferry-coordinator: knows every host and container of the cluster. Runs
+// until SIGTERM or SIGINT; its state (SQLite) survives restarts.
+#include <signal.h>
+
+#include <atomic>
+#include <iostream>
+
+#include "coordinator/coordinator.h"
+#include "engine/time_util.h"
+
+using namespace ferry;
+
+namespace {
+
+constexpr const char* kUsage = R"(usage: ferry-coordinator [OPTIONS]
+
+Runs the ferry coordinator: agents register with it and report their
+containers and load; the ferry CLI asks it about the cluster. A host that
+misses heartbeats is marked down.
+
+OPTIONS
+  --listen ENDPOINT   where agents and the CLI connect (default tcp://127.0.0.1:7000)
+  --state DIR         state directory, SQLite (default /var/lib/ferry/coordinator)
+  --keys DIR          CurveZMQ keys (from `ferry keys generate`): coordinator.key
+  --heartbeat MS      the agents' heartbeat interval (default 1000)
+  --missed N          heartbeats missed before a host is down (default 5)
+  -h, --help          this text
+)";
+
+std::atomic<bool> g_stop{false};
+void onSignal(int) { g_stop = true; }
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  coord::CoordinatorOptions opts;
+  opts.state_dir = "/var/lib/ferry/coordinator";
+  std::string keys_dir;
+  try {
+    for (int i = 1; i < argc; ++i) {
+      std::string a = argv[i];
+      auto value = [&]() -> std::string {
+        if (i + 1 >= argc) throw std::invalid_argument(a + " needs a value");
+        return argv[++i];
+      };
+      if (a == "-h" || a == "--help") return std::cout << kUsage, 0;
+      if (a == "--listen") opts.listen = value();
+      else if (a == "--state") opts.state_dir = value();
+      else if (a == "--keys") keys_dir = value();
+      else if (a == "--heartbeat") opts.heartbeat = std::chrono::milliseconds(std::stoi(value()));
+      else if (a == "--missed") opts.missed_heartbeats = std::stoi(value());
+      else throw std::invalid_argument("unknown option '" + a + "'");
+    }
+  } catch (const std::exception& e) {
+    std::cerr << "ferry-coordinator: " << e.what() << "\n(see ferry-coordinator --help)\n";
+    return 2;
+  }
+  try {
+    if (!keys_dir.empty()) {
+      opts.keys = proto::readKeyPair(std::filesystem::path(keys_dir) / "coordinator.key");
+    } else if (opts.listen.find("tcp://127.") != 0 && opts.listen.find("ipc://") != 0) {
+      throw Error(ErrorCategory::kInvalidInput,
+                  "without --keys, the coordinator listens on loopback only (got " + opts.listen +
+                      "); generate keys with `ferry keys generate DIR`");
+    } else {
+      std::cerr << "ferry-coordinator: no keys: CurveZMQ is off, listening on " << opts.listen
+                << " (loopback only)\n";
+    }
+    struct sigaction sa {};
+    sa.sa_handler = onSignal;
+    ::sigaction(SIGTERM, &sa, nullptr);
+    ::sigaction(SIGINT, &sa, nullptr);
+    zmq::context_t ctx;
+    coord::Coordinator c(opts, ctx, [] { return unixMillis(); });
+    std::cerr << "ferry-coordinator: listening on " << c.endpoint() << ", state in "
+              << opts.state_dir.string() << "\n";
+    c.run(g_stop);
+    return 0;
+  } catch (const std::exception& e) {
+    std::cerr << "ferry-coordinator: error: " << e.what() << "\n";
+    return 1;
+  }
+}

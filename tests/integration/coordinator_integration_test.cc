@@ -1,0 +1,86 @@
+// The coordinator with two real agents and a client on the control
+// protocol: hosts register and report, a silent host is marked down, and
+// comes back up when it reports again.
+#include <gtest/gtest.h>
+
+#include "agent/agent.h"
+#include "coordinator/coordinator.h"
+#include "engine/time_util.h"
+#include "test_host.h"
+
+namespace ferry::testing {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+using CoordinatorIntegration = TwoHostTest;
+
+// Runs `body` on a thread until the returned guard is destroyed.
+struct Running {
+  std::atomic<bool> stop{false};
+  std::thread thread;
+  template <class F>
+  explicit Running(F&& body) : thread([this, body] { body(stop); }) {}
+  ~Running() {
+    stop = true;
+    thread.join();
+  }
+};
+
+std::map<std::string, bool> hostsUp(proto::RpcClient& cli) {
+  auto reply = cli.call([](proto::Message::Builder m) { m.setListHosts(); }, seconds(5));
+  std::map<std::string, bool> up;
+  for (auto h : reply->root<proto::Message>().getHosts()) up[h.getName().cStr()] = h.getUp();
+  return up;
+}
+
+TEST_F(CoordinatorIntegration, HostsRegisterReportAndAreMarkedDownWhenSilent) {
+  zmq::context_t ctx;
+  coord::Coordinator coordinator(
+      {.listen = "tcp://127.0.0.1:0", .state_dir = dirs_->state / "coordinator",
+       .heartbeat = milliseconds(200), .missed_heartbeats = 5},
+      ctx, [] { return unixMillis(); });
+  std::string endpoint = coordinator.endpoint();
+  Running c([&](const std::atomic<bool>& stop) { coordinator.run(stop); });
+  auto agentFor = [&](Engine& e, const std::string& name, const std::string& addr) {
+    return std::make_unique<agent::Agent>(
+        agent::AgentOptions{.name = name, .coordinator = endpoint, .data_address = addr,
+                            .heartbeat = milliseconds(200)},
+        e, ctx);
+  };
+  auto agent_a = agentFor(a(), "hostA", "127.0.0.2");
+  auto agent_b = agentFor(b(), "hostB", "127.0.0.3");
+  auto run_a = std::make_unique<Running>([&](const std::atomic<bool>& s) { agent_a->run(s); });
+  Running run_b([&](const std::atomic<bool>& s) { agent_b->run(s); });
+
+  proto::RpcClient cli(ctx, endpoint);
+  waitFor([&] { auto up = hostsUp(cli); return up["hostA"] && up["hostB"]; }, seconds(20),
+          "both hosts to register");
+  runCounterOnA("web", 1);
+  waitFor([&] {
+    auto r = cli.call([](proto::Message::Builder m) { m.setListContainers("hostA"); }, seconds(5));
+    for (auto ct : r->root<proto::Message>().getContainers()) {
+      if (std::string(ct.getName().cStr()) == "web" && std::string(ct.getStatus().cStr()) == "running") {
+        return true;
+      }
+    }
+    return false;
+  }, seconds(20), "hostA's heartbeat to report web running");
+
+  run_a.reset();  // hostA's agent stops: its heartbeats stop
+  waitFor([&] { return !hostsUp(cli)["hostA"]; }, seconds(20), "silent hostA to be marked down");
+  EXPECT_TRUE(hostsUp(cli)["hostB"]);
+  run_a = std::make_unique<Running>([&](const std::atomic<bool>& s) { agent_a->run(s); });
+  waitFor([&] { return hostsUp(cli)["hostA"]; }, seconds(20), "hostA to be up again");
+  run_a.reset();
+  // A request the coordinator does not serve is a clear error, not silence.
+  try {
+    cli.call([](proto::Message::Builder m) { m.setStop("web"); }, seconds(5));
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.category(), ErrorCategory::kInvalidInput);
+  }
+}
+
+}  // namespace
+}  // namespace ferry::testing
