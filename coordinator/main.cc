@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <iostream>
+#include <set>
 
 #include "coordinator/coordinator.h"
 #include "engine/time_util.h"
@@ -21,7 +22,8 @@ misses heartbeats is marked down.
 OPTIONS
   --listen ENDPOINT   where agents and the CLI connect (default tcp://127.0.0.1:7000)
   --state DIR         state directory, SQLite (default /var/lib/ferry/coordinator)
-  --keys DIR          CurveZMQ keys (from `ferry keys generate`): coordinator.key
+  --keys DIR          CurveZMQ keys (from `ferry keys generate`): coordinator.key,
+                      and one NAME.pub per agent or client allowed in
   --heartbeat MS      the agents' heartbeat interval (default 1000)
   --missed N          heartbeats missed before a host is down (default 5)
   -h, --help          this text
@@ -71,6 +73,19 @@ int main(int argc, char** argv) {
     ::sigaction(SIGTERM, &sa, nullptr);
     ::sigaction(SIGINT, &sa, nullptr);
     zmq::context_t ctx;
+    // With keys, only the agents and clients whose public keys are in DIR
+    // get in (the ZAP handler must exist before the socket binds).
+    std::optional<proto::ZapAuthenticator> zap;
+    if (opts.keys) {
+      std::set<std::string> allowed;
+      for (const auto& e : std::filesystem::directory_iterator(keys_dir)) {
+        if (e.path().extension() == ".pub" && e.path().stem() != "coordinator") {
+          allowed.insert(proto::readPublicKey(e.path()));
+        }
+      }
+      std::cerr << "ferry-coordinator: CurveZMQ on; " << allowed.size() << " keys allowed\n";
+      zap.emplace(ctx, std::move(allowed));
+    }
     coord::Coordinator c(opts, ctx, [] { return unixMillis(); });
     std::cerr << "ferry-coordinator: listening on " << c.endpoint() << ", state in "
               << opts.state_dir.string() << "\n";
