@@ -78,7 +78,7 @@ CheckpointResult Engine::checkpointTo(const std::string& name, const OutputFacto
   const HostInfo& source = hostInfo();  // before the freeze: it runs CRIU and runc
   // CRIU's dump.log and stats live beside the host's other logs, so an
   // error can point at them after the output is discarded.
-  fs::path work = cfg_.root / "logs" / (name + "-checkpoint-" + std::to_string(unixNow()));
+  fs::path work = logDir(name, "checkpoint");
   makeDirs(work, 0700);
   std::unique_ptr<CheckpointOutput> out = make_output();  // only now: nothing to undo before
 
@@ -168,7 +168,7 @@ void Engine::rollBackCheckpoint(ContainerRecord& rec, CheckpointOutput& out,
     ConmonLaunch l = launchFor(rec.name());
     l.restore_from = out.criuDir();
     l.restore_opts = opts;
-    l.restore_work = cfg_.root / "logs" / (rec.name() + "-rollback-" + std::to_string(unixNow()));
+    l.restore_work = logDir(rec.name(), "rollback");
     runtime_.launch(l);
   } catch (...) {
     // Then the images are the only copy left: they stay, and the record

@@ -48,7 +48,6 @@ struct ContainerPaths {
   fs::path conmon_pid() const { return dir / "conmon.pid"; }
   fs::path pid_file() const { return dir / "pidfile"; }
   fs::path exit_dir() const { return dir / "exit"; }
-  fs::path restore_work() const { return dir / "restore-work"; }
 };
 
 class ContainerStore {

@@ -87,6 +87,10 @@ Engine::Engine(EngineConfig cfg, CommandRunner& runner)
 
 FileLock Engine::lock() { return FileLock(cfg_.root / "lock"); }
 
+fs::path Engine::logDir(const std::string& name, const std::string& what) const {
+  return cfg_.root / "logs" / (name + "-" + what + "-" + std::to_string(unixNow()));
+}
+
 const HostInfo& Engine::hostInfo() {
   std::lock_guard<std::mutex> g(host_info_mu_);
   if (!host_info_) host_info_ = collectHostInfo(cfg_, runner_);
@@ -148,7 +152,6 @@ ConmonLaunch Engine::launchFor(const std::string& name) const {
   l.pid_file = p.pid_file();
   l.conmon_pid_file = p.conmon_pid();
   l.conmon_log = p.conmon_log();
-  l.restore_work = p.restore_work();
   return l;
 }
 

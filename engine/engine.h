@@ -150,6 +150,9 @@ class Engine {
 
  private:
   FileLock lock();
+  // Where CRIU writes the log of one operation on a container; kept after
+  // failures so errors can point at it.
+  std::filesystem::path logDir(const std::string& name, const std::string& what) const;
   using OutputFactory = std::function<std::unique_ptr<CheckpointOutput>()>;
   // The output is made only once the container is known to be checkpointable.
   CheckpointResult checkpointTo(const std::string& name, const OutputFactory& make_output,

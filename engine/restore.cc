@@ -174,7 +174,7 @@ RestoreResult Engine::restoreStaged(const fs::path& dir, const RestoreOptions& o
     rec.started_unix = unixNow();
     RestoreResult result;
     // CRIU's restore.log outlives a failed restore: the error points at it.
-    fs::path restore_work = cfg_.root / "logs" / (name + "-restore-" + std::to_string(unixNow()));
+    fs::path restore_work = logDir(name, "restore");
     try {
       containers_.save(rec);
       makeDirs(p.upper());

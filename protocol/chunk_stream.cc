@@ -220,7 +220,7 @@ ChunkReceiver::~ChunkReceiver() { XXH3_freeState(hash_); }
 
 std::string ChunkReceiver::endpoint() const { return sock_.get(zmq::sockopt::last_endpoint); }
 
-zmq::message_t ChunkReceiver::receive(const std::string& waiting_for) {
+void ChunkReceiver::receive(const std::string& waiting_for) {
   for (;;) {
     if (!pollIn(sock_, opts_.timeout)) {
       throw Error(ferry::ErrorCategory::kRetryable, "nothing from the sender within " +
@@ -236,7 +236,7 @@ zmq::message_t ChunkReceiver::receive(const std::string& waiting_for) {
       frame = std::move(extra);
     }
     handle(identity, frame);
-    return frame;
+    return;
   }
 }
 

@@ -95,7 +95,8 @@ class ChunkReceiver : public ByteSource {
   const std::string& label() const { return label_; }
 
  private:
-  zmq::message_t receive(const std::string& waiting_for);
+  // Receives and handles one message from any peer.
+  void receive(const std::string& waiting_for);
   void handle(const zmq::message_t& identity, const zmq::message_t& frame);
   void admit(const zmq::message_t& identity, const zmq::message_t& frame);
   void grant(uint32_t chunks);
