@@ -5,6 +5,8 @@
 #include <filesystem>
 #include <string>
 
+#include "engine/names.h"
+
 namespace ferry {
 
 namespace fs = std::filesystem;
@@ -40,8 +42,5 @@ EngineConfig withDefaults(EngineConfig cfg);
 // The CRIU recorded by the installer, or "criu".
 std::string defaultCriuPath();
 
-// A host or container name: [A-Za-z0-9][A-Za-z0-9_.-]{0,62}. Throws Error
-// kInvalidInput naming `what` otherwise.
-void validateName(const std::string& name, const std::string& what);
 
 }  // namespace ferry

@@ -283,6 +283,24 @@ void Engine::removeEmptyCgroups() {
   }
 }
 
+uint64_t Engine::memoryBytes(const std::string& name) const {
+  fs::path rel = fs::path(cfg_.cgroup_parent).relative_path() / name;
+  auto statValue = [](const fs::path& file, std::string_view key) -> uint64_t {
+    std::ifstream in(file);
+    std::string k;
+    uint64_t v = 0;
+    while (in >> k >> v) {
+      if (k == key) return v;
+    }
+    return 0;
+  };
+  std::error_code ec;
+  if (fs::exists(fs::path("/sys/fs/cgroup/memory") / rel / "memory.stat", ec)) {
+    return statValue(fs::path("/sys/fs/cgroup/memory") / rel / "memory.stat", "total_rss");
+  }
+  return statValue(fs::path("/sys/fs/cgroup") / rel / "memory.stat", "anon");
+}
+
 void Engine::remove(const std::string& name, bool force) {
   FileLock held = lock();
   withContext("removing " + name + " on " + cfg_.host_name, [&] {

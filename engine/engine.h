@@ -75,6 +75,10 @@ struct RestoreOptions {
   std::string name;              // empty: the checkpointed container's name
   bool replace_volumes = false;  // overwrite non-empty volumes of the same name
   std::set<std::string> ignore;  // compatibility refusals overridden on purpose
+  // Recorded in the container's restored_from after the source host name;
+  // empty: the directory, or "bundle" for an import. A migration puts its
+  // id here so that its rollback removes only what it restored itself.
+  std::string origin;
 };
 
 struct RestoreResult {
@@ -125,6 +129,13 @@ class Engine {
   ContainerInfo inspect(const std::string& name);
   std::vector<ContainerInfo> list();
   std::vector<LogLine> logs(const std::string& name);
+  // Anonymous memory of the container's processes, from its memory cgroup
+  // (v1 memory.stat total_rss, v2 memory.stat anon); 0 when unknown. What a
+  // checkpoint of it will roughly weigh.
+  uint64_t memoryBytes(const std::string& name) const;
+  // Removes what imports of crashed processes left in staging (each import
+  // stages under a name that carries its pid). Returns how many.
+  int removeStaleStaging();
 
   // Checkpoints a running container into `dir` (missing or empty). Without
   // leave_running the container ends (status "checkpointed"). If anything

@@ -3,6 +3,7 @@
 // is written), then rebuild the container from the staged layout.
 #include <fcntl.h>
 #include <sys/statvfs.h>
+#include <unistd.h>
 
 #include <algorithm>
 
@@ -114,7 +115,7 @@ RestoreResult Engine::restore(const fs::path& dir_in, const RestoreOptions& opts
   return withContext("restoring from " + dir.string() + " on " + cfg_.host_name, [&] {
     verifyDirectory(dir);
     std::vector<Finding> warnings = admit(readMetadataFile(dir), opts);
-    RestoreResult r = restoreStaged(dir, opts, dir.string());
+    RestoreResult r = restoreStaged(dir, opts, opts.origin.empty() ? dir.string() : opts.origin);
     r.warnings = std::move(warnings);
     return r;
   });
@@ -126,7 +127,7 @@ RestoreResult Engine::importCheckpoint(ByteSource& in, const RestoreOptions& opt
   // arrive (a stream may take minutes; the host's other work goes on).
   // restoreStaged admits again under the lock: the host may have changed.
   return withContext("importing a checkpoint on " + cfg_.host_name, [&] {
-    TempDir stage(cfg_.root / "staging", "import-");
+    TempDir stage(cfg_.root / "staging", "import-" + std::to_string(::getpid()) + "-");
     // A bundle may not fill this host's disk: its budget is the free space
     // less a margin (a full disk is refused cleanly, not hit).
     BundleLimits bounded = limits;
@@ -144,7 +145,7 @@ RestoreResult Engine::importCheckpoint(ByteSource& in, const RestoreOptions& opt
     });
     FileLock held = lock();
     admit(readMetadataFile(stage.path()), opts, /*log_warnings=*/false);
-    RestoreResult r = restoreStaged(stage.path(), opts, "bundle");
+    RestoreResult r = restoreStaged(stage.path(), opts, opts.origin.empty() ? "bundle" : opts.origin);
     r.warnings = std::move(warnings);
     return r;
   });
@@ -228,6 +229,29 @@ RestoreResult Engine::restoreStaged(const fs::path& dir, const RestoreOptions& o
                      result.total_ms);
     return result;
   });
+}
+
+}  // namespace ferry
+
+namespace ferry {
+
+int Engine::removeStaleStaging() {
+  fs::path dir = cfg_.root / "staging";
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return 0;
+  int removed = 0;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    // import-<pid>-<random>
+    std::string name = e.path().filename().string();
+    if (name.rfind("import-", 0) != 0) continue;
+    pid_t pid = static_cast<pid_t>(std::atoi(name.c_str() + 7));
+    if (pid > 0 && processAlive(pid)) continue;
+    bestEffort("removing stale staging", [&] {
+      removeTree(e.path());
+      ++removed;
+    });
+  }
+  return removed;
 }
 
 }  // namespace ferry
