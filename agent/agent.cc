@@ -1,5 +1,6 @@
 #include "agent/agent.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -8,6 +9,7 @@
 #include "agent/transfer.h"
 #include "engine/log.h"
 #include "protocol/framing.h"
+#include "protocol/host_info_proto.h"
 
 namespace ferry::agent {
 
@@ -63,28 +65,6 @@ ContainerSpec specFrom(proto::RunSpec::Reader r) {
 
 }  // namespace
 
-void fillHostInfo(proto::HostInfo::Builder b, const HostInfo& h) {
-  b.setHostName(h.host_name);
-  b.setEngineVersion(h.engine_version);
-  b.setKernel(h.kernel);
-  b.setArch(h.arch);
-  auto flags = b.initCpuFlags(static_cast<unsigned>(h.cpu_flags.size()));
-  for (size_t i = 0; i < h.cpu_flags.size(); ++i) flags.set(static_cast<unsigned>(i), h.cpu_flags[i]);
-  b.setPageSize(h.page_size);
-  b.setCriuVersion(h.criu_version);
-  b.setRuntimeName(h.runtime_name);
-  b.setRuntimeVersion(h.runtime_version);
-  b.setConmonVersion(h.conmon_version);
-  b.setCgroupVersion(static_cast<uint8_t>(h.cgroup_version));
-  b.setDistribution(h.distribution);
-  b.setDistributionVersion(h.distribution_version);
-  b.setSelinuxMode(h.selinux_mode);
-  b.setMemDirtyTrack(h.mem_dirty_track);
-  b.setUffd(h.uffd);
-  b.setMemoryBytes(h.memory_bytes);
-  b.setCpus(h.cpus);
-}
-
 Agent::Agent(AgentOptions opts, Engine& engine, zmq::context_t& ctx)
     : opts_(std::move(opts)), engine_(engine), ctx_(ctx), sock_(ctx, zmq::socket_type::dealer) {
   proto::applySocketLimits(sock_);
@@ -94,32 +74,54 @@ Agent::Agent(AgentOptions opts, Engine& engine, zmq::context_t& ctx)
 }
 
 Agent::~Agent() {
-  for (auto& t : workers_) {
-    if (t.joinable()) t.join();
+  for (auto& w : workers_) {
+    if (w.thread.joinable()) w.thread.join();
   }
 }
 
 void Agent::hello() {
   const HostInfo& info = engine_.hostInfo();
-  sock_.send(proto::buildMessage(next_id_++, [&](proto::Message::Builder m) {
-    auto h = m.initHello();
-    h.setName(opts_.name);
-    h.setDataEndpoint("tcp://" + opts_.data_address);
-    fillHostInfo(h.initInfo(), info);
-    if (opts_.keys) h.setPublicKey(opts_.keys->public_key);
-  }), zmq::send_flags::dontwait);
+  sock_.send(proto::buildMessage(next_id_++,
+                                 [&](proto::Message::Builder m) {
+                                   auto h = m.initHello();
+                                   h.setName(opts_.name);
+                                   h.setDataEndpoint("tcp://" + opts_.data_address);
+                                   proto::fillHostInfo(h.initInfo(), info);
+                                   if (opts_.keys) h.setPublicKey(opts_.keys->public_key);
+                                 }),
+             zmq::send_flags::dontwait);
 }
 
 void Agent::heartbeat() {
   std::vector<ContainerInfo> all = engine_.list();
+  std::vector<ImageRecord> images = engine_.images().list();
   uint32_t cpus = engine_.hostInfo().cpus;
-  sock_.send(proto::buildMessage(next_id_++, [&](proto::Message::Builder m) {
-    auto hb = m.initHeartbeat();
-    hb.setName(opts_.name);
-    fillLoad(hb.initLoad(), cpus);
-    auto list = hb.initContainers(static_cast<unsigned>(all.size()));
-    for (size_t i = 0; i < all.size(); ++i) fillContainer(list[static_cast<unsigned>(i)], all[i], opts_.name);
-  }), zmq::send_flags::dontwait);
+  sock_.send(proto::buildMessage(next_id_++,
+                                 [&](proto::Message::Builder m) {
+                                   auto hb = m.initHeartbeat();
+                                   hb.setName(opts_.name);
+                                   fillLoad(hb.initLoad(), cpus);
+                                   auto list = hb.initContainers(static_cast<unsigned>(all.size()));
+                                   for (size_t i = 0; i < all.size(); ++i) {
+                                     auto c = list[static_cast<unsigned>(i)];
+                                     fillContainer(c, all[i], opts_.name);
+                                     if (all[i].status == ContainerStatus::kRunning ||
+                                         all[i].status == ContainerStatus::kPaused) {
+                                       c.setMemoryBytes(engine_.memoryBytes(all[i].name()));
+                                     }
+                                   }
+                                   size_t n = 0;
+                                   for (const auto& im : images) n += im.names.size();
+                                   auto refs = hb.initImages(static_cast<unsigned>(n));
+                                   unsigned k = 0;
+                                   for (const auto& im : images) {
+                                     for (const auto& name : im.names) {
+                                       refs[k].setName(name);
+                                       refs[k++].setId(im.id);
+                                     }
+                                   }
+                                 }),
+             zmq::send_flags::dontwait);
 }
 
 void Agent::reply(uint64_t id, const proto::Fill& fill) {
@@ -130,26 +132,38 @@ void Agent::replyError(uint64_t id, const Error& e) {
   reply(id, [&](proto::Message::Builder m) { proto::fillErrorInfo(m.initError(), e, opts_.name); });
 }
 
+void Agent::post(uint64_t id, proto::Fill fill) {
+  std::lock_guard<std::mutex> g(mu_);
+  done_.emplace_back(id, std::move(fill));
+}
+
+void Agent::spawnQuiet(std::function<void()> work) {
+  auto finished = std::make_shared<std::atomic<bool>>(false);
+  std::thread t([work = std::move(work), finished] {
+    try {
+      work();
+    } catch (const std::exception& e) {
+      engineLog().warn("agent worker failed: {}", e.what());
+    }
+    *finished = true;
+  });
+  workers_.push_back({std::move(t), finished});
+}
+
 void Agent::spawn(uint64_t id, std::function<proto::Fill()> work) {
-  workers_.emplace_back([this, id, work = std::move(work)] {
+  spawnQuiet([this, id, work = std::move(work)] {
     proto::Fill result;
     try {
       result = work();
-    } catch (const Error& e) {
-      Error copy = e;
-      std::string host = opts_.name;
-      result = [copy, host](proto::Message::Builder m) {
-        proto::fillErrorInfo(m.initError(), copy, host);
-      };
     } catch (const std::exception& e) {
-      Error copy(ErrorCategory::kPermanent, e.what());
+      const auto* fe = dynamic_cast<const Error*>(&e);
+      Error copy = fe ? *fe : Error(ErrorCategory::kPermanent, e.what());
       std::string host = opts_.name;
       result = [copy, host](proto::Message::Builder m) {
         proto::fillErrorInfo(m.initError(), copy, host);
       };
     }
-    std::lock_guard<std::mutex> g(mu_);
-    done_.emplace_back(id, std::move(result));
+    post(id, std::move(result));
   });
 }
 
@@ -162,6 +176,67 @@ void Agent::drainWorkerReplies() {
   for (auto& [id, fill] : ready) reply(id, fill);
 }
 
+void Agent::reapWorkers() {
+  std::erase_if(workers_, [](Worker& w) {
+    if (!*w.finished) return false;
+    w.thread.join();
+    return true;
+  });
+}
+
+void Agent::markBusy(const std::string& container) {
+  std::lock_guard<std::mutex> g(mu_);
+  ++busy_[container];
+}
+
+void Agent::markIdle(const std::string& container) {
+  std::lock_guard<std::mutex> g(mu_);
+  if (--busy_[container] <= 0) busy_.erase(container);
+  idle_cv_.notify_all();
+}
+
+void Agent::awaitIdle(const std::string& container) {
+  std::unique_lock<std::mutex> l(mu_);
+  if (!idle_cv_.wait_for(l, opts_.busy_wait, [&] { return busy_.count(container) == 0; })) {
+    throw Error(ErrorCategory::kRetryable,
+                "a transfer of " + container + " is still in progress on " + opts_.name +
+                    " after " + std::to_string(opts_.busy_wait.count() / 1000) +
+                    " s; try again later");
+  }
+}
+
+proto::StreamOptions Agent::streamOptions() const {
+  proto::StreamOptions so;
+  so.timeout = opts_.stream_timeout;
+  if (opts_.keys) so.own_keys = opts_.keys;
+  return so;
+}
+
+namespace {
+proto::Fill okReply() {
+  return [](proto::Message::Builder r) { r.setOk(); };
+}
+std::optional<ContainerInfo> findContainer(Engine& engine, const std::string& name) {
+  for (auto& c : engine.list()) {
+    if (c.name() == name) return c;
+  }
+  return std::nullopt;
+}
+// A migrated container's named volumes moved with it: where its copy is
+// deleted (the source after a commit, the target after a rollback) they go
+// too, unless another container here still mounts them.
+void removeWithVolumes(Engine& engine, const ContainerInfo& c) {
+  engine.remove(c.name(), true);
+  for (const auto& v : c.record.spec.volumes) {
+    bool used = false;
+    for (const auto& other : engine.list()) {
+      for (const auto& ov : other.record.spec.volumes) used = used || ov.name == v.name;
+    }
+    if (!used) engine.volumes().remove(v.name);
+  }
+}
+}  // namespace
+
 void Agent::serve(std::unique_ptr<proto::Decoded> frame) {
   auto m = frame->root<proto::Message>();
   uint64_t id = proto::guard([&] { return m.getId(); });
@@ -172,39 +247,94 @@ void Agent::serve(std::unique_ptr<proto::Decoded> frame) {
         case proto::Message::ERROR:
           return;  // the coordinator's answer to a hello or heartbeat
         case proto::Message::START_CONTAINER: {
-          ContainerInfo c = engine_.run(specFrom(m.getStartContainer()));
-          return reply(id, [&](proto::Message::Builder r) { fillContainer(r.initContainer(), c, opts_.name); });
+          ContainerSpec spec = specFrom(m.getStartContainer());
+          return spawn(id, [this, spec]() -> proto::Fill {
+            ContainerInfo c = engine_.run(spec);
+            std::string host = opts_.name;
+            return
+                [c, host](proto::Message::Builder r) { fillContainer(r.initContainer(), c, host); };
+          });
         }
-        case proto::Message::STOP_CONTAINER:
-          engine_.stop(text(m.getStopContainer()));
-          return reply(id, [](proto::Message::Builder r) { r.setOk(); });
-        case proto::Message::REMOVE_CONTAINER:
-        case proto::Message::COMMIT_SOURCE:
-          engine_.remove(text(m.isRemoveContainer() ? m.getRemoveContainer() : m.getCommitSource()), true);
-          return reply(id, [](proto::Message::Builder r) { r.setOk(); });
+        case proto::Message::STOP_CONTAINER: {
+          std::string name = text(m.getStopContainer());
+          return spawn(id, [this, name]() -> proto::Fill {
+            ContainerInfo c = engine_.stop(name);
+            std::string host = opts_.name;
+            return
+                [c, host](proto::Message::Builder r) { fillContainer(r.initContainer(), c, host); };
+          });
+        }
+        case proto::Message::REMOVE_CONTAINER: {
+          std::string name = text(m.getRemoveContainer());
+          return spawn(id, [this, name]() -> proto::Fill {
+            awaitIdle(name);
+            engine_.remove(name, /*force=*/false);
+            return okReply();
+          });
+        }
+        case proto::Message::COMMIT_SOURCE: {
+          // The target runs it: delete the copy frozen here -- only a frozen
+          // one, never a copy that runs (someone resumed it: keep it).
+          std::string name = text(m.getCommitSource());
+          return spawn(id, [this, name]() -> proto::Fill {
+            awaitIdle(name);
+            auto c = findContainer(engine_, name);
+            if (!c) return okReply();  // already gone: commit is idempotent
+            if (c->status != ContainerStatus::kPaused) {
+              throw Error(ErrorCategory::kPermanent,
+                          name + " is " + std::string(statusName(c->status)) + " on " + opts_.name +
+                              ", not frozen by the migration; it is kept");
+            }
+            removeWithVolumes(engine_, *c);
+            return okReply();
+          });
+        }
         case proto::Message::ROLLBACK_SOURCE: {
           std::string name = text(m.getRollbackSource());
-          if (engine_.inspect(name).status == ContainerStatus::kPaused) engine_.resume(name);
-          return reply(id, [](proto::Message::Builder r) { r.setOk(); });
+          return spawn(id, [this, name]() -> proto::Fill {
+            awaitIdle(name);
+            auto c = findContainer(engine_, name);
+            if (!c)
+              throw Error(ErrorCategory::kPermanent,
+                          name + " is not on " + opts_.name + ": nothing to resume");
+            if (c->status == ContainerStatus::kPaused) engine_.resume(name);
+            return okReply();
+          });
         }
         case proto::Message::DISCARD_TARGET: {
-          std::string name = text(m.getDiscardTarget());
-          for (const auto& c : engine_.list()) {
-            if (c.name() == name) engine_.remove(name, true);
-          }
-          return reply(id, [](proto::Message::Builder r) { r.setOk(); });
+          // Removes only what this migration restored here: a container of
+          // the same name that came from anywhere else is none of its business.
+          auto d = m.getDiscardTarget();
+          std::string name = text(d.getContainer());
+          std::string origin = ":migration " + std::to_string(d.getMigration());
+          return spawn(id, [this, name, origin]() -> proto::Fill {
+            awaitIdle(name);
+            auto c = findContainer(engine_, name);
+            const std::string& from = c ? c->record.restored_from : std::string();
+            if (c && from.size() >= origin.size() &&
+                from.compare(from.size() - origin.size(), origin.size(), origin) == 0) {
+              removeWithVolumes(engine_, *c);
+              engineLog().info("[{}] discarded the copy{} restored here", name, origin);
+            }
+            return okReply();
+          });
         }
         case proto::Message::READ_LOGS: {
           std::vector<LogLine> lines = engine_.logs(text(m.getReadLogs()));
           return reply(id, [&](proto::Message::Builder r) {
             auto l = r.initLogs(static_cast<unsigned>(lines.size()));
-            for (size_t i = 0; i < lines.size(); ++i) l.set(static_cast<unsigned>(i), lines[i].text);
+            for (size_t i = 0; i < lines.size(); ++i)
+              l.set(static_cast<unsigned>(i), lines[i].text);
           });
         }
         case proto::Message::PREPARE_RECEIVE:
           return prepareReceive(id, m.getPrepareReceive());
         case proto::Message::SEND_CHECKPOINT:
           return sendCheckpointCommand(id, m.getSendCheckpoint());
+        case proto::Message::PREPARE_IMPORT:
+          return prepareImport(id, m.getPrepareImport());
+        case proto::Message::EXPORT_CHECKPOINT:
+          return exportCheckpointCommand(id, m.getExportCheckpoint());
         default:
           throw Error(ErrorCategory::kInvalidInput, "not a command an agent carries out");
       }
@@ -219,10 +349,10 @@ void Agent::serve(std::unique_ptr<proto::Decoded> frame) {
 void Agent::prepareReceive(uint64_t id, proto::Message::PrepareReceive::Reader r) {
   std::string token = bytes(r.getToken());
   std::string container = text(r.getContainer());
-  proto::StreamOptions so;
-  if (opts_.keys) so.own_keys = opts_.keys;
-  auto rx = std::make_shared<proto::ChunkReceiver>(ctx_, "tcp://" + opts_.data_address + ":0", token,
-                                                   opts_.name, so);
+  uint64_t migration = r.getMigration();
+  validateName(container, "container name");
+  auto rx = std::make_shared<proto::ChunkReceiver>(ctx_, "tcp://" + opts_.data_address + ":0",
+                                                   token, opts_.name, streamOptions());
   std::string endpoint = rx->endpoint();
   reply(id, [&](proto::Message::Builder m) {
     auto t = m.initStreamTicket();
@@ -231,35 +361,162 @@ void Agent::prepareReceive(uint64_t id, proto::Message::PrepareReceive::Reader r
   });
   // The restore's outcome travels back to the sender on the stream itself;
   // this worker only logs it.
-  workers_.emplace_back([this, rx, container] {
+  markBusy(container);
+  spawnQuiet([this, rx, container, migration] {
     try {
-      receiveCheckpoint(engine_, *rx);
+      RestoreOptions ro;
+      ro.origin = "migration " + std::to_string(migration);
+      receiveCheckpoint(engine_, *rx, ro);
       engineLog().info("[{}] received and restored on {}", container, opts_.name);
     } catch (const std::exception& e) {
       engineLog().warn("[{}] receiving on {} failed: {}", container, opts_.name, e.what());
     }
+    markIdle(container);
   });
 }
 
 // The source side: freeze, stream, await the target's verdict (on a worker).
+// Progress goes to the coordinator as interim replies to this command.
 void Agent::sendCheckpointCommand(uint64_t id, proto::Message::SendCheckpoint::Reader r) {
   std::string container = text(r.getContainer()), endpoint = text(r.getEndpoint());
   std::string token = bytes(r.getToken()), server_key = text(r.getServerKey());
-  spawn(id, [this, container, endpoint, token, server_key]() -> proto::Fill {
+  markBusy(container);
+  spawn(id, [this, id, container, endpoint, token, server_key]() -> proto::Fill {
+    struct Idle {
+      Agent* a;
+      std::string c;
+      ~Idle() { a->markIdle(c); }
+    } idle{this, container};
     TransferOptions t;
-    if (opts_.keys) {
-      t.stream.own_keys = opts_.keys;
-      t.stream.peer_public_key = server_key;
-    }
+    t.stream = streamOptions();
+    if (opts_.keys) t.stream.peer_public_key = server_key;
+    // What the stream will roughly carry: the container's memory (CRIU's
+    // pages dominate); for the ETA only.
+    uint64_t estimate = engine_.memoryBytes(container);
+    t.progress = [this, id, estimate](const char* phase, uint64_t sent) {
+      std::string ph = phase;
+      post(id, [ph, sent, estimate](proto::Message::Builder m) {
+        auto p = m.initProgress();
+        p.setPhase(ph);
+        p.setBytesDone(sent);
+        p.setBytesTotal(sent < estimate ? estimate : 0);
+      });
+    };
     SendResult s = sendCheckpoint(engine_, container, ctx_, endpoint, token, t);
     return [s](proto::Message::Builder m) {
       auto f = m.initMigration();
-      f.setBytesRaw(s.checkpoint.memory_bytes + s.checkpoint.rootfs_bytes + s.checkpoint.volume_bytes);
+      f.setBytesRaw(s.checkpoint.memory_bytes + s.checkpoint.rootfs_bytes +
+                    s.checkpoint.volume_bytes);
       f.setBytesWire(s.checkpoint.bundle_bytes);
       f.setDowntimeMs(static_cast<uint64_t>(s.transfer_ms));
       f.setTotalMs(static_cast<uint64_t>(s.transfer_ms));
+      f.setCompression("none (loopback: compressing would cost more time than it saves)");
+      auto ph = f.initPhaseMs(3);
+      ph[0].setPhase("dump");
+      ph[0].setMs(static_cast<uint64_t>(s.checkpoint.dump_ms));
+      ph[1].setPhase("transfer");
+      ph[1].setMs(static_cast<uint64_t>(std::max<int64_t>(0, s.stream_ms - s.checkpoint.dump_ms)));
+      ph[2].setPhase("restore");
+      ph[2].setMs(static_cast<uint64_t>(s.restore_ms));
     };
   });
+}
+
+// A file from the CLI: an image to import, or a checkpoint bundle to
+// restore. Binds a stream for the coordinator's token and answers with a
+// ticket; the outcome goes back to the CLI on the stream.
+void Agent::prepareImport(uint64_t id, proto::Message::ImportFile::Reader r) {
+  std::string token = bytes(r.getToken());
+  bool image = r.getKind() == proto::Message::ImportFile::Kind::IMAGE;
+  std::string name = text(r.getName());
+  if (image || !name.empty()) validateName(name, image ? "image name" : "container name");
+  RestoreOptions ro;
+  ro.name = name;
+  ro.replace_volumes = r.getReplaceVolumes();
+  for (auto i : r.getIgnore()) ro.ignore.insert(text(i));
+  auto rx = std::make_shared<proto::ChunkReceiver>(ctx_, "tcp://" + opts_.data_address + ":0",
+                                                   token, opts_.name, streamOptions());
+  std::string endpoint = rx->endpoint();
+  reply(id, [&](proto::Message::Builder m) {
+    auto t = m.initStreamTicket();
+    t.setEndpoint(endpoint);
+    if (opts_.keys) t.setServerKey(opts_.keys->public_key);
+  });
+  spawnQuiet([this, rx, image, name, ro] {
+    try {
+      if (image) {
+        TempDir stage(engine_.config().root / "staging",
+                      "import-" + std::to_string(::getpid()) + "-");
+        fs::path file = stage.path() / "image";
+        {
+          UniqueFd fd(::open(file.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+          if (!fd) throwErrno("creating " + file.string());
+          FdSink out(fd.get(), "writing " + file.string());
+          std::vector<char> buf(1 << 20);
+          while (size_t n = rx->read(buf.data(), buf.size()))
+            out.write(std::string_view(buf.data(), n));
+          if (::fsync(fd.get()) != 0) throwErrno("writing " + file.string());
+        }
+        ImageRecord rec = engine_.images().import(name, file);
+        engineLog().info("image {} imported on {} ({})", name, opts_.name, rec.id.substr(0, 12));
+      } else {
+        RestoreResult res = engine_.importCheckpoint(*rx, ro);
+        engineLog().info("[{}] restored from an imported bundle on {}", res.container.name(),
+                         opts_.name);
+      }
+      rx->accept();
+    } catch (const Error& e) {
+      rx->reject(e);
+      engineLog().warn("import on {} failed: {}", opts_.name, e.what());
+    } catch (const std::exception& e) {
+      rx->reject(Error(ErrorCategory::kPermanent, e.what()));
+    }
+  });
+}
+
+// A checkpoint to the CLI's file: frozen while it is written, then resumed
+// (--leave-running) or removed once the CLI has the whole file safely; any
+// failure resumes it.
+void Agent::exportCheckpointCommand(uint64_t id, proto::Message::ExportTo::Reader r) {
+  std::string container = text(r.getContainer()), endpoint = text(r.getEndpoint());
+  std::string token = bytes(r.getToken()), server_key = text(r.getServerKey());
+  bool leave_running = r.getLeaveRunning();
+  int level = r.getLevel();
+  markBusy(container);
+  spawn(id,
+        [this, id, container, endpoint, token, server_key, leave_running, level]() -> proto::Fill {
+          struct Idle {
+            Agent* a;
+            std::string c;
+            ~Idle() { a->markIdle(c); }
+          } idle{this, container};
+          TransferOptions t;
+          t.stream = streamOptions();
+          if (opts_.keys) t.stream.peer_public_key = server_key;
+          t.bundle.level = level;
+          t.progress = [this, id](const char* phase, uint64_t sent) {
+            std::string ph = std::string(phase) == "restore" ? "write" : phase;
+            post(id, [ph, sent](proto::Message::Builder m) {
+              auto p = m.initProgress();
+              p.setPhase(ph);
+              p.setBytesDone(sent);
+            });
+          };
+          SendResult s = sendCheckpoint(engine_, container, ctx_, endpoint, token, t);
+          if (leave_running) {
+            engine_.resume(container);
+          } else {
+            engine_.remove(container, true);
+          }
+          return [s](proto::Message::Builder m) {
+            auto f = m.initMigration();
+            f.setBytesRaw(s.checkpoint.memory_bytes + s.checkpoint.rootfs_bytes +
+                          s.checkpoint.volume_bytes);
+            f.setBytesWire(s.checkpoint.bundle_bytes);
+            f.setDowntimeMs(static_cast<uint64_t>(s.transfer_ms));
+            f.setTotalMs(static_cast<uint64_t>(s.transfer_ms));
+          };
+        });
 }
 
 void Agent::run(const std::atomic<bool>& stop) {
@@ -278,10 +535,12 @@ void Agent::run(const std::atomic<bool>& stop) {
       try {
         serve(std::make_unique<proto::Decoded>(frame));
       } catch (const Error& e) {
-        engineLog().warn("{}: dropped a malformed message from the coordinator: {}", opts_.name, e.what());
+        engineLog().warn("{}: dropped a malformed message from the coordinator: {}", opts_.name,
+                         e.what());
       }
     }
     drainWorkerReplies();
+    reapWorkers();
     if (std::chrono::steady_clock::now() >= next_beat) {
       try {
         heartbeat();
@@ -291,9 +550,10 @@ void Agent::run(const std::atomic<bool>& stop) {
       next_beat = std::chrono::steady_clock::now() + opts_.heartbeat;
     }
   }
-  for (auto& t : workers_) {
-    if (t.joinable()) t.join();
+  for (auto& w : workers_) {
+    if (w.thread.joinable()) w.thread.join();
   }
+  workers_.clear();
   drainWorkerReplies();
 }
 

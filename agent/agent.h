@@ -10,7 +10,9 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <deque>
+#include <map>
 #include <functional>
 #include <mutex>
 #include <optional>
@@ -20,6 +22,7 @@
 #include <zmq.hpp>
 
 #include "engine/engine.h"
+#include "protocol/chunk_stream.h"
 #include "protocol/rpc.h"
 
 namespace ferry::agent {
@@ -31,6 +34,11 @@ struct AgentOptions {
   std::chrono::milliseconds heartbeat{1000};
   std::optional<proto::KeyPair> keys;  // CURVE, once configured
   std::string coordinator_key;
+  // A peer silent this long fails a stream (and its migration rolls back).
+  std::chrono::milliseconds stream_timeout{30000};
+  // How long commit, rollback and discard wait for a transfer of the same
+  // container still in progress here to end.
+  std::chrono::milliseconds busy_wait{120000};
 };
 
 class Agent {
@@ -52,9 +60,21 @@ class Agent {
   void replyError(uint64_t id, const Error& e);
   // Runs `work` on a worker thread; its result (a Fill) is sent as the reply.
   void spawn(uint64_t id, std::function<proto::Fill()> work);
+  void spawnQuiet(std::function<void()> work);  // a worker without a reply
+  // Queues an interim message (progress) for request `id`; from any thread.
+  void post(uint64_t id, proto::Fill fill);
   void drainWorkerReplies();
+  void reapWorkers();
+  // A container with a transfer in progress here: commit, rollback and
+  // discard of it wait until the transfer has ended.
+  void markBusy(const std::string& container);
+  void markIdle(const std::string& container);
+  void awaitIdle(const std::string& container);
   void prepareReceive(uint64_t id, proto::Message::PrepareReceive::Reader r);
   void sendCheckpointCommand(uint64_t id, proto::Message::SendCheckpoint::Reader r);
+  void prepareImport(uint64_t id, proto::Message::ImportFile::Reader r);
+  void exportCheckpointCommand(uint64_t id, proto::Message::ExportTo::Reader r);
+  proto::StreamOptions streamOptions() const;
 
   AgentOptions opts_;
   Engine& engine_;
@@ -62,11 +82,14 @@ class Agent {
   zmq::socket_t sock_;
   uint64_t next_id_ = 1ull << 63;  // the agent's own messages, apart from the coordinator's ids
   std::mutex mu_;
+  std::condition_variable idle_cv_;
   std::deque<std::pair<uint64_t, proto::Fill>> done_;  // guarded by mu_
-  std::vector<std::thread> workers_;
+  std::map<std::string, int> busy_;                     // guarded by mu_
+  struct Worker {
+    std::thread thread;
+    std::shared_ptr<std::atomic<bool>> finished;
+  };
+  std::vector<Worker> workers_;  // main thread only
 };
-
-// Fills a control-protocol HostInfo from the engine's.
-void fillHostInfo(proto::HostInfo::Builder b, const HostInfo& h);
 
 }  // namespace ferry::agent

@@ -28,9 +28,13 @@ OPTIONS
                          unless --keys is given
   --root DIR             state root (default /var/lib/ferry/NAME)
   --run-dir DIR          runtime dir (default /run/ferry/NAME)
+  --cgroup-parent P      parent cgroup of the containers (default /ferry/NAME)
   --keys DIR             CurveZMQ keys (from `ferry keys generate`): NAME.key
                          and coordinator.pub
   --heartbeat MS         heartbeat interval (default 1000)
+  --criu PATH            CRIU to use (default: the one recorded by the installer)
+  --stream-timeout MS    a migration stream whose peer is silent this long
+                         fails and rolls back (default 30000)
   -h, --help             this text
 )";
 
@@ -60,8 +64,11 @@ int main(int argc, char** argv) {
       else if (a == "--listen") opts.data_address = value();
       else if (a == "--root") cfg.root = value();
       else if (a == "--run-dir") cfg.run_dir = value();
+      else if (a == "--cgroup-parent") cfg.cgroup_parent = value();
       else if (a == "--keys") keys_dir = value();
       else if (a == "--heartbeat") opts.heartbeat = std::chrono::milliseconds(std::stoi(value()));
+      else if (a == "--criu") cfg.tools.criu = value();
+      else if (a == "--stream-timeout") opts.stream_timeout = std::chrono::milliseconds(std::stoi(value()));
       else throw std::invalid_argument("unknown option '" + a + "'");
     }
     if (opts.name.empty()) throw std::invalid_argument("--name is required");
@@ -93,6 +100,9 @@ int main(int argc, char** argv) {
     sa.sa_handler = onSignal;
     ::sigaction(SIGTERM, &sa, nullptr);
     ::sigaction(SIGINT, &sa, nullptr);
+    if (int n = engine.removeStaleStaging()) {
+      engineLog().info("removed {} staging directories left by an earlier agent", n);
+    }
     agent::Agent agent(opts, engine, ctx);
     engineLog().info("agent {} up: coordinator {}, streams on {}, {} containers adopted", opts.name,
                      opts.coordinator, opts.data_address, engine.list().size());

@@ -5,6 +5,32 @@
 
 namespace ferry::agent {
 
+namespace {
+
+// Counts what goes through and reports it, at most every 250 ms.
+class ProgressSink : public ByteSink {
+ public:
+  ProgressSink(ByteSink& inner, const SendProgress& report) : inner_(inner), report_(report) {}
+  void write(std::string_view data) override {
+    inner_.write(data);
+    bytes_ += data.size();
+    auto now = std::chrono::steady_clock::now();
+    if (report_ && now - last_ >= std::chrono::milliseconds(250)) {
+      last_ = now;
+      report_("transfer", bytes_);
+    }
+  }
+  uint64_t bytes() const { return bytes_; }
+
+ private:
+  ByteSink& inner_;
+  const SendProgress& report_;
+  uint64_t bytes_ = 0;
+  std::chrono::steady_clock::time_point last_{};
+};
+
+}  // namespace
+
 SendResult sendCheckpoint(Engine& engine, const std::string& name, zmq::context_t& ctx,
                           const std::string& endpoint, const std::string& token,
                           const TransferOptions& opts) {
@@ -16,8 +42,12 @@ SendResult sendCheckpoint(Engine& engine, const std::string& name, zmq::context_
                        .keep_paused = true};
   try {
     proto::ChunkSender tx(ctx, endpoint, token, "checkpoint of " + name, opts.stream);
-    result.checkpoint = engine.exportCheckpoint(name, tx, ck, opts.bundle);
+    ProgressSink counted(tx, opts.progress);
+    result.checkpoint = engine.exportCheckpoint(name, counted, ck, opts.bundle);
+    result.stream_ms = msSince(t0);
+    if (opts.progress) opts.progress("restore", counted.bytes());
     tx.finish();  // the target's verdict: throws its error
+    result.restore_ms = msSince(t0) - result.stream_ms;
   } catch (...) {
     // The checkpoint engine resumes on its own failures; after a complete
     // export the container is still frozen here, waiting for this verdict.

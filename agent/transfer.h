@@ -18,16 +18,25 @@
 
 namespace ferry::agent {
 
+#include <functional>
+
+// Progress of a send: phase "transfer" while bytes go out, "restore" once
+// they all went and the target is restoring.
+using SendProgress = std::function<void(const char* phase, uint64_t bytes_sent)>;
+
 struct TransferOptions {
   BundleWriteOptions bundle{.level = 0, .threads = 2};  // loopback: compression only costs
   proto::StreamOptions stream;
   bool tcp_established = false;
   bool file_locks = false;
+  SendProgress progress;  // called at most every 250 ms, on the sending thread
 };
 
 struct SendResult {
   CheckpointResult checkpoint;
   int64_t transfer_ms = 0;  // from the freeze to the target's verdict
+  int64_t stream_ms = 0;    // the export: dump and every byte sent
+  int64_t restore_ms = 0;   // then waiting for the target to restore
 };
 
 // Source side. Freezes `name`, streams its checkpoint to `endpoint` with the

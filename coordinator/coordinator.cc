@@ -1,8 +1,14 @@
 #include "coordinator/coordinator.h"
 
-#include <nlohmann/json.hpp>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+
+#include <random>
+
+#include "engine/compat.h"
+#include "engine/host_info.h"
+#include "engine/names.h"
+#include "protocol/host_info_proto.h"
 
 namespace ferry::coord {
 
@@ -20,33 +26,59 @@ spdlog::logger& log() {
 
 std::string text(capnp::Text::Reader t) { return std::string(t.cStr(), t.size()); }
 
-json hostInfoJson(proto::HostInfo::Reader i) {
-  json flags = json::array();
-  for (auto f : i.getCpuFlags()) flags.push_back(text(f));
-  return {{"host_name", text(i.getHostName())},      {"engine_version", text(i.getEngineVersion())},
-          {"kernel", text(i.getKernel())},           {"arch", text(i.getArch())},
-          {"cpu_flags", flags},                      {"page_size", i.getPageSize()},
-          {"criu_version", text(i.getCriuVersion())}, {"runtime_name", text(i.getRuntimeName())},
-          {"runtime_version", text(i.getRuntimeVersion())},
-          {"conmon_version", text(i.getConmonVersion())},
-          {"cgroup_version", i.getCgroupVersion()},  {"distribution", text(i.getDistribution())},
-          {"distribution_version", text(i.getDistributionVersion())},
-          {"selinux_mode", text(i.getSelinuxMode())}, {"mem_dirty_track", i.getMemDirtyTrack()},
-          {"uffd", i.getUffd()},                     {"memory_bytes", i.getMemoryBytes()},
-          {"cpus", i.getCpus()}};
+HostInfo hostInfoOf(const HostRow& row) {
+  json j = json::parse(row.host_info_json, nullptr, false);
+  return j.is_object() ? j.get<HostInfo>() : HostInfo{};
 }
 
-void fillHostInfo(proto::HostInfo::Builder b, const json& j) {
-  b.setHostName(j.value("host_name", ""));
-  b.setKernel(j.value("kernel", ""));
-  b.setArch(j.value("arch", ""));
-  b.setCriuVersion(j.value("criu_version", ""));
-  b.setRuntimeName(j.value("runtime_name", ""));
-  b.setRuntimeVersion(j.value("runtime_version", ""));
-  b.setDistribution(j.value("distribution", ""));
-  b.setDistributionVersion(j.value("distribution_version", ""));
-  b.setMemoryBytes(j.value("memory_bytes", uint64_t{0}));
-  b.setCpus(j.value("cpus", 0u));
+std::string randomToken() {
+  std::random_device rd;
+  std::string t(32, '\0');
+  for (auto& c : t) c = static_cast<char>(rd() & 0xff);
+  return t;
+}
+
+capnp::Data::Reader dataOf(const std::string& s) {
+  return capnp::Data::Reader(reinterpret_cast<const kj::byte*>(s.data()), s.size());
+}
+
+std::string joinNames(const std::vector<HostRow>& hosts) {
+  std::string out;
+  for (const auto& h : hosts) out += (out.empty() ? "" : ", ") + h.name;
+  return out.empty() ? "none registered" : out;
+}
+
+void fillFigures(proto::MigrationFigures::Builder f, const MigrationRow& m) {
+  json j = json::parse(m.figures_json.empty() ? "{}" : m.figures_json, nullptr, false);
+  if (!j.is_object()) j = json::object();
+  f.setId(static_cast<uint64_t>(m.id));
+  f.setContainer(m.container);
+  f.setSource(m.source);
+  f.setTarget(m.target);
+  f.setOutcome(isFinal(m.phase) ? std::string(phaseName(m.phase))
+                                : "in progress (" + std::string(phaseName(m.phase)) + ")");
+  f.setDowntimeMs(j.value("downtime_ms", uint64_t{0}));
+  f.setTotalMs(j.value("total_ms", uint64_t{0}));
+  f.setBytesRaw(j.value("bytes_raw", uint64_t{0}));
+  f.setBytesWire(j.value("bytes_wire", uint64_t{0}));
+  f.setCompression(j.value("compression", ""));
+  f.setStartedMs(m.created_ms);
+  f.setError(m.error);
+  json phases = j.value("phase_ms", json::array());
+  auto ph = f.initPhaseMs(static_cast<unsigned>(phases.size()));
+  for (size_t i = 0; i < phases.size(); ++i) {
+    ph[static_cast<unsigned>(i)].setPhase(phases[i].value("phase", ""));
+    ph[static_cast<unsigned>(i)].setMs(phases[i].value("ms", uint64_t{0}));
+  }
+  json warnings = j.value("warnings", json::array());
+  auto w = f.initWarnings(static_cast<unsigned>(warnings.size()));
+  for (size_t i = 0; i < warnings.size(); ++i)
+    w.set(static_cast<unsigned>(i), warnings[i].get<std::string>());
+}
+
+int64_t msBetween(std::chrono::steady_clock::time_point a,
+                  std::chrono::steady_clock::time_point b) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(b - a).count();
 }
 
 }  // namespace
@@ -55,16 +87,47 @@ Coordinator::Coordinator(CoordinatorOptions opts, zmq::context_t& ctx, Clock clo
     : opts_(std::move(opts)),
       server_(ctx, opts_.listen, opts_.keys),
       store_((std::filesystem::create_directories(opts_.state_dir), opts_.state_dir / "state.db")),
-      clock_(std::move(clock)) {}
+      clock_(std::move(clock)) {
+  // Command ids never repeat those of an earlier coordinator on this state:
+  // a late answer to its command must not match one of ours.
+  next_command_id_ = static_cast<uint64_t>(clock_()) << 16;
+  for (const auto& m : store_.unfinishedMigrations()) {
+    Run run;
+    run.row = m;
+    run.started = run.phase_started = Steady::now();
+    run.figures = json::parse(m.figures_json.empty() ? "{}" : m.figures_json, nullptr, false);
+    if (!run.figures.is_object()) run.figures = json::object();
+    run.awaiting_hosts = true;
+    log().warn(
+        "migration #{} of {} ({} -> {}) was unfinished at phase {}; resolving it once the "
+        "hosts are heard from",
+        m.id, m.container, m.source, m.target, phaseName(m.phase));
+    runs_.emplace(m.id, std::move(run));
+  }
+}
+
+// --- agents ------------------------------------------------------------------
+
+void Coordinator::heardFrom(const std::string& host) {
+  connected_.insert(host);
+  runCleanups(host);
+}
 
 void Coordinator::onHello(proto::Message::Hello::Reader h) {
   std::string name = text(h.getName());
-  bool known = store_.host(name).has_value();
-  store_.upsertHost({name, text(h.getDataEndpoint()), hostInfoJson(h.getInfo()).dump(), true, false,
-                     clock_()});
+  validateName(name, "host name");
+  auto old = store_.host(name);
+  bool known = old.has_value();
+  store_.upsertHost({name, text(h.getDataEndpoint()), json(proto::hostInfoFrom(h.getInfo())).dump(),
+                     true, old ? old->cordoned : false, clock_()});
   store_.addEvent(clock_(), "host", name, known ? "registered again" : "registered");
   log().info("host {} {} (data plane {})", name, known ? "registered again" : "registered",
              text(h.getDataEndpoint()));
+  // A hello comes from a freshly started agent: whatever it was doing for
+  // us died with its predecessor.
+  failPending(name, Error(ErrorCategory::kRetryable,
+                          "the agent on " + name + " restarted while carrying this out"));
+  heardFrom(name);
 }
 
 void Coordinator::onHeartbeat(proto::Message::Heartbeat::Reader h) {
@@ -80,9 +143,14 @@ void Coordinator::onHeartbeat(proto::Message::Heartbeat::Reader h) {
   store_.upsertHost(*host);
   std::vector<ContainerRow> rows;
   for (auto c : h.getContainers()) {
-    rows.push_back({text(c.getName()), name, text(c.getImage()), text(c.getStatus()), c.getMemoryBytes()});
+    rows.push_back(
+        {text(c.getName()), name, text(c.getImage()), text(c.getStatus()), c.getMemoryBytes()});
   }
   store_.replaceContainers(name, rows);
+  std::vector<ImageRow> images;
+  for (auto i : h.getImages()) images.push_back({text(i.getName()), text(i.getId())});
+  store_.replaceImages(name, images);
+  heardFrom(name);
 }
 
 void Coordinator::markSilentHostsDown() {
@@ -91,41 +159,243 @@ void Coordinator::markSilentHostsDown() {
     store_.addEvent(clock_(), "host", name, "down: missed heartbeats");
     log().warn("host {} is down: no heartbeat for {} ms", name,
                opts_.heartbeat.count() * opts_.missed_heartbeats);
+    connected_.erase(name);
+    failPending(name, Error(ErrorCategory::kRetryable, name + " went down (missed " +
+                                                           std::to_string(opts_.missed_heartbeats) +
+                                                           " heartbeats)"));
   }
 }
 
-void Coordinator::handle(proto::RpcServer::Request& r) {
+bool Coordinator::isReply(const proto::Message::Reader& m) const {
+  switch (m.which()) {
+    case proto::Message::OK:
+    case proto::Message::ERROR:
+    case proto::Message::PROGRESS:
+    case proto::Message::HOSTS:
+    case proto::Message::CONTAINERS:
+    case proto::Message::CONTAINER:
+    case proto::Message::LOGS:
+    case proto::Message::MIGRATION:
+    case proto::Message::HISTORY:
+    case proto::Message::STREAM_TICKET:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// An agent's answer to one of our commands. Late answers (the command
+// already failed) and answers from the wrong peer are dropped, never
+// answered: replying to a reply would loop.
+void Coordinator::onAgentReply(const Request& r) {
+  auto it = pending_.find(r.id);
+  if (it == pending_.end() || it->second.host != r.peer) return;
+  if (r.msg.isProgress()) {
+    it->second.deadline = Steady::now() + it->second.timeout;
+    if (it->second.progress) it->second.progress(r.msg.getProgress());
+    return;
+  }
+  Pending p = std::move(it->second);
+  pending_.erase(it);
+  if (r.msg.isError()) return p.fail(proto::errorFrom(r.msg.getError()));
+  p.ok(r.msg);
+}
+
+void Coordinator::command(const std::string& host, const std::string& what, const proto::Fill& fill,
+                          std::chrono::milliseconds timeout, OnReply ok, OnError fail,
+                          OnProgress progress) {
+  uint64_t id = next_command_id_++;
+  if (!server_.sendTo(host, id, fill)) {
+    Error e(ErrorCategory::kRetryable,
+            host + " is not connected (is its agent running?); could not " + what);
+    deferred_.push_back([fail = std::move(fail), e] { fail(e); });
+    return;
+  }
+  pending_.emplace(id, Pending{host, what, timeout, Steady::now() + timeout, std::move(ok),
+                               std::move(fail), std::move(progress)});
+}
+
+void Coordinator::failPending(const std::string& host, const Error& e) {
+  for (auto it = pending_.begin(); it != pending_.end();) {
+    if (it->second.host != host) {
+      ++it;
+      continue;
+    }
+    OnError fail = std::move(it->second.fail);
+    it = pending_.erase(it);
+    deferred_.push_back([fail = std::move(fail), e] { fail(e); });
+  }
+}
+
+void Coordinator::expirePending() {
+  auto now = Steady::now();
+  for (auto it = pending_.begin(); it != pending_.end();) {
+    if (it->second.deadline > now) {
+      ++it;
+      continue;
+    }
+    Error e(ErrorCategory::kRetryable,
+            "no answer from " + it->second.host + " to '" + it->second.what + "' within " +
+                std::to_string(it->second.timeout.count() / 1000) + " s");
+    OnError fail = std::move(it->second.fail);
+    it = pending_.erase(it);
+    deferred_.push_back([fail = std::move(fail), e] { fail(e); });
+  }
+}
+
+void Coordinator::forward(const Request& r, const std::string& host, const std::string& what,
+                          const proto::Fill& cmd, std::chrono::milliseconds timeout) {
+  Client c{r.peer, r.id};
+  command(
+      host, what, cmd, timeout,
+      [this, c](proto::Message::Reader m) { server_.relay(c.peer, c.id, m); },
+      [this, c](const Error& e) {
+        server_.sendTo(c.peer, c.id, [&](proto::Message::Builder b) {
+          proto::fillErrorInfo(b.initError(), e, "");
+        });
+      },
+      [this, c](proto::Progress::Reader p) {
+        server_.sendTo(c.peer, c.id, [&](proto::Message::Builder b) { b.setProgress(p); });
+      });
+}
+
+// --- the CLI -------------------------------------------------------------------
+
+HostRow Coordinator::requireHost(const std::string& name, const std::string& role) {
+  if (name.empty()) throw Error(ErrorCategory::kInvalidInput, "no " + role + " host given");
+  auto h = store_.host(name);
+  if (!h) {
+    throw Error(ErrorCategory::kInvalidInput, "unknown " + role + " host '" + name +
+                                                  "' (hosts: " + joinNames(store_.hosts()) + ")");
+  }
+  if (!h->up) {
+    throw Error(ErrorCategory::kRetryable, role + " host " + name + " is down (no heartbeat for " +
+                                               std::to_string((clock_() - h->last_seen_ms) / 1000) +
+                                               " s); start its agent again or pick another host");
+  }
+  return *h;
+}
+
+ContainerRow Coordinator::locate(const std::string& container) {
+  validateName(container, "container name");
+  std::vector<ContainerRow> copies = store_.containersNamed(container);
+  if (copies.empty()) {
+    throw Error(ErrorCategory::kInvalidInput,
+                "no container '" + container + "' in the cluster (`ferry ps` lists them)");
+  }
+  for (const auto& [id, run] : runs_) {
+    if (run.row.container == container) {
+      throw Error(ErrorCategory::kRetryable, container + " is being migrated (migration #" +
+                                                 std::to_string(id) +
+                                                 "); try again when it has ended");
+    }
+  }
+  if (copies.size() > 1) {
+    throw Error(ErrorCategory::kRetryable,
+                container + " is reported by " + copies[0].host + " and " + copies[1].host +
+                    " at once (a migration is settling); try again in a few seconds");
+  }
+  return copies[0];
+}
+
+void Coordinator::listHosts(const Request& r) {
+  std::vector<HostRow> hosts = store_.hosts();
+  std::vector<ContainerRow> all = store_.containers();
+  server_.reply(r, [&](proto::Message::Builder b) {
+    auto list = b.initHosts(static_cast<unsigned>(hosts.size()));
+    for (size_t i = 0; i < hosts.size(); ++i) {
+      auto h = list[static_cast<unsigned>(i)];
+      h.setName(hosts[i].name);
+      h.setDataEndpoint(hosts[i].data_endpoint);
+      h.setUp(hosts[i].up);
+      h.setCordoned(hosts[i].cordoned);
+      uint32_t n = 0;
+      for (const auto& c : all) n += c.host == hosts[i].name;
+      h.setContainers(n);
+      proto::fillHostInfo(h.initInfo(), hostInfoOf(hosts[i]));
+      std::vector<ImageRow> images = store_.images(hosts[i].name);
+      auto il = h.initImages(static_cast<unsigned>(images.size()));
+      for (size_t k = 0; k < images.size(); ++k) {
+        il[static_cast<unsigned>(k)].setName(images[k].name);
+        il[static_cast<unsigned>(k)].setId(images[k].id);
+      }
+    }
+  });
+}
+
+void Coordinator::listHistory(const Request& r, uint32_t limit) {
+  std::vector<MigrationRow> rows =
+      store_.history(static_cast<int>(std::clamp<uint32_t>(limit, 1, 10000)));
+  server_.reply(r, [&](proto::Message::Builder b) {
+    auto list = b.initHistory(static_cast<unsigned>(rows.size()));
+    for (size_t i = 0; i < rows.size(); ++i) fillFigures(list[static_cast<unsigned>(i)], rows[i]);
+  });
+}
+
+// A file the CLI streams straight to an agent: the agent binds a stream for
+// a token issued here, and the CLI gets the ticket and the token.
+void Coordinator::importFile(const Request& r) {
+  auto in = r.msg.getImportFile();
+  HostRow host = requireHost(text(in.getHost()), "target");
+  std::string token = randomToken();
+  Client c{r.peer, r.id};
+  auto fill = [&](proto::Message::Builder b) {
+    b.setPrepareImport(in);
+    b.getPrepareImport().setToken(dataOf(token));
+  };
+  command(
+      host.name, "prepare an import", fill, opts_.command_timeout,
+      [this, c, token](proto::Message::Reader m) {
+        if (!m.isStreamTicket()) return;
+        auto t = m.getStreamTicket();
+        server_.sendTo(c.peer, c.id, [&](proto::Message::Builder b) {
+          auto out = b.initStreamTicket();
+          out.setEndpoint(t.getEndpoint());
+          out.setServerKey(t.getServerKey());
+          out.setToken(dataOf(token));
+        });
+      },
+      [this, c](const Error& e) {
+        server_.sendTo(c.peer, c.id, [&](proto::Message::Builder b) {
+          proto::fillErrorInfo(b.initError(), e, "");
+        });
+      });
+}
+
+void Coordinator::checkpointTo(const Request& r) {
+  auto req = r.msg.getCheckpoint();
+  ContainerRow c = locate(text(req.getContainer()));
+  requireHost(c.host, "container's");
+  forward(
+      r, c.host, "checkpoint " + c.name,
+      [&](proto::Message::Builder b) { b.setExportCheckpoint(req); }, opts_.transfer_timeout);
+}
+
+void Coordinator::handle(Request& r) {
   auto m = r.msg;
+  if (isReply(m)) return onAgentReply(r);
   switch (m.which()) {
     case proto::Message::HELLO:
       onHello(m.getHello());
-      return server_.reply(r, [](proto::Message::Builder b) { b.setOk(); });
+      server_.reply(r, [](proto::Message::Builder b) { b.setOk(); });
+      return;
     case proto::Message::HEARTBEAT:
       onHeartbeat(m.getHeartbeat());
-      return server_.reply(r, [](proto::Message::Builder b) { b.setOk(); });
+      server_.reply(r, [](proto::Message::Builder b) { b.setOk(); });
+      return;
     case proto::Message::PING:
-      return server_.reply(r, [](proto::Message::Builder b) { b.setOk(); });
-    case proto::Message::LIST_HOSTS: {
-      std::vector<HostRow> hosts = store_.hosts();
-      std::vector<ContainerRow> all = store_.containers();
-      return server_.reply(r, [&](proto::Message::Builder b) {
-        auto list = b.initHosts(static_cast<unsigned>(hosts.size()));
-        for (size_t i = 0; i < hosts.size(); ++i) {
-          auto h = list[static_cast<unsigned>(i)];
-          h.setName(hosts[i].name);
-          h.setDataEndpoint(hosts[i].data_endpoint);
-          h.setUp(hosts[i].up);
-          h.setCordoned(hosts[i].cordoned);
-          uint32_t n = 0;
-          for (const auto& c : all) n += c.host == hosts[i].name;
-          h.setContainers(n);
-          fillHostInfo(h.initInfo(), json::parse(hosts[i].host_info_json, nullptr, false));
-        }
-      });
-    }
+      server_.reply(r, [](proto::Message::Builder b) { b.setOk(); });
+      return;
+    case proto::Message::LIST_HOSTS:
+      return listHosts(r);
     case proto::Message::LIST_CONTAINERS: {
-      std::vector<ContainerRow> rows = store_.containers(text(m.getListContainers()));
-      return server_.reply(r, [&](proto::Message::Builder b) {
+      std::string host = text(m.getListContainers());
+      if (!host.empty() && !store_.host(host)) {
+        throw Error(ErrorCategory::kInvalidInput,
+                    "unknown host '" + host + "' (hosts: " + joinNames(store_.hosts()) + ")");
+      }
+      std::vector<ContainerRow> rows = store_.containers(host);
+      server_.reply(r, [&](proto::Message::Builder b) {
         auto list = b.initContainers(static_cast<unsigned>(rows.size()));
         for (size_t i = 0; i < rows.size(); ++i) {
           auto c = list[static_cast<unsigned>(i)];
@@ -136,31 +406,458 @@ void Coordinator::handle(proto::RpcServer::Request& r) {
           c.setMemoryBytes(rows[i].memory_bytes);
         }
       });
+      return;
     }
+    case proto::Message::RUN: {
+      auto run = m.getRun();
+      HostRow host = requireHost(text(run.getHost()), "target");
+      std::string name = text(run.getSpec().getName());
+      validateName(name, "container name");
+      auto copies = store_.containersNamed(name);
+      if (!copies.empty()) {
+        throw Error(ErrorCategory::kInvalidInput, "a container named " + name +
+                                                      " already exists on " + copies[0].host +
+                                                      " (names are unique in the cluster)");
+      }
+      return forward(
+          r, host.name, "run " + name,
+          [&](proto::Message::Builder b) { b.setStartContainer(run.getSpec()); },
+          opts_.command_timeout);
+    }
+    case proto::Message::STOP: {
+      ContainerRow c = locate(text(m.getStop()));
+      requireHost(c.host, "container's");
+      return forward(
+          r, c.host, "stop " + c.name,
+          [&](proto::Message::Builder b) { b.setStopContainer(c.name); }, opts_.command_timeout);
+    }
+    case proto::Message::REMOVE: {
+      ContainerRow c = locate(text(m.getRemove()));
+      requireHost(c.host, "container's");
+      return forward(
+          r, c.host, "remove " + c.name,
+          [&](proto::Message::Builder b) { b.setRemoveContainer(c.name); }, opts_.command_timeout);
+    }
+    case proto::Message::GET_LOGS: {
+      std::string name = text(m.getGetLogs());
+      validateName(name, "container name");
+      std::vector<ContainerRow> copies = store_.containersNamed(name);
+      if (copies.empty()) {
+        throw Error(ErrorCategory::kInvalidInput,
+                    "no container '" + name + "' in the cluster (`ferry ps` lists them)");
+      }
+      // Mid-migration the target's copy is the one whose output goes on.
+      const ContainerRow& c =
+          copies.size() > 1 && copies[1].status == "running" ? copies[1] : copies[0];
+      requireHost(c.host, "container's");
+      return forward(
+          r, c.host, "read the logs of " + name,
+          [&](proto::Message::Builder b) { b.setReadLogs(name); }, opts_.command_timeout);
+    }
+    case proto::Message::MIGRATE:
+      return startMigration(r);
+    case proto::Message::LIST_HISTORY:
+      return listHistory(r, m.getListHistory());
+    case proto::Message::IMPORT_FILE:
+      return importFile(r);
+    case proto::Message::CHECKPOINT:
+      return checkpointTo(r);
     default:
-      return server_.replyError(r, Error(ErrorCategory::kInvalidInput,
-                                         "this coordinator does not (yet) handle that request"),
-                                "coordinator");
+      throw Error(ErrorCategory::kInvalidInput, "not a request the coordinator serves");
+  }
+}
+
+// --- migrations ------------------------------------------------------------------
+
+void Coordinator::phaseDone(Run& run, const std::string& phase) {
+  auto now = Steady::now();
+  run.figures["phase_ms"].push_back({{"phase", phase}, {"ms", msBetween(run.phase_started, now)}});
+  run.phase_started = now;
+}
+
+void Coordinator::progress(Run& run, const std::string& phase, uint64_t done,
+                           const std::string& message, uint64_t total) {
+  if (!run.client) return;
+  server_.sendTo(run.client->peer, run.client->id, [&](proto::Message::Builder b) {
+    auto p = b.initProgress();
+    p.setPhase(phase);
+    p.setBytesDone(done);
+    p.setBytesTotal(total);
+    p.setMessage(message);
+  });
+}
+
+void Coordinator::startMigration(const Request& r) {
+  auto mg = r.msg.getMigrate();
+  std::string name = text(mg.getContainer()), src = text(mg.getSource()),
+              dst = text(mg.getTarget());
+  validateName(name, "container name");
+  if (src == dst) {
+    throw Error(ErrorCategory::kInvalidInput,
+                "source and target are the same host (" + src + "); name another target");
+  }
+  HostRow source = requireHost(src, "source");
+  HostRow target = requireHost(dst, "target");
+  if (target.cordoned) {
+    throw Error(
+        ErrorCategory::kInvalidInput,
+        dst + " is cordoned (it takes no new containers); uncordon it or pick another target");
+  }
+  auto here = store_.container(src, name);
+  if (!here) {
+    auto copies = store_.containersNamed(name);
+    if (copies.empty()) {
+      throw Error(ErrorCategory::kInvalidInput,
+                  "no container '" + name + "' in the cluster (`ferry ps` lists them)");
+    }
+    throw Error(ErrorCategory::kInvalidInput,
+                name + " is not on " + src + " but on " + copies[0].host + "; nothing was changed");
+  }
+  for (const auto& [id, run] : runs_) {
+    if (run.row.container == name) {
+      throw Error(ErrorCategory::kRetryable, name + " is already being migrated (migration #" +
+                                                 std::to_string(id) + ": " + run.row.source +
+                                                 " -> " + run.row.target + ")");
+    }
+  }
+  if (here->status != "running") {
+    throw Error(ErrorCategory::kInvalidInput, name + " is " + here->status + " on " + src +
+                                                  "; only a running container migrates live");
+  }
+  if (store_.container(dst, name)) {
+    throw Error(ErrorCategory::kInvalidInput,
+                dst + " already has a container named " + name + "; remove it there first");
+  }
+  // Compatibility from the recorded host metadata, before anything freezes.
+  CompatInput in;
+  in.source = hostInfoOf(source);
+  in.target = hostInfoOf(target);
+  in.image_name = here->image;
+  for (const auto& i : store_.images(src)) {
+    if (i.name == here->image) in.image_id = i.id;
+  }
+  for (const auto& i : store_.images(dst)) {
+    if (in.image_id.empty() ? i.name == here->image : i.id == in.image_id) in.image_present = true;
+  }
+  std::set<std::string> ignore;
+  for (auto i : mg.getIgnore()) ignore.insert(text(i));
+  std::vector<Finding> findings = checkCompatibility(in, ignore);
+  for (auto& f : findings) {
+    if (f.check == "image" && !f.ignored && f.severity == Severity::kRefuse) {
+      f.message += " (import it there first: ferry image import " + here->image + " FILE --host " +
+                   dst + ")";
+    }
+  }
+  std::vector<Finding> warnings = enforceCompatibility(findings, src, dst);
+
+  int64_t id = store_.beginMigration(name, src, dst, clock_());
+  store_.addEvent(clock_(), "migration", name,
+                  "#" + std::to_string(id) + " planned: " + src + " -> " + dst);
+  log().info("migration #{}: {} {} -> {}", id, name, src, dst);
+  Run run;
+  run.row = *store_.migration(id);
+  run.client = Client{r.peer, r.id};
+  run.started = run.phase_started = Steady::now();
+  for (const auto& w : warnings) {
+    run.warnings.push_back(w.message);
+    log().warn("migration #{}: {}", id, w.message);
+  }
+  run.figures["warnings"] = run.warnings;
+  Run& stored = runs_.emplace(id, std::move(run)).first->second;
+  progress(stored, "plan", 0,
+           warnings.empty() ? "" : std::to_string(warnings.size()) + " compatibility warning(s)");
+  phaseDone(stored, "plan");
+  prepare(id);
+}
+
+void Coordinator::prepare(int64_t id) {
+  Run& run = runs_.at(id);
+  run.token = randomToken();
+  progress(run, "prepare");
+  command(
+      run.row.target, "prepare to receive " + run.row.container,
+      [&](proto::Message::Builder b) {
+        auto p = b.initPrepareReceive();
+        p.setMigration(static_cast<uint64_t>(id));
+        p.setContainer(run.row.container);
+        p.setToken(dataOf(run.token));
+      },
+      opts_.command_timeout,
+      [this, id](proto::Message::Reader m) {
+        if (!m.isStreamTicket()) {
+          return rollBack(
+              id, Error(ErrorCategory::kPermanent, "the target answered prepare without a ticket"));
+        }
+        std::string endpoint = text(m.getStreamTicket().getEndpoint());
+        std::string key = text(m.getStreamTicket().getServerKey());
+        Run& run = runs_.at(id);
+        store_.advance(id, Phase::kPrepared, clock_());
+        run.row.phase = Phase::kPrepared;
+        phaseDone(run, "prepare");
+        transfer(id, endpoint, key);
+      },
+      [this, id](const Error& e) { rollBack(id, e); });
+}
+
+void Coordinator::transfer(int64_t id, const std::string& endpoint, const std::string& server_key) {
+  Run& run = runs_.at(id);
+  store_.advance(id, Phase::kTransferring, clock_());
+  run.row.phase = Phase::kTransferring;
+  progress(run, "transfer");
+  command(
+      run.row.source, "send " + run.row.container + " to " + run.row.target,
+      [&](proto::Message::Builder b) {
+        auto s = b.initSendCheckpoint();
+        s.setMigration(static_cast<uint64_t>(id));
+        s.setContainer(run.row.container);
+        s.setEndpoint(endpoint);
+        s.setToken(dataOf(run.token));
+        s.setServerKey(server_key);
+      },
+      opts_.transfer_timeout,
+      [this, id](proto::Message::Reader m) {
+        Run& run = runs_.at(id);
+        if (m.isMigration()) {
+          auto f = m.getMigration();
+          run.figures["downtime_ms"] = f.getDowntimeMs();
+          run.figures["bytes_raw"] = f.getBytesRaw();
+          run.figures["bytes_wire"] = f.getBytesWire();
+          run.figures["compression"] = text(f.getCompression());
+          for (auto p : f.getPhaseMs()) {
+            run.figures["phase_ms"].push_back({{"phase", text(p.getPhase())}, {"ms", p.getMs()}});
+          }
+        }
+        run.phase_started = Steady::now();
+        run.token.clear();
+        store_.advance(id, Phase::kRestored, clock_(), "", run.figures.dump());
+        run.row.phase = Phase::kRestored;
+        if (auto c = store_.container(run.row.source, run.row.container)) {
+          store_.putContainer({c->name, run.row.target, c->image, "running", c->memory_bytes});
+        }
+        store_.addEvent(clock_(), "migration", run.row.container,
+                        "#" + std::to_string(id) + " running on " + run.row.target);
+        commit(id);
+      },
+      [this, id](const Error& e) { rollBack(id, e); },
+      [this, id](proto::Progress::Reader p) {
+        Run& run = runs_.at(id);
+        progress(run, text(p.getPhase()), p.getBytesDone(), text(p.getMessage()),
+                 p.getBytesTotal());
+      });
+}
+
+void Coordinator::commit(int64_t id) {
+  Run& run = runs_.at(id);
+  progress(run, "commit");
+  command(
+      run.row.source, "remove the frozen copy of " + run.row.container,
+      [&](proto::Message::Builder b) { b.setCommitSource(run.row.container); },
+      opts_.command_timeout,
+      [this, id](proto::Message::Reader) {
+        Run& run = runs_.at(id);
+        store_.removeContainer(run.row.source, run.row.container);
+        finish(id);
+      },
+      [this, id](const Error& e) {
+        Run& run = runs_.at(id);
+        if (e.category() == ErrorCategory::kRetryable) {
+          store_.addCleanup({0, run.row.source, "remove-frozen", run.row.container, id}, clock_());
+          run.warnings.push_back("the frozen copy on " + run.row.source + " is not removed yet (" +
+                                 e.what() + "); it will be once " + run.row.source + " answers");
+        } else {
+          run.warnings.push_back("the source copy on " + run.row.source + " was kept: " + e.what());
+        }
+        run.figures["warnings"] = run.warnings;
+        finish(id);
+      });
+}
+
+// Back to the source: first whatever the target restored goes (so two
+// copies never run), then the frozen source copy runs again. A host that
+// cannot be reached now owes its part as a cleanup.
+void Coordinator::rollBack(int64_t id, const Error& why) {
+  Run& run = runs_.at(id);
+  run.failure = why;
+  log().warn("migration #{} of {} fails: {}; rolling back", id, run.row.container, why.what());
+  progress(run, "rollback", 0, why.what());
+  auto resume = [this, id] {
+    Run& run = runs_.at(id);
+    command(
+        run.row.source, "resume " + run.row.container,
+        [&](proto::Message::Builder b) { b.setRollbackSource(run.row.container); },
+        opts_.command_timeout, [this, id](proto::Message::Reader) { finish(id); },
+        [this, id](const Error& e) {
+          Run& run = runs_.at(id);
+          if (e.category() == ErrorCategory::kRetryable) {
+            store_.addCleanup({0, run.row.source, "resume", run.row.container, id}, clock_());
+          }
+          run.warnings.push_back("could not resume " + run.row.container + " on " + run.row.source +
+                                 " yet: " + e.what());
+          finish(id);
+        });
+  };
+  command(
+      run.row.target, "discard " + run.row.container,
+      [&](proto::Message::Builder b) {
+        auto d = b.initDiscardTarget();
+        d.setMigration(static_cast<uint64_t>(id));
+        d.setContainer(run.row.container);
+      },
+      opts_.command_timeout,
+      [this, id, resume](proto::Message::Reader) {
+        Run& run = runs_.at(id);
+        store_.removeContainer(run.row.target, run.row.container);
+        resume();
+      },
+      [this, id, resume](const Error& e) {
+        Run& run = runs_.at(id);
+        store_.addCleanup({0, run.row.target, "discard", run.row.container, id}, clock_());
+        run.warnings.push_back(run.row.target + " could not discard its partial copy yet (" +
+                               e.what() + "); it will once it answers");
+        resume();
+      });
+}
+
+void Coordinator::finish(int64_t id) {
+  auto it = runs_.find(id);
+  if (it == runs_.end()) return;
+  Run& run = it->second;
+  run.figures["total_ms"] = msBetween(run.started, Steady::now());
+  if (run.failure) {
+    phaseDone(run, "rollback");
+  } else {
+    phaseDone(run, "commit");
+  }
+  run.figures["warnings"] = run.warnings;
+  Phase end = run.failure ? Phase::kRolledBack : Phase::kCommitted;
+  store_.advance(id, end, clock_(), run.failure ? run.failure->what() : "", run.figures.dump());
+  std::string outcome = run.failure ? "rolled back: " + std::string(run.failure->what())
+                                    : "committed: runs on " + run.row.target;
+  store_.addEvent(clock_(), "migration", run.row.container,
+                  "#" + std::to_string(id) + " " + outcome);
+  log().info("migration #{} of {} {}", id, run.row.container, outcome);
+  if (run.client) {
+    MigrationRow row = *store_.migration(id);
+    if (run.failure) {
+      std::string msg = "migrating " + run.row.container + " from " + run.row.source + " to " +
+                        run.row.target + " failed: " + run.failure->what() + "\n" +
+                        run.row.container + " was rolled back and runs on " + run.row.source +
+                        " again";
+      for (const auto& w : run.warnings) msg += "\nwarning: " + w;
+      Error e(run.failure->category(), msg);
+      server_.sendTo(run.client->peer, run.client->id, [&](proto::Message::Builder b) {
+        proto::fillErrorInfo(b.initError(), e, "");
+      });
+    } else {
+      server_.sendTo(run.client->peer, run.client->id,
+                     [&](proto::Message::Builder b) { fillFigures(b.initMigration(), row); });
+    }
+  }
+  runs_.erase(it);
+}
+
+// After a restart: a migration whose target had reported the container
+// running goes forward to the commit, any other goes back. The source must
+// be heard from (it holds the frozen copy); the target gets a grace period.
+void Coordinator::resolveAfterRestart() {
+  std::vector<int64_t> ready;
+  bool grace_over = Steady::now() - started_ >= opts_.resolve_grace;
+  for (auto& [id, run] : runs_) {
+    if (!run.awaiting_hosts || !connected_.count(run.row.source)) continue;
+    if (!connected_.count(run.row.target) && !grace_over) continue;
+    run.awaiting_hosts = false;
+    ready.push_back(id);
+  }
+  for (int64_t id : ready) {
+    Run& run = runs_.at(id);
+    store_.addEvent(clock_(), "migration", run.row.container,
+                    "#" + std::to_string(id) + " resumed after a coordinator restart at phase " +
+                        std::string(phaseName(run.row.phase)));
+    if (run.row.phase == Phase::kRestored) {
+      commit(id);
+    } else {
+      rollBack(id, Error(ErrorCategory::kRetryable, "the coordinator restarted during phase " +
+                                                        std::string(phaseName(run.row.phase))));
+    }
+  }
+}
+
+void Coordinator::runCleanups(const std::string& host) {
+  auto now = Steady::now();
+  for (const CleanupRow& c : store_.cleanups(host)) {
+    auto it = cleanup_retry_.find(c.id);
+    if (it != cleanup_retry_.end() && it->second > now) continue;
+    cleanup_retry_[c.id] = now + std::chrono::seconds(10);  // also while in flight
+    proto::Fill fill;
+    if (c.action == "discard") {
+      fill = [c](proto::Message::Builder b) {
+        auto d = b.initDiscardTarget();
+        d.setMigration(static_cast<uint64_t>(c.migration));
+        d.setContainer(c.container);
+      };
+    } else if (c.action == "resume") {
+      fill = [c](proto::Message::Builder b) { b.setRollbackSource(c.container); };
+    } else {
+      fill = [c](proto::Message::Builder b) { b.setCommitSource(c.container); };
+    }
+    command(
+        host,
+        c.action + " " + c.container + " (left by migration #" + std::to_string(c.migration) + ")",
+        fill, opts_.command_timeout,
+        [this, c](proto::Message::Reader) {
+          store_.removeCleanup(c.id);
+          cleanup_retry_.erase(c.id);
+          store_.addEvent(clock_(), "cleanup", c.container,
+                          c.action + " on " + c.host + " done (migration #" +
+                              std::to_string(c.migration) + ")");
+          log().info("cleanup: {} {} on {} done", c.action, c.container, c.host);
+        },
+        [this, c](const Error& e) {
+          if (e.category() != ErrorCategory::kRetryable) {
+            store_.removeCleanup(c.id);  // would fail the same way forever
+            store_.addEvent(clock_(), "cleanup", c.container,
+                            c.action + " on " + c.host + " gave up: " + e.what());
+          }
+          log().warn("cleanup: {} {} on {} failed: {}", c.action, c.container, c.host, e.what());
+        });
   }
 }
 
 void Coordinator::run(const std::atomic<bool>& stop) {
-  auto next_check = std::chrono::steady_clock::now();
+  auto next_check = Steady::now();
   while (!stop) {
     try {
-      if (auto r = server_.next(std::chrono::milliseconds(100))) {
+      if (auto r = server_.next(std::chrono::milliseconds(50))) {
         try {
           proto::guard([&] { handle(*r); });
         } catch (const Error& e) {
-          server_.replyError(*r, e, "coordinator");
+          bool reply = true;
+          try {
+            reply = !isReply(r->msg);
+          } catch (const std::exception&) {
+          }
+          if (reply) server_.replyError(*r, e, "coordinator");
         }
       }
     } catch (const zmq::error_t& e) {
       if (e.num() != EINTR) throw;
     }
-    if (std::chrono::steady_clock::now() >= next_check) {
+    expirePending();
+    while (!deferred_.empty()) {
+      std::vector<std::function<void()>> now;
+      now.swap(deferred_);
+      for (auto& f : now) {
+        try {
+          f();
+        } catch (const std::exception& e) {
+          log().error("internal: {}", e.what());
+        }
+      }
+    }
+    resolveAfterRestart();
+    if (Steady::now() >= next_check) {
       markSilentHostsDown();
-      next_check = std::chrono::steady_clock::now() + opts_.heartbeat;
+      next_check = Steady::now() + opts_.heartbeat;
     }
   }
 }

@@ -1,7 +1,20 @@
 // ferry-coordinator's core: one ROUTER for agents and the CLI. It records
 // what agents report (hello, heartbeats) in the StateStore, marks hosts that
-// miss heartbeats as down, and answers the CLI's queries. (Migrations,
-// drains and rebalancing are driven from here as the cluster issue goes on.)
+// miss heartbeats as down, answers the CLI, forwards the CLI's container
+// commands to the agent that holds the container, and drives migrations.
+//
+// A migration (DESIGN.md, "A migration, step by step") is a chain of agent
+// commands, each answered asynchronously on the same socket:
+//   plan (here: container, hosts, compatibility of their recorded metadata)
+//   -> prepareReceive on the target (a one-time stream token)
+//   -> sendCheckpoint on the source (freeze, stream, target restores)
+//   -> commitSource (delete the frozen source copy), or on any failure
+//   -> discardTarget, then rollbackSource (the source runs it again).
+// Every phase is committed to the StateStore before the next command goes
+// out; a coordinator that restarts resolves each unfinished migration --
+// forward to the commit once the target had reported the container running,
+// back otherwise -- as soon as the hosts are heard from again. Work a host
+// owes while it is unreachable is kept as a cleanup and done when it is back.
 //
 // Thread-safety: run() owns the socket and the store; one thread.
 #pragma once
@@ -10,8 +23,12 @@
 #include <chrono>
 #include <filesystem>
 #include <functional>
+#include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
 #include <string>
+#include <vector>
 #include <zmq.hpp>
 
 #include "coordinator/state_store.h"
@@ -25,6 +42,13 @@ struct CoordinatorOptions {
   std::chrono::milliseconds heartbeat{1000};  // what agents are told to keep
   int missed_heartbeats = 5;                  // then a host is down
   std::optional<proto::KeyPair> keys;
+  // An agent's answer to a command (run, stop, prepare, commit, ...).
+  std::chrono::milliseconds command_timeout{60000};
+  // A transfer silent this long (no progress, no verdict) fails.
+  std::chrono::milliseconds transfer_timeout{600000};
+  // After a restart, how long an unfinished migration waits for its target
+  // to be heard from before it is resolved without it (a cleanup is kept).
+  std::chrono::milliseconds resolve_grace{15000};
 };
 
 class Coordinator {
@@ -36,15 +60,88 @@ class Coordinator {
   void run(const std::atomic<bool>& stop);
 
  private:
-  void handle(proto::RpcServer::Request& r);
+  using Request = proto::RpcServer::Request;
+  using Steady = std::chrono::steady_clock;
+  using OnReply = std::function<void(proto::Message::Reader)>;
+  using OnError = std::function<void(const Error&)>;
+  using OnProgress = std::function<void(proto::Progress::Reader)>;
+
+  // A command sent to an agent; exactly one of ok/fail is called: ok with
+  // its final reply; fail with its error reply, or when the host is not
+  // connected, goes down, restarts, or stays silent past the timeout.
+  struct Pending {
+    std::string host;
+    std::string what;
+    std::chrono::milliseconds timeout;
+    Steady::time_point deadline;
+    OnReply ok;
+    OnError fail;
+    OnProgress progress;
+  };
+  // A CLI request awaiting its final reply.
+  struct Client {
+    std::string peer;
+    uint64_t id = 0;
+  };
+  struct Run {
+    MigrationRow row;
+    std::optional<Client> client;  // none for a migration resumed after a restart
+    Steady::time_point started, phase_started;
+    nlohmann::json figures = nlohmann::json::object();
+    std::string token;
+    std::vector<std::string> warnings;
+    bool awaiting_hosts = false;   // resumed after a restart: wait for the agents
+    std::optional<Error> failure;  // why it is rolling back
+  };
+
+  void handle(Request& r);
+  bool isReply(const proto::Message::Reader& m) const;
+  void onAgentReply(const Request& r);
   void onHello(proto::Message::Hello::Reader h);
   void onHeartbeat(proto::Message::Heartbeat::Reader h);
+  void heardFrom(const std::string& host);
   void markSilentHostsDown();
+
+  void command(const std::string& host, const std::string& what, const proto::Fill& fill,
+               std::chrono::milliseconds timeout, OnReply ok, OnError fail,
+               OnProgress progress = {});
+  void failPending(const std::string& host, const Error& e);
+  void expirePending();
+  // Sends a CLI request on to `host` and relays the answer (and progress).
+  void forward(const Request& r, const std::string& host, const std::string& what,
+               const proto::Fill& cmd, std::chrono::milliseconds timeout);
+
+  HostRow requireHost(const std::string& name, const std::string& role);
+  ContainerRow locate(const std::string& container);
+  void listHosts(const Request& r);
+  void listHistory(const Request& r, uint32_t limit);
+  void importFile(const Request& r);
+  void checkpointTo(const Request& r);
+
+  void startMigration(const Request& r);
+  void prepare(int64_t id);
+  void transfer(int64_t id, const std::string& endpoint, const std::string& server_key);
+  void commit(int64_t id);
+  void rollBack(int64_t id, const Error& why);
+  void finish(int64_t id);
+  void phaseDone(Run& run, const std::string& phase);
+  void progress(Run& run, const std::string& phase, uint64_t done = 0,
+                const std::string& message = "", uint64_t total = 0);
+  void resolveAfterRestart();
+  void runCleanups(const std::string& host);
 
   CoordinatorOptions opts_;
   proto::RpcServer server_;
   StateStore store_;
   Clock clock_;
+  Steady::time_point started_ = Steady::now();
+  uint64_t next_command_id_ = 1;
+  std::map<uint64_t, Pending> pending_;
+  std::map<int64_t, Run> runs_;
+  std::set<std::string> connected_;  // heard from since this coordinator started
+  std::map<int64_t, Steady::time_point> cleanup_retry_;  // cleanup id -> not before
+  // Failures found while sending run from the loop, never inside the caller.
+  std::vector<std::function<void()>> deferred_;
 };
 
 }  // namespace ferry::coord

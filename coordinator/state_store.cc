@@ -8,7 +8,9 @@ namespace ferry::coord {
 
 namespace {
 
-constexpr int kSchemaVersion = 1;
+// 1: first; 2: containers keyed by (host, name) -- two copies exist while
+// a migration is between its restore and its commit --, images, cleanups.
+constexpr int kSchemaVersion = 2;
 
 constexpr std::array<std::string_view, 6> kPhaseNames = {
     "planned", "prepared", "transferring", "restored", "committed", "rolled-back"};
@@ -18,8 +20,13 @@ CREATE TABLE IF NOT EXISTS hosts (
   name TEXT PRIMARY KEY, data_endpoint TEXT NOT NULL, host_info TEXT NOT NULL,
   up INTEGER NOT NULL, cordoned INTEGER NOT NULL, last_seen_ms INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS containers (
-  name TEXT PRIMARY KEY, host TEXT NOT NULL, image TEXT NOT NULL, status TEXT NOT NULL,
-  memory_bytes INTEGER NOT NULL);
+  name TEXT NOT NULL, host TEXT NOT NULL, image TEXT NOT NULL, status TEXT NOT NULL,
+  memory_bytes INTEGER NOT NULL, PRIMARY KEY (host, name));
+CREATE TABLE IF NOT EXISTS images (
+  host TEXT NOT NULL, name TEXT NOT NULL, id TEXT NOT NULL, PRIMARY KEY (host, name));
+CREATE TABLE IF NOT EXISTS cleanups (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, host TEXT NOT NULL, action TEXT NOT NULL,
+  container TEXT NOT NULL, migration INTEGER NOT NULL, created_ms INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS migrations (
   id INTEGER PRIMARY KEY AUTOINCREMENT, container TEXT NOT NULL, source TEXT NOT NULL,
   target TEXT NOT NULL, phase TEXT NOT NULL, error TEXT NOT NULL DEFAULT '',
@@ -51,6 +58,8 @@ StateStore::StateStore(const std::filesystem::path& file) : db_(file) {
                 file.string() + " was written by a newer ferry (schema " + std::to_string(version) +
                     "); this coordinator knows schema " + std::to_string(kSchemaVersion));
   }
+ // Version 1's containers table is only a cache of heartbeats: rebuilt.
+  if (version == 1) db_.exec("DROP TABLE IF EXISTS containers");
   db_.exec(kSchema);
   db_.exec("PRAGMA user_version=" + std::to_string(kSchemaVersion));
 }
@@ -111,9 +120,8 @@ void StateStore::replaceContainers(const std::string& host, const std::vector<Co
     db_.prepare("DELETE FROM containers WHERE host=?1").bind(1, host).run();
     for (const auto& r : rows) {
       db_.prepare(
-             "INSERT INTO containers (name, host, image, status, memory_bytes) VALUES "
-             "(?1, ?2, ?3, ?4, ?5) ON CONFLICT(name) DO UPDATE SET host=?2, image=?3, status=?4, "
-             "memory_bytes=?5")
+             "INSERT OR REPLACE INTO containers (name, host, image, status, memory_bytes) VALUES "
+             "(?1, ?2, ?3, ?4, ?5)")
           .bind(1, r.name)
           .bind(2, host)
           .bind(3, r.image)
@@ -144,11 +152,85 @@ std::vector<ContainerRow> StateStore::containers(const std::string& host) {
   return out;
 }
 
-std::optional<ContainerRow> StateStore::container(const std::string& name) {
-  Statement s = db_.prepare(std::string(kContainerCols) + " WHERE name=?1");
+std::vector<ContainerRow> StateStore::containersNamed(const std::string& name) {
+  Statement s = db_.prepare(std::string(kContainerCols) + " WHERE name=?1 ORDER BY host");
   s.bind(1, name);
+  std::vector<ContainerRow> out;
+  while (s.step()) out.push_back(readContainer(s));
+  return out;
+}
+
+void StateStore::putContainer(const ContainerRow& r) {
+  db_.prepare("INSERT OR REPLACE INTO containers (name, host, image, status, memory_bytes) VALUES "
+              "(?1, ?2, ?3, ?4, ?5)")
+      .bind(1, r.name)
+      .bind(2, r.host)
+      .bind(3, r.image)
+      .bind(4, r.status)
+      .bind(5, static_cast<int64_t>(r.memory_bytes))
+      .run();
+}
+
+void StateStore::removeContainer(const std::string& host, const std::string& name) {
+  db_.prepare("DELETE FROM containers WHERE host=?1 AND name=?2").bind(1, host).bind(2, name).run();
+}
+
+std::optional<ContainerRow> StateStore::container(const std::string& host, const std::string& name) {
+  Statement s = db_.prepare(std::string(kContainerCols) + " WHERE host=?1 AND name=?2");
+  s.bind(1, host).bind(2, name);
   if (!s.step()) return std::nullopt;
   return readContainer(s);
+}
+
+void StateStore::replaceImages(const std::string& host, const std::vector<ImageRow>& rows) {
+  db_.exec("BEGIN IMMEDIATE");
+  try {
+    db_.prepare("DELETE FROM images WHERE host=?1").bind(1, host).run();
+    for (const auto& r : rows) {
+      db_.prepare("INSERT OR REPLACE INTO images (host, name, id) VALUES (?1, ?2, ?3)")
+          .bind(1, host)
+          .bind(2, r.name)
+          .bind(3, r.id)
+          .run();
+    }
+    db_.exec("COMMIT");
+  } catch (...) {
+    db_.exec("ROLLBACK");
+    throw;
+  }
+}
+
+std::vector<ImageRow> StateStore::images(const std::string& host) {
+  Statement s = db_.prepare("SELECT name, id FROM images WHERE host=?1 ORDER BY name");
+  s.bind(1, host);
+  std::vector<ImageRow> out;
+  while (s.step()) out.push_back({s.text(0), s.text(1)});
+  return out;
+}
+
+int64_t StateStore::addCleanup(const CleanupRow& c, int64_t now_ms) {
+  db_.prepare("INSERT INTO cleanups (host, action, container, migration, created_ms) VALUES "
+              "(?1, ?2, ?3, ?4, ?5)")
+      .bind(1, c.host)
+      .bind(2, c.action)
+      .bind(3, c.container)
+      .bind(4, c.migration)
+      .bind(5, now_ms)
+      .run();
+  return db_.lastInsertId();
+}
+
+std::vector<CleanupRow> StateStore::cleanups(const std::string& host) {
+  Statement s = db_.prepare(
+      "SELECT id, host, action, container, migration FROM cleanups WHERE host=?1 ORDER BY id");
+  s.bind(1, host);
+  std::vector<CleanupRow> out;
+  while (s.step()) out.push_back({s.integer(0), s.text(1), s.text(2), s.text(3), s.integer(4)});
+  return out;
+}
+
+void StateStore::removeCleanup(int64_t id) {
+  db_.prepare("DELETE FROM cleanups WHERE id=?1").bind(1, id).run();
 }
 
 int64_t StateStore::beginMigration(const std::string& container, const std::string& source,

@@ -42,6 +42,21 @@ struct ContainerRow {
   uint64_t memory_bytes = 0;
 };
 
+struct ImageRow {
+  std::string name;
+  std::string id;  // sha256 hex
+};
+
+// Work a host still owes after a migration ended while it was unreachable:
+// "discard" (remove what migration `migration` restored there), "resume"
+// (thaw the frozen source copy) or "remove-frozen" (delete the source copy
+// once the target runs it). Carried out when the host is back.
+struct CleanupRow {
+  int64_t id = 0;
+  std::string host, action, container;
+  int64_t migration = 0;
+};
+
 struct MigrationRow {
   int64_t id = 0;
   std::string container, source, target;
@@ -69,9 +84,22 @@ class StateStore {
   std::vector<std::string> markDownSilentSince(int64_t cutoff_ms);
 
   // A heartbeat's full list for one host replaces what was known of it.
+  // Containers are keyed by (host, name): while a migration is between its
+  // restore and its commit both hosts report a copy.
   void replaceContainers(const std::string& host, const std::vector<ContainerRow>& rows);
   std::vector<ContainerRow> containers(const std::string& host = "");
-  std::optional<ContainerRow> container(const std::string& name);
+  std::vector<ContainerRow> containersNamed(const std::string& name);
+  // What a migration step just changed, ahead of the next heartbeat.
+  void putContainer(const ContainerRow& row);
+  void removeContainer(const std::string& host, const std::string& name);
+  std::optional<ContainerRow> container(const std::string& host, const std::string& name);
+
+  void replaceImages(const std::string& host, const std::vector<ImageRow>& rows);
+  std::vector<ImageRow> images(const std::string& host);
+
+  int64_t addCleanup(const CleanupRow& c, int64_t now_ms);
+  std::vector<CleanupRow> cleanups(const std::string& host);
+  void removeCleanup(int64_t id);
 
   // Records a planned migration. Throws Error kInvalidInput when the
   // container already has one that has not finished.

@@ -221,12 +221,19 @@ ChunkReceiver::~ChunkReceiver() { XXH3_freeState(hash_); }
 std::string ChunkReceiver::endpoint() const { return sock_.get(zmq::sockopt::last_endpoint); }
 
 void ChunkReceiver::receive(const std::string& waiting_for) {
+  auto deadline = std::chrono::steady_clock::now() + opts_.timeout;
   for (;;) {
-    if (!pollIn(sock_, opts_.timeout)) {
+    // In slices, so that a cancel flag is seen within 100 ms.
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (opts_.cancel && opts_.cancel->load()) {
+      throw Error(ferry::ErrorCategory::kRetryable, "cancelled while waiting for " + waiting_for);
+    }
+    if (left.count() <= 0) {
       throw Error(ferry::ErrorCategory::kRetryable, "nothing from the sender within " +
                                                  std::to_string(opts_.timeout.count()) +
                                                  " ms while waiting for " + waiting_for);
     }
+    if (!pollIn(sock_, std::min(left, std::chrono::milliseconds(100)))) continue;
     zmq::message_t identity, frame;
     if (!sock_.recv(identity, zmq::recv_flags::dontwait)) continue;
     if (!identity.more() || !sock_.recv(frame, zmq::recv_flags::dontwait)) continue;

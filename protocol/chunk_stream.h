@@ -15,6 +15,7 @@
 
 #include <xxhash.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <deque>
@@ -37,6 +38,9 @@ struct StreamOptions {
   // sender a client that must know the receiver's public key.
   std::optional<KeyPair> own_keys;
   std::string peer_public_key;  // the sender's view of the receiver
+  // Receiver: when set and true, a wait ends with Error kRetryable within
+  // 100 ms (the caller gave up on the stream).
+  const std::atomic<bool>* cancel = nullptr;
 };
 
 class ChunkSender : public ByteSink {

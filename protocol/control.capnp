@@ -50,6 +50,11 @@ struct Container {
   volumes @8 :List(Text);
 }
 
+struct ImageRef {
+  name @0 :Text;
+  id @1 :Text;                # sha256 hex
+}
+
 struct Host {
   name @0 :Text;
   dataEndpoint @1 :Text;
@@ -58,6 +63,7 @@ struct Host {
   load @4 :Load;
   containers @5 :UInt32;
   info @6 :HostInfo;
+  images @7 :List(ImageRef);
 }
 
 struct RunSpec {
@@ -89,6 +95,9 @@ struct MigrationFigures {
   bytesWire @8 :UInt64;
   phaseMs @9 :List(PhaseTime);
   error @10 :Text;
+  compression @11 :Text;      # what the stream used, and why
+  startedMs @12 :Int64;       # unix ms
+  warnings @13 :List(Text);   # compatibility warnings, cleanup still pending
   struct PhaseTime {
     phase @0 :Text;
     ms @1 :UInt64;
@@ -135,7 +144,13 @@ struct Message {
     sendCheckpoint @28 :SendCheckpoint;   # source: freeze, stream, await the target
     commitSource @29 :Text;               # source: remove the frozen copy
     rollbackSource @30 :Text;             # source: resume the frozen copy
-    discardTarget @31 :Text;              # target: remove whatever it has of it
+    discardTarget @31 :DiscardTarget;     # target: remove what this migration restored there
+
+    # --- files between the CLI and an agent (bytes go straight between them) ---
+    importFile @32 :ImportFile;           # CLI -> coordinator: answers with a ticket (and token)
+    prepareImport @33 :ImportFile;        # coordinator -> agent: bind a stream for it
+    checkpoint @34 :ExportTo;             # CLI -> coordinator: container's host streams it to the CLI
+    exportCheckpoint @35 :ExportTo;       # coordinator -> agent
   }
 
   struct Hello {
@@ -148,6 +163,7 @@ struct Message {
     name @0 :Text;
     load @1 :Load;
     containers @2 :List(Container);
+    images @3 :List(ImageRef);
   }
   struct RunOn {
     host @0 :Text;
@@ -172,9 +188,34 @@ struct Message {
     token @3 :Data;
     serverKey @4 :Text;      # the target's CURVE public key, when configured
   }
+  struct DiscardTarget {
+    migration @0 :UInt64;
+    container @1 :Text;
+  }
+  struct ImportFile {
+    host @0 :Text;
+    kind @1 :Kind;
+    name @2 :Text;           # image name; or the restored container's name ("": as recorded)
+    token @3 :Data;          # set by the coordinator
+    ignore @4 :List(Text);   # restore: compatibility checks overridden on purpose
+    replaceVolumes @5 :Bool;
+    enum Kind {
+      image @0;
+      checkpoint @1;
+    }
+  }
+  struct ExportTo {
+    container @0 :Text;
+    endpoint @1 :Text;       # the CLI's receiver
+    token @2 :Data;
+    serverKey @3 :Text;
+    leaveRunning @4 :Bool;
+    level @5 :Int32;         # zstd level, 0 none
+  }
 }
 
 struct StreamTicket {
   endpoint @0 :Text;
   serverKey @1 :Text;
+  token @2 :Data;            # for a ticket the coordinator relays to the CLI
 }

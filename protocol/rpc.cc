@@ -87,6 +87,7 @@ std::unique_ptr<Decoded> RpcClient::call(const Fill& fill, std::chrono::millisec
 RpcServer::RpcServer(zmq::context_t& ctx, const std::string& bind, std::optional<KeyPair> curve)
     : sock_(ctx, zmq::socket_type::router) {
   applySocketLimits(sock_);
+  sock_.set(zmq::sockopt::router_mandatory, true);
   if (curve) makeCurveServer(sock_, *curve);
   sock_.bind(bind);
 }
@@ -139,16 +140,37 @@ void RpcServer::bestEffortReply(const Request& r, const Error& e) {
   }
 }
 
-void RpcServer::reply(const Request& to, const Fill& fill) { sendTo(to.peer, to.id, fill); }
+bool RpcServer::reply(const Request& to, const Fill& fill) { return sendTo(to.peer, to.id, fill); }
 
-void RpcServer::replyError(const Request& to, const Error& e, const std::string& host) {
-  sendTo(to.peer, to.id, [&](Message::Builder m) { fillErrorInfo(m.initError(), e, host); });
+bool RpcServer::replyError(const Request& to, const Error& e, const std::string& host) {
+  return sendTo(to.peer, to.id, [&](Message::Builder m) { fillErrorInfo(m.initError(), e, host); });
 }
 
-void RpcServer::sendTo(const std::string& peer, uint64_t id, const Fill& fill) {
+bool RpcServer::sendTo(const std::string& peer, uint64_t id, const Fill& fill) {
+  return sendFrame(peer, buildMessage(id, fill));
+}
+
+bool RpcServer::relay(const std::string& peer, uint64_t id, Message::Reader m) {
+  capnp::MallocMessageBuilder mb;
+  mb.setRoot(m);
+  auto copy = mb.getRoot<Message>();
+  copy.setVersion(CONTROL_PROTOCOL_VERSION);
+  copy.setId(id);
+  return sendFrame(peer, encode(mb));
+}
+
+bool RpcServer::sendFrame(const std::string& peer, zmq::message_t frame) {
   zmq::message_t p(peer.data(), peer.size());
-  sock_.send(p, zmq::send_flags::sndmore);
-  sock_.send(buildMessage(id, fill), zmq::send_flags::none);
+  try {
+    // With ROUTER_MANDATORY an unknown peer fails the first part at once
+    // (EHOSTUNREACH); a peer that does not keep up fails it with EAGAIN.
+    if (!sock_.send(p, zmq::send_flags::sndmore | zmq::send_flags::dontwait)) return false;
+  } catch (const zmq::error_t& e) {
+    if (e.num() == EHOSTUNREACH) return false;
+    throw;
+  }
+  sock_.send(frame, zmq::send_flags::none);
+  return true;
 }
 
 }  // namespace ferry::proto

@@ -63,16 +63,21 @@ class RpcServer {
   // is not a Message of this version is answered with an error when it has
   // a readable id, else dropped; either way counted in malformed().
   std::optional<Request> next(std::chrono::milliseconds timeout);
-  void reply(const Request& to, const Fill& fill);
-  void replyError(const Request& to, const Error& e, const std::string& host);
+  // Replies and messages return false when the peer is not connected (or
+  // not keeping up): ROUTER_MANDATORY, nothing is silently dropped.
+  bool reply(const Request& to, const Fill& fill);
+  bool replyError(const Request& to, const Error& e, const std::string& host);
   // A message to a peer outside request/reply (progress, commands to agents).
-  void sendTo(const std::string& peer, uint64_t id, const Fill& fill);
+  bool sendTo(const std::string& peer, uint64_t id, const Fill& fill);
+  // Relays a message received from one peer to another under a new id.
+  bool relay(const std::string& peer, uint64_t id, Message::Reader m);
 
   // Readable from any thread.
   uint64_t malformed() const { return malformed_.load(); }
 
  private:
   void bestEffortReply(const Request& r, const Error& e);
+  bool sendFrame(const std::string& peer, zmq::message_t frame);
 
   zmq::socket_t sock_;
   std::atomic<uint64_t> malformed_{0};

@@ -73,7 +73,7 @@ class FakeCoordinator {
       s.clear();
       for (auto c : m.getHeartbeat().getContainers()) s[c.getName().cStr()] = c.getStatus().cStr();
       server_.reply(*r, [](proto::Message::Builder b) { b.setOk(); });
-    } else if (out && r->id == want) {
+    } else if (out && r->id == want && !m.isProgress()) {
       *out = std::move(r->frame);
       return true;
     }

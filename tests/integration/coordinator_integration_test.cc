@@ -73,12 +73,15 @@ TEST_F(CoordinatorIntegration, HostsRegisterReportAndAreMarkedDownWhenSilent) {
   run_a = std::make_unique<Running>([&](const std::atomic<bool>& s) { agent_a->run(s); });
   waitFor([&] { return hostsUp(cli)["hostA"]; }, seconds(20), "hostA to be up again");
   run_a.reset();
-  // A request the coordinator does not serve is a clear error, not silence.
+  // A command for a container on a host that is down is a clear error at
+  // once, not silence.
+  waitFor([&] { return !hostsUp(cli)["hostA"]; }, seconds(20), "hostA to be down again");
   try {
     cli.call([](proto::Message::Builder m) { m.setStop("web"); }, seconds(5));
-    FAIL();
+    FAIL() << "stopping a container on a down host succeeded";
   } catch (const Error& e) {
-    EXPECT_EQ(e.category(), ErrorCategory::kInvalidInput);
+    EXPECT_EQ(e.category(), ErrorCategory::kRetryable) << e.what();
+    EXPECT_NE(std::string(e.what()).find("hostA is down"), std::string::npos) << e.what();
   }
 }
 

@@ -40,12 +40,34 @@ TEST_F(StateStoreTest, AHeartbeatReplacesItsHostsContainers) {
   s.replaceContainers("hostB", {{"cache", "", "redis", "running", 50}});
   s.replaceContainers("hostA", {{"web", "", "counter", "running", 150}});
   EXPECT_EQ(s.containers("hostA").size(), 1u);
-  EXPECT_EQ(s.container("web")->memory_bytes, 150u);
-  EXPECT_FALSE(s.container("db"));
-  // A container that moved is owned by the host that reports it last.
+  EXPECT_EQ(s.container("hostA", "web")->memory_bytes, 150u);
+  EXPECT_FALSE(s.container("hostA", "db"));
+  // Mid-migration both hosts report a copy; each host's list stays its own.
   s.replaceContainers("hostB", {{"cache", "", "redis", "running", 50}, {"web", "", "counter", "running", 1}});
-  EXPECT_EQ(s.container("web")->host, "hostB");
+  ASSERT_EQ(s.containersNamed("web").size(), 2u);
+  EXPECT_EQ(s.containersNamed("web")[1].host, "hostB");
+  s.replaceContainers("hostA", {});
+  ASSERT_EQ(s.containersNamed("web").size(), 1u);
+  EXPECT_EQ(s.containersNamed("web")[0].host, "hostB");
   EXPECT_EQ(s.containers().size(), 2u);
+}
+
+TEST_F(StateStoreTest, ImagesAndCleanupsArePerHost) {
+  StateStore s(file());
+  s.replaceImages("hostA", {{"counter", "aa"}, {"web", "bb"}});
+  s.replaceImages("hostB", {{"counter", "aa"}});
+  s.replaceImages("hostA", {{"web", "bb"}});
+  ASSERT_EQ(s.images("hostA").size(), 1u);
+  EXPECT_EQ(s.images("hostA")[0].id, "bb");
+  EXPECT_EQ(s.images("hostB").size(), 1u);
+  int64_t c = s.addCleanup({0, "hostB", "discard", "web", 7}, 100);
+  s.addCleanup({0, "hostA", "resume", "web", 7}, 100);
+  ASSERT_EQ(s.cleanups("hostB").size(), 1u);
+  EXPECT_EQ(s.cleanups("hostB")[0].action, "discard");
+  EXPECT_EQ(s.cleanups("hostB")[0].migration, 7);
+  s.removeCleanup(c);
+  EXPECT_TRUE(s.cleanups("hostB").empty());
+  EXPECT_EQ(s.cleanups("hostA").size(), 1u);
 }
 
 TEST_F(StateStoreTest, MigrationsMoveForwardOrRollBackAndSurviveARestart) {
