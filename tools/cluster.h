@@ -1,0 +1,136 @@
+// The local cluster behind `ferry cluster up` and `ferry cluster down`: one
+// ferry-coordinator and N ferry-agents (hostA, hostB, ...) on this machine,
+// each agent on its own loopback address (127.0.0.2, 127.0.0.3, ...) with its
+// own state root, run dir and cgroup parent (DESIGN.md, "Test hosts on one
+// machine").
+//
+// Everything lives in one directory DIR (default /var/lib/ferry/cluster):
+//   DIR/cluster.json      what is running: pids, addresses, paths (the record)
+//   DIR/coordinator/      the coordinator's state (SQLite)
+//   DIR/hosts/hostX/      each host's state root (images, volumes, containers)
+//   DIR/logs/NAME.log     each process's stdout and stderr, appended
+// Runtime state is kept short and apart, because conmon's socket paths are
+// limited to ~108 characters: /run/ferry-cluster-ID/hostX, where ID is a short
+// hash of DIR; the containers' cgroups are under /ferry-cluster-ID/hostX, so
+// two clusters (or the test suite's hosts) never share cgroups.
+//
+// The processes run detached (their own session), so they outlive the CLI
+// that started them; `down` is what stops them. `down` removes every
+// container but keeps DIR's state and logs: the next `up` in the same DIR
+// finds its images (and volumes) again.
+//
+// Thread-safety: up() and down() on the same DIR serialise on a lock file in
+// DIR; they block for as long as they take (up: until every agent registered
+// or ClusterOptions::wait; down: up to 10 s per group of processes, plus
+// removing containers).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace ferry::cluster {
+
+// Receives one line of progress at a time ("coordinator up on ...").
+using ProgressFn = std::function<void(const std::string&)>;
+
+struct ClusterOptions {
+  int hosts = 2;  // 1..20: hostA, hostB, ...
+  std::filesystem::path dir = "/var/lib/ferry/cluster";
+  // Without keys the coordinator listens on loopback only: 127.x.x.x.
+  std::string coordinator_address = "127.0.0.1";
+  int port = 7000;
+  std::chrono::milliseconds heartbeat{1000};
+  std::chrono::seconds wait{30};  // for the coordinator and every agent to come up
+  // Where ferry-agent, ferry-coordinator and ferry-engine are; empty: found
+  // by findTool().
+  std::filesystem::path bin_dir;
+  // Extra options for every ferry-agent, after those up sets (e.g.
+  // {"--stream-timeout", "3000"}).
+  std::vector<std::string> agent_args;
+};
+
+struct ClusterHost {
+  std::string name;               // hostA
+  std::string address;            // data-plane address, 127.0.0.2
+  std::filesystem::path root;     // DIR/hosts/hostA
+  std::filesystem::path run_dir;  // /run/ferry-cluster-ID/hostA
+  std::string cgroup_parent;      // /ferry-cluster-ID/hostA
+  std::filesystem::path log;      // DIR/logs/hostA.log
+  int pid = 0;
+  // /proc/PID/stat's start time: with the pid, it tells this agent from a
+  // later process that got the same pid.
+  uint64_t start_time = 0;
+};
+
+struct ClusterState {
+  std::filesystem::path dir;         // absolute
+  std::string id;                    // short hash of dir: names the run dirs and cgroups
+  std::string coordinator_endpoint;  // tcp://127.0.0.1:7000
+  int coordinator_pid = 0;
+  uint64_t coordinator_start_time = 0;
+  std::filesystem::path coordinator_state;  // DIR/coordinator
+  std::filesystem::path coordinator_log;    // DIR/logs/coordinator.log
+  std::vector<ClusterHost> hosts;
+  std::filesystem::path run_base;  // /run/ferry-cluster-ID
+  std::string cgroup_base;         // /ferry-cluster-ID
+  int64_t heartbeat_ms = 1000;
+  int64_t created_unix = 0;
+  // The executables `up` started; `down` runs the same ferry-engine.
+  std::filesystem::path agent_bin, coordinator_bin, engine_bin;
+};
+
+// For `--json` output and for DIR/cluster.json.
+void to_json(nlohmann::json& j, const ClusterState& s);
+void from_json(const nlohmann::json& j, ClusterState& s);
+
+// Starts the cluster and waits until the coordinator lists every agent as
+// up; returns what runs (also written to DIR/cluster.json). Throws Error:
+//  - kInvalidInput when DIR/cluster.json names processes that still run
+//    (a record whose processes are all gone is replaced), when the port is
+//    taken, or for bad options;
+//  - kPermanent when a process exits during startup, kRetryable when the
+//    wait runs out; the message holds the tail of that process's log and
+//    what to do. Whatever was started has been stopped by then.
+ClusterState up(const ClusterOptions& opts, const ProgressFn& progress = {});
+
+struct DownReport {
+  int processes_stopped = 0;  // coordinator and agents that were running
+  int containers_removed = 0;
+  // Everything that was not as it should be, or failed, one line each: a
+  // process that needed SIGKILL, a leftover mount or cgroup, a container
+  // that could not be removed. Empty when all went cleanly.
+  std::vector<std::string> problems;
+};
+
+// Takes the cluster in DIR down: SIGTERM the agents, then the coordinator
+// (SIGKILL after 10 s); removes every container with ferry-engine (agents
+// leave containers running on SIGTERM, by design); then checks and cleans:
+// processes in the cluster's cgroups, mounts below DIR or the run dirs (lazily
+// unmounted), the run dirs, the cluster's empty cgroups; finally removes
+// DIR/cluster.json. Keeps DIR's state and logs. Best effort once the
+// processes are stopped: every step runs, and what went wrong is in
+// `problems`. Throws Error kInvalidInput when DIR holds no cluster.json.
+DownReport down(const std::filesystem::path& dir, const ProgressFn& progress = {});
+
+// DIR/cluster.json, or nullopt when there is none. Throws Error kPermanent
+// when the file exists but is not a cluster record.
+std::optional<ClusterState> readState(const std::filesystem::path& dir);
+
+// Whether the coordinator or any agent recorded in `s` still runs (checked
+// by pid and start time).
+bool anyRunning(const ClusterState& s);
+
+// The absolute path of the executable `name` (ferry-agent, ...). With
+// bin_dir: bin_dir/name, or -- for a build tree's tools/ directory -- its
+// sibling agent/, coordinator/ or tools/ directories. Without: the same
+// places next to the running executable, then PATH. Throws Error
+// kInvalidInput naming where it looked.
+std::filesystem::path findTool(const std::string& name, const std::filesystem::path& bin_dir = {});
+
+}  // namespace ferry::cluster
