@@ -3,9 +3,32 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace ferry {
+
+// Bad usage: the tools print it with a pointer to --help and exit 2.
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// The command line, consumed front to back.
+struct Args {
+  std::vector<std::string> v;
+  size_t i = 0;
+  bool more() const { return i < v.size(); }
+  const std::string& peek() const { return v[i]; }
+  std::string next(const std::string& what) {
+    if (!more()) throw UsageError("missing " + what);
+    return v[i++];
+  }
+  bool flag(const std::string& f) {
+    if (more() && v[i] == f) return ++i, true;
+    return false;
+  }
+};
 
 // 512 B, 12.0 KiB, 3.4 MiB, 1.2 GiB
 inline std::string humanBytes(uint64_t b) {

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# The main job, for now on one machine: sets this machine up, builds ferry,
+# The single-host bundle demo (no cluster): sets this machine up, builds ferry,
 # runs the counter container (with a volume) on "hostA", checkpoints it into
 # one bundle file, shows what the bundle holds, restores it on "hostB"
 # (another state root, runc root and cgroup), and shows the counter going on
 # from where it stopped, with the checkpoint and restore times. Everything it
 # made is removed at the end. Run as root.
 #
-#   tools/demo.sh [--keep]     --keep leaves the container running on hostB
+#   tools/demo-bundle.sh [--keep]     --keep leaves the container running on hostB
 set -euo pipefail
 cd "$(dirname "$0")/.."
 keep=0

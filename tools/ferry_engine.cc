@@ -70,25 +70,6 @@ Exit status: 0 on success, 1 on failure (the message says what to do), 2 on
 bad usage.
 )";
 
-struct UsageError : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
-
-struct Args {
-  std::vector<std::string> v;
-  size_t i = 0;
-  bool more() const { return i < v.size(); }
-  const std::string& peek() const { return v[i]; }
-  std::string next(const std::string& what) {
-    if (!more()) throw UsageError("missing " + what);
-    return v[i++];
-  }
-  bool flag(const std::string& f) {
-    if (more() && v[i] == f) return ++i, true;
-    return false;
-  }
-};
-
 struct Cli {
   EngineConfig cfg;
   bool json_out = false;

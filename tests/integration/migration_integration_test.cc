@@ -1,0 +1,450 @@
+// Live migration end to end: a real coordinator and two real agents (the
+// local cluster of `ferry cluster up`), real containers under runc, CRIU
+// checkpoints streamed over ZeroMQ between 127.0.0.2 and 127.0.0.3, driven
+// through the real `ferry` CLI. Each test proves what happened to the
+// container's state: the counter went on (or was never broken), the volume
+// and rootfs changes came along, and no second copy is left anywhere.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <thread>
+
+#include "engine/engine.h"
+#include "engine/fs.h"
+#include "engine/log.h"
+#include "engine/process.h"
+#include "protocol/rpc.h"
+#include "tests/integration/test_host.h"
+#include "tools/cluster.h"
+
+namespace ferry::testing {
+namespace {
+
+using nlohmann::json;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+constexpr int kPort = 7393;
+
+struct CliResult {
+  int exit_code = -1;
+  std::string out, err;
+};
+
+class ClusterMigration : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (std::string why = missingPrerequisite(); !why.empty()) {
+      if (std::getenv("CI")) FAIL() << why;
+      GTEST_SKIP() << why;
+    }
+    std::random_device rd;
+    dir_ = "/var/tmp/ferry-test-mig-" + std::to_string(rd() % 1000000);
+    cluster::ClusterOptions o;
+    o.dir = dir_;
+    o.port = kPort;
+    o.hosts = 2;
+    o.heartbeat = milliseconds(200);
+    o.bin_dir = fs::path(FERRY_AGENT_BIN).parent_path();
+    // A dead peer is noticed within 3 s instead of 30.
+    o.agent_args = {"--stream-timeout", "3000"};
+    state_ = cluster::up(o);
+    CliResult r = ferry({"image", "import", "counter", FERRY_TEST_IMAGE, "--all"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    waitFor([&] { return imagesOn("hostA") && imagesOn("hostB"); }, seconds(20),
+            "both hosts to report the counter image");
+  }
+
+  void TearDown() override {
+    extra_agents_.clear();  // SIGKILL: down removes their containers too
+    if (extra_coordinator_)
+      extra_coordinator_->kill(SIGTERM), extra_coordinator_->wait(), extra_coordinator_.reset();
+    if (!dir_.empty() && cluster::readState(dir_)) {
+      cluster::DownReport d = cluster::down(dir_);
+      for (const auto& p : d.problems) ADD_FAILURE() << "cluster down: " << p;
+    }
+    engines_.clear();
+    if (!dir_.empty()) bestEffort("removing the test cluster", [&] { removeTree(dir_); });
+  }
+
+  CliResult ferry(std::vector<std::string> args) {
+    std::vector<std::string> argv = {FERRY_BIN, "--coordinator", state_.coordinator_endpoint,
+                                     "--timeout", "120"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    ProcessResult p = runner_.run(argv, {});
+    return {p.exit_code, p.out, p.err};
+  }
+
+  const cluster::ClusterHost& host(const std::string& name) {
+    for (const auto& h : state_.hosts) {
+      if (h.name == name) return h;
+    }
+    throw std::runtime_error("no host " + name);
+  }
+
+  // The engine on a host's root, for looking at what is really there
+  // (runc's state, the container's log and volume), not at what the agent
+  // reports.
+  Engine& engine(const std::string& name) {
+    auto& e = engines_[name];
+    if (!e) {
+      EngineConfig cfg;
+      cfg.host_name = name;
+      cfg.root = host(name).root;
+      cfg.run_dir = host(name).run_dir;
+      cfg.cgroup_parent = host(name).cgroup_parent;
+      e = std::make_unique<Engine>(cfg, runner_);
+    }
+    return *e;
+  }
+
+  std::optional<ContainerInfo> on(const std::string& h, const std::string& name) {
+    for (auto& c : engine(h).list()) {
+      if (c.name() == name) return c;
+    }
+    return std::nullopt;
+  }
+
+  bool imagesOn(const std::string& h) {
+    zmq::context_t ctx;
+    proto::RpcClient cli(ctx, state_.coordinator_endpoint);
+    auto r = cli.call([](proto::Message::Builder m) { m.setListHosts(); }, seconds(5));
+    for (auto x : r->root<proto::Message>().getHosts()) {
+      if (std::string(x.getName().cStr()) == h) return x.getImages().size() > 0;
+    }
+    return false;
+  }
+
+  // The counter, writing to volume "data", after changing its rootfs: one
+  // file rewritten, one deleted, one added.
+  void runDemo(const std::string& h, const std::vector<std::string>& extra = {}) {
+    std::vector<std::string> args = {
+        "run",
+        "--host",
+        h,
+        "--name",
+        "demo",
+        "-v",
+        "data:/data",
+        "counter",
+        "/bin/sh",
+        "-c",
+        "echo changed > /opt/app/a && rm /opt/app/b && echo new > /opt/app/c && "
+        "exec /usr/local/bin/counter --file /data/counter --interval-ms 50"};
+    for (const auto& e : extra) args.back() += " " + e;
+    CliResult r = ferry(args);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    waitFor([&] { return counterValues(engine(h), "demo").size() >= 5; }, seconds(20),
+            "demo to count");
+    waitFor(
+        [&] {
+          CliResult ps = ferry({"--json", "ps"});
+          return ps.exit_code == 0 && ps.out.find("\"running\"") != std::string::npos;
+        },
+        seconds(20), "the coordinator to see demo running");
+  }
+
+  // Every copy of demo that runs, on any host, as runc sees it.
+  int runningCopies() {
+    int n = 0;
+    for (const auto& h : state_.hosts) {
+      auto c = on(h.name, "demo");
+      n += c && (c->status == ContainerStatus::kRunning || c->status == ContainerStatus::kPaused);
+    }
+    return n;
+  }
+
+  // The counter values show no reset and no gap bigger than a freeze.
+  static void expectUnbroken(const std::vector<unsigned long>& v) {
+    ASSERT_FALSE(v.empty());
+    for (size_t i = 1; i < v.size(); ++i) ASSERT_EQ(v[i], v[i - 1] + 1) << "at line " << i;
+  }
+
+  // Migrates demo hostA -> hostB through the coordinator directly, so the
+  // test sees the progress as it comes (to strike mid-transfer). Throws the
+  // migration's error; `timeout` is the longest silence.
+  void migrateDemoWatching(std::chrono::milliseconds timeout,
+                           const std::function<void(proto::Progress::Reader)>& on_progress) {
+    zmq::context_t ctx;
+    proto::RpcClient cli(ctx, state_.coordinator_endpoint);
+    cli.call(
+        [](proto::Message::Builder m) {
+          auto mg = m.initMigrate();
+          mg.setContainer("demo");
+          mg.setSource("hostA");
+          mg.setTarget("hostB");
+        },
+        timeout, on_progress);
+  }
+
+  Child startAgent(const std::string& name, const std::vector<std::string>& extra) {
+    const auto& h = host(name);
+    std::vector<std::string> argv = {FERRY_AGENT_BIN,
+                                     "--name",
+                                     h.name,
+                                     "--coordinator",
+                                     state_.coordinator_endpoint,
+                                     "--listen",
+                                     h.address,
+                                     "--root",
+                                     h.root,
+                                     "--run-dir",
+                                     h.run_dir,
+                                     "--cgroup-parent",
+                                     h.cgroup_parent,
+                                     "--heartbeat",
+                                     "200",
+                                     "--stream-timeout",
+                                     "3000"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return spawnChild(argv, (fs::path(dir_) / "logs" / (name + "-restarted.log")).string());
+  }
+
+  fs::path dir_;
+  cluster::ClusterState state_;
+  LocalCommandRunner runner_;
+  std::map<std::string, std::unique_ptr<Engine>> engines_;
+  std::vector<Child> extra_agents_;
+  std::optional<Child> extra_coordinator_;
+};
+
+TEST_F(ClusterMigration, CounterMigratesAToBToAWithItsVolumeAndRootfsChanges) {
+  runDemo("hostA");
+  for (auto [src, dst] : {std::pair{"hostA", "hostB"}, std::pair{"hostB", "hostA"}}) {
+    // The source's last value before the freeze, watched while the
+    // migration runs (its log goes with the commit).
+    std::atomic<bool> done{false};
+    std::atomic<unsigned long> before{counterValues(engine(src), "demo").back()};
+    std::thread watch([&, src = std::string(src)] {
+      LocalCommandRunner r;
+      EngineConfig cfg = engine(src).config();
+      Engine e(cfg, r);
+      while (!done) {
+        try {
+          auto v = counterValues(e, "demo");
+          if (!v.empty() && v.back() > before) before = v.back();
+        } catch (const std::exception&) {
+          // Gone with the commit.
+        }
+        std::this_thread::sleep_for(milliseconds(10));
+      }
+    });
+    CliResult r = ferry({"migrate", "demo", src, dst, "--json"});
+    done = true;
+    watch.join();
+    ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+    json f = json::parse(r.out);
+    EXPECT_EQ(f["outcome"], "committed");
+    EXPECT_EQ(f["source"], src);
+    EXPECT_EQ(f["target"], dst);
+    EXPECT_GT(f["downtime_ms"].get<uint64_t>(), 0u);
+    EXPECT_GE(f["total_ms"].get<uint64_t>(), f["downtime_ms"].get<uint64_t>());
+    EXPECT_GT(f["bytes_raw"].get<uint64_t>(), 0u);
+    EXPECT_GT(f["bytes_wire"].get<uint64_t>(), 0u);
+    std::set<std::string> phases;
+    for (const auto& p : f["phase_ms"]) phases.insert(p["phase"].get<std::string>());
+    for (const char* p : {"plan", "prepare", "dump", "transfer", "restore", "commit"}) {
+      EXPECT_TRUE(phases.count(p)) << "no time for phase " << p << " in " << f.dump();
+    }
+
+    // No copy remains on the source: no container, no runc state, no volume.
+    EXPECT_FALSE(on(src, "demo")) << "a copy remained on " << src;
+    EXPECT_FALSE(runcHasContainers(engine(src).config()));
+    EXPECT_FALSE(engine(src).volumes().exists("data")) << "the volume stayed behind on " << src;
+    auto c = on(dst, "demo");
+    ASSERT_TRUE(c);
+    EXPECT_EQ(c->status, ContainerStatus::kRunning);
+
+    // The counter went on from where it was: its output and its volume.
+    waitFor([&] { return counterValues(engine(dst), "demo").size() >= 5; }, seconds(20),
+            "demo to count on " + std::string(dst));
+    std::vector<unsigned long> after = counterValues(engine(dst), "demo");
+    EXPECT_GT(after.front(), before) << "the counter reset";
+    EXPECT_LE(after.front(), before + 1) << "the counter skipped";
+    expectUnbroken(after);
+    unsigned long in_volume = std::stoul(readFile(engine(dst).volumes().path("data") / "counter"));
+    EXPECT_GE(in_volume, after.front());
+
+    // The rootfs changes came along (seen through the container's rootfs).
+    fs::path rootfs = fs::path(host(dst).root) / "containers" / "demo" / "rootfs";
+    EXPECT_EQ(readFile(rootfs / "opt/app/a"), "changed\n");
+    EXPECT_FALSE(pathExists(rootfs / "opt/app/b"));
+    EXPECT_EQ(readFile(rootfs / "opt/app/c"), "new\n");
+  }
+
+  // history shows both, newest first.
+  CliResult h = ferry({"history", "--json"});
+  ASSERT_EQ(h.exit_code, 0) << h.err;
+  json hist = json::parse(h.out);
+  ASSERT_EQ(hist.size(), 2u);
+  EXPECT_EQ(hist[0]["source"], "hostB");
+  EXPECT_EQ(hist[1]["source"], "hostA");
+  EXPECT_EQ(hist[0]["outcome"], "committed");
+}
+
+TEST_F(ClusterMigration, BadMigrateRequestsAreRefusedAndChangeNothing) {
+  runDemo("hostA");
+  struct Case {
+    std::vector<std::string> args;
+    std::string says;
+  };
+  std::vector<Case> cases = {
+      {{"migrate", "nosuch", "hostA", "hostB"}, "no container 'nosuch'"},
+      {{"migrate", "demo", "hostB", "hostA"}, "not on hostB but on hostA"},
+      {{"migrate", "demo", "hostA", "hostZ"}, "unknown target host 'hostZ'"},
+      {{"migrate", "demo", "hostA", "hostA"}, "same host"},
+      {{"migrate", "demo", "hostA"}, "migrate needs N SRC DST"},
+      {{"migrate", "demo", "hostA", "hostB", "--ignore", "nosuchcheck"}, "nosuchcheck"},
+  };
+  for (const auto& c : cases) {
+    CliResult r = ferry(c.args);
+    EXPECT_NE(r.exit_code, 0) << c.args.back();
+    EXPECT_NE(r.err.find(c.says), std::string::npos) << "stderr: " << r.err;
+  }
+  // A target that is down.
+  kill(host("hostB").pid, SIGTERM);
+  waitFor(
+      [&] {
+        CliResult hs = ferry({"--json", "hosts"});
+        return hs.exit_code == 0 && json::parse(hs.out)[1]["up"] == false;
+      },
+      seconds(20), "hostB to be marked down");
+  CliResult down = ferry({"migrate", "demo", "hostA", "hostB"});
+  EXPECT_EQ(down.exit_code, 1);
+  EXPECT_NE(down.err.find("hostB is down"), std::string::npos) << down.err;
+
+  // Nothing changed: still running on hostA, counting, and no migration recorded.
+  auto c = on("hostA", "demo");
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->status, ContainerStatus::kRunning);
+  expectUnbroken(counterValues(engine("hostA"), "demo"));
+  CliResult h = ferry({"history", "--json"});
+  EXPECT_EQ(json::parse(h.out).size(), 0u);
+}
+
+TEST_F(ClusterMigration, TargetKilledMidStreamLeavesTheSourceRunningAndNothingOnTheTarget) {
+  runDemo("hostA", {"--mem-mib", "768"});
+  // The CLI's progress is what tells the test that bytes are flowing.
+  bool killed = false;
+  try {
+    migrateDemoWatching(seconds(60), [&](proto::Progress::Reader p) {
+      if (!killed && std::string(p.getPhase().cStr()) == "transfer" &&
+          p.getBytesDone() > (16u << 20)) {
+        ::kill(host("hostB").pid, SIGKILL);
+        killed = true;
+      }
+    });
+    FAIL() << "the migration succeeded although its target was killed";
+  } catch (const Error& e) {
+    EXPECT_TRUE(killed) << "the transfer ended before the target could be killed: " << e.what();
+    EXPECT_NE(std::string(e.what()).find("runs on hostA again"), std::string::npos) << e.what();
+  }
+  // Still running on the source, its counter unbroken.
+  auto c = on("hostA", "demo");
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->status, ContainerStatus::kRunning);
+  size_t n = counterValues(engine("hostA"), "demo").size();
+  waitFor([&] { return counterValues(engine("hostA"), "demo").size() > n + 3; }, seconds(20),
+          "demo to go on counting");
+  expectUnbroken(counterValues(engine("hostA"), "demo"));
+
+  // The target agent restarts: nothing of demo is left there.
+  extra_agents_.push_back(startAgent("hostB", {}));
+  waitFor(
+      [&] {
+        return !on("hostB", "demo") && !engine("hostB").volumes().exists("data") &&
+               (!pathExists(fs::path(host("hostB").root) / "staging") ||
+                fs::is_empty(fs::path(host("hostB").root) / "staging"));
+      },
+      seconds(20), "hostB to hold nothing of demo");
+  EXPECT_FALSE(runcHasContainers(engine("hostB").config()));
+  EXPECT_FALSE(anyMountBelow(fs::path(host("hostB").root) / "containers"));
+  CliResult h = ferry({"history", "--json"});
+  EXPECT_EQ(json::parse(h.out)[0]["outcome"], "rolled-back");
+}
+
+TEST_F(ClusterMigration, RestoreFailingOnTheTargetShowsItsErrorAndLeavesTheSourceRunning) {
+  // A fault we cannot cause otherwise on a healthy machine: hostB's CRIU
+  // fails every restore, as a corrupted image would make it. A wrapper says
+  // so and exits 1 when runc starts it as a worker (`criu swrk`, how runc
+  // runs every restore -- hostB only restores here); `--version` and
+  // `check` go to the real CRIU, so hostB still registers as compatible.
+  fs::path wrapper = fs::path(dir_) / "broken-criu";
+  writeFileAtomic(
+      wrapper,
+      "#!/bin/sh\nif [ \"$1\" = swrk ]; then\n"
+      "  echo 'Error (criu/image.c:42): injected by the test: corrupted image pages-1.img' >&2\n"
+      "  exit 1\nfi\nexec " +
+          defaultCriuPath() + " \"$@\"\n",
+      0755);
+  ::kill(host("hostB").pid, SIGTERM);
+  waitFor([&] { return !processAlive(host("hostB").pid); }, seconds(20), "hostB's agent to stop");
+  extra_agents_.push_back(startAgent("hostB", {"--criu", wrapper.string()}));
+  runDemo("hostA");
+
+  CliResult r = ferry({"migrate", "demo", "hostA", "hostB"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("hostB"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("restor"), std::string::npos)
+      << "the target's error is not shown: " << r.err;
+  EXPECT_NE(r.err.find("runs on hostA again"), std::string::npos) << r.err;
+
+  auto c = on("hostA", "demo");
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->status, ContainerStatus::kRunning);
+  size_t n = counterValues(engine("hostA"), "demo").size();
+  waitFor([&] { return counterValues(engine("hostA"), "demo").size() > n + 3; }, seconds(20),
+          "demo to go on counting");
+  expectUnbroken(counterValues(engine("hostA"), "demo"));
+  EXPECT_FALSE(on("hostB", "demo"));
+  EXPECT_FALSE(runcHasContainers(engine("hostB").config()));
+  EXPECT_FALSE(engine("hostB").volumes().exists("data"));
+}
+
+TEST_F(ClusterMigration, CoordinatorKilledMidMigrationEndsWithExactlyOneCopy) {
+  runDemo("hostA", {"--mem-mib", "768"});
+  bool killed = false;
+  try {
+    migrateDemoWatching(seconds(5), [&](proto::Progress::Reader p) {
+      if (!killed && std::string(p.getPhase().cStr()) == "transfer" && p.getBytesDone() > 0) {
+        ::kill(state_.coordinator_pid, SIGKILL);
+        killed = true;
+      }
+    });
+  } catch (const Error&) {
+    // No answer: the coordinator is gone.
+  }
+  ASSERT_TRUE(killed);
+  waitFor([&] { return !processAlive(state_.coordinator_pid); }, seconds(10),
+          "the coordinator to die");
+  // Meanwhile the agents carry on with what they were told.
+  std::this_thread::sleep_for(seconds(2));
+  extra_coordinator_ =
+      spawnChild({FERRY_COORDINATOR_BIN, "--listen", state_.coordinator_endpoint, "--state",
+                  state_.coordinator_state.string(), "--heartbeat", "200", "--missed", "5"},
+                 (fs::path(dir_) / "logs" / "coordinator-restarted.log").string());
+  waitFor(
+      [&] {
+        CliResult h = ferry({"history", "--json"});
+        if (h.exit_code != 0) return false;
+        json hist = json::parse(h.out);
+        return hist.size() == 1 &&
+               (hist[0]["outcome"] == "committed" || hist[0]["outcome"] == "rolled-back");
+      },
+      seconds(60), "the restarted coordinator to resolve the migration");
+  // Exactly one copy runs, and it counts on from where it was.
+  waitFor([&] { return runningCopies() == 1 && !(on("hostA", "demo") && on("hostB", "demo")); },
+          seconds(20), "exactly one copy of demo");
+  std::string where = on("hostA", "demo") ? "hostA" : "hostB";
+  size_t n = counterValues(engine(where), "demo").size();
+  waitFor([&] { return counterValues(engine(where), "demo").size() > n + 3; }, seconds(20),
+          "demo to count on " + where);
+  expectUnbroken(counterValues(engine(where), "demo"));
+}
+
+}  // namespace
+}  // namespace ferry::testing

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# The main job: sets this machine up, builds ferry, starts a local two-host
+# cluster (`ferry cluster up --hosts 2`: a coordinator on 127.0.0.1 and agents
+# hostA on 127.0.0.2 and hostB on 127.0.0.3), runs the counter container with
+# a volume on hostA, live-migrates it with `ferry migrate demo hostA hostB`,
+# and shows the counter going on on hostB with its volume intact, plus the
+# migration's figures. Everything it made is removed at the end. Run as root.
+#
+#   tools/demo.sh [--keep]     --keep leaves the cluster up (stop it with
+#                              `build/tools/ferry cluster down --dir /var/lib/ferry-demo`)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+keep=0
+[ "${1:-}" = --keep ] && keep=1
+bash tools/install-deps.sh
+cmake -S . -B build >/dev/null
+cmake --build build -j"$(nproc)" --target ferry ferry-agent ferry-coordinator ferry-engine test_image
+
+dir=/var/lib/ferry-demo
+export FERRY_COORDINATOR=tcp://127.0.0.1:7100
+ferry() { build/tools/ferry "$@"; }
+cleanup() {
+  ferry cluster down --dir "$dir" >/dev/null 2>&1 || true
+  rm -rf "$dir"
+}
+[ -e "$dir" ] && cleanup
+[ "$keep" = 1 ] || trap cleanup EXIT
+
+echo "== ferry cluster up --hosts 2"
+ferry cluster up --hosts 2 --dir "$dir" --port 7100
+ferry hosts
+
+echo "== importing the counter image on every host"
+ferry image import counter build/tests/counter-image.tar.zst --all
+
+echo "== running the counter on hostA (volume 'data' at /data)"
+ferry run --host hostA --name demo -v data:/data counter /usr/local/bin/counter --file /data/counter
+# Waits (up to 20 s) until demo has printed at least N lines on HOST.
+await_lines() {
+  for _ in $(seq 200); do
+    [ "$(ferry logs demo 2>/dev/null | grep -c '^counter')" -ge "$2" ] &&
+      ferry ps | grep -q "^demo *$1 .*running" && return 0
+    sleep 0.1
+  done
+  echo "== FAILED: demo did not print $2 lines on $1 within 20 s" >&2
+  exit 1
+}
+await_lines hostA 20
+before=$(ferry logs demo | tail -1)
+echo "   hostA says: $before; volume holds $(cat "$dir/hosts/hostA/volumes/data/_data/counter")"
+
+echo "== ferry migrate demo hostA hostB"
+ferry migrate demo hostA hostB
+ferry ps
+
+echo "== the counter goes on on hostB"
+await_lines hostB 3
+first=$(ferry logs demo | head -1)
+ferry logs demo | head -3 | sed 's/^/   hostB says: /'
+echo "   volume on hostB holds $(cat "$dir/hosts/hostB/volumes/data/_data/counter")"
+echo "   hostA has: $(ls "$dir/hosts/hostA/containers" 2>/dev/null | wc -l) containers, volume data $( [ -e "$dir/hosts/hostA/volumes/data" ] && echo present || echo gone)"
+n_before=${before#counter } n_first=${first#counter }
+if [ "$n_first" -le "$n_before" ]; then
+  echo "== FAILED: the counter reset ($before on hostA, then $first on hostB)" >&2
+  exit 1
+fi
+echo "== ferry history"
+ferry history
+echo "== done: demo went on from $before to $first across the migration"

@@ -1,0 +1,1000 @@
+// ferry: the operator's command line. Talks to the coordinator over the
+// control plane; files (images, checkpoint bundles) go straight between
+// this process and the agent over a chunk stream, never through the
+// coordinator. `cluster up/down` runs a local cluster (tools/cluster.h);
+// `keys generate` makes CurveZMQ key pairs.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <thread>
+
+#include "engine/error.h"
+#include "engine/fd.h"
+#include "engine/names.h"
+#include "protocol/chunk_stream.h"
+#include "protocol/curve.h"
+#include "protocol/rpc.h"
+#include "tools/cli_util.h"
+#include "tools/cluster.h"
+
+using namespace ferry;
+using nlohmann::json;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+namespace {
+
+constexpr const char* kUsage = R"(usage: ferry [GLOBAL OPTIONS] COMMAND [ARGS]
+
+Runs and live-migrates containers across the hosts of a ferry cluster. ferry
+talks to the coordinator; the coordinator drives one ferry-agent per host.
+
+GLOBAL OPTIONS
+  --coordinator ENDPOINT  the coordinator (default: $FERRY_COORDINATOR, else the
+                          local cluster's, else tcp://127.0.0.1:7000)
+  --keys DIR              CurveZMQ keys: DIR/client.key and DIR/coordinator.pub
+                          (default: $FERRY_KEYS; none: plain loopback)
+  --json                  machine-readable JSON on stdout instead of tables
+  --timeout SECONDS       how long to wait for an answer (default 60; a migration
+                          waits this long for each sign of progress)
+  -h, --help              this text
+
+CLUSTER
+  hosts                               hosts, up or down, with their capacity
+  ps [--host H]                       containers, on all hosts or on H
+  history [-n N]                      the last N migrations (default 20) with outcome,
+                                      downtime, bytes and the time of each phase
+
+CONTAINERS
+  image import NAME FILE (--host H | --all)
+                                      send an image file (rootfs tar, tar.gz, tar.zst, or
+                                      an OCI layout tar) to H, or to every host that is up
+  image ls                            images, and the hosts that have them
+  run --host H --name N [-v VOLUME:/PATH[:ro]] [-e KEY=VALUE] [-w DIR] [-u UID[:GID]]
+      IMAGE [CMD...]                  create and start a container on H
+  stop N                              stop N (SIGTERM, then SIGKILL after 10 s)
+  rm [-f] N                           remove N (-f: stop it first if it runs)
+  logs [-f] N                         N's output (-f: follow it, across migrations,
+                                      until interrupted or N is gone)
+
+MIGRATION
+  migrate N SRC DST [--ignore CHECK]...
+                                      live-migrate N from SRC to DST: compatibility is
+                                      checked first, N is frozen, streamed to DST and
+                                      restored there; N's copy on SRC is deleted only once
+                                      it runs on DST, and any failure leaves N running on
+                                      SRC. Shows progress on a terminal; prints (--json:
+                                      returns) downtime_ms, total_ms, bytes_raw,
+                                      bytes_wire and the time of each phase. --ignore
+                                      overrides one compatibility refusal on purpose
+                                      (arch, cgroup, runtime, criu-version, cpu-flags,
+                                      page-size, image)
+  checkpoint N --export FILE [--leave-running] [--compress-level L] [--listen ADDR]
+                                      write N's checkpoint as one bundle FILE here (N is
+                                      frozen meanwhile); N is then removed from its host,
+                                      or resumed with --leave-running. Nothing is lost on
+                                      failure: N runs again and no partial FILE is left.
+                                      ADDR: where the agent reaches this machine
+                                      (default 127.0.0.1)
+  restore --import FILE --host H [--name M] [--ignore CHECK]... [--replace-volumes]
+                                      restore a bundle on H (its recorded host metadata is
+                                      checked against H first)
+
+LOCAL CLUSTER AND KEYS
+  cluster up [--hosts N] [--dir DIR] [--port P] [--wait S] [--bin-dir D]
+                                      a coordinator on 127.0.0.1:P (default 7000) and N
+                                      agents (default 2) hostA, hostB, ... on 127.0.0.2,
+                                      127.0.0.3, ...; state and logs in DIR (default
+                                      /var/lib/ferry/cluster; kept by down, so images stay);
+                                      waits up to S seconds (default 30) for every agent;
+                                      D: where ferry-agent and ferry-coordinator are
+                                      (default: next to ferry, then PATH)
+  cluster down [--dir DIR]            stop them all; no container, mount or process stays
+  keys generate DIR [--hosts H1,H2,...] [--clients NAME,...]
+                                      CurveZMQ key pairs: coordinator, each host (default
+                                      hostA,hostB) and each client (default client)
+
+EXIT STATUS
+  0 success; 1 failure (the message says what to do); 2 bad usage.
+
+EXAMPLES
+  ferry cluster up --hosts 2
+  ferry image import counter counter.tar.zst --all
+  ferry run --host hostA --name demo -v data:/data counter /usr/local/bin/counter --file /data/n
+  ferry migrate demo hostA hostB
+  ferry logs -f demo
+)";
+
+std::atomic<bool> g_interrupted{false};
+void onSigint(int) { g_interrupted = true; }
+
+std::string text(capnp::Text::Reader t) { return std::string(t.cStr(), t.size()); }
+std::string bytes(capnp::Data::Reader d) {
+  return std::string(reinterpret_cast<const char*>(d.begin()), d.size());
+}
+capnp::Data::Reader dataOf(const std::string& s) {
+  return capnp::Data::Reader(reinterpret_cast<const kj::byte*>(s.data()), s.size());
+}
+
+struct Cli {
+  std::string coordinator;
+  std::string keys_dir;
+  bool json_out = false;
+  milliseconds timeout{60000};
+  zmq::context_t ctx;
+  std::unique_ptr<proto::RpcClient> rpc;
+
+  proto::RpcClient& client() {
+    if (!rpc) {
+      std::optional<proto::CurveClientKeys> curve;
+      if (!keys_dir.empty()) {
+        curve = proto::CurveClientKeys{
+            proto::readKeyPair(std::filesystem::path(keys_dir) / "client.key"),
+            proto::readPublicKey(std::filesystem::path(keys_dir) / "coordinator.pub")};
+      }
+      rpc = std::make_unique<proto::RpcClient>(ctx, coordinator, curve);
+    }
+    return *rpc;
+  }
+  std::unique_ptr<proto::Decoded> call(
+      const proto::Fill& fill,
+      const std::function<void(proto::Progress::Reader)>& on_progress = {}) {
+    return client().call(fill, timeout, on_progress);
+  }
+  proto::StreamOptions streamOptions() const {
+    proto::StreamOptions so;
+    if (!keys_dir.empty())
+      so.own_keys = proto::readKeyPair(std::filesystem::path(keys_dir) / "client.key");
+    return so;
+  }
+};
+
+std::string randomToken() {
+  std::random_device rd;
+  std::string t(32, '\0');
+  for (auto& c : t) c = static_cast<char>(rd() & 0xff);
+  return t;
+}
+
+bool onTerminal() { return ::isatty(STDERR_FILENO) == 1; }
+
+// One line of live progress on stderr, redrawn in place on a terminal.
+class ProgressLine {
+ public:
+  explicit ProgressLine(bool enabled)
+      : enabled_(enabled), start_(std::chrono::steady_clock::now()) {}
+  ~ProgressLine() { clear(); }
+  void show(const std::string& phase, uint64_t done, uint64_t total, const std::string& message) {
+    if (!enabled_) return;
+    auto now = std::chrono::steady_clock::now();
+    if (phase != phase_) {
+      phase_ = phase;
+      phase_start_ = now;
+      phase_bytes_ = done;
+    }
+    double secs = std::chrono::duration<double>(now - phase_start_).count();
+    std::string line =
+        "[" + fmtSecs(std::chrono::duration<double>(now - start_).count()) + "] " + phase;
+    if (done > 0) {
+      line += "  " + humanBytes(done);
+      if (total > done) line += " of " + humanBytes(total);
+      if (secs > 0.2) {
+        double rate = static_cast<double>(done - phase_bytes_) / secs;
+        line += "  " + humanBytes(static_cast<uint64_t>(rate)) + "/s";
+        if (total > done && rate > 0)
+          line += "  ETA " + fmtSecs(static_cast<double>(total - done) / rate);
+      }
+    }
+    if (!message.empty()) line += "  " + message;
+    if (line.size() > 110) line.resize(110);
+    std::fprintf(stderr, "\r\033[K%s", line.c_str());
+    std::fflush(stderr);
+    drawn_ = true;
+  }
+  void clear() {
+    if (drawn_) std::fprintf(stderr, "\r\033[K");
+    drawn_ = false;
+  }
+
+ private:
+  static std::string fmtSecs(double s) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.1fs", s);
+    return buf;
+  }
+  bool enabled_;
+  bool drawn_ = false;
+  std::chrono::steady_clock::time_point start_, phase_start_;
+  std::string phase_;
+  uint64_t phase_bytes_ = 0;
+};
+
+// --- tables ------------------------------------------------------------------
+
+void printTable(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> width;
+  for (const auto& r : rows) {
+    for (size_t i = 0; i < r.size(); ++i) {
+      if (width.size() <= i) width.push_back(0);
+      width[i] = std::max(width[i], r[i].size());
+    }
+  }
+  for (const auto& r : rows) {
+    std::string line;
+    for (size_t i = 0; i < r.size(); ++i) {
+      line += r[i];
+      if (i + 1 < r.size()) line += std::string(width[i] - r[i].size() + 2, ' ');
+    }
+    std::cout << line << "\n";
+  }
+}
+
+json hostJson(proto::Host::Reader h) {
+  auto i = h.getInfo();
+  json images = json::array();
+  for (auto im : h.getImages())
+    images.push_back({{"name", text(im.getName())}, {"id", text(im.getId())}});
+  return {{"name", text(h.getName())},
+          {"up", h.getUp()},
+          {"cordoned", h.getCordoned()},
+          {"containers", h.getContainers()},
+          {"data_endpoint", text(h.getDataEndpoint())},
+          {"cpus", i.getCpus()},
+          {"memory_bytes", i.getMemoryBytes()},
+          {"kernel", text(i.getKernel())},
+          {"arch", text(i.getArch())},
+          {"criu_version", text(i.getCriuVersion())},
+          {"runtime_version", text(i.getRuntimeVersion())},
+          {"images", images}};
+}
+
+json containerJson(proto::Container::Reader c) {
+  return {{"name", text(c.getName())},   {"host", text(c.getHost())},
+          {"image", text(c.getImage())}, {"status", text(c.getStatus())},
+          {"pid", c.getPid()},           {"memory_bytes", c.getMemoryBytes()}};
+}
+
+json figuresJson(proto::MigrationFigures::Reader f) {
+  json phases = json::array();
+  for (auto p : f.getPhaseMs())
+    phases.push_back({{"phase", text(p.getPhase())}, {"ms", p.getMs()}});
+  json warnings = json::array();
+  for (auto w : f.getWarnings()) warnings.push_back(text(w));
+  return {{"id", f.getId()},
+          {"container", text(f.getContainer())},
+          {"source", text(f.getSource())},
+          {"target", text(f.getTarget())},
+          {"outcome", text(f.getOutcome())},
+          {"downtime_ms", f.getDowntimeMs()},
+          {"total_ms", f.getTotalMs()},
+          {"bytes_raw", f.getBytesRaw()},
+          {"bytes_wire", f.getBytesWire()},
+          {"compression", text(f.getCompression())},
+          {"phase_ms", phases},
+          {"started_ms", f.getStartedMs()},
+          {"error", text(f.getError())},
+          {"warnings", warnings}};
+}
+
+std::string phasesLine(const json& f) {
+  std::string out;
+  for (const auto& p : f["phase_ms"]) {
+    out += (out.empty() ? "" : ", ") + p["phase"].get<std::string>() + " " +
+           std::to_string(p["ms"].get<uint64_t>()) + " ms";
+  }
+  return out;
+}
+
+// --- commands ------------------------------------------------------------------
+
+int cmdHosts(Cli& cli, Args&) {
+  auto r = cli.call([](proto::Message::Builder m) { m.setListHosts(); });
+  auto hosts = r->root<proto::Message>().getHosts();
+  if (cli.json_out) {
+    json out = json::array();
+    for (auto h : hosts) out.push_back(hostJson(h));
+    std::cout << out.dump(2) << "\n";
+    return 0;
+  }
+  std::vector<std::vector<std::string>> rows = {
+      {"NAME", "STATUS", "CONTAINERS", "CPUS", "MEMORY", "KERNEL", "CRIU", "DATA PLANE"}};
+  for (auto h : hosts) {
+    std::string status = h.getUp() ? "up" : "down";
+    if (h.getCordoned()) status += ",cordoned";
+    auto i = h.getInfo();
+    rows.push_back({text(h.getName()), status, std::to_string(h.getContainers()),
+                    std::to_string(i.getCpus()), humanBytes(i.getMemoryBytes()),
+                    text(i.getKernel()), text(i.getCriuVersion()), text(h.getDataEndpoint())});
+  }
+  printTable(rows);
+  return 0;
+}
+
+int cmdPs(Cli& cli, Args& a) {
+  std::string host;
+  while (a.more()) {
+    std::string o = a.next("option");
+    if (o == "--host")
+      host = a.next("host after --host");
+    else
+      throw UsageError("unknown ps option '" + o + "'");
+  }
+  auto r = cli.call([&](proto::Message::Builder m) { m.setListContainers(host); });
+  auto list = r->root<proto::Message>().getContainers();
+  if (cli.json_out) {
+    json out = json::array();
+    for (auto c : list) out.push_back(containerJson(c));
+    std::cout << out.dump(2) << "\n";
+    return 0;
+  }
+  std::vector<std::vector<std::string>> rows = {{"NAME", "HOST", "IMAGE", "STATUS", "MEMORY"}};
+  for (auto c : list) {
+    rows.push_back({text(c.getName()), text(c.getHost()), text(c.getImage()), text(c.getStatus()),
+                    c.getMemoryBytes() ? humanBytes(c.getMemoryBytes()) : "-"});
+  }
+  printTable(rows);
+  return 0;
+}
+
+// Streams `file` to an agent that the coordinator prepared (image import or
+// restore). Returns once the agent accepted; throws its error otherwise.
+void sendFile(Cli& cli, const std::string& file,
+              const std::function<void(proto::Message::Builder)>& request,
+              const std::string& label) {
+  UniqueFd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) throwErrno("opening " + file);
+  struct stat st {};
+  ::fstat(fd.get(), &st);
+  auto r = cli.call(request);
+  auto t = r->root<proto::Message>().getStreamTicket();
+  proto::StreamOptions so = cli.streamOptions();
+  so.peer_public_key = text(t.getServerKey());
+  proto::ChunkSender tx(cli.ctx, text(t.getEndpoint()), bytes(t.getToken()), label, so);
+  ProgressLine line(onTerminal() && !cli.json_out);
+  std::vector<char> buf(1 << 20);
+  uint64_t sent = 0;
+  for (;;) {
+    ssize_t n = retryEintr([&] { return ::read(fd.get(), buf.data(), buf.size()); });
+    if (n < 0) throwErrno("reading " + file);
+    if (n == 0) break;
+    tx.write(std::string_view(buf.data(), static_cast<size_t>(n)));
+    sent += static_cast<uint64_t>(n);
+    line.show("send", sent, static_cast<uint64_t>(st.st_size), "");
+  }
+  line.show("verify", sent, 0, "waiting for the host");
+  tx.finish();
+}
+
+int cmdImage(Cli& cli, Args& a) {
+  std::string sub = a.next("image subcommand (import, ls)");
+  if (sub == "ls") {
+    auto r = cli.call([](proto::Message::Builder m) { m.setListHosts(); });
+    std::map<std::pair<std::string, std::string>, std::vector<std::string>> where;
+    for (auto h : r->root<proto::Message>().getHosts()) {
+      for (auto im : h.getImages())
+        where[{text(im.getName()), text(im.getId())}].push_back(text(h.getName()));
+    }
+    if (cli.json_out) {
+      json out = json::array();
+      for (const auto& [k, hosts] : where)
+        out.push_back({{"name", k.first}, {"id", k.second}, {"hosts", hosts}});
+      std::cout << out.dump(2) << "\n";
+      return 0;
+    }
+    std::vector<std::vector<std::string>> rows = {{"NAME", "ID", "HOSTS"}};
+    for (const auto& [k, hosts] : where) {
+      std::string hs;
+      for (const auto& h : hosts) hs += (hs.empty() ? "" : ",") + h;
+      rows.push_back({k.first, k.second.substr(0, 12), hs});
+    }
+    printTable(rows);
+    return 0;
+  }
+  if (sub != "import") throw UsageError("unknown image subcommand '" + sub + "' (import, ls)");
+  std::string name, file, host;
+  bool all = false;
+  while (a.more()) {
+    std::string o = a.next("argument");
+    if (o == "--host")
+      host = a.next("host after --host");
+    else if (o == "--all")
+      all = true;
+    else if (o.rfind("-", 0) == 0)
+      throw UsageError("unknown image import option '" + o + "'");
+    else if (name.empty())
+      name = o;
+    else if (file.empty())
+      file = o;
+    else
+      throw UsageError("unexpected argument '" + o + "'");
+  }
+  if (name.empty() || file.empty()) throw UsageError("image import needs NAME and FILE");
+  if (all == !host.empty())
+    throw UsageError("image import needs exactly one of --host H and --all");
+  validateName(name, "image name");
+  std::vector<std::string> hosts;
+  if (all) {
+    auto r = cli.call([](proto::Message::Builder m) { m.setListHosts(); });
+    for (auto h : r->root<proto::Message>().getHosts()) {
+      if (h.getUp()) hosts.push_back(text(h.getName()));
+    }
+    if (hosts.empty()) throw Error(ErrorCategory::kRetryable, "no host is up (see `ferry hosts`)");
+  } else {
+    hosts.push_back(host);
+  }
+  json out = json::array();
+  for (const auto& h : hosts) {
+    sendFile(
+        cli, file,
+        [&](proto::Message::Builder m) {
+          auto i = m.initImportFile();
+          i.setHost(h);
+          i.setKind(proto::Message::ImportFile::Kind::IMAGE);
+          i.setName(name);
+        },
+        "image " + name + " for " + h);
+    if (cli.json_out)
+      out.push_back({{"image", name}, {"host", h}});
+    else
+      std::printf("imported %s on %s\n", name.c_str(), h.c_str());
+  }
+  if (cli.json_out) std::cout << out.dump(2) << "\n";
+  return 0;
+}
+
+int cmdRun(Cli& cli, Args& a) {
+  std::string host, name, image, cwd, user;
+  std::vector<std::string> vols, env, args;
+  while (a.more()) {
+    std::string o = a.peek();
+    if (!image.empty()) {
+      args.push_back(a.next("argument"));
+      continue;
+    }
+    a.next("option");
+    if (o == "--host")
+      host = a.next("host after --host");
+    else if (o == "--name")
+      name = a.next("name after --name");
+    else if (o == "-v" || o == "--volume")
+      vols.push_back(a.next("VOLUME:/PATH after -v"));
+    else if (o == "-e" || o == "--env")
+      env.push_back(a.next("KEY=VALUE after -e"));
+    else if (o == "-w" || o == "--workdir")
+      cwd = a.next("directory after -w");
+    else if (o == "-u" || o == "--user")
+      user = a.next("UID[:GID] after -u");
+    else if (o.rfind("-", 0) == 0)
+      throw UsageError("unknown run option '" + o + "'");
+    else
+      image = o;
+  }
+  if (host.empty()) throw UsageError("run needs --host H (see `ferry hosts`)");
+  if (name.empty()) throw UsageError("run needs --name N");
+  if (image.empty()) throw UsageError("run needs an IMAGE");
+  validateName(name, "container name");
+  for (const auto& e : env) {
+    if (e.find('=') == std::string::npos) throw UsageError("-e wants KEY=VALUE, got '" + e + "'");
+  }
+  auto r = cli.call([&](proto::Message::Builder m) {
+    auto run = m.initRun();
+    run.setHost(host);
+    auto s = run.initSpec();
+    s.setName(name);
+    s.setImage(image);
+    s.setCwd(cwd);
+    s.setUser(user);
+    auto al = s.initArgs(static_cast<unsigned>(args.size()));
+    for (size_t i = 0; i < args.size(); ++i) al.set(static_cast<unsigned>(i), args[i]);
+    auto el = s.initEnv(static_cast<unsigned>(env.size()));
+    for (size_t i = 0; i < env.size(); ++i) el.set(static_cast<unsigned>(i), env[i]);
+    auto vl = s.initVolumes(static_cast<unsigned>(vols.size()));
+    for (size_t i = 0; i < vols.size(); ++i) vl.set(static_cast<unsigned>(i), vols[i]);
+  });
+  auto c = r->root<proto::Message>().getContainer();
+  if (cli.json_out)
+    std::cout << containerJson(c).dump(2) << "\n";
+  else
+    std::printf("%s runs on %s (pid %u)\n", name.c_str(), text(c.getHost()).c_str(), c.getPid());
+  return 0;
+}
+
+int cmdStop(Cli& cli, Args& a) {
+  std::string name = a.next("container name");
+  auto r = cli.call([&](proto::Message::Builder m) { m.setStop(name); });
+  auto c = r->root<proto::Message>().getContainer();
+  if (cli.json_out)
+    std::cout << containerJson(c).dump(2) << "\n";
+  else
+    std::printf("%s stopped on %s\n", name.c_str(), text(c.getHost()).c_str());
+  return 0;
+}
+
+int cmdRm(Cli& cli, Args& a) {
+  bool force = false;
+  std::string name;
+  while (a.more()) {
+    std::string o = a.next("argument");
+    if (o == "-f" || o == "--force")
+      force = true;
+    else if (o.rfind("-", 0) == 0)
+      throw UsageError("unknown rm option '" + o + "'");
+    else
+      name = o;
+  }
+  if (name.empty()) throw UsageError("rm needs a container name");
+  if (force) {
+    try {
+      cli.call([&](proto::Message::Builder m) { m.setStop(name); });
+    } catch (const Error& e) {
+      if (e.category() != ErrorCategory::kInvalidInput) throw;  // not running: removed below
+    }
+  }
+  cli.call([&](proto::Message::Builder m) { m.setRemove(name); });
+  if (cli.json_out)
+    std::cout << json{{"removed", name}}.dump(2) << "\n";
+  else
+    std::printf("%s removed\n", name.c_str());
+  return 0;
+}
+
+int cmdLogs(Cli& cli, Args& a) {
+  bool follow = false;
+  std::string name;
+  while (a.more()) {
+    std::string o = a.next("argument");
+    if (o == "-f" || o == "--follow")
+      follow = true;
+    else if (o.rfind("-", 0) == 0)
+      throw UsageError("unknown logs option '" + o + "'");
+    else
+      name = o;
+  }
+  if (name.empty()) throw UsageError("logs needs a container name");
+  size_t printed = 0;
+  for (;;) {
+    std::vector<std::string> lines;
+    try {
+      auto r = cli.call([&](proto::Message::Builder m) { m.setGetLogs(name); });
+      for (auto l : r->root<proto::Message>().getLogs()) lines.push_back(text(l));
+    } catch (const Error& e) {
+      // While following, a container between two hosts is retried.
+      if (!follow || e.category() != ErrorCategory::kRetryable) throw;
+    }
+    // A container that moved writes its output to a new log on its new
+    // host, which starts with the lines after the checkpoint.
+    if (lines.size() < printed) printed = 0;
+    for (size_t i = printed; i < lines.size(); ++i) std::cout << lines[i] << "\n";
+    std::cout.flush();
+    printed = std::max(printed, lines.size());
+    if (!follow) return 0;
+    for (int i = 0; i < 5 && !g_interrupted; ++i) std::this_thread::sleep_for(milliseconds(100));
+    if (g_interrupted) return 0;
+  }
+}
+
+int cmdMigrate(Cli& cli, Args& a) {
+  std::vector<std::string> pos, ignore;
+  while (a.more()) {
+    std::string o = a.next("argument");
+    if (o == "--ignore")
+      ignore.push_back(a.next("check name after --ignore"));
+    else if (o.rfind("-", 0) == 0)
+      throw UsageError("unknown migrate option '" + o + "'");
+    else
+      pos.push_back(o);
+  }
+  if (pos.size() != 3) throw UsageError("migrate needs N SRC DST");
+  ProgressLine line(onTerminal() && !cli.json_out);
+  auto r = cli.call(
+      [&](proto::Message::Builder m) {
+        auto mg = m.initMigrate();
+        mg.setContainer(pos[0]);
+        mg.setSource(pos[1]);
+        mg.setTarget(pos[2]);
+        auto il = mg.initIgnore(static_cast<unsigned>(ignore.size()));
+        for (size_t i = 0; i < ignore.size(); ++i) il.set(static_cast<unsigned>(i), ignore[i]);
+      },
+      [&](proto::Progress::Reader p) {
+        line.show(text(p.getPhase()), p.getBytesDone(), p.getBytesTotal(), text(p.getMessage()));
+      });
+  line.clear();
+  json f = figuresJson(r->root<proto::Message>().getMigration());
+  if (cli.json_out) {
+    std::cout << f.dump(2) << "\n";
+    return 0;
+  }
+  std::printf("migrated %s from %s to %s (migration #%llu)\n", pos[0].c_str(), pos[1].c_str(),
+              pos[2].c_str(), static_cast<unsigned long long>(f["id"].get<uint64_t>()));
+  std::printf("  downtime   %llu ms (frozen on %s until running on %s)\n",
+              static_cast<unsigned long long>(f["downtime_ms"].get<uint64_t>()), pos[1].c_str(),
+              pos[2].c_str());
+  std::printf("  total      %llu ms\n",
+              static_cast<unsigned long long>(f["total_ms"].get<uint64_t>()));
+  std::printf("  bytes      %s raw, %s on the wire\n", humanBytes(f["bytes_raw"]).c_str(),
+              humanBytes(f["bytes_wire"]).c_str());
+  if (!f["compression"].get<std::string>().empty()) {
+    std::printf("  compression %s\n", f["compression"].get<std::string>().c_str());
+  }
+  std::printf("  phases     %s\n", phasesLine(f).c_str());
+  for (const auto& w : f["warnings"])
+    std::fprintf(stderr, "warning: %s\n", w.get<std::string>().c_str());
+  return 0;
+}
+
+int cmdHistory(Cli& cli, Args& a) {
+  uint32_t n = 20;
+  while (a.more()) {
+    std::string o = a.next("option");
+    if (o == "-n")
+      n = static_cast<uint32_t>(std::stoul(a.next("count after -n")));
+    else
+      throw UsageError("unknown history option '" + o + "'");
+  }
+  auto r = cli.call([&](proto::Message::Builder m) { m.setListHistory(n); });
+  json out = json::array();
+  for (auto f : r->root<proto::Message>().getHistory()) out.push_back(figuresJson(f));
+  if (cli.json_out) {
+    std::cout << out.dump(2) << "\n";
+    return 0;
+  }
+  std::vector<std::vector<std::string>> rows = {
+      {"ID", "CONTAINER", "FROM", "TO", "OUTCOME", "DOWNTIME", "TOTAL", "WIRE", "ERROR"}};
+  for (const auto& f : out) {
+    std::string err = f["error"];
+    if (err.size() > 60) err = err.substr(0, 57) + "...";
+    std::replace(err.begin(), err.end(), '\n', ' ');
+    rows.push_back(
+        {std::to_string(f["id"].get<uint64_t>()), f["container"], f["source"], f["target"],
+         f["outcome"], std::to_string(f["downtime_ms"].get<uint64_t>()) + " ms",
+         std::to_string(f["total_ms"].get<uint64_t>()) + " ms", humanBytes(f["bytes_wire"]), err});
+  }
+  printTable(rows);
+  return 0;
+}
+
+int cmdCheckpoint(Cli& cli, Args& a) {
+  std::string name, file, listen = "127.0.0.1";
+  bool leave_running = false;
+  int level = 3;
+  while (a.more()) {
+    std::string o = a.next("argument");
+    if (o == "--export")
+      file = a.next("FILE after --export");
+    else if (o == "--leave-running")
+      leave_running = true;
+    else if (o == "--compress-level")
+      level = std::stoi(a.next("level after --compress-level"));
+    else if (o == "--listen")
+      listen = a.next("address after --listen");
+    else if (o.rfind("-", 0) == 0)
+      throw UsageError("unknown checkpoint option '" + o + "'");
+    else
+      name = o;
+  }
+  if (name.empty() || file.empty()) throw UsageError("checkpoint needs N and --export FILE");
+  if (cli.keys_dir.empty() && listen.rfind("127.", 0) != 0) {
+    throw UsageError("without --keys the bundle is received on a loopback address only");
+  }
+  std::filesystem::path target = std::filesystem::absolute(file);
+  std::filesystem::path partial = target.string() + ".partial";
+  std::string token = randomToken();
+  std::atomic<bool> cancel{false};
+  proto::StreamOptions so = cli.streamOptions();
+  so.cancel = &cancel;
+  proto::ChunkReceiver rx(cli.ctx, "tcp://" + listen + ":0", token, "ferry CLI", so);
+  std::string endpoint = rx.endpoint();
+  std::optional<Error> receive_error;
+  std::thread receiver([&] {
+    try {
+      UniqueFd fd(::open(partial.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+      if (!fd) throwErrno("creating " + partial.string());
+      std::vector<char> buf(1 << 20);
+      while (size_t n = rx.read(buf.data(), buf.size())) {
+        writeAll(fd.get(), std::string_view(buf.data(), n), "writing " + partial.string());
+      }
+      if (::fsync(fd.get()) != 0) throwErrno("writing " + partial.string());
+      std::filesystem::rename(partial, target);
+      rx.accept();
+    } catch (const Error& e) {
+      receive_error = e;
+      ::unlink(partial.c_str());
+      rx.reject(e);
+    } catch (const std::exception& e) {
+      receive_error = Error(ErrorCategory::kPermanent, e.what());
+      ::unlink(partial.c_str());
+      rx.reject(*receive_error);
+    }
+  });
+  ProgressLine line(onTerminal() && !cli.json_out);
+  std::unique_ptr<proto::Decoded> r;
+  try {
+    r = cli.call(
+        [&](proto::Message::Builder m) {
+          auto c = m.initCheckpoint();
+          c.setContainer(name);
+          c.setEndpoint(endpoint);
+          c.setToken(dataOf(token));
+          if (so.own_keys) c.setServerKey(so.own_keys->public_key);
+          c.setLeaveRunning(leave_running);
+          c.setLevel(level);
+        },
+        [&](proto::Progress::Reader p) {
+          line.show(text(p.getPhase()), p.getBytesDone(), p.getBytesTotal(), "");
+        });
+  } catch (...) {
+    cancel = true;
+    receiver.join();
+    ::unlink(partial.c_str());
+    throw;
+  }
+  receiver.join();
+  line.clear();
+  if (receive_error) throw *receive_error;
+  json f = figuresJson(r->root<proto::Message>().getMigration());
+  if (cli.json_out) {
+    std::cout << json{{"container", name},
+                      {"file", target.string()},
+                      {"bytes_raw", f["bytes_raw"]},
+                      {"bytes_wire", f["bytes_wire"]},
+                      {"frozen_ms", f["downtime_ms"]},
+                      {"left_running", leave_running}}
+                     .dump(2)
+              << "\n";
+  } else {
+    std::printf("checkpoint of %s written to %s (%s; frozen %llu ms); %s\n", name.c_str(),
+                target.c_str(), humanBytes(f["bytes_wire"]).c_str(),
+                static_cast<unsigned long long>(f["downtime_ms"].get<uint64_t>()),
+                leave_running ? "it runs on" : "it was removed from its host");
+  }
+  return 0;
+}
+
+int cmdRestore(Cli& cli, Args& a) {
+  std::string file, host, name;
+  std::vector<std::string> ignore;
+  bool replace = false;
+  while (a.more()) {
+    std::string o = a.next("argument");
+    if (o == "--import")
+      file = a.next("FILE after --import");
+    else if (o == "--host")
+      host = a.next("host after --host");
+    else if (o == "--name")
+      name = a.next("name after --name");
+    else if (o == "--ignore")
+      ignore.push_back(a.next("check after --ignore"));
+    else if (o == "--replace-volumes")
+      replace = true;
+    else
+      throw UsageError("unknown restore argument '" + o + "'");
+  }
+  if (file.empty() || host.empty()) throw UsageError("restore needs --import FILE and --host H");
+  if (!name.empty()) validateName(name, "container name");
+  sendFile(
+      cli, file,
+      [&](proto::Message::Builder m) {
+        auto i = m.initImportFile();
+        i.setHost(host);
+        i.setKind(proto::Message::ImportFile::Kind::CHECKPOINT);
+        i.setName(name);
+        i.setReplaceVolumes(replace);
+        auto il = i.initIgnore(static_cast<unsigned>(ignore.size()));
+        for (size_t k = 0; k < ignore.size(); ++k) il.set(static_cast<unsigned>(k), ignore[k]);
+      },
+      "restore on " + host);
+  if (cli.json_out)
+    std::cout << json{{"restored", file}, {"host", host}, {"name", name}}.dump(2) << "\n";
+  else
+    std::printf("restored %s on %s\n", file.c_str(), host.c_str());
+  return 0;
+}
+
+std::vector<std::string> splitList(const std::string& s) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= s.size()) {
+    size_t end = s.find(',', start);
+    if (end == std::string::npos) end = s.size();
+    if (end > start) out.push_back(s.substr(start, end - start));
+    start = end + 1;
+  }
+  return out;
+}
+
+int cmdKeys(Cli& cli, Args& a) {
+  std::string sub = a.next("keys subcommand (generate)");
+  if (sub != "generate") throw UsageError("unknown keys subcommand '" + sub + "' (generate)");
+  std::string dir;
+  std::vector<std::string> hosts = {"hostA", "hostB"}, clients = {"client"};
+  while (a.more()) {
+    std::string o = a.next("argument");
+    if (o == "--hosts")
+      hosts = splitList(a.next("host names after --hosts"));
+    else if (o == "--clients")
+      clients = splitList(a.next("client names after --clients"));
+    else if (o.rfind("-", 0) == 0)
+      throw UsageError("unknown keys option '" + o + "'");
+    else
+      dir = o;
+  }
+  if (dir.empty()) throw UsageError("keys generate needs DIR");
+  std::vector<std::string> names = {"coordinator"};
+  for (const auto& h : hosts) names.push_back(h);
+  for (const auto& c : clients) names.push_back(c);
+  for (const auto& n : names) {
+    validateName(n, "key name");
+    if (std::filesystem::exists(std::filesystem::path(dir) / (n + ".key"))) {
+      throw Error(ErrorCategory::kInvalidInput,
+                  std::filesystem::path(dir).string() + "/" + n +
+                      ".key exists; keys are never overwritten (remove it first)");
+    }
+  }
+  std::filesystem::create_directories(dir);
+  ::chmod(dir.c_str(), 0700);
+  json out = json::array();
+  for (const auto& n : names) {
+    proto::KeyPair k = proto::generateKeyPair();
+    proto::writeKeyPair(dir, n, k);
+    out.push_back({{"name", n}, {"public_key", k.public_key}});
+  }
+  if (cli.json_out) {
+    std::cout << out.dump(2) << "\n";
+  } else {
+    std::printf("generated %zu key pairs in %s: ", names.size(), dir.c_str());
+    for (size_t i = 0; i < names.size(); ++i) std::printf("%s%s", i ? ", " : "", names[i].c_str());
+    std::printf("\n  ferry-coordinator --keys %s   admits every NAME.pub there\n", dir.c_str());
+    std::printf("  ferry-agent --name H --keys %s   uses H.key and coordinator.pub\n", dir.c_str());
+    std::printf("  ferry --keys %s ...              uses client.key and coordinator.pub\n",
+                dir.c_str());
+  }
+  return 0;
+}
+
+int cmdCluster(Cli& cli, Args& a) {
+  std::string sub = a.next("cluster subcommand (up, down)");
+  cluster::ClusterOptions o;
+  while (a.more()) {
+    std::string opt = a.next("option");
+    if (opt == "--hosts")
+      o.hosts = std::stoi(a.next("count after --hosts"));
+    else if (opt == "--dir")
+      o.dir = a.next("directory after --dir");
+    else if (opt == "--port" && sub == "up")
+      o.port = std::stoi(a.next("port after --port"));
+    else if (opt == "--wait" && sub == "up")
+      o.wait = seconds(std::stoi(a.next("seconds after --wait")));
+    else if (opt == "--bin-dir" && sub == "up")
+      o.bin_dir = a.next("directory after --bin-dir");
+    else
+      throw UsageError("unknown cluster " + sub + " option '" + opt + "'");
+  }
+  bool chatty = !cli.json_out;
+  auto progress = [&](const std::string& line) {
+    if (chatty) std::fprintf(stderr, "%s\n", line.c_str());
+  };
+  if (sub == "up") {
+    if (o.hosts < 1 || o.hosts > 20) throw UsageError("--hosts wants 1..20");
+    cluster::ClusterState s = cluster::up(o, progress);
+    if (cli.json_out) {
+      std::cout << json(s).dump(2) << "\n";
+    } else {
+      std::printf("cluster up: coordinator %s, hosts", s.coordinator_endpoint.c_str());
+      for (const auto& h : s.hosts) std::printf(" %s (%s)", h.name.c_str(), h.address.c_str());
+      std::printf(
+          "\nstate and logs in %s; stop it with `ferry cluster down%s`\n", s.dir.c_str(),
+          o.dir == cluster::ClusterOptions{}.dir ? "" : (" --dir " + s.dir.string()).c_str());
+    }
+    return 0;
+  }
+  if (sub == "down") {
+    cluster::DownReport r = cluster::down(o.dir, progress);
+    if (cli.json_out) {
+      std::cout << json{{"processes_stopped", r.processes_stopped},
+                        {"containers_removed", r.containers_removed},
+                        {"problems", r.problems}}
+                       .dump(2)
+                << "\n";
+    } else {
+      std::printf("cluster down: %d processes stopped, %d containers removed\n",
+                  r.processes_stopped, r.containers_removed);
+      for (const auto& p : r.problems) std::fprintf(stderr, "warning: %s\n", p.c_str());
+    }
+    return 0;
+  }
+  throw UsageError("unknown cluster subcommand '" + sub + "' (up, down)");
+}
+
+std::string defaultCoordinator() {
+  if (const char* env = std::getenv("FERRY_COORDINATOR"); env && *env) return env;
+  try {
+    if (auto s = cluster::readState(cluster::ClusterOptions{}.dir)) return s->coordinator_endpoint;
+  } catch (const std::exception&) {
+  }
+  return "tcp://127.0.0.1:7000";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Cli cli;
+  Args a;
+  for (int i = 1; i < argc; ++i) a.v.push_back(argv[i]);
+  struct sigaction sa {};
+  sa.sa_handler = onSigint;
+  ::sigaction(SIGINT, &sa, nullptr);
+  std::string cmd;
+  try {
+    while (a.more() && a.peek().rfind("-", 0) == 0) {
+      std::string o = a.next("option");
+      if (o == "-h" || o == "--help") return std::cout << kUsage, 0;
+      if (o == "--coordinator")
+        cli.coordinator = a.next("endpoint after --coordinator");
+      else if (o == "--keys")
+        cli.keys_dir = a.next("directory after --keys");
+      else if (o == "--json")
+        cli.json_out = true;
+      else if (o == "--timeout")
+        cli.timeout = seconds(std::stoi(a.next("seconds after --timeout")));
+      else
+        throw UsageError("unknown option '" + o + "'");
+    }
+    if (cli.coordinator.empty()) cli.coordinator = defaultCoordinator();
+    if (cli.keys_dir.empty()) {
+      if (const char* env = std::getenv("FERRY_KEYS"); env && *env) cli.keys_dir = env;
+    }
+    cmd = a.next("command (see ferry --help)");
+    // --json may also follow the command (not within a container's command line).
+    if (cmd != "run") {
+      auto tail = std::remove_if(a.v.begin() + static_cast<std::ptrdiff_t>(a.i), a.v.end(),
+                                 [&](const std::string& s) {
+                                   if (s != "--json") return false;
+                                   cli.json_out = true;
+                                   return true;
+                                 });
+      a.v.erase(tail, a.v.end());
+    }
+    if (cmd == "help") return std::cout << kUsage, 0;
+    if (cmd == "hosts") return cmdHosts(cli, a);
+    if (cmd == "ps") return cmdPs(cli, a);
+    if (cmd == "image") return cmdImage(cli, a);
+    if (cmd == "run") return cmdRun(cli, a);
+    if (cmd == "stop") return cmdStop(cli, a);
+    if (cmd == "rm") return cmdRm(cli, a);
+    if (cmd == "logs") return cmdLogs(cli, a);
+    if (cmd == "migrate") return cmdMigrate(cli, a);
+    if (cmd == "history") return cmdHistory(cli, a);
+    if (cmd == "checkpoint") return cmdCheckpoint(cli, a);
+    if (cmd == "restore") return cmdRestore(cli, a);
+    if (cmd == "keys") return cmdKeys(cli, a);
+    if (cmd == "cluster") return cmdCluster(cli, a);
+    throw UsageError("unknown command '" + cmd + "'");
+  } catch (const UsageError& e) {
+    std::cerr << "ferry: " << e.what() << "\n(see ferry --help)\n";
+    return 2;
+  } catch (const std::invalid_argument& e) {
+    std::cerr << "ferry: a number was expected (" << e.what() << ")\n(see ferry --help)\n";
+    return 2;
+  } catch (const Error& e) {
+    if (cli.json_out) {
+      std::cout << json{{"error", e.what()}, {"category", std::string(categoryName(e.category()))}}
+                       .dump(2)
+                << "\n";
+    }
+    std::cerr << "ferry: " << (cmd.empty() ? "" : cmd + ": ") << e.what() << "\n";
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "ferry: " << e.what() << "\n";
+    return 1;
+  }
+}
