@@ -244,11 +244,15 @@ void Coordinator::expirePending() {
 }
 
 void Coordinator::forward(const Request& r, const std::string& host, const std::string& what,
-                          const proto::Fill& cmd, std::chrono::milliseconds timeout) {
+                          const proto::Fill& cmd, std::chrono::milliseconds timeout,
+                          std::function<void()> on_ok) {
   Client c{r.peer, r.id};
   command(
       host, what, cmd, timeout,
-      [this, c](proto::Message::Reader m) { server_.relay(c.peer, c.id, m); },
+      [this, c, on_ok](proto::Message::Reader m) {
+        if (on_ok) on_ok();
+        server_.relay(c.peer, c.id, m);
+      },
       [this, c](const Error& e) {
         server_.sendTo(c.peer, c.id, [&](proto::Message::Builder b) {
           proto::fillErrorInfo(b.initError(), e, "");
@@ -366,9 +370,12 @@ void Coordinator::checkpointTo(const Request& r) {
   auto req = r.msg.getCheckpoint();
   ContainerRow c = locate(text(req.getContainer()));
   requireHost(c.host, "container's");
+  std::function<void()> on_ok;
+  if (!req.getLeaveRunning()) on_ok = [this, c] { store_.removeContainer(c.host, c.name); };
   forward(
       r, c.host, "checkpoint " + c.name,
-      [&](proto::Message::Builder b) { b.setExportCheckpoint(req); }, opts_.transfer_timeout);
+      [&](proto::Message::Builder b) { b.setExportCheckpoint(req); }, opts_.transfer_timeout,
+      on_ok);
 }
 
 void Coordinator::handle(Request& r) {

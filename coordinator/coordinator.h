@@ -109,7 +109,8 @@ class Coordinator {
   void expirePending();
   // Sends a CLI request on to `host` and relays the answer (and progress).
   void forward(const Request& r, const std::string& host, const std::string& what,
-               const proto::Fill& cmd, std::chrono::milliseconds timeout);
+               const proto::Fill& cmd, std::chrono::milliseconds timeout,
+               std::function<void()> on_ok = {});  // on success, before the relay
 
   HostRow requireHost(const std::string& name, const std::string& role);
   ContainerRow locate(const std::string& container);

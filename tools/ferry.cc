@@ -695,10 +695,16 @@ int cmdCheckpoint(Cli& cli, Args& a) {
   proto::ChunkReceiver rx(cli.ctx, "tcp://" + listen + ":0", token, "ferry CLI", so);
   std::string endpoint = rx.endpoint();
   std::optional<Error> receive_error;
+  // The file is created before anything is asked of the cluster: a path
+  // that cannot be written fails here, with the container untouched.
+  if (std::filesystem::exists(target)) {
+    throw Error(ErrorCategory::kInvalidInput,
+                target.string() + " exists; remove it or name another file");
+  }
+  UniqueFd fd(::open(partial.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  if (!fd) throwErrno("creating " + partial.string());
   std::thread receiver([&] {
     try {
-      UniqueFd fd(::open(partial.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-      if (!fd) throwErrno("creating " + partial.string());
       std::vector<char> buf(1 << 20);
       while (size_t n = rx.read(buf.data(), buf.size())) {
         writeAll(fd.get(), std::string_view(buf.data(), n), "writing " + partial.string());

@@ -448,3 +448,81 @@ TEST_F(ClusterMigration, CoordinatorKilledMidMigrationEndsWithExactlyOneCopy) {
 
 }  // namespace
 }  // namespace ferry::testing
+
+namespace ferry::testing {
+namespace {
+
+TEST_F(ClusterMigration, CheckpointExportAndRestoreImportGoBetweenTheCliAndTheAgents) {
+  runDemo("hostA");
+  fs::path file = fs::path(dir_) / "demo.ferry";
+  // An unwritable destination fails before anything happens to demo.
+  CliResult bad = ferry({"checkpoint", "demo", "--export", "/nonexistent-dir/demo.ferry"});
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.err.find("/nonexistent-dir/demo.ferry"), std::string::npos) << bad.err;
+  ASSERT_TRUE(on("hostA", "demo"));
+  EXPECT_EQ(on("hostA", "demo")->status, ContainerStatus::kRunning);
+  CliResult none = ferry({"checkpoint", "nosuch", "--export", file.string()});
+  EXPECT_EQ(none.exit_code, 1);
+  EXPECT_NE(none.err.find("no container 'nosuch'"), std::string::npos) << none.err;
+  EXPECT_FALSE(pathExists(file));
+
+  CliResult ck = ferry({"--json", "checkpoint", "demo", "--export", file.string()});
+  ASSERT_EQ(ck.exit_code, 0) << ck.err;
+  EXPECT_GT(json::parse(ck.out)["bytes_wire"].get<uint64_t>(), 0u);
+  EXPECT_TRUE(pathExists(file));
+  EXPECT_FALSE(pathExists(file.string() + ".partial"));
+  EXPECT_FALSE(on("hostA", "demo")) << "without --leave-running the container leaves its host";
+
+  // A truncated bundle is refused, nothing left on the host.
+  fs::path cut = fs::path(dir_) / "cut.ferry";
+  std::string bytes = readFile(file);
+  writeFileAtomic(cut, bytes.substr(0, bytes.size() / 2), 0600);
+  CliResult trunc = ferry({"restore", "--import", cut.string(), "--host", "hostB"});
+  EXPECT_EQ(trunc.exit_code, 1);
+  EXPECT_NE(trunc.err.find("hostB"), std::string::npos) << trunc.err;
+  EXPECT_FALSE(on("hostB", "demo"));
+
+  CliResult rs = ferry({"restore", "--import", file.string(), "--host", "hostB", "--name", "copy"});
+  ASSERT_EQ(rs.exit_code, 0) << rs.err;
+  auto c = on("hostB", "copy");
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->status, ContainerStatus::kRunning);
+  waitFor([&] { return counterValues(engine("hostB"), "copy").size() >= 3; }, seconds(20), "copy to count");
+  std::vector<unsigned long> v = counterValues(engine("hostB"), "copy");
+  EXPECT_GT(v.front(), 5u) << "the counter started over instead of going on";
+  expectUnbroken(v);
+  // The volume came along and went on being written.
+  EXPECT_GE(std::stoul(readFile(engine("hostB").volumes().path("data") / "counter")), v.front());
+}
+
+TEST(FerryCli, KeysAreGeneratedOnceAndUsageErrorsExit2) {
+  LocalCommandRunner r;
+  fs::path dir = fs::path("/var/tmp") / ("ferry-test-keys-" + std::to_string(::getpid()));
+  removeTree(dir);
+  ProcessResult gen = r.run({FERRY_BIN, "keys", "generate", dir.string(), "--hosts", "hostA,hostB"}, {});
+  ASSERT_TRUE(gen.ok()) << gen.err;
+  for (const char* n : {"coordinator", "hostA", "hostB", "client"}) {
+    struct stat st {};
+    ASSERT_EQ(::stat((dir / (std::string(n) + ".key")).c_str(), &st), 0) << n;
+    EXPECT_EQ(st.st_mode & 0077, 0u) << n << ".key is readable by others";
+    EXPECT_TRUE(pathExists(dir / (std::string(n) + ".pub"))) << n;
+  }
+  std::string before = readFile(dir / "hostA.key");
+  ProcessResult again = r.run({FERRY_BIN, "keys", "generate", dir.string()}, {});
+  EXPECT_EQ(again.exit_code, 1);
+  EXPECT_NE(again.err.find("never overwritten"), std::string::npos) << again.err;
+  EXPECT_EQ(readFile(dir / "hostA.key"), before);
+  removeTree(dir);
+
+  EXPECT_EQ(r.run({FERRY_BIN, "--help"}, {}).exit_code, 0);
+  ProcessResult unknown = r.run({FERRY_BIN, "frobnicate"}, {});
+  EXPECT_EQ(unknown.exit_code, 2);
+  EXPECT_NE(unknown.err.find("unknown command 'frobnicate'"), std::string::npos) << unknown.err;
+  // No coordinator there: a clear error and exit 1, not a hang.
+  ProcessResult nobody = r.run({FERRY_BIN, "--coordinator", "tcp://127.0.0.1:7399", "--timeout", "1", "hosts"}, {});
+  EXPECT_EQ(nobody.exit_code, 1);
+  EXPECT_NE(nobody.err.find("is it running?"), std::string::npos) << nobody.err;
+}
+
+}  // namespace
+}  // namespace ferry::testing
