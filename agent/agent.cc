@@ -189,6 +189,16 @@ void Agent::markBusy(const std::string& container) {
   ++busy_[container];
 }
 
+void Agent::claimForTransfer(const std::string& container) {
+  std::lock_guard<std::mutex> g(mu_);
+  if (busy_.count(container)) {
+    throw Error(ErrorCategory::kRetryable, "a transfer of " + container +
+                                               " is already in progress on " + opts_.name +
+                                               "; try again when it has ended");
+  }
+  ++busy_[container];
+}
+
 void Agent::markIdle(const std::string& container) {
   std::lock_guard<std::mutex> g(mu_);
   if (--busy_[container] <= 0) busy_.erase(container);
@@ -244,8 +254,11 @@ void Agent::serve(std::unique_ptr<proto::Decoded> frame) {
     proto::guard([&] {
       switch (m.which()) {
         case proto::Message::OK:
-        case proto::Message::ERROR:
           return;  // the coordinator's answer to a hello or heartbeat
+        case proto::Message::ERROR:
+          engineLog().warn("{}: the coordinator refused a message: {}", opts_.name,
+                           proto::errorFrom(m.getError()).what());
+          return;
         case proto::Message::START_CONTAINER: {
           ContainerSpec spec = specFrom(m.getStartContainer());
           return spawn(id, [this, spec]() -> proto::Fill {
@@ -319,6 +332,12 @@ void Agent::serve(std::unique_ptr<proto::Decoded> frame) {
             return okReply();
           });
         }
+        case proto::Message::INSPECT_CONTAINER: {
+          ContainerInfo c = engine_.inspect(text(m.getInspectContainer()));
+          return reply(id, [&](proto::Message::Builder r) {
+            fillContainer(r.initContainer(), c, opts_.name);
+          });
+        }
         case proto::Message::READ_LOGS: {
           std::vector<LogLine> lines = engine_.logs(text(m.getReadLogs()));
           return reply(id, [&](proto::Message::Builder r) {
@@ -341,6 +360,8 @@ void Agent::serve(std::unique_ptr<proto::Decoded> frame) {
     });
   } catch (const Error& e) {
     replyError(id, e);
+  } catch (const std::exception& e) {
+    replyError(id, Error(ErrorCategory::kPermanent, e.what()));
   }
 }
 
@@ -380,7 +401,7 @@ void Agent::prepareReceive(uint64_t id, proto::Message::PrepareReceive::Reader r
 void Agent::sendCheckpointCommand(uint64_t id, proto::Message::SendCheckpoint::Reader r) {
   std::string container = text(r.getContainer()), endpoint = text(r.getEndpoint());
   std::string token = bytes(r.getToken()), server_key = text(r.getServerKey());
-  markBusy(container);
+  claimForTransfer(container);
   spawn(id, [this, id, container, endpoint, token, server_key]() -> proto::Fill {
     struct Idle {
       Agent* a;
@@ -482,7 +503,7 @@ void Agent::exportCheckpointCommand(uint64_t id, proto::Message::ExportTo::Reade
   std::string token = bytes(r.getToken()), server_key = text(r.getServerKey());
   bool leave_running = r.getLeaveRunning();
   int level = r.getLevel();
-  markBusy(container);
+  claimForTransfer(container);
   spawn(id,
         [this, id, container, endpoint, token, server_key, leave_running, level]() -> proto::Fill {
           struct Idle {
@@ -502,11 +523,23 @@ void Agent::exportCheckpointCommand(uint64_t id, proto::Message::ExportTo::Reade
               p.setBytesDone(sent);
             });
           };
+          t.resume_on_unknown_verdict = true;  // a file, not a second running copy
           SendResult s = sendCheckpoint(engine_, container, ctx_, endpoint, token, t);
-          if (leave_running) {
-            engine_.resume(container);
-          } else {
-            engine_.remove(container, true);
+          try {
+            if (leave_running) {
+              engine_.resume(container);
+            } else {
+              engine_.remove(container, true);
+            }
+          } catch (Error& e) {
+            bestEffort("resuming after a failed export", [&] {
+              if (engine_.inspect(container).status == ContainerStatus::kPaused)
+                engine_.resume(container);
+            });
+            e.addContext("the checkpoint of " + container + " was written, but " +
+                         (leave_running ? "resuming" : "removing") + " it on " + opts_.name +
+                         " failed (it runs on as before)");
+            throw;
           }
           return [s](proto::Message::Builder m) {
             auto f = m.initMigration();

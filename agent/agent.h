@@ -35,10 +35,10 @@ struct AgentOptions {
   std::optional<proto::KeyPair> keys;  // CURVE, once configured
   std::string coordinator_key;
   // A peer silent this long fails a stream (and its migration rolls back).
-  std::chrono::milliseconds stream_timeout{30000};
+  std::chrono::milliseconds stream_timeout{60000};
   // How long commit, rollback and discard wait for a transfer of the same
   // container still in progress here to end.
-  std::chrono::milliseconds busy_wait{120000};
+  std::chrono::milliseconds busy_wait{90000};  // > stream_timeout
 };
 
 class Agent {
@@ -68,6 +68,8 @@ class Agent {
   // A container with a transfer in progress here: commit, rollback and
   // discard of it wait until the transfer has ended.
   void markBusy(const std::string& container);
+  // markBusy, refused (Error kRetryable) when a transfer of it is under way.
+  void claimForTransfer(const std::string& container);
   void markIdle(const std::string& container);
   void awaitIdle(const std::string& container);
   void prepareReceive(uint64_t id, proto::Message::PrepareReceive::Reader r);

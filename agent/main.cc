@@ -34,7 +34,7 @@ OPTIONS
   --heartbeat MS         heartbeat interval (default 1000)
   --criu PATH            CRIU to use (default: the one recorded by the installer)
   --stream-timeout MS    a migration stream whose peer is silent this long
-                         fails and rolls back (default 30000)
+                         fails and rolls back (default 60000)
   -h, --help             this text
 )";
 

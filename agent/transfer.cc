@@ -40,8 +40,14 @@ SendResult sendCheckpoint(Engine& engine, const std::string& name, zmq::context_
                        .tcp_established = opts.tcp_established,
                        .file_locks = opts.file_locks,
                        .keep_paused = true};
+  bool verdict_unknown = false;
   try {
     proto::ChunkSender tx(ctx, endpoint, token, "checkpoint of " + name, opts.stream);
+    struct Note {
+      proto::ChunkSender& tx;
+      bool& unknown;
+      ~Note() { unknown = tx.verdictUnknown(); }
+    } note{tx, verdict_unknown};
     ProgressSink counted(tx, opts.progress);
     result.checkpoint = engine.exportCheckpoint(name, counted, ck, opts.bundle);
     result.stream_ms = msSince(t0);
@@ -49,16 +55,21 @@ SendResult sendCheckpoint(Engine& engine, const std::string& name, zmq::context_
     tx.finish();  // the target's verdict: throws its error
     result.restore_ms = msSince(t0) - result.stream_ms;
   } catch (...) {
+    bool keep_frozen = verdict_unknown && !opts.resume_on_unknown_verdict;
     // The checkpoint engine resumes on its own failures; after a complete
     // export the container is still frozen here, waiting for this verdict.
-    bestEffort("resuming after a failed transfer", [&] {
-      if (engine.inspect(name).status == ContainerStatus::kPaused) engine.resume(name);
-    });
+    if (!keep_frozen) {
+      bestEffort("resuming after a failed transfer", [&] {
+        if (engine.inspect(name).status == ContainerStatus::kPaused) engine.resume(name);
+      });
+    }
     try {
       throw;
     } catch (Error& e) {
       e.addContext("sending " + name + " from " + engine.config().host_name + " to " + endpoint +
-                   " (it runs on here again)");
+                   (keep_frozen ? " (every byte went but no verdict came: it stays frozen here "
+                                  "until the target is known not to run it)"
+                                : " (it runs on here again)"));
       throw;
     }
   }
@@ -75,6 +86,10 @@ RestoreResult receiveCheckpoint(Engine& engine, proto::ChunkReceiver& rx,
   } catch (const Error& e) {
     rx.reject(e);
     throw;
+  } catch (const std::exception& e) {
+    Error err(ErrorCategory::kPermanent, e.what());
+    rx.reject(err);
+    throw err;
   }
 }
 

@@ -30,6 +30,10 @@ struct TransferOptions {
   bool tcp_established = false;
   bool file_locks = false;
   SendProgress progress;  // called at most every 250 ms, on the sending thread
+  // When every byte went but the verdict never came, the target may run the
+  // container: a migration keeps the source frozen (false) for the
+  // coordinator to resolve; an export to a file resumes it (true).
+  bool resume_on_unknown_verdict = false;
 };
 
 struct SendResult {
@@ -42,9 +46,11 @@ struct SendResult {
 // Source side. Freezes `name`, streams its checkpoint to `endpoint` with the
 // one-time `token`, and returns once the target reports the container
 // running -- still frozen here: the caller commits (Engine::remove) or rolls
-// back (Engine::resume). On any failure (the target refused or failed, the
-// stream broke, the peer went silent) the container is resumed here before
-// the error is thrown, so it is never left frozen by a failed transfer.
+// back (Engine::resume). On a failure that leaves no copy on the target (it
+// refused or failed, the stream broke before its end) the container is
+// resumed here before the error is thrown. When every byte went and the
+// verdict never came, it stays frozen unless resume_on_unknown_verdict: the
+// target may be running it, and two copies must never run.
 SendResult sendCheckpoint(Engine& engine, const std::string& name, zmq::context_t& ctx,
                           const std::string& endpoint, const std::string& token,
                           const TransferOptions& opts = {});

@@ -197,8 +197,13 @@ void Coordinator::onAgentReply(const Request& r) {
   }
   Pending p = std::move(it->second);
   pending_.erase(it);
-  if (r.msg.isError()) return p.fail(proto::errorFrom(r.msg.getError()));
-  p.ok(r.msg);
+  try {
+    if (r.msg.isError()) return p.fail(proto::errorFrom(r.msg.getError()));
+    p.ok(r.msg);
+  } catch (const std::exception& e) {
+    // A bug or a failing store: say so loudly; the loop goes on.
+    log().error("internal: handling {}'s answer to '{}' failed: {}", p.host, p.what, e.what());
+  }
 }
 
 void Coordinator::command(const std::string& host, const std::string& what, const proto::Fill& fill,
@@ -484,6 +489,9 @@ void Coordinator::phaseDone(Run& run, const std::string& phase) {
 
 void Coordinator::progress(Run& run, const std::string& phase, uint64_t done,
                            const std::string& message, uint64_t total) {
+  run.last_progress = Steady::now();
+  run.last_phase = phase;
+  run.last_done = done;
   if (!run.client) return;
   server_.sendTo(run.client->peer, run.client->id, [&](proto::Message::Builder b) {
     auto p = b.initProgress();
@@ -519,6 +527,12 @@ void Coordinator::startMigration(const Request& r) {
     }
     throw Error(ErrorCategory::kInvalidInput,
                 name + " is not on " + src + " but on " + copies[0].host + "; nothing was changed");
+  }
+  if (store_.hasCleanupFor(name)) {
+    throw Error(ErrorCategory::kRetryable,
+                "an earlier migration of " + name +
+                    " still owes cleanup on a host that has not come back "
+                    "(see `ferry history`); migrate it once that host is up again");
   }
   for (const auto& [id, run] : runs_) {
     if (run.row.container == name) {
@@ -698,6 +712,7 @@ void Coordinator::rollBack(int64_t id, const Error& why) {
           if (e.category() == ErrorCategory::kRetryable) {
             store_.addCleanup({0, run.row.source, "resume", run.row.container, id}, clock_());
           }
+          run.resume_pending = true;
           run.warnings.push_back("could not resume " + run.row.container + " on " + run.row.source +
                                  " yet: " + e.what());
           finish(id);
@@ -719,10 +734,43 @@ void Coordinator::rollBack(int64_t id, const Error& why) {
       [this, id, resume](const Error& e) {
         Run& run = runs_.at(id);
         store_.addCleanup({0, run.row.target, "discard", run.row.container, id}, clock_());
-        run.warnings.push_back(run.row.target + " could not discard its partial copy yet (" +
+        if (run.row.phase < Phase::kTransferring) {
+          // Nothing was sent: the target cannot hold a copy.
+          run.warnings.push_back(run.row.target + " could not drop its stream yet (" + e.what() +
+                                 "); it will once it answers");
+          return resume();
+        }
+        run.warnings.push_back(run.row.target + " could not discard what it received yet (" +
                                e.what() + "); it will once it answers");
-        resume();
+        // The target may run a restored copy (its verdict may have been
+        // lost): a frozen source copy is resumed only after the target has
+        // discarded its own. A source that failed before the end of the
+        // stream has resumed itself already: ask.
+        command(
+            run.row.source, "inspect " + run.row.container,
+            [&](proto::Message::Builder b) { b.setInspectContainer(run.row.container); },
+            opts_.command_timeout,
+            [this, id](proto::Message::Reader m) {
+              Run& run = runs_.at(id);
+              std::string status = m.isContainer() ? text(m.getContainer().getStatus()) : "";
+              if (status != "running") owedResume(run);
+              finish(id);
+            },
+            [this, id](const Error&) {
+              owedResume(runs_.at(id));
+              finish(id);
+            });
       });
+}
+
+void Coordinator::owedResume(Run& run) {
+  store_.addCleanup({0, run.row.source, "resume-after-discard", run.row.container, run.row.id},
+                    clock_());
+  run.resume_pending = true;
+  run.warnings.push_back(run.row.container + " stays frozen on " + run.row.source + " until " +
+                         run.row.target +
+                         " is back and has discarded what it received; then it "
+                         "is resumed (two copies must never run)");
 }
 
 void Coordinator::finish(int64_t id) {
@@ -746,10 +794,11 @@ void Coordinator::finish(int64_t id) {
   if (run.client) {
     MigrationRow row = *store_.migration(id);
     if (run.failure) {
-      std::string msg = "migrating " + run.row.container + " from " + run.row.source + " to " +
-                        run.row.target + " failed: " + run.failure->what() + "\n" +
-                        run.row.container + " was rolled back and runs on " + run.row.source +
-                        " again";
+      std::string msg =
+          "migrating " + run.row.container + " from " + run.row.source + " to " + run.row.target +
+          " failed: " + run.failure->what() + "\n" + run.row.container +
+          (run.resume_pending ? " was rolled back; see the warnings for what is still pending"
+                              : " was rolled back and runs on " + run.row.source + " again");
       for (const auto& w : run.warnings) msg += "\nwarning: " + w;
       Error e(run.failure->category(), msg);
       server_.sendTo(run.client->peer, run.client->id, [&](proto::Message::Builder b) {
@@ -794,7 +843,8 @@ void Coordinator::runCleanups(const std::string& host) {
   for (const CleanupRow& c : store_.cleanups(host)) {
     auto it = cleanup_retry_.find(c.id);
     if (it != cleanup_retry_.end() && it->second > now) continue;
-    cleanup_retry_[c.id] = now + std::chrono::seconds(10);  // also while in flight
+    if (c.action == "resume-after-discard" && store_.hasCleanup(c.migration, "discard")) continue;
+    cleanup_retry_[c.id] = Steady::time_point::max();  // in flight: not again until it ends
     proto::Fill fill;
     if (c.action == "discard") {
       fill = [c](proto::Message::Builder b) {
@@ -802,7 +852,7 @@ void Coordinator::runCleanups(const std::string& host) {
         d.setMigration(static_cast<uint64_t>(c.migration));
         d.setContainer(c.container);
       };
-    } else if (c.action == "resume") {
+    } else if (c.action == "resume" || c.action == "resume-after-discard") {
       fill = [c](proto::Message::Builder b) { b.setRollbackSource(c.container); };
     } else {
       fill = [c](proto::Message::Builder b) { b.setCommitSource(c.container); };
@@ -820,6 +870,7 @@ void Coordinator::runCleanups(const std::string& host) {
           log().info("cleanup: {} {} on {} done", c.action, c.container, c.host);
         },
         [this, c](const Error& e) {
+          cleanup_retry_[c.id] = Steady::now() + std::chrono::seconds(10);
           if (e.category() != ErrorCategory::kRetryable) {
             store_.removeCleanup(c.id);  // would fail the same way forever
             store_.addEvent(clock_(), "cleanup", c.container,
@@ -836,7 +887,13 @@ void Coordinator::run(const std::atomic<bool>& stop) {
     try {
       if (auto r = server_.next(std::chrono::milliseconds(50))) {
         try {
-          proto::guard([&] { handle(*r); });
+          try {
+            proto::guard([&] { handle(*r); });
+          } catch (const Error&) {
+            throw;
+          } catch (const std::exception& e) {
+            throw Error(ErrorCategory::kPermanent, std::string("internal: ") + e.what());
+          }
         } catch (const Error& e) {
           bool reply = true;
           try {
@@ -862,6 +919,14 @@ void Coordinator::run(const std::atomic<bool>& stop) {
       }
     }
     resolveAfterRestart();
+    // A target restoring sends nothing for a while: the CLI hears that the
+    // migration lives on (its wait is measured from the last message).
+    for (auto& [id, run] : runs_) {
+      if (run.client && !run.awaiting_hosts &&
+          Steady::now() - run.last_progress > std::chrono::seconds(2)) {
+        progress(run, run.last_phase, run.last_done, "waiting for " + run.row.target);
+      }
+    }
     if (Steady::now() >= next_check) {
       markSilentHostsDown();
       next_check = Steady::now() + opts_.heartbeat;

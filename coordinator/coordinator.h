@@ -43,7 +43,8 @@ struct CoordinatorOptions {
   int missed_heartbeats = 5;                  // then a host is down
   std::optional<proto::KeyPair> keys;
   // An agent's answer to a command (run, stop, prepare, commit, ...).
-  std::chrono::milliseconds command_timeout{60000};
+  // Above the agents' busy wait (90 s), which may come first.
+  std::chrono::milliseconds command_timeout{150000};
   // A transfer silent this long (no progress, no verdict) fails.
   std::chrono::milliseconds transfer_timeout{600000};
   // After a restart, how long an unfinished migration waits for its target
@@ -92,6 +93,10 @@ class Coordinator {
     std::vector<std::string> warnings;
     bool awaiting_hosts = false;   // resumed after a restart: wait for the agents
     std::optional<Error> failure;  // why it is rolling back
+    bool resume_pending = false;   // the source's copy is not confirmed running again
+    Steady::time_point last_progress = Steady::now();
+    std::string last_phase = "plan";
+    uint64_t last_done = 0;
   };
 
   void handle(Request& r);
@@ -124,6 +129,8 @@ class Coordinator {
   void transfer(int64_t id, const std::string& endpoint, const std::string& server_key);
   void commit(int64_t id);
   void rollBack(int64_t id, const Error& why);
+  // The source's copy waits frozen for the target's discard (a cleanup).
+  void owedResume(Run& run);
   void finish(int64_t id);
   void phaseDone(Run& run, const std::string& phase);
   void progress(Run& run, const std::string& phase, uint64_t done = 0,

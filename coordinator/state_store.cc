@@ -229,6 +229,18 @@ std::vector<CleanupRow> StateStore::cleanups(const std::string& host) {
   return out;
 }
 
+bool StateStore::hasCleanup(int64_t migration, const std::string& action) {
+  Statement s = db_.prepare("SELECT 1 FROM cleanups WHERE migration=?1 AND action=?2");
+  s.bind(1, migration).bind(2, action);
+  return s.step();
+}
+
+bool StateStore::hasCleanupFor(const std::string& container) {
+  Statement s = db_.prepare("SELECT 1 FROM cleanups WHERE container=?1");
+  s.bind(1, container);
+  return s.step();
+}
+
 void StateStore::removeCleanup(int64_t id) {
   db_.prepare("DELETE FROM cleanups WHERE id=?1").bind(1, id).run();
 }

@@ -100,6 +100,8 @@ class StateStore {
   int64_t addCleanup(const CleanupRow& c, int64_t now_ms);
   std::vector<CleanupRow> cleanups(const std::string& host);
   void removeCleanup(int64_t id);
+  bool hasCleanup(int64_t migration, const std::string& action);
+  bool hasCleanupFor(const std::string& container);
 
   // Records a planned migration. Throws Error kInvalidInput when the
   // container already has one that has not finished.

@@ -184,6 +184,7 @@ void ChunkSender::finish() {
   zmq::message_t frame;
   while (!done_) {
     if (!pollIn(sock_, opts_.timeout)) {
+      verdict_unknown_ = true;
       throw Error(ferry::ErrorCategory::kRetryable, "the receiver gave no verdict within " +
                                                  std::to_string(opts_.timeout.count()) + " ms");
     }

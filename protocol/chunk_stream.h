@@ -60,6 +60,9 @@ class ChunkSender : public ByteSink {
   void abort(const std::string& why) noexcept;
 
   uint64_t bytesSent() const { return bytes_; }
+  // After finish() timed out: every byte went, and whether the receiver
+  // took them (and acted on them) is unknown.
+  bool verdictUnknown() const { return verdict_unknown_; }
 
  private:
   void sendChunk(std::string_view data);
@@ -74,6 +77,7 @@ class ChunkSender : public ByteSink {
   uint64_t bytes_ = 0;
   XXH3_state_t* hash_;
   bool done_ = false;
+  bool verdict_unknown_ = false;
 };
 
 class ChunkReceiver : public ByteSource {

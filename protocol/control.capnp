@@ -151,6 +151,7 @@ struct Message {
     prepareImport @33 :ImportFile;        # coordinator -> agent: bind a stream for it
     checkpoint @34 :ExportTo;             # CLI -> coordinator: container's host streams it to the CLI
     exportCheckpoint @35 :ExportTo;       # coordinator -> agent
+    inspectContainer @36 :Text;           # coordinator -> agent: answers with container
   }
 
   struct Hello {

@@ -88,6 +88,9 @@ RpcServer::RpcServer(zmq::context_t& ctx, const std::string& bind, std::optional
     : sock_(ctx, zmq::socket_type::router) {
   applySocketLimits(sock_);
   sock_.set(zmq::sockopt::router_mandatory, true);
+  // A peer that reconnects under the same routing id (an agent restarted
+  // while its old connection is still half-open) takes the id over.
+  sock_.set(zmq::sockopt::router_handover, true);
   if (curve) makeCurveServer(sock_, *curve);
   sock_.bind(bind);
 }

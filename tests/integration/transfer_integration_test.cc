@@ -82,6 +82,7 @@ TEST_F(TransferIntegration, ATargetThatVanishesMidStreamLeavesTheSourceRunning) 
   agent::TransferOptions opts;
   opts.stream.timeout = std::chrono::milliseconds(1500);
   opts.stream.window = 1;
+  opts.stream.chunk_bytes = 4096;  // the sender is mid-stream when the target goes
   std::string endpoint;
   std::promise<std::string> bound;
   auto target = std::async(std::launch::async, [&] {
@@ -98,6 +99,37 @@ TEST_F(TransferIntegration, ATargetThatVanishesMidStreamLeavesTheSourceRunning) 
   waitFor([&] { return counterValues(a(), "mig").back() > before + 2; }, seconds(10),
           "the source to count on");
   EXPECT_TRUE(b().list().empty());
+}
+
+// Fault: the target takes every byte and then goes silent, so whether it
+// restored the container is unknown. Promise: the source stays frozen (two
+// copies must never run) and says so; the coordinator resolves it.
+TEST_F(TransferIntegration, ATargetSilentAfterTheLastByteLeavesTheSourceFrozen) {
+  runCounterOnA("mig", 3);
+  zmq::context_t ctx;
+  agent::TransferOptions opts;
+  opts.stream.timeout = std::chrono::milliseconds(1500);
+  std::promise<std::string> bound;
+  auto target = std::async(std::launch::async, [&] {
+    proto::ChunkReceiver rx(ctx, "tcp://127.0.0.3:0", "token-4", "hostB", opts.stream);
+    bound.set_value(rx.endpoint());
+    std::vector<char> buf(1 << 20);
+    while (rx.read(buf.data(), buf.size()) > 0) {
+    }
+    // Every byte checked out; no verdict is ever sent.
+  });
+  std::string endpoint = bound.get_future().get();
+  try {
+    agent::sendCheckpoint(a(), "mig", ctx, endpoint, "token-4", opts);
+    FAIL() << "the transfer succeeded without a verdict";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("stays frozen here"), std::string::npos) << e.what();
+  }
+  target.get();
+  EXPECT_EQ(a().inspect("mig").status, ContainerStatus::kPaused);
+  a().resume("mig");  // what the coordinator's rollback does once the target is known empty
+  unsigned long before = counterValues(a(), "mig").back();
+  waitFor([&] { return counterValues(a(), "mig").back() > before + 2; }, seconds(10), "the source to count on");
 }
 
 }  // namespace
