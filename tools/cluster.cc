@@ -56,6 +56,7 @@ void to_json(json& j, const ClusterState& s) {
            {"run_base", s.run_base.string()},
            {"cgroup_base", s.cgroup_base},
            {"heartbeat_ms", s.heartbeat_ms},
+           {"keys_dir", s.keys_dir.string()},
            {"created_unix", s.created_unix},
            {"agent_bin", s.agent_bin.string()},
            {"coordinator_bin", s.coordinator_bin.string()},
@@ -73,6 +74,7 @@ void from_json(const json& j, ClusterState& s) {
   s.run_base = j.at("run_base").get<std::string>();
   s.cgroup_base = j.at("cgroup_base").get<std::string>();
   s.heartbeat_ms = j.value("heartbeat_ms", int64_t{1000});
+  s.keys_dir = j.value("keys_dir", std::string());
   s.created_unix = j.value("created_unix", int64_t{0});
   s.agent_bin = j.value("agent_bin", "");
   s.coordinator_bin = j.value("coordinator_bin", "");
@@ -252,6 +254,7 @@ ClusterState plan(const ClusterOptions& o, const fs::path& dir) {
   s.run_base = fs::path("/run") / ("ferry-cluster-" + s.id);
   s.cgroup_base = "/ferry-cluster-" + s.id;
   s.heartbeat_ms = o.heartbeat.count();
+  if (!o.keys_dir.empty()) s.keys_dir = fs::absolute(o.keys_dir);
   s.created_unix = unixNow();
   s.coordinator_bin = findTool("ferry-coordinator", o.bin_dir);
   s.agent_bin = findTool("ferry-agent", o.bin_dir);
@@ -500,18 +503,26 @@ ClusterState up(const ClusterOptions& o, const ProgressFn& progress) {
   makeDirs(s.run_base, 0700);
   for (const auto& h : s.hosts) makeDirs(h.root, 0700);
 
-  launch.start("coordinator",
-               {s.coordinator_bin, "--listen", s.coordinator_endpoint, "--state",
-                s.coordinator_state, "--heartbeat", std::to_string(s.heartbeat_ms), "--missed",
-                std::to_string(kMissedHeartbeats)},
-               s.coordinator_log, s.coordinator_pid, s.coordinator_start_time);
+  std::vector<std::string> coordinator_argv = {
+      s.coordinator_bin, "--listen", s.coordinator_endpoint, "--state", s.coordinator_state,
+      "--heartbeat", std::to_string(s.heartbeat_ms), "--missed", std::to_string(kMissedHeartbeats)};
+  std::vector<std::string> agent_args = o.agent_args;
+  std::optional<proto::CurveClientKeys> curve;
+  if (!s.keys_dir.empty()) {
+    coordinator_argv.insert(coordinator_argv.end(), {"--keys", s.keys_dir.string()});
+    agent_args.insert(agent_args.end(), {"--keys", s.keys_dir.string()});
+    curve = proto::CurveClientKeys{proto::readKeyPair(s.keys_dir / "client.key"),
+                                   proto::readPublicKey(s.keys_dir / "coordinator.pub")};
+  }
+  launch.start("coordinator", coordinator_argv, s.coordinator_log, s.coordinator_pid,
+               s.coordinator_start_time);
   zmq::context_t ctx;
-  proto::RpcClient cli(ctx, s.coordinator_endpoint);
+  proto::RpcClient cli(ctx, s.coordinator_endpoint, curve);
   waitForCoordinator(launch, s, cli, deadline, o.wait);
   say("coordinator up on " + s.coordinator_endpoint + " (pid " + std::to_string(s.coordinator_pid) +
       ", log " + s.coordinator_log.string() + ")");
   std::set<std::string> stale = staleHosts(s, cli, say);
-  startAgents(launch, s, o.agent_args, say);
+  startAgents(launch, s, agent_args, say);
   waitForAgents(launch, s, cli, std::move(stale), deadline, o.wait, say);
   launch.commit();
   return s;

@@ -53,6 +53,10 @@ struct ClusterOptions {
   // Extra options for every ferry-agent, after those up sets (e.g.
   // {"--stream-timeout", "3000"}).
   std::vector<std::string> agent_args;
+  // CurveZMQ keys (`ferry keys generate DIR --hosts hostA,...`): the
+  // coordinator admits the keys listed there, agents use NAME.key, and this
+  // launcher and the CLI client.key. Empty: no keys, loopback only.
+  std::filesystem::path keys_dir;
 };
 
 struct ClusterHost {
@@ -80,6 +84,7 @@ struct ClusterState {
   std::filesystem::path run_base;  // /run/ferry-cluster-ID
   std::string cgroup_base;         // /ferry-cluster-ID
   int64_t heartbeat_ms = 1000;
+  std::filesystem::path keys_dir;  // empty: no CurveZMQ
   int64_t created_unix = 0;
   // The executables `up` started; `down` runs the same ferry-engine.
   std::filesystem::path agent_bin, coordinator_bin, engine_bin;

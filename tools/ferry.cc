@@ -91,14 +91,16 @@ MIGRATION
                                       checked against H first)
 
 LOCAL CLUSTER AND KEYS
-  cluster up [--hosts N] [--dir DIR] [--port P] [--wait S] [--bin-dir D]
+  cluster up [--hosts N] [--dir DIR] [--port P] [--wait S] [--bin-dir D] [--keys K]
                                       a coordinator on 127.0.0.1:P (default 7000) and N
                                       agents (default 2) hostA, hostB, ... on 127.0.0.2,
                                       127.0.0.3, ...; state and logs in DIR (default
                                       /var/lib/ferry/cluster; kept by down, so images stay);
                                       waits up to S seconds (default 30) for every agent;
                                       D: where ferry-agent and ferry-coordinator are
-                                      (default: next to ferry, then PATH)
+                                      (default: next to ferry, then PATH); K: CurveZMQ on
+                                      everywhere, with keys from `ferry keys generate K
+                                      --hosts hostA,...` (the CLI then finds them itself)
   cluster down [--dir DIR]            stop them all; no container, mount or process stays
   keys generate DIR [--hosts H1,H2,...] [--clients NAME,...]
                                       CurveZMQ key pairs: coordinator, each host (default
@@ -149,7 +151,19 @@ struct Cli {
   std::unique_ptr<proto::Decoded> call(
       const proto::Fill& fill,
       const std::function<void(proto::Progress::Reader)>& on_progress = {}) {
-    return client().call(fill, timeout, on_progress);
+    try {
+      return client().call(fill, timeout, on_progress);
+    } catch (Error& e) {
+      // A CurveZMQ coordinator drops a client without keys in silence.
+      if (e.category() == ErrorCategory::kRetryable && keys_dir.empty() &&
+          std::string(e.what()).find("no answer from") != std::string::npos) {
+        throw Error(e.category(),
+                    std::string(e.what()) +
+                        "; if the cluster uses CurveZMQ keys, give them with --keys DIR "
+                        "or FERRY_KEYS");
+      }
+      throw;
+    }
   }
   proto::StreamOptions streamOptions() const {
     proto::StreamOptions so;
@@ -882,6 +896,8 @@ int cmdCluster(Cli& cli, Args& a) {
       o.wait = seconds(std::stoi(a.next("seconds after --wait")));
     else if (opt == "--bin-dir" && sub == "up")
       o.bin_dir = a.next("directory after --bin-dir");
+    else if (opt == "--keys" && sub == "up")
+      o.keys_dir = a.next("directory after --keys");
     else
       throw UsageError("unknown cluster " + sub + " option '" + opt + "'");
   }
@@ -921,13 +937,13 @@ int cmdCluster(Cli& cli, Args& a) {
   throw UsageError("unknown cluster subcommand '" + sub + "' (up, down)");
 }
 
-std::string defaultCoordinator() {
-  if (const char* env = std::getenv("FERRY_COORDINATOR"); env && *env) return env;
+// The local cluster's record, when there is one in the default place.
+std::optional<cluster::ClusterState> localCluster() {
   try {
-    if (auto s = cluster::readState(cluster::ClusterOptions{}.dir)) return s->coordinator_endpoint;
+    return cluster::readState(cluster::ClusterOptions{}.dir);
   } catch (const std::exception&) {
+    return std::nullopt;
   }
-  return "tcp://127.0.0.1:7000";
 }
 
 }  // namespace
@@ -955,9 +971,20 @@ int main(int argc, char** argv) {
       else
         throw UsageError("unknown option '" + o + "'");
     }
-    if (cli.coordinator.empty()) cli.coordinator = defaultCoordinator();
+    std::optional<cluster::ClusterState> local = localCluster();
+    if (cli.coordinator.empty()) {
+      if (const char* env = std::getenv("FERRY_COORDINATOR"); env && *env) {
+        cli.coordinator = env;
+      } else {
+        cli.coordinator = local ? local->coordinator_endpoint : "tcp://127.0.0.1:7000";
+      }
+    }
     if (cli.keys_dir.empty()) {
-      if (const char* env = std::getenv("FERRY_KEYS"); env && *env) cli.keys_dir = env;
+      if (const char* env = std::getenv("FERRY_KEYS"); env && *env) {
+        cli.keys_dir = env;
+      } else if (local && cli.coordinator == local->coordinator_endpoint) {
+        cli.keys_dir = local->keys_dir.string();  // the local cluster's own keys
+      }
     }
     cmd = a.next("command (see ferry --help)");
     // --json may also follow the command (not within a container's command line).

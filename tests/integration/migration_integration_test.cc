@@ -487,7 +487,8 @@ TEST_F(ClusterMigration, CheckpointExportAndRestoreImportGoBetweenTheCliAndTheAg
   auto c = on("hostB", "copy");
   ASSERT_TRUE(c);
   EXPECT_EQ(c->status, ContainerStatus::kRunning);
-  waitFor([&] { return counterValues(engine("hostB"), "copy").size() >= 3; }, seconds(20), "copy to count");
+  waitFor([&] { return counterValues(engine("hostB"), "copy").size() >= 3; }, seconds(20),
+          "copy to count");
   std::vector<unsigned long> v = counterValues(engine("hostB"), "copy");
   EXPECT_GT(v.front(), 5u) << "the counter started over instead of going on";
   expectUnbroken(v);
@@ -499,7 +500,8 @@ TEST(FerryCli, KeysAreGeneratedOnceAndUsageErrorsExit2) {
   LocalCommandRunner r;
   fs::path dir = fs::path("/var/tmp") / ("ferry-test-keys-" + std::to_string(::getpid()));
   removeTree(dir);
-  ProcessResult gen = r.run({FERRY_BIN, "keys", "generate", dir.string(), "--hosts", "hostA,hostB"}, {});
+  ProcessResult gen =
+      r.run({FERRY_BIN, "keys", "generate", dir.string(), "--hosts", "hostA,hostB"}, {});
   ASSERT_TRUE(gen.ok()) << gen.err;
   for (const char* n : {"coordinator", "hostA", "hostB", "client"}) {
     struct stat st {};
@@ -519,9 +521,72 @@ TEST(FerryCli, KeysAreGeneratedOnceAndUsageErrorsExit2) {
   EXPECT_EQ(unknown.exit_code, 2);
   EXPECT_NE(unknown.err.find("unknown command 'frobnicate'"), std::string::npos) << unknown.err;
   // No coordinator there: a clear error and exit 1, not a hang.
-  ProcessResult nobody = r.run({FERRY_BIN, "--coordinator", "tcp://127.0.0.1:7399", "--timeout", "1", "hosts"}, {});
+  ProcessResult nobody =
+      r.run({FERRY_BIN, "--coordinator", "tcp://127.0.0.1:7399", "--timeout", "1", "hosts"}, {});
   EXPECT_EQ(nobody.exit_code, 1);
   EXPECT_NE(nobody.err.find("is it running?"), std::string::npos) << nobody.err;
+}
+
+}  // namespace
+}  // namespace ferry::testing
+
+namespace ferry::testing {
+namespace {
+
+// CurveZMQ end to end: keys from `ferry keys generate`, a cluster that uses
+// them everywhere, a migration whose stream is encrypted to the target's
+// key, and a client without keys that gets nothing.
+TEST(ClusterWithKeys, MigratesOverCurveAndIgnoresClientsWithoutKeys) {
+  if (std::string why = missingPrerequisite(); !why.empty()) {
+    if (std::getenv("CI")) FAIL() << why;
+    GTEST_SKIP() << why;
+  }
+  LocalCommandRunner r;
+  fs::path dir = fs::path("/var/tmp") / ("ferry-test-curve-" + std::to_string(::getpid()));
+  removeTree(dir);
+  ASSERT_TRUE(
+      r.run({FERRY_BIN, "keys", "generate", (dir / "keys").string(), "--hosts", "hostA,hostB"}, {})
+          .ok());
+  cluster::ClusterOptions o;
+  o.dir = dir / "cluster";
+  o.port = 7394;
+  o.heartbeat = milliseconds(200);
+  o.bin_dir = fs::path(FERRY_AGENT_BIN).parent_path();
+  o.keys_dir = dir / "keys";
+  cluster::ClusterState s = cluster::up(o);
+  struct Down {
+    fs::path dir, all;
+    ~Down() {
+      bestEffort("taking the test cluster down", [&] { cluster::down(dir); });
+      bestEffort("removing the test dir", [&] { removeTree(all); });
+    }
+  } down{o.dir, dir};
+  auto ferry = [&](std::vector<std::string> args, bool keys = true) {
+    std::vector<std::string> argv = {FERRY_BIN, "--coordinator", s.coordinator_endpoint};
+    if (keys) argv.insert(argv.end(), {"--keys", (dir / "keys").string()});
+    argv.insert(argv.end(), args.begin(), args.end());
+    return r.run(argv, {});
+  };
+  ProcessResult imp = ferry({"image", "import", "counter", FERRY_TEST_IMAGE, "--all"});
+  ASSERT_TRUE(imp.ok()) << imp.err;
+  ProcessResult run =
+      ferry({"run", "--host", "hostA", "--name", "sealed", "counter", "/usr/local/bin/counter"});
+  ASSERT_TRUE(run.ok()) << run.err;
+  waitFor(
+      [&] {
+        ProcessResult h = ferry({"--json", "hosts"});
+        if (!h.ok()) return false;
+        json hosts = json::parse(h.out);
+        return hosts.size() == 2 && hosts[1]["images"].size() == 1 && hosts[0]["containers"] == 1;
+      },
+      seconds(20), "the hosts to report the image and the container");
+  ProcessResult mig = ferry({"--json", "migrate", "sealed", "hostA", "hostB"});
+  ASSERT_TRUE(mig.ok()) << mig.err;
+  EXPECT_EQ(json::parse(mig.out)["outcome"], "committed");
+
+  ProcessResult plain = ferry({"--timeout", "2", "hosts"}, /*keys=*/false);
+  EXPECT_EQ(plain.exit_code, 1);
+  EXPECT_NE(plain.err.find("--keys DIR"), std::string::npos) << plain.err;
 }
 
 }  // namespace
