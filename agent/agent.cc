@@ -108,6 +108,7 @@ void Agent::heartbeat() {
                                      if (all[i].status == ContainerStatus::kRunning ||
                                          all[i].status == ContainerStatus::kPaused) {
                                        c.setMemoryBytes(engine_.memoryBytes(all[i].name()));
+        c.setCpuUsec(engine_.cpuUsec(all[i].name()));
                                      }
                                    }
                                    size_t n = 0;

@@ -301,6 +301,24 @@ uint64_t Engine::memoryBytes(const std::string& name) const {
   return statValue(fs::path("/sys/fs/cgroup") / rel / "memory.stat", "anon");
 }
 
+uint64_t Engine::cpuUsec(const std::string& name) const {
+  fs::path rel = fs::path(cfg_.cgroup_parent).relative_path() / name;
+  std::error_code ec;
+  fs::path v1 = fs::path("/sys/fs/cgroup/cpuacct") / rel / "cpuacct.usage";
+  if (fs::exists(v1, ec)) {
+    uint64_t ns = 0;
+    std::ifstream(v1) >> ns;
+    return ns / 1000;
+  }
+  std::ifstream in(fs::path("/sys/fs/cgroup") / rel / "cpu.stat");
+  std::string k;
+  uint64_t v = 0;
+  while (in >> k >> v) {
+    if (k == "usage_usec") return v;
+  }
+  return 0;
+}
+
 void Engine::remove(const std::string& name, bool force) {
   FileLock held = lock();
   withContext("removing " + name + " on " + cfg_.host_name, [&] {

@@ -133,6 +133,9 @@ class Engine {
   // (v1 memory.stat total_rss, v2 memory.stat anon); 0 when unknown. What a
   // checkpoint of it will roughly weigh.
   uint64_t memoryBytes(const std::string& name) const;
+  // CPU time the container's processes used, from its cgroup (v1
+  // cpuacct.usage, v2 cpu.stat usage_usec), in microseconds; 0 when unknown.
+  uint64_t cpuUsec(const std::string& name) const;
   // Removes what imports of crashed processes left in staging (each import
   // stages under a name that carries its pid). Returns how many.
   int removeStaleStaging();

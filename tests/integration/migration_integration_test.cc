@@ -276,6 +276,14 @@ TEST_F(ClusterMigration, CounterMigratesAToBToAWithItsVolumeAndRootfsChanges) {
     EXPECT_EQ(readFile(rootfs / "opt/app/c"), "new\n");
   }
 
+  // ps shows it where it is now, with its memory (from its cgroup).
+  waitFor([&] {
+    CliResult ps = ferry({"--json", "ps"});
+    if (ps.exit_code != 0) return false;
+    json list = json::parse(ps.out);
+    return list.size() == 1 && list[0]["host"] == "hostA" && list[0]["memory_bytes"].get<uint64_t>() > 0;
+  }, seconds(20), "ps to show demo on hostA with its memory");
+
   // history shows both, newest first.
   CliResult h = ferry({"history", "--json"});
   ASSERT_EQ(h.exit_code, 0) << h.err;
