@@ -150,6 +150,8 @@ void Coordinator::onHeartbeat(proto::Message::Heartbeat::Reader h) {
   std::vector<ImageRow> images;
   for (auto i : h.getImages()) images.push_back({text(i.getName()), text(i.getId())});
   store_.replaceImages(name, images);
+  auto l = h.getLoad();
+  store_.setLoad(name, {l.getCpuPercent(), l.getMemoryUsedBytes(), l.getMemoryTotalBytes()});
   heardFrom(name);
 }
 
@@ -321,6 +323,11 @@ void Coordinator::listHosts(const Request& r) {
       uint32_t n = 0;
       for (const auto& c : all) n += c.host == hosts[i].name;
       h.setContainers(n);
+      LoadRow load = store_.load(hosts[i].name);
+      auto lb = h.initLoad();
+      lb.setCpuPercent(static_cast<float>(load.cpu_percent));
+      lb.setMemoryUsedBytes(load.memory_used_bytes);
+      lb.setMemoryTotalBytes(load.memory_total_bytes);
       proto::fillHostInfo(h.initInfo(), hostInfoOf(hosts[i]));
       std::vector<ImageRow> images = store_.images(hosts[i].name);
       auto il = h.initImages(static_cast<unsigned>(images.size()));

@@ -22,6 +22,9 @@ CREATE TABLE IF NOT EXISTS hosts (
 CREATE TABLE IF NOT EXISTS containers (
   name TEXT NOT NULL, host TEXT NOT NULL, image TEXT NOT NULL, status TEXT NOT NULL,
   memory_bytes INTEGER NOT NULL, PRIMARY KEY (host, name));
+CREATE TABLE IF NOT EXISTS host_load (
+  host TEXT PRIMARY KEY, cpu_permille INTEGER NOT NULL, memory_used INTEGER NOT NULL,
+  memory_total INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS images (
   host TEXT NOT NULL, name TEXT NOT NULL, id TEXT NOT NULL, PRIMARY KEY (host, name));
 CREATE TABLE IF NOT EXISTS cleanups (
@@ -198,6 +201,24 @@ void StateStore::replaceImages(const std::string& host, const std::vector<ImageR
     db_.exec("ROLLBACK");
     throw;
   }
+}
+
+void StateStore::setLoad(const std::string& host, const LoadRow& l) {
+  db_.prepare("INSERT OR REPLACE INTO host_load (host, cpu_permille, memory_used, memory_total) VALUES "
+              "(?1, ?2, ?3, ?4)")
+      .bind(1, host)
+      .bind(2, static_cast<int64_t>(l.cpu_percent * 10 + 0.5))
+      .bind(3, static_cast<int64_t>(l.memory_used_bytes))
+      .bind(4, static_cast<int64_t>(l.memory_total_bytes))
+      .run();
+}
+
+LoadRow StateStore::load(const std::string& host) {
+  Statement s = db_.prepare("SELECT cpu_permille, memory_used, memory_total FROM host_load WHERE host=?1");
+  s.bind(1, host);
+  if (!s.step()) return {};
+  return {static_cast<double>(s.integer(0)) / 10, static_cast<uint64_t>(s.integer(1)),
+          static_cast<uint64_t>(s.integer(2))};
 }
 
 std::vector<ImageRow> StateStore::images(const std::string& host) {

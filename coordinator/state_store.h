@@ -42,6 +42,13 @@ struct ContainerRow {
   uint64_t memory_bytes = 0;
 };
 
+// A host's load from its last heartbeat.
+struct LoadRow {
+  double cpu_percent = 0;  // of the host's capacity, 0..100
+  uint64_t memory_used_bytes = 0;
+  uint64_t memory_total_bytes = 0;
+};
+
 struct ImageRow {
   std::string name;
   std::string id;  // sha256 hex
@@ -95,6 +102,8 @@ class StateStore {
   std::optional<ContainerRow> container(const std::string& host, const std::string& name);
 
   void replaceImages(const std::string& host, const std::vector<ImageRow>& rows);
+  void setLoad(const std::string& host, const LoadRow& load);
+  LoadRow load(const std::string& host);  // zeros when never reported
   std::vector<ImageRow> images(const std::string& host);
 
   int64_t addCleanup(const CleanupRow& c, int64_t now_ms);

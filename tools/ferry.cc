@@ -262,6 +262,8 @@ json hostJson(proto::Host::Reader h) {
           {"up", h.getUp()},
           {"cordoned", h.getCordoned()},
           {"containers", h.getContainers()},
+          {"cpu_percent", h.getLoad().getCpuPercent()},
+          {"memory_used_bytes", h.getLoad().getMemoryUsedBytes()},
           {"data_endpoint", text(h.getDataEndpoint())},
           {"cpus", i.getCpus()},
           {"memory_bytes", i.getMemoryBytes()},
@@ -321,13 +323,17 @@ int cmdHosts(Cli& cli, Args&) {
     return 0;
   }
   std::vector<std::vector<std::string>> rows = {
-      {"NAME", "STATUS", "CONTAINERS", "CPUS", "MEMORY", "KERNEL", "CRIU", "DATA PLANE"}};
+      {"NAME", "STATUS", "CONTAINERS", "CPUS", "CPU", "MEMORY", "KERNEL", "CRIU", "DATA PLANE"}};
   for (auto h : hosts) {
     std::string status = h.getUp() ? "up" : "down";
     if (h.getCordoned()) status += ",cordoned";
     auto i = h.getInfo();
+    auto l = h.getLoad();
+    char cpu[16];
+    std::snprintf(cpu, sizeof cpu, "%.0f%%", static_cast<double>(l.getCpuPercent()));
     rows.push_back({text(h.getName()), status, std::to_string(h.getContainers()),
-                    std::to_string(i.getCpus()), humanBytes(i.getMemoryBytes()),
+                    std::to_string(i.getCpus()), cpu,
+                    humanBytes(l.getMemoryUsedBytes()) + " / " + humanBytes(i.getMemoryBytes()),
                     text(i.getKernel()), text(i.getCriuVersion()), text(h.getDataEndpoint())});
   }
   printTable(rows);

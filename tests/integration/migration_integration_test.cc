@@ -585,9 +585,10 @@ TEST(ClusterWithKeys, MigratesOverCurveAndIgnoresClientsWithoutKeys) {
         ProcessResult h = ferry({"--json", "hosts"});
         if (!h.ok()) return false;
         json hosts = json::parse(h.out);
-        return hosts.size() == 2 && hosts[1]["images"].size() == 1 && hosts[0]["containers"] == 1;
+        return hosts.size() == 2 && hosts[1]["images"].size() == 1 && hosts[0]["containers"] == 1 &&
+               hosts[0]["memory_used_bytes"].get<uint64_t>() > 0;
       },
-      seconds(20), "the hosts to report the image and the container");
+      seconds(20), "the hosts to report the image, the container and their load");
   ProcessResult mig = ferry({"--json", "migrate", "sealed", "hostA", "hostB"});
   ASSERT_TRUE(mig.ok()) << mig.err;
   EXPECT_EQ(json::parse(mig.out)["outcome"], "committed");
