@@ -2,9 +2,11 @@
 # Builds the tiny test/demo image as a rootfs tarball (tar.zst, what
 # `podman export | zstd` would give): busybox from Debian's busybox-static and
 # the static counter workload.
-#   build-image.sh OUT.tar.zst COUNTER_BINARY
+#   build-image.sh OUT.tar.zst COUNTER_BINARY [MORE_BINARIES...]
+# (more binaries go to /usr/local/bin under their own names)
 set -euo pipefail
 out=$1 counter=$2
+shift 2
 busybox=$(command -v busybox || echo /bin/busybox)
 [ -x "$busybox" ] || { echo "build-image: busybox not found (install busybox-static)" >&2; exit 1; }
 case "$(ldd "$busybox" 2>&1 || true)" in *"not a dynamic"*) ;; *) false ;; esac || { echo "build-image: $busybox is not static (install busybox-static)" >&2; exit 1; }
@@ -17,6 +19,7 @@ for app in $("$busybox" --list); do
   [ "$app" = busybox ] || ln -sf busybox "$stage/bin/$app"
 done
 install -m 0755 "$counter" "$stage/usr/local/bin/counter"
+for extra in "$@"; do install -m 0755 "$extra" "$stage/usr/local/bin/$(basename "$extra")"; done
 printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' > "$stage/etc/passwd"
 printf 'root:x:0:\nnogroup:x:65534:\n' > "$stage/etc/group"
 echo ferry-test > "$stage/etc/hostname"

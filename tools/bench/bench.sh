@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# The migration benchmark (not a test): the same workload, at each memory
+# size, moved four ways on this machine, each measured the same way:
+#   floor   ferry-engine checkpoint into tmpfs on hostA, restore from it on
+#           hostB (runc + CRIU and nothing else: no stream, no bundle)
+#   ferry   `ferry migrate` between two agents of a local cluster (pre-copy is
+#           not built yet: this is the cold migration)
+#   podman  `podman container checkpoint --export --compress zstd`, then
+#           `podman container restore --import` (when podman is installed:
+#           tools/install-deps.sh --with-podman)
+# Downtime is what the workload itself sees: the largest gap between its
+# 1 ms heartbeats. Also: the wall time of the whole operation and the bytes
+# that would cross a network (ferry: on the wire; podman: the exported file;
+# floor: the checkpoint directory).
+#
+#   tools/bench/bench.sh [--sizes 64,256,1024] [--dirty-mib-s R] [--json FILE]
+#                        [--no-podman]
+#
+# Prints a table and writes JSON (default bench-results.json). Run as root.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+sizes=64,256,1024 dirty=0 out=bench-results.json podman=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --sizes) sizes=$2; shift ;;
+    --dirty-mib-s) dirty=$2; shift ;;
+    --json) out=$2; shift ;;
+    --no-podman) podman=0 ;;
+    -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "bench.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+command -v podman >/dev/null || podman=0
+
+cmake -S . -B build >/dev/null
+cmake --build build -j"$(nproc)" --target ferry ferry-agent ferry-coordinator ferry-engine bench_image >/dev/null
+image=build/tools/bench/bench-image.tar.zst
+dir=/var/tmp/ferry-bench shm=/dev/shm/ferry-bench
+export FERRY_COORDINATOR=tcp://127.0.0.1:7200
+ferry() { build/tools/ferry "$@"; }
+cleanup() {
+  ferry cluster down --dir "$dir" >/dev/null 2>&1 || true
+  rm -rf "$dir" "$shm"
+  if [ "$podman" = 1 ]; then podman rm -f -t 0 ferry-bench >/dev/null 2>&1 || true; fi
+}
+cleanup
+trap cleanup EXIT
+mkdir -p "$shm"
+
+ms() { echo $(( $(date +%s%N) / 1000000 )); }
+# The largest heartbeat gap in a log on stdin (0 when none over 20 ms).
+max_gap() { awk '$1 == "gap_ms" && $2 > m { m = $2 } END { print m + 0 }'; }
+# Waits until `$@` (a logs command) shows "ready" (touching 1 GiB takes a while).
+await_ready() {
+  for _ in $(seq 600); do "$@" 2>/dev/null | grep -q '^ready' && return 0; sleep 0.1; done
+  echo "bench: the workload never became ready" >&2
+  exit 1
+}
+
+echo "== local cluster, bench image on both hosts" >&2
+ferry cluster up --hosts 2 --dir "$dir" --port 7200 >/dev/null 2>&1
+ferry image import bench "$image" --all >/dev/null
+id=$(sed -n 's/^ *"id": "\(.*\)",*$/\1/p' "$dir/cluster.json" | head -1)
+fe() {  # the engine of a cluster host, directly (what runs under its agent)
+  local h=$1; shift
+  build/tools/ferry-engine -q --host "$h" --root "$dir/hosts/$h" --run-dir "/run/ferry-cluster-$id/$h" \
+    --cgroup-parent "/ferry-cluster-$id/$h" "$@"
+}
+workload() { echo /usr/local/bin/bench-workload --mem-mib "$1" --dirty-mib-s "$dirty"; }
+
+results=()
+add() {  # mode size downtime_ms total_ms bytes
+  results+=("{\"mode\": \"$1\", \"mem_mib\": $2, \"dirty_mib_s\": $dirty, \"downtime_ms\": $3, \"total_ms\": $4, \"bytes\": $5}")
+  printf '%-7s %6s MiB  downtime %6s ms  total %6s ms  bytes %s\n' "$1" "$2" "$3" "$4" "$5" >&2
+}
+
+for size in ${sizes//,/ }; do
+  echo "== $size MiB" >&2
+  # floor
+  fe hostA run --name floor bench $(workload "$size") >/dev/null
+  await_ready fe hostA logs floor
+  rm -rf "$shm/ck"
+  t0=$(ms)
+  fe hostA checkpoint floor "$shm/ck" >/dev/null
+  fe hostB restore "$shm/ck" >/dev/null
+  t1=$(ms)
+  sleep 0.5
+  add floor "$size" "$(fe hostB logs floor | max_gap)" $((t1 - t0)) "$(du -sb "$shm/ck" | cut -f1)"
+  fe hostB rm -f floor >/dev/null
+  fe hostA rm -f floor >/dev/null
+  rm -rf "$shm/ck"
+
+  # ferry migrate (cold)
+  ferry run --host hostA --name cold bench $(workload "$size") >/dev/null
+  await_ready ferry logs cold
+  for _ in $(seq 100); do ferry ps | grep -q '^cold .*running' && break; sleep 0.1; done
+  t0=$(ms)
+  res=$(ferry --json --timeout 600 migrate cold hostA hostB)
+  t1=$(ms)
+  sleep 0.5
+  wire=$(echo "$res" | sed -n 's/^ *"bytes_wire": \([0-9]*\).*/\1/p')
+  add ferry "$size" "$(ferry logs cold | max_gap)" $((t1 - t0)) "$wire"
+  ferry rm -f cold >/dev/null
+
+  # podman
+  if [ "$podman" = 1 ]; then
+    if ! podman image exists ferry-bench; then
+      zstd -dc "$image" > "$shm/image.tar"
+      podman import -q "$shm/image.tar" ferry-bench >/dev/null
+      rm -f "$shm/image.tar"
+    fi
+    # Podman runs runc with CRIU from PATH: the one that works on this kernel.
+    criu_dir=$(dirname "$(cat /etc/ferry/criu-path 2>/dev/null || command -v criu)")
+    pm() { PATH="$criu_dir:$PATH" podman "$@"; }
+    pm run -d --name ferry-bench --runtime runc --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 \
+      ferry-bench $(workload "$size") >/dev/null
+    await_ready pm logs ferry-bench
+    t0=$(ms)
+    pm container checkpoint --export "$shm/podman.tar.zst" --compress zstd ferry-bench >/dev/null
+    pm rm -f -t 0 ferry-bench >/dev/null
+    pm container restore --import "$shm/podman.tar.zst" >/dev/null
+    t1=$(ms)
+    sleep 0.5
+    add podman "$size" "$(pm logs ferry-bench | max_gap)" $((t1 - t0)) "$(stat -c %s "$shm/podman.tar.zst")"
+    pm rm -f -t 0 ferry-bench >/dev/null
+    rm -f "$shm/podman.tar.zst"
+  fi
+done
+
+{
+  echo "["
+  for i in "${!results[@]}"; do
+    printf '  %s%s\n' "${results[$i]}" "$([ "$i" -lt $((${#results[@]} - 1)) ] && echo ,)"
+  done
+  echo "]"
+} | tee "$out"
+echo "== written to $out" >&2
