@@ -101,6 +101,8 @@ LOCAL CLUSTER AND KEYS
                                       (default: next to ferry, then PATH); K: CurveZMQ on
                                       everywhere, with keys from `ferry keys generate K
                                       --hosts hostA,...` (the CLI then finds them itself)
+                                      --agent-arg ARG (repeatable) goes to every ferry-agent,
+                                      e.g. --agent-arg --scratch --agent-arg none
   cluster down [--dir DIR]            stop them all; no container, mount or process stays
   keys generate DIR [--hosts H1,H2,...] [--clients NAME,...]
                                       CurveZMQ key pairs: coordinator, each host (default
@@ -904,6 +906,8 @@ int cmdCluster(Cli& cli, Args& a) {
       o.bin_dir = a.next("directory after --bin-dir");
     else if (opt == "--keys" && sub == "up")
       o.keys_dir = a.next("directory after --keys");
+    else if (opt == "--agent-arg" && sub == "up")
+      o.agent_args.push_back(a.next("argument after --agent-arg"));
     else
       throw UsageError("unknown cluster " + sub + " option '" + opt + "'");
   }
