@@ -252,12 +252,12 @@ void Coordinator::expirePending() {
 
 void Coordinator::forward(const Request& r, const std::string& host, const std::string& what,
                           const proto::Fill& cmd, std::chrono::milliseconds timeout,
-                          std::function<void()> on_ok) {
+                          std::function<void(proto::Message::Reader)> on_ok) {
   Client c{r.peer, r.id};
   command(
       host, what, cmd, timeout,
       [this, c, on_ok](proto::Message::Reader m) {
-        if (on_ok) on_ok();
+        if (on_ok) on_ok(m);
         server_.relay(c.peer, c.id, m);
       },
       [this, c](const Error& e) {
@@ -271,6 +271,15 @@ void Coordinator::forward(const Request& r, const std::string& host, const std::
 }
 
 // --- the CLI -------------------------------------------------------------------
+
+// What an agent's answer says of a container, ahead of its next heartbeat
+// (so that `ferry run` then `ferry logs` finds it at once).
+void Coordinator::noteContainer(proto::Message::Reader m) {
+  if (!m.isContainer()) return;
+  auto c = m.getContainer();
+  store_.putContainer({text(c.getName()), text(c.getHost()), text(c.getImage()),
+                       text(c.getStatus()), c.getMemoryBytes()});
+}
 
 HostRow Coordinator::requireHost(const std::string& name, const std::string& role) {
   if (name.empty()) throw Error(ErrorCategory::kInvalidInput, "no " + role + " host given");
@@ -382,8 +391,10 @@ void Coordinator::checkpointTo(const Request& r) {
   auto req = r.msg.getCheckpoint();
   ContainerRow c = locate(text(req.getContainer()));
   requireHost(c.host, "container's");
-  std::function<void()> on_ok;
-  if (!req.getLeaveRunning()) on_ok = [this, c] { store_.removeContainer(c.host, c.name); };
+  std::function<void(proto::Message::Reader)> on_ok;
+  if (!req.getLeaveRunning()) {
+    on_ok = [this, c](proto::Message::Reader) { store_.removeContainer(c.host, c.name); };
+  }
   forward(
       r, c.host, "checkpoint " + c.name,
       [&](proto::Message::Builder b) { b.setExportCheckpoint(req); }, opts_.transfer_timeout,
@@ -441,21 +452,23 @@ void Coordinator::handle(Request& r) {
       return forward(
           r, host.name, "run " + name,
           [&](proto::Message::Builder b) { b.setStartContainer(run.getSpec()); },
-          opts_.command_timeout);
+          opts_.command_timeout, [this](proto::Message::Reader m) { noteContainer(m); });
     }
     case proto::Message::STOP: {
       ContainerRow c = locate(text(m.getStop()));
       requireHost(c.host, "container's");
       return forward(
           r, c.host, "stop " + c.name,
-          [&](proto::Message::Builder b) { b.setStopContainer(c.name); }, opts_.command_timeout);
+          [&](proto::Message::Builder b) { b.setStopContainer(c.name); }, opts_.command_timeout,
+          [this](proto::Message::Reader m) { noteContainer(m); });
     }
     case proto::Message::REMOVE: {
       ContainerRow c = locate(text(m.getRemove()));
       requireHost(c.host, "container's");
       return forward(
           r, c.host, "remove " + c.name,
-          [&](proto::Message::Builder b) { b.setRemoveContainer(c.name); }, opts_.command_timeout);
+          [&](proto::Message::Builder b) { b.setRemoveContainer(c.name); }, opts_.command_timeout,
+          [this, c](proto::Message::Reader) { store_.removeContainer(c.host, c.name); });
     }
     case proto::Message::GET_LOGS: {
       std::string name = text(m.getGetLogs());

@@ -115,9 +115,10 @@ class Coordinator {
   // Sends a CLI request on to `host` and relays the answer (and progress).
   void forward(const Request& r, const std::string& host, const std::string& what,
                const proto::Fill& cmd, std::chrono::milliseconds timeout,
-               std::function<void()> on_ok = {});  // on success, before the relay
+               std::function<void(proto::Message::Reader)> on_ok = {});  // before the relay
 
   HostRow requireHost(const std::string& name, const std::string& role);
+  void noteContainer(proto::Message::Reader m);
   ContainerRow locate(const std::string& container);
   void listHosts(const Request& r);
   void listHistory(const Request& r, uint32_t limit);

@@ -584,21 +584,35 @@ int cmdLogs(Cli& cli, Args& a) {
   }
   if (name.empty()) throw UsageError("logs needs a container name");
   size_t printed = 0;
+  std::string last;  // the last line printed
   for (;;) {
     std::vector<std::string> lines;
     try {
       auto r = cli.call([&](proto::Message::Builder m) { m.setGetLogs(name); });
       for (auto l : r->root<proto::Message>().getLogs()) lines.push_back(text(l));
     } catch (const Error& e) {
-      // While following, a container between two hosts is retried.
+      // While following, a container between two hosts is retried; one
+      // that is gone ends the following.
+      if (follow && e.category() == ErrorCategory::kInvalidInput && printed > 0) {
+        std::cerr << "ferry: logs: " << name << " is gone\n";
+        return 0;
+      }
       if (!follow || e.category() != ErrorCategory::kRetryable) throw;
     }
     // A container that moved writes its output to a new log on its new
-    // host, which starts with the lines after the checkpoint.
-    if (lines.size() < printed) printed = 0;
+    // host, which starts with the lines after the checkpoint: when the last
+    // line printed is not where it was, go on after it, or from the start.
+    if (printed > 0 && (lines.size() < printed || lines[printed - 1] != last)) {
+      size_t k = lines.size();
+      while (k > 0 && lines[k - 1] != last) --k;
+      printed = k;
+    }
     for (size_t i = printed; i < lines.size(); ++i) std::cout << lines[i] << "\n";
     std::cout.flush();
-    printed = std::max(printed, lines.size());
+    if (lines.size() > printed) {
+      printed = lines.size();
+      last = lines.back();
+    }
     if (!follow) return 0;
     for (int i = 0; i < 5 && !g_interrupted; ++i) std::this_thread::sleep_for(milliseconds(100));
     if (g_interrupted) return 0;
