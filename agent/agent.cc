@@ -108,7 +108,7 @@ void Agent::heartbeat() {
                                      if (all[i].status == ContainerStatus::kRunning ||
                                          all[i].status == ContainerStatus::kPaused) {
                                        c.setMemoryBytes(engine_.memoryBytes(all[i].name()));
-        c.setCpuUsec(engine_.cpuUsec(all[i].name()));
+                                       c.setCpuUsec(engine_.cpuUsec(all[i].name()));
                                      }
                                    }
                                    size_t n = 0;
@@ -330,6 +330,36 @@ void Agent::serve(std::unique_ptr<proto::Decoded> frame) {
               removeWithVolumes(engine_, *c);
               engineLog().info("[{}] discarded the copy{} restored here", name, origin);
             }
+            return okReply();
+          });
+        }
+        case proto::Message::SEND_IMAGE: {
+          auto si = m.getSendImage();
+          std::string image = text(si.getImage()), endpoint = text(si.getEndpoint());
+          std::string token = bytes(si.getToken()), key = text(si.getServerKey());
+          return spawn(id, [this, image, endpoint, token, key]() -> proto::Fill {
+            ImageRecord rec = engine_.images().resolve(image);
+            auto file = engine_.images().sourceFile(rec.id);
+            if (!file) {
+              throw Error(ErrorCategory::kInvalidInput,
+                          "image " + image + " was imported on " + opts_.name +
+                              " from a directory, so it cannot be sent; import it on the target "
+                              "first (ferry image import " +
+                              image + " FILE --host TARGET)");
+            }
+            proto::StreamOptions so = streamOptions();
+            if (opts_.keys) so.peer_public_key = key;
+            proto::ChunkSender tx(ctx_, endpoint, token, "image " + image, so);
+            UniqueFd fd(::open(file->c_str(), O_RDONLY | O_CLOEXEC));
+            if (!fd) throwErrno("opening " + file->string());
+            std::vector<char> buf(1 << 20);
+            for (;;) {
+              ssize_t n = retryEintr([&] { return ::read(fd.get(), buf.data(), buf.size()); });
+              if (n < 0) throwErrno("reading " + file->string());
+              if (n == 0) break;
+              tx.write(std::string_view(buf.data(), static_cast<size_t>(n)));
+            }
+            tx.finish();
             return okReply();
           });
         }

@@ -582,6 +582,13 @@ void Coordinator::startMigration(const Request& r) {
   }
   std::set<std::string> ignore;
   for (auto i : mg.getIgnore()) ignore.insert(text(i));
+  // An image the target lacks is sent first, from the file the source
+  // imported it from (same file, same id).
+  std::string send_image;
+  if (!in.image_present && !in.image_id.empty()) {
+    send_image = here->image;
+    in.image_present = true;
+  }
   std::vector<Finding> findings = checkCompatibility(in, ignore);
   for (auto& f : findings) {
     if (f.check == "image" && !f.ignored && f.severity == Severity::kRefuse) {
@@ -604,11 +611,58 @@ void Coordinator::startMigration(const Request& r) {
     log().warn("migration #{}: {}", id, w.message);
   }
   run.figures["warnings"] = run.warnings;
+  run.send_image = send_image;
   Run& stored = runs_.emplace(id, std::move(run)).first->second;
   progress(stored, "plan", 0,
            warnings.empty() ? "" : std::to_string(warnings.size()) + " compatibility warning(s)");
   phaseDone(stored, "plan");
-  prepare(id);
+  if (stored.send_image.empty()) return prepare(id);
+  sendImage(id);
+}
+
+// The image goes from the source's agent straight to the target's, like a
+// checkpoint: the target binds a stream for a token, the source sends the
+// file it imported the image from.
+void Coordinator::sendImage(int64_t id) {
+  Run& run = runs_.at(id);
+  std::string token = randomToken();
+  progress(run, "image", 0, run.send_image + " is not on " + run.row.target + ": sending it");
+  command(
+      run.row.target, "prepare to receive image " + run.send_image,
+      [&](proto::Message::Builder b) {
+        auto p = b.initPrepareImport();
+        p.setHost(run.row.target);
+        p.setKind(proto::Message::ImportFile::Kind::IMAGE);
+        p.setName(run.send_image);
+        p.setToken(dataOf(token));
+      },
+      opts_.command_timeout,
+      [this, id, token](proto::Message::Reader m) {
+        if (!m.isStreamTicket()) {
+          return rollBack(id,
+                          Error(ErrorCategory::kPermanent, "the target answered without a ticket"));
+        }
+        Run& run = runs_.at(id);
+        std::string endpoint = text(m.getStreamTicket().getEndpoint());
+        std::string key = text(m.getStreamTicket().getServerKey());
+        command(
+            run.row.source, "send image " + run.send_image,
+            [&](proto::Message::Builder b) {
+              auto s = b.initSendImage();
+              s.setImage(run.send_image);
+              s.setEndpoint(endpoint);
+              s.setToken(dataOf(token));
+              s.setServerKey(key);
+            },
+            opts_.transfer_timeout,
+            [this, id](proto::Message::Reader) {
+              Run& run = runs_.at(id);
+              phaseDone(run, "image");
+              prepare(id);
+            },
+            [this, id](const Error& e) { rollBack(id, e); });
+      },
+      [this, id](const Error& e) { rollBack(id, e); });
 }
 
 void Coordinator::prepare(int64_t id) {

@@ -6,6 +6,8 @@
 // A migration (DESIGN.md, "A migration, step by step") is a chain of agent
 // commands, each answered asynchronously on the same socket:
 //   plan (here: container, hosts, compatibility of their recorded metadata)
+//   -> [image: prepareImport on the target, sendImage on the source, when
+//      the target lacks the container's image]
 //   -> prepareReceive on the target (a one-time stream token)
 //   -> sendCheckpoint on the source (freeze, stream, target restores)
 //   -> commitSource (delete the frozen source copy), or on any failure
@@ -93,6 +95,7 @@ class Coordinator {
     std::vector<std::string> warnings;
     bool awaiting_hosts = false;   // resumed after a restart: wait for the agents
     std::optional<Error> failure;  // why it is rolling back
+    std::string send_image;        // the target lacks it: sent before the prepare
     bool resume_pending = false;   // the source's copy is not confirmed running again
     Steady::time_point last_progress = Steady::now();
     std::string last_phase = "plan";
@@ -126,6 +129,7 @@ class Coordinator {
   void checkpointTo(const Request& r);
 
   void startMigration(const Request& r);
+  void sendImage(int64_t id);
   void prepare(int64_t id);
   void transfer(int64_t id, const std::string& endpoint, const std::string& server_key);
   void commit(int64_t id);

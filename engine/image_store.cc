@@ -147,8 +147,16 @@ ImageRecord ImageStore::importFile(const std::string& name, const fs::path& sour
   TempDir stage(dir_, kTempPrefix);
   UniqueFd tree = makeSubdir(stage.path(), "rootfs");
   size_t members = applyLayer(file.get(), tree.get(), Whiteouts::kAsFiles);
-  if (isOciLayout(tree.get())) return importLayout(name, source, tree.get());
+  if (isOciLayout(tree.get())) {
+    keep_source_fd_ = file.get();  // an OCI layout tar is kept as it came, too
+    struct Reset {
+      int& fd;
+      ~Reset() { fd = -1; }
+    } reset{keep_source_fd_};
+    return importLayout(name, source, tree.get());
+  }
   if (members == 0) throwInvalidInput("the archive is empty");
+  keepSource(file.get(), stage.path(), source);
   return publish(stage, ImageRecord{id, {}, source, kFormatRootfsTar, 0, 0, {}}, name);
 }
 
@@ -164,7 +172,27 @@ ImageRecord ImageStore::importLayout(const std::string& name, const fs::path& so
     withContext("layer " + layer.digest,
                 [&] { applyLayer(layout.blob(layer).get(), rootfs.get(), Whiteouts::kApply); });
   }
+  if (keep_source_fd_ >= 0) keepSource(keep_source_fd_, stage.path(), source);
   return publish(stage, ImageRecord{id, {}, source, kFormatOci, 0, 0, image.config}, name);
+}
+
+void ImageStore::keepSource(int fd, const fs::path& stage, const fs::path& source) {
+  if (::lseek(fd, 0, SEEK_SET) != 0) throwErrno("seek " + source.string());
+  UniqueFd out(::open((stage / "source").c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  if (!out) throwErrno("keeping " + source.string());
+  std::vector<char> buf(1 << 20);
+  for (;;) {
+    ssize_t n = retryEintr([&] { return ::read(fd, buf.data(), buf.size()); });
+    if (n < 0) throwErrno("reading " + source.string());
+    if (n == 0) break;
+    writeAll(out.get(), std::string_view(buf.data(), static_cast<size_t>(n)), "keeping " + source.string());
+  }
+}
+
+std::optional<fs::path> ImageStore::sourceFile(const std::string& id) const {
+  fs::path p = rootfs(id).parent_path() / "source";
+  if (!pathExists(p)) return std::nullopt;
+  return p;
 }
 
 // One rename makes the complete stage visible as <dir>/<id>. The tree is

@@ -85,6 +85,10 @@ class ImageStore {
 
   // <dir>/<id>/rootfs; throws kInvalidInput if `id` is not 64 hex characters.
   fs::path rootfs(const std::string& id) const;
+  // The file an image was imported from, kept so that it can be sent to
+  // another host (which then gets the same id); nullopt for an image
+  // imported from a directory.
+  std::optional<fs::path> sourceFile(const std::string& id) const;
 
   // Removes the image (all its names) and its files. Does not check whether a
   // container still uses the rootfs: that is the caller's business.
@@ -96,12 +100,15 @@ class ImageStore {
   ImageRecord importFile(const std::string& name, const fs::path& source);
   ImageRecord importLayout(const std::string& name, const fs::path& source, int layout_fd);
   ImageRecord publish(TempDir& stage, ImageRecord record, const std::string& name);
+  // Copies the imported file into the stage as "source" (see sourceFile).
+  void keepSource(int fd, const fs::path& stage, const fs::path& source);
   ImageRecord addName(const std::string& id, const std::string& name);
   ImageRecord claimName(const std::string& id, const std::string& name);  // lock held
   std::optional<ImageRecord> load(const std::string& id) const;
   void store(const ImageRecord& record) const;
   std::vector<ImageRecord> matches(const std::string& name_or_id) const;
 
+  int keep_source_fd_ = -1;  // during importFile of an OCI layout tar
   fs::path dir_;
 };
 

@@ -152,6 +152,7 @@ struct Message {
     checkpoint @34 :ExportTo;             # CLI -> coordinator: container's host streams it to the CLI
     exportCheckpoint @35 :ExportTo;       # coordinator -> agent
     inspectContainer @36 :Text;           # coordinator -> agent: answers with container
+    sendImage @37 :SendImage;             # source: stream an image's file to a target's ticket
   }
 
   struct Hello {
@@ -188,6 +189,12 @@ struct Message {
     endpoint @2 :Text;
     token @3 :Data;
     serverKey @4 :Text;      # the target's CURVE public key, when configured
+  }
+  struct SendImage {
+    image @0 :Text;          # name
+    endpoint @1 :Text;
+    token @2 :Data;
+    serverKey @3 :Text;
   }
   struct DiscardTarget {
     migration @0 :UInt64;

@@ -268,7 +268,7 @@ TEST_F(ClusterMigration, CounterMigratesAToBToAWithItsVolumeAndRootfsChanges) {
     EXPECT_GT(after.front(), before) << "the counter reset";
     EXPECT_LE(after.front(), before + 1) << "the counter skipped";
     expectUnbroken(after);
-    unsigned long in_volume = std::stoul(readFile(engine(dst).volumes().path("data") / "counter"));
+    unsigned long in_volume = volumeCounter(engine(dst));
     EXPECT_GE(in_volume, after.front());
 
     // The rootfs changes came along (seen through the container's rootfs).
@@ -506,7 +506,7 @@ TEST_F(ClusterMigration, CheckpointExportAndRestoreImportGoBetweenTheCliAndTheAg
   EXPECT_GT(v.front(), 5u) << "the counter started over instead of going on";
   expectUnbroken(v);
   // The volume came along and went on being written.
-  EXPECT_GE(std::stoul(readFile(engine("hostB").volumes().path("data") / "counter")), v.front());
+  EXPECT_GE(volumeCounter(engine("hostB")), v.front());
 }
 
 TEST(FerryCli, KeysAreGeneratedOnceAndUsageErrorsExit2) {
@@ -653,6 +653,36 @@ TEST_F(ClusterMigration, LogsFollowAContainerAcrossAMigrationUntilItIsGone) {
   }
   EXPECT_LE(jumps, 1);
   EXPECT_GE(seen.back(), on_b);
+}
+
+}  // namespace
+}  // namespace ferry::testing
+
+namespace ferry::testing {
+namespace {
+
+TEST_F(ClusterMigration, AnImageTheTargetLacksIsSentFirst) {
+  std::string id = engine("hostA").images().resolve("counter").id;
+  engine("hostB").images().remove("counter");
+  waitFor([&] { return !imagesOn("hostB"); }, seconds(20),
+          "the coordinator to see hostB without images");
+  runDemo("hostA");
+  CliResult r = ferry({"--json", "migrate", "demo", "hostA", "hostB"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  json f = json::parse(r.out);
+  bool image_phase = false;
+  for (const auto& p : f["phase_ms"]) image_phase = image_phase || p["phase"] == "image";
+  EXPECT_TRUE(image_phase) << f.dump();
+  // The same image (same id) is there now, and demo runs on it.
+  auto img = engine("hostB").images().find("counter");
+  ASSERT_TRUE(img);
+  EXPECT_EQ(img->id, id);
+  auto c = on("hostB", "demo");
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->status, ContainerStatus::kRunning);
+  waitFor([&] { return counterValues(engine("hostB"), "demo").size() >= 3; }, seconds(20),
+          "demo to count on hostB");
+  EXPECT_GT(counterValues(engine("hostB"), "demo").front(), 5u);
 }
 
 }  // namespace

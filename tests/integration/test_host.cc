@@ -254,7 +254,13 @@ void TwoHostTest::runCounterOnA(const std::string& name, unsigned long min) {
 }
 
 unsigned long volumeCounter(Engine& e) {
-  return std::stoul(readFile(e.volumes().path("data") / "counter"));
+  // The counter rewrites the file in place (truncate, write): a read may
+  // land in between and find it empty; the next one will not.
+  for (int attempt = 0;; ++attempt) {
+    std::string text = readFile(e.volumes().path("data") / "counter");
+    if (!text.empty() || attempt == 50) return std::stoul(text);
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
 }
 
 }  // namespace ferry::testing

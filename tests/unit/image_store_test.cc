@@ -558,3 +558,31 @@ TEST(ImageRecordJson, RoundTrips) {
 
 }  // namespace
 }  // namespace ferry
+
+namespace ferry {
+namespace {
+
+// What a migration sends to a host that lacks the image: the very file it
+// was imported from, which imports there under the same id.
+TEST_F(ImageStoreTest, TheImportedFileIsKeptSoThatItCanBeSentOn) {
+  fs::path one = input("one.tar", tarBytes({file("one")}));
+  ImageRecord a = store_.import("app", one);
+  auto kept = store_.sourceFile(a.id);
+  ASSERT_TRUE(kept);
+  EXPECT_EQ(readFile(*kept), readFile(one));
+  ImageStore elsewhere(inputs_ / "other-store");
+  EXPECT_EQ(elsewhere.import("app", *kept).id, a.id);
+
+  buildTwoLayerLayout(inputs_ / "layout");
+  fs::path tar =
+      input("layout.tar.gz", tarBytes(treeMembers(inputs_ / "layout"), Compression::kGzip));
+  ImageRecord from_tar = store_.import("layout-tar", tar);
+  ASSERT_TRUE(store_.sourceFile(from_tar.id));
+  EXPECT_EQ(elsewhere.import("layout-tar", *store_.sourceFile(from_tar.id)).id, from_tar.id);
+  // A layout imported from a directory has no one file to send.
+  ImageStore third(inputs_ / "third-store");
+  EXPECT_FALSE(third.sourceFile(third.import("layout-dir", inputs_ / "layout").id));
+}
+
+}  // namespace
+}  // namespace ferry
