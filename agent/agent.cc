@@ -223,6 +223,32 @@ proto::StreamOptions Agent::streamOptions() const {
   return so;
 }
 
+TransferOptions Agent::transferOptions(uint64_t id, const std::string& container,
+                                       const std::string& server_key,
+                                       const std::string& restore_phase) {
+  TransferOptions t;
+  t.stream = streamOptions();
+  if (opts_.keys) t.stream.peer_public_key = server_key;
+  // What the stream will roughly carry: the container's memory (CRIU's
+  // pages dominate); for the ETA only.
+  uint64_t estimate = engine_.memoryBytes(container);
+  t.progress = [this, id, estimate, restore_phase](const char* phase, uint64_t sent) {
+    std::string ph = std::string(phase) == "restore" ? restore_phase : phase;
+    post(id, [ph, sent, estimate](proto::Message::Builder m) {
+      auto p = m.initProgress();
+      p.setPhase(ph);
+      p.setBytesDone(sent);
+      p.setBytesTotal(sent < estimate ? estimate : 0);
+    });
+  };
+  return t;
+}
+
+proto::Fill Agent::containerReply(const ContainerInfo& c) const {
+  std::string host = opts_.name;
+  return [c, host](proto::Message::Builder r) { fillContainer(r.initContainer(), c, host); };
+}
+
 namespace {
 proto::Fill okReply() {
   return [](proto::Message::Builder r) { r.setOk(); };
@@ -262,21 +288,11 @@ void Agent::serve(std::unique_ptr<proto::Decoded> frame) {
           return;
         case proto::Message::START_CONTAINER: {
           ContainerSpec spec = specFrom(m.getStartContainer());
-          return spawn(id, [this, spec]() -> proto::Fill {
-            ContainerInfo c = engine_.run(spec);
-            std::string host = opts_.name;
-            return
-                [c, host](proto::Message::Builder r) { fillContainer(r.initContainer(), c, host); };
-          });
+          return spawn(id, [this, spec] { return containerReply(engine_.run(spec)); });
         }
         case proto::Message::STOP_CONTAINER: {
           std::string name = text(m.getStopContainer());
-          return spawn(id, [this, name]() -> proto::Fill {
-            ContainerInfo c = engine_.stop(name);
-            std::string host = opts_.name;
-            return
-                [c, host](proto::Message::Builder r) { fillContainer(r.initContainer(), c, host); };
-          });
+          return spawn(id, [this, name] { return containerReply(engine_.stop(name)); });
         }
         case proto::Message::REMOVE_CONTAINER: {
           std::string name = text(m.getRemoveContainer());
@@ -352,23 +368,14 @@ void Agent::serve(std::unique_ptr<proto::Decoded> frame) {
             proto::ChunkSender tx(ctx_, endpoint, token, "image " + image, so);
             UniqueFd fd(::open(file->c_str(), O_RDONLY | O_CLOEXEC));
             if (!fd) throwErrno("opening " + file->string());
-            std::vector<char> buf(1 << 20);
-            for (;;) {
-              ssize_t n = retryEintr([&] { return ::read(fd.get(), buf.data(), buf.size()); });
-              if (n < 0) throwErrno("reading " + file->string());
-              if (n == 0) break;
-              tx.write(std::string_view(buf.data(), static_cast<size_t>(n)));
-            }
+            FdSource in(fd.get(), "reading " + file->string());
+            copyAll(in, tx);
             tx.finish();
             return okReply();
           });
         }
-        case proto::Message::INSPECT_CONTAINER: {
-          ContainerInfo c = engine_.inspect(text(m.getInspectContainer()));
-          return reply(id, [&](proto::Message::Builder r) {
-            fillContainer(r.initContainer(), c, opts_.name);
-          });
-        }
+        case proto::Message::INSPECT_CONTAINER:
+          return reply(id, containerReply(engine_.inspect(text(m.getInspectContainer()))));
         case proto::Message::READ_LOGS: {
           std::vector<LogLine> lines = engine_.logs(text(m.getReadLogs()));
           return reply(id, [&](proto::Message::Builder r) {
@@ -434,26 +441,8 @@ void Agent::sendCheckpointCommand(uint64_t id, proto::Message::SendCheckpoint::R
   std::string token = bytes(r.getToken()), server_key = text(r.getServerKey());
   claimForTransfer(container);
   spawn(id, [this, id, container, endpoint, token, server_key]() -> proto::Fill {
-    struct Idle {
-      Agent* a;
-      std::string c;
-      ~Idle() { a->markIdle(c); }
-    } idle{this, container};
-    TransferOptions t;
-    t.stream = streamOptions();
-    if (opts_.keys) t.stream.peer_public_key = server_key;
-    // What the stream will roughly carry: the container's memory (CRIU's
-    // pages dominate); for the ETA only.
-    uint64_t estimate = engine_.memoryBytes(container);
-    t.progress = [this, id, estimate](const char* phase, uint64_t sent) {
-      std::string ph = phase;
-      post(id, [ph, sent, estimate](proto::Message::Builder m) {
-        auto p = m.initProgress();
-        p.setPhase(ph);
-        p.setBytesDone(sent);
-        p.setBytesTotal(sent < estimate ? estimate : 0);
-      });
-    };
+    BusyRelease idle{this, container};
+    TransferOptions t = transferOptions(id, container, server_key, "restore");
     SendResult s = sendCheckpoint(engine_, container, ctx_, endpoint, token, t);
     return [s](proto::Message::Builder m) {
       auto f = m.initMigration();
@@ -504,9 +493,7 @@ void Agent::prepareImport(uint64_t id, proto::Message::ImportFile::Reader r) {
           UniqueFd fd(::open(file.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
           if (!fd) throwErrno("creating " + file.string());
           FdSink out(fd.get(), "writing " + file.string());
-          std::vector<char> buf(1 << 20);
-          while (size_t n = rx->read(buf.data(), buf.size()))
-            out.write(std::string_view(buf.data(), n));
+          copyAll(*rx, out);
           if (::fsync(fd.get()) != 0) throwErrno("writing " + file.string());
         }
         ImageRecord rec = engine_.images().import(name, file);
@@ -537,23 +524,9 @@ void Agent::exportCheckpointCommand(uint64_t id, proto::Message::ExportTo::Reade
   claimForTransfer(container);
   spawn(id,
         [this, id, container, endpoint, token, server_key, leave_running, level]() -> proto::Fill {
-          struct Idle {
-            Agent* a;
-            std::string c;
-            ~Idle() { a->markIdle(c); }
-          } idle{this, container};
-          TransferOptions t;
-          t.stream = streamOptions();
-          if (opts_.keys) t.stream.peer_public_key = server_key;
+          BusyRelease idle{this, container};
+          TransferOptions t = transferOptions(id, container, server_key, "write");
           t.bundle.level = level;
-          t.progress = [this, id](const char* phase, uint64_t sent) {
-            std::string ph = std::string(phase) == "restore" ? "write" : phase;
-            post(id, [ph, sent](proto::Message::Builder m) {
-              auto p = m.initProgress();
-              p.setPhase(ph);
-              p.setBytesDone(sent);
-            });
-          };
           t.resume_on_unknown_verdict = true;  // a file, not a second running copy
           SendResult s = sendCheckpoint(engine_, container, ctx_, endpoint, token, t);
           try {

@@ -12,8 +12,8 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
-#include <map>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -21,6 +21,7 @@
 #include <vector>
 #include <zmq.hpp>
 
+#include "agent/transfer.h"
 #include "engine/engine.h"
 #include "protocol/chunk_stream.h"
 #include "protocol/rpc.h"
@@ -77,6 +78,18 @@ class Agent {
   void prepareImport(uint64_t id, proto::Message::ImportFile::Reader r);
   void exportCheckpointCommand(uint64_t id, proto::Message::ExportTo::Reader r);
   proto::StreamOptions streamOptions() const;
+  // A reply carrying `c`, as this host reports it.
+  proto::Fill containerReply(const ContainerInfo& c) const;
+  // A send's options: the stream (with the receiver's CURVE key) and
+  // progress for request `id`, its "restore" phase shown as `restore_phase`.
+  TransferOptions transferOptions(uint64_t id, const std::string& container,
+                                  const std::string& server_key, const std::string& restore_phase);
+  // Ends a claimForTransfer when it goes out of scope.
+  struct BusyRelease {
+    Agent* agent;
+    std::string container;
+    ~BusyRelease() { agent->markIdle(container); }
+  };
 
   AgentOptions opts_;
   Engine& engine_;
@@ -86,7 +99,7 @@ class Agent {
   std::mutex mu_;
   std::condition_variable idle_cv_;
   std::deque<std::pair<uint64_t, proto::Fill>> done_;  // guarded by mu_
-  std::map<std::string, int> busy_;                     // guarded by mu_
+  std::map<std::string, int> busy_;                    // guarded by mu_
   struct Worker {
     std::thread thread;
     std::shared_ptr<std::atomic<bool>> finished;

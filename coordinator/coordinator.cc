@@ -250,6 +250,11 @@ void Coordinator::expirePending() {
   }
 }
 
+void Coordinator::sendError(const Client& c, const Error& e) {
+  server_.sendTo(c.peer, c.id,
+                 [&](proto::Message::Builder b) { proto::fillErrorInfo(b.initError(), e, ""); });
+}
+
 void Coordinator::forward(const Request& r, const std::string& host, const std::string& what,
                           const proto::Fill& cmd, std::chrono::milliseconds timeout,
                           std::function<void(proto::Message::Reader)> on_ok) {
@@ -260,11 +265,7 @@ void Coordinator::forward(const Request& r, const std::string& host, const std::
         if (on_ok) on_ok(m);
         server_.relay(c.peer, c.id, m);
       },
-      [this, c](const Error& e) {
-        server_.sendTo(c.peer, c.id, [&](proto::Message::Builder b) {
-          proto::fillErrorInfo(b.initError(), e, "");
-        });
-      },
+      [this, c](const Error& e) { sendError(c, e); },
       [this, c](proto::Progress::Reader p) {
         server_.sendTo(c.peer, c.id, [&](proto::Message::Builder b) { b.setProgress(p); });
       });
@@ -380,11 +381,7 @@ void Coordinator::importFile(const Request& r) {
           out.setToken(dataOf(token));
         });
       },
-      [this, c](const Error& e) {
-        server_.sendTo(c.peer, c.id, [&](proto::Message::Builder b) {
-          proto::fillErrorInfo(b.initError(), e, "");
-        });
-      });
+      [this, c](const Error& e) { sendError(c, e); });
 }
 
 void Coordinator::checkpointTo(const Request& r) {
@@ -874,10 +871,7 @@ void Coordinator::finish(int64_t id) {
           (run.resume_pending ? " was rolled back; see the warnings for what is still pending"
                               : " was rolled back and runs on " + run.row.source + " again");
       for (const auto& w : run.warnings) msg += "\nwarning: " + w;
-      Error e(run.failure->category(), msg);
-      server_.sendTo(run.client->peer, run.client->id, [&](proto::Message::Builder b) {
-        proto::fillErrorInfo(b.initError(), e, "");
-      });
+      sendError(*run.client, Error(run.failure->category(), msg));
     } else {
       server_.sendTo(run.client->peer, run.client->id,
                      [&](proto::Message::Builder b) { fillFigures(b.initMigration(), row); });

@@ -114,6 +114,7 @@ class Coordinator {
                std::chrono::milliseconds timeout, OnReply ok, OnError fail,
                OnProgress progress = {});
   void failPending(const std::string& host, const Error& e);
+  void sendError(const Client& c, const Error& e);  // the final answer to a CLI request
   void expirePending();
   // Sends a CLI request on to `host` and relays the answer (and progress).
   void forward(const Request& r, const std::string& host, const std::string& what,

@@ -12,8 +12,8 @@ namespace {
 // a migration is between its restore and its commit --, images, cleanups.
 constexpr int kSchemaVersion = 2;
 
-constexpr std::array<std::string_view, 6> kPhaseNames = {
-    "planned", "prepared", "transferring", "restored", "committed", "rolled-back"};
+constexpr std::array<std::string_view, 6> kPhaseNames = {"planned",  "prepared",  "transferring",
+                                                         "restored", "committed", "rolled-back"};
 
 const char* kSchema = R"(
 CREATE TABLE IF NOT EXISTS hosts (
@@ -61,7 +61,7 @@ StateStore::StateStore(const std::filesystem::path& file) : db_(file) {
                 file.string() + " was written by a newer ferry (schema " + std::to_string(version) +
                     "); this coordinator knows schema " + std::to_string(kSchemaVersion));
   }
- // Version 1's containers table is only a cache of heartbeats: rebuilt.
+  // Version 1's containers table is only a cache of heartbeats: rebuilt.
   if (version == 1) db_.exec("DROP TABLE IF EXISTS containers");
   db_.exec(kSchema);
   db_.exec("PRAGMA user_version=" + std::to_string(kSchemaVersion));
@@ -85,7 +85,8 @@ namespace {
 HostRow readHost(Statement& s) {
   return {s.text(0), s.text(1), s.text(2), s.integer(3) != 0, s.integer(4) != 0, s.integer(5)};
 }
-constexpr const char* kHostCols = "SELECT name, data_endpoint, host_info, up, cordoned, last_seen_ms FROM hosts";
+constexpr const char* kHostCols =
+    "SELECT name, data_endpoint, host_info, up, cordoned, last_seen_ms FROM hosts";
 }  // namespace
 
 std::optional<HostRow> StateStore::host(const std::string& name) {
@@ -117,21 +118,10 @@ std::vector<std::string> StateStore::markDownSilentSince(int64_t cutoff_ms) {
   return down;
 }
 
-void StateStore::replaceContainers(const std::string& host, const std::vector<ContainerRow>& rows) {
+void StateStore::inTransaction(const std::function<void()>& body) {
   db_.exec("BEGIN IMMEDIATE");
   try {
-    db_.prepare("DELETE FROM containers WHERE host=?1").bind(1, host).run();
-    for (const auto& r : rows) {
-      db_.prepare(
-             "INSERT OR REPLACE INTO containers (name, host, image, status, memory_bytes) VALUES "
-             "(?1, ?2, ?3, ?4, ?5)")
-          .bind(1, r.name)
-          .bind(2, host)
-          .bind(3, r.image)
-          .bind(4, r.status)
-          .bind(5, static_cast<int64_t>(r.memory_bytes))
-          .run();
-    }
+    body();
     db_.exec("COMMIT");
   } catch (...) {
     db_.exec("ROLLBACK");
@@ -139,8 +129,19 @@ void StateStore::replaceContainers(const std::string& host, const std::vector<Co
   }
 }
 
+void StateStore::replaceContainers(const std::string& host, const std::vector<ContainerRow>& rows) {
+  inTransaction([&] {
+    db_.prepare("DELETE FROM containers WHERE host=?1").bind(1, host).run();
+    for (ContainerRow r : rows) {
+      r.host = host;
+      putContainer(r);
+    }
+  });
+}
+
 namespace {
-constexpr const char* kContainerCols = "SELECT name, host, image, status, memory_bytes FROM containers";
+constexpr const char* kContainerCols =
+    "SELECT name, host, image, status, memory_bytes FROM containers";
 ContainerRow readContainer(Statement& s) {
   return {s.text(0), s.text(1), s.text(2), s.text(3), static_cast<uint64_t>(s.integer(4))};
 }
@@ -164,8 +165,9 @@ std::vector<ContainerRow> StateStore::containersNamed(const std::string& name) {
 }
 
 void StateStore::putContainer(const ContainerRow& r) {
-  db_.prepare("INSERT OR REPLACE INTO containers (name, host, image, status, memory_bytes) VALUES "
-              "(?1, ?2, ?3, ?4, ?5)")
+  db_.prepare(
+         "INSERT OR REPLACE INTO containers (name, host, image, status, memory_bytes) VALUES "
+         "(?1, ?2, ?3, ?4, ?5)")
       .bind(1, r.name)
       .bind(2, r.host)
       .bind(3, r.image)
@@ -178,7 +180,8 @@ void StateStore::removeContainer(const std::string& host, const std::string& nam
   db_.prepare("DELETE FROM containers WHERE host=?1 AND name=?2").bind(1, host).bind(2, name).run();
 }
 
-std::optional<ContainerRow> StateStore::container(const std::string& host, const std::string& name) {
+std::optional<ContainerRow> StateStore::container(const std::string& host,
+                                                  const std::string& name) {
   Statement s = db_.prepare(std::string(kContainerCols) + " WHERE host=?1 AND name=?2");
   s.bind(1, host).bind(2, name);
   if (!s.step()) return std::nullopt;
@@ -186,8 +189,7 @@ std::optional<ContainerRow> StateStore::container(const std::string& host, const
 }
 
 void StateStore::replaceImages(const std::string& host, const std::vector<ImageRow>& rows) {
-  db_.exec("BEGIN IMMEDIATE");
-  try {
+  inTransaction([&] {
     db_.prepare("DELETE FROM images WHERE host=?1").bind(1, host).run();
     for (const auto& r : rows) {
       db_.prepare("INSERT OR REPLACE INTO images (host, name, id) VALUES (?1, ?2, ?3)")
@@ -196,16 +198,13 @@ void StateStore::replaceImages(const std::string& host, const std::vector<ImageR
           .bind(3, r.id)
           .run();
     }
-    db_.exec("COMMIT");
-  } catch (...) {
-    db_.exec("ROLLBACK");
-    throw;
-  }
+  });
 }
 
 void StateStore::setLoad(const std::string& host, const LoadRow& l) {
-  db_.prepare("INSERT OR REPLACE INTO host_load (host, cpu_permille, memory_used, memory_total) VALUES "
-              "(?1, ?2, ?3, ?4)")
+  db_.prepare(
+         "INSERT OR REPLACE INTO host_load (host, cpu_permille, memory_used, memory_total) VALUES "
+         "(?1, ?2, ?3, ?4)")
       .bind(1, host)
       .bind(2, static_cast<int64_t>(l.cpu_percent * 10 + 0.5))
       .bind(3, static_cast<int64_t>(l.memory_used_bytes))
@@ -214,7 +213,8 @@ void StateStore::setLoad(const std::string& host, const LoadRow& l) {
 }
 
 LoadRow StateStore::load(const std::string& host) {
-  Statement s = db_.prepare("SELECT cpu_permille, memory_used, memory_total FROM host_load WHERE host=?1");
+  Statement s =
+      db_.prepare("SELECT cpu_permille, memory_used, memory_total FROM host_load WHERE host=?1");
   s.bind(1, host);
   if (!s.step()) return {};
   return {static_cast<double>(s.integer(0)) / 10, static_cast<uint64_t>(s.integer(1)),
@@ -230,8 +230,9 @@ std::vector<ImageRow> StateStore::images(const std::string& host) {
 }
 
 int64_t StateStore::addCleanup(const CleanupRow& c, int64_t now_ms) {
-  db_.prepare("INSERT INTO cleanups (host, action, container, migration, created_ms) VALUES "
-              "(?1, ?2, ?3, ?4, ?5)")
+  db_.prepare(
+         "INSERT INTO cleanups (host, action, container, migration, created_ms) VALUES "
+         "(?1, ?2, ?3, ?4, ?5)")
       .bind(1, c.host)
       .bind(2, c.action)
       .bind(3, c.container)
@@ -279,8 +280,9 @@ int64_t StateStore::beginMigration(const std::string& container, const std::stri
         .run();
   } catch (Error& e) {
     if (e.category() != ErrorCategory::kInvalidInput) throw;
-    throw Error(ErrorCategory::kInvalidInput,
-                "container '" + container + "' is already being migrated (one migration at a time)");
+    throw Error(
+        ErrorCategory::kInvalidInput,
+        "container '" + container + "' is already being migrated (one migration at a time)");
   }
   return db_.lastInsertId();
 }
@@ -292,9 +294,9 @@ void StateStore::advance(int64_t id, Phase to, int64_t now_ms, const std::string
   bool next = static_cast<int>(to) == static_cast<int>(m->phase) + 1 && to != Phase::kRolledBack;
   bool rollback = to == Phase::kRolledBack && !isFinal(m->phase);
   if (!next && !rollback) {
-    throw Error(ErrorCategory::kPermanent,
-                "migration " + std::to_string(id) + " cannot go from " +
-                    std::string(phaseName(m->phase)) + " to " + std::string(phaseName(to)));
+    throw Error(ErrorCategory::kPermanent, "migration " + std::to_string(id) + " cannot go from " +
+                                               std::string(phaseName(m->phase)) + " to " +
+                                               std::string(phaseName(to)));
   }
   db_.prepare("UPDATE migrations SET phase=?2, updated_ms=?3, error=?4, figures=?5 WHERE id=?1")
       .bind(1, id)
@@ -361,7 +363,8 @@ void StateStore::addEvent(int64_t now_ms, const std::string& kind, const std::st
 }
 
 std::vector<EventRow> StateStore::events(int limit) {
-  Statement s = db_.prepare("SELECT time_ms, kind, subject, message FROM events ORDER BY id DESC LIMIT ?1");
+  Statement s =
+      db_.prepare("SELECT time_ms, kind, subject, message FROM events ORDER BY id DESC LIMIT ?1");
   s.bind(1, int64_t{limit});
   std::vector<EventRow> out;
   while (s.step()) out.push_back({s.integer(0), s.text(1), s.text(2), s.text(3)});

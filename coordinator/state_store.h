@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -131,6 +132,8 @@ class StateStore {
 
  private:
   MigrationRow readMigration(Statement& s);
+  // Runs body in one transaction: all of it or, when it throws, none.
+  void inTransaction(const std::function<void()>& body);
 
   Database db_;
 };

@@ -3,6 +3,8 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -45,5 +47,10 @@ class FdSource : public ByteSource {
   int fd_;
   std::string what_;
 };
+
+// Everything `in` has, into `out`, a MiB at a time; `progress` (when set)
+// hears the running total after each piece. Returns the total.
+uint64_t copyAll(ByteSource& in, ByteSink& out,
+                 const std::function<void(uint64_t)>& progress = {});
 
 }  // namespace ferry

@@ -50,4 +50,15 @@ size_t FdSource::read(char* buf, size_t n) {
   return static_cast<size_t>(got);
 }
 
+uint64_t copyAll(ByteSource& in, ByteSink& out, const std::function<void(uint64_t)>& progress) {
+  std::string buf(1 << 20, '\0');
+  uint64_t total = 0;
+  while (size_t n = in.read(buf.data(), buf.size())) {
+    out.write(std::string_view(buf.data(), n));
+    total += n;
+    if (progress) progress(total);
+  }
+  return total;
+}
+
 }  // namespace ferry

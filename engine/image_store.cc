@@ -14,11 +14,12 @@
 #include <nlohmann/json.hpp>
 #include <tuple>
 
+#include "engine/byte_stream.h"
 #include "engine/error.h"
-#include "engine/time_util.h"
 #include "engine/layer_apply.h"
 #include "engine/oci_layout.h"
 #include "engine/sha256.h"
+#include "engine/time_util.h"
 
 namespace ferry {
 
@@ -51,9 +52,10 @@ void checkName(const std::string& name) {
             std::all_of(name.begin(), name.end(), allowed);
   if (!ok) {
     throwInvalidInput("invalid image name '" + name +
-                 "': use up to 128 of [a-zA-Z0-9_.:/-], starting with a letter or digit");
+                      "': use up to 128 of [a-zA-Z0-9_.:/-], starting with a letter or digit");
   }
-  if (isImageId(name)) throwInvalidInput("invalid image name '" + name + "': it looks like an image id");
+  if (isImageId(name))
+    throwInvalidInput("invalid image name '" + name + "': it looks like an image id");
 }
 
 UniqueFd makeSubdir(const fs::path& parent, const char* name) {
@@ -180,13 +182,9 @@ void ImageStore::keepSource(int fd, const fs::path& stage, const fs::path& sourc
   if (::lseek(fd, 0, SEEK_SET) != 0) throwErrno("seek " + source.string());
   UniqueFd out(::open((stage / "source").c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
   if (!out) throwErrno("keeping " + source.string());
-  std::vector<char> buf(1 << 20);
-  for (;;) {
-    ssize_t n = retryEintr([&] { return ::read(fd, buf.data(), buf.size()); });
-    if (n < 0) throwErrno("reading " + source.string());
-    if (n == 0) break;
-    writeAll(out.get(), std::string_view(buf.data(), static_cast<size_t>(n)), "keeping " + source.string());
-  }
+  FdSource in(fd, "reading " + source.string());
+  FdSink to(out.get(), "keeping " + source.string());
+  copyAll(in, to);
 }
 
 std::optional<fs::path> ImageStore::sourceFile(const std::string& id) const {
@@ -302,10 +300,10 @@ ImageRecord ImageStore::resolve(const std::string& name_or_id) const {
   if (hits.size() == 1) return std::move(hits.front());
   if (hits.empty()) {
     throwInvalidInput("no image '" + name_or_id +
-                 "' on this host; import it with 'image import NAME FILE'");
+                      "' on this host; import it with 'image import NAME FILE'");
   }
   throwInvalidInput("image id prefix '" + name_or_id + "' matches " + std::to_string(hits.size()) +
-               " images; give more of the id");
+                    " images; give more of the id");
 }
 
 fs::path ImageStore::rootfs(const std::string& id) const {

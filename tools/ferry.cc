@@ -383,16 +383,10 @@ void sendFile(Cli& cli, const std::string& file,
   so.peer_public_key = text(t.getServerKey());
   proto::ChunkSender tx(cli.ctx, text(t.getEndpoint()), bytes(t.getToken()), label, so);
   ProgressLine line(onTerminal() && !cli.json_out);
-  std::vector<char> buf(1 << 20);
-  uint64_t sent = 0;
-  for (;;) {
-    ssize_t n = retryEintr([&] { return ::read(fd.get(), buf.data(), buf.size()); });
-    if (n < 0) throwErrno("reading " + file);
-    if (n == 0) break;
-    tx.write(std::string_view(buf.data(), static_cast<size_t>(n)));
-    sent += static_cast<uint64_t>(n);
-    line.show("send", sent, static_cast<uint64_t>(st.st_size), "");
-  }
+  FdSource in(fd.get(), "reading " + file);
+  uint64_t sent = copyAll(in, tx, [&](uint64_t done) {
+    line.show("send", done, static_cast<uint64_t>(st.st_size), "");
+  });
   line.show("verify", sent, 0, "waiting for the host");
   tx.finish();
 }
@@ -741,10 +735,8 @@ int cmdCheckpoint(Cli& cli, Args& a) {
   if (!fd) throwErrno("creating " + partial.string());
   std::thread receiver([&] {
     try {
-      std::vector<char> buf(1 << 20);
-      while (size_t n = rx.read(buf.data(), buf.size())) {
-        writeAll(fd.get(), std::string_view(buf.data(), n), "writing " + partial.string());
-      }
+      FdSink out(fd.get(), "writing " + partial.string());
+      copyAll(rx, out);
       if (::fsync(fd.get()) != 0) throwErrno("writing " + partial.string());
       std::filesystem::rename(partial, target);
       rx.accept();

@@ -76,11 +76,7 @@ std::string joined(const std::vector<std::string>& v) {
 class ClusterIntegration : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string missing = missingPrerequisite();
-    if (!missing.empty()) {
-      if (std::getenv("CI")) FAIL() << "CI must run the integration tests, but: " << missing;
-      GTEST_SKIP() << "skipped on this machine: " << missing;
-    }
+    FERRY_REQUIRE_PREREQUISITES();
     dir_ = std::make_unique<TempDir>("/var/tmp", "ferry-cluster-test-");
   }
 

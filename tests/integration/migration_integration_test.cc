@@ -40,10 +40,7 @@ struct CliResult {
 class ClusterMigration : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (std::string why = missingPrerequisite(); !why.empty()) {
-      if (std::getenv("CI")) FAIL() << why;
-      GTEST_SKIP() << why;
-    }
+    FERRY_REQUIRE_PREREQUISITES();
     std::random_device rd;
     dir_ = "/var/tmp/ferry-test-mig-" + std::to_string(rd() % 1000000);
     cluster::ClusterOptions o;
@@ -459,12 +456,6 @@ TEST_F(ClusterMigration, CoordinatorKilledMidMigrationEndsWithExactlyOneCopy) {
   expectUnbroken(counterValues(engine(where), "demo"));
 }
 
-}  // namespace
-}  // namespace ferry::testing
-
-namespace ferry::testing {
-namespace {
-
 TEST_F(ClusterMigration, CheckpointExportAndRestoreImportGoBetweenTheCliAndTheAgents) {
   runDemo("hostA");
   fs::path file = fs::path(dir_) / "demo.ferry";
@@ -540,20 +531,11 @@ TEST(FerryCli, KeysAreGeneratedOnceAndUsageErrorsExit2) {
   EXPECT_NE(nobody.err.find("is it running?"), std::string::npos) << nobody.err;
 }
 
-}  // namespace
-}  // namespace ferry::testing
-
-namespace ferry::testing {
-namespace {
-
 // CurveZMQ end to end: keys from `ferry keys generate`, a cluster that uses
 // them everywhere, a migration whose stream is encrypted to the target's
 // key, and a client without keys that gets nothing.
 TEST(ClusterWithKeys, MigratesOverCurveAndIgnoresClientsWithoutKeys) {
-  if (std::string why = missingPrerequisite(); !why.empty()) {
-    if (std::getenv("CI")) FAIL() << why;
-    GTEST_SKIP() << why;
-  }
+  FERRY_REQUIRE_PREREQUISITES();
   LocalCommandRunner r;
   fs::path dir = fs::path("/var/tmp") / ("ferry-test-curve-" + std::to_string(::getpid()));
   removeTree(dir);
@@ -603,12 +585,6 @@ TEST(ClusterWithKeys, MigratesOverCurveAndIgnoresClientsWithoutKeys) {
   EXPECT_NE(plain.err.find("--keys DIR"), std::string::npos) << plain.err;
 }
 
-}  // namespace
-}  // namespace ferry::testing
-
-namespace ferry::testing {
-namespace {
-
 TEST_F(ClusterMigration, LogsFollowAContainerAcrossAMigrationUntilItIsGone) {
   // Right after `ferry run` the coordinator knows the container (no wait
   // for a heartbeat), so following starts at once.
@@ -654,12 +630,6 @@ TEST_F(ClusterMigration, LogsFollowAContainerAcrossAMigrationUntilItIsGone) {
   EXPECT_LE(jumps, 1);
   EXPECT_GE(seen.back(), on_b);
 }
-
-}  // namespace
-}  // namespace ferry::testing
-
-namespace ferry::testing {
-namespace {
 
 TEST_F(ClusterMigration, AnImageTheTargetLacksIsSentFirst) {
   std::string id = engine("hostA").images().resolve("counter").id;

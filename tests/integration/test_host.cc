@@ -227,11 +227,7 @@ std::string bundleFromDir(const fs::path& dir, const std::map<std::string, std::
 
 
 void TwoHostTest::SetUp() {
-  std::string missing = missingPrerequisite();
-  if (!missing.empty()) {
-    if (std::getenv("CI")) FAIL() << "CI must run the integration tests, but: " << missing;
-    GTEST_SKIP() << "skipped on this machine: " << missing;
-  }
+  FERRY_REQUIRE_PREREQUISITES();
   dirs_ = std::make_unique<TestDirs>();
   a_ = std::make_unique<TestHost>("hostA", dirs_->state, dirs_->run);
   b_ = std::make_unique<TestHost>("hostB", dirs_->state, dirs_->run);

@@ -4,6 +4,8 @@
 // directory it made, also when the test failed.
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <chrono>
 #include <functional>
 #include <map>
@@ -11,18 +13,26 @@
 #include <string>
 #include <vector>
 
-#include <gtest/gtest.h>
-
 #include "engine/bundle.h"
-#include "tests/support/string_stream.h"
 #include "engine/engine.h"
 #include "engine/fs.h"
+#include "tests/support/string_stream.h"
 
 namespace ferry::testing {
 
 // Skips (developer machine) or fails (CI=true) unless running as root with a
 // CRIU that passes `criu check`. Returns "" when all is there, else the reason.
 std::string missingPrerequisite();
+
+// In a test body or SetUp: fails under CI=true, else skips, when a
+// prerequisite is missing (FAIL and GTEST_SKIP return from the caller).
+#define FERRY_REQUIRE_PREREQUISITES()                                                         \
+  do {                                                                                        \
+    if (std::string missing = ::ferry::testing::missingPrerequisite(); !missing.empty()) {    \
+      if (std::getenv("CI")) FAIL() << "CI must run the integration tests, but: " << missing; \
+      GTEST_SKIP() << "skipped on this machine: " << missing;                                 \
+    }                                                                                         \
+  } while (0)
 
 class TestHost {
  public:
