@@ -232,13 +232,16 @@ TransferOptions Agent::transferOptions(uint64_t id, const std::string& container
   // What the stream will roughly carry: the container's memory (CRIU's
   // pages dominate); for the ETA only.
   uint64_t estimate = engine_.memoryBytes(container);
-  t.progress = [this, id, estimate, restore_phase](const char* phase, uint64_t sent) {
+  t.progress = [this, id, estimate, restore_phase](const char* phase, uint64_t sent,
+                                                   const std::string& note) {
     std::string ph = std::string(phase) == "restore" ? restore_phase : phase;
-    post(id, [ph, sent, estimate](proto::Message::Builder m) {
+    // Pre-copy rounds each send up to the estimate; the total is per round.
+    post(id, [ph, sent, estimate, note](proto::Message::Builder m) {
       auto p = m.initProgress();
       p.setPhase(ph);
       p.setBytesDone(sent);
-      p.setBytesTotal(sent < estimate ? estimate : 0);
+      p.setBytesTotal(ph != "precopy" && sent < estimate ? estimate : 0);
+      p.setMessage(note);
     });
   };
   return t;
@@ -439,26 +442,46 @@ void Agent::prepareReceive(uint64_t id, proto::Message::PrepareReceive::Reader r
 void Agent::sendCheckpointCommand(uint64_t id, proto::Message::SendCheckpoint::Reader r) {
   std::string container = text(r.getContainer()), endpoint = text(r.getEndpoint());
   std::string token = bytes(r.getToken()), server_key = text(r.getServerKey());
+  int precopy = r.getPrecopy();
   claimForTransfer(container);
-  spawn(id, [this, id, container, endpoint, token, server_key]() -> proto::Fill {
+  spawn(id, [this, id, container, endpoint, token, server_key, precopy]() -> proto::Fill {
     BusyRelease idle{this, container};
     TransferOptions t = transferOptions(id, container, server_key, "restore");
+    t.precopy = precopy;
     SendResult s = sendCheckpoint(engine_, container, ctx_, endpoint, token, t);
     return [s](proto::Message::Builder m) {
       auto f = m.initMigration();
       f.setBytesRaw(s.checkpoint.memory_bytes + s.checkpoint.rootfs_bytes +
                     s.checkpoint.volume_bytes);
-      f.setBytesWire(s.checkpoint.bundle_bytes);
-      f.setDowntimeMs(static_cast<uint64_t>(s.transfer_ms));
-      f.setTotalMs(static_cast<uint64_t>(s.transfer_ms));
+      f.setBytesWire(s.wire_bytes);
+      f.setFinalBytesWire(s.final_wire_bytes);
+      f.setBytesReferenced(s.ref_bytes);
+      f.setDowntimeMs(static_cast<uint64_t>(s.downtime_ms));
+      f.setTotalMs(static_cast<uint64_t>(s.total_ms));
       f.setCompression("none (loopback: compressing would cost more time than it saves)");
-      auto ph = f.initPhaseMs(3);
-      ph[0].setPhase("dump");
-      ph[0].setMs(static_cast<uint64_t>(s.checkpoint.dump_ms));
-      ph[1].setPhase("transfer");
-      ph[1].setMs(static_cast<uint64_t>(std::max<int64_t>(0, s.stream_ms - s.checkpoint.dump_ms)));
-      ph[2].setPhase("restore");
-      ph[2].setMs(static_cast<uint64_t>(s.restore_ms));
+      f.setPrecopy(s.precopy);
+      auto rounds = f.initRounds(static_cast<unsigned>(s.rounds.size()));
+      for (size_t i = 0; i < s.rounds.size(); ++i) {
+        const PrecopyFigures& pf = s.rounds[i];
+        rounds[i].setRound(static_cast<uint32_t>(pf.round));
+        rounds[i].setReadBytes(pf.read_bytes);
+        rounds[i].setSentBytes(pf.sent_bytes);
+        rounds[i].setWireBytes(pf.wire_bytes);
+        rounds[i].setMs(static_cast<uint64_t>(pf.ms));
+      }
+      auto warnings = f.initWarnings(static_cast<unsigned>(s.warnings.size()));
+      for (size_t i = 0; i < s.warnings.size(); ++i) warnings.set(i, s.warnings[i]);
+      // Pre-copy ran while the container did; the rest is the downtime.
+      std::vector<std::pair<const char*, int64_t>> phases;
+      if (!s.rounds.empty()) phases.emplace_back("precopy", s.precopy_ms);
+      phases.emplace_back("dump", s.checkpoint.dump_ms);
+      phases.emplace_back("transfer", std::max<int64_t>(0, s.stream_ms - s.checkpoint.dump_ms));
+      phases.emplace_back("restore", s.restore_ms);
+      auto ph = f.initPhaseMs(static_cast<unsigned>(phases.size()));
+      for (size_t i = 0; i < phases.size(); ++i) {
+        ph[i].setPhase(phases[i].first);
+        ph[i].setMs(static_cast<uint64_t>(phases[i].second));
+      }
     };
   });
 }
@@ -549,9 +572,9 @@ void Agent::exportCheckpointCommand(uint64_t id, proto::Message::ExportTo::Reade
             auto f = m.initMigration();
             f.setBytesRaw(s.checkpoint.memory_bytes + s.checkpoint.rootfs_bytes +
                           s.checkpoint.volume_bytes);
-            f.setBytesWire(s.checkpoint.bundle_bytes);
-            f.setDowntimeMs(static_cast<uint64_t>(s.transfer_ms));
-            f.setTotalMs(static_cast<uint64_t>(s.transfer_ms));
+            f.setBytesWire(s.wire_bytes);
+            f.setDowntimeMs(static_cast<uint64_t>(s.downtime_ms));
+            f.setTotalMs(static_cast<uint64_t>(s.total_ms));
           };
         });
 }

@@ -17,17 +17,76 @@ class ProgressSink : public ByteSink {
     auto now = std::chrono::steady_clock::now();
     if (report_ && now - last_ >= std::chrono::milliseconds(250)) {
       last_ = now;
-      report_("transfer", bytes_);
+      report_(phase_, bytes_, note_);
     }
+  }
+  void setPhase(const char* phase, std::string note = {}) {
+    phase_ = phase;
+    note_ = std::move(note);
   }
   uint64_t bytes() const { return bytes_; }
 
  private:
   ByteSink& inner_;
   const SendProgress& report_;
+  const char* phase_ = "transfer";
+  std::string note_;
   uint64_t bytes_ = 0;
   std::chrono::steady_clock::time_point last_{};
 };
+
+std::string mib(uint64_t bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f MiB", static_cast<double>(bytes) / (1 << 20));
+  return buf;
+}
+
+// Pre-copy rounds while the container runs (stop rules in transfer.h).
+void precopyRounds(Engine& engine, const std::string& name, BundleWriter& writer,
+                   ProgressSink& counted, const TransferOptions& opts, SendResult& result) {
+  int cap = opts.precopy;
+  if (cap == kPrecopyAuto) {
+    uint64_t memory = engine.memoryBytes(name);
+    if (memory < (uint64_t{32} << 20)) {
+      result.precopy = "off (auto: " + mib(memory) +
+                       " of memory migrates as fast without pre-copy)";
+      return;
+    }
+    cap = kPrecopyAutoRounds;
+  }
+  if (cap <= 0) {
+    result.precopy = "off";
+    return;
+  }
+  cap = std::min(cap, kPrecopyMaxRounds);
+  auto t0 = std::chrono::steady_clock::now();
+  std::string why;
+  for (int r = 1; r <= cap; ++r) {
+    counted.setPhase("precopy", "round " + std::to_string(r));
+    uint64_t wire0 = counted.bytes();
+    PrecopyRound pr = engine.precopy(name, writer);
+    PrecopyFigures f{r, pr.memory_bytes + pr.files_bytes, pr.sent_bytes, counted.bytes() - wire0,
+                     pr.ms};
+    for (auto& w : pr.warnings) result.warnings.push_back("round " + std::to_string(r) + ": " + w);
+    uint64_t goal = std::max<uint64_t>(uint64_t{8} << 20, f.read_bytes / 50);
+    engineLog().info("[{}] pre-copy round {}: read {}, sent {} new in {} ms", name, r,
+                     mib(f.read_bytes), mib(f.sent_bytes), f.ms);
+    result.rounds.push_back(f);
+    if (f.sent_bytes <= goal) {
+      why = "the last round sent " + mib(f.sent_bytes) + ", within the goal of " + mib(goal);
+      break;
+    }
+    if (r > 1 && f.sent_bytes * 10 > result.rounds[r - 2].sent_bytes * 8) {
+      why = "the delta stopped shrinking (" + mib(result.rounds[r - 2].sent_bytes) + " then " +
+            mib(f.sent_bytes) + "): memory is dirtied about as fast as it is copied";
+      break;
+    }
+    if (r == cap) why = "the round cap of " + std::to_string(cap) + " was reached";
+  }
+  result.precopy_ms = msSince(t0);
+  result.precopy = std::to_string(result.rounds.size()) +
+                   (result.rounds.size() == 1 ? " round" : " rounds") + "; stopped: " + why;
+}
 
 }  // namespace
 
@@ -49,11 +108,25 @@ SendResult sendCheckpoint(Engine& engine, const std::string& name, zmq::context_
       ~Note() { unknown = tx.verdictUnknown(); }
     } note{tx, verdict_unknown};
     ProgressSink counted(tx, opts.progress);
-    result.checkpoint = engine.exportCheckpoint(name, counted, ck, opts.bundle);
-    result.stream_ms = msSince(t0);
-    if (opts.progress) opts.progress("restore", counted.bytes());
+    BlockIndex known;
+    BundleWriteOptions bo = opts.bundle;
+    bo.known = &known;
+    BundleWriter writer(counted, bo);
+    precopyRounds(engine, name, writer, counted, opts, result);
+
+    auto tf = std::chrono::steady_clock::now();
+    // The bundle's header counts with the frozen part when nothing went before.
+    uint64_t wire0 = result.rounds.empty() ? 0 : counted.bytes();
+    counted.setPhase("transfer");
+    result.checkpoint = engine.exportCheckpoint(name, writer, ck);
+    result.stream_ms = msSince(tf);
+    if (opts.progress) opts.progress("restore", counted.bytes(), "");
     tx.finish();  // the target's verdict: throws its error
-    result.restore_ms = msSince(t0) - result.stream_ms;
+    result.restore_ms = msSince(tf) - result.stream_ms;
+    result.downtime_ms = msSince(tf);
+    result.wire_bytes = counted.bytes();
+    result.final_wire_bytes = counted.bytes() - wire0;
+    result.ref_bytes = writer.stats().ref_bytes;
   } catch (...) {
     bool keep_frozen = verdict_unknown && !opts.resume_on_unknown_verdict;
     // The checkpoint engine resumes on its own failures; after a complete
@@ -73,7 +146,7 @@ SendResult sendCheckpoint(Engine& engine, const std::string& name, zmq::context_
       throw;
     }
   }
-  result.transfer_ms = msSince(t0);
+  result.total_ms = msSince(t0);
   return result;
 }
 

@@ -10,7 +10,9 @@
 // bounded by the stream's timeout. One thread per call.
 #pragma once
 
+#include <functional>
 #include <string>
+#include <vector>
 #include <zmq.hpp>
 
 #include "engine/engine.h"
@@ -18,11 +20,25 @@
 
 namespace ferry::agent {
 
-#include <functional>
+// Progress of a send: phase "precopy" while pre-copy rounds go out (note:
+// "round N"), "transfer" while the checkpoint does, "restore" once it all
+// went and the target is restoring. Bytes count everything sent so far.
+using SendProgress =
+    std::function<void(const char* phase, uint64_t bytes_sent, const std::string& note)>;
 
-// Progress of a send: phase "transfer" while bytes go out, "restore" once
-// they all went and the target is restoring.
-using SendProgress = std::function<void(const char* phase, uint64_t bytes_sent)>;
+// Pre-copy before the freeze (see Engine::precopy): rounds go on while the
+// container runs, each sending only blocks the target lacks, and stop at the
+// first of
+//   - the round cap;
+//   - a round that sent no more than the goal (max(8 MiB, 2 % of what it
+//     read)): the frozen part will carry about that much;
+//   - a round that sent more than 80 % of the round before: the container
+//     dirties memory about as fast as it is copied, more rounds do not help.
+// kPrecopyAuto runs up to 4 rounds for a container of at least 32 MiB, none
+// for a smaller one (its cold migration is as quick).
+inline constexpr int kPrecopyAuto = -1;
+inline constexpr int kPrecopyAutoRounds = 4;
+inline constexpr int kPrecopyMaxRounds = 20;
 
 struct TransferOptions {
   BundleWriteOptions bundle{.level = 0, .threads = 2};  // loopback: compression only costs
@@ -30,17 +46,34 @@ struct TransferOptions {
   bool tcp_established = false;
   bool file_locks = false;
   SendProgress progress;  // called at most every 250 ms, on the sending thread
+  int precopy = 0;  // rounds at most; 0 off; kPrecopyAuto
   // When every byte went but the verdict never came, the target may run the
   // container: a migration keeps the source frozen (false) for the
   // coordinator to resolve; an export to a file resumes it (true).
   bool resume_on_unknown_verdict = false;
 };
 
+struct PrecopyFigures {
+  int round = 0;
+  uint64_t read_bytes = 0;  // memory, rootfs diff and volumes read
+  uint64_t sent_bytes = 0;  // new to the target (before compression)
+  uint64_t wire_bytes = 0;  // on the wire
+  int64_t ms = 0;
+};
+
 struct SendResult {
   CheckpointResult checkpoint;
-  int64_t transfer_ms = 0;  // from the freeze to the target's verdict
-  int64_t stream_ms = 0;    // the export: dump and every byte sent
-  int64_t restore_ms = 0;   // then waiting for the target to restore
+  std::vector<PrecopyFigures> rounds;
+  std::string precopy;          // what pre-copy did and why it stopped
+  std::vector<std::string> warnings;
+  int64_t precopy_ms = 0;       // all rounds, while the container ran
+  int64_t downtime_ms = 0;      // from the final checkpoint to the target's verdict
+  int64_t stream_ms = 0;        // the final export: dump and every byte sent
+  int64_t restore_ms = 0;       // then waiting for the target to restore
+  int64_t total_ms = 0;
+  uint64_t wire_bytes = 0;      // everything sent
+  uint64_t final_wire_bytes = 0;  // sent while frozen
+  uint64_t ref_bytes = 0;       // checkpoint bytes the target rebuilt from pre-copied blocks
 };
 
 // Source side. Freezes `name`, streams its checkpoint to `endpoint` with the

@@ -8,6 +8,7 @@
 #include "engine/compat.h"
 #include "engine/host_info.h"
 #include "engine/names.h"
+#include "protocol/figures_json.h"
 #include "protocol/host_info_proto.h"
 
 namespace ferry::coord {
@@ -62,6 +63,19 @@ void fillFigures(proto::MigrationFigures::Builder f, const MigrationRow& m) {
   f.setBytesRaw(j.value("bytes_raw", uint64_t{0}));
   f.setBytesWire(j.value("bytes_wire", uint64_t{0}));
   f.setCompression(j.value("compression", ""));
+  f.setFinalBytesWire(j.value("final_bytes_wire", uint64_t{0}));
+  f.setBytesReferenced(j.value("bytes_referenced", uint64_t{0}));
+  f.setPrecopy(j.value("precopy", ""));
+  json rounds = j.value("precopy_rounds", json::array());
+  auto rl = f.initRounds(static_cast<unsigned>(rounds.size()));
+  for (size_t i = 0; i < rounds.size(); ++i) {
+    auto r = rl[static_cast<unsigned>(i)];
+    r.setRound(rounds[i].value("round", uint32_t{0}));
+    r.setReadBytes(rounds[i].value("read_bytes", uint64_t{0}));
+    r.setSentBytes(rounds[i].value("sent_bytes", uint64_t{0}));
+    r.setWireBytes(rounds[i].value("wire_bytes", uint64_t{0}));
+    r.setMs(rounds[i].value("ms", uint64_t{0}));
+  }
   f.setStartedMs(m.created_ms);
   f.setError(m.error);
   json phases = j.value("phase_ms", json::array());
@@ -579,6 +593,12 @@ void Coordinator::startMigration(const Request& r) {
   }
   std::set<std::string> ignore;
   for (auto i : mg.getIgnore()) ignore.insert(text(i));
+  int precopy = mg.getPrecopy();
+  if (precopy < -1 || precopy > 20) {
+    throw Error(ErrorCategory::kInvalidInput,
+                "pre-copy rounds must be auto (-1), off (0) or 1 to 20, not " +
+                    std::to_string(precopy));
+  }
   // An image the target lacks is sent first, from the file the source
   // imported it from (same file, same id).
   std::string send_image;
@@ -609,6 +629,7 @@ void Coordinator::startMigration(const Request& r) {
   }
   run.figures["warnings"] = run.warnings;
   run.send_image = send_image;
+  run.precopy = precopy;
   Run& stored = runs_.emplace(id, std::move(run)).first->second;
   progress(stored, "plan", 0,
            warnings.empty() ? "" : std::to_string(warnings.size()) + " compatibility warning(s)");
@@ -705,6 +726,7 @@ void Coordinator::transfer(int64_t id, const std::string& endpoint, const std::s
         s.setEndpoint(endpoint);
         s.setToken(dataOf(run.token));
         s.setServerKey(server_key);
+        s.setPrecopy(run.precopy);
       },
       opts_.transfer_timeout,
       [this, id](proto::Message::Reader m) {
@@ -715,6 +737,12 @@ void Coordinator::transfer(int64_t id, const std::string& endpoint, const std::s
           run.figures["bytes_raw"] = f.getBytesRaw();
           run.figures["bytes_wire"] = f.getBytesWire();
           run.figures["compression"] = text(f.getCompression());
+          run.figures["final_bytes_wire"] = f.getFinalBytesWire();
+          run.figures["bytes_referenced"] = f.getBytesReferenced();
+          run.figures["precopy"] = text(f.getPrecopy());
+          run.figures["precopy_rounds"] = proto::precopyRoundsJson(f.getRounds());
+          for (auto w : f.getWarnings()) run.warnings.push_back(text(w));
+          run.figures["warnings"] = run.warnings;
           for (auto p : f.getPhaseMs()) {
             run.figures["phase_ms"].push_back({{"phase", text(p.getPhase())}, {"ms", p.getMs()}});
           }

@@ -96,6 +96,7 @@ class Coordinator {
     bool awaiting_hosts = false;   // resumed after a restart: wait for the agents
     std::optional<Error> failure;  // why it is rolling back
     std::string send_image;        // the target lacks it: sent before the prepare
+    int precopy = -1;              // rounds at most; 0 off; -1 auto
     bool resume_pending = false;   // the source's copy is not confirmed running again
     Steady::time_point last_progress = Steady::now();
     std::string last_phase = "plan";

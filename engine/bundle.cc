@@ -6,6 +6,7 @@
 
 #include <cstring>
 #include <deque>
+#include <optional>
 #include <set>
 
 #include "engine/config.h"
@@ -87,17 +88,39 @@ fs::path stagingPath(const std::string& kind, const std::string& name) {
 
 // ---- writer ---------------------------------------------------------------
 
+namespace {
+
+// How a stream is cut into blocks for references, or not at all.
+std::optional<Chunking> chunkingFor(const std::string& kind, const std::string& name) {
+  if (kind == "criu") return name.starts_with("pages-") ? Chunking::kPages : Chunking::kContent;
+  if (kind == "rootfs" || kind == "volume") return Chunking::kContent;
+  return std::nullopt;
+}
+
+void appendU32(std::string& out, uint32_t v) { out.append(reinterpret_cast<const char*>(&v), 4); }
+
+constexpr size_t kMaxRefsPerRecord = 16384;  // 320 KiB of references
+
+}  // namespace
+
 class BundleWriter::StreamSink : public ByteSink {
  public:
   StreamSink(BundleWriter& w, uint32_t id, BundleEntry entry)
       : w_(w), id_(id), entry_(std::move(entry)), hash_(XXH3_createState()) {
     XXH3_64bits_reset(hash_);
+    if (w_.opts_.known && w_.opts_.known->size() > 0) {
+      if (auto how = chunkingFor(entry_.kind, entry_.name)) chunker_.emplace(*how);
+    }
   }
   ~StreamSink() override { XXH3_freeState(hash_); }
 
   void write(std::string_view data) override {
     XXH3_64bits_update(hash_, data.data(), data.size());
     entry_.size += data.size();
+    if (chunker_) {
+      chunker_->feed(data, [this](std::string_view b) { block(b); });
+      return;
+    }
     while (!data.empty()) {
       size_t take = std::min(data.size(), kBundleChunk - buf_.size());
       buf_.append(data.substr(0, take));
@@ -110,6 +133,8 @@ class BundleWriter::StreamSink : public ByteSink {
     w_.emit(kData, std::exchange(buf_, std::string()), true);
   }
   BundleEntry finish() {
+    if (chunker_) chunker_->finish([this](std::string_view b) { block(b); });
+    flushRefs();
     flush();
     entry_.xxh3 = XXH3_64bits_digest(hash_);
     return entry_;
@@ -117,11 +142,69 @@ class BundleWriter::StreamSink : public ByteSink {
   uint32_t id() const { return id_; }
 
  private:
+  // A block the receiver holds goes as a reference, any other as data;
+  // runs of each become one record.
+  void block(std::string_view b) {
+    BlockHash h = hashBlock(b);
+    if (w_.opts_.known->contains(h)) {
+      flush();
+      appendU32(refs_, static_cast<uint32_t>(b.size()));
+      refs_.append(reinterpret_cast<const char*>(&h.lo), 8);
+      refs_.append(reinterpret_cast<const char*>(&h.hi), 8);
+      w_.stats_.ref_bytes += b.size();
+      w_.stats_.raw_bytes += b.size();
+      if (refs_.size() >= kMaxRefsPerRecord * kRefSize) flushRefs();
+      return;
+    }
+    flushRefs();
+    buf_.append(b);
+    if (buf_.size() >= kBundleChunk) flush();
+  }
+  void flushRefs() {
+    if (refs_.empty()) return;
+    w_.emit(kRefs, std::exchange(refs_, std::string()), false);
+  }
+
   BundleWriter& w_;
   uint32_t id_;
   BundleEntry entry_;
   XXH3_state_t* hash_;
   std::string buf_;
+  std::string refs_;
+  std::optional<Chunker> chunker_;
+};
+
+class BundleWriter::BlocksSink : public ByteSink {
+ public:
+  BlocksSink(BundleWriter& w, Chunking how) : w_(w), chunker_(how) {}
+  void write(std::string_view data) override {
+    stats_.scanned += data.size();
+    chunker_.feed(data, [this](std::string_view b) { block(b); });
+  }
+  BlocksStats finish() {
+    chunker_.finish([this](std::string_view b) { block(b); });
+    flush();
+    return stats_;
+  }
+
+ private:
+  void block(std::string_view b) {
+    if (!w_.opts_.known->insert(hashBlock(b))) return;
+    appendU32(batch_, static_cast<uint32_t>(b.size()));
+    batch_.append(b);
+    stats_.sent += b.size();
+    w_.stats_.block_bytes += b.size();
+    if (batch_.size() >= kBundleChunk) flush();
+  }
+  void flush() {
+    if (batch_.empty()) return;
+    w_.emit(kBlocks, std::exchange(batch_, std::string()), true);
+  }
+
+  BundleWriter& w_;
+  Chunker chunker_;
+  std::string batch_;
+  BlocksStats stats_;
 };
 
 BundleWriter::BundleWriter(ByteSink& out, BundleWriteOptions opts) : out_(out), opts_(opts) {
@@ -156,13 +239,32 @@ void BundleWriter::drain(size_t keep) {
   while (pending_.size() > keep) {
     std::string record = pending_.front().get();
     pending_.pop_front();
-    out_.write(record);
+    try {
+      out_.write(record);
+    } catch (...) {
+      broken_ = true;
+      throw;
+    }
     stats_.wire_bytes += record.size();
   }
 }
 
+ByteSink& BundleWriter::openBlocks(Chunking how) {
+  if (finished_ || current_ || blocks_ || !opts_.known) {
+    throw Error(ErrorCategory::kPermanent, "internal: pre-copy blocks opened out of order");
+  }
+  blocks_ = std::make_unique<BlocksSink>(*this, how);
+  return *blocks_;
+}
+
+BundleWriter::BlocksStats BundleWriter::closeBlocks() {
+  if (!blocks_) throw Error(ErrorCategory::kPermanent, "internal: no pre-copy blocks open");
+  auto sink = std::move(blocks_);
+  return sink->finish();
+}
+
 ByteSink& BundleWriter::openStream(const std::string& kind, const std::string& name) {
-  if (finished_ || current_) {
+  if (finished_ || current_ || blocks_) {
     throw Error(ErrorCategory::kPermanent, "internal: bundle stream opened out of order");
   }
   stagingPath(kind, name);  // the writer never writes what a reader would refuse

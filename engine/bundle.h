@@ -10,6 +10,10 @@
 //            2 data (payload: up to 4 MiB of the stream, raw or one zstd frame)
 //            3 close a stream
 //            4 manifest, the last record (payload: JSON, see below)
+//            5 blocks, between streams (payload: u32 length + bytes, repeated):
+//              pre-copy blocks for the receiver to keep (blocks.h)
+//            6 refs, data of the open stream given as references to blocks
+//              the receiver keeps (payload: u32 length + XXH3-128, repeated)
 //   checksum XXH3-64 over the record header (checksum field zero) and the raw
 //            payload: a flipped bit anywhere is caught. Corruption detection,
 //            not authentication -- who may send a bundle is the transport's
@@ -18,6 +22,9 @@
 // decompress) in parallel; codec 0 (raw) where compression would only cost.
 // The manifest lists every stream with its size and XXH3-64, plus free-form
 // "info" (CRIU statistics, sizes); nothing may follow it.
+// A migration with pre-copy sends blocks while the container runs, then the
+// checkpoint with references to them: the manifest's sizes and checksums are
+// over the rebuilt streams, so a wrong block cannot go unnoticed.
 //
 // Streams, by kind (the layout a reader extracts into a staging directory):
 //   metadata  checkpoint.json (first: a reader can refuse before the rest)
@@ -40,6 +47,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "engine/blocks.h"
 #include "engine/byte_stream.h"
 
 namespace ferry {
@@ -66,11 +74,17 @@ fs::path stagingPath(const std::string& kind, const std::string& name);
 struct BundleWriteOptions {
   int level = 3;    // zstd level; 0 stores raw
   int threads = 2;  // frames compressed at once
+  // The blocks the receiver keeps (pre-copy). When set, CRIU images, the
+  // rootfs diff and volumes are cut into blocks and each block the receiver
+  // holds goes as a reference; openBlocks() adds to it.
+  BlockIndex* known = nullptr;
 };
 
 struct BundleWriteStats {
-  uint64_t raw_bytes = 0;
-  uint64_t wire_bytes = 0;
+  uint64_t raw_bytes = 0;    // stream bytes, however they went
+  uint64_t wire_bytes = 0;   // everything written to the sink
+  uint64_t ref_bytes = 0;    // stream bytes that went as references
+  uint64_t block_bytes = 0;  // pre-copy blocks sent (before compression)
 };
 
 // Writes a bundle. Streams are written one after another: open, write, close.
@@ -86,24 +100,39 @@ class BundleWriter {
   void closeStream();
   // Opens, copies a file and closes.
   void addFile(const std::string& kind, const std::string& name, const fs::path& file);
+  // Pre-copy, between streams: a sink whose bytes are cut into blocks
+  // (`how`), of which those the receiver does not hold yet are sent for it
+  // to keep and added to the options' `known` (which must be set).
+  ByteSink& openBlocks(Chunking how);
+  struct BlocksStats {
+    uint64_t scanned = 0;  // bytes written to the sink
+    uint64_t sent = 0;     // bytes of new blocks among them
+  };
+  BlocksStats closeBlocks();
   // Writes the manifest; nothing may be written after it.
   BundleWriteStats finish(const nlohmann::json& info);
 
   const std::vector<BundleEntry>& entries() const { return entries_; }
+  const BundleWriteStats& stats() const { return stats_; }
+  // The sink failed (the peer is gone): nothing more can be written.
+  bool broken() const { return broken_; }
 
  private:
   class StreamSink;
+  class BlocksSink;
   void emit(uint8_t type, std::string payload, bool compressible);
   void drain(size_t keep);
 
   ByteSink& out_;
   BundleWriteOptions opts_;
   std::unique_ptr<StreamSink> current_;
+  std::unique_ptr<BlocksSink> blocks_;
   uint32_t next_id_ = 1;
   std::vector<BundleEntry> entries_;
   std::deque<std::future<std::string>> pending_;  // records, in order
   BundleWriteStats stats_;
   bool finished_ = false;
+  bool broken_ = false;
 };
 
 struct BundleLimits {
@@ -122,19 +151,23 @@ struct BundleReadResult {
   std::vector<BundleEntry> entries;
   nlohmann::json info;   // the manifest's "info"
   uint64_t wire_bytes = 0;
+  uint64_t block_bytes = 0;  // pre-copy blocks kept (a migration's)
+  uint64_t ref_bytes = 0;    // stream bytes rebuilt from them
 };
 
-// Reads a whole bundle into `staging` (which must exist and be empty),
-// verifying every record's checksum, every stream's size and checksum against
-// the manifest, and the limits. Files are created beneath staging only
-// (never through a symlink, never twice). Throws Error kInvalidInput naming
-// what is wrong (truncated, bad checksum, unknown kind, limit exceeded, ...);
-// on failure the caller discards staging.
 // Checks a rootfs-changes.json as strictly as tar member names: a list of
 // {"mark": "A"|"C"|"D", "path": relative, no "."/".." or empty components}.
 // readBundle runs it on the changes stream. Throws Error kInvalidInput.
 void checkChangesList(const std::string& text);
 
+// Reads a whole bundle into `staging` (which must exist and be empty),
+// verifying every record's checksum, every stream's size and checksum against
+// the manifest, and the limits (references count as the bytes they stand
+// for). Pre-copy blocks are kept in staging/.precopy-blocks until the end.
+// Files are created beneath staging only (never through a symlink, never
+// twice). Throws Error kInvalidInput naming what is wrong (truncated, bad
+// checksum, unknown kind, limit exceeded, ...); on failure the caller
+// discards staging.
 BundleReadResult readBundle(ByteSource& in, const fs::path& staging, const BundleLimits& limits,
                             const MetadataCheck& check = {});
 

@@ -12,7 +12,17 @@ namespace ferry::bundle_format {
 
 constexpr char kMagic[8] = {'F', 'E', 'R', 'R', 'Y', 'B', 'N', '1'};
 constexpr uint32_t kRecordMagic = 0x4B484346;  // "FCHK"
-enum RecordType : uint8_t { kOpen = 1, kData = 2, kClose = 3, kManifest = 4 };
+enum RecordType : uint8_t {
+  kOpen = 1,
+  kData = 2,
+  kClose = 3,
+  kManifest = 4,
+  kBlocks = 5,  // pre-copy: blocks for the receiver to keep (between streams)
+  kRefs = 6,    // data of the open stream, as references to kept blocks
+  kLastType = kRefs
+};
+// A reference: u32 length, XXH3-128 of the block (low, high 64 bits).
+inline constexpr size_t kRefSize = 20;
 enum Codec : uint8_t { kRaw = 0, kZstd = 1 };
 
 struct RecordHeader {

@@ -5,9 +5,12 @@
 #include <xxhash.h>
 #include <zstd.h>
 
+#include <cstring>
 #include <map>
 #include <memory>
+#include <optional>
 
+#include "engine/blocks.h"
 #include "engine/bundle.h"
 #include "engine/bundle_format.h"
 #include "engine/error.h"
@@ -88,7 +91,7 @@ class Reader {
 
   std::string readPayload(const RecordHeader& h) {
     if (h.magic != kRecordMagic) corrupt("bad record magic at byte " + std::to_string(wire_ - 32));
-    if (h.type < kOpen || h.type > kManifest) corrupt("unknown record type " + std::to_string(h.type));
+    if (h.type < kOpen || h.type > kLastType) corrupt("unknown record type " + std::to_string(h.type));
     if (h.codec > kZstd) corrupt("unknown codec " + std::to_string(h.codec));
     if (h.raw_len > kBundleMaxRecord) corrupt("record larger than 4 MiB");
     size_t max_wire = h.codec == kZstd ? ZSTD_compressBound(h.raw_len) : h.raw_len;
@@ -133,7 +136,49 @@ class Reader {
       case kOpen: return open(h.stream, raw);
       case kData: return data(h.stream, raw);
       case kClose: return close(h.stream, raw);
+      case kBlocks: return blocks(raw);
+      case kRefs: return refs(h.stream, raw);
     }
+  }
+
+  void blocks(const std::string& raw) {
+    if (current_) corrupt("pre-copy blocks inside a stream");
+    if (!store_) store_.emplace(staging_ / ".precopy-blocks");
+    std::string_view p = raw;
+    while (!p.empty()) {
+      uint32_t len;
+      if (p.size() < 4) corrupt("a pre-copy block is cut short");
+      std::memcpy(&len, p.data(), 4);
+      p.remove_prefix(4);
+      if (len == 0 || len > kMaxContentBlock || len > p.size()) corrupt("a pre-copy block has a bad length");
+      store_->add(p.substr(0, len));
+      block_bytes_ += len;
+      p.remove_prefix(len);
+    }
+  }
+
+  void refs(uint32_t id, const std::string& raw) {
+    OpenStream& s = expect(id);
+    if (raw.empty() || raw.size() % kRefSize != 0) corrupt("a references record has a bad size");
+    if (!store_) corrupt("a reference names a block that was never sent");
+    std::vector<BlockStore::Ref> list(raw.size() / kRefSize);
+    uint64_t total = 0;
+    for (size_t i = 0; i < list.size(); ++i) {
+      const char* r = raw.data() + i * kRefSize;
+      std::memcpy(&list[i].length, r, 4);
+      std::memcpy(&list[i].hash.lo, r + 4, 8);
+      std::memcpy(&list[i].hash.hi, r + 12, 8);
+      total += list[i].length;
+    }
+    // References stand for their bytes: the limits see those.
+    raw_ += total;
+    ref_bytes_ += total;
+    checkLimits();
+    store_->copyOut(list, [&](std::string_view d) {
+      writeAll(s.fd.get(), d, s.entry.name);
+      XXH3_64bits_update(s.hash, d.data(), d.size());
+      s.entry.size += d.size();
+    });
   }
 
   void open(uint32_t id, const std::string& raw) {
@@ -217,6 +262,9 @@ class Reader {
     writeFileAtomic(staging_ / "manifest.json", raw, 0600);
     result.entries = entries_;
     result.wire_bytes = wire_;
+    result.block_bytes = block_bytes_;
+    result.ref_bytes = ref_bytes_;
+    store_.reset();  // the blocks are in the streams now
     return result;
   }
 
@@ -228,8 +276,11 @@ class Reader {
   ZSTD_DCtx* dctx_;
   std::unique_ptr<OpenStream> current_;
   std::vector<BundleEntry> entries_;
+  std::optional<BlockStore> store_;  // pre-copy blocks, once the first arrive
   uint64_t wire_ = 0;
   uint64_t raw_ = 0;
+  uint64_t block_bytes_ = 0;
+  uint64_t ref_bytes_ = 0;
 };
 
 }  // namespace

@@ -60,6 +60,13 @@ CheckpointResult Engine::exportCheckpoint(const std::string& name, ByteSink& sin
   });
 }
 
+CheckpointResult Engine::exportCheckpoint(const std::string& name, BundleWriter& out,
+                                          const CheckpointOptions& opts) {
+  return withContext("exporting a checkpoint of " + name + " on " + cfg_.host_name, [&] {
+    return checkpointTo(name, [&] { return bundleOutput(out, cfg_.root / "tmp"); }, opts);
+  });
+}
+
 CheckpointResult Engine::checkpointTo(const std::string& name, const OutputFactory& make_output,
                                       const CheckpointOptions& opts) {
   FileLock held = lock();

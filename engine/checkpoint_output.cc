@@ -118,7 +118,11 @@ class DirectoryOutput : public CheckpointOutput {
 class BundleOutput : public CheckpointOutput {
  public:
   BundleOutput(ByteSink& out, const BundleWriteOptions& opts, const fs::path& scratch)
-      : scratch_(scratch, "checkpoint-"), writer_(out, opts) {
+      : scratch_(scratch, "checkpoint-"), owned_(std::in_place, out, opts), writer_(*owned_) {
+    makeDirs(criuDir(), 0700);
+  }
+  BundleOutput(BundleWriter& writer, const fs::path& scratch)
+      : scratch_(scratch, "checkpoint-"), writer_(writer) {
     makeDirs(criuDir(), 0700);
   }
   fs::path criuDir() const override { return scratch_.path() / "criu"; }
@@ -139,7 +143,8 @@ class BundleOutput : public CheckpointOutput {
 
  private:
   TempDir scratch_;
-  BundleWriter writer_;
+  std::optional<BundleWriter> owned_;
+  BundleWriter& writer_;
   uint64_t wire_ = 0;
 };
 
@@ -152,6 +157,10 @@ std::unique_ptr<CheckpointOutput> directoryOutput(const fs::path& dir) {
 std::unique_ptr<CheckpointOutput> bundleOutput(ByteSink& out, const BundleWriteOptions& opts,
                                                const fs::path& scratch) {
   return std::make_unique<BundleOutput>(out, opts, scratch);
+}
+
+std::unique_ptr<CheckpointOutput> bundleOutput(BundleWriter& writer, const fs::path& scratch) {
+  return std::make_unique<BundleOutput>(writer, scratch);
 }
 
 std::vector<BundleEntry> verifyDirectory(const fs::path& dir) {

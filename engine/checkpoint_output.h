@@ -52,6 +52,8 @@ std::unique_ptr<CheckpointOutput> directoryOutput(const fs::path& dir);
 // `scratch` first (removed with the output).
 std::unique_ptr<CheckpointOutput> bundleOutput(ByteSink& out, const BundleWriteOptions& opts,
                                                const fs::path& scratch);
+// The same into a writer that already carries pre-copy blocks.
+std::unique_ptr<CheckpointOutput> bundleOutput(BundleWriter& writer, const fs::path& scratch);
 
 // Checks an unpacked directory against its manifest.json: every listed file
 // has its size and XXH3-64. Throws Error kInvalidInput naming the first

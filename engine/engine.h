@@ -71,6 +71,16 @@ struct CheckpointResult {
 };
 void to_json(nlohmann::json& j, const CheckpointResult& r);
 
+// One pre-copy round: what was read while the container ran, and how much
+// of it was new to the receiver.
+struct PrecopyRound {
+  uint64_t memory_bytes = 0;   // private memory pages read
+  uint64_t files_bytes = 0;    // rootfs diff and volume archives read
+  uint64_t sent_bytes = 0;     // new blocks among all of it
+  int64_t ms = 0;
+  std::vector<std::string> warnings;  // parts skipped this round
+};
+
 struct RestoreOptions {
   std::string name;              // empty: the checkpointed container's name
   bool replace_volumes = false;  // overwrite non-empty volumes of the same name
@@ -150,6 +160,19 @@ class Engine {
   // failure the bytes already written are the caller's to discard.
   CheckpointResult exportCheckpoint(const std::string& name, ByteSink& out,
                                     const CheckpointOptions& opts, const BundleWriteOptions& bundle);
+  // The same into `out`, which may already carry pre-copy blocks (its
+  // options' `known`): what the receiver holds goes as references.
+  CheckpointResult exportCheckpoint(const std::string& name, BundleWriter& out,
+                                    const CheckpointOptions& opts);
+  // Pre-copy, while `name` runs and without freezing it: reads what a
+  // checkpoint would carry -- its processes' private memory, page by page
+  // from /proc (the pages CRIU dumps), its rootfs diff and its volumes --
+  // and writes it into `out` as blocks (blocks.h); the receiver keeps those
+  // it lacks. Content read while it changes is harmless: the checkpoint
+  // after the freeze carries every byte, as a reference only where the
+  // receiver holds exactly that block. A part that cannot be read is skipped
+  // with a warning. Throws when the container is not running or `out` fails.
+  PrecopyRound precopy(const std::string& name, BundleWriter& out);
   // Restores a checkpoint directory on this host, after verifying it against
   // its manifest and checking compatibility (refusals throw kIncompatible)
   // before anything is written. On failure nothing of it stays behind.
@@ -184,6 +207,8 @@ class Engine {
   ConmonLaunch launchFor(const std::string& name) const;
   void discard(const std::string& name);  // unmount + erase, no runc
   void removeEmptyCgroups();
+  // The processes in the container's cgroup (empty when it has none).
+  std::vector<pid_t> cgroupPids(const std::string& name) const;
   void waitForExit(const std::string& name, std::chrono::milliseconds timeout);
   std::optional<int> exitCode(const std::string& name) const;
 

@@ -77,7 +77,7 @@ struct RunSpec {
 }
 
 struct Progress {
-  phase @0 :Text;             # plan | prepare | transfer | restore | commit | rollback
+  phase @0 :Text;             # plan | image | prepare | precopy | transfer | restore | commit | rollback
   bytesDone @1 :UInt64;
   bytesTotal @2 :UInt64;      # 0 when unknown
   message @3 :Text;
@@ -98,9 +98,20 @@ struct MigrationFigures {
   compression @11 :Text;      # what the stream used, and why
   startedMs @12 :Int64;       # unix ms
   warnings @13 :List(Text);   # compatibility warnings, cleanup still pending
+  precopy @14 :Text;          # what pre-copy did and why it stopped
+  rounds @15 :List(PrecopyRound);
+  finalBytesWire @16 :UInt64; # sent while frozen
+  bytesReferenced @17 :UInt64; # checkpoint bytes rebuilt from pre-copied blocks
   struct PhaseTime {
     phase @0 :Text;
     ms @1 :UInt64;
+  }
+  struct PrecopyRound {
+    round @0 :UInt32;
+    readBytes @1 :UInt64;     # memory, rootfs diff and volumes read while running
+    sentBytes @2 :UInt64;     # new to the target
+    wireBytes @3 :UInt64;
+    ms @4 :UInt64;
   }
 }
 
@@ -176,6 +187,7 @@ struct Message {
     source @1 :Text;
     target @2 :Text;
     ignore @3 :List(Text);  # compatibility checks overridden on purpose
+    precopy @4 :Int32 = -1; # pre-copy rounds at most; 0 off; -1 auto
   }
   struct PrepareReceive {
     migration @0 :UInt64;
@@ -189,6 +201,7 @@ struct Message {
     endpoint @2 :Text;
     token @3 :Data;
     serverKey @4 :Text;      # the target's CURVE public key, when configured
+    precopy @5 :Int32 = -1;  # as Migrate.precopy
   }
   struct SendImage {
     image @0 :Text;          # name

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <charconv>
 #include <cstdio>
 #include <cstring>
 #include <iostream>
@@ -23,6 +24,7 @@
 #include "engine/names.h"
 #include "protocol/chunk_stream.h"
 #include "protocol/curve.h"
+#include "protocol/figures_json.h"
 #include "protocol/rpc.h"
 #include "tools/cli_util.h"
 #include "tools/cluster.h"
@@ -68,17 +70,26 @@ CONTAINERS
                                       until interrupted or N is gone)
 
 MIGRATION
-  migrate N SRC DST [--ignore CHECK]...
+  migrate N SRC DST [--precopy auto|off|R] [--ignore CHECK]...
                                       live-migrate N from SRC to DST: compatibility is
-                                      checked first, N is frozen, streamed to DST and
-                                      restored there; N's copy on SRC is deleted only once
+                                      checked first; N's memory, rootfs changes and
+                                      volumes are pre-copied while it runs; then N is
+                                      frozen, what changed is streamed to DST and N is
+                                      restored there. N's copy on SRC is deleted only once
                                       it runs on DST, and any failure leaves N running on
                                       SRC. Shows progress on a terminal; prints (--json:
                                       returns) downtime_ms, total_ms, bytes_raw,
-                                      bytes_wire and the time of each phase. --ignore
-                                      overrides one compatibility refusal on purpose
-                                      (arch, cgroup, runtime, criu-version, cpu-flags,
-                                      page-size, image)
+                                      bytes_wire, final_bytes_wire (sent while frozen),
+                                      each pre-copy round's bytes and time, and the time
+                                      of each phase.
+                                      --precopy: at most R rounds (1-20) before the
+                                      freeze, fewer when what a round sends falls under
+                                      the goal or stops shrinking; off: freeze at once;
+                                      auto (default): up to 4 rounds for a container of
+                                      32 MiB or more, none for a smaller one.
+                                      --ignore overrides one compatibility refusal on
+                                      purpose (arch, cgroup, runtime, criu-version,
+                                      cpu-flags, page-size, image)
   checkpoint N --export FILE [--leave-running] [--compress-level L] [--listen ADDR]
                                       write N's checkpoint as one bundle FILE here (N is
                                       frozen meanwhile); N is then removed from its host,
@@ -297,6 +308,10 @@ json figuresJson(proto::MigrationFigures::Reader f) {
           {"total_ms", f.getTotalMs()},
           {"bytes_raw", f.getBytesRaw()},
           {"bytes_wire", f.getBytesWire()},
+          {"final_bytes_wire", f.getFinalBytesWire()},
+          {"bytes_referenced", f.getBytesReferenced()},
+          {"precopy", text(f.getPrecopy())},
+          {"precopy_rounds", proto::precopyRoundsJson(f.getRounds())},
           {"compression", text(f.getCompression())},
           {"phase_ms", phases},
           {"started_ms", f.getStartedMs()},
@@ -613,12 +628,28 @@ int cmdLogs(Cli& cli, Args& a) {
   }
 }
 
+// --precopy auto|off|R as the protocol's rounds: -1 auto, 0 off.
+int parsePrecopy(const std::string& v) {
+  if (v == "auto") return -1;
+  if (v == "off" || v == "0") return 0;
+  int n = 0;
+  auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+  if (ec != std::errc() || end != v.data() + v.size() || n < 1 || n > 20) {
+    throw UsageError("--precopy takes auto, off or a number of rounds from 1 to 20, not '" + v +
+                     "'");
+  }
+  return n;
+}
+
 int cmdMigrate(Cli& cli, Args& a) {
   std::vector<std::string> pos, ignore;
+  int precopy = -1;
   while (a.more()) {
     std::string o = a.next("argument");
     if (o == "--ignore")
       ignore.push_back(a.next("check name after --ignore"));
+    else if (o == "--precopy")
+      precopy = parsePrecopy(a.next("auto, off or rounds after --precopy"));
     else if (o.rfind("-", 0) == 0)
       throw UsageError("unknown migrate option '" + o + "'");
     else
@@ -632,6 +663,7 @@ int cmdMigrate(Cli& cli, Args& a) {
         mg.setContainer(pos[0]);
         mg.setSource(pos[1]);
         mg.setTarget(pos[2]);
+        mg.setPrecopy(precopy);
         auto il = mg.initIgnore(static_cast<unsigned>(ignore.size()));
         for (size_t i = 0; i < ignore.size(); ++i) il.set(static_cast<unsigned>(i), ignore[i]);
       },
@@ -651,8 +683,17 @@ int cmdMigrate(Cli& cli, Args& a) {
               pos[2].c_str());
   std::printf("  total      %llu ms\n",
               static_cast<unsigned long long>(f["total_ms"].get<uint64_t>()));
-  std::printf("  bytes      %s raw, %s on the wire\n", humanBytes(f["bytes_raw"]).c_str(),
-              humanBytes(f["bytes_wire"]).c_str());
+  std::printf("  bytes      %s raw, %s on the wire, %s of it while frozen\n",
+              humanBytes(f["bytes_raw"]).c_str(), humanBytes(f["bytes_wire"]).c_str(),
+              humanBytes(f["final_bytes_wire"]).c_str());
+  if (!f["precopy"].get<std::string>().empty()) {
+    std::printf("  pre-copy   %s\n", f["precopy"].get<std::string>().c_str());
+  }
+  for (const auto& r : f["precopy_rounds"]) {
+    std::printf("    round %u  read %s, sent %s, %llu ms\n", r["round"].get<unsigned>(),
+                humanBytes(r["read_bytes"]).c_str(), humanBytes(r["sent_bytes"]).c_str(),
+                static_cast<unsigned long long>(r["ms"].get<uint64_t>()));
+  }
   if (!f["compression"].get<std::string>().empty()) {
     std::printf("  compression %s\n", f["compression"].get<std::string>().c_str());
   }

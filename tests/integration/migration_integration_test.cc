@@ -18,6 +18,7 @@
 #include "engine/engine.h"
 #include "engine/fs.h"
 #include "engine/log.h"
+#include "engine/sha256.h"
 #include "engine/process.h"
 #include "protocol/rpc.h"
 #include "tests/integration/test_host.h"
@@ -165,17 +166,20 @@ class ClusterMigration : public ::testing::Test {
 
   // Migrates demo hostA -> hostB through the coordinator directly, so the
   // test sees the progress as it comes (to strike mid-transfer). Throws the
-  // migration's error; `timeout` is the longest silence.
+  // migration's error; `timeout` is the longest silence. Without pre-copy
+  // unless given rounds.
   void migrateDemoWatching(std::chrono::milliseconds timeout,
-                           const std::function<void(proto::Progress::Reader)>& on_progress) {
+                           const std::function<void(proto::Progress::Reader)>& on_progress,
+                           int precopy = 0) {
     zmq::context_t ctx;
     proto::RpcClient cli(ctx, state_.coordinator_endpoint);
     cli.call(
-        [](proto::Message::Builder m) {
+        [precopy](proto::Message::Builder m) {
           auto mg = m.initMigrate();
           mg.setContainer("demo");
           mg.setSource("hostA");
           mg.setTarget("hostB");
+          mg.setPrecopy(precopy);
         },
         timeout, on_progress);
   }
@@ -336,21 +340,30 @@ TEST_F(ClusterMigration, BadMigrateRequestsAreRefusedAndChangeNothing) {
   EXPECT_EQ(json::parse(h.out).size(), 0u);
 }
 
-TEST_F(ClusterMigration, TargetKilledMidStreamLeavesTheSourceRunningAndNothingOnTheTarget) {
+// The target's agent SIGKILLed while bytes flow: during the frozen transfer
+// (the source resumes at once: the stream broke before its end) or during
+// pre-copy (the source never froze).
+class TargetKilled : public ClusterMigration, public ::testing::WithParamInterface<const char*> {};
+
+TEST_P(TargetKilled, LeavesTheSourceRunningAndNothingOnTheTarget) {
+  const std::string phase = GetParam();
   runDemo("hostA", {"--mem-mib", "768"});
   // The CLI's progress is what tells the test that bytes are flowing.
   bool killed = false;
   try {
-    migrateDemoWatching(seconds(60), [&](proto::Progress::Reader p) {
-      if (!killed && std::string(p.getPhase().cStr()) == "transfer" &&
-          p.getBytesDone() > (16u << 20)) {
-        ::kill(host("hostB").pid, SIGKILL);
-        killed = true;
-      }
-    });
+    migrateDemoWatching(
+        seconds(60),
+        [&](proto::Progress::Reader p) {
+          if (!killed && std::string(p.getPhase().cStr()) == phase &&
+              p.getBytesDone() > (16u << 20)) {
+            ::kill(host("hostB").pid, SIGKILL);
+            killed = true;
+          }
+        },
+        phase == "precopy" ? 3 : 0);
     FAIL() << "the migration succeeded although its target was killed";
   } catch (const Error& e) {
-    EXPECT_TRUE(killed) << "the transfer ended before the target could be killed: " << e.what();
+    EXPECT_TRUE(killed) << "the " << phase << " ended before the target could be killed: " << e.what();
     EXPECT_NE(std::string(e.what()).find("runs on hostA again"), std::string::npos) << e.what();
   }
   // Still running on the source, its counter unbroken.
@@ -376,6 +389,9 @@ TEST_F(ClusterMigration, TargetKilledMidStreamLeavesTheSourceRunningAndNothingOn
   CliResult h = ferry({"history", "--json"});
   EXPECT_EQ(json::parse(h.out)[0]["outcome"], "rolled-back");
 }
+
+INSTANTIATE_TEST_SUITE_P(Migration, TargetKilled, ::testing::Values("transfer", "precopy"),
+                         [](const auto& info) { return std::string(info.param); });
 
 TEST_F(ClusterMigration, RestoreFailingOnTheTargetShowsItsErrorAndLeavesTheSourceRunning) {
   // A fault we cannot cause otherwise on a healthy machine: hostB's CRIU
@@ -524,6 +540,12 @@ TEST(FerryCli, KeysAreGeneratedOnceAndUsageErrorsExit2) {
   ProcessResult unknown = r.run({FERRY_BIN, "frobnicate"}, {});
   EXPECT_EQ(unknown.exit_code, 2);
   EXPECT_NE(unknown.err.find("unknown command 'frobnicate'"), std::string::npos) << unknown.err;
+  for (const char* bad : {"0x3", "21", "-1", "sometimes"}) {
+    ProcessResult p = r.run({FERRY_BIN, "migrate", "c", "hostA", "hostB", "--precopy", bad}, {});
+    EXPECT_EQ(p.exit_code, 2) << bad;
+    EXPECT_NE(p.err.find("--precopy takes auto, off or a number of rounds"), std::string::npos)
+        << p.err;
+  }
   // No coordinator there: a clear error and exit 1, not a hang.
   ProcessResult nobody =
       r.run({FERRY_BIN, "--coordinator", "tcp://127.0.0.1:7399", "--timeout", "1", "hosts"}, {});
@@ -653,6 +675,132 @@ TEST_F(ClusterMigration, AnImageTheTargetLacksIsSentFirst) {
   waitFor([&] { return counterValues(engine("hostB"), "demo").size() >= 3; }, seconds(20),
           "demo to count on hostB");
   EXPECT_GT(counterValues(engine("hostB"), "demo").front(), 5u);
+}
+
+// --- pre-copy ------------------------------------------------------------------
+
+std::vector<std::string> workloadLines(Engine& e, const std::string& name,
+                                       const std::string& prefix) {
+  std::vector<std::string> out;
+  for (const auto& l : e.logs(name)) {
+    if (l.text.rfind(prefix, 0) == 0) out.push_back(l.text);
+  }
+  return out;
+}
+
+// The writes count of the last "verify ok N" line (0 when none).
+unsigned long long lastVerified(Engine& e, const std::string& name) {
+  auto lines = workloadLines(e, name, "verify ok ");
+  return lines.empty() ? 0 : std::stoull(lines.back().substr(10));
+}
+
+// A file the shell loop appended to holds exactly 1..N, nothing torn.
+void expectSequence(const fs::path& file) {
+  std::istringstream in(readFile(file));
+  std::string line;
+  unsigned long want = 1;
+  while (std::getline(in, line)) {
+    ASSERT_EQ(line, std::to_string(want)) << file << " line " << want;
+    ++want;
+  }
+  EXPECT_GT(want, 10u) << file << " barely grew";
+}
+
+class PrecopyMigration : public ClusterMigration {
+ protected:
+  // The memory workload (tools/bench/workload.c) verifying its own memory
+  // every 250 ms, beside a shell loop appending a sequence (1, 2, 3, ...) to a
+  // file in its rootfs and one in its volume every 20 ms, so pre-copy reads
+  // memory and files while they change. Static random files in both must
+  // arrive byte for byte.
+  void runWorkload(const std::string& h, int mem_mib, int dirty_mib_s) {
+    CliResult r = ferry(
+        {"run", "--host", h, "--name", "mem", "-v", "memvol:/data", "counter", "/bin/sh", "-c",
+         "head -c 3000000 /dev/urandom > /opt/app/big && rm /opt/app/b && "
+         "head -c 2000000 /dev/urandom > /data/blob && "
+         "(i=0; while :; do i=$((i+1)); echo $i >> /opt/seq; echo $i >> /data/seq; "
+         "usleep 20000; done) & "
+         "exec /usr/local/bin/bench-workload --mem-mib " + std::to_string(mem_mib) +
+             " --dirty-mib-s " + std::to_string(dirty_mib_s) + " --verify-every-ms 250"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    waitFor([&] { return lastVerified(engine(h), "mem") > 0; }, seconds(30),
+            "the workload to verify its memory");
+  }
+
+  fs::path rootfsOf(const std::string& h) {
+    return fs::path(host(h).root) / "containers" / "mem" / "rootfs";
+  }
+
+  // Migrates mem with `precopy`, then proves its state survived exactly.
+  json migrateAndCheck(const std::string& src, const std::string& dst, const std::string& precopy) {
+    std::string big = sha256Hex(readFile(rootfsOf(src) / "opt/app/big"));
+    std::string blob = sha256Hex(readFile(engine(src).volumes().path("memvol") / "blob"));
+    unsigned long long verified_before = lastVerified(engine(src), "mem");
+    CliResult r = ferry({"--json", "migrate", "mem", src, dst, "--precopy", precopy});
+    EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+    if (r.exit_code != 0) return json::object();
+    json f = json::parse(r.out);
+    EXPECT_EQ(f["outcome"], "committed");
+    EXPECT_FALSE(on(src, "mem")) << "a copy remained on " << src;
+    EXPECT_FALSE(engine(src).volumes().exists("memvol"));
+
+    // Memory: the workload checks every word after the restore, and its
+    // count of writes goes on from where it was.
+    waitFor([&] { return workloadLines(engine(dst), "mem", "verify ").size() >= 2; }, seconds(30),
+            "the workload to verify its memory on " + dst);
+    EXPECT_TRUE(workloadLines(engine(dst), "mem", "verify FAIL").empty())
+        << workloadLines(engine(dst), "mem", "verify FAIL").front();
+    EXPECT_GE(lastVerified(engine(dst), "mem"), verified_before);
+    // Files: the static ones byte for byte; the growing ones whole, 1..N,
+    // and still growing.
+    EXPECT_EQ(sha256Hex(readFile(rootfsOf(dst) / "opt/app/big")), big);
+    EXPECT_FALSE(pathExists(rootfsOf(dst) / "opt/app/b"));
+    fs::path vol = engine(dst).volumes().path("memvol");
+    EXPECT_EQ(sha256Hex(readFile(vol / "blob")), blob);
+    expectSequence(rootfsOf(dst) / "opt/seq");
+    expectSequence(vol / "seq");
+    size_t lines = readFile(vol / "seq").size();
+    waitFor([&] { return readFile(vol / "seq").size() > lines; }, seconds(10),
+            "the sequence to grow on " + dst);
+    return f;
+  }
+};
+
+TEST_F(PrecopyMigration, PrecopiedMigrationCarriesMemoryRootfsAndVolumesExactly) {
+  runWorkload("hostA", 64, 2);
+  json f = migrateAndCheck("hostA", "hostB", "3");
+  ASSERT_TRUE(f.contains("precopy_rounds")) << f.dump();
+  const json& rounds = f["precopy_rounds"];
+  ASSERT_GE(rounds.size(), 1u) << f.dump();
+  ASSERT_LE(rounds.size(), 3u) << f.dump();
+  // Round 1 read all the memory while the container ran.
+  EXPECT_GE(rounds[0]["read_bytes"].get<uint64_t>(), uint64_t{64} << 20);
+  EXPECT_GE(rounds[0]["sent_bytes"].get<uint64_t>(), uint64_t{60} << 20);
+  // At a low dirty rate the frozen part carries a small fraction, the rest
+  // rebuilt on the target from what it kept.
+  EXPECT_LT(f["final_bytes_wire"].get<uint64_t>() * 4, f["bytes_wire"].get<uint64_t>()) << f.dump();
+  EXPECT_GT(f["bytes_referenced"].get<uint64_t>(), uint64_t{50} << 20);
+  bool phase = false;
+  for (const auto& p : f["phase_ms"]) phase = phase || p["phase"] == "precopy";
+  EXPECT_TRUE(phase) << f.dump();
+
+  // And back without pre-copy: the cold path still carries it all.
+  json back = migrateAndCheck("hostB", "hostA", "off");
+  EXPECT_TRUE(back["precopy_rounds"].empty());
+  EXPECT_EQ(back["final_bytes_wire"], back["bytes_wire"]);
+  EXPECT_EQ(back["bytes_referenced"], 0);
+}
+
+TEST_F(PrecopyMigration, AWorkloadDirtyingEverythingStillEndsAndMigratesExactly) {
+  // 4 GiB/s over 32 MiB: every page changes many times during each round.
+  runWorkload("hostA", 32, 4000);
+  json f = migrateAndCheck("hostA", "hostB", "4");
+  const json& rounds = f["precopy_rounds"];
+  ASSERT_GE(rounds.size(), 2u) << f.dump();
+  ASSERT_LE(rounds.size(), 4u) << f.dump();
+  // It stopped because more rounds could not help, not on a small delta.
+  EXPECT_EQ(f["precopy"].get<std::string>().find("within the goal"), std::string::npos) << f.dump();
+  EXPECT_GT(rounds.back()["sent_bytes"].get<uint64_t>(), uint64_t{16} << 20);
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include "engine/bundle_format.h"
 #include "engine/error.h"
 #include "engine/fs.h"
+#include "tests/support/bundle_bytes.h"
 #include "tests/support/string_stream.h"
 
 namespace ferry {
@@ -16,15 +17,10 @@ namespace {
 using nlohmann::json;
 using bundle_format::buildRecord;
 
+using testing::bundleFileHeader;
+using testing::randomBytes;
 using testing::StringSink;
 using testing::StringSource;
-
-std::string randomBytes(size_t n, unsigned seed) {
-  std::mt19937_64 rng(seed);
-  std::string s(n, '\0');
-  for (auto& c : s) c = static_cast<char>(rng());
-  return s;
-}
 
 // A bundle with metadata, a CRIU image larger than a chunk (half random,
 // half zeros), a rootfs layer and a volume.
@@ -60,14 +56,6 @@ void expectRejected(const std::string& bytes, const std::string& needle, BundleL
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
   }
-}
-
-std::string fileHeader() {
-  std::string h = "FERRYBN1";
-  uint32_t v = 1, z = 0;
-  h.append(reinterpret_cast<const char*>(&v), 4);
-  h.append(reinterpret_cast<const char*>(&z), 4);
-  return h;
 }
 
 std::string openRecord(uint32_t id, const std::string& kind, const std::string& name) {
@@ -134,7 +122,7 @@ TEST(Bundle, TruncationAnywhereIsCaught) {
 }
 
 TEST(Bundle, HostileNamesAndStructure) {
-  std::string h = fileHeader();
+  std::string h = bundleFileHeader();
   auto manifest = [](json entries) {
     return buildRecord(bundle_format::kManifest, 0, json{{"format", 1}, {"entries", entries}}.dump(), 0);
   };
@@ -163,14 +151,14 @@ TEST(Bundle, ZstdBombAndLimits) {
   // A frame that expands beyond what its record declares.
   std::string big(kBundleMaxRecord + 1, '\0');
   std::string rec = buildRecord(bundle_format::kData, 1, big, 3);
-  expectRejected(fileHeader() + openRecord(1, "criu", "p.img") + rec, "larger than 4 MiB");
+  expectRejected(bundleFileHeader() + openRecord(1, "criu", "p.img") + rec, "larger than 4 MiB");
   // A record declaring a small size whose frame holds more.
   std::string frame = buildRecord(bundle_format::kData, 1, std::string(1 << 20, '\0'), 3);
   bundle_format::RecordHeader hdr;
   std::memcpy(&hdr, frame.data(), sizeof hdr);
   hdr.raw_len = 4096;
   std::memcpy(frame.data(), &hdr, sizeof hdr);
-  expectRejected(fileHeader() + openRecord(1, "criu", "p.img") + frame, "does not declare");
+  expectRejected(bundleFileHeader() + openRecord(1, "criu", "p.img") + frame, "does not declare");
   // Totals: size and ratio.
   StringSink out;
   BundleWriter w(out, {.level = 3, .threads = 2});

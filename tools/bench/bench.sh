@@ -1,22 +1,27 @@
 #!/usr/bin/env bash
 # The migration benchmark (not a test): the same workload, at each memory
 # size, moved four ways on this machine, each measured the same way:
-#   floor   ferry-engine checkpoint into tmpfs on hostA, restore from it on
-#           hostB (runc + CRIU and nothing else: no stream, no bundle)
-#   ferry   `ferry migrate` between two agents of a local cluster (pre-copy is
-#           not built yet: this is the cold migration)
-#   podman  `podman container checkpoint --export --compress zstd`, then
-#           `podman container restore --import` (when podman is installed:
-#           tools/install-deps.sh --with-podman)
+#   floor          ferry-engine checkpoint into tmpfs on hostA, restore from it
+#                  on hostB (runc + CRIU and nothing else: no stream, no bundle)
+#   ferry-cold     `ferry migrate --precopy off` between two agents of a local
+#                  cluster
+#   ferry-precopy  `ferry migrate --precopy auto`: rounds while it runs, then
+#                  the frozen part carries only what changed
+#   podman         `podman container checkpoint --export --compress zstd`, then
+#                  `podman container restore --import` (when podman is
+#                  installed: tools/install-deps.sh --with-podman)
 # Downtime is what the workload itself sees: the largest gap between its
-# 1 ms heartbeats. Also: the wall time of the whole operation and the bytes
-# that would cross a network (ferry: on the wire; podman: the exported file;
-# floor: the checkpoint directory).
+# 1 ms heartbeats. Also: the wall time of the whole operation, the bytes that
+# would cross a network (ferry: on the wire; podman: the exported file;
+# floor: the checkpoint directory) and, for ferry, those sent while frozen.
+# The workload dirties R MiB/s of its memory all along (default 0; try 8 or
+# 64 for the dirty-rate runs).
 #
 #   tools/bench/bench.sh [--sizes 64,256,1024] [--dirty-mib-s R] [--json FILE]
 #                        [--no-podman]
 #
-# Prints a table and writes JSON (default bench-results.json). Run as root.
+# Prints a table, then the ratios the aims are stated in, and writes JSON
+# (default bench-results.json). Run as root.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 sizes=64,256,1024 dirty=0 out=bench-results.json podman=1
@@ -26,7 +31,7 @@ while [ $# -gt 0 ]; do
     --dirty-mib-s) dirty=$2; shift ;;
     --json) out=$2; shift ;;
     --no-podman) podman=0 ;;
-    -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -70,10 +75,14 @@ fe() {  # the engine of a cluster host, directly (what runs under its agent)
 workload() { echo /usr/local/bin/bench-workload --mem-mib "$1" --dirty-mib-s "$dirty"; }
 
 results=()
-add() {  # mode size downtime_ms total_ms bytes
-  results+=("{\"mode\": \"$1\", \"mem_mib\": $2, \"dirty_mib_s\": $dirty, \"downtime_ms\": $3, \"total_ms\": $4, \"bytes\": $5}")
-  printf '%-7s %6s MiB  downtime %6s ms  total %6s ms  bytes %s\n' "$1" "$2" "$3" "$4" "$5" >&2
+declare -A downtime bytes frozen
+add() {  # mode size downtime_ms total_ms bytes [bytes_frozen]
+  local fz=${6:-$5}
+  results+=("{\"mode\": \"$1\", \"mem_mib\": $2, \"dirty_mib_s\": $dirty, \"downtime_ms\": $3, \"total_ms\": $4, \"bytes\": $5, \"bytes_frozen\": $fz}")
+  downtime[$1/$2]=$3 bytes[$1/$2]=$5 frozen[$1/$2]=$fz
+  printf '%-13s %6s MiB  downtime %6s ms  total %6s ms  bytes %12s  frozen %12s\n' "$1" "$2" "$3" "$4" "$5" "$fz" >&2
 }
+field() { sed -n "s/^ *\"$1\": \([0-9]*\).*/\1/p"; }
 
 for size in ${sizes//,/ }; do
   echo "== $size MiB" >&2
@@ -91,17 +100,21 @@ for size in ${sizes//,/ }; do
   fe hostA rm -f floor >/dev/null
   rm -rf "$shm/ck"
 
-  # ferry migrate (cold)
-  ferry run --host hostA --name cold bench $(workload "$size") >/dev/null
-  await_ready ferry logs cold
-  for _ in $(seq 100); do ferry ps | grep -q '^cold .*running' && break; sleep 0.1; done
-  t0=$(ms)
-  res=$(ferry --json --timeout 600 migrate cold hostA hostB)
-  t1=$(ms)
-  sleep 0.5
-  wire=$(echo "$res" | sed -n 's/^ *"bytes_wire": \([0-9]*\).*/\1/p')
-  add ferry "$size" "$(ferry logs cold | max_gap)" $((t1 - t0)) "$wire"
-  ferry rm -f cold >/dev/null
+  # ferry migrate, cold and with pre-copy
+  for mode in cold precopy; do
+    precopy=off
+    [ "$mode" = precopy ] && precopy=auto
+    ferry run --host hostA --name "$mode" bench $(workload "$size") >/dev/null
+    await_ready ferry logs "$mode"
+    for _ in $(seq 100); do ferry ps | grep -q "^$mode .*running" && break; sleep 0.1; done
+    t0=$(ms)
+    res=$(ferry --json --timeout 600 migrate "$mode" hostA hostB --precopy "$precopy")
+    t1=$(ms)
+    sleep 0.5
+    add "ferry-$mode" "$size" "$(ferry logs "$mode" | max_gap)" $((t1 - t0)) \
+      "$(echo "$res" | field bytes_wire)" "$(echo "$res" | field final_bytes_wire)"
+    ferry rm -f "$mode" >/dev/null
+  done
 
   # podman
   if [ "$podman" = 1 ]; then
@@ -128,6 +141,12 @@ for size in ${sizes//,/ }; do
   fi
 done
 
+# The aims (issue 5), at the largest size measured.
+big=${sizes##*,}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+echo "== at $big MiB: cold downtime / floor $(ratio "${downtime[ferry-cold/$big]}" "${downtime[floor/$big]}") (aim <= 1.25)" \
+  "/ podman $(ratio "${downtime[ferry-cold/$big]}" "${downtime[podman/$big]:-0}") (aim <= 0.2);" \
+  "pre-copy frozen bytes / cold bytes $(ratio "${frozen[ferry-precopy/$big]}" "${bytes[ferry-cold/$big]}") (aim <= 0.1)" >&2
 {
   echo "["
   for i in "${!results[@]}"; do

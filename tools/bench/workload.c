@@ -5,7 +5,13 @@
  * "gap_ms N" (the freeze of a checkpoint shows up as one such line after
  * the restore); "ready" is printed once the memory is touched.
  *
- *   bench-workload --mem-mib M [--dirty-mib-s R]
+ * With --verify-every-ms T it also checks, every T ms, that every word of
+ * its memory is exactly what its own record of the writes says it must be
+ * (the initial pattern plus one increment per dirtying of the page), and
+ * prints "verify ok WRITES" or "verify FAIL word I" -- what the tests use to
+ * prove a migration carried the memory exactly. WRITES only grows.
+ *
+ *   bench-workload --mem-mib M [--dirty-mib-s R] [--verify-every-ms T]
  *
  * Built static: it runs in an image without libc. */
 #include <stdint.h>
@@ -21,38 +27,56 @@ static double nowMs(void) {
   return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
+/* The initial content of word i: half-random pages (what compression sees
+ * in a real heap), regenerated the same way by verify(). */
+static uint64_t nextWord(size_t i, uint64_t* x) {
+  if ((i / 512) % 2 == 0) {
+    *x ^= *x << 13, *x ^= *x >> 7, *x ^= *x << 17;
+    return *x;
+  }
+  return i;
+}
+
+static const uint64_t kSeed = 88172645463325252ull;
+
+/* Returns the index of the first word that is not what the writes made it,
+ * or -1 when all are. */
+static long verify(const uint64_t* mem, const uint32_t* gen, size_t words) {
+  uint64_t x = kSeed;
+  for (size_t i = 0; i < words; i++) {
+    uint64_t want = nextWord(i, &x) + (i % 512 == 0 ? gen[i / 512] : 0);
+    if (mem[i] != want) return (long)i;
+  }
+  return -1;
+}
+
 int main(int argc, char** argv) {
   long mem_mib = 64;
-  double dirty_mib_s = 0;
+  double dirty_mib_s = 0, verify_every_ms = 0;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--mem-mib") && i + 1 < argc) mem_mib = atol(argv[++i]);
     else if (!strcmp(argv[i], "--dirty-mib-s") && i + 1 < argc) dirty_mib_s = atof(argv[++i]);
+    else if (!strcmp(argv[i], "--verify-every-ms") && i + 1 < argc) verify_every_ms = atof(argv[++i]);
     else {
-      fprintf(stderr, "usage: bench-workload --mem-mib M [--dirty-mib-s R]\n");
+      fprintf(stderr, "usage: bench-workload --mem-mib M [--dirty-mib-s R] [--verify-every-ms T]\n");
       return 2;
     }
   }
   size_t bytes = (size_t)mem_mib << 20;
+  size_t pages = bytes / 4096, next_page = 0;
   uint64_t* mem = malloc(bytes ? bytes : 8);
-  if (!mem) {
+  uint32_t* gen = calloc(pages ? pages : 1, sizeof *gen);
+  if (!mem || !gen) {
     fprintf(stderr, "bench-workload: cannot allocate %ld MiB\n", mem_mib);
     return 1;
   }
-  /* Half-random pages: what compression sees in a real heap. */
-  uint64_t x = 88172645463325252ull;
-  for (size_t i = 0; i < bytes / 8; i++) {
-    if ((i / 512) % 2 == 0) {
-      x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-      mem[i] = x;
-    } else {
-      mem[i] = i;
-    }
-  }
+  uint64_t x = kSeed;
+  for (size_t i = 0; i < bytes / 8; i++) mem[i] = nextWord(i, &x);
   printf("ready\n");
   fflush(stdout);
-  size_t pages = bytes / 4096, next_page = 0;
   double dirty_pages_per_ms = dirty_mib_s * 256.0 / 1000.0, owed = 0;
-  double last = nowMs();
+  unsigned long long writes = 0;
+  double last = nowMs(), last_verify = last;
   struct timespec ms = {0, 1000000};
   for (;;) {
     nanosleep(&ms, NULL);
@@ -64,7 +88,18 @@ int main(int argc, char** argv) {
     last = now;
     for (owed += dirty_pages_per_ms; owed >= 1 && pages; owed -= 1) {
       mem[next_page * 512] += 1;  /* one word per 4 KiB page */
+      gen[next_page] += 1;
+      writes++;
       next_page = (next_page + 1) % pages;
+    }
+    if (verify_every_ms > 0 && now - last_verify >= verify_every_ms) {
+      long bad = verify(mem, gen, bytes / 8);
+      if (bad < 0)
+        printf("verify ok %llu\n", writes);
+      else
+        printf("verify FAIL word %ld\n", bad);
+      fflush(stdout);
+      last = last_verify = nowMs();  /* the check itself is not a freeze */
     }
   }
 }
