@@ -93,8 +93,7 @@ BlockStore::BlockStore(std::filesystem::path file)
       fd_(openFile(file_, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600)) {}
 
 BlockStore::~BlockStore() {
-  fd_.reset();
-  ::unlink(file_.c_str());
+  if (!keep_) ::unlink(file_.c_str());
 }
 
 void BlockStore::add(std::string_view block) {

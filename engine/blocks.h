@@ -80,12 +80,17 @@ class BlockIndex {
   std::unordered_set<BlockHash, BlockHashHasher> known_;
 };
 
-// The receiver's blocks, in one append-only file (removed with the store).
+// The receiver's blocks, in one append-only file, removed with the store
+// unless kept.
 class BlockStore {
  public:
   // Creates `file` (which must not exist).
   explicit BlockStore(std::filesystem::path file);
   ~BlockStore();
+  // Leaves the file for its directory's owner to remove (freeing gigabytes
+  // of cached pages takes a good part of a second: a restore should not
+  // wait for it, nor share the CPU with it).
+  void keepFile() { keep_ = true; }
   BlockStore(const BlockStore&) = delete;
   BlockStore& operator=(const BlockStore&) = delete;
 
@@ -111,6 +116,7 @@ class BlockStore {
   };
   std::filesystem::path file_;
   UniqueFd fd_;
+  bool keep_ = false;
   uint64_t end_ = 0;
   std::unordered_map<BlockHash, Location, BlockHashHasher> index_;
 };

@@ -163,7 +163,8 @@ void checkChangesList(const std::string& text);
 // Reads a whole bundle into `staging` (which must exist and be empty),
 // verifying every record's checksum, every stream's size and checksum against
 // the manifest, and the limits (references count as the bytes they stand
-// for). Pre-copy blocks are kept in staging/.precopy-blocks until the end.
+// for). Pre-copy blocks are kept in staging/.precopy-blocks (left there on
+// success: removing staging removes them).
 // Files are created beneath staging only (never through a symlink, never
 // twice). Throws Error kInvalidInput naming what is wrong (truncated, bad
 // checksum, unknown kind, limit exceeded, ...); on failure the caller

@@ -264,7 +264,9 @@ class Reader {
     result.wire_bytes = wire_;
     result.block_bytes = block_bytes_;
     result.ref_bytes = ref_bytes_;
-    store_.reset();  // the blocks are in the streams now
+    // The blocks are in the streams now; their file goes with staging.
+    if (store_) store_->keepFile();
+    store_.reset();
     return result;
   }
 

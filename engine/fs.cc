@@ -13,6 +13,7 @@
 #include <cstring>
 #include <map>
 #include <memory>
+#include <thread>
 #include <vector>
 
 #include "engine/error.h"
@@ -157,6 +158,16 @@ TempDir::TempDir(const fs::path& parent, const std::string& prefix) {
 }
 
 TempDir::TempDir(TempDir&& o) noexcept : path_(std::move(o.path_)) { o.path_.clear(); }
+
+void removeTreeInBackground(fs::path path) {
+  std::thread([p = std::move(path)] {
+    try {
+      removeTree(p);
+    } catch (const std::exception&) {
+      // Left for the owner's sweep.
+    }
+  }).detach();
+}
 
 TempDir::~TempDir() {
   if (path_.empty()) return;

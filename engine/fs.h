@@ -32,6 +32,12 @@ std::vector<std::string> listDirAt(int dir_fd, const std::string& what);
 // A missing path is not an error.
 void removeTree(const fs::path& path);
 
+// removeTree on a detached thread, for large trees whose removal (freeing
+// gigabytes of cached pages takes a good part of a second) must not hold up
+// the caller. Failures are ignored: callers name such trees so that a later
+// sweep finds what a crash left.
+void removeTreeInBackground(fs::path path);
+
 // Removes everything inside the directory `path` (same rules as removeTree)
 // and keeps the directory itself: for directories the caller did not create,
 // or that are mount points.

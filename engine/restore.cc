@@ -147,6 +147,9 @@ RestoreResult Engine::importCheckpoint(ByteSource& in, const RestoreOptions& opt
     admit(readMetadataFile(stage.path()), opts, /*log_warnings=*/false);
     RestoreResult r = restoreStaged(stage.path(), opts, opts.origin.empty() ? "bundle" : opts.origin);
     r.warnings = std::move(warnings);
+    // Staging (the whole checkpoint) goes after the verdict, not before it;
+    // a crash leaves it to removeStaleStaging (its name carries our pid).
+    removeTreeInBackground(stage.release());
     return r;
   });
 }
