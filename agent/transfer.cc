@@ -41,15 +41,27 @@ std::string mib(uint64_t bytes) {
   return buf;
 }
 
+bool loopbackEndpoint(const std::string& endpoint) {
+  return endpoint.starts_with("tcp://127.") || endpoint.starts_with("tcp://[::1]") ||
+         endpoint.starts_with("tcp://localhost:");
+}
+
 // Pre-copy rounds while the container runs (stop rules in transfer.h).
-void precopyRounds(Engine& engine, const std::string& name, BundleWriter& writer,
-                   ProgressSink& counted, const TransferOptions& opts, SendResult& result) {
+void precopyRounds(Engine& engine, const std::string& name, const std::string& endpoint,
+                   BundleWriter& writer, ProgressSink& counted, const TransferOptions& opts,
+                   SendResult& result) {
   int cap = opts.precopy;
   if (cap == kPrecopyAuto) {
     uint64_t memory = engine.memoryBytes(name);
     if (memory < (uint64_t{32} << 20)) {
       result.precopy = "off (auto: " + mib(memory) +
                        " of memory migrates as fast without pre-copy)";
+      return;
+    }
+    if (loopbackEndpoint(endpoint)) {
+      result.precopy =
+          "off (auto: the target is on this machine's loopback, where sending it all while "
+          "frozen costs about what pre-copy saves; --precopy N forces rounds)";
       return;
     }
     cap = kPrecopyAutoRounds;
@@ -112,7 +124,7 @@ SendResult sendCheckpoint(Engine& engine, const std::string& name, zmq::context_
     BundleWriteOptions bo = opts.bundle;
     bo.known = &known;
     BundleWriter writer(counted, bo);
-    precopyRounds(engine, name, writer, counted, opts, result);
+    precopyRounds(engine, name, endpoint, writer, counted, opts, result);
 
     auto tf = std::chrono::steady_clock::now();
     // The bundle's header counts with the frozen part when nothing went before.

@@ -35,7 +35,10 @@ using SendProgress =
 //   - a round that sent more than 80 % of the round before: the container
 //     dirties memory about as fast as it is copied, more rounds do not help.
 // kPrecopyAuto runs up to 4 rounds for a container of at least 32 MiB, none
-// for a smaller one (its cold migration is as quick).
+// for a smaller one (its cold migration is as quick) or when the target is
+// on a loopback address (measured here: what pre-copy saves is the frozen
+// transfer, which loopback makes nearly free, while the target still writes
+// the whole checkpoint; BENCHMARKS.md).
 inline constexpr int kPrecopyAuto = -1;
 inline constexpr int kPrecopyAutoRounds = 4;
 inline constexpr int kPrecopyMaxRounds = 20;

@@ -86,7 +86,8 @@ MIGRATION
                                       freeze, fewer when what a round sends falls under
                                       the goal or stops shrinking; off: freeze at once;
                                       auto (default): up to 4 rounds for a container of
-                                      32 MiB or more, none for a smaller one.
+                                      32 MiB or more, none for a smaller one or for a
+                                      DST on this machine's loopback.
                                       --ignore overrides one compatibility refusal on
                                       purpose (arch, cgroup, runtime, criu-version,
                                       cpu-flags, page-size, image)

@@ -784,9 +784,11 @@ TEST_F(PrecopyMigration, PrecopiedMigrationCarriesMemoryRootfsAndVolumesExactly)
   for (const auto& p : f["phase_ms"]) phase = phase || p["phase"] == "precopy";
   EXPECT_TRUE(phase) << f.dump();
 
-  // And back without pre-copy: the cold path still carries it all.
-  json back = migrateAndCheck("hostB", "hostA", "off");
+  // And back with auto, which does not pre-copy over loopback and says so:
+  // the cold path still carries it all.
+  json back = migrateAndCheck("hostB", "hostA", "auto");
   EXPECT_TRUE(back["precopy_rounds"].empty());
+  EXPECT_NE(back["precopy"].get<std::string>().find("loopback"), std::string::npos) << back.dump();
   EXPECT_EQ(back["final_bytes_wire"], back["bytes_wire"]);
   EXPECT_EQ(back["bytes_referenced"], 0);
 }

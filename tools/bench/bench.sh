@@ -5,8 +5,9 @@
 #                  on hostB (runc + CRIU and nothing else: no stream, no bundle)
 #   ferry-cold     `ferry migrate --precopy off` between two agents of a local
 #                  cluster
-#   ferry-precopy  `ferry migrate --precopy auto`: rounds while it runs, then
-#                  the frozen part carries only what changed
+#   ferry-precopy  `ferry migrate --precopy 4`: rounds while it runs, then
+#                  the frozen part carries only what changed (auto would not
+#                  pre-copy over loopback)
 #   podman         `podman container checkpoint --export --compress zstd`, then
 #                  `podman container restore --import` (when podman is
 #                  installed: tools/install-deps.sh --with-podman)
@@ -76,11 +77,16 @@ workload() { echo /usr/local/bin/bench-workload --mem-mib "$1" --dirty-mib-s "$d
 
 results=()
 declare -A downtime bytes frozen
-add() {  # mode size downtime_ms total_ms bytes [bytes_frozen]
-  local fz=${6:-$5}
-  results+=("{\"mode\": \"$1\", \"mem_mib\": $2, \"dirty_mib_s\": $dirty, \"downtime_ms\": $3, \"total_ms\": $4, \"bytes\": $5, \"bytes_frozen\": $fz}")
+add() {  # mode size downtime_ms total_ms bytes [bytes_frozen [phases]]
+  local fz=${6:-$5} phases=${7:-}
+  results+=("{\"mode\": \"$1\", \"mem_mib\": $2, \"dirty_mib_s\": $dirty, \"downtime_ms\": $3, \"total_ms\": $4, \"bytes\": $5, \"bytes_frozen\": $fz, \"phases\": \"$phases\"}")
   downtime[$1/$2]=$3 bytes[$1/$2]=$5 frozen[$1/$2]=$fz
-  printf '%-13s %6s MiB  downtime %6s ms  total %6s ms  bytes %12s  frozen %12s\n' "$1" "$2" "$3" "$4" "$5" "$fz" >&2
+  printf '%-13s %6s MiB  downtime %6s ms  total %6s ms  bytes %12s  frozen %12s  %s\n' "$1" "$2" "$3" "$4" "$5" "$fz" "$phases" >&2
+}
+# "dump 600 transfer 2000 ..." from a migration's --json result.
+phases() {
+  tr -d '\n ' | grep -o '"ms":[0-9]*,"phase":"[a-z]*"' | sed 's/"ms":\([0-9]*\),"phase":"\([a-z]*\)"/\2 \1/' |
+    grep -v -E '^(plan|prepare|commit) ' | tr '\n' ' ' | sed 's/ $//'
 }
 field() { sed -n "s/^ *\"$1\": \([0-9]*\).*/\1/p"; }
 
@@ -103,7 +109,7 @@ for size in ${sizes//,/ }; do
   # ferry migrate, cold and with pre-copy
   for mode in cold precopy; do
     precopy=off
-    [ "$mode" = precopy ] && precopy=auto
+    [ "$mode" = precopy ] && precopy=4
     ferry run --host hostA --name "$mode" bench $(workload "$size") >/dev/null
     await_ready ferry logs "$mode"
     for _ in $(seq 100); do ferry ps | grep -q "^$mode .*running" && break; sleep 0.1; done
@@ -112,7 +118,7 @@ for size in ${sizes//,/ }; do
     t1=$(ms)
     sleep 0.5
     add "ferry-$mode" "$size" "$(ferry logs "$mode" | max_gap)" $((t1 - t0)) \
-      "$(echo "$res" | field bytes_wire)" "$(echo "$res" | field final_bytes_wire)"
+      "$(echo "$res" | field bytes_wire)" "$(echo "$res" | field final_bytes_wire)" "$(echo "$res" | phases)"
     ferry rm -f "$mode" >/dev/null
   done
 
