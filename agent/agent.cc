@@ -1,5 +1,7 @@
 #include "agent/agent.h"
 
+#include <sys/statvfs.h>
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -22,7 +24,7 @@ std::string bytes(capnp::Data::Reader d) {
 
 // Host memory from /proc/meminfo, CPU from the 1-minute load average over
 // the core count: what a planner needs to compare hosts.
-void fillLoad(proto::Load::Builder b, uint32_t cpus) {
+void fillLoad(proto::Load::Builder b, uint32_t cpus, uint64_t capacity) {
   std::ifstream mem("/proc/meminfo");
   std::string key;
   uint64_t value = 0, total = 0, available = 0;
@@ -36,6 +38,7 @@ void fillLoad(proto::Load::Builder b, uint32_t cpus) {
   b.setCpuPercent(static_cast<float>(cpus ? std::min(100.0, 100.0 * load / cpus) : 0));
   b.setMemoryTotalBytes(total);
   b.setMemoryUsedBytes(total > available ? total - available : 0);
+  b.setMemoryCapacityBytes(capacity ? capacity : total);
 }
 
 void fillContainer(proto::Container::Builder b, const ContainerInfo& c, const std::string& host) {
@@ -100,7 +103,7 @@ void Agent::heartbeat() {
                                  [&](proto::Message::Builder m) {
                                    auto hb = m.initHeartbeat();
                                    hb.setName(opts_.name);
-                                   fillLoad(hb.initLoad(), cpus);
+                                   fillLoad(hb.initLoad(), cpus, opts_.memory_capacity);
                                    auto list = hb.initContainers(static_cast<unsigned>(all.size()));
                                    for (size_t i = 0; i < all.size(); ++i) {
                                      auto c = list[static_cast<unsigned>(i)];
@@ -285,9 +288,28 @@ void Agent::serve(std::unique_ptr<proto::Decoded> frame) {
       switch (m.which()) {
         case proto::Message::OK:
           return;  // the coordinator's answer to a hello or heartbeat
+        case proto::Message::PROGRESS:
+          if (drain_requests_.count(id)) {
+            engineLog().info("{}: drain: {}", opts_.name, text(m.getProgress().getMessage()));
+          }
+          return;
+        case proto::Message::PLACEMENT: {
+          if (!drain_requests_.count(id)) return;
+          drain_requests_.erase(id);
+          size_t moved = 0, total = 0;
+          for (auto mv : m.getPlacement().getMoves()) {
+            ++total;
+            moved += text(mv.getOutcome()) == "moved";
+          }
+          engineLog().info("{}: drained: {} of {} container(s) moved, {} unplaced", opts_.name,
+                           moved, total, m.getPlacement().getUnplaced().size());
+          if (id == drain_request_) drain_answered_ = true;
+          return;
+        }
         case proto::Message::ERROR:
           engineLog().warn("{}: the coordinator refused a message: {}", opts_.name,
                            proto::errorFrom(m.getError()).what());
+          if (id == drain_request_ && drain_request_ != 0) drain_answered_ = true;
           return;
         case proto::Message::START_CONTAINER: {
           ContainerSpec spec = specFrom(m.getStartContainer());
@@ -579,10 +601,70 @@ void Agent::exportCheckpointCommand(uint64_t id, proto::Message::ExportTo::Reade
         });
 }
 
+bool Agent::drainingBeforeStop() {
+  if (opts_.drain_on_stop.count() == 0 || drain_answered_) return false;
+  if (drain_request_ == 0) {
+    drain_request_ = next_id_++;
+    drain_deadline_ = std::chrono::steady_clock::now() + opts_.drain_on_stop;
+    engineLog().info("{}: stopping: asking the coordinator to drain this host (waiting up to {} s)",
+                     opts_.name, opts_.drain_on_stop.count());
+    requestDrain(drain_request_, "stopping");
+  }
+  if (std::chrono::steady_clock::now() >= drain_deadline_) {
+    engineLog().warn("{}: the drain did not end within {} s; stopping anyway (what is left keeps "
+                     "running here)",
+                     opts_.name, opts_.drain_on_stop.count());
+    return false;
+  }
+  return true;
+}
+
+void Agent::requestDrain(uint64_t id, const std::string& why) {
+  drain_requests_.insert(id);
+  engineLog().warn("{}: asking the coordinator to drain this host: {}", opts_.name, why);
+  sock_.send(proto::buildMessage(id, [&](proto::Message::Builder m) { m.setDrainHost(opts_.name); }),
+             zmq::send_flags::dontwait);
+}
+
+void Agent::checkDrainConditions() {
+  if (opts_.drain_on_memory_pressure <= 0 && opts_.drain_on_disk_free <= 0) return;
+  std::string why;
+  if (opts_.drain_on_memory_pressure > 0) {
+    std::ifstream psi("/proc/pressure/memory");
+    std::string kind, avg10;
+    if (psi >> kind >> avg10 && kind == "some" && avg10.rfind("avg10=", 0) == 0) {
+      double v = std::atof(avg10.c_str() + 6);
+      if (v > opts_.drain_on_memory_pressure) {
+        why = "memory pressure " + std::to_string(v) + " % (PSI some avg10) is above " +
+              std::to_string(opts_.drain_on_memory_pressure) + " %";
+      }
+    }
+  }
+  if (why.empty() && opts_.drain_on_disk_free > 0) {
+    struct statvfs vfs;
+    if (::statvfs(engine_.config().root.c_str(), &vfs) == 0 && vfs.f_blocks > 0) {
+      double free_pct = 100.0 * static_cast<double>(vfs.f_bavail) / static_cast<double>(vfs.f_blocks);
+      if (free_pct < opts_.drain_on_disk_free) {
+        why = "the state root's file system has " + std::to_string(free_pct) +
+              " % free, below " + std::to_string(opts_.drain_on_disk_free) + " %";
+      }
+    }
+  }
+  if (why.empty()) {
+    condition_streak_ = 0;
+    condition_drain_asked_ = false;  // cleared: a later episode may drain again
+    return;
+  }
+  if (++condition_streak_ >= 3 && !condition_drain_asked_) {
+    condition_drain_asked_ = true;
+    requestDrain(next_id_++, why);
+  }
+}
+
 void Agent::run(const std::atomic<bool>& stop) {
   hello();
   auto next_beat = std::chrono::steady_clock::now();
-  while (!stop) {
+  while (!stop || drainingBeforeStop()) {
     zmq::pollitem_t item{sock_.handle(), 0, ZMQ_POLLIN, 0};
     try {
       zmq::poll(&item, 1, std::chrono::milliseconds(50));
@@ -604,6 +686,7 @@ void Agent::run(const std::atomic<bool>& stop) {
     if (std::chrono::steady_clock::now() >= next_beat) {
       try {
         heartbeat();
+        checkDrainConditions();
       } catch (const std::exception& e) {
         engineLog().warn("{}: heartbeat failed: {}", opts_.name, e.what());
       }

@@ -16,6 +16,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -40,6 +41,18 @@ struct AgentOptions {
   // How long commit, rollback and discard wait for a transfer of the same
   // container still in progress here to end.
   std::chrono::milliseconds busy_wait{90000};  // > stream_timeout
+  // Memory offered to containers, reported for the planners (0: the host's).
+  uint64_t memory_capacity = 0;
+  // When stopped: ask for this host to be drained and wait this long for it
+  // (0: stop at once).
+  std::chrono::seconds drain_on_stop{0};
+  // Host conditions that ask for this host to be drained (0: off): memory
+  // pressure (PSI "some" avg10 of /proc/pressure/memory, percent) above,
+  // or free space of the state root's file system (percent) below, for three
+  // heartbeats in a row. Asked once per episode: the host is cordoned by the
+  // drain, and a new request waits until the condition has cleared.
+  double drain_on_memory_pressure = 0;
+  double drain_on_disk_free = 0;
 };
 
 class Agent {
@@ -56,7 +69,20 @@ class Agent {
  private:
   void hello();
   void heartbeat();
+  // Once stopped with drain_on_stop: asks for the drain (first call) and
+  // says whether to keep serving (the drain goes on and time is left).
+  bool drainingBeforeStop();
+  // Checks the drain conditions (each heartbeat); asks for a drain when one
+  // has held long enough.
+  void checkDrainConditions();
+  void requestDrain(uint64_t id, const std::string& why);
+  int condition_streak_ = 0;
+  bool condition_drain_asked_ = false;
+  std::set<uint64_t> drain_requests_;  // ours, answered with a placement
   void serve(std::unique_ptr<proto::Decoded> frame);
+  uint64_t drain_request_ = 0;  // the drainHost request's id, once sent
+  bool drain_answered_ = false;
+  std::chrono::steady_clock::time_point drain_deadline_;
   void reply(uint64_t id, const proto::Fill& fill);
   void replyError(uint64_t id, const Error& e);
   // Runs `work` on a worker thread; its result (a Fill) is sent as the reply.

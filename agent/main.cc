@@ -35,6 +35,19 @@ OPTIONS
   --criu PATH            CRIU to use (default: the one recorded by the installer)
   --stream-timeout MS    a migration stream whose peer is silent this long
                          fails and rolls back (default 60000)
+  --memory-capacity MIB  memory this host offers containers, for the drain and
+                         rebalance planners (default: all of the host's memory)
+  --drain-on-stop SECS   on SIGTERM (as systemd stops it), ask the coordinator to
+                         drain this host -- live-migrate every container off it
+                         -- and wait up to SECS for that before exiting
+                         (default 0: exit at once, the containers stay)
+  --drain-on-memory-pressure PCT
+                         ask for this host to be drained when memory pressure
+                         (PSI "some" avg10, /proc/pressure/memory) stays above
+                         PCT for three heartbeats (default 0: off)
+  --drain-on-disk-free PCT
+                         the same when the state root's file system has less
+                         than PCT % free for three heartbeats (default 0: off)
   -h, --help             this text
 )";
 
@@ -69,6 +82,10 @@ int main(int argc, char** argv) {
       else if (a == "--heartbeat") opts.heartbeat = std::chrono::milliseconds(std::stoi(value()));
       else if (a == "--criu") cfg.tools.criu = value();
       else if (a == "--stream-timeout") opts.stream_timeout = std::chrono::milliseconds(std::stoi(value()));
+      else if (a == "--memory-capacity") opts.memory_capacity = std::stoull(value()) << 20;
+      else if (a == "--drain-on-stop") opts.drain_on_stop = std::chrono::seconds(std::stoi(value()));
+      else if (a == "--drain-on-memory-pressure") opts.drain_on_memory_pressure = std::stod(value());
+      else if (a == "--drain-on-disk-free") opts.drain_on_disk_free = std::stod(value());
       else throw std::invalid_argument("unknown option '" + a + "'");
     }
     if (opts.name.empty()) throw std::invalid_argument("--name is required");

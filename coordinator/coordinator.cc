@@ -1,10 +1,8 @@
 #include "coordinator/coordinator.h"
 
-#include <spdlog/sinks/stdout_color_sinks.h>
-#include <spdlog/spdlog.h>
-
 #include <random>
 
+#include "coordinator/coordinator_util.h"
 #include "engine/compat.h"
 #include "engine/host_info.h"
 #include "engine/names.h"
@@ -14,23 +12,11 @@
 namespace ferry::coord {
 
 using nlohmann::json;
+using detail::hostInfoOf;
+using detail::log;
+using detail::text;
 
 namespace {
-
-spdlog::logger& log() {
-  static std::shared_ptr<spdlog::logger> l = [] {
-    auto existing = spdlog::get("coordinator");
-    return existing ? existing : spdlog::stderr_color_mt("coordinator");
-  }();
-  return *l;
-}
-
-std::string text(capnp::Text::Reader t) { return std::string(t.cStr(), t.size()); }
-
-HostInfo hostInfoOf(const HostRow& row) {
-  json j = json::parse(row.host_info_json, nullptr, false);
-  return j.is_object() ? j.get<HostInfo>() : HostInfo{};
-}
 
 std::string randomToken() {
   std::random_device rd;
@@ -165,7 +151,8 @@ void Coordinator::onHeartbeat(proto::Message::Heartbeat::Reader h) {
   for (auto i : h.getImages()) images.push_back({text(i.getName()), text(i.getId())});
   store_.replaceImages(name, images);
   auto l = h.getLoad();
-  store_.setLoad(name, {l.getCpuPercent(), l.getMemoryUsedBytes(), l.getMemoryTotalBytes()});
+  store_.setLoad(name, {l.getCpuPercent(), l.getMemoryUsedBytes(), l.getMemoryTotalBytes(),
+                        l.getMemoryCapacityBytes()});
   heardFrom(name);
 }
 
@@ -194,6 +181,7 @@ bool Coordinator::isReply(const proto::Message::Reader& m) const {
     case proto::Message::MIGRATION:
     case proto::Message::HISTORY:
     case proto::Message::STREAM_TICKET:
+    case proto::Message::PLACEMENT:
       return true;
     default:
       return false;
@@ -352,6 +340,7 @@ void Coordinator::listHosts(const Request& r) {
       lb.setCpuPercent(static_cast<float>(load.cpu_percent));
       lb.setMemoryUsedBytes(load.memory_used_bytes);
       lb.setMemoryTotalBytes(load.memory_total_bytes);
+      lb.setMemoryCapacityBytes(load.memory_capacity_bytes);
       proto::fillHostInfo(h.initInfo(), hostInfoOf(hosts[i]));
       std::vector<ImageRow> images = store_.images(hosts[i].name);
       auto il = h.initImages(static_cast<unsigned>(images.size()));
@@ -505,6 +494,27 @@ void Coordinator::handle(Request& r) {
       return importFile(r);
     case proto::Message::CHECKPOINT:
       return checkpointTo(r);
+    case proto::Message::CORDON:
+      return cordon(r);
+    case proto::Message::DRAIN: {
+      auto d = m.getDrain();
+      std::string host = text(d.getHost());
+      requireHost(host, "drained");
+      if (d.getParallel() > 16) {
+        throw Error(ErrorCategory::kInvalidInput, "--parallel is at most 16");
+      }
+      int64_t deadline = d.getDeadlineMs() ? clock_() + static_cast<int64_t>(d.getDeadlineMs()) : 0;
+      return startDrain(host, std::max(1, static_cast<int>(d.getParallel())), deadline,
+                        d.getDryRun(), Client{r.peer, r.id});
+    }
+    case proto::Message::DRAIN_HOST: {
+      // An agent being stopped: drain its host, answer when it is done.
+      std::string host = text(m.getDrainHost());
+      requireHost(host, "drained");
+      return startDrain(host, 2, 0, false, Client{r.peer, r.id});
+    }
+    case proto::Message::REBALANCE:
+      return startRebalance(r);
     default:
       throw Error(ErrorCategory::kInvalidInput, "not a request the coordinator serves");
   }
@@ -523,20 +533,37 @@ void Coordinator::progress(Run& run, const std::string& phase, uint64_t done,
   run.last_progress = Steady::now();
   run.last_phase = phase;
   run.last_done = done;
-  if (!run.client) return;
-  server_.sendTo(run.client->peer, run.client->id, [&](proto::Message::Builder b) {
-    auto p = b.initProgress();
-    p.setPhase(phase);
-    p.setBytesDone(done);
-    p.setBytesTotal(total);
-    p.setMessage(message);
-  });
+  auto send = [&](const Client& c, const std::string& msg) {
+    server_.sendTo(c.peer, c.id, [&](proto::Message::Builder b) {
+      auto p = b.initProgress();
+      p.setPhase(phase);
+      p.setBytesDone(done);
+      p.setBytesTotal(total);
+      p.setMessage(msg);
+    });
+  };
+  if (run.client) send(*run.client, message);
+  // A drain's or rebalance's client sees each of its migrations.
+  if (run.observer) {
+    send(*run.observer, run.row.container + " " + run.row.source + " -> " + run.row.target +
+                            (message.empty() ? "" : ": " + message));
+  }
 }
 
 void Coordinator::startMigration(const Request& r) {
   auto mg = r.msg.getMigrate();
-  std::string name = text(mg.getContainer()), src = text(mg.getSource()),
-              dst = text(mg.getTarget());
+  MigrateRequest req;
+  req.container = text(mg.getContainer());
+  req.source = text(mg.getSource());
+  req.target = text(mg.getTarget());
+  for (auto i : mg.getIgnore()) req.ignore.insert(text(i));
+  req.precopy = mg.getPrecopy();
+  beginMigration(req, Client{r.peer, r.id}, {});
+}
+
+int64_t Coordinator::beginMigration(const MigrateRequest& req, std::optional<Client> client,
+                                    OnMigrationDone on_done, std::optional<Client> observer) {
+  const std::string &name = req.container, &src = req.source, &dst = req.target;
   validateName(name, "container name");
   if (src == dst) {
     throw Error(ErrorCategory::kInvalidInput,
@@ -591,9 +618,8 @@ void Coordinator::startMigration(const Request& r) {
   for (const auto& i : store_.images(dst)) {
     if (in.image_id.empty() ? i.name == here->image : i.id == in.image_id) in.image_present = true;
   }
-  std::set<std::string> ignore;
-  for (auto i : mg.getIgnore()) ignore.insert(text(i));
-  int precopy = mg.getPrecopy();
+  const std::set<std::string>& ignore = req.ignore;
+  int precopy = req.precopy;
   if (precopy < -1 || precopy > 20) {
     throw Error(ErrorCategory::kInvalidInput,
                 "pre-copy rounds must be auto (-1), off (0) or 1 to 20, not " +
@@ -621,7 +647,9 @@ void Coordinator::startMigration(const Request& r) {
   log().info("migration #{}: {} {} -> {}", id, name, src, dst);
   Run run;
   run.row = *store_.migration(id);
-  run.client = Client{r.peer, r.id};
+  run.client = client;
+  run.on_done = std::move(on_done);
+  run.observer = observer;
   run.started = run.phase_started = Steady::now();
   for (const auto& w : warnings) {
     run.warnings.push_back(w.message);
@@ -634,8 +662,12 @@ void Coordinator::startMigration(const Request& r) {
   progress(stored, "plan", 0,
            warnings.empty() ? "" : std::to_string(warnings.size()) + " compatibility warning(s)");
   phaseDone(stored, "plan");
-  if (stored.send_image.empty()) return prepare(id);
-  sendImage(id);
+  if (stored.send_image.empty()) {
+    prepare(id);
+  } else {
+    sendImage(id);
+  }
+  return id;
 }
 
 // The image goes from the source's agent straight to the target's, like a
@@ -905,7 +937,11 @@ void Coordinator::finish(int64_t id) {
                      [&](proto::Message::Builder b) { fillFigures(b.initMigration(), row); });
     }
   }
+  OnMigrationDone done = std::move(run.on_done);
+  std::optional<Error> failure = run.failure;
+  uint64_t downtime = run.figures.value("downtime_ms", uint64_t{0});
   runs_.erase(it);
+  if (done) done(id, failure, downtime);
 }
 
 // After a restart: a migration whose target had reported the container
@@ -1015,10 +1051,11 @@ void Coordinator::run(const std::atomic<bool>& stop) {
       }
     }
     resolveAfterRestart();
+    resumeDrains();
     // A target restoring sends nothing for a while: the CLI hears that the
     // migration lives on (its wait is measured from the last message).
     for (auto& [id, run] : runs_) {
-      if (run.client && !run.awaiting_hosts &&
+      if ((run.client || run.observer) && !run.awaiting_hosts &&
           Steady::now() - run.last_progress > std::chrono::seconds(2)) {
         progress(run, run.last_phase, run.last_done, "waiting for " + run.row.target);
       }

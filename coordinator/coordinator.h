@@ -33,6 +33,7 @@
 #include <vector>
 #include <zmq.hpp>
 
+#include "coordinator/planner.h"
 #include "coordinator/state_store.h"
 #include "protocol/rpc.h"
 
@@ -68,6 +69,9 @@ class Coordinator {
   using OnReply = std::function<void(proto::Message::Reader)>;
   using OnError = std::function<void(const Error&)>;
   using OnProgress = std::function<void(proto::Progress::Reader)>;
+  // A migration's end: committed (no failure) or rolled back (why).
+  using OnMigrationDone =
+      std::function<void(int64_t id, const std::optional<Error>& failure, uint64_t downtime_ms)>;
 
   // A command sent to an agent; exactly one of ok/fail is called: ok with
   // its final reply; fail with its error reply, or when the host is not
@@ -97,6 +101,8 @@ class Coordinator {
     std::optional<Error> failure;  // why it is rolling back
     std::string send_image;        // the target lacks it: sent before the prepare
     int precopy = -1;              // rounds at most; 0 off; -1 auto
+    OnMigrationDone on_done;       // a drain's or rebalance's, when it started it
+    std::optional<Client> observer;  // a drain's or rebalance's client: sees progress
     bool resume_pending = false;   // the source's copy is not confirmed running again
     Steady::time_point last_progress = Steady::now();
     std::string last_phase = "plan";
@@ -130,7 +136,56 @@ class Coordinator {
   void importFile(const Request& r);
   void checkpointTo(const Request& r);
 
+  struct MigrateRequest {
+    std::string container, source, target;
+    std::set<std::string> ignore;
+    int precopy = -1;
+  };
   void startMigration(const Request& r);
+  // Plans a migration and sends its first command; throws Error when it is
+  // refused (nothing changed). `client` gets its progress and final reply.
+  int64_t beginMigration(const MigrateRequest& req, std::optional<Client> client,
+                         OnMigrationDone on_done, std::optional<Client> observer = {});
+
+  // --- drain and rebalance (placement.cc) ---
+  // A drain or a rebalance being carried out: its plan's moves, a few at a
+  // time, each a migration.
+  struct Operation {
+    std::string kind;  // drain | rebalance
+    std::string host;  // drained host
+    int64_t drain_id = 0;  // its row, for a drain
+    int parallel = 1;
+    std::optional<Steady::time_point> deadline;
+    std::optional<Client> client;
+    std::vector<std::string> notes;
+    std::vector<std::pair<std::string, std::string>> unplaced;  // container, why
+    struct Item {
+      std::string container, source, target;
+      uint64_t memory_bytes = 0;
+      bool sends_image = false;
+      std::string outcome = "planned";  // planned | migrating | moved | failed | not started
+      std::string error;
+      int64_t migration = 0;
+      uint64_t downtime_ms = 0;
+    };
+    std::vector<Item> items;
+    size_t next = 0;
+    int running = 0;
+  };
+  static Operation::Item itemOf(const Move& m);
+  void cordon(const Request& r);
+  void startDrain(const std::string& host, int parallel, int64_t deadline_ms, bool dry_run,
+                  std::optional<Client> client, int64_t drain_id = 0);
+  void startRebalance(const Request& r);
+  // Snapshot of the cluster for the planners.
+  struct Snapshot;
+  Snapshot snapshot();
+  void runOperation(int64_t op);
+  void operationMoveDone(int64_t op, size_t item, const std::optional<Error>& failure,
+                         uint64_t downtime_ms);
+  void finishOperation(int64_t op);
+  void fillPlacement(proto::Placement::Builder b, const Operation& o, bool dry_run) const;
+  void resumeDrains();
   void sendImage(int64_t id);
   void prepare(int64_t id);
   void transfer(int64_t id, const std::string& endpoint, const std::string& server_key);
@@ -153,6 +208,9 @@ class Coordinator {
   uint64_t next_command_id_ = 1;
   std::map<uint64_t, Pending> pending_;
   std::map<int64_t, Run> runs_;
+  std::map<int64_t, Operation> ops_;
+  int64_t next_op_ = 1;
+  std::set<int64_t> drains_running_;  // drain rows carried out now
   std::set<std::string> connected_;  // heard from since this coordinator started
   std::map<int64_t, Steady::time_point> cleanup_retry_;  // cleanup id -> not before
   // Failures found while sending run from the loop, never inside the caller.

@@ -10,7 +10,7 @@ namespace {
 
 // 1: first; 2: containers keyed by (host, name) -- two copies exist while
 // a migration is between its restore and its commit --, images, cleanups.
-constexpr int kSchemaVersion = 2;
+constexpr int kSchemaVersion = 3;
 
 constexpr std::array<std::string_view, 6> kPhaseNames = {"planned",  "prepared",  "transferring",
                                                          "restored", "committed", "rolled-back"};
@@ -24,7 +24,11 @@ CREATE TABLE IF NOT EXISTS containers (
   memory_bytes INTEGER NOT NULL, PRIMARY KEY (host, name));
 CREATE TABLE IF NOT EXISTS host_load (
   host TEXT PRIMARY KEY, cpu_permille INTEGER NOT NULL, memory_used INTEGER NOT NULL,
-  memory_total INTEGER NOT NULL);
+  memory_total INTEGER NOT NULL, memory_capacity INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS drains (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, host TEXT NOT NULL, parallel INTEGER NOT NULL,
+  deadline_ms INTEGER NOT NULL, active INTEGER NOT NULL, created_ms INTEGER NOT NULL);
+CREATE UNIQUE INDEX IF NOT EXISTS one_active_drain_per_host ON drains(host) WHERE active = 1;
 CREATE TABLE IF NOT EXISTS images (
   host TEXT NOT NULL, name TEXT NOT NULL, id TEXT NOT NULL, PRIMARY KEY (host, name));
 CREATE TABLE IF NOT EXISTS cleanups (
@@ -53,9 +57,13 @@ std::optional<Phase> phaseFromName(std::string_view name) {
 }
 
 StateStore::StateStore(const std::filesystem::path& file) : db_(file) {
-  Statement v = db_.prepare("PRAGMA user_version");
-  v.step();
-  int64_t version = v.integer(0);
+  int64_t version = 0;
+  {
+    // Finished before any DROP below (an open statement locks its tables).
+    Statement v = db_.prepare("PRAGMA user_version");
+    v.step();
+    version = v.integer(0);
+  }
   if (version > kSchemaVersion) {
     throw Error(ErrorCategory::kIncompatible,
                 file.string() + " was written by a newer ferry (schema " + std::to_string(version) +
@@ -63,6 +71,8 @@ StateStore::StateStore(const std::filesystem::path& file) : db_(file) {
   }
   // Version 1's containers table is only a cache of heartbeats: rebuilt.
   if (version == 1) db_.exec("DROP TABLE IF EXISTS containers");
+  // Before version 3 host_load had no capacity; it is a cache of heartbeats.
+  if (version >= 1 && version < 3) db_.exec("DROP TABLE IF EXISTS host_load");
   db_.exec(kSchema);
   db_.exec("PRAGMA user_version=" + std::to_string(kSchemaVersion));
 }
@@ -203,22 +213,58 @@ void StateStore::replaceImages(const std::string& host, const std::vector<ImageR
 
 void StateStore::setLoad(const std::string& host, const LoadRow& l) {
   db_.prepare(
-         "INSERT OR REPLACE INTO host_load (host, cpu_permille, memory_used, memory_total) VALUES "
-         "(?1, ?2, ?3, ?4)")
+         "INSERT OR REPLACE INTO host_load (host, cpu_permille, memory_used, memory_total, "
+         "memory_capacity) VALUES (?1, ?2, ?3, ?4, ?5)")
       .bind(1, host)
       .bind(2, static_cast<int64_t>(l.cpu_percent * 10 + 0.5))
       .bind(3, static_cast<int64_t>(l.memory_used_bytes))
       .bind(4, static_cast<int64_t>(l.memory_total_bytes))
+      .bind(5, static_cast<int64_t>(l.memory_capacity_bytes))
       .run();
 }
 
 LoadRow StateStore::load(const std::string& host) {
   Statement s =
-      db_.prepare("SELECT cpu_permille, memory_used, memory_total FROM host_load WHERE host=?1");
+      db_.prepare("SELECT cpu_permille, memory_used, memory_total, memory_capacity FROM host_load "
+                  "WHERE host=?1");
   s.bind(1, host);
   if (!s.step()) return {};
   return {static_cast<double>(s.integer(0)) / 10, static_cast<uint64_t>(s.integer(1)),
-          static_cast<uint64_t>(s.integer(2))};
+          static_cast<uint64_t>(s.integer(2)), static_cast<uint64_t>(s.integer(3))};
+}
+
+int64_t StateStore::beginDrain(const DrainRow& d, int64_t now_ms) {
+  Statement s = db_.prepare(
+      "INSERT INTO drains (host, parallel, deadline_ms, active, created_ms) VALUES (?1, ?2, ?3, 1, ?4)");
+  s.bind(1, d.host).bind(2, int64_t{d.parallel}).bind(3, d.deadline_ms).bind(4, now_ms);
+  try {
+    s.run();
+  } catch (const Error&) {
+    throw Error(ErrorCategory::kInvalidInput,
+                d.host + " is already being drained; wait for that drain to end");
+  }
+  return db_.lastInsertId();
+}
+
+void StateStore::endDrain(int64_t id) {
+  db_.prepare("UPDATE drains SET active=0 WHERE id=?1").bind(1, id).run();
+}
+
+std::vector<DrainRow> StateStore::activeDrains() {
+  Statement s = db_.prepare("SELECT id, host, parallel, deadline_ms FROM drains WHERE active=1");
+  std::vector<DrainRow> out;
+  while (s.step()) {
+    out.push_back({s.integer(0), s.text(1), static_cast<int>(s.integer(2)), s.integer(3)});
+  }
+  return out;
+}
+
+std::map<std::string, int64_t> StateStore::lastMoves() {
+  Statement s = db_.prepare(
+      "SELECT container, MAX(updated_ms) FROM migrations WHERE phase='committed' GROUP BY container");
+  std::map<std::string, int64_t> out;
+  while (s.step()) out[s.text(0)] = s.integer(1);
+  return out;
 }
 
 std::vector<ImageRow> StateStore::images(const std::string& host) {

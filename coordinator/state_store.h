@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -48,6 +49,14 @@ struct LoadRow {
   double cpu_percent = 0;  // of the host's capacity, 0..100
   uint64_t memory_used_bytes = 0;
   uint64_t memory_total_bytes = 0;
+  uint64_t memory_capacity_bytes = 0;  // what it offers containers (planning)
+};
+
+struct DrainRow {
+  int64_t id = 0;
+  std::string host;
+  int parallel = 1;
+  int64_t deadline_ms = 0;  // unix ms; 0: none
 };
 
 struct ImageRow {
@@ -125,6 +134,14 @@ class StateStore {
   std::optional<MigrationRow> migration(int64_t id);
   std::vector<MigrationRow> unfinishedMigrations();
   std::vector<MigrationRow> history(int limit = 100);
+
+  // Host drains, so that a restarted coordinator carries an unfinished one
+  // on. At most one active drain per host.
+  int64_t beginDrain(const DrainRow& d, int64_t now_ms);
+  void endDrain(int64_t id);
+  std::vector<DrainRow> activeDrains();
+  // When each container's last committed migration ended (for cool-downs).
+  std::map<std::string, int64_t> lastMoves();
 
   void addEvent(int64_t now_ms, const std::string& kind, const std::string& subject,
                 const std::string& message);

@@ -36,6 +36,7 @@ struct Load {
   cpuPercent @0 :Float32;     # of the host's capacity, 0..100
   memoryUsedBytes @1 :UInt64;
   memoryTotalBytes @2 :UInt64;
+  memoryCapacityBytes @3 :UInt64;  # what the host offers containers (--memory-capacity)
 }
 
 struct Container {
@@ -81,6 +82,32 @@ struct Progress {
   bytesDone @1 :UInt64;
   bytesTotal @2 :UInt64;      # 0 when unknown
   message @3 :Text;
+  plan @4 :Placement;         # a drain's or rebalance's plan, before its first move
+}
+
+# A drain's or a rebalance's plan, and (in the final reply) what became of it.
+struct Placement {
+  kind @0 :Text;              # drain | rebalance
+  host @1 :Text;              # the drained host
+  dryRun @2 :Bool;
+  moves @3 :List(PlannedMove);
+  unplaced @4 :List(Unplaced);
+  notes @5 :List(Text);
+  struct PlannedMove {
+    container @0 :Text;
+    source @1 :Text;
+    target @2 :Text;
+    memoryBytes @3 :UInt64;
+    sendsImage @4 :Bool;
+    outcome @5 :Text;         # planned | moved | failed | not started
+    error @6 :Text;
+    migration @7 :UInt64;     # 0 when none was started
+    downtimeMs @8 :UInt64;
+  }
+  struct Unplaced {
+    container @0 :Text;
+    reason @1 :Text;
+  }
 }
 
 struct MigrationFigures {
@@ -164,6 +191,30 @@ struct Message {
     exportCheckpoint @35 :ExportTo;       # coordinator -> agent
     inspectContainer @36 :Text;           # coordinator -> agent: answers with container
     sendImage @37 :SendImage;             # source: stream an image's file to a target's ticket
+
+    # --- placement (CLI -> coordinator; drainHost also agent -> coordinator) ---
+    cordon @38 :Cordon;
+    drain @39 :Drain;
+    rebalance @40 :Rebalance;
+    placement @41 :Placement;             # reply to drain and rebalance
+    drainHost @42 :Text;                  # an agent being stopped: drain me (answered with placement)
+  }
+
+  struct Cordon {
+    host @0 :Text;
+    cordoned @1 :Bool;       # false: uncordon
+  }
+  struct Drain {
+    host @0 :Text;
+    parallel @1 :UInt32;     # migrations at once (0: 1)
+    deadlineMs @2 :UInt64;   # no new migration starts after this long (0: none)
+    dryRun @3 :Bool;
+  }
+  struct Rebalance {
+    dryRun @0 :Bool;
+    highPercent @1 :Float32; # 0: 80
+    lowPercent @2 :Float32;  # 0: 50
+    maxMoves @3 :UInt32;     # 0: 10
   }
 
   struct Hello {

@@ -102,6 +102,35 @@ MIGRATION
                                       restore a bundle on H (its recorded host metadata is
                                       checked against H first)
 
+DRAIN AND REBALANCE
+  cordon H / uncordon H               H takes no new containers and no migrations (or
+                                      does again); what runs on H stays
+  drain H [--parallel N] [--deadline D] [--dry-run]
+                                      cordon H, then live-migrate every container off it,
+                                      N at a time (default 1), each to the host with the
+                                      most memory to spare that is up, uncordoned and
+                                      compatible, spreading them out. Prints the plan,
+                                      then each move as it ends. A failed move leaves
+                                      that container running on H; the others go on.
+                                      D (e.g. 90s, 10m, 1h): no move starts after it.
+                                      --dry-run prints the plan and changes nothing.
+                                      Exits 1 if anything is left on H. A restarted
+                                      coordinator carries an unfinished drain on.
+  rebalance [--dry-run] [--high PCT] [--low PCT] [--max-moves N]
+                                      move containers off hosts whose memory load (what
+                                      their containers use of what the host offers,
+                                      ferry-agent --memory-capacity) is above PCT
+                                      (default 80) onto hosts below the low mark
+                                      (default 50), which take them while they stay at
+                                      or below the high one: per host, one container that
+                                      is enough alone (the smallest such), else the
+                                      largest first; never onto a cordoned or incompatible
+                                      host, never a container moved in the last 10 min;
+                                      at most N moves (default 10). Prints the plan, then
+                                      carries it out. Exits 1 if a move failed.
+  Both return (--json) the plan with each move's outcome (moved, failed, not
+  started), migration id and downtime, the containers no host could take and why.
+
 LOCAL CLUSTER AND KEYS
   cluster up [--hosts N] [--dir DIR] [--port P] [--wait S] [--bin-dir D] [--keys K]
                                       a coordinator on 127.0.0.1:P (default 7000) and N
@@ -114,7 +143,7 @@ LOCAL CLUSTER AND KEYS
                                       everywhere, with keys from `ferry keys generate K
                                       --hosts hostA,...` (the CLI then finds them itself)
                                       --agent-arg ARG (repeatable) goes to every ferry-agent,
-                                      e.g. --agent-arg --scratch --agent-arg none
+                                      e.g. --agent-arg --memory-capacity --agent-arg 1024
   cluster down [--dir DIR]            stop them all; no container, mount or process stays
   keys generate DIR [--hosts H1,H2,...] [--clients NAME,...]
                                       CurveZMQ key pairs: coordinator, each host (default
@@ -278,6 +307,7 @@ json hostJson(proto::Host::Reader h) {
           {"containers", h.getContainers()},
           {"cpu_percent", h.getLoad().getCpuPercent()},
           {"memory_used_bytes", h.getLoad().getMemoryUsedBytes()},
+          {"memory_capacity_bytes", h.getLoad().getMemoryCapacityBytes()},
           {"data_endpoint", text(h.getDataEndpoint())},
           {"cpus", i.getCpus()},
           {"memory_bytes", i.getMemoryBytes()},
@@ -704,6 +734,195 @@ int cmdMigrate(Cli& cli, Args& a) {
   return 0;
 }
 
+// --- drain and rebalance -----------------------------------------------------
+
+json placementJson(proto::Placement::Reader p) {
+  json moves = json::array(), unplaced = json::array(), notes = json::array();
+  for (auto m : p.getMoves()) {
+    moves.push_back({{"container", text(m.getContainer())},
+                     {"source", text(m.getSource())},
+                     {"target", text(m.getTarget())},
+                     {"memory_bytes", m.getMemoryBytes()},
+                     {"sends_image", m.getSendsImage()},
+                     {"outcome", text(m.getOutcome())},
+                     {"error", text(m.getError())},
+                     {"migration", m.getMigration()},
+                     {"downtime_ms", m.getDowntimeMs()}});
+  }
+  for (auto u : p.getUnplaced())
+    unplaced.push_back({{"container", text(u.getContainer())}, {"reason", text(u.getReason())}});
+  for (auto n : p.getNotes()) notes.push_back(text(n));
+  return {{"kind", text(p.getKind())}, {"host", text(p.getHost())}, {"dry_run", p.getDryRun()},
+          {"moves", moves},           {"unplaced", unplaced},         {"notes", notes}};
+}
+
+void printPlan(const json& p) {
+  std::vector<std::vector<std::string>> rows = {{"CONTAINER", "FROM", "TO", "MEMORY", "IMAGE"}};
+  for (const auto& m : p["moves"]) {
+    rows.push_back({m["container"], m["source"], m["target"], humanBytes(m["memory_bytes"]),
+                    m["sends_image"].get<bool>() ? "sent first" : "there"});
+  }
+  std::cout << "plan: " << p["moves"].size() << " move(s)\n";
+  if (!p["moves"].empty()) printTable(rows);
+  for (const auto& u : p["unplaced"]) {
+    std::cout << "  cannot move " << u["container"].get<std::string>() << ": "
+              << u["reason"].get<std::string>() << "\n";
+  }
+  for (const auto& n : p["notes"]) std::cout << "  " << n.get<std::string>() << "\n";
+  std::cout.flush();
+}
+
+// Runs a drain or rebalance request: the plan as it comes, each move's end,
+// then the outcome. Exit 1 when something planned did not move (or, for a
+// drain, a container could not be placed).
+int runPlacement(Cli& cli, const proto::Fill& fill, bool drain) {
+  ProgressLine line(onTerminal() && !cli.json_out);
+  auto r = cli.call(fill, [&](proto::Progress::Reader p) {
+    if (cli.json_out) return;
+    std::string phase = text(p.getPhase());
+    if (phase == "plan" && p.hasPlan()) {
+      line.clear();
+      printPlan(placementJson(p.getPlan()));
+    } else if (phase == "drain" || phase == "rebalance") {
+      line.clear();
+      std::cout << "  " << text(p.getMessage()) << "\n";
+      std::cout.flush();
+    } else {
+      line.show(phase, p.getBytesDone(), p.getBytesTotal(), text(p.getMessage()));
+    }
+  });
+  line.clear();
+  json res = placementJson(r->root<proto::Message>().getPlacement());
+  size_t moved = 0, left = 0;
+  for (const auto& m : res["moves"]) {
+    if (m["outcome"] == "moved") ++moved;
+    else if (!res["dry_run"].get<bool>()) ++left;
+  }
+  if (drain) left += res["unplaced"].size();
+  if (cli.json_out) {
+    std::cout << res.dump(2) << "\n";
+  } else if (res["dry_run"].get<bool>()) {
+    printPlan(res);
+    std::cout << "dry run: nothing was changed\n";
+  } else {
+    for (const auto& m : res["moves"]) {
+      if (m["outcome"] != "moved") {
+        std::cout << "  " << m["container"].get<std::string>() << " " << m["outcome"].get<std::string>()
+                  << ": " << m["error"].get<std::string>() << "\n";
+      }
+    }
+    std::cout << res["kind"].get<std::string>() << (drain ? " of " + res["host"].get<std::string>() : "")
+              << ": " << moved << " of " << res["moves"].size() << " moved";
+    if (drain && !res["unplaced"].empty()) std::cout << ", " << res["unplaced"].size() << " could not be placed";
+    std::cout << (left ? "; what was not moved still runs where it was" : "") << "\n";
+  }
+  return left ? 1 : 0;
+}
+
+int cmdCordon(Cli& cli, Args& a, bool cordoned) {
+  std::string host = a.next("host");
+  if (a.more()) throw UsageError("unexpected argument '" + a.next("argument") + "'");
+  cli.call([&](proto::Message::Builder m) {
+    auto c = m.initCordon();
+    c.setHost(host);
+    c.setCordoned(cordoned);
+  });
+  if (cli.json_out) {
+    std::cout << json{{"host", host}, {"cordoned", cordoned}}.dump(2) << "\n";
+  } else {
+    std::cout << host << (cordoned ? " cordoned: it takes no new containers\n"
+                                   : " uncordoned: it takes containers again\n");
+  }
+  return 0;
+}
+
+// "90s", "10m", "1h" or plain seconds, in milliseconds.
+uint64_t parseDuration(const std::string& v) {
+  uint64_t n = 0;
+  auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+  std::string unit(end, v.data() + v.size());
+  uint64_t scale = unit.empty() || unit == "s" ? 1000 : unit == "m" ? 60000 : unit == "h" ? 3600000 : 0;
+  if (ec != std::errc() || end == v.data() || scale == 0 || n == 0) {
+    throw UsageError("a duration is a positive number with s, m or h (e.g. 90s, 10m), not '" + v + "'");
+  }
+  return n * scale;
+}
+
+int cmdDrain(Cli& cli, Args& a) {
+  std::string host;
+  uint32_t parallel = 1;
+  uint64_t deadline = 0;
+  bool dry = false;
+  while (a.more()) {
+    std::string o = a.next("argument");
+    if (o == "--parallel") {
+      std::string v = a.next("count after --parallel");
+      auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), parallel);
+      if (ec != std::errc() || end != v.data() + v.size() || parallel < 1 || parallel > 16)
+        throw UsageError("--parallel takes 1 to 16, not '" + v + "'");
+    } else if (o == "--deadline") {
+      deadline = parseDuration(a.next("duration after --deadline"));
+    } else if (o == "--dry-run") {
+      dry = true;
+    } else if (o.rfind("-", 0) == 0) {
+      throw UsageError("unknown drain option '" + o + "'");
+    } else if (host.empty()) {
+      host = o;
+    } else {
+      throw UsageError("drain takes one host");
+    }
+  }
+  if (host.empty()) throw UsageError("drain needs a host");
+  return runPlacement(
+      cli,
+      [&](proto::Message::Builder m) {
+        auto d = m.initDrain();
+        d.setHost(host);
+        d.setParallel(parallel);
+        d.setDeadlineMs(deadline);
+        d.setDryRun(dry);
+      },
+      true);
+}
+
+int cmdRebalance(Cli& cli, Args& a) {
+  bool dry = false;
+  float high = 0, low = 0;
+  uint32_t max_moves = 0;
+  auto percent = [&](const std::string& what) {
+    std::string v = a.next("percent after " + what);
+    char* end = nullptr;
+    float f = std::strtof(v.c_str(), &end);
+    if (end == v.c_str() || *end != '\0' || f <= 0 || f > 100)
+      throw UsageError(what + " takes a percentage above 0 and at most 100, not '" + v + "'");
+    return f;
+  };
+  while (a.more()) {
+    std::string o = a.next("argument");
+    if (o == "--dry-run") dry = true;
+    else if (o == "--high") high = percent(o);
+    else if (o == "--low") low = percent(o);
+    else if (o == "--max-moves") {
+      std::string v = a.next("count after --max-moves");
+      auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), max_moves);
+      if (ec != std::errc() || end != v.data() + v.size() || max_moves < 1)
+        throw UsageError("--max-moves takes a positive count, not '" + v + "'");
+    } else {
+      throw UsageError("unknown rebalance option '" + o + "'");
+    }
+  }
+  return runPlacement(
+      cli,
+      [&](proto::Message::Builder m) {
+        auto r = m.initRebalance();
+        r.setDryRun(dry);
+        r.setHighPercent(high);
+        r.setLowPercent(low);
+        r.setMaxMoves(max_moves);
+      },
+      false);
+}
+
 int cmdHistory(Cli& cli, Args& a) {
   uint32_t n = 20;
   while (a.more()) {
@@ -1065,6 +1284,10 @@ int main(int argc, char** argv) {
     if (cmd == "logs") return cmdLogs(cli, a);
     if (cmd == "migrate") return cmdMigrate(cli, a);
     if (cmd == "history") return cmdHistory(cli, a);
+    if (cmd == "cordon") return cmdCordon(cli, a, true);
+    if (cmd == "uncordon") return cmdCordon(cli, a, false);
+    if (cmd == "drain") return cmdDrain(cli, a);
+    if (cmd == "rebalance") return cmdRebalance(cli, a);
     if (cmd == "checkpoint") return cmdCheckpoint(cli, a);
     if (cmd == "restore") return cmdRestore(cli, a);
     if (cmd == "keys") return cmdKeys(cli, a);

@@ -47,17 +47,27 @@ class ClusterMigration : public ::testing::Test {
     cluster::ClusterOptions o;
     o.dir = dir_;
     o.port = kPort;
-    o.hosts = 2;
+    o.hosts = hostCount();
     o.heartbeat = milliseconds(200);
     o.bin_dir = fs::path(FERRY_AGENT_BIN).parent_path();
     // A dead peer is noticed within 3 s instead of 30.
     o.agent_args = {"--stream-timeout", "3000"};
+    for (const auto& a : extraAgentArgs()) o.agent_args.push_back(a);
     state_ = cluster::up(o);
     CliResult r = ferry({"image", "import", "counter", FERRY_TEST_IMAGE, "--all"});
     ASSERT_EQ(r.exit_code, 0) << r.err;
-    waitFor([&] { return imagesOn("hostA") && imagesOn("hostB"); }, seconds(20),
-            "both hosts to report the counter image");
+    waitFor(
+        [&] {
+          for (const auto& h : state_.hosts) {
+            if (!imagesOn(h.name)) return false;
+          }
+          return true;
+        },
+        seconds(20), "every host to report the counter image");
   }
+
+  virtual int hostCount() const { return 2; }
+  virtual std::vector<std::string> extraAgentArgs() const { return {}; }
 
   void TearDown() override {
     extra_agents_.clear();  // SIGKILL: down removes their containers too
@@ -184,6 +194,54 @@ class ClusterMigration : public ::testing::Test {
         timeout, on_progress);
   }
 
+  // Sends `request` and SIGKILLs the coordinator at the first progress for
+  // which `when` holds; returns once it is dead (false: `when` never held).
+  bool killCoordinatorDuring(const proto::Fill& request,
+                             const std::function<bool(proto::Progress::Reader)>& when) {
+    zmq::context_t ctx;
+    proto::RpcClient cli(ctx, state_.coordinator_endpoint);
+    bool killed = false;
+    try {
+      cli.call(request, seconds(5), [&](proto::Progress::Reader p) {
+        if (!killed && when(p)) {
+          ::kill(state_.coordinator_pid, SIGKILL);
+          killed = true;
+        }
+      });
+    } catch (const Error&) {
+      // No answer: the coordinator is gone.
+    }
+    if (killed) {
+      waitFor([&] { return !processAlive(state_.coordinator_pid); }, seconds(10),
+              "the coordinator to die");
+    }
+    return killed;
+  }
+
+  // A new coordinator on the same state, after the test killed the first.
+  void restartCoordinator() {
+    extra_coordinator_ =
+        spawnChild({FERRY_COORDINATOR_BIN, "--listen", state_.coordinator_endpoint, "--state",
+                    state_.coordinator_state.string(), "--heartbeat", "200", "--missed", "5"},
+                   (fs::path(dir_) / "logs" / "coordinator-restarted.log").string());
+  }
+
+  // A CRIU that fails every restore: a wrapper that says so and exits 1
+  // when runc starts it as a worker (`criu swrk`, how runc runs every
+  // restore); `--version` and `check` go to the real CRIU, so the host still
+  // registers as compatible.
+  fs::path writeBrokenCriu() {
+    fs::path wrapper = fs::path(dir_) / "broken-criu";
+    writeFileAtomic(
+        wrapper,
+        "#!/bin/sh\nif [ \"$1\" = swrk ]; then\n"
+        "  echo 'Error (criu/image.c:42): injected by the test: corrupted image pages-1.img' >&2\n"
+        "  exit 1\nfi\nexec " +
+            defaultCriuPath() + " \"$@\"\n",
+        0755);
+    return wrapper;
+  }
+
   Child startAgent(const std::string& name, const std::vector<std::string>& extra) {
     const auto& h = host(name);
     std::vector<std::string> argv = {FERRY_AGENT_BIN,
@@ -203,8 +261,16 @@ class ClusterMigration : public ::testing::Test {
                                      "200",
                                      "--stream-timeout",
                                      "3000"};
+    for (const auto& a : extraAgentArgs()) argv.push_back(a);
     argv.insert(argv.end(), extra.begin(), extra.end());
-    return spawnChild(argv, (fs::path(dir_) / "logs" / (name + "-restarted.log")).string());
+    fs::path log = fs::path(dir_) / "logs" / (name + "-restarted.log");
+    Child c = spawnChild(argv, log.string());
+    // Up, and its hello through (a command sent before it would be failed
+    // as "restarted" once it arrives).
+    waitFor([&] { return pathExists(log) && readFile(log).find("agent " + name + " up") != std::string::npos; },
+            seconds(20), name + "'s agent to start");
+    std::this_thread::sleep_for(milliseconds(500));
+    return c;
   }
 
   fs::path dir_;
@@ -399,14 +465,7 @@ TEST_F(ClusterMigration, RestoreFailingOnTheTargetShowsItsErrorAndLeavesTheSourc
   // so and exits 1 when runc starts it as a worker (`criu swrk`, how runc
   // runs every restore -- hostB only restores here); `--version` and
   // `check` go to the real CRIU, so hostB still registers as compatible.
-  fs::path wrapper = fs::path(dir_) / "broken-criu";
-  writeFileAtomic(
-      wrapper,
-      "#!/bin/sh\nif [ \"$1\" = swrk ]; then\n"
-      "  echo 'Error (criu/image.c:42): injected by the test: corrupted image pages-1.img' >&2\n"
-      "  exit 1\nfi\nexec " +
-          defaultCriuPath() + " \"$@\"\n",
-      0755);
+  fs::path wrapper = writeBrokenCriu();
   ::kill(host("hostB").pid, SIGTERM);
   waitFor([&] { return !processAlive(host("hostB").pid); }, seconds(20), "hostB's agent to stop");
   extra_agents_.push_back(startAgent("hostB", {"--criu", wrapper.string()}));
@@ -433,26 +492,20 @@ TEST_F(ClusterMigration, RestoreFailingOnTheTargetShowsItsErrorAndLeavesTheSourc
 
 TEST_F(ClusterMigration, CoordinatorKilledMidMigrationEndsWithExactlyOneCopy) {
   runDemo("hostA", {"--mem-mib", "768"});
-  bool killed = false;
-  try {
-    migrateDemoWatching(seconds(5), [&](proto::Progress::Reader p) {
-      if (!killed && std::string(p.getPhase().cStr()) == "transfer" && p.getBytesDone() > 0) {
-        ::kill(state_.coordinator_pid, SIGKILL);
-        killed = true;
-      }
-    });
-  } catch (const Error&) {
-    // No answer: the coordinator is gone.
-  }
-  ASSERT_TRUE(killed);
-  waitFor([&] { return !processAlive(state_.coordinator_pid); }, seconds(10),
-          "the coordinator to die");
+  ASSERT_TRUE(killCoordinatorDuring(
+      [](proto::Message::Builder m) {
+        auto mg = m.initMigrate();
+        mg.setContainer("demo");
+        mg.setSource("hostA");
+        mg.setTarget("hostB");
+        mg.setPrecopy(0);
+      },
+      [](proto::Progress::Reader p) {
+        return std::string(p.getPhase().cStr()) == "transfer" && p.getBytesDone() > 0;
+      }));
   // Meanwhile the agents carry on with what they were told.
   std::this_thread::sleep_for(seconds(2));
-  extra_coordinator_ =
-      spawnChild({FERRY_COORDINATOR_BIN, "--listen", state_.coordinator_endpoint, "--state",
-                  state_.coordinator_state.string(), "--heartbeat", "200", "--missed", "5"},
-                 (fs::path(dir_) / "logs" / "coordinator-restarted.log").string());
+  restartCoordinator();
   waitFor(
       [&] {
         CliResult h = ferry({"history", "--json"});
@@ -545,6 +598,14 @@ TEST(FerryCli, KeysAreGeneratedOnceAndUsageErrorsExit2) {
     EXPECT_EQ(p.exit_code, 2) << bad;
     EXPECT_NE(p.err.find("--precopy takes auto, off or a number of rounds"), std::string::npos)
         << p.err;
+  }
+  for (std::vector<std::string> bad :
+       {std::vector<std::string>{"drain"}, {"drain", "hostA", "--parallel", "0"},
+        {"drain", "hostA", "--deadline", "5x"}, {"drain", "hostA", "hostB"},
+        {"rebalance", "--high", "120"}, {"rebalance", "--max-moves", "-1"}, {"cordon"}}) {
+    bad.insert(bad.begin(), FERRY_BIN);
+    ProcessResult p = r.run(bad, {});
+    EXPECT_EQ(p.exit_code, 2) << bad[1] << " " << (bad.size() > 2 ? bad[2] : "") << ": " << p.err;
   }
   // No coordinator there: a clear error and exit 1, not a hang.
   ProcessResult nobody =
@@ -803,6 +864,280 @@ TEST_F(PrecopyMigration, AWorkloadDirtyingEverythingStillEndsAndMigratesExactly)
   // It stopped because more rounds could not help, not on a small delta.
   EXPECT_EQ(f["precopy"].get<std::string>().find("within the goal"), std::string::npos) << f.dump();
   EXPECT_GT(rounds.back()["sent_bytes"].get<uint64_t>(), uint64_t{16} << 20);
+}
+
+// --- drain and rebalance, three real agents ---------------------------------------
+
+// Three hosts offering 1 GiB each to containers (what the planners weigh).
+class ThreeHosts : public PrecopyMigration {
+ protected:
+  int hostCount() const override { return 3; }
+  std::vector<std::string> extraAgentArgs() const override {
+    return {"--memory-capacity", "1024"};
+  }
+
+  // A plain counter on `h` (demo, from runDemo, is the one with a volume).
+  void runCounter(const std::string& h, const std::string& name) {
+    CliResult r = ferry({"run", "--host", h, "--name", name, "counter", "/usr/local/bin/counter",
+                         "--interval-ms", "50"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    waitFor([&] { return counterValues(engine(h), name).size() >= 3; }, seconds(20),
+            name + " to count");
+  }
+
+  std::string hostOf(const std::string& name) {
+    for (const auto& h : state_.hosts) {
+      auto c = on(h.name, name);
+      if (c && c->status == ContainerStatus::kRunning) return h.name;
+    }
+    return "";
+  }
+
+  bool cordoned(const std::string& h) {
+    CliResult r = ferry({"--json", "hosts"});
+    for (const auto& x : json::parse(r.out)) {
+      if (x["name"] == h) return x["cordoned"].get<bool>();
+    }
+    return false;
+  }
+
+  // The counter of `name` went on where it runs now, from where it was.
+  void expectCounting(const std::string& name, unsigned long last_before) {
+    std::string h = hostOf(name);
+    ASSERT_FALSE(h.empty()) << name << " runs nowhere";
+    waitFor([&] { return counterValues(engine(h), name).size() >= 3; }, seconds(20),
+            name + " to count on " + h);
+    auto v = counterValues(engine(h), name);
+    expectUnbroken(v);
+    EXPECT_GT(v.front(), last_before) << name << " reset";
+  }
+};
+
+TEST_F(ThreeHosts, DrainMovesEveryContainerOffWithCountersUnbrokenAndTheVolumeIntact) {
+  runDemo("hostA");  // with volume "data"
+  runCounter("hostA", "c2");
+  runCounter("hostA", "c3");
+  waitFor([&] { return ferry({"ps", "--host", "hostA"}).out.find("c3") != std::string::npos; },
+          seconds(20), "the coordinator to see all three");
+  std::map<std::string, unsigned long> before;
+  for (const char* n : {"demo", "c2", "c3"}) before[n] = counterValues(engine("hostA"), n).back();
+
+  CliResult r = ferry({"--json", "drain", "hostA", "--parallel", "2"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  json p = json::parse(r.out);
+  ASSERT_EQ(p["moves"].size(), 3u) << p.dump();
+  std::set<std::string> targets;
+  for (const auto& m : p["moves"]) {
+    EXPECT_EQ(m["outcome"], "moved") << m.dump();
+    EXPECT_NE(m["target"], "hostA");
+    EXPECT_GT(m["migration"].get<uint64_t>(), 0u);
+    targets.insert(m["target"].get<std::string>());
+    EXPECT_EQ(hostOf(m["container"]), m["target"]) << m.dump();
+  }
+  EXPECT_EQ(targets.size(), 2u) << "not spread over both hosts: " << p.dump();
+  // hostA is empty (as runc sees it) and cordoned.
+  for (const char* n : {"demo", "c2", "c3"}) EXPECT_FALSE(on("hostA", n)) << n;
+  EXPECT_FALSE(runcHasContainers(engine("hostA").config()));
+  EXPECT_TRUE(cordoned("hostA"));
+  for (const char* n : {"demo", "c2", "c3"}) expectCounting(n, before[n]);
+  // The volume came with demo, and is gone from hostA.
+  std::string h = hostOf("demo");
+  EXPECT_GE(volumeCounter(engine(h)), before["demo"]);
+  EXPECT_FALSE(engine("hostA").volumes().exists("data"));
+
+  // A cordoned host takes no migration; uncordoned, it does again.
+  CliResult refused = ferry({"migrate", "c2", hostOf("c2"), "hostA"});
+  EXPECT_EQ(refused.exit_code, 1);
+  EXPECT_NE(refused.err.find("cordoned"), std::string::npos) << refused.err;
+  ASSERT_EQ(ferry({"uncordon", "hostA"}).exit_code, 0);
+  EXPECT_FALSE(cordoned("hostA"));
+}
+
+TEST_F(ThreeHosts, RebalanceReportsItsPlanBeforeTheFirstMoveAndCarriesItOut) {
+  // hostB: three 200 MiB workloads, 600 MiB of its 1 GiB (59 %); the others
+  // idle. Above 50 %: one of them moves to hostA or hostC.
+  for (const char* n : {"m1", "m2", "m3"}) {
+    CliResult r = ferry({"run", "--host", "hostB", "--name", n, "counter",
+                         "/usr/local/bin/bench-workload", "--mem-mib", "200", "--verify-every-ms",
+                         "500"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  }
+  waitFor(
+      [&] {
+        CliResult ps = ferry({"--json", "ps", "--host", "hostB"});
+        uint64_t total = 0;
+        for (const auto& c : json::parse(ps.out)) total += c["memory_bytes"].get<uint64_t>();
+        return total > (uint64_t{580} << 20);
+      },
+      seconds(60), "the coordinator to see hostB's load");
+
+  // A dry run plans and changes nothing.
+  CliResult dry = ferry({"--json", "rebalance", "--dry-run", "--high", "50", "--low", "30"});
+  ASSERT_EQ(dry.exit_code, 0) << dry.err;
+  json plan = json::parse(dry.out);
+  ASSERT_EQ(plan["moves"].size(), 1u) << plan.dump();
+  EXPECT_EQ(hostOf(plan["moves"][0]["container"]), "hostB");
+
+  // The real one, watched: the plan arrives before any migration's progress.
+  zmq::context_t ctx;
+  proto::RpcClient cli(ctx, state_.coordinator_endpoint);
+  std::vector<std::string> seen;
+  json planned;
+  auto reply = cli.call(
+      [](proto::Message::Builder m) {
+        auto r = m.initRebalance();
+        r.setHighPercent(50);
+        r.setLowPercent(30);
+      },
+      seconds(120),
+      [&](proto::Progress::Reader p) {
+        seen.push_back(p.getPhase().cStr());
+        if (seen.back() == "plan" && p.hasPlan()) {
+          for (auto mv : p.getPlan().getMoves()) {
+            planned[mv.getContainer().cStr()] = std::string(mv.getTarget().cStr());
+          }
+        }
+      });
+  ASSERT_FALSE(seen.empty());
+  EXPECT_EQ(seen.front(), "plan") << "the first thing the client heard was not the plan";
+  ASSERT_EQ(planned.size(), 1u);
+  auto result = reply->root<proto::Message>().getPlacement();
+  ASSERT_EQ(result.getMoves().size(), 1u);
+  auto mv = result.getMoves()[0];
+  EXPECT_EQ(std::string(mv.getOutcome().cStr()), "moved") << mv.getError().cStr();
+  std::string moved = mv.getContainer().cStr(), target = mv.getTarget().cStr();
+  EXPECT_EQ(planned.value(moved, ""), target) << "carried out other than planned";
+  EXPECT_NE(target, "hostB");
+  EXPECT_EQ(hostOf(moved), target);
+  // Its memory came exactly (the workload verifies every word).
+  waitFor([&] { return workloadLines(engine(target), moved, "verify ").size() >= 2; }, seconds(30),
+          moved + " to verify its memory on " + target);
+  EXPECT_TRUE(workloadLines(engine(target), moved, "verify FAIL").empty());
+
+  // Now nothing is above the mark, and the moved one is in its cool-down.
+  CliResult again = ferry({"--json", "rebalance", "--dry-run", "--high", "50", "--low", "30"});
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_TRUE(json::parse(again.out)["moves"].empty()) << again.out;
+}
+
+TEST_F(ThreeHosts, ADrainWhoseTargetFailsLeavesThatContainerRunningOnTheDrainedHost) {
+  // hostC's CRIU fails every restore (the fake of the restore-failure test:
+  // a fault we cannot cause otherwise).
+  fs::path wrapper = writeBrokenCriu();
+  ::kill(host("hostC").pid, SIGTERM);
+  waitFor([&] { return !processAlive(host("hostC").pid); }, seconds(20), "hostC's agent to stop");
+  extra_agents_.push_back(startAgent("hostC", {"--criu", wrapper.string()}));
+  for (const char* n : {"c1", "c2", "c3"}) runCounter("hostA", n);
+  waitFor([&] { return ferry({"ps", "--host", "hostA"}).out.find("c3") != std::string::npos; },
+          seconds(20), "the coordinator to see all three");
+
+  CliResult r = ferry({"--json", "drain", "hostA"});
+  EXPECT_EQ(r.exit_code, 1) << "a drain that left containers behind exited 0: " << r.out;
+  json p = json::parse(r.out);
+  ASSERT_EQ(p["moves"].size(), 3u) << p.dump();
+  int to_c = 0;
+  for (const auto& m : p["moves"]) {
+    std::string name = m["container"];
+    if (m["target"] == "hostC") {
+      ++to_c;
+      EXPECT_EQ(m["outcome"], "failed") << m.dump();
+      EXPECT_FALSE(m["error"].get<std::string>().empty());
+      // Still running on hostA, counting on, nothing of it on hostC.
+      EXPECT_EQ(hostOf(name), "hostA");
+      size_t n = counterValues(engine("hostA"), name).size();
+      waitFor([&] { return counterValues(engine("hostA"), name).size() > n + 2; }, seconds(20),
+              name + " to go on counting on hostA");
+      expectUnbroken(counterValues(engine("hostA"), name));
+      EXPECT_FALSE(on("hostC", name));
+    } else {
+      EXPECT_EQ(m["outcome"], "moved") << m.dump();
+      EXPECT_EQ(hostOf(name), m["target"]);
+    }
+  }
+  EXPECT_GE(to_c, 1) << "the plan sent nothing to the failing host: " << p.dump();
+  EXPECT_TRUE(cordoned("hostA"));
+  EXPECT_FALSE(runcHasContainers(engine("hostC").config()));
+}
+
+TEST_F(ThreeHosts, AnAgentStoppedWithDrainOnStopMovesItsContainersOffFirst) {
+  ::kill(host("hostA").pid, SIGTERM);
+  waitFor([&] { return !processAlive(host("hostA").pid); }, seconds(20), "hostA's agent to stop");
+  extra_agents_.push_back(startAgent("hostA", {"--drain-on-stop", "60"}));
+  runCounter("hostA", "c1");
+  runCounter("hostA", "c2");
+  waitFor([&] { return ferry({"ps", "--host", "hostA"}).out.find("c2") != std::string::npos; },
+          seconds(20), "the coordinator to see both");
+  unsigned long b1 = counterValues(engine("hostA"), "c1").back();
+  unsigned long b2 = counterValues(engine("hostA"), "c2").back();
+
+  // As systemd stops it: SIGTERM, then the agent waits for its drain.
+  Child& agent = extra_agents_.back();
+  agent.kill(SIGTERM);
+  int status = agent.wait();
+  EXPECT_EQ(status, 0);
+  EXPECT_FALSE(on("hostA", "c1"));
+  EXPECT_FALSE(on("hostA", "c2"));
+  EXPECT_NE(hostOf("c1"), "");
+  EXPECT_NE(hostOf("c2"), "");
+  expectCounting("c1", b1);
+  expectCounting("c2", b2);
+  EXPECT_TRUE(cordoned("hostA"));
+}
+
+TEST_F(ThreeHosts, ACoordinatorKilledMidDrainCarriesTheDrainOnAfterItsRestart) {
+  for (const char* n : {"c1", "c2", "c3"}) runCounter("hostA", n);
+  waitFor([&] { return ferry({"ps", "--host", "hostA"}).out.find("c3") != std::string::npos; },
+          seconds(20), "the coordinator to see all three");
+  // One at a time; the coordinator dies as soon as the first move is done.
+  ASSERT_TRUE(killCoordinatorDuring(
+      [](proto::Message::Builder m) {
+        auto d = m.initDrain();
+        d.setHost("hostA");
+        d.setParallel(1);
+      },
+      [](proto::Progress::Reader p) { return std::string(p.getPhase().cStr()) == "drain"; }));
+  size_t left = 0;
+  for (const char* n : {"c1", "c2", "c3"}) left += on("hostA", n).has_value();
+  EXPECT_GE(left, 1u) << "the drain was over before the coordinator died";
+  restartCoordinator();
+  // The restarted coordinator plans again for what is left, and moves it.
+  waitFor(
+      [&] {
+        for (const char* n : {"c1", "c2", "c3"}) {
+          if (on("hostA", n) || hostOf(n).empty()) return false;
+        }
+        return true;
+      },
+      seconds(60), "the drain to be carried on after the restart");
+  EXPECT_TRUE(cordoned("hostA"));
+  for (const char* n : {"c1", "c2", "c3"}) {
+    std::string h = hostOf(n);
+    size_t k = counterValues(engine(h), n).size();
+    waitFor([&] { return counterValues(engine(h), n).size() > k + 2; }, seconds(20),
+            std::string(n) + " to count on " + h);
+    expectUnbroken(counterValues(engine(h), n));
+  }
+}
+
+TEST_F(ThreeHosts, AHostConditionTheAgentWatchesTriggersADrain) {
+  runCounter("hostA", "c1");
+  runCounter("hostA", "c2");
+  waitFor([&] { return ferry({"ps", "--host", "hostA"}).out.find("c2") != std::string::npos; },
+          seconds(20), "the coordinator to see both");
+  unsigned long b1 = counterValues(engine("hostA"), "c1").back();
+  // "Less than 100 % free" always holds: the condition is met from the first
+  // heartbeat (memory pressure cannot be caused at will; the disk check runs
+  // the same path).
+  ::kill(host("hostA").pid, SIGTERM);
+  waitFor([&] { return !processAlive(host("hostA").pid); }, seconds(20), "hostA's agent to stop");
+  extra_agents_.push_back(startAgent("hostA", {"--drain-on-disk-free", "100"}));
+  waitFor([&] { return !on("hostA", "c1") && !on("hostA", "c2"); }, seconds(60),
+          "the condition's drain to empty hostA");
+  EXPECT_TRUE(cordoned("hostA"));
+  expectCounting("c1", b1);
+  EXPECT_NE(hostOf("c2"), "");
+  std::string log = readFile(fs::path(dir_) / "logs" / "hostA-restarted.log");
+  EXPECT_NE(log.find("free, below 100"), std::string::npos) << log;
 }
 
 }  // namespace

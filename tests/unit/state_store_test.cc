@@ -61,10 +61,11 @@ TEST_F(StateStoreTest, ImagesAndCleanupsArePerHost) {
   EXPECT_EQ(s.images("hostA")[0].id, "bb");
   EXPECT_EQ(s.images("hostB").size(), 1u);
   EXPECT_EQ(s.load("hostA").memory_total_bytes, 0u) << "never reported";
-  s.setLoad("hostA", {37.5, 1000, 4000});
+  s.setLoad("hostA", {37.5, 1000, 4000, 3000});
   EXPECT_DOUBLE_EQ(s.load("hostA").cpu_percent, 37.5);
   EXPECT_EQ(s.load("hostA").memory_used_bytes, 1000u);
   EXPECT_EQ(s.load("hostA").memory_total_bytes, 4000u);
+  EXPECT_EQ(s.load("hostA").memory_capacity_bytes, 3000u);
   int64_t c = s.addCleanup({0, "hostB", "discard", "web", 7}, 100);
   s.addCleanup({0, "hostA", "resume", "web", 7}, 100);
   ASSERT_EQ(s.cleanups("hostB").size(), 1u);
@@ -132,6 +133,46 @@ TEST_F(StateStoreTest, PhaseNamesRoundTrip) {
     EXPECT_EQ(phaseFromName(phaseName(p)), p);
   }
   EXPECT_FALSE(phaseFromName("bogus"));
+}
+
+TEST_F(StateStoreTest, DrainsSurviveARestartOnePerHostAndLastMovesAreKept) {
+  int64_t d;
+  {
+    StateStore s(file());
+    d = s.beginDrain({0, "hostA", 2, 5000}, 100);
+    EXPECT_THROW(s.beginDrain({0, "hostA", 1, 0}, 200), Error);  // one at a time
+    s.beginDrain({0, "hostB", 1, 0}, 200);
+    int64_t m = s.beginMigration("web", "hostA", "hostB", 1000);
+    for (Phase p : {Phase::kPrepared, Phase::kTransferring, Phase::kRestored, Phase::kCommitted})
+      s.advance(m, p, 2000);
+    int64_t r = s.beginMigration("db", "hostA", "hostB", 1000);
+    s.advance(r, Phase::kRolledBack, 3000, "failed");
+  }
+  StateStore s(file());  // a restarted coordinator
+  auto active = s.activeDrains();
+  ASSERT_EQ(active.size(), 2u);
+  EXPECT_EQ(active[0].host, "hostA");
+  EXPECT_EQ(active[0].parallel, 2);
+  EXPECT_EQ(active[0].deadline_ms, 5000);
+  s.endDrain(d);
+  ASSERT_EQ(s.activeDrains().size(), 1u);
+  s.beginDrain({0, "hostA", 1, 0}, 300);  // ended: a new one may start
+  auto moves = s.lastMoves();
+  ASSERT_EQ(moves.size(), 1u) << "only committed migrations count";
+  EXPECT_EQ(moves["web"], 2000);
+}
+
+TEST_F(StateStoreTest, AVersion2DatabaseIsUpgraded) {
+  {
+    Database db(file());
+    db.exec("CREATE TABLE host_load (host TEXT PRIMARY KEY, cpu_permille INTEGER NOT NULL, "
+            "memory_used INTEGER NOT NULL, memory_total INTEGER NOT NULL)");
+    db.exec("INSERT INTO host_load VALUES ('hostA', 1, 2, 3)");
+    db.exec("PRAGMA user_version=2");
+  }
+  StateStore s(file());
+  s.setLoad("hostA", {1, 2, 3, 4});
+  EXPECT_EQ(s.load("hostA").memory_capacity_bytes, 4u);
 }
 
 TEST_F(StateStoreTest, ADatabaseFromANewerFerryIsRefused) {

@@ -1,0 +1,218 @@
+#include "coordinator/planner.h"
+
+#include <algorithm>
+#include <map>
+#include <optional>
+#include <set>
+#include <unordered_map>
+
+namespace ferry::coord {
+
+double memoryPercent(const PlanHost& h) {
+  if (h.memory_capacity == 0) return 0;
+  return 100.0 * static_cast<double>(h.memory_used) / static_cast<double>(h.memory_capacity);
+}
+
+namespace {
+
+uint64_t percentOf(uint64_t capacity, double percent) {
+  return static_cast<uint64_t>(static_cast<double>(capacity) * percent / 100.0);
+}
+
+bool holdsImage(const PlanHost& h, const std::string& id) {
+  return !id.empty() && std::binary_search(h.images.begin(), h.images.end(), id);
+}
+
+std::string mib(uint64_t bytes) { return std::to_string(bytes >> 20) + " MiB"; }
+
+// Containers by host, each list largest first (then by name: plans are
+// deterministic).
+std::unordered_map<std::string, std::vector<const PlanContainer*>> byHost(
+    const std::vector<PlanContainer>& containers) {
+  std::unordered_map<std::string, std::vector<const PlanContainer*>> out;
+  for (const auto& c : containers) out[c.host].push_back(&c);
+  for (auto& [h, list] : out) {
+    std::sort(list.begin(), list.end(), [](const PlanContainer* a, const PlanContainer* b) {
+      return a->memory_bytes != b->memory_bytes ? a->memory_bytes > b->memory_bytes
+                                                : a->name < b->name;
+    });
+  }
+  return out;
+}
+
+}  // namespace
+
+Plan planDrain(const std::string& host, const std::vector<PlanHost>& hosts,
+               const std::vector<PlanContainer>& containers, const ClassCompatible& compatible) {
+  Plan plan;
+  const PlanHost* source = nullptr;
+  for (const auto& h : hosts) {
+    if (h.name == host) source = &h;
+  }
+  if (!source) {
+    plan.notes.push_back("unknown host " + host);
+    return plan;
+  }
+  struct Target {
+    const PlanHost* host;
+    uint64_t used;
+    int placed = 0;
+  };
+  std::vector<Target> targets;
+  for (const auto& h : hosts) {
+    if (h.name == host || !h.up || h.cordoned || h.cpu_percent > kBusyCpuPercent) continue;
+    if (!compatible(source->compat_class, h.compat_class)) continue;
+    targets.push_back({&h, h.memory_used});
+  }
+  if (targets.empty()) plan.notes.push_back("no host can take containers from " + host);
+  auto mine = byHost(containers);
+  for (const PlanContainer* c : mine[host]) {
+    Target* best = nullptr;
+    uint64_t best_free = 0;
+    for (Target& t : targets) {
+      uint64_t ceiling = percentOf(t.host->memory_capacity, kTargetCeilingPercent);
+      if (t.used + c->memory_bytes > ceiling) continue;
+      uint64_t free_after = ceiling - t.used - c->memory_bytes;
+      auto better = [&] {
+        if (!best) return true;
+        if (t.placed != best->placed) return t.placed < best->placed;
+        if (free_after != best_free) return free_after > best_free;
+        bool img = holdsImage(*t.host, c->image_id),
+             best_img = holdsImage(*best->host, c->image_id);
+        if (img != best_img) return img;
+        if (t.host->cpu_percent != best->host->cpu_percent)
+          return t.host->cpu_percent < best->host->cpu_percent;
+        return t.host->name < best->host->name;
+      };
+      if (better()) {
+        best = &t;
+        best_free = free_after;
+      }
+    }
+    if (!best) {
+      plan.unplaced.push_back(
+          {c->name, targets.empty() ? "no up, uncordoned, compatible host other than " + host
+                                    : "no host has " + mib(c->memory_bytes) +
+                                          " of memory to spare for it (a target stays at most " +
+                                          std::to_string(static_cast<int>(kTargetCeilingPercent)) +
+                                          " % full)"});
+      continue;
+    }
+    best->used += c->memory_bytes;
+    best->placed++;
+    plan.moves.push_back(
+        {c->name, host, best->host->name, c->memory_bytes, !holdsImage(*best->host, c->image_id)});
+  }
+  return plan;
+}
+
+Plan planRebalance(const std::vector<PlanHost>& hosts, const std::vector<PlanContainer>& containers,
+                   const ClassCompatible& compatible, const RebalanceOptions& opts) {
+  Plan plan;
+  // Targets: hosts below low, ordered per class by room left under high.
+  struct Room {
+    uint64_t free;
+    size_t index;
+    bool operator<(const Room& o) const { return free != o.free ? free > o.free : index < o.index; }
+  };
+  std::map<int, std::set<Room>> rooms;  // compat class -> targets, most room first
+  std::vector<uint64_t> used(hosts.size());
+  std::vector<size_t> over;
+  for (size_t i = 0; i < hosts.size(); ++i) {
+    const PlanHost& h = hosts[i];
+    used[i] = h.memory_used;
+    if (!h.up || h.memory_capacity == 0) continue;
+    double load = memoryPercent(h);
+    if (load > opts.high_percent) over.push_back(i);
+    if (load < opts.low_percent && !h.cordoned && h.cpu_percent <= kBusyCpuPercent) {
+      uint64_t high = percentOf(h.memory_capacity, opts.high_percent);
+      rooms[h.compat_class].insert({high > h.memory_used ? high - h.memory_used : 0, i});
+    }
+  }
+  if (over.empty()) {
+    plan.notes.push_back("no host is above " + std::to_string(static_cast<int>(opts.high_percent)) +
+                         " % memory load: nothing to do");
+    return plan;
+  }
+  if (rooms.empty()) {
+    plan.notes.push_back("no up, uncordoned host is below " +
+                         std::to_string(static_cast<int>(opts.low_percent)) +
+                         " % memory load to take containers");
+    return plan;
+  }
+  std::sort(over.begin(), over.end(), [&](size_t a, size_t b) {
+    double la = memoryPercent(hosts[a]), lb = memoryPercent(hosts[b]);
+    return la != lb ? la > lb : hosts[a].name < hosts[b].name;
+  });
+  // The compatible target with the most room that fits `bytes`, or none.
+  auto findTarget = [&](int from, uint64_t bytes) -> std::optional<std::pair<int, Room>> {
+    std::optional<std::pair<int, Room>> best;
+    for (auto& [cls, set] : rooms) {
+      if (set.empty() || set.begin()->free < bytes || !compatible(from, cls)) continue;
+      if (!best || set.begin()->free > best->second.free) best = std::make_pair(cls, *set.begin());
+    }
+    return best;
+  };
+  auto mine = byHost(containers);
+  int skipped_cooldown = 0;
+  for (size_t i : over) {
+    if (static_cast<int>(plan.moves.size()) >= opts.max_moves) break;
+    const PlanHost& src = hosts[i];
+    uint64_t high = percentOf(src.memory_capacity, opts.high_percent);
+    std::vector<const PlanContainer*> movable;
+    for (const PlanContainer* c : mine[src.name]) {
+      if (c->last_moved_ms > 0 && opts.now_ms - c->last_moved_ms < opts.cooldown_ms) {
+        ++skipped_cooldown;
+        continue;
+      }
+      if (c->memory_bytes > 0) movable.push_back(c);
+    }
+    auto place = [&](const PlanContainer* c) {
+      auto t = findTarget(src.compat_class, c->memory_bytes);
+      if (!t) return false;
+      auto& set = rooms[t->first];
+      set.erase(t->second);
+      Room r = t->second;
+      r.free -= c->memory_bytes;
+      set.insert(r);
+      used[i] -= std::min(used[i], c->memory_bytes);
+      used[r.index] += c->memory_bytes;
+      plan.moves.push_back({c->name, src.name, hosts[r.index].name, c->memory_bytes,
+                            !holdsImage(hosts[r.index], c->image_id)});
+      return true;
+    };
+    // One container that alone brings the host down: the smallest such.
+    uint64_t excess = used[i] - high;
+    const PlanContainer* single = nullptr;
+    for (auto it = movable.rbegin(); it != movable.rend(); ++it) {  // smallest first
+      if ((*it)->memory_bytes >= excess && findTarget(src.compat_class, (*it)->memory_bytes)) {
+        single = *it;
+        break;
+      }
+    }
+    if (single) {
+      place(single);
+      continue;
+    }
+    // Else the largest first, until it is down or nothing more fits.
+    for (const PlanContainer* c : movable) {
+      if (used[i] <= high || static_cast<int>(plan.moves.size()) >= opts.max_moves) break;
+      if (!place(c)) {
+        plan.unplaced.push_back({c->name, "no host below " +
+                                              std::to_string(static_cast<int>(opts.low_percent)) +
+                                              " % has room for " + mib(c->memory_bytes)});
+      }
+    }
+  }
+  if (skipped_cooldown > 0) {
+    plan.notes.push_back(
+        std::to_string(skipped_cooldown) +
+        " container(s) on overloaded hosts were moved within the cool-down and stay");
+  }
+  if (static_cast<int>(plan.moves.size()) >= opts.max_moves) {
+    plan.notes.push_back("stopped at the limit of " + std::to_string(opts.max_moves) + " moves");
+  }
+  return plan;
+}
+
+}  // namespace ferry::coord

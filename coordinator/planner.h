@@ -1,0 +1,99 @@
+// Placement planning for host drain and load rebalancing: pure functions of
+// a snapshot of the cluster (no I/O, no clock), so that they are unit-tested
+// and benchmarked on their own (tools/bench/planner_bench.cc).
+//
+// The load model: a host's memory load is what ferry's containers use on it
+// against the memory it offers containers (the agent's --memory-capacity,
+// the host's memory by default) -- like Kubernetes' allocatable. CPU is the
+// host's whole CPU use in percent, as its agent reports it; containers report
+// no CPU rate, so CPU only keeps a busy host from being a target.
+//
+// Compatibility is by class: hosts whose recorded metadata are the same for
+// every compatibility check share a class, and the caller says which classes
+// may migrate to which (ferry_compat's checks, computed once per pair of
+// classes instead of once per pair of hosts).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace ferry::coord {
+
+struct PlanHost {
+  std::string name;
+  bool up = true;
+  bool cordoned = false;
+  uint64_t memory_capacity = 0;  // bytes the host offers containers
+  uint64_t memory_used = 0;      // bytes its containers use
+  double cpu_percent = 0;        // the whole host, 0..100
+  int compat_class = 0;
+  std::vector<std::string> images;  // image ids it holds (sorted)
+};
+
+struct PlanContainer {
+  std::string name;
+  std::string host;
+  std::string image_id;       // empty when unknown
+  uint64_t memory_bytes = 0;  // what a migration copies
+  int64_t last_moved_ms = 0;  // end of its last migration (0: never)
+};
+
+struct Move {
+  std::string container;
+  std::string source;
+  std::string target;
+  uint64_t memory_bytes = 0;
+  bool sends_image = false;  // the target lacks its image (sent first)
+};
+
+struct Unplaced {
+  std::string container;
+  std::string reason;
+};
+
+struct Plan {
+  std::vector<Move> moves;
+  std::vector<Unplaced> unplaced;  // could not be placed, with why
+  std::vector<std::string> notes;  // what the planner decided, for the operator
+};
+
+// Whether a container may go from a host of class `from` to one of class `to`.
+using ClassCompatible = std::function<bool(int from, int to)>;
+
+// A host stays at most this full after a move onto it (percent of capacity).
+inline constexpr double kTargetCeilingPercent = 90;
+// A host whose CPU is busier than this takes nothing.
+inline constexpr double kBusyCpuPercent = 90;
+
+// Every container of `host` to another host: largest first, each to the
+// up, uncordoned, compatible host with the most memory left after it,
+// preferring (in this order) fewer containers already placed there by this
+// plan (spread), a host that holds the image, and a less busy CPU. A container
+// no host can take is listed in `unplaced` with the reason.
+Plan planDrain(const std::string& host, const std::vector<PlanHost>& hosts,
+               const std::vector<PlanContainer>& containers, const ClassCompatible& compatible);
+
+struct RebalanceOptions {
+  double high_percent = 80;  // a host above this much memory load gives
+  double low_percent = 50;   // a host below this takes, up to high_percent
+  int max_moves = 10;
+  int64_t now_ms = 0;
+  int64_t cooldown_ms = 10 * 60 * 1000;  // not moved again within this
+};
+
+// In the spirit of the descheduler's LowNodeUtilization: hosts above high
+// shed containers until they are at or below high, onto hosts below low,
+// which take them only while they stay at or below high. For each
+// overloaded host (most loaded first): one container that alone brings it
+// down if there is one (the smallest such: fewest moves, least to copy),
+// else the largest first. Never onto a cordoned, down, busy or incompatible
+// host; never a container moved within the cool-down; at most max_moves.
+Plan planRebalance(const std::vector<PlanHost>& hosts, const std::vector<PlanContainer>& containers,
+                   const ClassCompatible& compatible, const RebalanceOptions& opts);
+
+// Memory load in percent (0 for a host without capacity).
+double memoryPercent(const PlanHost& h);
+
+}  // namespace ferry::coord
