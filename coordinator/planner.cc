@@ -60,7 +60,7 @@ Plan planDrain(const std::string& host, const std::vector<PlanHost>& hosts,
   };
   std::vector<Target> targets;
   for (const auto& h : hosts) {
-    if (h.name == host || !h.up || h.cordoned || h.cpu_percent > kBusyCpuPercent) continue;
+    if (h.name == host || !h.up || h.cordoned) continue;
     if (!compatible(source->compat_class, h.compat_class)) continue;
     targets.push_back({&h, h.memory_used});
   }
@@ -124,7 +124,7 @@ Plan planRebalance(const std::vector<PlanHost>& hosts, const std::vector<PlanCon
     if (!h.up || h.memory_capacity == 0) continue;
     double load = memoryPercent(h);
     if (load > opts.high_percent) over.push_back(i);
-    if (load < opts.low_percent && !h.cordoned && h.cpu_percent <= kBusyCpuPercent) {
+    if (load < opts.low_percent && !h.cordoned) {
       uint64_t high = percentOf(h.memory_capacity, opts.high_percent);
       rooms[h.compat_class].insert({high > h.memory_used ? high - h.memory_used : 0, i});
     }

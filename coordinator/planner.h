@@ -6,7 +6,8 @@
 // against the memory it offers containers (the agent's --memory-capacity,
 // the host's memory by default) -- like Kubernetes' allocatable. CPU is the
 // host's whole CPU use in percent, as its agent reports it; containers report
-// no CPU rate, so CPU only keeps a busy host from being a target.
+// no CPU rate, and the host figure is a load average that every host of a
+// one-machine cluster shares, so CPU only breaks ties between targets.
 //
 // Compatibility is by class: hosts whose recorded metadata are the same for
 // every compatibility check share a class, and the caller says which classes
@@ -64,8 +65,6 @@ using ClassCompatible = std::function<bool(int from, int to)>;
 
 // A host stays at most this full after a move onto it (percent of capacity).
 inline constexpr double kTargetCeilingPercent = 90;
-// A host whose CPU is busier than this takes nothing.
-inline constexpr double kBusyCpuPercent = 90;
 
 // Every container of `host` to another host: largest first, each to the
 // up, uncordoned, compatible host with the most memory left after it,
@@ -88,7 +87,7 @@ struct RebalanceOptions {
 // which take them only while they stay at or below high. For each
 // overloaded host (most loaded first): one container that alone brings it
 // down if there is one (the smallest such: fewest moves, least to copy),
-// else the largest first. Never onto a cordoned, down, busy or incompatible
+// else the largest first. Never onto a cordoned, down or incompatible
 // host; never a container moved within the cool-down; at most max_moves.
 Plan planRebalance(const std::vector<PlanHost>& hosts, const std::vector<PlanContainer>& containers,
                    const ClassCompatible& compatible, const RebalanceOptions& opts);

@@ -44,16 +44,26 @@ TEST(PlanDrain, SpreadsLargestFirstOverHostsWithRoom) {
   for (const auto& m : p.moves) EXPECT_EQ(m.source, "a");
 }
 
-TEST(PlanDrain, NeverOntoCordonedDownBusyOrIncompatibleHosts) {
-  std::vector<PlanHost> hosts = {host("a", 1000, 100),    host("cordoned", 1000, 0),
-                                 host("down", 1000, 0),   host("busy", 1000, 0),
-                                 host("arm", 1000, 0, 1), host("ok", 1000, 500)};
+TEST(PlanDrain, NeverOntoCordonedDownOrIncompatibleHosts) {
+  std::vector<PlanHost> hosts = {host("a", 1000, 100), host("cordoned", 1000, 0),
+                                 host("down", 1000, 0), host("arm", 1000, 0, 1),
+                                 host("ok", 1000, 500)};
   hosts[1].cordoned = true;
   hosts[2].up = false;
-  hosts[3].cpu_percent = 99;
   Plan p = planDrain("a", hosts, {ctr("x", "a", 100)}, sameClass);
   ASSERT_EQ(p.moves.size(), 1u);
   EXPECT_EQ(p.moves[0].target, "ok");
+}
+
+TEST(PlanDrain, CpuOnlyBreaksTies) {
+  // Every host busy (one machine's load average): still placed, on the
+  // less busy of two equal hosts.
+  std::vector<PlanHost> hosts = {host("a", 1000, 100), host("b", 1000, 0), host("c", 1000, 0)};
+  hosts[1].cpu_percent = 100;
+  hosts[2].cpu_percent = 95;
+  Plan p = planDrain("a", hosts, {ctr("x", "a", 100)}, any);
+  ASSERT_EQ(p.moves.size(), 1u);
+  EXPECT_EQ(p.moves[0].target, "c");
 }
 
 TEST(PlanDrain, AContainerNoHostCanTakeIsListedWithWhy) {
