@@ -63,6 +63,11 @@ ContainerSpec specFrom(proto::RunSpec::Reader r) {
   for (auto v : r.getVolumes()) s.volumes.push_back(parseVolumeArg(text(v)));
   s.cwd = text(r.getCwd());
   s.user = text(r.getUser());
+  for (auto g : r.getGroupAdd()) s.group_add.push_back(text(g));
+  for (auto u : r.getHostUsers()) s.host_users.push_back(text(u));
+  s.umask = text(r.getUmask());
+  if (!s.umask.empty()) parseUmask(s.umask);  // a bad one is refused before anything is made
+  s.create_workdir = !r.getNoCreateWorkdir();
   return s;
 }
 

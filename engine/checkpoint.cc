@@ -1,6 +1,8 @@
 // Engine::checkpoint and Engine::exportCheckpoint: CRIU through runc, the
 // rootfs diff and the volumes, into a CheckpointOutput (layout in engine.h).
 #include "engine/engine.h"
+
+#include <fstream>
 #include "engine/error.h"
 #include "engine/fs.h"
 #include "engine/log.h"
@@ -37,6 +39,37 @@ Error asError(std::exception_ptr p) {
     return Error(ErrorCategory::kPermanent, e.what());
   } catch (...) {
     return Error(ErrorCategory::kPermanent, "unknown failure");
+  }
+}
+
+// Whether this process has `cap` (a capability number) in its effective set.
+bool hasCapability(int cap) {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("CapEff:", 0) == 0) {
+      uint64_t mask = std::stoull(line.substr(7), nullptr, 16);
+      return (mask >> cap) & 1;
+    }
+  }
+  return false;
+}
+
+constexpr int kCapSysResource = 24;
+
+// CRIU reads a process's rlimits with prlimit(2), which for a process of
+// another user needs CAP_SYS_RESOURCE: refuse before freezing anything,
+// saying why, rather than fail inside the dump.
+void requireDumpableIdentity(const json& config, const std::string& name) {
+  uint32_t uid = config["process"]["user"].value("uid", 0u);
+  uint32_t gid = config["process"]["user"].value("gid", 0u);
+  if ((uid != 0 || gid != 0) && !hasCapability(kCapSysResource)) {
+    throw Error(ErrorCategory::kIncompatible,
+                name + " runs as uid " + std::to_string(uid) + " gid " + std::to_string(gid) +
+                    ": CRIU reads its rlimits with prlimit(2), which for another user's process "
+                    "needs CAP_SYS_RESOURCE, and this agent does not have it; give the agent "
+                    "CAP_SYS_RESOURCE, or run the container as root:root (supplementary "
+                    "groups, umask and working directory checkpoint fine)");
   }
 }
 
@@ -80,6 +113,7 @@ CheckpointResult Engine::checkpointTo(const std::string& name, const OutputFacto
   if (opts.keep_paused && !opts.leave_running) {
     throwInvalidInput("keep-paused needs leave-running: without it the checkpoint ends the container");
   }
+  requireDumpableIdentity(json::parse(readFile(containers_.paths(name).config())), name);
   ImageRecord image = images_.resolve(rec.image_id);
   ContainerPaths p = containers_.paths(name);
   const HostInfo& source = hostInfo();  // before the freeze: it runs CRIU and runc

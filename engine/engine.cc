@@ -11,8 +11,10 @@
 #include "engine/time_util.h"
 #include "engine/log.h"
 #include "engine/fs.h"
+#include "engine/identity.h"
 #include "engine/oci_spec.h"
 #include "engine/overlay.h"
+#include "engine/workdir.h"
 
 namespace ferry {
 
@@ -131,6 +133,38 @@ std::vector<ContainerInfo> Engine::list() {
   return out;
 }
 
+namespace {
+
+// A file as the container will see it: from the volume mounted over it (the
+// longest destination that contains it), else from its rootfs. Missing or
+// unreadable: empty.
+std::string containerFile(const fs::path& rootfs, const std::vector<VolumeMount>& volumes,
+                          const std::vector<std::string>& sources, const std::string& path) {
+  fs::path file = rootfs / path.substr(1);
+  size_t best = 0;
+  for (size_t i = 0; i < volumes.size(); ++i) {
+    const std::string& d = volumes[i].destination;
+    if ((path == d || path.rfind(d + "/", 0) == 0) && d.size() > best) {
+      best = d.size();
+      file = fs::path(sources[i]) / path.substr(std::min(path.size(), d.size() + 1));
+    }
+  }
+  // Never through a symlink out of the container: read only a regular file.
+  std::error_code ec;
+  if (!fs::is_regular_file(fs::symlink_status(file, ec))) return "";
+  try {
+    return readFile(file);
+  } catch (const std::exception&) {
+    return "";
+  }
+}
+
+UserDb userDbAt(const std::function<std::string(const std::string&)>& read) {
+  return {parsePasswd(read("/etc/passwd")), parseGroup(read("/etc/group"))};
+}
+
+}  // namespace
+
 void Engine::writeSpec(const ContainerRecord& rec, const ImageRecord& image) {
   ContainerPaths p = containers_.paths(rec.name());
   SpecHostInputs host;
@@ -138,6 +172,30 @@ void Engine::writeSpec(const ContainerRecord& rec, const ImageRecord& image) {
   host.cgroups_path = cfg_.cgroup_parent + "/" + rec.name();
   host.host_name = cfg_.host_name;
   for (const auto& v : rec.spec.volumes) host.volume_sources.push_back(volumes_.path(v.name).string());
+  // Who it runs as, from the container's own files (or files mounted over
+  // them), and its working directory, prepared in the rootfs.
+  IdentityRequest who;
+  who.user = !rec.spec.user.empty() ? rec.spec.user : image.config.user;
+  who.group_add = rec.spec.group_add;
+  who.host_users = {rec.spec.host_users.begin(), rec.spec.host_users.end()};
+  UserDb inside = userDbAt([&](const std::string& f) {
+    return containerFile(p.rootfs(), rec.spec.volumes, host.volume_sources, f);
+  });
+  UserDb outside = userDbAt([](const std::string& f) {
+    std::error_code ec;
+    return fs::is_regular_file(f, ec) ? readFile(f) : std::string();
+  });
+  host.identity = resolveIdentity(who, inside, outside);
+  for (const auto& w : host.identity->warnings) engineLog().warn("[{}] {}", rec.name(), w);
+  std::vector<std::string> mounts = defaultMountDestinations();
+  for (const auto& v : rec.spec.volumes) mounts.push_back(v.destination);
+  std::string cwd = !rec.spec.cwd.empty() ? rec.spec.cwd
+                    : !image.config.workdir.empty() ? image.config.workdir
+                                                    : "/";
+  Workdir wd = prepareWorkdir(p.rootfs(), cwd, mounts, rec.spec.create_workdir, host.identity->uid,
+                              host.identity->gid);
+  if (wd.created) engineLog().info("[{}] created working directory {}", rec.name(), wd.path);
+  host.workdir = wd.path;
   json spec = generateOciSpec(rec.spec, image.config, host);
   writeFileAtomic(p.config(), spec.dump(2) + "\n", 0600);
 }

@@ -1,5 +1,6 @@
 #include "engine/oci_spec.h"
 
+#include <algorithm>
 #include <charconv>
 #include <set>
 
@@ -20,7 +21,9 @@ void from_json(const json& j, VolumeMount& v) {
 }
 void to_json(json& j, const ContainerSpec& s) {
   j = json{{"name", s.name}, {"image", s.image}, {"args", s.args},     {"env", s.env},
-           {"cwd", s.cwd},   {"user", s.user},   {"hostname", s.hostname}, {"volumes", s.volumes}};
+           {"cwd", s.cwd},   {"user", s.user},   {"hostname", s.hostname}, {"volumes", s.volumes},
+           {"group_add", s.group_add}, {"host_users", s.host_users}, {"umask", s.umask},
+           {"create_workdir", s.create_workdir}};
 }
 void from_json(const json& j, ContainerSpec& s) {
   j.at("name").get_to(s.name);
@@ -31,6 +34,10 @@ void from_json(const json& j, ContainerSpec& s) {
   s.user = j.value("user", "");
   s.hostname = j.value("hostname", "");
   s.volumes = j.value("volumes", std::vector<VolumeMount>{});
+  s.group_add = j.value("group_add", std::vector<std::string>{});
+  s.host_users = j.value("host_users", std::vector<std::string>{});
+  s.umask = j.value("umask", "");
+  s.create_workdir = j.value("create_workdir", true);
 }
 
 namespace {
@@ -53,7 +60,7 @@ uint32_t parseId(std::string_view s, const std::string& user) {
   auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
   if (s.empty() || ec != std::errc() || ptr != s.data() + s.size()) {
     throwInvalidInput("invalid user '" + user +
-            "': give a numeric uid[:gid] or 'root' (user names are not resolved yet)");
+            "': give a numeric uid[:gid] or 'root' here (names are resolved by the engine)");
   }
   return v;
 }
@@ -93,6 +100,12 @@ const std::vector<std::string> kCapabilities = {
     "CAP_SYS_CHROOT"};
 
 }  // namespace
+
+std::vector<std::string> defaultMountDestinations() {
+  std::vector<std::string> out;
+  for (const auto& m : defaultMounts()) out.push_back(m["destination"]);
+  return out;
+}
 
 void validateVolumes(const std::vector<VolumeMount>& volumes) {
   std::set<std::string> names, destinations;
@@ -152,9 +165,12 @@ json generateOciSpec(const ContainerSpec& spec, const ImageConfig& image,
                      const SpecHostInputs& host) {
   std::vector<std::string> args = effectiveArgs(spec, image);
   if (args.empty()) throwInvalidInput("no command: the image has no entrypoint or cmd, give one");
-  std::string cwd = !spec.cwd.empty() ? spec.cwd : (!image.workdir.empty() ? image.workdir : "/");
+  std::string cwd = !host.workdir.empty() ? host.workdir
+                    : !spec.cwd.empty()   ? spec.cwd
+                    : (!image.workdir.empty() ? image.workdir : "/");
   if (!cleanAbsolute(cwd)) throwInvalidInput("invalid working directory '" + cwd + "': must be an absolute path");
-  auto [uid, gid] = parseUser(!spec.user.empty() ? spec.user : image.user);
+  auto [uid, gid] = host.identity ? std::pair{host.identity->uid, host.identity->gid}
+                                  : parseUser(!spec.user.empty() ? spec.user : image.user);
   if (host.volume_sources.size() != spec.volumes.size()) {
     throw Error(ErrorCategory::kPermanent, "internal: one volume source per volume expected");
   }
@@ -170,11 +186,21 @@ json generateOciSpec(const ContainerSpec& spec, const ImageConfig& image,
   }
 
   json caps = kCapabilities;
+  json user = {{"uid", uid}, {"gid", gid}};
+  std::vector<std::string> env = effectiveEnv(spec, image);
+  if (host.identity) {
+    if (!host.identity->additional_gids.empty()) user["additionalGids"] = host.identity->additional_gids;
+    // HOME from the passwd entry unless the image or the caller set it.
+    bool has_home = std::any_of(env.begin(), env.end(),
+                                [](const std::string& e) { return e.rfind("HOME=", 0) == 0; });
+    if (!has_home) env.push_back("HOME=" + host.identity->home);
+  }
+  if (!spec.umask.empty()) user["umask"] = parseUmask(spec.umask);
   json process = {
       {"terminal", false},
-      {"user", {{"uid", uid}, {"gid", gid}}},
+      {"user", user},
       {"args", args},
-      {"env", effectiveEnv(spec, image)},
+      {"env", env},
       {"cwd", cwd},
       {"capabilities",
        {{"bounding", caps}, {"effective", caps}, {"permitted", caps}}},

@@ -3,9 +3,11 @@
 #pragma once
 
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "engine/identity.h"
 #include "engine/image_store.h"
 
 namespace ferry {
@@ -22,9 +24,13 @@ struct ContainerSpec {
   std::vector<std::string> args;  // empty: the image's entrypoint + cmd
   std::vector<std::string> env;   // KEY=VALUE, added over the image's
   std::string cwd;                // empty: the image's, else "/"
-  std::string user;               // "uid[:gid]" or "root"; empty: the image's, else 0:0
+  std::string user;               // name|uid[:group|gid]; empty: the image's, else root
   std::string hostname;           // empty: the container's name
   std::vector<VolumeMount> volumes;
+  std::vector<std::string> group_add;   // supplementary groups: names or gids
+  std::vector<std::string> host_users;  // user names resolved in the host's files
+  std::string umask;                    // octal; empty: runc's default (0022)
+  bool create_workdir = true;           // a missing working directory is made
 };
 void to_json(nlohmann::json& j, const VolumeMount& v);
 void from_json(const nlohmann::json& j, VolumeMount& v);
@@ -45,6 +51,10 @@ struct SpecHostInputs {
   // One host path per spec.volumes entry, same order.
   std::vector<std::string> volume_sources;
   std::string host_name;     // recorded as an annotation
+  // Resolved by the engine against the rootfs (identity.h, workdir.h); when
+  // unset, the user must be numeric uid[:gid] and the cwd is used as given.
+  std::optional<Identity> identity;
+  std::string workdir;
 };
 
 // Builds config.json. Namespaces: pid, ipc, uts, mount, network (loopback
@@ -55,6 +65,9 @@ struct SpecHostInputs {
 // volume destination.
 nlohmann::json generateOciSpec(const ContainerSpec& spec, const ImageConfig& image,
                                const SpecHostInputs& host);
+
+// The container paths of the mounts generateOciSpec makes besides volumes.
+std::vector<std::string> defaultMountDestinations();
 
 // The resolved argv / env / cwd (image defaults merged), as generateOciSpec
 // uses them; exposed for tests and inspect output.

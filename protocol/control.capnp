@@ -74,7 +74,11 @@ struct RunSpec {
   env @3 :List(Text);
   volumes @4 :List(Text);     # NAME:/path[:ro]
   cwd @5 :Text;
-  user @6 :Text;
+  user @6 :Text;              # name|uid[:group|gid]
+  groupAdd @7 :List(Text);    # supplementary groups: names or gids
+  hostUsers @8 :List(Text);   # user names resolved in the host's files
+  umask @9 :Text;             # octal
+  noCreateWorkdir @10 :Bool;  # a missing working directory is an error
 }
 
 struct Progress {

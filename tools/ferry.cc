@@ -62,8 +62,18 @@ CONTAINERS
                                       send an image file (rootfs tar, tar.gz, tar.zst, or
                                       an OCI layout tar) to H, or to every host that is up
   image ls                            images, and the hosts that have them
-  run --host H --name N [-v VOLUME:/PATH[:ro]] [-e KEY=VALUE] [-w DIR] [-u UID[:GID]]
-      IMAGE [CMD...]                  create and start a container on H
+  run --host H --name N [-v VOLUME:/PATH[:ro]] [-e KEY=VALUE] [-w DIR] [-u USER]
+      [--group-add G]... [--hostuser NAME]... [--umask MASK] [--no-create-workdir]
+      IMAGE [CMD...]                  create and start a container on H. USER is
+                                      name|uid[:group|gid], resolved in the container's
+                                      /etc/passwd and /etc/group (or files mounted over
+                                      them; --hostuser NAME: in the host's); its groups
+                                      and --group-add G (name or gid) are its
+                                      supplementary groups; HOME comes from its passwd
+                                      entry unless set. MASK is octal (e.g. 027). DIR is
+                                      resolved inside the container (symlinks too) and
+                                      made, owned by USER, when missing, unless
+                                      --no-create-workdir
   stop N                              stop N (SIGTERM, then SIGKILL after 10 s)
   rm [-f] N                           remove N (-f: stop it first if it runs)
   logs [-f] N                         N's output (-f: follow it, across migrations,
@@ -515,8 +525,9 @@ int cmdImage(Cli& cli, Args& a) {
 }
 
 int cmdRun(Cli& cli, Args& a) {
-  std::string host, name, image, cwd, user;
-  std::vector<std::string> vols, env, args;
+  std::string host, name, image, cwd, user, umask;
+  std::vector<std::string> vols, env, args, group_add, host_users;
+  bool no_create_workdir = false;
   while (a.more()) {
     std::string o = a.peek();
     if (!image.empty()) {
@@ -535,7 +546,15 @@ int cmdRun(Cli& cli, Args& a) {
     else if (o == "-w" || o == "--workdir")
       cwd = a.next("directory after -w");
     else if (o == "-u" || o == "--user")
-      user = a.next("UID[:GID] after -u");
+      user = a.next("NAME|UID[:GROUP|GID] after -u");
+    else if (o == "--group-add")
+      group_add.push_back(a.next("group after --group-add"));
+    else if (o == "--hostuser")
+      host_users.push_back(a.next("user name after --hostuser"));
+    else if (o == "--umask")
+      umask = a.next("octal mask after --umask");
+    else if (o == "--no-create-workdir")
+      no_create_workdir = true;
     else if (o.rfind("-", 0) == 0)
       throw UsageError("unknown run option '" + o + "'");
     else
@@ -556,12 +575,16 @@ int cmdRun(Cli& cli, Args& a) {
     s.setImage(image);
     s.setCwd(cwd);
     s.setUser(user);
-    auto al = s.initArgs(static_cast<unsigned>(args.size()));
-    for (size_t i = 0; i < args.size(); ++i) al.set(static_cast<unsigned>(i), args[i]);
-    auto el = s.initEnv(static_cast<unsigned>(env.size()));
-    for (size_t i = 0; i < env.size(); ++i) el.set(static_cast<unsigned>(i), env[i]);
-    auto vl = s.initVolumes(static_cast<unsigned>(vols.size()));
-    for (size_t i = 0; i < vols.size(); ++i) vl.set(static_cast<unsigned>(i), vols[i]);
+    s.setUmask(umask);
+    s.setNoCreateWorkdir(no_create_workdir);
+    auto fill = [](auto list, const std::vector<std::string>& v) {
+      for (size_t i = 0; i < v.size(); ++i) list.set(static_cast<unsigned>(i), v[i]);
+    };
+    fill(s.initArgs(static_cast<unsigned>(args.size())), args);
+    fill(s.initEnv(static_cast<unsigned>(env.size())), env);
+    fill(s.initVolumes(static_cast<unsigned>(vols.size())), vols);
+    fill(s.initGroupAdd(static_cast<unsigned>(group_add.size())), group_add);
+    fill(s.initHostUsers(static_cast<unsigned>(host_users.size())), host_users);
   });
   auto c = r->root<proto::Message>().getContainer();
   if (cli.json_out)

@@ -20,8 +20,12 @@ for app in $("$busybox" --list); do
 done
 install -m 0755 "$counter" "$stage/usr/local/bin/counter"
 for extra in "$@"; do install -m 0755 "$extra" "$stage/usr/local/bin/$(basename "$extra")"; done
-printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' > "$stage/etc/passwd"
-printf 'root:x:0:\nnogroup:x:65534:\n' > "$stage/etc/group"
+printf 'root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' > "$stage/etc/passwd"
+printf 'root:x:0:\naudio:x:29:app\nstaff:x:50:\napp:x:1000:\nnogroup:x:65534:\n' > "$stage/etc/group"
+# A user with a supplementary group, and a working directory reached through
+# a symlink (the identity tests).
+mkdir -p "$stage/home/app" "$stage/srv/app" "$stage/opt"
+ln -s /srv/app "$stage/opt/applink"
 echo ferry-test > "$stage/etc/hostname"
 mkdir -p "$stage/opt/app"
 echo a > "$stage/opt/app/a"

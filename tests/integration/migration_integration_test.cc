@@ -1140,5 +1140,94 @@ TEST_F(ThreeHosts, AHostConditionTheAgentWatchesTriggersADrain) {
   EXPECT_NE(log.find("free, below 100"), std::string::npos) << log;
 }
 
+// --- who a container runs as, before and after a migration ------------------------
+
+TEST_F(ClusterMigration, UserGroupsUmaskAndASymlinkedWorkdirHoldBeforeAndAfterAMigration) {
+  // Each container prints who it is, its umask's effect and where it is,
+  // every 100 ms: what `id`, `umask`, `pwd`, $HOME and a new file say.
+  auto runWho = [&](const std::string& name, const std::vector<std::string>& opts,
+                    const std::string& workdir) {
+    std::vector<std::string> args = {"run", "--host", "hostA", "--name", name};
+    args.insert(args.end(), opts.begin(), opts.end());
+    for (const char* a : {"-w", "", "counter", "/bin/sh", "-c", ""}) args.push_back(a);
+    args[args.size() - 5] = workdir;
+    args.back() =
+        "while :; do touch f; echo \"who $(id -u) $(id -g) $(id -G) $(umask) $(pwd) $HOME "
+        "$(stat -c %a f)\"; sleep 0.1; done";
+    CliResult r = ferry(args);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  };
+  auto lines = [&](const std::string& h, const std::string& name) {
+    return workloadLines(engine(h), name, "who ");
+  };
+
+  // app (1000) is in audio (29) by /etc/group, staff (50) comes from
+  // --group-add; /opt/applink -> /srv/app, and work/ under it is missing.
+  runWho("app", {"-u", "app", "--group-add", "staff", "--umask", "027"}, "/opt/applink/work");
+  waitFor([&] { return !lines("hostA", "app").empty(); }, seconds(20), "app to report");
+  EXPECT_EQ(lines("hostA", "app").back(),
+            "who 1000 1000 1000 29 50 0027 /srv/app/work /home/app 640");
+  struct stat st {};
+  fs::path work = fs::path(host("hostA").root) / "containers/app/rootfs/srv/app/work";
+  ASSERT_EQ(::stat(work.c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 1000u) << "the working directory was not made for app";
+  EXPECT_EQ(st.st_gid, 1000u);
+  // CRIU reads a process's rlimits with prlimit(2), which for another
+  // user's process needs CAP_SYS_RESOURCE. Without it (as on this machine)
+  // the migration is refused up front, saying so, and app runs on.
+  CliResult m = ferry({"migrate", "app", "hostA", "hostB"});
+  std::string status = readFile("/proc/self/status");
+  bool cap_sys_resource = false;
+  if (auto at = status.find("CapEff:"); at != std::string::npos) {
+    cap_sys_resource = (std::stoull(status.substr(at + 7, 20), nullptr, 16) >> 24) & 1;
+  }
+  if (cap_sys_resource) {
+    ASSERT_EQ(m.exit_code, 0) << m.err;
+    waitFor([&] { return lines("hostB", "app").size() >= 3; }, seconds(20), "app on hostB");
+    for (const auto& l : lines("hostB", "app"))
+      EXPECT_EQ(l, "who 1000 1000 1000 29 50 0027 /srv/app/work /home/app 640");
+  } else {
+    EXPECT_EQ(m.exit_code, 1);
+    EXPECT_NE(m.err.find("CAP_SYS_RESOURCE"), std::string::npos) << m.err;
+    auto c = on("hostA", "app");
+    ASSERT_TRUE(c);
+    EXPECT_EQ(c->status, ContainerStatus::kRunning);
+  }
+
+  // As root with supplementary groups, a umask and a symlinked, missing
+  // working directory: the same before and after a migration.
+  runWho("rootwho", {"-u", "root:root", "--group-add", "staff", "--group-add", "29", "--umask",
+                     "027"},
+         "/opt/applink/work2");
+  const std::string want = "who 0 0 0 29 50 0027 /srv/app/work2 /root 640";
+  waitFor([&] { return !lines("hostA", "rootwho").empty(); }, seconds(20), "rootwho to report");
+  EXPECT_EQ(lines("hostA", "rootwho").back(), want);
+  CliResult mr = ferry({"migrate", "rootwho", "hostA", "hostB"});
+  ASSERT_EQ(mr.exit_code, 0) << mr.err;
+  waitFor([&] { return lines("hostB", "rootwho").size() >= 3; }, seconds(20),
+          "rootwho to report on hostB");
+  for (const auto& l : lines("hostB", "rootwho")) EXPECT_EQ(l, want);
+
+  // Bad requests are refused with what to do, and nothing is left.
+  CliResult ghost = ferry({"run", "--host", "hostA", "--name", "ghost", "-u", "ghost", "counter",
+                           "/bin/true"});
+  EXPECT_EQ(ghost.exit_code, 1);
+  EXPECT_NE(ghost.err.find("'ghost' is not in the container's /etc/passwd"), std::string::npos)
+      << ghost.err;
+  CliResult mask = ferry({"run", "--host", "hostA", "--name", "ghost", "--umask", "0999",
+                          "counter", "/bin/true"});
+  EXPECT_EQ(mask.exit_code, 1);
+  EXPECT_NE(mask.err.find("octal"), std::string::npos) << mask.err;
+  CliResult file = ferry({"run", "--host", "hostA", "--name", "ghost", "-w", "/opt/app/a",
+                          "counter", "/bin/true"});
+  EXPECT_EQ(file.exit_code, 1);
+  EXPECT_NE(file.err.find("not a directory"), std::string::npos) << file.err;
+  CliResult nocreate = ferry({"run", "--host", "hostA", "--name", "ghost", "-w", "/nowhere",
+                              "--no-create-workdir", "counter", "/bin/true"});
+  EXPECT_EQ(nocreate.exit_code, 1);
+  EXPECT_NE(nocreate.err.find("creating it was not allowed"), std::string::npos) << nocreate.err;
+  EXPECT_FALSE(on("hostA", "ghost"));
+}
+
 }  // namespace
 }  // namespace ferry::testing

@@ -55,6 +55,44 @@ TEST(OciSpec, FallsBackToImageEntrypointCmdWorkdirUser) {
   EXPECT_EQ(spec["process"]["env"][0].get<std::string>().rfind("PATH=", 0), 0u);
 }
 
+TEST(OciSpec, AResolvedIdentityGivesGroupsHomeUmaskAndWorkdir) {
+  SpecHostInputs host = hostInputs();
+  host.identity = Identity{.uid = 1000, .gid = 1000, .additional_gids = {29, 50}, .home = "/home/app"};
+  host.workdir = "/srv/app/work";
+  ContainerSpec s{.name = "c", .image = "i", .args = {"x"}, .cwd = "/opt/applink/work",
+                  .user = "app", .umask = "027"};
+  json spec = generateOciSpec(s, {}, host);
+  EXPECT_EQ(spec["process"]["user"]["uid"], 1000);
+  EXPECT_EQ(spec["process"]["user"]["additionalGids"], json({29, 50}));
+  EXPECT_EQ(spec["process"]["user"]["umask"], 027);
+  EXPECT_EQ(spec["process"]["cwd"], "/srv/app/work");
+  EXPECT_EQ(spec["process"]["env"].back(), "HOME=/home/app");
+  // HOME given by the caller (or the image) stays.
+  s.env = {"HOME=/elsewhere"};
+  json mine = generateOciSpec(s, {}, host);
+  int homes = 0;
+  for (const auto& e : mine["process"]["env"]) homes += e.get<std::string>().rfind("HOME=", 0) == 0;
+  EXPECT_EQ(homes, 1);
+  EXPECT_EQ(mine["process"]["env"].back(), "HOME=/elsewhere");
+  // No umask asked: none set (runc's default).
+  s.umask = "";
+  EXPECT_FALSE(generateOciSpec(s, {}, host)["process"]["user"].contains("umask"));
+}
+
+TEST(OciSpec, NewSpecFieldsRoundTripThroughJson) {
+  ContainerSpec s{.name = "c", .image = "i", .group_add = {"staff", "29"}, .host_users = {"ops"},
+                  .umask = "027", .create_workdir = false};
+  ContainerSpec back = json(s).get<ContainerSpec>();
+  EXPECT_EQ(back.group_add, s.group_add);
+  EXPECT_EQ(back.host_users, s.host_users);
+  EXPECT_EQ(back.umask, "027");
+  EXPECT_FALSE(back.create_workdir);
+  // A record written before these fields existed reads with the defaults.
+  ContainerSpec old = json{{"name", "c"}, {"image", "i"}}.get<ContainerSpec>();
+  EXPECT_TRUE(old.create_workdir);
+  EXPECT_TRUE(old.group_add.empty());
+}
+
 TEST(OciSpec, NoTerminalNoRlimitsAndTheUsualNamespacesAndMounts) {
   json spec = generateOciSpec({.name = "c", .image = "i", .args = {"x"}}, {}, hostInputs());
   EXPECT_FALSE(spec["process"]["terminal"].get<bool>());
