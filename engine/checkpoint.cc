@@ -113,6 +113,13 @@ CheckpointResult Engine::checkpointTo(const std::string& name, const OutputFacto
   if (opts.keep_paused && !opts.leave_running) {
     throwInvalidInput("keep-paused needs leave-running: without it the checkpoint ends the container");
   }
+  for (const auto& v : rec.spec.volumes) {
+    if (v.overlay) {
+      throwInvalidInput(name + " has an overlay (O) volume, " + v.name +
+                        ", whose writes are this container's alone and go with it: checkpointing "
+                        "or migrating it is not supported");
+    }
+  }
   requireDumpableIdentity(json::parse(readFile(containers_.paths(name).config())), name);
   ImageRecord image = images_.resolve(rec.image_id);
   ContainerPaths p = containers_.paths(name);

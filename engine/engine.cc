@@ -2,6 +2,8 @@
 
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+#include <selinux/selinux.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -165,7 +167,7 @@ UserDb userDbAt(const std::function<std::string(const std::string&)>& read) {
 
 }  // namespace
 
-void Engine::writeSpec(const ContainerRecord& rec, const ImageRecord& image) {
+void Engine::writeSpec(const ContainerRecord& rec, const ImageRecord& image, bool creating) {
   ContainerPaths p = containers_.paths(rec.name());
   SpecHostInputs host;
   host.rootfs = p.rootfs().string();
@@ -187,6 +189,7 @@ void Engine::writeSpec(const ContainerRecord& rec, const ImageRecord& image) {
   });
   host.identity = resolveIdentity(who, inside, outside);
   for (const auto& w : host.identity->warnings) engineLog().warn("[{}] {}", rec.name(), w);
+  prepareVolumeOptions(rec, *host.identity, host, creating);
   std::vector<std::string> mounts = defaultMountDestinations();
   for (const auto& v : rec.spec.volumes) mounts.push_back(v.destination);
   std::string cwd = !rec.spec.cwd.empty() ? rec.spec.cwd
@@ -198,6 +201,49 @@ void Engine::writeSpec(const ContainerRecord& rec, const ImageRecord& image) {
   host.workdir = wd.path;
   json spec = generateOciSpec(rec.spec, image.config, host);
   writeFileAtomic(p.config(), spec.dump(2) + "\n", 0600);
+}
+
+// U, z/Z and O: what the options ask of the host before the spec is written.
+void Engine::prepareVolumeOptions(const ContainerRecord& rec, const Identity& who,
+                                  SpecHostInputs& host, bool creating) {
+  ContainerPaths p = containers_.paths(rec.name());
+  for (size_t i = 0; i < rec.spec.volumes.size(); ++i) {
+    const VolumeMount& v = rec.spec.volumes[i];
+    if (v.relabel) {
+      if (is_selinux_enabled() > 0) {
+        throwInvalidInput("volume " + v.name + ": relabeling (" + std::string(1, v.relabel) +
+                          ") with SELinux enabled is not supported yet; drop z/Z");
+      }
+      engineLog().info("[{}] volume {}: SELinux is disabled on {}, so {} relabels nothing",
+                       rec.name(), v.name, cfg_.host_name, std::string(1, v.relabel));
+    }
+    if (v.chown && creating) {
+      // As libpod: the whole source, to the container user's ids.
+      fs::path src = host.volume_sources[i];
+      auto chownOne = [&](const fs::path& f) {
+        if (::lchown(f.c_str(), who.uid, who.gid) != 0) throwErrno("chown " + f.string());
+      };
+      chownOne(src);
+      for (const auto& e : fs::recursive_directory_iterator(src)) chownOne(e.path());
+    }
+    std::pair<std::string, std::string> dirs;
+    if (v.overlay) {
+      fs::path upper = v.upperdir.empty() ? p.dir / "volume-overlays" / v.name / "upper" : fs::path(v.upperdir);
+      fs::path work = v.workdir.empty() ? p.dir / "volume-overlays" / v.name / "work" : fs::path(v.workdir);
+      makeDirs(upper, 0755);
+      makeDirs(work, 0700);
+      // The overlay's root takes the upper layer's owner and mode: make
+      // them the source's, so the volume looks as it is, writable alike.
+      struct stat src {};
+      if (::stat(host.volume_sources[i].c_str(), &src) != 0) throwErrno("stat " + host.volume_sources[i]);
+      if (::chown(upper.c_str(), src.st_uid, src.st_gid) != 0 ||
+          ::chmod(upper.c_str(), src.st_mode & 07777) != 0) {
+        throwErrno("preparing the upper layer of volume " + v.name);
+      }
+      dirs = {upper.string(), work.string()};
+    }
+    host.overlay_dirs.push_back(dirs);
+  }
 }
 
 ConmonLaunch Engine::launchFor(const std::string& name) const {
@@ -238,7 +284,7 @@ ContainerInfo Engine::create(const ContainerSpec& spec) {
       ContainerPaths p = containers_.paths(spec.name);
       containers_.save(rec);
       mountOverlay({images_.rootfs(image.id), p.upper(), p.work(), p.rootfs()});
-      writeSpec(rec, image);
+      writeSpec(rec, image, /*creating=*/true);
       runtime_.launch(launchFor(spec.name));
     } catch (...) {
       bestEffort("runc delete", [&] { runtime_.remove(spec.name, true); });

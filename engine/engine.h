@@ -203,7 +203,10 @@ class Engine {
   RestoreResult restoreStaged(const std::filesystem::path& dir, const RestoreOptions& opts,
                               const std::string& origin);
   ContainerInfo inspectRecord(const ContainerRecord& rec);
-  void writeSpec(const ContainerRecord& rec, const ImageRecord& image);
+  // `creating`: the first time (U chowns then); false for a restore.
+  void writeSpec(const ContainerRecord& rec, const ImageRecord& image, bool creating);
+  void prepareVolumeOptions(const ContainerRecord& rec, const Identity& who, SpecHostInputs& host,
+                            bool creating);
   ConmonLaunch launchFor(const std::string& name) const;
   void discard(const std::string& name);  // unmount + erase, no runc
   void removeEmptyCgroups();

@@ -12,12 +12,22 @@ namespace ferry {
 using nlohmann::json;
 
 void to_json(json& j, const VolumeMount& v) {
-  j = json{{"name", v.name}, {"destination", v.destination}, {"readonly", v.readonly}};
+  j = json{{"name", v.name},         {"destination", v.destination},
+           {"readonly", v.readonly}, {"chown", v.chown},
+           {"relabel", v.relabel ? std::string(1, v.relabel) : std::string()},
+           {"overlay", v.overlay},   {"upperdir", v.upperdir},
+           {"workdir", v.workdir}};
 }
 void from_json(const json& j, VolumeMount& v) {
   j.at("name").get_to(v.name);
   j.at("destination").get_to(v.destination);
   v.readonly = j.value("readonly", false);
+  v.chown = j.value("chown", false);
+  std::string relabel = j.value("relabel", "");
+  v.relabel = relabel.empty() ? 0 : relabel[0];
+  v.overlay = j.value("overlay", false);
+  v.upperdir = j.value("upperdir", "");
+  v.workdir = j.value("workdir", "");
 }
 void to_json(json& j, const ContainerSpec& s) {
   j = json{{"name", s.name}, {"image", s.image}, {"args", s.args},     {"env", s.env},
@@ -123,18 +133,55 @@ void validateVolumes(const std::vector<VolumeMount>& volumes) {
 VolumeMount parseVolumeArg(const std::string& arg) {
   VolumeMount v;
   auto first = arg.find(':');
-  if (first == std::string::npos) throwInvalidInput("invalid volume '" + arg + "': expected NAME:/path[:ro]");
+  if (first == std::string::npos) {
+    throwInvalidInput("invalid volume '" + arg + "': expected NAME:/path[:OPTIONS]");
+  }
   v.name = arg.substr(0, first);
   std::string rest = arg.substr(first + 1);
   auto second = rest.find(':');
   v.destination = rest.substr(0, second);
-  if (second != std::string::npos) {
-    std::string opt = rest.substr(second + 1);
+  if (second == std::string::npos) return v;
+  std::string opts = rest.substr(second + 1);
+  std::set<std::string> seen;
+  size_t start = 0;
+  for (;;) {
+    size_t end = opts.find(',', start);
+    std::string opt = opts.substr(start, end == std::string::npos ? end : end - start);
+    std::string key = opt.substr(0, opt.find('='));
+    if (!seen.insert(key == "rw" ? "ro" : key == "Z" ? "z" : key).second) {
+      throwInvalidInput("volume option '" + key + "' given twice (or with its opposite) in '" + arg + "'");
+    }
     if (opt == "ro") {
       v.readonly = true;
-    } else if (opt != "rw") {
-      throwInvalidInput("invalid volume option '" + opt + "' in '" + arg + "': use ro or rw");
+    } else if (opt == "rw") {
+      v.readonly = false;
+    } else if (opt == "U") {
+      v.chown = true;
+    } else if (opt == "z" || opt == "Z") {
+      v.relabel = opt[0];
+    } else if (opt == "O") {
+      v.overlay = true;
+    } else if (key == "upperdir" || key == "workdir") {
+      std::string path = opt.size() > key.size() ? opt.substr(key.size() + 1) : "";
+      if (!cleanAbsolute(path)) {
+        throwInvalidInput("volume option " + key + "= needs an absolute host path, in '" + arg + "'");
+      }
+      (key == "upperdir" ? v.upperdir : v.workdir) = path;
+    } else {
+      throwInvalidInput("invalid volume option '" + opt + "' in '" + arg +
+                        "': use ro, rw, U, z, Z, O, upperdir=PATH, workdir=PATH");
     }
+    if (end == std::string::npos) break;
+    start = end + 1;
+  }
+  if (v.upperdir.empty() != v.workdir.empty()) {
+    throwInvalidInput("volume '" + arg + "': upperdir= and workdir= go together: give both or neither");
+  }
+  if (!v.upperdir.empty() && !v.overlay) {
+    throwInvalidInput("volume '" + arg + "': upperdir= and workdir= need O (an overlay volume)");
+  }
+  if (v.overlay && v.chown) {
+    throwInvalidInput("volume '" + arg + "': U cannot change an O volume's source (it stays as it is)");
   }
   return v;
 }
@@ -180,6 +227,18 @@ json generateOciSpec(const ContainerSpec& spec, const ImageConfig& image,
     const auto& v = spec.volumes[i];
     if (!cleanAbsolute(v.destination) || v.destination == "/") {
       throwInvalidInput("invalid volume destination '" + v.destination + "': must be an absolute path below /");
+    }
+    if (v.overlay) {
+      if (host.overlay_dirs.size() != spec.volumes.size() || host.overlay_dirs[i].first.empty()) {
+        throw Error(ErrorCategory::kPermanent, "internal: no upper layer for overlay volume " + v.name);
+      }
+      // Only mount options reach the spec: U, z and O are ferry's own.
+      mounts.push_back(mount(v.destination, "overlay", "overlay",
+                             {"lowerdir=" + host.volume_sources[i],
+                              "upperdir=" + host.overlay_dirs[i].first,
+                              "workdir=" + host.overlay_dirs[i].second, v.readonly ? "ro" : "rw",
+                              "nosuid", "nodev"}));
+      continue;
     }
     mounts.push_back(mount(v.destination, "bind", host.volume_sources[i],
                            {"rbind", v.readonly ? "ro" : "rw", "nosuid", "nodev"}));

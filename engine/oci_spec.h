@@ -16,6 +16,14 @@ struct VolumeMount {
   std::string name;         // named volume on the host
   std::string destination;  // absolute path inside the container
   bool readonly = false;
+  bool chown = false;       // U: the source is chowned to the container's user
+  char relabel = 0;         // 'z' shared, 'Z' private (SELinux), 0 none
+  // O: an overlay volume -- the source is a read-only lower layer, writes go
+  // to an upper layer of this container's (discarded with it), or to the
+  // given upperdir/workdir pair (absolute host paths, both or neither).
+  bool overlay = false;
+  std::string upperdir;
+  std::string workdir;
 };
 
 struct ContainerSpec {
@@ -41,7 +49,9 @@ void from_json(const nlohmann::json& j, ContainerSpec& s);
 // Throws Error kInvalidInput.
 void validateVolumes(const std::vector<VolumeMount>& volumes);
 
-// Parses "-v NAME:/path[:ro|:rw]". Throws Error kInvalidInput.
+// Parses "-v NAME:/path[:OPTIONS]", OPTIONS comma-separated as Podman's:
+// ro|rw, U, z|Z, O, upperdir=PATH and workdir=PATH (a pair, with O only).
+// Throws Error kInvalidInput naming the bad option.
 VolumeMount parseVolumeArg(const std::string& arg);
 
 // Host-side facts the spec needs besides the user's request.
@@ -50,6 +60,9 @@ struct SpecHostInputs {
   std::string cgroups_path;  // e.g. /ferry/hostA/web
   // One host path per spec.volumes entry, same order.
   std::vector<std::string> volume_sources;
+  // For each overlay (O) volume, its upper and work directories (host
+  // paths); empty for the others.
+  std::vector<std::pair<std::string, std::string>> overlay_dirs;
   std::string host_name;     // recorded as an annotation
   // Resolved by the engine against the rootfs (identity.h, workdir.h); when
   // unset, the user must be numeric uid[:gid] and the cwd is used as given.

@@ -197,7 +197,7 @@ RestoreResult Engine::restoreStaged(const fs::path& dir, const RestoreOptions& o
         makeDirs(target);
         applyArchive(dir / "volumes" / (v.name + ".tar"), target, Whiteouts::kAsFiles);
       }
-      writeSpec(rec, image);
+      writeSpec(rec, image, /*creating=*/false);
       ConmonLaunch l = launchFor(name);
       l.restore_from = dir / "criu";
       l.restore_opts = meta.options;

@@ -62,7 +62,7 @@ CONTAINERS
                                       send an image file (rootfs tar, tar.gz, tar.zst, or
                                       an OCI layout tar) to H, or to every host that is up
   image ls                            images, and the hosts that have them
-  run --host H --name N [-v VOLUME:/PATH[:ro]] [-e KEY=VALUE] [-w DIR] [-u USER]
+  run --host H --name N [-v VOLUME:/PATH[:OPTS]] [-e KEY=VALUE] [-w DIR] [-u USER]
       [--group-add G]... [--hostuser NAME]... [--umask MASK] [--no-create-workdir]
       IMAGE [CMD...]                  create and start a container on H. USER is
                                       name|uid[:group|gid], resolved in the container's
@@ -73,7 +73,13 @@ CONTAINERS
                                       entry unless set. MASK is octal (e.g. 027). DIR is
                                       resolved inside the container (symlinks too) and
                                       made, owned by USER, when missing, unless
-                                      --no-create-workdir
+                                      --no-create-workdir. OPTS (comma-separated, as
+                                      Podman's): ro|rw; U (chown the volume to USER);
+                                      z|Z (SELinux relabel: nothing where it is off); O
+                                      (overlay: the volume is a read-only lower layer,
+                                      writes stay with the container; such a container
+                                      cannot be migrated), with upperdir=P,workdir=P as a
+                                      pair
   stop N                              stop N (SIGTERM, then SIGKILL after 10 s)
   rm [-f] N                           remove N (-f: stop it first if it runs)
   logs [-f] N                         N's output (-f: follow it, across migrations,

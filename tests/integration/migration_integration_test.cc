@@ -1229,5 +1229,52 @@ TEST_F(ClusterMigration, UserGroupsUmaskAndASymlinkedWorkdirHoldBeforeAndAfterAM
   EXPECT_FALSE(on("hostA", "ghost"));
 }
 
+TEST_F(ClusterMigration, VolumeOptionsUChownsTheSourceAndOKeepsWritesOffIt) {
+  // The O volume's source holds a file the container reads through the
+  // overlay, changes, and adds to.
+  Engine& a = engine("hostA");
+  a.volumes().ensure("lower");
+  writeFileAtomic(a.volumes().path("lower") / "seed", "from the source\n", 0666);
+  // app may write there (through the overlay).
+  ::chmod(a.volumes().path("lower").c_str(), 0777);
+  ::chmod((a.volumes().path("lower") / "seed").c_str(), 0666);
+  CliResult r = ferry({"run", "--host", "hostA", "--name", "vols", "-u", "app", "-v",
+                       "owned:/owned:U,z", "-v", "lower:/ovl:O", "counter", "/bin/sh", "-c",
+                       "echo \"seed $(cat /ovl/seed)\"; echo changed > /ovl/seed; "
+                       "echo new > /ovl/added; touch /owned/mine; "
+                       "echo \"owner $(stat -c %u:%g /owned) $(cat /ovl/seed) $(cat /ovl/added)\"; "
+                       "exec sleep 1000"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  waitFor([&] { return !workloadLines(a, "vols", "owner ").empty(); }, seconds(20),
+          "vols to report");
+  EXPECT_EQ(workloadLines(a, "vols", "seed ").at(0), "seed from the source");
+  EXPECT_EQ(workloadLines(a, "vols", "owner ").at(0), "owner 1000:1000 changed new")
+      << ::testing::PrintToString(workloadLines(a, "vols", ""));
+  // On the host: U chowned the source; O's writes never reached its source.
+  struct stat st {};
+  ASSERT_EQ(::stat(a.volumes().path("owned").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 1000u);
+  EXPECT_EQ(readFile(a.volumes().path("lower") / "seed"), "from the source\n");
+  EXPECT_FALSE(pathExists(a.volumes().path("lower") / "added"));
+  // Only mount options reach runc's spec.
+  json config = json::parse(readFile(fs::path(host("hostA").root) / "containers/vols/config.json"));
+  for (const auto& m : config["mounts"]) {
+    for (const auto& o : m["options"]) {
+      EXPECT_TRUE(o != "U" && o != "O" && o != "z" && o != "Z") << m.dump();
+    }
+  }
+  // An O volume's writes are this container's alone: no migration.
+  CliResult m = ferry({"migrate", "vols", "hostA", "hostB"});
+  EXPECT_EQ(m.exit_code, 1);
+  EXPECT_NE(m.err.find("overlay (O) volume"), std::string::npos) << m.err;
+  EXPECT_EQ(on("hostA", "vols")->status, ContainerStatus::kRunning);
+  // A bad option is refused before anything is made.
+  CliResult bad = ferry({"run", "--host", "hostA", "--name", "bad", "-v", "x:/x:O,upperdir=/u",
+                         "counter", "/bin/true"});
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.err.find("go together"), std::string::npos) << bad.err;
+  EXPECT_FALSE(a.volumes().exists("x"));
+}
+
 }  // namespace
 }  // namespace ferry::testing

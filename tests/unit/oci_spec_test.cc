@@ -151,6 +151,54 @@ TEST(OciSpec, ParseVolumeArg) {
   EXPECT_THROW(parseVolumeArg("d:/x:rx"), Error);
 }
 
+TEST(OciSpec, VolumeOptionsAsPodmanTakesThem) {
+  VolumeMount v = parseVolumeArg("d:/x:ro,U,Z");
+  EXPECT_TRUE(v.readonly);
+  EXPECT_TRUE(v.chown);
+  EXPECT_EQ(v.relabel, 'Z');
+  VolumeMount o = parseVolumeArg("d:/x:O,upperdir=/var/u,workdir=/var/w");
+  EXPECT_TRUE(o.overlay);
+  EXPECT_EQ(o.upperdir, "/var/u");
+  EXPECT_EQ(o.workdir, "/var/w");
+  // Round trip through the container record.
+  VolumeMount back = json(o).get<VolumeMount>();
+  EXPECT_TRUE(back.overlay);
+  EXPECT_EQ(back.workdir, "/var/w");
+  EXPECT_EQ(json(v).get<VolumeMount>().relabel, 'Z');
+  auto refused = [](const std::string& arg, const std::string& needle) {
+    try {
+      parseVolumeArg(arg);
+      ADD_FAILURE() << "accepted " << arg;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  };
+  refused("d:/x:O,upperdir=/u", "go together");
+  refused("d:/x:O,workdir=/w", "go together");
+  refused("d:/x:upperdir=/u,workdir=/w", "need O");
+  refused("d:/x:O,upperdir=rel,workdir=/w", "absolute host path");
+  refused("d:/x:ro,rw", "twice");
+  refused("d:/x:z,Z", "twice");
+  refused("d:/x:O,U", "U cannot");
+  refused("d:/x:nosuch", "use ro, rw, U, z, Z, O");
+}
+
+TEST(OciSpec, OnlyMountOptionsReachTheSpec) {
+  SpecHostInputs host = hostInputs();
+  host.volume_sources = {"/vol/a", "/vol/b"};
+  host.overlay_dirs = {{}, {"/ctr/up", "/ctr/work"}};
+  ContainerSpec s{.name = "c", .image = "i", .args = {"x"},
+                  .volumes = {parseVolumeArg("a:/a:U,z"), parseVolumeArg("b:/b:O,ro")}};
+  json spec = generateOciSpec(s, {}, host);
+  const json* a = findMount(spec, "/a");
+  const json* b = findMount(spec, "/b");
+  ASSERT_TRUE(a && b);
+  EXPECT_EQ((*a)["options"], json({"rbind", "rw", "nosuid", "nodev"}));
+  EXPECT_EQ((*b)["type"], "overlay");
+  EXPECT_EQ((*b)["options"], json({"lowerdir=/vol/b", "upperdir=/ctr/up", "workdir=/ctr/work",
+                                   "ro", "nosuid", "nodev"}));
+}
+
 TEST(OciSpec, EachVolumeOnceAndEachDestinationOnce) {
   EXPECT_NO_THROW(validateVolumes({{"a", "/a", false}, {"b", "/b", true}}));
   EXPECT_THROW(validateVolumes({{"a", "/x", false}, {"a", "/y", false}}), Error);
