@@ -68,6 +68,7 @@ ContainerSpec specFrom(proto::RunSpec::Reader r) {
   s.umask = text(r.getUmask());
   if (!s.umask.empty()) parseUmask(s.umask);  // a bad one is refused before anything is made
   s.create_workdir = !r.getNoCreateWorkdir();
+  for (auto t : r.getTmpfs()) s.tmpfs.push_back(parseTmpfsArg(text(t)));
   return s;
 }
 

@@ -195,6 +195,11 @@ void Engine::writeSpec(const ContainerRecord& rec, const ImageRecord& image, boo
   std::string cwd = !rec.spec.cwd.empty() ? rec.spec.cwd
                     : !image.config.workdir.empty() ? image.config.workdir
                                                     : "/";
+  // tmpfs destinations: resolved inside the rootfs, never out of it.
+  for (const auto& t : rec.spec.tmpfs) {
+    host.tmpfs_destinations.push_back(resolveMountDestination(p.rootfs(), t.destination, mounts));
+  }
+  for (const auto& d : host.tmpfs_destinations) mounts.push_back(d);
   Workdir wd = prepareWorkdir(p.rootfs(), cwd, mounts, rec.spec.create_workdir, host.identity->uid,
                               host.identity->gid);
   if (wd.created) engineLog().info("[{}] created working directory {}", rec.name(), wd.path);

@@ -29,11 +29,18 @@ void from_json(const json& j, VolumeMount& v) {
   v.upperdir = j.value("upperdir", "");
   v.workdir = j.value("workdir", "");
 }
+void to_json(json& j, const TmpfsMount& t) {
+  j = json{{"destination", t.destination}, {"options", t.options}};
+}
+void from_json(const json& j, TmpfsMount& t) {
+  j.at("destination").get_to(t.destination);
+  t.options = j.value("options", std::vector<std::string>{});
+}
 void to_json(json& j, const ContainerSpec& s) {
   j = json{{"name", s.name}, {"image", s.image}, {"args", s.args},     {"env", s.env},
            {"cwd", s.cwd},   {"user", s.user},   {"hostname", s.hostname}, {"volumes", s.volumes},
            {"group_add", s.group_add}, {"host_users", s.host_users}, {"umask", s.umask},
-           {"create_workdir", s.create_workdir}};
+           {"create_workdir", s.create_workdir}, {"tmpfs", s.tmpfs}};
 }
 void from_json(const json& j, ContainerSpec& s) {
   j.at("name").get_to(s.name);
@@ -48,6 +55,7 @@ void from_json(const json& j, ContainerSpec& s) {
   s.host_users = j.value("host_users", std::vector<std::string>{});
   s.umask = j.value("umask", "");
   s.create_workdir = j.value("create_workdir", true);
+  s.tmpfs = j.value("tmpfs", std::vector<TmpfsMount>{});
 }
 
 namespace {
@@ -186,6 +194,40 @@ VolumeMount parseVolumeArg(const std::string& arg) {
   return v;
 }
 
+TmpfsMount parseTmpfsArg(const std::string& arg) {
+  TmpfsMount t;
+  auto colon = arg.find(':');
+  t.destination = arg.substr(0, colon);
+  if (!cleanAbsolute(t.destination) || t.destination == "/") {
+    throwInvalidInput("invalid tmpfs '" + arg + "': the destination must be an absolute path below /");
+  }
+  if (colon == std::string::npos) {
+    t.options = {"rw", "noexec", "nosuid", "nodev"};
+    return t;
+  }
+  static const std::set<std::string> flags = {"ro", "rw", "exec", "noexec", "suid",
+                                              "nosuid", "dev", "nodev"};
+  static const std::set<std::string> keys = {"size", "mode", "uid", "gid", "nr_inodes"};
+  std::string opts = arg.substr(colon + 1);
+  size_t start = 0;
+  for (;;) {
+    size_t end = opts.find(',', start);
+    std::string o = opts.substr(start, end == std::string::npos ? end : end - start);
+    std::string key = o.substr(0, o.find('='));
+    bool ok = flags.count(o) || (keys.count(key) && o.size() > key.size() + 1 &&
+                                 o.find_first_of(" \t;") == std::string::npos);
+    if (!ok) {
+      throwInvalidInput("invalid tmpfs option '" + o + "' in '" + arg +
+                        "': use size=, mode=, uid=, gid=, nr_inodes=, ro, rw, [no]exec, "
+                        "[no]suid, [no]dev");
+    }
+    t.options.push_back(o);
+    if (end == std::string::npos) break;
+    start = end + 1;
+  }
+  return t;
+}
+
 std::vector<std::string> effectiveArgs(const ContainerSpec& spec, const ImageConfig& image) {
   if (!spec.args.empty()) return spec.args;
   std::vector<std::string> args = image.entrypoint;
@@ -242,6 +284,14 @@ json generateOciSpec(const ContainerSpec& spec, const ImageConfig& image,
     }
     mounts.push_back(mount(v.destination, "bind", host.volume_sources[i],
                            {"rbind", v.readonly ? "ro" : "rw", "nosuid", "nodev"}));
+  }
+
+  for (size_t i = 0; i < spec.tmpfs.size(); ++i) {
+    const auto& t = spec.tmpfs[i];
+    std::string dest = i < host.tmpfs_destinations.size() && !host.tmpfs_destinations[i].empty()
+                           ? host.tmpfs_destinations[i]
+                           : t.destination;
+    mounts.push_back(mount(dest, "tmpfs", "tmpfs", t.options));
   }
 
   json caps = kCapabilities;

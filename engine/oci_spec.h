@@ -26,6 +26,12 @@ struct VolumeMount {
   std::string workdir;
 };
 
+// --tmpfs DEST[:OPTIONS]: a tmpfs at DEST (resolved inside the container).
+struct TmpfsMount {
+  std::string destination;
+  std::vector<std::string> options;  // mount options; Podman's defaults when none
+};
+
 struct ContainerSpec {
   std::string name;
   std::string image;              // as the user named it
@@ -39,11 +45,19 @@ struct ContainerSpec {
   std::vector<std::string> host_users;  // user names resolved in the host's files
   std::string umask;                    // octal; empty: runc's default (0022)
   bool create_workdir = true;           // a missing working directory is made
+  std::vector<TmpfsMount> tmpfs;
 };
 void to_json(nlohmann::json& j, const VolumeMount& v);
 void from_json(const nlohmann::json& j, VolumeMount& v);
+void to_json(nlohmann::json& j, const TmpfsMount& t);
+void from_json(const nlohmann::json& j, TmpfsMount& t);
 void to_json(nlohmann::json& j, const ContainerSpec& s);
 void from_json(const nlohmann::json& j, ContainerSpec& s);
+
+// Parses "--tmpfs /dest[:OPTS]": OPTS comma-separated tmpfs mount options
+// (size=, mode=, uid=, gid=, nr_inodes=, ro|rw, [no]exec, [no]suid, [no]dev);
+// none: rw,noexec,nosuid,nodev as Podman. Throws Error kInvalidInput.
+TmpfsMount parseTmpfsArg(const std::string& arg);
 
 // Each volume's name is valid and named once, each destination used once.
 // Throws Error kInvalidInput.
@@ -63,6 +77,8 @@ struct SpecHostInputs {
   // For each overlay (O) volume, its upper and work directories (host
   // paths); empty for the others.
   std::vector<std::pair<std::string, std::string>> overlay_dirs;
+  // One resolved destination per spec.tmpfs entry (empty: as given).
+  std::vector<std::string> tmpfs_destinations;
   std::string host_name;     // recorded as an annotation
   // Resolved by the engine against the rootfs (identity.h, workdir.h); when
   // unset, the user must be numeric uid[:gid] and the cwd is used as given.

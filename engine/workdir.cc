@@ -41,11 +41,15 @@ bool onMount(const std::string& path, const std::vector<std::string>& mounts) {
 
 }  // namespace
 
-Workdir prepareWorkdir(const std::filesystem::path& rootfs, const std::string& cwd,
-                       const std::vector<std::string>& mounts, bool create, uint32_t uid,
-                       uint32_t gid) {
+namespace {
+
+enum class Missing { kCreate, kRefuse, kLeave };
+
+Workdir resolve(const std::filesystem::path& rootfs, const std::string& cwd,
+                const std::vector<std::string>& mounts, Missing missing, uint32_t uid, uint32_t gid,
+                const std::string& what) {
   if (cwd.empty() || cwd.front() != '/') {
-    throwInvalidInput("invalid working directory '" + cwd + "': must be an absolute path");
+    throwInvalidInput("invalid " + what + " '" + cwd + "': must be an absolute path");
   }
   std::deque<std::string> todo = components(cwd);
   std::vector<std::string> resolved;
@@ -68,10 +72,19 @@ Workdir prepareWorkdir(const std::filesystem::path& rootfs, const std::string& c
     std::filesystem::path host = rootfs / here.substr(1);
     struct stat st;
     if (::lstat(host.c_str(), &st) != 0) {
-      if (errno != ENOENT) throwErrno("working directory " + cwd + ": stat " + here);
-      if (!create) {
-        throwInvalidInput("working directory " + cwd + " does not exist in the container (" + here +
+      if (errno != ENOENT) throwErrno(what + " " + cwd + ": stat " + here);
+      if (missing == Missing::kRefuse) {
+        throwInvalidInput(what + " " + cwd + " does not exist in the container (" + here +
                           " is missing) and creating it was not allowed");
+      }
+      if (missing == Missing::kLeave) {
+        // The runtime makes the rest (beneath what was resolved).
+        std::string rest = here;
+        for (const auto& t : todo) {
+          if (t == "..") throwInvalidInput("invalid " + what + " '" + cwd + "': '..' after a missing directory");
+          if (t != ".") rest += "/" + t;
+        }
+        return {rest, false, false};
       }
       // Create it and everything after it, owned by the container's user.
       for (;;) {
@@ -93,7 +106,7 @@ Workdir prepareWorkdir(const std::filesystem::path& rootfs, const std::string& c
     }
     if (S_ISLNK(st.st_mode)) {
       if (++links > kMaxLinks) {
-        throwInvalidInput("working directory " + cwd + ": more than 40 symbolic links on the way");
+        throwInvalidInput(what + " " + cwd + ": more than 40 symbolic links on the way");
       }
       std::string target(static_cast<size_t>(st.st_size) + 1, '\0');
       ssize_t n = ::readlink(host.c_str(), target.data(), target.size());
@@ -106,11 +119,26 @@ Workdir prepareWorkdir(const std::filesystem::path& rootfs, const std::string& c
       continue;
     }
     if (!S_ISDIR(st.st_mode)) {
-      throwInvalidInput("working directory " + cwd + ": " + here +
+      throwInvalidInput(what + " " + cwd + ": " + here +
                         " exists in the container but is not a directory");
     }
   }
   return {joined(resolved), false, false};
+}
+
+}  // namespace
+
+Workdir prepareWorkdir(const std::filesystem::path& rootfs, const std::string& cwd,
+                       const std::vector<std::string>& mounts, bool create, uint32_t uid,
+                       uint32_t gid) {
+  return resolve(rootfs, cwd, mounts, create ? Missing::kCreate : Missing::kRefuse, uid, gid,
+                 "working directory");
+}
+
+std::string resolveMountDestination(const std::filesystem::path& rootfs, const std::string& dest,
+                                    const std::vector<std::string>& mounts) {
+  if (dest == "/") throwInvalidInput("a tmpfs cannot be mounted over the container's root");
+  return resolve(rootfs, dest, mounts, Missing::kLeave, 0, 0, "tmpfs destination").path;
 }
 
 }  // namespace ferry

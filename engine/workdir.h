@@ -26,4 +26,10 @@ Workdir prepareWorkdir(const std::filesystem::path& rootfs, const std::string& c
                        const std::vector<std::string>& mounts, bool create, uint32_t uid,
                        uint32_t gid);
 
+// A mount destination (a tmpfs), resolved the same way, never out of the
+// container's root; what is missing is left for the runtime to make.
+// Throws Error kInvalidInput (not a directory, a link loop, "/").
+std::string resolveMountDestination(const std::filesystem::path& rootfs, const std::string& dest,
+                                    const std::vector<std::string>& mounts);
+
 }  // namespace ferry

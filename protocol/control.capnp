@@ -79,6 +79,7 @@ struct RunSpec {
   hostUsers @8 :List(Text);   # user names resolved in the host's files
   umask @9 :Text;             # octal
   noCreateWorkdir @10 :Bool;  # a missing working directory is an error
+  tmpfs @11 :List(Text);      # DEST[:OPTIONS]
 }
 
 struct Progress {

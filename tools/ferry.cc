@@ -64,6 +64,7 @@ CONTAINERS
   image ls                            images, and the hosts that have them
   run --host H --name N [-v VOLUME:/PATH[:OPTS]] [-e KEY=VALUE] [-w DIR] [-u USER]
       [--group-add G]... [--hostuser NAME]... [--umask MASK] [--no-create-workdir]
+      [--tmpfs DEST[:OPTS]]...
       IMAGE [CMD...]                  create and start a container on H. USER is
                                       name|uid[:group|gid], resolved in the container's
                                       /etc/passwd and /etc/group (or files mounted over
@@ -79,7 +80,10 @@ CONTAINERS
                                       (overlay: the volume is a read-only lower layer,
                                       writes stay with the container; such a container
                                       cannot be migrated), with upperdir=P,workdir=P as a
-                                      pair
+                                      pair. --tmpfs: a tmpfs at DEST (resolved inside the
+                                      container, symlinks never out of it), OPTS size=,
+                                      mode=, uid=, gid=, nr_inodes=, ro|rw, [no]exec,
+                                      [no]suid, [no]dev (default rw,noexec,nosuid,nodev)
   stop N                              stop N (SIGTERM, then SIGKILL after 10 s)
   rm [-f] N                           remove N (-f: stop it first if it runs)
   logs [-f] N                         N's output (-f: follow it, across migrations,
@@ -532,7 +536,7 @@ int cmdImage(Cli& cli, Args& a) {
 
 int cmdRun(Cli& cli, Args& a) {
   std::string host, name, image, cwd, user, umask;
-  std::vector<std::string> vols, env, args, group_add, host_users;
+  std::vector<std::string> vols, env, args, group_add, host_users, tmpfs;
   bool no_create_workdir = false;
   while (a.more()) {
     std::string o = a.peek();
@@ -561,6 +565,8 @@ int cmdRun(Cli& cli, Args& a) {
       umask = a.next("octal mask after --umask");
     else if (o == "--no-create-workdir")
       no_create_workdir = true;
+    else if (o == "--tmpfs")
+      tmpfs.push_back(a.next("DEST[:OPTIONS] after --tmpfs"));
     else if (o.rfind("-", 0) == 0)
       throw UsageError("unknown run option '" + o + "'");
     else
@@ -591,6 +597,7 @@ int cmdRun(Cli& cli, Args& a) {
     fill(s.initVolumes(static_cast<unsigned>(vols.size())), vols);
     fill(s.initGroupAdd(static_cast<unsigned>(group_add.size())), group_add);
     fill(s.initHostUsers(static_cast<unsigned>(host_users.size())), host_users);
+    fill(s.initTmpfs(static_cast<unsigned>(tmpfs.size())), tmpfs);
   });
   auto c = r->root<proto::Message>().getContainer();
   if (cli.json_out)

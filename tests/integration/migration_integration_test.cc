@@ -1276,5 +1276,37 @@ TEST_F(ClusterMigration, VolumeOptionsUChownsTheSourceAndOKeepsWritesOffIt) {
   EXPECT_FALSE(a.volumes().exists("x"));
 }
 
+TEST_F(ClusterMigration, TmpfsMountsResolveInsideTheContainerAndComeAlongWithTheirContent) {
+  // /opt/applink -> /srv/app: the tmpfs lands at /srv/app/tmp, inside.
+  CliResult r = ferry({"run", "--host", "hostA", "--name", "tmp", "--tmpfs",
+                       "/cache:size=1m,mode=1777", "--tmpfs", "/opt/applink/tmp", "counter",
+                       "/bin/sh", "-c",
+                       "echo kept > /cache/x; while :; do echo \"tmp $(grep -o '/cache tmpfs' /proc/mounts) "
+                       "$(grep -o '/srv/app/tmp tmpfs' /proc/mounts) $(cat /cache/x)\"; "
+                       "sleep 0.1; done"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto lines = [&](const std::string& h) { return workloadLines(engine(h), "tmp", "tmp "); };
+  waitFor([&] { return !lines("hostA").empty(); }, seconds(20), "tmp to report");
+  std::string first = lines("hostA").back();
+  EXPECT_EQ(first, "tmp /cache tmpfs /srv/app/tmp tmpfs kept");
+  json config = json::parse(readFile(fs::path(host("hostA").root) / "containers/tmp/config.json"));
+  bool cache = false;
+  for (const auto& m : config["mounts"]) {
+    if (m["destination"] == "/cache") cache = m["options"] == json({"size=1m", "mode=1777"});
+  }
+  EXPECT_TRUE(cache) << config["mounts"].dump();
+  // The tmpfs and what it held come along (CRIU carries tmpfs content).
+  CliResult m = ferry({"migrate", "tmp", "hostA", "hostB"});
+  ASSERT_EQ(m.exit_code, 0) << m.err;
+  waitFor([&] { return lines("hostB").size() >= 3; }, seconds(20), "tmp to report on hostB");
+  for (const auto& l : lines("hostB")) EXPECT_EQ(l, first);
+  // A destination that is a file in the image is refused, nothing made.
+  CliResult bad = ferry({"run", "--host", "hostA", "--name", "badtmp", "--tmpfs", "/opt/app/a",
+                         "counter", "/bin/true"});
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.err.find("not a directory"), std::string::npos) << bad.err;
+  EXPECT_FALSE(on("hostA", "badtmp"));
+}
+
 }  // namespace
 }  // namespace ferry::testing

@@ -183,6 +183,16 @@ TEST_F(WorkdirTest, AMissingDirectoryIsCreatedForTheUserUnlessForbidden) {
   EXPECT_FALSE(pathExists(root_ / "missing"));
 }
 
+TEST_F(WorkdirTest, MountDestinationsResolveLikeWorkdirsButMakeNothing) {
+  EXPECT_EQ(resolveMountDestination(root_, "/abs/tmp", {}), "/srv/app/tmp");
+  EXPECT_FALSE(pathExists(root_ / "srv/app/tmp"));  // the runtime makes it
+  EXPECT_EQ(resolveMountDestination(root_, "/chain", {}), "/srv/app");
+  EXPECT_EQ(resolveMountDestination(root_, "/srv/app/up/x", {}), "/srv/x");
+  EXPECT_THROW(resolveMountDestination(root_, "/etc-file", {}), Error);
+  EXPECT_THROW(resolveMountDestination(root_, "/loop1", {}), Error);
+  EXPECT_THROW(resolveMountDestination(root_, "/", {}), Error);
+}
+
 TEST_F(WorkdirTest, NotADirectoryAndLinkLoopsAreClearErrors) {
   EXPECT_NE(errorOf("/etc-file").find("exists in the container but is not a directory"),
             std::string::npos);

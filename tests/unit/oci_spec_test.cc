@@ -183,6 +183,28 @@ TEST(OciSpec, VolumeOptionsAsPodmanTakesThem) {
   refused("d:/x:nosuch", "use ro, rw, U, z, Z, O");
 }
 
+TEST(OciSpec, TmpfsMountsWithPodmansDefaultsAndCheckedOptions) {
+  TmpfsMount plain = parseTmpfsArg("/cache");
+  EXPECT_EQ(plain.options, (std::vector<std::string>{"rw", "noexec", "nosuid", "nodev"}));
+  TmpfsMount sized = parseTmpfsArg("/run/x:size=1m,mode=1777,exec");
+  EXPECT_EQ(sized.options, (std::vector<std::string>{"size=1m", "mode=1777", "exec"}));
+  for (const char* bad : {"relative", "/", "/x/../y", "/x:size=", "/x:bogus", "/x:size=1m;rm"}) {
+    EXPECT_THROW(parseTmpfsArg(bad), Error) << bad;
+  }
+  SpecHostInputs host = hostInputs();
+  host.tmpfs_destinations = {"/srv/app/tmp"};
+  json spec = generateOciSpec({.name = "c", .image = "i", .args = {"x"},
+                               .tmpfs = {parseTmpfsArg("/opt/applink/tmp:size=1m")}},
+                              {}, host);
+  const json* m = findMount(spec, "/srv/app/tmp");
+  ASSERT_TRUE(m);
+  EXPECT_EQ((*m)["type"], "tmpfs");
+  EXPECT_EQ((*m)["options"], json({"size=1m"}));
+  ContainerSpec back = json(ContainerSpec{.name = "c", .image = "i", .tmpfs = {sized}}).get<ContainerSpec>();
+  ASSERT_EQ(back.tmpfs.size(), 1u);
+  EXPECT_EQ(back.tmpfs[0].options, sized.options);
+}
+
 TEST(OciSpec, OnlyMountOptionsReachTheSpec) {
   SpecHostInputs host = hostInputs();
   host.volume_sources = {"/vol/a", "/vol/b"};
