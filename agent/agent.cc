@@ -69,6 +69,16 @@ ContainerSpec specFrom(proto::RunSpec::Reader r) {
   if (!s.umask.empty()) parseUmask(s.umask);  // a bad one is refused before anything is made
   s.create_workdir = !r.getNoCreateWorkdir();
   for (auto t : r.getTmpfs()) s.tmpfs.push_back(parseTmpfsArg(text(t)));
+  for (auto a : r.getAnnotations()) {
+    std::string kv = text(a);
+    auto eq = kv.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      throw Error(ErrorCategory::kInvalidInput, "invalid annotation '" + kv + "': expected KEY=VALUE");
+    }
+    s.annotations[kv.substr(0, eq)] = kv.substr(eq + 1);
+  }
+  s.stop_signal = text(r.getStopSignal());
+  if (!s.stop_signal.empty()) parseSignal(s.stop_signal);  // refused before anything is made
   return s;
 }
 

@@ -173,6 +173,7 @@ void Engine::writeSpec(const ContainerRecord& rec, const ImageRecord& image, boo
   host.rootfs = p.rootfs().string();
   host.cgroups_path = cfg_.cgroup_parent + "/" + rec.name();
   host.host_name = cfg_.host_name;
+  host.created_unix = rec.created_unix;
   for (const auto& v : rec.spec.volumes) host.volume_sources.push_back(volumes_.path(v.name).string());
   // Who it runs as, from the container's own files (or files mounted over
   // them), and its working directory, prepared in the rootfs.
@@ -331,10 +332,13 @@ void Engine::waitForExit(const std::string& name, std::chrono::milliseconds time
   });
 }
 
-ContainerInfo Engine::stop(const std::string& name, std::chrono::milliseconds timeout, int signal) {
+ContainerInfo Engine::stop(const std::string& name, std::chrono::milliseconds timeout,
+                           std::optional<int> given) {
   FileLock held = lock();  // never in the middle of a checkpoint or restore
   return withContext("stopping " + name + " on " + cfg_.host_name, [&] {
     ContainerInfo info = inspect(name);
+    const std::string& configured = info.record.spec.stop_signal;
+    int signal = given ? *given : configured.empty() ? SIGTERM : parseSignal(configured);
     if (info.status != ContainerStatus::kRunning && info.status != ContainerStatus::kPaused &&
         info.status != ContainerStatus::kCreated) {
       return info;  // already stopped: stopping is idempotent

@@ -126,9 +126,10 @@ class Engine {
   ContainerInfo start(const std::string& name);
   // create + start; a container that fails to start is removed again.
   ContainerInfo run(const ContainerSpec& spec);
-  // Sends `signal`, waits up to `timeout` for the exit, then SIGKILL.
+  // Sends `signal` (default: the container's stop signal, else SIGTERM),
+  // waits up to `timeout` for the exit, then SIGKILL.
   ContainerInfo stop(const std::string& name, std::chrono::milliseconds timeout = std::chrono::seconds(10),
-                     int signal = SIGTERM);
+                     std::optional<int> signal = std::nullopt);
   void kill(const std::string& name, int signal);
   // Freezes / thaws all of the container's processes (cgroup freezer).
   void pause(const std::string& name);

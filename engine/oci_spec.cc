@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <charconv>
+#include <csignal>
+#include <ctime>
+#include <map>
 #include <set>
 
 #include "engine/config.h"
@@ -40,7 +43,8 @@ void to_json(json& j, const ContainerSpec& s) {
   j = json{{"name", s.name}, {"image", s.image}, {"args", s.args},     {"env", s.env},
            {"cwd", s.cwd},   {"user", s.user},   {"hostname", s.hostname}, {"volumes", s.volumes},
            {"group_add", s.group_add}, {"host_users", s.host_users}, {"umask", s.umask},
-           {"create_workdir", s.create_workdir}, {"tmpfs", s.tmpfs}};
+           {"create_workdir", s.create_workdir}, {"tmpfs", s.tmpfs},
+           {"annotations", s.annotations}, {"stop_signal", s.stop_signal}};
 }
 void from_json(const json& j, ContainerSpec& s) {
   j.at("name").get_to(s.name);
@@ -56,6 +60,8 @@ void from_json(const json& j, ContainerSpec& s) {
   s.umask = j.value("umask", "");
   s.create_workdir = j.value("create_workdir", true);
   s.tmpfs = j.value("tmpfs", std::vector<TmpfsMount>{});
+  s.annotations = j.value("annotations", std::map<std::string, std::string>{});
+  s.stop_signal = j.value("stop_signal", "");
 }
 
 namespace {
@@ -194,6 +200,21 @@ VolumeMount parseVolumeArg(const std::string& arg) {
   return v;
 }
 
+int parseSignal(const std::string& text) {
+  static const std::map<std::string, int> names = {
+      {"HUP", SIGHUP},   {"INT", SIGINT},   {"QUIT", SIGQUIT}, {"KILL", SIGKILL},
+      {"USR1", SIGUSR1}, {"USR2", SIGUSR2}, {"TERM", SIGTERM}, {"STOP", SIGSTOP},
+      {"WINCH", SIGWINCH}, {"PWR", SIGPWR}};
+  std::string t = text.rfind("SIG", 0) == 0 ? text.substr(3) : text;
+  if (auto it = names.find(t); it != names.end()) return it->second;
+  int n = 0;
+  auto [p, ec] = std::from_chars(t.data(), t.data() + t.size(), n);
+  if (t.empty() || ec != std::errc() || p != t.data() + t.size() || n < 1 || n > 64) {
+    throwInvalidInput("invalid stop signal '" + text + "': give a name (SIGTERM, SIGINT, ...) or 1-64");
+  }
+  return n;
+}
+
 TmpfsMount parseTmpfsArg(const std::string& arg) {
   TmpfsMount t;
   auto colon = arg.find(':');
@@ -318,14 +339,31 @@ json generateOciSpec(const ContainerSpec& spec, const ImageConfig& image,
   json namespaces = json::array();
   for (const char* ns : {"pid", "ipc", "uts", "mount", "network"}) namespaces.push_back({{"type", ns}});
 
+  // The caller's, then ferry's own; a container manager unless the caller
+  // named one, the creation time and the stop signal.
+  json annotations = spec.annotations;
+  annotations["io.ferry.name"] = spec.name;
+  annotations["io.ferry.image"] = spec.image;
+  annotations["io.ferry.host"] = host.host_name;
+  if (!annotations.contains("io.container.manager")) annotations["io.container.manager"] = "ferry";
+  if (host.created_unix > 0) {
+    std::time_t t = host.created_unix;
+    std::tm utc{};
+    gmtime_r(&t, &utc);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &utc);
+    annotations["io.ferry.created"] = buf;
+  }
+  annotations["io.ferry.stop-signal"] =
+      std::to_string(spec.stop_signal.empty() ? SIGTERM : parseSignal(spec.stop_signal));
+
   return json{
       {"ociVersion", "1.0.2"},
       {"process", process},
       {"root", {{"path", host.rootfs}, {"readonly", false}}},
       {"hostname", spec.hostname.empty() ? spec.name : spec.hostname},
       {"mounts", mounts},
-      {"annotations",
-       {{"io.ferry.name", spec.name}, {"io.ferry.image", spec.image}, {"io.ferry.host", host.host_name}}},
+      {"annotations", annotations},
       {"linux",
        {{"namespaces", namespaces},
         {"cgroupsPath", host.cgroups_path},

@@ -2,6 +2,7 @@
 // spec (config.json) generated from it for runc. Pure logic: no I/O.
 #pragma once
 
+#include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -46,6 +47,8 @@ struct ContainerSpec {
   std::string umask;                    // octal; empty: runc's default (0022)
   bool create_workdir = true;           // a missing working directory is made
   std::vector<TmpfsMount> tmpfs;
+  std::map<std::string, std::string> annotations;  // the caller's (--annotation K=V)
+  std::string stop_signal;  // what `stop` sends first (e.g. SIGINT, 2); empty: SIGTERM
 };
 void to_json(nlohmann::json& j, const VolumeMount& v);
 void from_json(const nlohmann::json& j, VolumeMount& v);
@@ -53,6 +56,10 @@ void to_json(nlohmann::json& j, const TmpfsMount& t);
 void from_json(const nlohmann::json& j, TmpfsMount& t);
 void to_json(nlohmann::json& j, const ContainerSpec& s);
 void from_json(const nlohmann::json& j, ContainerSpec& s);
+
+// "SIGINT", "INT" or "2" as a signal number (1-64). Throws Error
+// kInvalidInput naming the bad signal.
+int parseSignal(const std::string& text);
 
 // Parses "--tmpfs /dest[:OPTS]": OPTS comma-separated tmpfs mount options
 // (size=, mode=, uid=, gid=, nr_inodes=, ro|rw, [no]exec, [no]suid, [no]dev);
@@ -77,6 +84,7 @@ struct SpecHostInputs {
   // For each overlay (O) volume, its upper and work directories (host
   // paths); empty for the others.
   std::vector<std::pair<std::string, std::string>> overlay_dirs;
+  int64_t created_unix = 0;  // recorded as an annotation (RFC 3339, UTC)
   // One resolved destination per spec.tmpfs entry (empty: as given).
   std::vector<std::string> tmpfs_destinations;
   std::string host_name;     // recorded as an annotation

@@ -80,6 +80,8 @@ struct RunSpec {
   umask @9 :Text;             # octal
   noCreateWorkdir @10 :Bool;  # a missing working directory is an error
   tmpfs @11 :List(Text);      # DEST[:OPTIONS]
+  annotations @12 :List(Text);  # KEY=VALUE
+  stopSignal @13 :Text;       # e.g. SIGINT; "": SIGTERM
 }
 
 struct Progress {

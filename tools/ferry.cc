@@ -64,7 +64,7 @@ CONTAINERS
   image ls                            images, and the hosts that have them
   run --host H --name N [-v VOLUME:/PATH[:OPTS]] [-e KEY=VALUE] [-w DIR] [-u USER]
       [--group-add G]... [--hostuser NAME]... [--umask MASK] [--no-create-workdir]
-      [--tmpfs DEST[:OPTS]]...
+      [--tmpfs DEST[:OPTS]]... [--annotation K=V]... [--stop-signal SIG]
       IMAGE [CMD...]                  create and start a container on H. USER is
                                       name|uid[:group|gid], resolved in the container's
                                       /etc/passwd and /etc/group (or files mounted over
@@ -83,8 +83,14 @@ CONTAINERS
                                       pair. --tmpfs: a tmpfs at DEST (resolved inside the
                                       container, symlinks never out of it), OPTS size=,
                                       mode=, uid=, gid=, nr_inodes=, ro|rw, [no]exec,
-                                      [no]suid, [no]dev (default rw,noexec,nosuid,nodev)
-  stop N                              stop N (SIGTERM, then SIGKILL after 10 s)
+                                      [no]suid, [no]dev (default rw,noexec,nosuid,nodev).
+                                      --annotation: added to the OCI spec, which also
+                                      records io.container.manager=ferry (unless given),
+                                      the creation time and the stop signal;
+                                      --stop-signal: what `ferry stop` sends first
+                                      (default SIGTERM)
+  stop N                              stop N (its stop signal, SIGTERM by default, then
+                                      SIGKILL after 10 s)
   rm [-f] N                           remove N (-f: stop it first if it runs)
   logs [-f] N                         N's output (-f: follow it, across migrations,
                                       until interrupted or N is gone)
@@ -536,7 +542,8 @@ int cmdImage(Cli& cli, Args& a) {
 
 int cmdRun(Cli& cli, Args& a) {
   std::string host, name, image, cwd, user, umask;
-  std::vector<std::string> vols, env, args, group_add, host_users, tmpfs;
+  std::vector<std::string> vols, env, args, group_add, host_users, tmpfs, annotations;
+  std::string stop_signal;
   bool no_create_workdir = false;
   while (a.more()) {
     std::string o = a.peek();
@@ -567,6 +574,10 @@ int cmdRun(Cli& cli, Args& a) {
       no_create_workdir = true;
     else if (o == "--tmpfs")
       tmpfs.push_back(a.next("DEST[:OPTIONS] after --tmpfs"));
+    else if (o == "--annotation")
+      annotations.push_back(a.next("KEY=VALUE after --annotation"));
+    else if (o == "--stop-signal")
+      stop_signal = a.next("signal after --stop-signal");
     else if (o.rfind("-", 0) == 0)
       throw UsageError("unknown run option '" + o + "'");
     else
@@ -598,6 +609,8 @@ int cmdRun(Cli& cli, Args& a) {
     fill(s.initGroupAdd(static_cast<unsigned>(group_add.size())), group_add);
     fill(s.initHostUsers(static_cast<unsigned>(host_users.size())), host_users);
     fill(s.initTmpfs(static_cast<unsigned>(tmpfs.size())), tmpfs);
+    fill(s.initAnnotations(static_cast<unsigned>(annotations.size())), annotations);
+    s.setStopSignal(stop_signal);
   });
   auto c = r->root<proto::Message>().getContainer();
   if (cli.json_out)

@@ -1308,5 +1308,28 @@ TEST_F(ClusterMigration, TmpfsMountsResolveInsideTheContainerAndComeAlongWithThe
   EXPECT_FALSE(on("hostA", "badtmp"));
 }
 
+TEST_F(ClusterMigration, AnnotationsAndTheStopSignalAreRecordedAndStopUsesTheSignal) {
+  CliResult r = ferry({"run", "--host", "hostA", "--name", "sig", "--annotation", "team=core",
+                       "--stop-signal", "SIGINT", "counter", "/bin/sh", "-c",
+                       "trap 'echo got INT; exit 0' INT; echo ready; while :; do sleep 0.1; done"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  waitFor([&] { return !workloadLines(engine("hostA"), "sig", "ready").empty(); }, seconds(20),
+          "sig to start");
+  json a = json::parse(readFile(fs::path(host("hostA").root) / "containers/sig/config.json"))["annotations"];
+  EXPECT_EQ(a["team"], "core");
+  EXPECT_EQ(a["io.container.manager"], "ferry");
+  EXPECT_EQ(a["io.ferry.stop-signal"], "2");
+  EXPECT_TRUE(a.contains("io.ferry.created"));
+  // `ferry stop` sends SIGINT, which the container handles and exits 0 on.
+  CliResult stop = ferry({"stop", "sig"});
+  ASSERT_EQ(stop.exit_code, 0) << stop.err;
+  EXPECT_FALSE(workloadLines(engine("hostA"), "sig", "got INT").empty());
+  EXPECT_EQ(on("hostA", "sig")->exit_code, 0);
+  CliResult bad = ferry({"run", "--host", "hostA", "--name", "bad", "--stop-signal", "SIGNOPE",
+                         "counter", "/bin/true"});
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.err.find("invalid stop signal"), std::string::npos) << bad.err;
+}
+
 }  // namespace
 }  // namespace ferry::testing

@@ -205,6 +205,28 @@ TEST(OciSpec, TmpfsMountsWithPodmansDefaultsAndCheckedOptions) {
   EXPECT_EQ(back.tmpfs[0].options, sized.options);
 }
 
+TEST(OciSpec, AnnotationsManagerCreationTimeAndStopSignal) {
+  SpecHostInputs host = hostInputs();
+  host.created_unix = 1796000000;
+  ContainerSpec s{.name = "c", .image = "i", .args = {"x"}, .annotations = {{"team", "core"}},
+                  .stop_signal = "SIGINT"};
+  json a = generateOciSpec(s, {}, host)["annotations"];
+  EXPECT_EQ(a["team"], "core");
+  EXPECT_EQ(a["io.container.manager"], "ferry");
+  EXPECT_EQ(a["io.ferry.created"], "2026-11-30T00:53:20Z");
+  EXPECT_EQ(a["io.ferry.stop-signal"], "2");
+  s.annotations["io.container.manager"] = "mine";  // the caller's wins
+  s.stop_signal = "";
+  json b = generateOciSpec(s, {}, host)["annotations"];
+  EXPECT_EQ(b["io.container.manager"], "mine");
+  EXPECT_EQ(b["io.ferry.stop-signal"], "15");
+  EXPECT_EQ(parseSignal("INT"), 2);
+  EXPECT_EQ(parseSignal("9"), 9);
+  for (const char* bad : {"", "SIGNOPE", "0", "65", "x9"}) EXPECT_THROW(parseSignal(bad), Error) << bad;
+  ContainerSpec back = json(s).get<ContainerSpec>();
+  EXPECT_EQ(back.annotations.at("team"), "core");
+}
+
 TEST(OciSpec, OnlyMountOptionsReachTheSpec) {
   SpecHostInputs host = hostInputs();
   host.volume_sources = {"/vol/a", "/vol/b"};
