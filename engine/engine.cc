@@ -2,6 +2,7 @@
 
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+#include <fcntl.h>
 #include <selinux/selinux.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -142,20 +143,30 @@ namespace {
 // unreadable: empty.
 std::string containerFile(const fs::path& rootfs, const std::vector<VolumeMount>& volumes,
                           const std::vector<std::string>& sources, const std::string& path) {
-  fs::path file = rootfs / path.substr(1);
+  fs::path base = rootfs;
+  std::string rel = path.substr(1);
   size_t best = 0;
   for (size_t i = 0; i < volumes.size(); ++i) {
     const std::string& d = volumes[i].destination;
     if ((path == d || path.rfind(d + "/", 0) == 0) && d.size() > best) {
       best = d.size();
-      file = fs::path(sources[i]) / path.substr(std::min(path.size(), d.size() + 1));
+      base = sources[i];
+      rel = path.substr(std::min(path.size(), d.size() + 1));
     }
   }
-  // Never through a symlink out of the container: read only a regular file.
-  std::error_code ec;
-  if (!fs::is_regular_file(fs::symlink_status(file, ec))) return "";
+  // Strictly beneath the container's root (or the volume): never through a
+  // symlink anywhere on the way, so an image cannot point it at the host.
   try {
-    return readFile(file);
+    UniqueFd dir = openFile(base, O_RDONLY | O_DIRECTORY);
+    UniqueFd fd = openBeneath(dir.get(), rel, O_RDONLY);
+    std::string out, buf(65536, '\0');
+    for (;;) {
+      ssize_t n = retryEintr([&] { return ::read(fd.get(), buf.data(), buf.size()); });
+      if (n <= 0) break;
+      out.append(buf.data(), static_cast<size_t>(n));
+      if (out.size() > (16u << 20)) return "";  // not a passwd file
+    }
+    return out;
   } catch (const std::exception&) {
     return "";
   }
