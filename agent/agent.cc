@@ -100,7 +100,8 @@ Agent::~Agent() {
 
 void Agent::hello() {
   const HostInfo& info = engine_.hostInfo();
-  sock_.send(proto::buildMessage(next_id_++,
+  hello_id_ = next_id_++;
+  sock_.send(proto::buildMessage(hello_id_,
                                  [&](proto::Message::Builder m) {
                                    auto h = m.initHello();
                                    h.setName(opts_.name);
@@ -303,7 +304,9 @@ void Agent::serve(std::unique_ptr<proto::Decoded> frame) {
     proto::guard([&] {
       switch (m.which()) {
         case proto::Message::OK:
-          return;  // the coordinator's answer to a hello or heartbeat
+          // The coordinator's answer to a hello or heartbeat.
+          if (id == hello_id_) engineLog().info("{}: registered with the coordinator", opts_.name);
+          return;
         case proto::Message::PROGRESS:
           if (drain_requests_.count(id)) {
             engineLog().info("{}: drain: {}", opts_.name, text(m.getProgress().getMessage()));

@@ -80,6 +80,7 @@ class Agent {
   bool condition_drain_asked_ = false;
   std::set<uint64_t> drain_requests_;  // ours, answered with a placement
   void serve(std::unique_ptr<proto::Decoded> frame);
+  uint64_t hello_id_ = 0;       // the last hello's id: its answer is logged
   uint64_t drain_request_ = 0;  // the drainHost request's id, once sent
   bool drain_answered_ = false;
   std::chrono::steady_clock::time_point drain_deadline_;

@@ -897,6 +897,15 @@ uint64_t parseDuration(const std::string& v) {
   return n * scale;
 }
 
+// A count from 1 to `max` for option `what`, else a usage error.
+uint32_t parseCount(const std::string& v, const std::string& what, uint32_t max) {
+  uint32_t n = 0;
+  auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+  if (ec != std::errc() || end != v.data() + v.size() || n < 1 || n > max)
+    throw UsageError(what + " takes a count from 1 to " + std::to_string(max) + ", not '" + v + "'");
+  return n;
+}
+
 int cmdDrain(Cli& cli, Args& a) {
   std::string host;
   uint32_t parallel = 1;
@@ -905,10 +914,7 @@ int cmdDrain(Cli& cli, Args& a) {
   while (a.more()) {
     std::string o = a.next("argument");
     if (o == "--parallel") {
-      std::string v = a.next("count after --parallel");
-      auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), parallel);
-      if (ec != std::errc() || end != v.data() + v.size() || parallel < 1 || parallel > 16)
-        throw UsageError("--parallel takes 1 to 16, not '" + v + "'");
+      parallel = parseCount(a.next("count after --parallel"), "--parallel", 16);
     } else if (o == "--deadline") {
       deadline = parseDuration(a.next("duration after --deadline"));
     } else if (o == "--dry-run") {
@@ -952,10 +958,7 @@ int cmdRebalance(Cli& cli, Args& a) {
     else if (o == "--high") high = percent(o);
     else if (o == "--low") low = percent(o);
     else if (o == "--max-moves") {
-      std::string v = a.next("count after --max-moves");
-      auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), max_moves);
-      if (ec != std::errc() || end != v.data() + v.size() || max_moves < 1)
-        throw UsageError("--max-moves takes a positive count, not '" + v + "'");
+      max_moves = parseCount(a.next("count after --max-moves"), "--max-moves", 1u << 30);
     } else {
       throw UsageError("unknown rebalance option '" + o + "'");
     }

@@ -265,11 +265,14 @@ class ClusterMigration : public ::testing::Test {
     argv.insert(argv.end(), extra.begin(), extra.end());
     fs::path log = fs::path(dir_) / "logs" / (name + "-restarted.log");
     Child c = spawnChild(argv, log.string());
-    // Up, and its hello through (a command sent before it would be failed
-    // as "restarted" once it arrives).
-    waitFor([&] { return pathExists(log) && readFile(log).find("agent " + name + " up") != std::string::npos; },
-            seconds(20), name + "'s agent to start");
-    std::this_thread::sleep_for(milliseconds(500));
+    // Registered: its hello answered (a command sent before that would be
+    // failed as "restarted" once the hello arrives).
+    waitFor(
+        [&] {
+          return pathExists(log) &&
+                 readFile(log).find(name + ": registered with the coordinator") != std::string::npos;
+        },
+        seconds(20), name + "'s agent to register");
     return c;
   }
 
