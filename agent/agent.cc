@@ -10,6 +10,7 @@
 
 #include "agent/transfer.h"
 #include "engine/log.h"
+#include "engine/selinux_label.h"
 #include "protocol/framing.h"
 #include "protocol/host_info_proto.h"
 
@@ -52,6 +53,12 @@ void fillContainer(proto::Container::Builder b, const ContainerInfo& c, const st
   for (size_t i = 0; i < c.record.spec.volumes.size(); ++i) {
     vols.set(static_cast<unsigned>(i), c.record.spec.volumes[i].name);
   }
+  auto secrets = b.initSecrets(static_cast<unsigned>(c.record.spec.secrets.size()));
+  for (size_t i = 0; i < c.record.spec.secrets.size(); ++i) {
+    secrets.set(static_cast<unsigned>(i), c.record.spec.secrets[i].name);
+  }
+  b.setReady(c.ready);
+  b.setNotifyStatus(c.notify_status);
 }
 
 ContainerSpec specFrom(proto::RunSpec::Reader r) {
@@ -79,6 +86,11 @@ ContainerSpec specFrom(proto::RunSpec::Reader r) {
   }
   s.stop_signal = text(r.getStopSignal());
   if (!s.stop_signal.empty()) parseSignal(s.stop_signal);  // refused before anything is made
+  for (auto o : r.getLabelOpts()) s.label_opts.push_back(text(o));
+  validateLabelOptions(s.label_opts);
+  for (auto x : r.getSecrets()) s.secrets.push_back(parseSecretArg(text(x)));
+  s.sdnotify = text(r.getSdnotify());
+  validateSdNotify(s.sdnotify);
   return s;
 }
 
@@ -115,6 +127,7 @@ void Agent::hello() {
 void Agent::heartbeat() {
   std::vector<ContainerInfo> all = engine_.list();
   std::vector<ImageRecord> images = engine_.images().list();
+  std::vector<SecretInfo> secrets = engine_.secrets().list();
   uint32_t cpus = engine_.hostInfo().cpus;
   sock_.send(proto::buildMessage(next_id_++,
                                  [&](proto::Message::Builder m) {
@@ -140,6 +153,10 @@ void Agent::heartbeat() {
                                        refs[k].setName(name);
                                        refs[k++].setId(im.id);
                                      }
+                                   }
+                                   auto names = hb.initSecrets(static_cast<unsigned>(secrets.size()));
+                                   for (size_t i = 0; i < secrets.size(); ++i) {
+                                     names.set(static_cast<unsigned>(i), secrets[i].name);
                                    }
                                  }),
              zmq::send_flags::dontwait);
@@ -297,6 +314,93 @@ void removeWithVolumes(Engine& engine, const ContainerInfo& c) {
 }
 }  // namespace
 
+// --sdnotify=container: `run` answers once the container said READY=1 (as
+// Podman's), with progress meanwhile so the caller keeps waiting.
+ContainerInfo Agent::awaitReady(uint64_t id, const std::string& name) {
+  using namespace std::chrono;
+  constexpr auto kReadyWait = seconds(120);
+  auto start = steady_clock::now(), last_progress = start;
+  for (;;) {
+    ContainerInfo c = engine_.inspect(name);
+    if (c.ready) return c;
+    if (c.status != ContainerStatus::kRunning) {
+      throw Error(ErrorCategory::kPermanent,
+                  name + " is " + std::string(statusName(c.status)) +
+                      (c.exit_code ? " (exit code " + std::to_string(*c.exit_code) + ")" : "") +
+                      " and never said READY=1 (see `ferry logs " + name + "`)");
+    }
+    auto now = steady_clock::now();
+    if (now - start > kReadyWait) {
+      throw Error(ErrorCategory::kRetryable,
+                  name + " runs but has not said READY=1 to $NOTIFY_SOCKET in " +
+                      std::to_string(duration_cast<seconds>(kReadyWait).count()) +
+                      " s; it is left running (`ferry ps` shows when it is ready)");
+    }
+    if (now - last_progress > seconds(2)) {
+      last_progress = now;
+      std::string msg = "waiting for " + name + " to say READY=1" +
+                        (c.notify_status.empty() ? "" : " (status: " + c.notify_status + ")");
+      post(id, [msg](proto::Message::Builder b) {
+        auto p = b.initProgress();
+        p.setPhase("start");
+        p.setMessage(msg);
+      });
+    }
+    std::this_thread::sleep_for(milliseconds(50));
+  }
+}
+
+// Host secrets: values in, names (never values) out.
+proto::Fill Agent::secretCommand(proto::Message::Secret::Reader s) {
+  std::string name = text(s.getName());
+  switch (s.getOp()) {
+    case proto::Message::Secret::Op::CREATE: {
+      auto v = s.getValue();
+      engine_.secrets().put(name, std::string(reinterpret_cast<const char*>(v.begin()), v.size()),
+                            s.getReplace());
+      engineLog().info("{}: secret {} stored ({} bytes)", opts_.name, name, v.size());
+      return okReply();
+    }
+    case proto::Message::Secret::Op::REMOVE: {
+      engine_.secrets().secretMustExist(name, opts_.name);
+      for (const auto& c : engine_.list()) {
+        for (const auto& ref : c.record.spec.secrets) {
+          if (ref.name == name) {
+            throw Error(ErrorCategory::kInvalidInput,
+                        "secret " + name + " is given to " + c.name() + " on " + opts_.name +
+                            "; remove that container first");
+          }
+        }
+      }
+      engine_.secrets().remove(name);
+      engineLog().info("{}: secret {} removed", opts_.name, name);
+      return okReply();
+    }
+    case proto::Message::Secret::Op::LIST: {
+      std::vector<SecretInfo> all = engine_.secrets().list();
+      std::vector<ContainerInfo> containers = engine_.list();
+      return [all, containers](proto::Message::Builder r) {
+        auto l = r.initSecrets(static_cast<unsigned>(all.size()));
+        for (size_t i = 0; i < all.size(); ++i) {
+          auto e = l[static_cast<unsigned>(i)];
+          e.setName(all[i].name);
+          e.setBytes(all[i].bytes);
+          e.setCreatedUnix(all[i].created_unix);
+          std::vector<std::string> users;
+          for (const auto& c : containers) {
+            for (const auto& ref : c.record.spec.secrets) {
+              if (ref.name == all[i].name) users.push_back(c.name());
+            }
+          }
+          auto u = e.initUsedBy(static_cast<unsigned>(users.size()));
+          for (size_t k = 0; k < users.size(); ++k) u.set(static_cast<unsigned>(k), users[k]);
+        }
+      };
+    }
+  }
+  throw Error(ErrorCategory::kInvalidInput, "unknown secret operation");
+}
+
 void Agent::serve(std::unique_ptr<proto::Decoded> frame) {
   auto m = frame->root<proto::Message>();
   uint64_t id = proto::guard([&] { return m.getId(); });
@@ -332,7 +436,11 @@ void Agent::serve(std::unique_ptr<proto::Decoded> frame) {
           return;
         case proto::Message::START_CONTAINER: {
           ContainerSpec spec = specFrom(m.getStartContainer());
-          return spawn(id, [this, spec] { return containerReply(engine_.run(spec)); });
+          return spawn(id, [this, id, spec] {
+            ContainerInfo c = engine_.run(spec);
+            if (spec.sdnotify == "container") c = awaitReady(id, spec.name);
+            return containerReply(c);
+          });
         }
         case proto::Message::STOP_CONTAINER: {
           std::string name = text(m.getStopContainer());
@@ -418,6 +526,8 @@ void Agent::serve(std::unique_ptr<proto::Decoded> frame) {
             return okReply();
           });
         }
+        case proto::Message::SECRET:
+          return reply(id, secretCommand(m.getSecret()));
         case proto::Message::INSPECT_CONTAINER:
           return reply(id, containerReply(engine_.inspect(text(m.getInspectContainer()))));
         case proto::Message::READ_LOGS: {

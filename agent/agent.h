@@ -89,6 +89,8 @@ class Agent {
   // Runs `work` on a worker thread; its result (a Fill) is sent as the reply.
   void spawn(uint64_t id, std::function<proto::Fill()> work);
   void spawnQuiet(std::function<void()> work);  // a worker without a reply
+  ContainerInfo awaitReady(uint64_t id, const std::string& name);
+  proto::Fill secretCommand(proto::Message::Secret::Reader s);
   // Queues an interim message (progress) for request `id`; from any thread.
   void post(uint64_t id, proto::Fill fill);
   void drainWorkerReplies();

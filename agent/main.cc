@@ -120,6 +120,7 @@ int main(int argc, char** argv) {
     if (int n = engine.removeStaleStaging()) {
       engineLog().info("removed {} staging directories left by an earlier agent", n);
     }
+    engine.serveNotify();  // containers run with --sdnotify=container
     agent::Agent agent(opts, engine, ctx);
     engineLog().info("agent {} up: coordinator {}, streams on {}, {} containers adopted", opts.name,
                      opts.coordinator, opts.data_address, engine.list().size());

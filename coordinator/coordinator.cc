@@ -145,7 +145,11 @@ void Coordinator::onHeartbeat(proto::Message::Heartbeat::Reader h) {
   for (auto c : h.getContainers()) {
     rows.push_back(
         {text(c.getName()), name, text(c.getImage()), text(c.getStatus()), c.getMemoryBytes()});
+    noteExtras(c);
   }
+  auto& held = host_secrets_[name];
+  held.clear();
+  for (auto s : h.getSecrets()) held.insert(text(s));
   store_.replaceContainers(name, rows);
   std::vector<ImageRow> images;
   for (auto i : h.getImages()) images.push_back({text(i.getName()), text(i.getId())});
@@ -182,6 +186,7 @@ bool Coordinator::isReply(const proto::Message::Reader& m) const {
     case proto::Message::HISTORY:
     case proto::Message::STREAM_TICKET:
     case proto::Message::PLACEMENT:
+    case proto::Message::SECRETS:
       return true;
     default:
       return false;
@@ -282,6 +287,15 @@ void Coordinator::noteContainer(proto::Message::Reader m) {
   auto c = m.getContainer();
   store_.putContainer({text(c.getName()), text(c.getHost()), text(c.getImage()),
                        text(c.getStatus()), c.getMemoryBytes()});
+  noteExtras(c);
+}
+
+void Coordinator::noteExtras(proto::Container::Reader c) {
+  ContainerExtras& x = container_extras_[text(c.getName())];
+  x.secrets.clear();
+  for (auto s : c.getSecrets()) x.secrets.push_back(text(s));
+  x.ready = c.getReady();
+  x.notify_status = text(c.getNotifyStatus());
 }
 
 HostRow Coordinator::requireHost(const std::string& name, const std::string& role) {
@@ -434,6 +448,11 @@ void Coordinator::handle(Request& r) {
           c.setImage(rows[i].image);
           c.setStatus(rows[i].status);
           c.setMemoryBytes(rows[i].memory_bytes);
+          auto x = container_extras_.find(rows[i].name);
+          if (x != container_extras_.end()) {
+            c.setReady(x->second.ready);
+            c.setNotifyStatus(x->second.notify_status);
+          }
         }
       });
       return;
@@ -453,6 +472,21 @@ void Coordinator::handle(Request& r) {
           r, host.name, "run " + name,
           [&](proto::Message::Builder b) { b.setStartContainer(run.getSpec()); },
           opts_.command_timeout, [this](proto::Message::Reader m) { noteContainer(m); });
+    }
+    case proto::Message::SECRET: {
+      auto sec = m.getSecret();
+      HostRow host = requireHost(text(sec.getHost()), "secret's");
+      std::string name = text(sec.getName());
+      auto op = sec.getOp();
+      // The value crosses here untouched and is never logged: only the name is.
+      return forward(
+          r, host.name, "secret " + name,
+          [&](proto::Message::Builder b) { b.setSecret(sec); }, opts_.command_timeout,
+          [this, op, name, h = host.name](proto::Message::Reader m) {
+            if (!m.isOk()) return;
+            if (op == proto::Message::Secret::Op::CREATE) host_secrets_[h].insert(name);
+            if (op == proto::Message::Secret::Op::REMOVE) host_secrets_[h].erase(name);
+          });
     }
     case proto::Message::STOP: {
       ContainerRow c = locate(text(m.getStop()));
@@ -640,6 +674,18 @@ int64_t Coordinator::beginMigration(const MigrateRequest& req, std::optional<Cli
     }
   }
   std::vector<Finding> warnings = enforceCompatibility(findings, src, dst);
+  // Secrets are read from the target's own store when it writes the spec:
+  // refused here, before anything freezes, rather than after.
+  std::string missing;
+  for (const auto& s : container_extras_[name].secrets) {
+    if (!host_secrets_[dst].count(s)) missing += (missing.empty() ? "" : ", ") + s;
+  }
+  if (!missing.empty()) {
+    throw Error(ErrorCategory::kInvalidInput,
+                name + " is given secret(s) " + missing + ", which " + dst +
+                    "'s secrets store does not hold; create them there first (ferry secret create "
+                    "NAME FILE --host " + dst + ")");
+  }
 
   int64_t id = store_.beginMigration(name, src, dst, clock_());
   store_.addEvent(clock_(), "migration", name,

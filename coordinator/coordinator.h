@@ -129,6 +129,7 @@ class Coordinator {
                std::function<void(proto::Message::Reader)> on_ok = {});  // before the relay
 
   HostRow requireHost(const std::string& name, const std::string& role);
+  void noteExtras(proto::Container::Reader c);
   void noteContainer(proto::Message::Reader m);
   ContainerRow locate(const std::string& container);
   void listHosts(const Request& r);
@@ -213,6 +214,17 @@ class Coordinator {
   std::set<int64_t> drains_running_;  // drain rows carried out now
   std::set<std::string> connected_;  // heard from since this coordinator started
   std::map<int64_t, Steady::time_point> cleanup_retry_;  // cleanup id -> not before
+  // From heartbeats, kept in memory only (the next heartbeat restores them):
+  // the secrets each host's store holds (names), and per container the
+  // secrets it is given (a migration's target must hold them) and its
+  // readiness (sd_notify).
+  struct ContainerExtras {
+    std::vector<std::string> secrets;
+    bool ready = false;
+    std::string notify_status;
+  };
+  std::map<std::string, std::set<std::string>> host_secrets_;
+  std::map<std::string, ContainerExtras> container_extras_;
   // Failures found while sending run from the loop, never inside the caller.
   std::vector<std::function<void()>> deferred_;
 };

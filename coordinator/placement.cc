@@ -63,6 +63,8 @@ Coordinator::Snapshot Coordinator::snapshot() {
     p.compat_class = it->second;
     for (const auto& im : store_.images(h.name)) p.images.push_back(im.id);
     std::sort(p.images.begin(), p.images.end());
+    auto sec = host_secrets_.find(h.name);
+    if (sec != host_secrets_.end()) p.secrets.assign(sec->second.begin(), sec->second.end());
     s.hosts.push_back(std::move(p));
   }
   for (const auto& c : containers) {
@@ -76,6 +78,8 @@ Coordinator::Snapshot Coordinator::snapshot() {
     p.memory_bytes = c.memory_bytes;
     auto m = moved.find(c.name);
     p.last_moved_ms = m == moved.end() ? 0 : m->second;
+    auto x = container_extras_.find(c.name);
+    if (x != container_extras_.end()) p.secrets = x->second.secrets;
     s.containers.push_back(p);
   }
   // Class to class: the refusals of ferry_compat, computed once per pair.

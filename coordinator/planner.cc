@@ -23,6 +23,13 @@ bool holdsImage(const PlanHost& h, const std::string& id) {
   return !id.empty() && std::binary_search(h.images.begin(), h.images.end(), id);
 }
 
+bool holdsSecrets(const PlanHost& h, const PlanContainer& c) {
+  for (const auto& s : c.secrets) {
+    if (!std::binary_search(h.secrets.begin(), h.secrets.end(), s)) return false;
+  }
+  return true;
+}
+
 std::string mib(uint64_t bytes) { return std::to_string(bytes >> 20) + " MiB"; }
 
 // Containers by host, each list largest first (then by name: plans are
@@ -69,7 +76,12 @@ Plan planDrain(const std::string& host, const std::vector<PlanHost>& hosts,
   for (const PlanContainer* c : mine[host]) {
     Target* best = nullptr;
     uint64_t best_free = 0;
+    bool lacking_secrets = false;
     for (Target& t : targets) {
+      if (!holdsSecrets(*t.host, *c)) {
+        lacking_secrets = true;
+        continue;
+      }
       uint64_t ceiling = percentOf(t.host->memory_capacity, kTargetCeilingPercent);
       if (t.used + c->memory_bytes > ceiling) continue;
       uint64_t free_after = ceiling - t.used - c->memory_bytes;
@@ -90,12 +102,13 @@ Plan planDrain(const std::string& host, const std::vector<PlanHost>& hosts,
       }
     }
     if (!best) {
-      plan.unplaced.push_back(
-          {c->name, targets.empty() ? "no up, uncordoned, compatible host other than " + host
-                                    : "no host has " + mib(c->memory_bytes) +
-                                          " of memory to spare for it (a target stays at most " +
-                                          std::to_string(static_cast<int>(kTargetCeilingPercent)) +
-                                          " % full)"});
+      std::string why =
+          targets.empty() ? "no up, uncordoned, compatible host other than " + host
+                          : "no host has " + mib(c->memory_bytes) +
+                                " of memory to spare for it (a target stays at most " +
+                                std::to_string(static_cast<int>(kTargetCeilingPercent)) + " % full)";
+      if (lacking_secrets) why += "; hosts without its secrets were passed over";
+      plan.unplaced.push_back({c->name, why});
       continue;
     }
     best->used += c->memory_bytes;
@@ -144,12 +157,18 @@ Plan planRebalance(const std::vector<PlanHost>& hosts, const std::vector<PlanCon
     double la = memoryPercent(hosts[a]), lb = memoryPercent(hosts[b]);
     return la != lb ? la > lb : hosts[a].name < hosts[b].name;
   });
-  // The compatible target with the most room that fits `bytes`, or none.
-  auto findTarget = [&](int from, uint64_t bytes) -> std::optional<std::pair<int, Room>> {
+  // The compatible target holding c's secrets with the most room that fits
+  // it, or none.
+  auto findTarget = [&](int from, const PlanContainer& c) -> std::optional<std::pair<int, Room>> {
     std::optional<std::pair<int, Room>> best;
     for (auto& [cls, set] : rooms) {
-      if (set.empty() || set.begin()->free < bytes || !compatible(from, cls)) continue;
-      if (!best || set.begin()->free > best->second.free) best = std::make_pair(cls, *set.begin());
+      if (!compatible(from, cls)) continue;
+      for (const Room& r : set) {  // most room first
+        if (r.free < c.memory_bytes) break;
+        if (!holdsSecrets(hosts[r.index], c)) continue;
+        if (!best || r.free > best->second.free) best = std::make_pair(cls, r);
+        break;
+      }
     }
     return best;
   };
@@ -168,7 +187,7 @@ Plan planRebalance(const std::vector<PlanHost>& hosts, const std::vector<PlanCon
       if (c->memory_bytes > 0) movable.push_back(c);
     }
     auto place = [&](const PlanContainer* c) {
-      auto t = findTarget(src.compat_class, c->memory_bytes);
+      auto t = findTarget(src.compat_class, *c);
       if (!t) return false;
       auto& set = rooms[t->first];
       set.erase(t->second);
@@ -185,7 +204,7 @@ Plan planRebalance(const std::vector<PlanHost>& hosts, const std::vector<PlanCon
     uint64_t excess = used[i] - high;
     const PlanContainer* single = nullptr;
     for (auto it = movable.rbegin(); it != movable.rend(); ++it) {  // smallest first
-      if ((*it)->memory_bytes >= excess && findTarget(src.compat_class, (*it)->memory_bytes)) {
+      if ((*it)->memory_bytes >= excess && findTarget(src.compat_class, **it)) {
         single = *it;
         break;
       }

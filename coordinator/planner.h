@@ -31,6 +31,7 @@ struct PlanHost {
   double cpu_percent = 0;        // the whole host, 0..100
   int compat_class = 0;
   std::vector<std::string> images;  // image ids it holds (sorted)
+  std::vector<std::string> secrets; // names in its secrets store (sorted)
 };
 
 struct PlanContainer {
@@ -39,6 +40,7 @@ struct PlanContainer {
   std::string image_id;       // empty when unknown
   uint64_t memory_bytes = 0;  // what a migration copies
   int64_t last_moved_ms = 0;  // end of its last migration (0: never)
+  std::vector<std::string> secrets;  // host secrets it is given: a target must hold them
 };
 
 struct Move {

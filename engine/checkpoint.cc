@@ -120,6 +120,12 @@ CheckpointResult Engine::checkpointTo(const std::string& name, const OutputFacto
                         "or migrating it is not supported");
     }
   }
+  if (rec.spec.listen_fds > 0) {
+    throwInvalidInput(name + " holds " + std::to_string(rec.spec.listen_fds) +
+                      " socket(s) handed over by this host's service manager (socket activation, "
+                      "LISTEN_FDS): they belong to that manager and cannot be checkpointed or "
+                      "migrated; start it anew where it should run");
+  }
   requireDumpableIdentity(json::parse(readFile(containers_.paths(name).config())), name);
   ImageRecord image = images_.resolve(rec.image_id);
   ContainerPaths p = containers_.paths(name);
@@ -133,6 +139,11 @@ CheckpointResult Engine::checkpointTo(const std::string& name, const OutputFacto
   // Everything known before the freeze goes first: a reader can check it
   // (and refuse) before the rest arrives.
   try {
+    if (rec.spec.sdnotify == "container") {
+      NotifyState n = readNotifyState(p.notify_state());
+      rec.notify_ready = n.ready;
+      rec.notify_status = n.status;
+    }
     writeJson(*out, "metadata", "checkpoint.json",
               {{"format", kCheckpointFormat},
                {"container", rec},
@@ -140,7 +151,9 @@ CheckpointResult Engine::checkpointTo(const std::string& name, const OutputFacto
                {"host", source},
                {"options", optionsJson(opts)},
                {"created_unix", unixNow()}});
-    out->open("spec", "config.json").write(readFile(p.config()));
+    // For inspection only (a restore writes its own): secrets left out.
+    out->open("spec", "config.json")
+        .write(redactSecrets(json::parse(readFile(p.config())), rec.spec.secrets).dump(2) + "\n");
     out->close();
   } catch (...) {
     out->discard();

@@ -18,7 +18,11 @@ void to_json(json& j, const ContainerRecord& r) {
            {"started_unix", r.started_unix},
            {"checkpointed", r.checkpointed},
            {"checkpoint_dir", r.checkpoint_dir},
-           {"restored_from", r.restored_from}};
+           {"restored_from", r.restored_from},
+           {"process_label", r.process_label},
+           {"mount_label", r.mount_label},
+           {"notify_ready", r.notify_ready},
+           {"notify_status", r.notify_status}};
 }
 
 void from_json(const json& j, ContainerRecord& r) {
@@ -30,6 +34,10 @@ void from_json(const json& j, ContainerRecord& r) {
   r.checkpointed = j.value("checkpointed", false);
   r.checkpoint_dir = j.value("checkpoint_dir", "");
   r.restored_from = j.value("restored_from", "");
+  r.process_label = j.value("process_label", "");
+  r.mount_label = j.value("mount_label", "");
+  r.notify_ready = j.value("notify_ready", false);
+  r.notify_status = j.value("notify_status", "");
 }
 
 ContainerStore::ContainerStore(fs::path dir) : dir_(std::move(dir)) { makeDirs(dir_, 0700); }

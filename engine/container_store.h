@@ -29,6 +29,15 @@ struct ContainerRecord {
   bool checkpointed = false;
   std::string checkpoint_dir;  // the last checkpoint written, if any
   std::string restored_from;   // "host:dir" when this copy came from a restore
+  // SELinux labels given at creation (selinux_label.h): both or neither;
+  // neither where SELinux is off. Carried by a checkpoint and kept by a
+  // restore where SELinux is on and the level is free there.
+  std::string process_label;
+  std::string mount_label;
+  // --sdnotify=container: what the container said (notify.h), carried by a
+  // checkpoint to the restored copy.
+  bool notify_ready = false;
+  std::string notify_status;
 
   const std::string& name() const { return spec.name; }
 };
@@ -48,6 +57,8 @@ struct ContainerPaths {
   fs::path conmon_pid() const { return dir / "conmon.pid"; }
   fs::path pid_file() const { return dir / "pidfile"; }
   fs::path exit_dir() const { return dir / "exit"; }
+  fs::path notify_dir() const { return dir / "notify"; }        // mounted at /run/notify
+  fs::path notify_state() const { return dir / "notify.state"; }
 };
 
 class ContainerStore {

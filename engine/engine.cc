@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <random>
+#include <set>
 #include <thread>
 
 #include "engine/error.h"
@@ -17,6 +19,7 @@
 #include "engine/identity.h"
 #include "engine/oci_spec.h"
 #include "engine/overlay.h"
+#include "engine/selinux_label.h"
 #include "engine/workdir.h"
 
 namespace ferry {
@@ -63,6 +66,8 @@ void to_json(json& j, const ContainerInfo& c) {
            {"status", statusName(c.status)},
            {"pid", c.pid},
            {"exit_code", c.exit_code ? json(*c.exit_code) : json(nullptr)},
+           {"ready", c.ready},
+           {"notify_status", c.notify_status},
            {"record", c.record}};
 }
 
@@ -85,6 +90,7 @@ Engine::Engine(EngineConfig cfg, CommandRunner& runner)
       runtime_(cfg_, runner),
       images_(cfg_.root / "images"),
       volumes_(cfg_.root / "volumes"),
+      secrets_(cfg_.root / "secrets"),
       containers_(cfg_.root / "containers") {
   makeDirs(runcRoot(cfg_), 0700);
   makeDirs(cfg_.root / "logs", 0700);  // CRIU's dump and restore logs
@@ -111,12 +117,18 @@ std::optional<int> Engine::exitCode(const std::string& name) const {
 
 ContainerInfo Engine::inspectRecord(const ContainerRecord& rec) {
   ContainerInfo info{rec};
+  if (rec.spec.sdnotify == "container") {
+    NotifyState n = readNotifyState(containers_.paths(rec.name()).notify_state());
+    info.ready = n.ready;
+    info.notify_status = n.status;
+  }
   auto st = runtime_.state(rec.name());
   if (st && st->status != "stopped") {
     info.pid = st->pid;
     info.status = st->status == "running"  ? ContainerStatus::kRunning
                   : st->status == "paused" ? ContainerStatus::kPaused
                                            : ContainerStatus::kCreated;
+    if (rec.spec.sdnotify != "container") info.ready = info.status == ContainerStatus::kRunning;
     return info;
   }
   // conmon records 137 when CRIU's dump ends the process; the record tells
@@ -172,6 +184,15 @@ std::string containerFile(const fs::path& rootfs, const std::vector<VolumeMount>
   }
 }
 
+// lsetfilecon on the tree, symlinks themselves included.
+void relabelTree(const fs::path& root, const std::string& context) {
+  auto one = [&](const fs::path& f) {
+    if (::lsetfilecon(f.c_str(), context.c_str()) != 0) throwErrno("relabeling " + f.string() + " as " + context);
+  };
+  one(root);
+  for (const auto& e : fs::recursive_directory_iterator(root)) one(e.path());
+}
+
 UserDb userDbAt(const std::function<std::string(const std::string&)>& read) {
   return {parsePasswd(read("/etc/passwd")), parseGroup(read("/etc/group"))};
 }
@@ -181,10 +202,17 @@ UserDb userDbAt(const std::function<std::string(const std::string&)>& read) {
 void Engine::writeSpec(const ContainerRecord& rec, const ImageRecord& image, bool creating) {
   ContainerPaths p = containers_.paths(rec.name());
   SpecHostInputs host;
+  // Secrets' values: read here, written only to config.json (0600).
+  for (const auto& s : rec.spec.secrets) {
+    host.secret_env.push_back(s.target + "=" + secrets_.get(s.name, cfg_.host_name));
+  }
+  if (rec.spec.sdnotify == "container") host.notify_dir = p.notify_dir().string();
   host.rootfs = p.rootfs().string();
   host.cgroups_path = cfg_.cgroup_parent + "/" + rec.name();
   host.host_name = cfg_.host_name;
   host.created_unix = rec.created_unix;
+  host.process_label = rec.process_label;
+  host.mount_label = rec.mount_label;
   for (const auto& v : rec.spec.volumes) host.volume_sources.push_back(volumes_.path(v.name).string());
   // Who it runs as, from the container's own files (or files mounted over
   // them), and its working directory, prepared in the rootfs.
@@ -220,19 +248,72 @@ void Engine::writeSpec(const ContainerRecord& rec, const ImageRecord& image, boo
   writeFileAtomic(p.config(), spec.dump(2) + "\n", 0600);
 }
 
+void Engine::serveNotify() {
+  FileLock held = lock();
+  serve_notify_ = true;
+  for (const auto& rec : containers_.list()) {
+    if (rec.spec.sdnotify != "container") continue;
+    ContainerPaths p = containers_.paths(rec.name());
+    try {
+      notify_.watch(rec.name(), p.notify_dir(), p.notify_state());
+    } catch (const std::exception& e) {
+      engineLog().warn("[{}] binding its notify socket: {}", rec.name(), e.what());
+    }
+  }
+}
+
+void Engine::prepareNotify(const ContainerRecord& rec, bool restoring) {
+  if (rec.spec.sdnotify != "container") return;
+  ContainerPaths p = containers_.paths(rec.name());
+  if (restoring) writeNotifyState(p.notify_state(), {rec.notify_ready, rec.notify_status, 0});
+  if (serve_notify_) {
+    notify_.watch(rec.name(), p.notify_dir(), p.notify_state());
+  } else {
+    makeDirs(p.notify_dir(), 0755);
+    engineLog().warn("[{}] --sdnotify=container: nothing serves its notify socket in this process "
+                     "(ferry-agent does); what it says is not heard",
+                     rec.name());
+  }
+}
+
+// SELinux labels: both or neither (selinux_label.h). Labels a checkpoint
+// carried are kept where SELinux is on and their level is free here.
+void Engine::assignLabels(ContainerRecord& rec) {
+  validateLabelOptions(rec.spec.label_opts);
+  if (is_selinux_enabled() <= 0 || labelsDisabled(rec.spec.label_opts)) {
+    rec.process_label.clear();
+    rec.mount_label.clear();
+    return;
+  }
+  std::set<std::string> used;
+  for (const auto& other : containers_.list()) {
+    if (other.name() != rec.name() && !other.process_label.empty()) used.insert(levelOf(other.process_label));
+  }
+  if (!rec.process_label.empty() && !rec.mount_label.empty() && !used.count(levelOf(rec.process_label))) {
+    return;
+  }
+  const char* contexts = selinux_lxc_contexts_path();
+  SelinuxLabels l = containerLabels(true, contexts ? readFile(contexts) : "", rec.spec.label_opts, used,
+                                    std::random_device{}());
+  rec.process_label = l.process;
+  rec.mount_label = l.mount;
+}
+
 // U, z/Z and O: what the options ask of the host before the spec is written.
 void Engine::prepareVolumeOptions(const ContainerRecord& rec, const Identity& who,
                                   SpecHostInputs& host, bool creating) {
   ContainerPaths p = containers_.paths(rec.name());
   for (size_t i = 0; i < rec.spec.volumes.size(); ++i) {
     const VolumeMount& v = rec.spec.volumes[i];
-    if (v.relabel) {
-      if (is_selinux_enabled() > 0) {
-        throwInvalidInput("volume " + v.name + ": relabeling (" + std::string(1, v.relabel) +
-                          ") with SELinux enabled is not supported yet; drop z/Z");
-      }
-      engineLog().info("[{}] volume {}: SELinux is disabled on {}, so {} relabels nothing",
-                       rec.name(), v.name, cfg_.host_name, std::string(1, v.relabel));
+    if (v.relabel && rec.mount_label.empty()) {
+      engineLog().info("[{}] volume {}: {} relabels nothing: {}", rec.name(), v.name,
+                       std::string(1, v.relabel),
+                       labelsDisabled(rec.spec.label_opts) ? "labels are disabled (label=disable)"
+                                                           : "SELinux is disabled on " + cfg_.host_name);
+    } else if (v.relabel) {
+      // As libpod, at every start (and restore): z shares the volume with
+      // every container (level s0), Z keeps it to this one.
+      relabelTree(host.volume_sources[i], relabelContext(rec.mount_label, v.relabel));
     }
     if (v.chown && creating) {
       // As libpod: the whole source, to the container user's ids.
@@ -277,6 +358,7 @@ ConmonLaunch Engine::launchFor(const std::string& name) const {
 }
 
 void Engine::discard(const std::string& name) {
+  notify_.unwatch(name);
   unmountIfMounted(containers_.paths(name).rootfs());
   containers_.erase(name);
 }
@@ -293,6 +375,14 @@ ContainerInfo Engine::create(const ContainerSpec& spec) {
     std::vector<std::string> new_volumes;
     ContainerRecord rec{spec, image.id, cfg_.host_name, unixNow()};
     validateVolumes(spec.volumes);
+    validateSdNotify(spec.sdnotify);
+    for (int fd = 3; fd < 3 + spec.listen_fds; ++fd) {
+      if (::fcntl(fd, F_GETFD) < 0) {
+        throwInvalidInput("socket activation: LISTEN_FDS=" + std::to_string(spec.listen_fds) + " but fd " +
+                          std::to_string(fd) + " is not open in this process");
+      }
+    }
+    assignLabels(rec);
     try {
       for (const auto& v : spec.volumes) {
         if (!volumes_.exists(v.name)) new_volumes.push_back(v.name);
@@ -300,9 +390,13 @@ ContainerInfo Engine::create(const ContainerSpec& spec) {
       }
       ContainerPaths p = containers_.paths(spec.name);
       containers_.save(rec);
-      mountOverlay({images_.rootfs(image.id), p.upper(), p.work(), p.rootfs()});
+      mountOverlay({images_.rootfs(image.id), p.upper(), p.work(), p.rootfs(), rec.mount_label});
       writeSpec(rec, image, /*creating=*/true);
-      runtime_.launch(launchFor(spec.name));
+      prepareNotify(rec, /*restoring=*/false);
+      ConmonLaunch l = launchFor(spec.name);
+      l.listen_fds = spec.listen_fds;
+      l.listen_fdnames = spec.listen_fdnames;
+      runtime_.launch(l);
     } catch (...) {
       bestEffort("runc delete", [&] { runtime_.remove(spec.name, true); });
       bestEffort("removing the container's files", [&] { discard(spec.name); });

@@ -37,6 +37,8 @@
 #include "engine/image_store.h"
 #include "engine/process.h"
 #include "engine/runtime.h"
+#include "engine/notify.h"
+#include "engine/secret_store.h"
 #include "engine/volume_store.h"
 
 namespace ferry {
@@ -49,6 +51,9 @@ struct ContainerInfo {
   ContainerStatus status = ContainerStatus::kExited;
   pid_t pid = 0;                  // while created, running or paused
   std::optional<int> exit_code;   // once exited, when conmon recorded one
+  // Ready: --sdnotify=container: said READY=1; otherwise: running.
+  bool ready = false;
+  std::string notify_status;      // its last STATUS= (--sdnotify=container)
   const std::string& name() const { return record.name(); }
 };
 void to_json(nlohmann::json& j, const ContainerInfo& c);
@@ -117,6 +122,11 @@ class Engine {
   const EngineConfig& config() const { return cfg_; }
   ImageStore& images() { return images_; }
   VolumeStore& volumes() { return volumes_; }
+  SecretStore& secrets() { return secrets_; }
+  // This process serves sd_notify sockets (--sdnotify=container) for as
+  // long as the engine lives: binds them again for the containers that
+  // have them. Only one process per root may (the agent).
+  void serveNotify();
   // Collected on first use, then cached.
   const HostInfo& hostInfo();
 
@@ -206,6 +216,10 @@ class Engine {
   ContainerInfo inspectRecord(const ContainerRecord& rec);
   // `creating`: the first time (U chowns then); false for a restore.
   void writeSpec(const ContainerRecord& rec, const ImageRecord& image, bool creating);
+  void assignLabels(ContainerRecord& rec);
+  // --sdnotify=container: the socket bound (when this process serves them)
+  // and the state file as `rec` carries it.
+  void prepareNotify(const ContainerRecord& rec, bool restoring);
   void prepareVolumeOptions(const ContainerRecord& rec, const Identity& who, SpecHostInputs& host,
                             bool creating);
   ConmonLaunch launchFor(const std::string& name) const;
@@ -221,9 +235,12 @@ class Engine {
   Runtime runtime_;
   ImageStore images_;
   VolumeStore volumes_;
+  SecretStore secrets_;
   ContainerStore containers_;
   std::mutex host_info_mu_;
   std::optional<HostInfo> host_info_;  // guarded by host_info_mu_ until set
+  bool serve_notify_ = false;
+  NotifyListener notify_;  // last: its thread ends first
 };
 
 }  // namespace ferry

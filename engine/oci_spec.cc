@@ -44,7 +44,9 @@ void to_json(json& j, const ContainerSpec& s) {
            {"cwd", s.cwd},   {"user", s.user},   {"hostname", s.hostname}, {"volumes", s.volumes},
            {"group_add", s.group_add}, {"host_users", s.host_users}, {"umask", s.umask},
            {"create_workdir", s.create_workdir}, {"tmpfs", s.tmpfs},
-           {"annotations", s.annotations}, {"stop_signal", s.stop_signal}};
+           {"annotations", s.annotations}, {"stop_signal", s.stop_signal},
+           {"label_opts", s.label_opts}, {"secrets", s.secrets}, {"sdnotify", s.sdnotify},
+           {"listen_fds", s.listen_fds}, {"listen_fdnames", s.listen_fdnames}};
 }
 void from_json(const json& j, ContainerSpec& s) {
   j.at("name").get_to(s.name);
@@ -62,6 +64,32 @@ void from_json(const json& j, ContainerSpec& s) {
   s.tmpfs = j.value("tmpfs", std::vector<TmpfsMount>{});
   s.annotations = j.value("annotations", std::map<std::string, std::string>{});
   s.stop_signal = j.value("stop_signal", "");
+  s.label_opts = j.value("label_opts", std::vector<std::string>{});
+  s.secrets = j.value("secrets", std::vector<SecretRef>{});
+  s.sdnotify = j.value("sdnotify", "");
+  s.listen_fds = j.value("listen_fds", 0);
+  s.listen_fdnames = j.value("listen_fdnames", "");
+}
+void to_json(json& j, const SecretRef& r) { j = json{{"name", r.name}, {"target", r.target}}; }
+void from_json(const json& j, SecretRef& r) {
+  j.at("name").get_to(r.name);
+  j.at("target").get_to(r.target);
+}
+
+json redactSecrets(json spec, const std::vector<SecretRef>& secrets) {
+  if (!spec.contains("process") || !spec["process"].contains("env")) return spec;
+  for (auto& e : spec["process"]["env"]) {
+    std::string kv = e.get<std::string>();
+    for (const auto& s : secrets) {
+      if (kv.rfind(s.target + "=", 0) == 0) e = s.target + "=(secret " + s.name + ")";
+    }
+  }
+  return spec;
+}
+
+void validateSdNotify(const std::string& mode) {
+  if (mode.empty() || mode == "container" || mode == "conmon" || mode == "ignore") return;
+  throwInvalidInput("--sdnotify=" + mode + ": expected container, conmon or ignore");
 }
 
 namespace {
@@ -325,7 +353,28 @@ json generateOciSpec(const ContainerSpec& spec, const ImageConfig& image,
                                 [](const std::string& e) { return e.rfind("HOME=", 0) == 0; });
     if (!has_home) env.push_back("HOME=" + host.identity->home);
   }
+  auto setEnv = [&env](const std::string& kv) {
+    std::string key = kv.substr(0, kv.find('=') + 1);
+    env.erase(std::remove_if(env.begin(), env.end(), [&](const std::string& e) { return e.rfind(key, 0) == 0; }),
+              env.end());
+    env.push_back(kv);
+  };
+  if (spec.sdnotify == "container") {
+    if (host.notify_dir.empty()) throw Error(ErrorCategory::kPermanent, "internal: no notify socket directory");
+    mounts.push_back(mount(kNotifySocketDir, "bind", host.notify_dir, {"rbind", "rw", "nosuid", "nodev", "noexec"}));
+    setEnv(std::string("NOTIFY_SOCKET=") + kNotifySocket);
+  }
+  if (spec.listen_fds > 0) {
+    // As libpod: passed through, LISTEN_PID the container's init.
+    setEnv("LISTEN_PID=1");
+    setEnv("LISTEN_FDS=" + std::to_string(spec.listen_fds));
+    if (!spec.listen_fdnames.empty()) setEnv("LISTEN_FDNAMES=" + spec.listen_fdnames);
+  }
+  for (const auto& kv : host.secret_env) setEnv(kv);
   if (!spec.umask.empty()) user["umask"] = parseUmask(spec.umask);
+  if (host.process_label.empty() != host.mount_label.empty()) {
+    throw Error(ErrorCategory::kPermanent, "internal: SELinux process and mount labels go together");
+  }
   json process = {
       {"terminal", false},
       {"user", user},
@@ -336,6 +385,7 @@ json generateOciSpec(const ContainerSpec& spec, const ImageConfig& image,
        {{"bounding", caps}, {"effective", caps}, {"permitted", caps}}},
       {"noNewPrivileges", false},
   };
+  if (!host.process_label.empty()) process["selinuxLabel"] = host.process_label;
   json namespaces = json::array();
   for (const char* ns : {"pid", "ipc", "uts", "mount", "network"}) namespaces.push_back({{"type", ns}});
 
@@ -357,7 +407,7 @@ json generateOciSpec(const ContainerSpec& spec, const ImageConfig& image,
   annotations["io.ferry.stop-signal"] =
       std::to_string(spec.stop_signal.empty() ? SIGTERM : parseSignal(spec.stop_signal));
 
-  return json{
+  json out{
       {"ociVersion", "1.0.2"},
       {"process", process},
       {"root", {{"path", host.rootfs}, {"readonly", false}}},
@@ -375,6 +425,8 @@ json generateOciSpec(const ContainerSpec& spec, const ImageConfig& image,
         {"readonlyPaths",
          {"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"}}}},
   };
+  if (!host.mount_label.empty()) out["linux"]["mountLabel"] = host.mount_label;
+  return out;
 }
 
 }  // namespace ferry

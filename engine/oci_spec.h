@@ -10,6 +10,7 @@
 
 #include "engine/identity.h"
 #include "engine/image_store.h"
+#include "engine/secret_store.h"
 
 namespace ferry {
 
@@ -25,6 +26,13 @@ struct VolumeMount {
   bool overlay = false;
   std::string upperdir;
   std::string workdir;
+  // SELinux process and mount labels: both or neither.
+  std::string process_label;
+  std::string mount_label;
+  // KEY=VALUE of each secret, set last (over the image's and the caller's).
+  std::vector<std::string> secret_env;
+  // --sdnotify=container: the host directory holding the notify socket.
+  std::string notify_dir;
 };
 
 // --tmpfs DEST[:OPTIONS]: a tmpfs at DEST (resolved inside the container).
@@ -49,7 +57,30 @@ struct ContainerSpec {
   std::vector<TmpfsMount> tmpfs;
   std::map<std::string, std::string> annotations;  // the caller's (--annotation K=V)
   std::string stop_signal;  // what `stop` sends first (e.g. SIGINT, 2); empty: SIGTERM
+  // --security-opt label=X values (disable, type:T, level:L, user:U,
+  // role:R, filetype:T); see selinux_label.h.
+  std::vector<std::string> label_opts;
+  // Environment variables from the host's secrets store (names only here).
+  std::vector<SecretRef> secrets;
+  // --sdnotify: "" or "conmon" (the container counts as ready once
+  // started), "container" (it gets NOTIFY_SOCKET and says READY=1 itself)
+  // or "ignore" (no socket; ready once started).
+  std::string sdnotify;
+  // Socket activation: the engine's process was handed listen_fds sockets
+  // (fds 3..) by its service manager; they go to the container, with
+  // LISTEN_PID=1, LISTEN_FDS and LISTEN_FDNAMES. 0: none.
+  int listen_fds = 0;
+  std::string listen_fdnames;
 };
+void to_json(nlohmann::json& j, const SecretRef& r);
+void from_json(const nlohmann::json& j, SecretRef& r);
+
+// Where --sdnotify=container puts the socket in the container.
+constexpr const char* kNotifySocketDir = "/run/notify";
+constexpr const char* kNotifySocket = "/run/notify/notify.sock";
+
+// Validates --sdnotify's value. Throws Error kInvalidInput.
+void validateSdNotify(const std::string& mode);
 void to_json(nlohmann::json& j, const VolumeMount& v);
 void from_json(const nlohmann::json& j, VolumeMount& v);
 void to_json(nlohmann::json& j, const TmpfsMount& t);
@@ -92,6 +123,13 @@ struct SpecHostInputs {
   // unset, the user must be numeric uid[:gid] and the cwd is used as given.
   std::optional<Identity> identity;
   std::string workdir;
+  // SELinux process and mount labels: both or neither.
+  std::string process_label;
+  std::string mount_label;
+  // KEY=VALUE of each secret, set last (over the image's and the caller's).
+  std::vector<std::string> secret_env;
+  // --sdnotify=container: the host directory holding the notify socket.
+  std::string notify_dir;
 };
 
 // Builds config.json. Namespaces: pid, ipc, uts, mount, network (loopback
@@ -102,6 +140,10 @@ struct SpecHostInputs {
 // volume destination.
 nlohmann::json generateOciSpec(const ContainerSpec& spec, const ImageConfig& image,
                                const SpecHostInputs& host);
+
+// The spec with each secret's value replaced by "(secret NAME)", for copies
+// that leave the host's config.json (a checkpoint's).
+nlohmann::json redactSecrets(nlohmann::json spec, const std::vector<SecretRef>& secrets);
 
 // The container paths of the mounts generateOciSpec makes besides volumes.
 std::vector<std::string> defaultMountDestinations();

@@ -16,6 +16,7 @@ void mountOverlay(const OverlayPaths& p) {
   makeDirs(p.target);
   std::string opts = "lowerdir=" + p.lower.string() + ",upperdir=" + p.upper.string() +
                      ",workdir=" + p.work.string();
+  if (!p.mount_label.empty()) opts += ",context=\"" + p.mount_label + "\"";
   if (::mount("overlay", p.target.c_str(), "overlay", 0, opts.c_str()) != 0) {
     throwErrno("mount overlay on " + p.target.string() + " (" + opts + ")");
   }

@@ -14,6 +14,7 @@ struct OverlayPaths {
   fs::path upper;
   fs::path work;
   fs::path target;
+  std::string mount_label;  // SELinux: the files' context= (empty: none)
 };
 
 // Mounts the overlay (creating upper, work and target if missing). Throws

@@ -177,13 +177,14 @@ RestoreResult Engine::restoreStaged(const fs::path& dir, const RestoreOptions& o
     rec.restored_from = meta.source.host_name + ":" + origin;
     rec.started_unix = unixNow();
     RestoreResult result;
+    assignLabels(rec);
     // CRIU's restore.log outlives a failed restore: the error points at it.
     fs::path restore_work = logDir(name, "restore");
     try {
       containers_.save(rec);
       makeDirs(p.upper());
       applyArchive(dir / "rootfs.tar", p.upper(), Whiteouts::kToOverlay);
-      mountOverlay({images_.rootfs(image.id), p.upper(), p.work(), p.rootfs()});
+      mountOverlay({images_.rootfs(image.id), p.upper(), p.work(), p.rootfs(), rec.mount_label});
       for (const auto& v : rec.spec.volumes) {
         fs::path target = volumes_.path(v.name);
         if (pathExists(target)) {
@@ -198,6 +199,7 @@ RestoreResult Engine::restoreStaged(const fs::path& dir, const RestoreOptions& o
         applyArchive(dir / "volumes" / (v.name + ".tar"), target, Whiteouts::kAsFiles);
       }
       writeSpec(rec, image, /*creating=*/false);
+      prepareNotify(rec, /*restoring=*/true);
       ConmonLaunch l = launchFor(name);
       l.restore_from = dir / "criu";
       l.restore_opts = meta.options;

@@ -190,6 +190,15 @@ pid_t Runtime::launch(const ConmonLaunch& l) {
   RunOptions opts;
   opts.env = {"_OCI_SYNCPIPE=" + std::to_string(sync.write.get())};
   opts.inherit_fds = {sync.write.get()};
+  if (l.listen_fds > 0) {
+    // conmon keeps fds 3.. open for runc and makes LISTEN_PID runc's, which
+    // then hands the fds to the container's init.
+    argv.push_back("--replace-listen-pid");
+    for (int fd = 3; fd < 3 + l.listen_fds; ++fd) opts.inherit_fds.push_back(fd);
+    opts.env.push_back("LISTEN_FDS=" + std::to_string(l.listen_fds));
+    opts.env.push_back("LISTEN_PID=" + std::to_string(::getpid()));
+    if (!l.listen_fdnames.empty()) opts.env.push_back("LISTEN_FDNAMES=" + l.listen_fdnames);
+  }
   opts.output_file = l.conmon_log.string();
   opts.timeout = std::chrono::minutes(1);
   // conmon forks its monitor and returns; the monitor keeps the write end.

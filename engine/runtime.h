@@ -52,6 +52,10 @@ struct ConmonLaunch {
   std::optional<fs::path> restore_from;
   fs::path restore_work;
   CheckpointOptions restore_opts;
+  // Socket activation: fds 3..3+listen_fds-1 of this process go to the
+  // container (conmon --replace-listen-pid, runc's LISTEN_FDS support).
+  int listen_fds = 0;
+  std::string listen_fdnames;
 };
 
 class Runtime {

@@ -49,6 +49,9 @@ struct Container {
   memoryBytes @6 :UInt64;
   cpuUsec @7 :UInt64;
   volumes @8 :List(Text);
+  secrets @9 :List(Text);     # names of the host secrets it is given
+  ready @10 :Bool;            # --sdnotify=container: said READY=1; else: running
+  notifyStatus @11 :Text;     # its last sd_notify STATUS=
 }
 
 struct ImageRef {
@@ -82,6 +85,9 @@ struct RunSpec {
   tmpfs @11 :List(Text);      # DEST[:OPTIONS]
   annotations @12 :List(Text);  # KEY=VALUE
   stopSignal @13 :Text;       # e.g. SIGINT; "": SIGTERM
+  labelOpts @14 :List(Text);  # --security-opt label=X: the X
+  secrets @15 :List(Text);    # NAME,type=env[,target=VAR]
+  sdnotify @16 :Text;         # container | conmon | ignore | ""
 }
 
 struct Progress {
@@ -205,6 +211,29 @@ struct Message {
     rebalance @40 :Rebalance;
     placement @41 :Placement;             # reply to drain and rebalance
     drainHost @42 :Text;                  # an agent being stopped: drain me (answered with placement)
+
+    # --- host secrets (CLI -> coordinator -> the host's agent) ---
+    secret @43 :Secret;
+    secrets @44 :List(SecretInfo);        # reply to secret.list
+  }
+
+  struct Secret {
+    host @0 :Text;
+    op @1 :Op;
+    name @2 :Text;
+    value @3 :Data;          # create; never logged
+    replace @4 :Bool;
+    enum Op {
+      create @0;
+      list @1;
+      remove @2;
+    }
+  }
+  struct SecretInfo {
+    name @0 :Text;
+    bytes @1 :UInt64;
+    createdUnix @2 :Int64;
+    usedBy @3 :List(Text);   # containers on the host given it
   }
 
   struct Cordon {
@@ -235,6 +264,7 @@ struct Message {
     load @1 :Load;
     containers @2 :List(Container);
     images @3 :List(ImageRef);
+    secrets @4 :List(Text);  # the names in the host's secrets store
   }
   struct RunOn {
     host @0 :Text;

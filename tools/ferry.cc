@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <atomic>
 #include <charconv>
+#include <ctime>
 #include <cstdio>
 #include <cstring>
 #include <iostream>
@@ -21,7 +22,9 @@
 
 #include "engine/error.h"
 #include "engine/fd.h"
+#include "engine/fs.h"
 #include "engine/names.h"
+#include "engine/secret_store.h"
 #include "protocol/chunk_stream.h"
 #include "protocol/curve.h"
 #include "protocol/figures_json.h"
@@ -65,6 +68,8 @@ CONTAINERS
   run --host H --name N [-v VOLUME:/PATH[:OPTS]] [-e KEY=VALUE] [-w DIR] [-u USER]
       [--group-add G]... [--hostuser NAME]... [--umask MASK] [--no-create-workdir]
       [--tmpfs DEST[:OPTS]]... [--annotation K=V]... [--stop-signal SIG]
+      [--secret NAME,type=env[,target=VAR]]... [--security-opt label=L]...
+      [--sdnotify container|conmon|ignore]
       IMAGE [CMD...]                  create and start a container on H. USER is
                                       name|uid[:group|gid], resolved in the container's
                                       /etc/passwd and /etc/group (or files mounted over
@@ -88,12 +93,34 @@ CONTAINERS
                                       records io.container.manager=ferry (unless given),
                                       the creation time and the stop signal;
                                       --stop-signal: what `ferry stop` sends first
-                                      (default SIGTERM)
+                                      (default SIGTERM). --secret: the value of H's
+                                      secret NAME as environment variable VAR (default
+                                      NAME); a migration's target must hold NAME too.
+                                      --security-opt label=: disable, type:T, level:L,
+                                      user:U, role:R, filetype:T -- where SELinux is on,
+                                      the container gets a process and a mount label
+                                      (a fresh MCS level unless given); where it is off,
+                                      neither. --sdnotify container: the container gets
+                                      NOTIFY_SOCKET (/run/notify/notify.sock) and `run`
+                                      answers once it says READY=1 (within 120 s);
+                                      conmon or ignore: ready once started
   stop N                              stop N (its stop signal, SIGTERM by default, then
                                       SIGKILL after 10 s)
   rm [-f] N                           remove N (-f: stop it first if it runs)
   logs [-f] N                         N's output (-f: follow it, across migrations,
                                       until interrupted or N is gone)
+
+SECRETS
+  secret create NAME FILE (--host H | --all) [--replace]
+                                      store FILE's bytes (- : stdin; at most 512000) as
+                                      secret NAME in H's secrets store (root-only files on
+                                      H), or on every host that is up; --replace gives an
+                                      existing one a new value (containers get it when
+                                      next started or restored). Values are never printed
+                                      or logged
+  secret ls [--host H]                secrets by name, size, time and the containers given
+                                      them, on H or every host that is up
+  secret rm NAME (--host H | --all)   remove it (refused while a container there has it)
 
 MIGRATION
   migrate N SRC DST [--precopy auto|off|R] [--ignore CHECK]...
@@ -347,7 +374,8 @@ json hostJson(proto::Host::Reader h) {
 json containerJson(proto::Container::Reader c) {
   return {{"name", text(c.getName())},   {"host", text(c.getHost())},
           {"image", text(c.getImage())}, {"status", text(c.getStatus())},
-          {"pid", c.getPid()},           {"memory_bytes", c.getMemoryBytes()}};
+          {"pid", c.getPid()},           {"memory_bytes", c.getMemoryBytes()},
+          {"ready", c.getReady()},       {"notify_status", text(c.getNotifyStatus())}};
 }
 
 json figuresJson(proto::MigrationFigures::Reader f) {
@@ -431,10 +459,12 @@ int cmdPs(Cli& cli, Args& a) {
     std::cout << out.dump(2) << "\n";
     return 0;
   }
-  std::vector<std::vector<std::string>> rows = {{"NAME", "HOST", "IMAGE", "STATUS", "MEMORY"}};
+  std::vector<std::vector<std::string>> rows = {{"NAME", "HOST", "IMAGE", "STATUS", "READY", "MEMORY"}};
   for (auto c : list) {
+    std::string ready = c.getReady() ? "yes" : "no";
+    if (c.getNotifyStatus().size() > 0) ready += " (" + text(c.getNotifyStatus()) + ")";
     rows.push_back({text(c.getName()), text(c.getHost()), text(c.getImage()), text(c.getStatus()),
-                    c.getMemoryBytes() ? humanBytes(c.getMemoryBytes()) : "-"});
+                    ready, c.getMemoryBytes() ? humanBytes(c.getMemoryBytes()) : "-"});
   }
   printTable(rows);
   return 0;
@@ -461,6 +491,27 @@ void sendFile(Cli& cli, const std::string& file,
   });
   line.show("verify", sent, 0, "waiting for the host");
   tx.finish();
+}
+
+// "2026-11-30 01:02:03Z" for a unix time.
+std::string utcTime(int64_t unix_s) {
+  std::time_t t = unix_s;
+  std::tm utc{};
+  gmtime_r(&t, &utc);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%SZ", &utc);
+  return buf;
+}
+
+// The hosts that are up, or an error saying none is.
+std::vector<std::string> upHosts(Cli& cli) {
+  std::vector<std::string> hosts;
+  auto r = cli.call([](proto::Message::Builder m) { m.setListHosts(); });
+  for (auto h : r->root<proto::Message>().getHosts()) {
+    if (h.getUp()) hosts.push_back(text(h.getName()));
+  }
+  if (hosts.empty()) throw Error(ErrorCategory::kRetryable, "no host is up (see `ferry hosts`)");
+  return hosts;
 }
 
 int cmdImage(Cli& cli, Args& a) {
@@ -510,16 +561,7 @@ int cmdImage(Cli& cli, Args& a) {
   if (all == !host.empty())
     throw UsageError("image import needs exactly one of --host H and --all");
   validateName(name, "image name");
-  std::vector<std::string> hosts;
-  if (all) {
-    auto r = cli.call([](proto::Message::Builder m) { m.setListHosts(); });
-    for (auto h : r->root<proto::Message>().getHosts()) {
-      if (h.getUp()) hosts.push_back(text(h.getName()));
-    }
-    if (hosts.empty()) throw Error(ErrorCategory::kRetryable, "no host is up (see `ferry hosts`)");
-  } else {
-    hosts.push_back(host);
-  }
+  std::vector<std::string> hosts = all ? upHosts(cli) : std::vector<std::string>{host};
   json out = json::array();
   for (const auto& h : hosts) {
     sendFile(
@@ -543,7 +585,8 @@ int cmdImage(Cli& cli, Args& a) {
 int cmdRun(Cli& cli, Args& a) {
   std::string host, name, image, cwd, user, umask;
   std::vector<std::string> vols, env, args, group_add, host_users, tmpfs, annotations;
-  std::string stop_signal;
+  std::string stop_signal, sdnotify;
+  std::vector<std::string> label_opts, secrets;
   bool no_create_workdir = false;
   while (a.more()) {
     std::string o = a.peek();
@@ -578,6 +621,19 @@ int cmdRun(Cli& cli, Args& a) {
       annotations.push_back(a.next("KEY=VALUE after --annotation"));
     else if (o == "--stop-signal")
       stop_signal = a.next("signal after --stop-signal");
+    else if (o == "--secret")
+      secrets.push_back(a.next("NAME,type=env[,target=VAR] after --secret"));
+    else if (o == "--security-opt") {
+      std::string opt = a.next("label=... after --security-opt");
+      if (opt.rfind("label=", 0) != 0) {
+        throw UsageError("--security-opt " + opt + ": only label=... is supported (label=disable, "
+                         "type:T, level:L, user:U, role:R, filetype:T)");
+      }
+      label_opts.push_back(opt.substr(6));
+    } else if (o.rfind("--sdnotify=", 0) == 0)
+      sdnotify = o.substr(11);
+    else if (o == "--sdnotify")
+      sdnotify = a.next("container|conmon|ignore after --sdnotify");
     else if (o.rfind("-", 0) == 0)
       throw UsageError("unknown run option '" + o + "'");
     else
@@ -611,12 +667,109 @@ int cmdRun(Cli& cli, Args& a) {
     fill(s.initTmpfs(static_cast<unsigned>(tmpfs.size())), tmpfs);
     fill(s.initAnnotations(static_cast<unsigned>(annotations.size())), annotations);
     s.setStopSignal(stop_signal);
+    fill(s.initLabelOpts(static_cast<unsigned>(label_opts.size())), label_opts);
+    fill(s.initSecrets(static_cast<unsigned>(secrets.size())), secrets);
+    s.setSdnotify(sdnotify);
   });
   auto c = r->root<proto::Message>().getContainer();
   if (cli.json_out)
     std::cout << containerJson(c).dump(2) << "\n";
   else
-    std::printf("%s runs on %s (pid %u)\n", name.c_str(), text(c.getHost()).c_str(), c.getPid());
+    std::printf("%s runs on %s (pid %u)%s\n", name.c_str(), text(c.getHost()).c_str(), c.getPid(),
+                sdnotify == "container" ? ", ready" : "");
+  return 0;
+}
+
+// Host secrets: the value goes from FILE (or stdin) to each host's store;
+// nothing prints it back.
+int cmdSecret(Cli& cli, Args& a) {
+  std::string sub = a.next("secret subcommand (create, ls, rm)");
+  if (sub != "create" && sub != "ls" && sub != "rm") {
+    throw UsageError("unknown secret subcommand '" + sub + "' (create, ls, rm)");
+  }
+  std::string name, file, host;
+  bool all = false, replace = false;
+  while (a.more()) {
+    std::string o = a.next("argument");
+    if (o == "--host")
+      host = a.next("host after --host");
+    else if (o == "--all")
+      all = true;
+    else if (o == "--replace" && sub == "create")
+      replace = true;
+    else if (o.rfind("-", 0) == 0 && o != "-")
+      throw UsageError("unknown secret " + sub + " option '" + o + "'");
+    else if (name.empty() && sub != "ls")
+      name = o;
+    else if (file.empty() && sub == "create")
+      file = o;
+    else
+      throw UsageError("unexpected argument '" + o + "'");
+  }
+  using Op = proto::Message::Secret::Op;
+  if (sub == "ls") {
+    std::vector<std::string> hosts = host.empty() ? upHosts(cli) : std::vector<std::string>{host};
+    json out = json::array();
+    std::vector<std::vector<std::string>> rows = {{"NAME", "HOST", "BYTES", "CREATED", "USED BY"}};
+    for (const auto& h : hosts) {
+      auto r = cli.call([&](proto::Message::Builder m) {
+        auto sec = m.initSecret();
+        sec.setHost(h);
+        sec.setOp(Op::LIST);
+      });
+      for (auto e : r->root<proto::Message>().getSecrets()) {
+        std::vector<std::string> users;
+        for (auto u : e.getUsedBy()) users.push_back(text(u));
+        out.push_back({{"name", text(e.getName())}, {"host", h}, {"bytes", e.getBytes()},
+                       {"created_unix", e.getCreatedUnix()}, {"used_by", users}});
+        std::string used;
+        for (const auto& u : users) used += (used.empty() ? "" : ",") + u;
+        rows.push_back({text(e.getName()), h, std::to_string(e.getBytes()),
+                        utcTime(e.getCreatedUnix()), used.empty() ? "-" : used});
+      }
+    }
+    if (cli.json_out)
+      std::cout << out.dump(2) << "\n";
+    else
+      printTable(rows);
+    return 0;
+  }
+  if (name.empty()) throw UsageError("secret " + sub + " needs a NAME");
+  validateName(name, "secret name");
+  if (sub == "create" && file.empty()) throw UsageError("secret create needs NAME and FILE (- for stdin)");
+  if (all == !host.empty()) throw UsageError("secret " + sub + " needs exactly one of --host H and --all");
+  std::string value;
+  if (sub == "create") {
+    if (file == "-") {
+      value.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+    } else {
+      value = readFile(file);
+    }
+    if (value.empty()) throw UsageError("secret " + name + ": " + file + " is empty");
+    if (value.size() > kMaxSecretBytes) {
+      throw UsageError("secret " + name + ": " + std::to_string(value.size()) + " bytes; at most " +
+                       std::to_string(kMaxSecretBytes));
+    }
+  }
+  std::vector<std::string> hosts = all ? upHosts(cli) : std::vector<std::string>{host};
+  json out = json::array();
+  for (const auto& h : hosts) {
+    cli.call([&](proto::Message::Builder m) {
+      auto sec = m.initSecret();
+      sec.setHost(h);
+      sec.setName(name);
+      sec.setOp(sub == "create" ? Op::CREATE : Op::REMOVE);
+      sec.setReplace(replace);
+      if (sub == "create") {
+        sec.setValue(kj::arrayPtr(reinterpret_cast<const kj::byte*>(value.data()), value.size()));
+      }
+    });
+    if (cli.json_out)
+      out.push_back({{"secret", name}, {"host", h}, {"done", sub == "create" ? "created" : "removed"}});
+    else
+      std::printf("secret %s %s on %s\n", name.c_str(), sub == "create" ? "stored" : "removed", h.c_str());
+  }
+  if (cli.json_out) std::cout << out.dump(2) << "\n";
   return 0;
 }
 
@@ -1332,6 +1485,7 @@ int main(int argc, char** argv) {
     if (cmd == "image") return cmdImage(cli, a);
     if (cmd == "run") return cmdRun(cli, a);
     if (cmd == "stop") return cmdStop(cli, a);
+    if (cmd == "secret") return cmdSecret(cli, a);
     if (cmd == "rm") return cmdRm(cli, a);
     if (cmd == "logs") return cmdLogs(cli, a);
     if (cmd == "migrate") return cmdMigrate(cli, a);

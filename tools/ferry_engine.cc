@@ -5,6 +5,8 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <iostream>
 #include <map>
@@ -44,6 +46,11 @@ COMMANDS
       -w DIR                   working directory
       -u UID[:GID]             user
       --hostname NAME          hostname (default: the container name)
+                               Socket activation: when a service manager started
+                               ferry-engine with sockets (LISTEN_PID is ours,
+                               LISTEN_FDS=N), the container gets them as fds 3..
+                               with LISTEN_PID=1, LISTEN_FDS and LISTEN_FDNAMES, as
+                               Podman does; such a container cannot be checkpointed
   ps                           list containers
   inspect NAME                 show one container (JSON)
   logs NAME                    print the container's output
@@ -70,8 +77,29 @@ Exit status: 0 on success, 1 on failure (the message says what to do), 2 on
 bad usage.
 )";
 
+// Socket activation (sd_listen_fds(3)): fds 3.. are this process's when
+// LISTEN_PID names it. The variables are cleared so that no other child
+// takes them; the fds become close-on-exec until a container is given them.
+struct Activation {
+  int fds = 0;
+  std::string names;
+};
+Activation takeListenFds() {
+  Activation a;
+  const char* pid = std::getenv("LISTEN_PID");
+  const char* n = std::getenv("LISTEN_FDS");
+  if (pid && n && std::atol(pid) == static_cast<long>(::getpid())) {
+    a.fds = std::max(0, std::atoi(n));
+    if (const char* names = std::getenv("LISTEN_FDNAMES")) a.names = names;
+  }
+  for (const char* k : {"LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"}) ::unsetenv(k);
+  for (int fd = 3; fd < 3 + a.fds; ++fd) ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+  return a;
+}
+
 struct Cli {
   EngineConfig cfg;
+  Activation activation;
   bool json_out = false;
 };
 
@@ -150,6 +178,8 @@ int cmdRun(Engine& e, Args& a, const Cli& cli) {
     else throw UsageError("unknown run option '" + opt + "'");
   }
   if (spec.name.empty()) throw UsageError("run needs --name NAME");
+  spec.listen_fds = cli.activation.fds;
+  spec.listen_fdnames = cli.activation.names;
   spec.image = a.next("image");
   while (a.more()) spec.args.push_back(a.next("arg"));
   ContainerInfo c = e.run(spec);
@@ -287,6 +317,7 @@ int dispatch(Engine& e, Args& a, const Cli& cli) {
 
 int main(int argc, char** argv) {
   Cli cli;
+  cli.activation = takeListenFds();
   Args a{{argv + 1, argv + argc}};
   try {
     while (a.more() && a.peek().rfind("-", 0) == 0) {

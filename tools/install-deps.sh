@@ -39,6 +39,7 @@ PKGS=(
   libspdlog-dev libfmt-dev libselinux1-dev libgtest-dev nlohmann-json3-dev
   libsqlite3-dev sqlite3 libxxhash-dev
   runc conmon iptables iproute2 busybox-static criu
+  systemd  # systemd-socket-activate: the socket-activation test
   ca-certificates
 )
 [ "$WITH_PODMAN" = 1 ] && PKGS+=(podman)

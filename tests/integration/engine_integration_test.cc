@@ -1,6 +1,10 @@
 // The engine end to end with real runc, conmon and CRIU: two hosts on this
 // machine, each with its own state root, runc root and cgroup parent.
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -13,6 +17,7 @@
 
 #include "engine/error.h"
 #include "engine/fs.h"
+#include "engine/runtime.h"
 #include "test_host.h"
 
 namespace ferry::testing {
@@ -121,6 +126,59 @@ TEST_F(EngineIntegration, AnotherEngineProcessAttachesAndStops) {
   EXPECT_FALSE(processAlive(all[0].pid));
   fresh.remove("bg", false);
   EXPECT_FALSE(runcHasContainers(cfg));
+}
+
+// One connection to a TCP server on loopback: everything it sends until it
+// closes ("" when nobody listens).
+std::string readAllFrom(const std::string& ip, int port) {
+  UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  ::inet_pton(AF_INET, ip.c_str(), &a.sin_addr);
+  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return "";
+  std::string out;
+  char buf[512];
+  for (ssize_t n; (n = ::read(fd.get(), buf, sizeof buf)) > 0;) out.append(buf, static_cast<size_t>(n));
+  return out;
+}
+
+// Socket activation, as libpod: ferry-engine started by a service manager
+// with a listening socket (here systemd-socket-activate, which starts it on
+// the first connection) hands it to the container as fd 3, with
+// LISTEN_PID=1, LISTEN_FDS and LISTEN_FDNAMES. The socket belongs to the
+// manager, so a checkpoint is refused, and the container goes on serving.
+TEST_F(EngineIntegration, SocketActivationHandsTheListeningSocketToTheContainer) {
+  const auto& cfg = a().config();
+  const std::string ip = "127.0.0.77";
+  const int port = 7811;
+  Child activate = spawnChild(
+      {findProgram("systemd-socket-activate"), "-l", ip + ":" + std::to_string(port), "--fdname=greet",
+       FERRY_ENGINE_BIN, "--host", cfg.host_name, "--root", cfg.root.string(), "--run-dir",
+       cfg.run_dir.string(), "--cgroup-parent", cfg.cgroup_parent, "-q", "run", "--name", "greet",
+       "counter", "/usr/local/bin/fd-greet"},
+      (dirs_->state / "activate.log").string());
+  std::string first;
+  waitFor([&] { return !(first = readAllFrom(ip, port)).empty(); }, seconds(20),
+          "the socket-activated container to answer");
+  EXPECT_EQ(first, "greeting 1 from pid 1: LISTEN_PID=1 LISTEN_FDS=1 LISTEN_FDNAMES=greet\n")
+      << readFile(dirs_->state / "activate.log");
+  // ferry-engine is done; the container serves on, on the same socket.
+  int status = activate.wait();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << readFile(dirs_->state / "activate.log");
+  EXPECT_EQ(readAllFrom(ip, port).rfind("greeting 2 from pid 1:", 0), 0u);
+  ContainerInfo info = a().inspect("greet");
+  EXPECT_EQ(info.record.spec.listen_fds, 1);
+  try {
+    a().checkpoint("greet", checkpointDir("act"), {});
+    FAIL() << "a socket-activated container was checkpointed";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.category(), ErrorCategory::kInvalidInput);
+    EXPECT_NE(std::string(e.what()).find("socket activation"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(a().inspect("greet").status, ContainerStatus::kRunning);
+  EXPECT_EQ(readAllFrom(ip, port).rfind("greeting 3 from pid 1:", 0), 0u);
+  a().remove("greet", true);
 }
 
 TEST_F(EngineIntegration, DamagedCheckpointIsRefusedBeforeAnythingIsWritten) {

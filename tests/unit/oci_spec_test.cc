@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "engine/error.h"
 
 namespace ferry {
@@ -250,9 +252,64 @@ TEST(OciSpec, EachVolumeOnceAndEachDestinationOnce) {
   EXPECT_THROW(validateVolumes({{"../a", "/x", false}}), Error);
 }
 
+TEST(OciSpec, SelinuxLabelsBothOrNeither) {
+  ContainerSpec s{.name = "web", .image = "img", .args = {"/bin/app"}};
+  SpecHostInputs host = hostInputs();
+  json none = generateOciSpec(s, ImageConfig{}, host);
+  EXPECT_FALSE(none["process"].contains("selinuxLabel"));
+  EXPECT_FALSE(none["linux"].contains("mountLabel"));
+  host.process_label = "system_u:system_r:container_t:s0:c1,c2";
+  host.mount_label = "system_u:object_r:container_file_t:s0:c1,c2";
+  json both = generateOciSpec(s, ImageConfig{}, host);
+  EXPECT_EQ(both["process"]["selinuxLabel"], host.process_label);
+  EXPECT_EQ(both["linux"]["mountLabel"], host.mount_label);
+  host.mount_label.clear();
+  EXPECT_THROW(generateOciSpec(s, ImageConfig{}, host), Error);
+}
+
+TEST(OciSpec, SecretsSocketActivationAndNotifySocketInTheEnvironment) {
+  ContainerSpec s{.name = "web", .image = "img", .args = {"/bin/app"}, .env = {"DB_PASS=overridden"}};
+  s.secrets = {{"db", "DB_PASS"}};
+  s.sdnotify = "container";
+  s.listen_fds = 2;
+  s.listen_fdnames = "http:https";
+  SpecHostInputs host = hostInputs();
+  host.secret_env = {"DB_PASS=hunter2"};
+  host.notify_dir = "/var/lib/ferry/hostA/containers/web/notify";
+  json spec = generateOciSpec(s, ImageConfig{.env = {"LISTEN_PID=77"}}, host);
+  const json& env = spec["process"]["env"];
+  auto has = [&](const std::string& kv) { return std::find(env.begin(), env.end(), kv) != env.end(); };
+  // The secret wins over -e; LISTEN_PID is the container's init.
+  EXPECT_TRUE(has("DB_PASS=hunter2")) << env.dump();
+  EXPECT_FALSE(has("DB_PASS=overridden"));
+  EXPECT_TRUE(has("LISTEN_PID=1"));
+  EXPECT_FALSE(has("LISTEN_PID=77"));
+  EXPECT_TRUE(has("LISTEN_FDS=2"));
+  EXPECT_TRUE(has("LISTEN_FDNAMES=http:https"));
+  EXPECT_TRUE(has("NOTIFY_SOCKET=/run/notify/notify.sock"));
+  const json* m = findMount(spec, "/run/notify");
+  ASSERT_TRUE(m);
+  EXPECT_EQ((*m)["source"], host.notify_dir);
+  // A checkpoint's copy of the spec names the secret, never its value.
+  std::string redacted = redactSecrets(spec, s.secrets).dump();
+  EXPECT_EQ(redacted.find("hunter2"), std::string::npos);
+  EXPECT_NE(redacted.find("DB_PASS=(secret db)"), std::string::npos);
+  // Without sd_notify or activation: none of it.
+  json plain = generateOciSpec(ContainerSpec{.name = "p", .image = "i", .args = {"/a"}}, ImageConfig{},
+                               hostInputs());
+  EXPECT_EQ(plain.dump().find("LISTEN_"), std::string::npos);
+  EXPECT_FALSE(findMount(plain, "/run/notify"));
+  EXPECT_THROW(validateSdNotify("sometimes"), Error);
+}
+
 TEST(OciSpec, ContainerSpecJsonRoundTrip) {
   ContainerSpec s{.name = "c", .image = "i", .args = {"a", "b"}, .env = {"K=V"}, .cwd = "/w",
                   .user = "1", .hostname = "h", .volumes = {{"v", "/v", true}}};
+  s.label_opts = {"type:spc_t", "level:s0:c1,c2"};
+  s.secrets = {{"db", "DB_PASS"}};
+  s.sdnotify = "container";
+  s.listen_fds = 1;
+  s.listen_fdnames = "http";
   ContainerSpec back = json(s).get<ContainerSpec>();
   EXPECT_EQ(json(back), json(s));
 }

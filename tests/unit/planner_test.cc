@@ -89,6 +89,33 @@ TEST(PlanDrain, PrefersAHostThatHoldsTheImageOnATie) {
   EXPECT_FALSE(p.moves[0].sends_image);
 }
 
+TEST(PlanDrain, OnlyOntoHostsHoldingTheContainersSecrets) {
+  std::vector<PlanHost> hosts = {host("a", 1000, 100), host("roomy", 1000, 0), host("keeper", 1000, 500)};
+  hosts[2].secrets = {"db", "tls"};
+  PlanContainer x = ctr("x", "a", 100), y = ctr("y", "a", 50), z = ctr("z", "a", 10);
+  x.secrets = {"db"};
+  z.secrets = {"missing"};
+  Plan p = planDrain("a", hosts, {x, y, z}, any);
+  ASSERT_EQ(p.moves.size(), 2u);
+  EXPECT_EQ(p.moves[0].container, "x");
+  EXPECT_EQ(p.moves[0].target, "keeper");  // not the roomier host without db
+  EXPECT_EQ(p.moves[1].container, "y");
+  EXPECT_EQ(p.moves[1].target, "roomy");
+  ASSERT_EQ(p.unplaced.size(), 1u);
+  EXPECT_EQ(p.unplaced[0].container, "z");
+  EXPECT_NE(p.unplaced[0].reason.find("without its secrets"), std::string::npos) << p.unplaced[0].reason;
+}
+
+TEST(PlanRebalance, OnlyOntoHostsHoldingTheContainersSecrets) {
+  std::vector<PlanHost> hosts = {host("a", 1000, 900), host("roomy", 1000, 0), host("keeper", 1000, 100)};
+  hosts[2].secrets = {"db"};
+  PlanContainer m = ctr("m", "a", 200);
+  m.secrets = {"db"};
+  Plan p = planRebalance(hosts, {m}, any, {.high_percent = 80, .low_percent = 50});
+  ASSERT_EQ(p.moves.size(), 1u);
+  EXPECT_EQ(p.moves[0].target, "keeper");
+}
+
 TEST(PlanRebalance, MovesFromAboveHighToBelowLowWithTheFewestMoves) {
   // a: 900 of 1000 (90 %). Down to 80 % needs 100 MiB off: the smallest
   // container that alone does it is the 150, not the 50s nor the 400.
