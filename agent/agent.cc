@@ -362,17 +362,7 @@ proto::Fill Agent::secretCommand(proto::Message::Secret::Reader s) {
       return okReply();
     }
     case proto::Message::Secret::Op::REMOVE: {
-      engine_.secrets().secretMustExist(name, opts_.name);
-      for (const auto& c : engine_.list()) {
-        for (const auto& ref : c.record.spec.secrets) {
-          if (ref.name == name) {
-            throw Error(ErrorCategory::kInvalidInput,
-                        "secret " + name + " is given to " + c.name() + " on " + opts_.name +
-                            "; remove that container first");
-          }
-        }
-      }
-      engine_.secrets().remove(name);
+      engine_.removeSecret(name);
       engineLog().info("{}: secret {} removed", opts_.name, name);
       return okReply();
     }

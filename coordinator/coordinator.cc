@@ -676,8 +676,14 @@ int64_t Coordinator::beginMigration(const MigrateRequest& req, std::optional<Cli
   std::vector<Finding> warnings = enforceCompatibility(findings, src, dst);
   // Secrets are read from the target's own store when it writes the spec:
   // refused here, before anything freezes, rather than after.
+  auto extras = container_extras_.find(name);
+  if (extras == container_extras_.end()) {
+    // A coordinator started since: the next heartbeat says what it needs.
+    throw Error(ErrorCategory::kRetryable, "no heartbeat from " + src + " has described " + name +
+                                               " since this coordinator started; try again in a moment");
+  }
   std::string missing;
-  for (const auto& s : container_extras_[name].secrets) {
+  for (const auto& s : extras->second.secrets) {
     if (!host_secrets_[dst].count(s)) missing += (missing.empty() ? "" : ", ") + s;
   }
   if (!missing.empty()) {

@@ -248,6 +248,20 @@ void Engine::writeSpec(const ContainerRecord& rec, const ImageRecord& image, boo
   writeFileAtomic(p.config(), spec.dump(2) + "\n", 0600);
 }
 
+void Engine::removeSecret(const std::string& name) {
+  FileLock held = lock();  // no container is created with it meanwhile
+  secrets_.secretMustExist(name, cfg_.host_name);
+  for (const auto& rec : containers_.list()) {
+    for (const auto& ref : rec.spec.secrets) {
+      if (ref.name == name) {
+        throwInvalidInput("secret " + name + " is given to " + rec.name() + " on " + cfg_.host_name +
+                          "; remove that container first");
+      }
+    }
+  }
+  secrets_.remove(name);
+}
+
 void Engine::serveNotify() {
   FileLock held = lock();
   serve_notify_ = true;
@@ -268,6 +282,8 @@ void Engine::prepareNotify(const ContainerRecord& rec, bool restoring) {
   if (restoring) writeNotifyState(p.notify_state(), {rec.notify_ready, rec.notify_status, 0});
   if (serve_notify_) {
     notify_.watch(rec.name(), p.notify_dir(), p.notify_state());
+    // The container's processes must reach the socket (as libpod).
+    if (!rec.mount_label.empty()) relabelTree(p.notify_dir(), rec.mount_label);
   } else {
     makeDirs(p.notify_dir(), 0755);
     engineLog().warn("[{}] --sdnotify=container: nothing serves its notify socket in this process "
@@ -277,10 +293,24 @@ void Engine::prepareNotify(const ContainerRecord& rec, bool restoring) {
 }
 
 // SELinux labels: both or neither (selinux_label.h). Labels a checkpoint
-// carried are kept where SELinux is on and their level is free here.
+// carried are kept as they are, as libpod's restore does: CRIU restores the
+// process with the label it was dumped with, so a new level would leave it
+// unable to reach its own rootfs and volumes.
 void Engine::assignLabels(ContainerRecord& rec) {
   validateLabelOptions(rec.spec.label_opts);
   if (is_selinux_enabled() <= 0 || labelsDisabled(rec.spec.label_opts)) {
+    rec.process_label.clear();
+    rec.mount_label.clear();
+    return;
+  }
+  if (!rec.process_label.empty() && !rec.mount_label.empty()) return;
+  const char* contexts = selinux_lxc_contexts_path();
+  std::error_code ec;
+  if (!contexts || !fs::is_regular_file(contexts, ec)) {
+    // As libpod: a policy without container contexts gives no labels.
+    engineLog().warn("[{}] SELinux is on but the policy has no container contexts ({}); running "
+                     "without labels (install container-selinux)",
+                     rec.name(), contexts ? contexts : "none");
     rec.process_label.clear();
     rec.mount_label.clear();
     return;
@@ -289,12 +319,7 @@ void Engine::assignLabels(ContainerRecord& rec) {
   for (const auto& other : containers_.list()) {
     if (other.name() != rec.name() && !other.process_label.empty()) used.insert(levelOf(other.process_label));
   }
-  if (!rec.process_label.empty() && !rec.mount_label.empty() && !used.count(levelOf(rec.process_label))) {
-    return;
-  }
-  const char* contexts = selinux_lxc_contexts_path();
-  SelinuxLabels l = containerLabels(true, contexts ? readFile(contexts) : "", rec.spec.label_opts, used,
-                                    std::random_device{}());
+  SelinuxLabels l = containerLabels(true, readFile(contexts), rec.spec.label_opts, used, std::random_device{}());
   rec.process_label = l.process;
   rec.mount_label = l.mount;
 }

@@ -123,6 +123,8 @@ class Engine {
   ImageStore& images() { return images_; }
   VolumeStore& volumes() { return volumes_; }
   SecretStore& secrets() { return secrets_; }
+  // Removes a host secret; refused while a container here is given it.
+  void removeSecret(const std::string& name);
   // This process serves sd_notify sockets (--sdnotify=container) for as
   // long as the engine lives: binds them again for the containers that
   // have them. Only one process per root may (the agent).

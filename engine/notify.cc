@@ -1,5 +1,6 @@
 #include "engine/notify.h"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -35,7 +36,15 @@ void writeNotifyState(const fs::path& file, const NotifyState& s) {
   std::string out = s.ready ? "READY=1\n" : "";
   if (!s.status.empty()) out += "STATUS=" + s.status + "\n";
   if (s.ready_unix) out += "READY_UNIX=" + std::to_string(s.ready_unix) + "\n";
-  writeFileAtomic(file, out, 0600);
+  // Renamed into place, not synced: it changes as often as a container
+  // says something, and a crash losing the last STATUS= is harmless.
+  fs::path tmp = file;
+  tmp += ".tmp";
+  {
+    UniqueFd fd = openFile(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    writeAll(fd.get(), out, tmp);
+  }
+  if (::rename(tmp.c_str(), file.c_str()) != 0) throwErrno("rename " + tmp.string());
 }
 
 bool applyNotifyMessage(NotifyState& s, const std::string& datagram, int64_t now_unix) {
@@ -89,8 +98,9 @@ void NotifyListener::watch(const std::string& name, const fs::path& dir, const f
   if (!fd) throwErrno("socket for " + sock.string());
   ::unlink(sock.c_str());  // stale, from an earlier process
   if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) throwErrno("bind " + sock.string());
-  // Any container user may notify (connect needs write permission).
-  if (::chmod(sock.c_str(), 0777) != 0) throwErrno("chmod " + sock.string());
+  // Any container user may notify (connect needs write permission). Never
+  // through a link: the directory is the container's to see (read-only).
+  if (::fchmodat(AT_FDCWD, sock.c_str(), 0777, AT_SYMLINK_NOFOLLOW) != 0) throwErrno("chmod " + sock.string());
   std::lock_guard<std::mutex> g(mu_);
   watched_[name] = Watched{std::move(fd), state_file};
   if (!wake_fd_) {
@@ -133,20 +143,25 @@ void NotifyListener::loop() {
       std::lock_guard<std::mutex> g(mu_);
       auto it = watched_.find(names[i]);
       if (it == watched_.end() || it->second.fd.get() != fds[i].fd) continue;  // unwatched meanwhile
+      // A bounded batch per wakeup, one state write for it: a container
+      // that floods its socket neither holds the lock for long nor starves
+      // the others (poll takes them in turn).
+      constexpr int kBatch = 16;
       char buf[4096];
-      for (;;) {
-        ssize_t got = ::recv(it->second.fd.get(), buf, sizeof buf, MSG_DONTWAIT);
-        if (got < 0) break;
-        try {
-          NotifyState s = readNotifyState(it->second.state_file);
-          if (applyNotifyMessage(s, std::string(buf, static_cast<size_t>(got)), unixNow())) {
-            writeNotifyState(it->second.state_file, s);
-            engineLog().info("[{}] sd_notify: {}{}", names[i], s.ready ? "ready" : "not ready",
-                             s.status.empty() ? "" : " (" + s.status + ")");
-          }
-        } catch (const std::exception& e) {
-          engineLog().warn("[{}] sd_notify: {}", names[i], e.what());
+      try {
+        NotifyState s = readNotifyState(it->second.state_file);
+        bool was_ready = s.ready, changed = false;
+        for (int k = 0; k < kBatch; ++k) {
+          ssize_t got = ::recv(it->second.fd.get(), buf, sizeof buf, MSG_DONTWAIT);
+          if (got < 0) break;
+          changed |= applyNotifyMessage(s, std::string(buf, static_cast<size_t>(got)), unixNow());
         }
+        if (changed) writeNotifyState(it->second.state_file, s);
+        if (s.ready && !was_ready) {
+          engineLog().info("[{}] sd_notify: ready{}", names[i], s.status.empty() ? "" : " (" + s.status + ")");
+        }
+      } catch (const std::exception& e) {
+        engineLog().warn("[{}] sd_notify: {}", names[i], e.what());
       }
     }
   }

@@ -361,7 +361,10 @@ json generateOciSpec(const ContainerSpec& spec, const ImageConfig& image,
   };
   if (spec.sdnotify == "container") {
     if (host.notify_dir.empty()) throw Error(ErrorCategory::kPermanent, "internal: no notify socket directory");
-    mounts.push_back(mount(kNotifySocketDir, "bind", host.notify_dir, {"rbind", "rw", "nosuid", "nodev", "noexec"}));
+    // Read-only: sending to a socket needs no write access to its mount,
+    // and the container must not be able to swap the socket for a link
+    // the agent would then follow when it binds the socket again.
+    mounts.push_back(mount(kNotifySocketDir, "bind", host.notify_dir, {"rbind", "ro", "nosuid", "nodev", "noexec"}));
     setEnv(std::string("NOTIFY_SOCKET=") + kNotifySocket);
   }
   if (spec.listen_fds > 0) {

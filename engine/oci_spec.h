@@ -26,13 +26,6 @@ struct VolumeMount {
   bool overlay = false;
   std::string upperdir;
   std::string workdir;
-  // SELinux process and mount labels: both or neither.
-  std::string process_label;
-  std::string mount_label;
-  // KEY=VALUE of each secret, set last (over the image's and the caller's).
-  std::vector<std::string> secret_env;
-  // --sdnotify=container: the host directory holding the notify socket.
-  std::string notify_dir;
 };
 
 // --tmpfs DEST[:OPTIONS]: a tmpfs at DEST (resolved inside the container).

@@ -19,6 +19,9 @@ SecretStore::SecretStore(fs::path dir) : dir_(std::move(dir)) {
 
 void SecretStore::put(const std::string& name, const std::string& value, bool replace) {
   validateName(name, "secret name");
+  if (name.size() > 4 && name.compare(name.size() - 4, 4, ".tmp") == 0) {
+    throwInvalidInput("secret name " + name + " ends in .tmp, which the store keeps for partial writes");
+  }
   if (value.empty()) throwInvalidInput("secret " + name + " is empty; give it a value");
   if (value.size() > kMaxSecretBytes) {
     throwInvalidInput("secret " + name + " is " + std::to_string(value.size()) + " bytes; at most " +

@@ -97,7 +97,8 @@ void validateLabelOptions(const std::vector<std::string>& opts) {
     size_t colon = o.find(':');
     std::string key = o.substr(0, colon);
     bool known = key == "type" || key == "level" || key == "user" || key == "role" || key == "filetype";
-    if (colon == std::string::npos || !known || colon + 1 == o.size()) {
+    bool one_field = key == "level" || o.find(':', colon + 1) == std::string::npos;
+    if (colon == std::string::npos || !known || colon + 1 == o.size() || !one_field) {
       throwInvalidInput("--security-opt label=" + o +
                         ": expected label=disable, label=type:T, label=level:L, label=user:U, "
                         "label=role:R or label=filetype:T");

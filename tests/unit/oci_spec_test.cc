@@ -290,6 +290,8 @@ TEST(OciSpec, SecretsSocketActivationAndNotifySocketInTheEnvironment) {
   const json* m = findMount(spec, "/run/notify");
   ASSERT_TRUE(m);
   EXPECT_EQ((*m)["source"], host.notify_dir);
+  // Read-only: the container cannot swap the socket for a link.
+  EXPECT_NE(std::find((*m)["options"].begin(), (*m)["options"].end(), "ro"), (*m)["options"].end());
   // A checkpoint's copy of the spec names the secret, never its value.
   std::string redacted = redactSecrets(spec, s.secrets).dump();
   EXPECT_EQ(redacted.find("hunter2"), std::string::npos);

@@ -25,6 +25,7 @@ TEST(SecretStore, KeepsValuesRootOnlyAndRefusesWhatItCannotKeep) {
   EXPECT_THROW(s.put("empty", "", false), Error);
   EXPECT_THROW(s.put("big", std::string(kMaxSecretBytes + 1, 'x'), false), Error);
   EXPECT_THROW(s.put("../escape", "x", false), Error);
+  EXPECT_THROW(s.put("db.tmp", "x", false), Error);  // the store's partial writes are NAME.tmp
   s.put("api", "k", false);
   std::vector<SecretInfo> all = s.list();
   ASSERT_EQ(all.size(), 2u);

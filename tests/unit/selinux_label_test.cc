@@ -76,7 +76,7 @@ TEST(SelinuxLabel, CallersOptionsShapeTheLabels) {
 }
 
 TEST(SelinuxLabel, BadOptionsAreRefusedWithWhatIsAccepted) {
-  for (const char* bad : {"nope", "type:", "typo:x", "level"}) {
+  for (const char* bad : {"nope", "type:", "typo:x", "level", "type:a:b", "user:u:r"}) {
     try {
       validateLabelOptions({bad});
       ADD_FAILURE() << bad;
