@@ -300,7 +300,9 @@ TEST_F(SpecParity, SdNotifyContainerRunAnswersWhenReadyAndTheSocketFollowsAMigra
   auto start = std::chrono::steady_clock::now();
   CliResult r = ferry({"run", "--host", "hostA", "--name", "sd", "--sdnotify=container", "counter",
                        "/bin/sh", "-c",
-                       "echo \"sock $NOTIFY_SOCKET\"; sleep 1; sd-notify STATUS=warming; sleep 1; "
+                       "echo \"sock $NOTIFY_SOCKET\"; if touch /run/notify/x 2>/dev/null; then "
+                       "echo 'notify dir writable'; else echo 'notify dir read-only'; fi; "
+                       "sleep 1; sd-notify STATUS=warming; sleep 1; "
                        "sd-notify READY=1 STATUS=tick-0; i=0; while :; do i=$((i+1)); "
                        "sd-notify STATUS=tick-$i; sleep 0.2; done"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -308,6 +310,8 @@ TEST_F(SpecParity, SdNotifyContainerRunAnswersWhenReadyAndTheSocketFollowsAMigra
   EXPECT_GE(std::chrono::steady_clock::now() - start, milliseconds(1900));
   EXPECT_NE(r.out.find("ready"), std::string::npos) << r.out;
   EXPECT_FALSE(workloadLines(engine("hostA"), "sd", "sock /run/notify/notify.sock").empty());
+  // The container can send to its socket but change nothing beside it.
+  EXPECT_FALSE(workloadLines(engine("hostA"), "sd", "notify dir read-only").empty());
   auto tick = [&](const std::string& want_host) -> int {
     json c = psEntry("sd");
     if (c.empty() || c["host"] != want_host || !c["ready"].get<bool>()) return -1;
