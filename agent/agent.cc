@@ -10,15 +10,17 @@
 
 #include "agent/transfer.h"
 #include "engine/log.h"
-#include "engine/selinux_label.h"
+#include "engine/run_args.h"
 #include "protocol/framing.h"
 #include "protocol/host_info_proto.h"
+#include "protocol/run_args_proto.h"
+#include "protocol/capnp_text.h"
 
 namespace ferry::agent {
 
 namespace {
 
-std::string text(capnp::Text::Reader t) { return std::string(t.cStr(), t.size()); }
+using proto::text;
 std::string bytes(capnp::Data::Reader d) {
   return std::string(reinterpret_cast<const char*>(d.begin()), d.size());
 }
@@ -59,39 +61,6 @@ void fillContainer(proto::Container::Builder b, const ContainerInfo& c, const st
   }
   b.setReady(c.ready);
   b.setNotifyStatus(c.notify_status);
-}
-
-ContainerSpec specFrom(proto::RunSpec::Reader r) {
-  ContainerSpec s;
-  s.name = text(r.getName());
-  s.image = text(r.getImage());
-  for (auto a : r.getArgs()) s.args.push_back(text(a));
-  for (auto e : r.getEnv()) s.env.push_back(text(e));
-  for (auto v : r.getVolumes()) s.volumes.push_back(parseVolumeArg(text(v)));
-  s.cwd = text(r.getCwd());
-  s.user = text(r.getUser());
-  for (auto g : r.getGroupAdd()) s.group_add.push_back(text(g));
-  for (auto u : r.getHostUsers()) s.host_users.push_back(text(u));
-  s.umask = text(r.getUmask());
-  if (!s.umask.empty()) parseUmask(s.umask);  // a bad one is refused before anything is made
-  s.create_workdir = !r.getNoCreateWorkdir();
-  for (auto t : r.getTmpfs()) s.tmpfs.push_back(parseTmpfsArg(text(t)));
-  for (auto a : r.getAnnotations()) {
-    std::string kv = text(a);
-    auto eq = kv.find('=');
-    if (eq == std::string::npos || eq == 0) {
-      throw Error(ErrorCategory::kInvalidInput, "invalid annotation '" + kv + "': expected KEY=VALUE");
-    }
-    s.annotations[kv.substr(0, eq)] = kv.substr(eq + 1);
-  }
-  s.stop_signal = text(r.getStopSignal());
-  if (!s.stop_signal.empty()) parseSignal(s.stop_signal);  // refused before anything is made
-  for (auto o : r.getLabelOpts()) s.label_opts.push_back(text(o));
-  validateLabelOptions(s.label_opts);
-  for (auto x : r.getSecrets()) s.secrets.push_back(parseSecretArg(text(x)));
-  s.sdnotify = text(r.getSdnotify());
-  validateSdNotify(s.sdnotify);
-  return s;
 }
 
 }  // namespace
@@ -425,7 +394,7 @@ void Agent::serve(std::unique_ptr<proto::Decoded> frame) {
           if (id == drain_request_ && drain_request_ != 0) drain_answered_ = true;
           return;
         case proto::Message::START_CONTAINER: {
-          ContainerSpec spec = specFrom(m.getStartContainer());
+          ContainerSpec spec = specFromRunArgs(proto::runArgsFrom(m.getStartContainer()));
           return spawn(id, [this, id, spec] {
             ContainerInfo c = engine_.run(spec);
             if (spec.sdnotify == "container") c = awaitReady(id, spec.name);

@@ -11,6 +11,7 @@
 #include "coordinator/state_store.h"
 #include "engine/host_info.h"
 #include "protocol/control.capnp.h"
+#include "protocol/capnp_text.h"
 
 namespace ferry::coord::detail {
 
@@ -22,7 +23,7 @@ inline spdlog::logger& log() {
   return *l;
 }
 
-inline std::string text(capnp::Text::Reader t) { return std::string(t.cStr(), t.size()); }
+using proto::text;
 
 inline HostInfo hostInfoOf(const HostRow& row) {
   nlohmann::json j = nlohmann::json::parse(row.host_info_json, nullptr, false);

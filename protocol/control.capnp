@@ -75,7 +75,7 @@ struct RunSpec {
   image @1 :Text;
   args @2 :List(Text);
   env @3 :List(Text);
-  volumes @4 :List(Text);     # NAME:/path[:ro]
+  volumes @4 :List(Text);     # NAME:/path[:OPTIONS]
   cwd @5 :Text;
   user @6 :Text;              # name|uid[:group|gid]
   groupAdd @7 :List(Text);    # supplementary groups: names or gids
@@ -88,6 +88,7 @@ struct RunSpec {
   labelOpts @14 :List(Text);  # --security-opt label=X: the X
   secrets @15 :List(Text);    # NAME,type=env[,target=VAR]
   sdnotify @16 :Text;         # container | conmon | ignore | ""
+  hostname @17 :Text;         # "": the container's name
 }
 
 struct Progress {

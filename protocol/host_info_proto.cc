@@ -1,10 +1,8 @@
 #include "protocol/host_info_proto.h"
 
-namespace ferry::proto {
+#include "protocol/capnp_text.h"
 
-namespace {
-std::string text(capnp::Text::Reader t) { return std::string(t.cStr(), t.size()); }
-}  // namespace
+namespace ferry::proto {
 
 void fillHostInfo(HostInfo::Builder b, const ferry::HostInfo& h) {
   b.setHostName(h.host_name);

@@ -24,13 +24,16 @@
 #include "engine/fd.h"
 #include "engine/fs.h"
 #include "engine/names.h"
+#include "engine/run_args.h"
 #include "engine/secret_store.h"
 #include "protocol/chunk_stream.h"
 #include "protocol/curve.h"
 #include "protocol/figures_json.h"
 #include "protocol/rpc.h"
+#include "protocol/run_args_proto.h"
 #include "tools/cli_util.h"
 #include "tools/cluster.h"
+#include "protocol/capnp_text.h"
 
 using namespace ferry;
 using nlohmann::json;
@@ -65,51 +68,19 @@ CONTAINERS
                                       send an image file (rootfs tar, tar.gz, tar.zst, or
                                       an OCI layout tar) to H, or to every host that is up
   image ls                            images, and the hosts that have them
-  run --host H --name N [-v VOLUME:/PATH[:OPTS]] [-e KEY=VALUE] [-w DIR] [-u USER]
-      [--group-add G]... [--hostuser NAME]... [--umask MASK] [--no-create-workdir]
-      [--tmpfs DEST[:OPTS]]... [--annotation K=V]... [--stop-signal SIG]
-      [--secret NAME,type=env[,target=VAR]]... [--security-opt label=L]...
-      [--sdnotify container|conmon|ignore]
-      IMAGE [CMD...]                  create and start a container on H. USER is
-                                      name|uid[:group|gid], resolved in the container's
-                                      /etc/passwd and /etc/group (or files mounted over
-                                      them; --hostuser NAME: in the host's); its groups
-                                      and --group-add G (name or gid) are its
-                                      supplementary groups; HOME comes from its passwd
-                                      entry unless set. MASK is octal (e.g. 027). DIR is
-                                      resolved inside the container (symlinks too) and
-                                      made, owned by USER, when missing, unless
-                                      --no-create-workdir. OPTS (comma-separated, as
-                                      Podman's): ro|rw; U (chown the volume to USER);
-                                      z|Z (SELinux relabel: nothing where it is off); O
-                                      (overlay: the volume is a read-only lower layer,
-                                      writes stay with the container; such a container
-                                      cannot be migrated), with upperdir=P,workdir=P as a
-                                      pair. --tmpfs: a tmpfs at DEST (resolved inside the
-                                      container, symlinks never out of it), OPTS size=,
-                                      mode=, uid=, gid=, nr_inodes=, ro|rw, [no]exec,
-                                      [no]suid, [no]dev (default rw,noexec,nosuid,nodev).
-                                      --annotation: added to the OCI spec, which also
-                                      records io.container.manager=ferry (unless given),
-                                      the creation time and the stop signal;
-                                      --stop-signal: what `ferry stop` sends first
-                                      (default SIGTERM). --secret: the value of H's
-                                      secret NAME as environment variable VAR (default
-                                      NAME); a migration's target must hold NAME too.
-                                      --security-opt label=: disable, type:T, level:L,
-                                      user:U, role:R, filetype:T -- where SELinux is on,
-                                      the container gets a process and a mount label
-                                      (a fresh MCS level unless given); where it is off,
-                                      neither. --sdnotify container: the container gets
-                                      NOTIFY_SOCKET (/run/notify/notify.sock) and `run`
-                                      answers once it says READY=1 (within 120 s);
-                                      conmon or ignore: ready once started
+  run --host H --name N [RUN OPTIONS] IMAGE [CMD...]
+                                      create and start a container on H (RUN OPTIONS
+                                      below)
   stop N                              stop N (its stop signal, SIGTERM by default, then
                                       SIGKILL after 10 s)
   rm [-f] N                           remove N (-f: stop it first if it runs)
   logs [-f] N                         N's output (-f: follow it, across migrations,
                                       until interrupted or N is gone)
 
+RUN OPTIONS (as Podman's)
+)";
+
+constexpr const char* kUsageTail = R"(
 SECRETS
   secret create NAME FILE (--host H | --all) [--replace]
                                       store FILE's bytes (- : stdin; at most 512000) as
@@ -216,7 +187,7 @@ EXAMPLES
 std::atomic<bool> g_interrupted{false};
 void onSigint(int) { g_interrupted = true; }
 
-std::string text(capnp::Text::Reader t) { return std::string(t.cStr(), t.size()); }
+using proto::text;
 std::string bytes(capnp::Data::Reader d) {
   return std::string(reinterpret_cast<const char*>(d.begin()), d.size());
 }
@@ -582,101 +553,54 @@ int cmdImage(Cli& cli, Args& a) {
   return 0;
 }
 
+// A run option; a value the option cannot take is bad usage (exit 2).
+bool takeRunOptionOrUsage(const std::string& o, const std::function<std::string(const std::string&)>& value,
+                          RunArgs& run) {
+  try {
+    return takeRunOption(o, value, run);
+  } catch (const Error& e) {
+    throw UsageError(e.what());
+  }
+}
+
 int cmdRun(Cli& cli, Args& a) {
-  std::string host, name, image, cwd, user, umask;
-  std::vector<std::string> vols, env, args, group_add, host_users, tmpfs, annotations;
-  std::string stop_signal, sdnotify;
-  std::vector<std::string> label_opts, secrets;
-  bool no_create_workdir = false;
+  std::string host;
+  RunArgs run;
+  auto value = [&](const std::string& what) { return a.next(what); };
   while (a.more()) {
     std::string o = a.peek();
-    if (!image.empty()) {
-      args.push_back(a.next("argument"));
+    if (!run.image.empty()) {
+      run.args.push_back(a.next("argument"));
       continue;
     }
     a.next("option");
     if (o == "--host")
       host = a.next("host after --host");
-    else if (o == "--name")
-      name = a.next("name after --name");
-    else if (o == "-v" || o == "--volume")
-      vols.push_back(a.next("VOLUME:/PATH after -v"));
-    else if (o == "-e" || o == "--env")
-      env.push_back(a.next("KEY=VALUE after -e"));
-    else if (o == "-w" || o == "--workdir")
-      cwd = a.next("directory after -w");
-    else if (o == "-u" || o == "--user")
-      user = a.next("NAME|UID[:GROUP|GID] after -u");
-    else if (o == "--group-add")
-      group_add.push_back(a.next("group after --group-add"));
-    else if (o == "--hostuser")
-      host_users.push_back(a.next("user name after --hostuser"));
-    else if (o == "--umask")
-      umask = a.next("octal mask after --umask");
-    else if (o == "--no-create-workdir")
-      no_create_workdir = true;
-    else if (o == "--tmpfs")
-      tmpfs.push_back(a.next("DEST[:OPTIONS] after --tmpfs"));
-    else if (o == "--annotation")
-      annotations.push_back(a.next("KEY=VALUE after --annotation"));
-    else if (o == "--stop-signal")
-      stop_signal = a.next("signal after --stop-signal");
-    else if (o == "--secret")
-      secrets.push_back(a.next("NAME,type=env[,target=VAR] after --secret"));
-    else if (o == "--security-opt") {
-      std::string opt = a.next("label=... after --security-opt");
-      if (opt.rfind("label=", 0) != 0) {
-        throw UsageError("--security-opt " + opt + ": only label=... is supported (label=disable, "
-                         "type:T, level:L, user:U, role:R, filetype:T)");
-      }
-      label_opts.push_back(opt.substr(6));
-    } else if (o.rfind("--sdnotify=", 0) == 0)
-      sdnotify = o.substr(11);
-    else if (o == "--sdnotify")
-      sdnotify = a.next("container|conmon|ignore after --sdnotify");
+    else if (takeRunOptionOrUsage(o, value, run))
+      continue;
     else if (o.rfind("-", 0) == 0)
       throw UsageError("unknown run option '" + o + "'");
     else
-      image = o;
+      run.image = o;
   }
   if (host.empty()) throw UsageError("run needs --host H (see `ferry hosts`)");
-  if (name.empty()) throw UsageError("run needs --name N");
-  if (image.empty()) throw UsageError("run needs an IMAGE");
-  validateName(name, "container name");
-  for (const auto& e : env) {
+  if (run.name.empty()) throw UsageError("run needs --name N");
+  if (run.image.empty()) throw UsageError("run needs an IMAGE");
+  validateName(run.name, "container name");
+  for (const auto& e : run.env) {
     if (e.find('=') == std::string::npos) throw UsageError("-e wants KEY=VALUE, got '" + e + "'");
   }
   auto r = cli.call([&](proto::Message::Builder m) {
-    auto run = m.initRun();
-    run.setHost(host);
-    auto s = run.initSpec();
-    s.setName(name);
-    s.setImage(image);
-    s.setCwd(cwd);
-    s.setUser(user);
-    s.setUmask(umask);
-    s.setNoCreateWorkdir(no_create_workdir);
-    auto fill = [](auto list, const std::vector<std::string>& v) {
-      for (size_t i = 0; i < v.size(); ++i) list.set(static_cast<unsigned>(i), v[i]);
-    };
-    fill(s.initArgs(static_cast<unsigned>(args.size())), args);
-    fill(s.initEnv(static_cast<unsigned>(env.size())), env);
-    fill(s.initVolumes(static_cast<unsigned>(vols.size())), vols);
-    fill(s.initGroupAdd(static_cast<unsigned>(group_add.size())), group_add);
-    fill(s.initHostUsers(static_cast<unsigned>(host_users.size())), host_users);
-    fill(s.initTmpfs(static_cast<unsigned>(tmpfs.size())), tmpfs);
-    fill(s.initAnnotations(static_cast<unsigned>(annotations.size())), annotations);
-    s.setStopSignal(stop_signal);
-    fill(s.initLabelOpts(static_cast<unsigned>(label_opts.size())), label_opts);
-    fill(s.initSecrets(static_cast<unsigned>(secrets.size())), secrets);
-    s.setSdnotify(sdnotify);
+    auto req = m.initRun();
+    req.setHost(host);
+    proto::fillRunSpec(req.initSpec(), run);
   });
   auto c = r->root<proto::Message>().getContainer();
   if (cli.json_out)
     std::cout << containerJson(c).dump(2) << "\n";
   else
-    std::printf("%s runs on %s (pid %u)%s\n", name.c_str(), text(c.getHost()).c_str(), c.getPid(),
-                sdnotify == "container" ? ", ready" : "");
+    std::printf("%s runs on %s (pid %u)%s\n", run.name.c_str(), text(c.getHost()).c_str(), c.getPid(),
+                run.sdnotify == "container" ? ", ready" : "");
   return 0;
 }
 
@@ -1441,7 +1365,7 @@ int main(int argc, char** argv) {
   try {
     while (a.more() && a.peek().rfind("-", 0) == 0) {
       std::string o = a.next("option");
-      if (o == "-h" || o == "--help") return std::cout << kUsage, 0;
+      if (o == "-h" || o == "--help") return std::cout << kUsage << kRunOptionsHelp << kUsageTail, 0;
       if (o == "--coordinator")
         cli.coordinator = a.next("endpoint after --coordinator");
       else if (o == "--keys")
@@ -1479,7 +1403,7 @@ int main(int argc, char** argv) {
                                  });
       a.v.erase(tail, a.v.end());
     }
-    if (cmd == "help") return std::cout << kUsage, 0;
+    if (cmd == "help") return std::cout << kUsage << kRunOptionsHelp << kUsageTail, 0;
     if (cmd == "hosts") return cmdHosts(cli, a);
     if (cmd == "ps") return cmdPs(cli, a);
     if (cmd == "image") return cmdImage(cli, a);

@@ -15,6 +15,7 @@
 #include "engine/engine.h"
 #include "engine/error.h"
 #include "engine/log.h"
+#include "engine/run_args.h"
 #include "tools/cli_util.h"
 
 using namespace ferry;
@@ -39,18 +40,15 @@ COMMANDS
   image import NAME FILE|DIR   import a rootfs tarball (tar, tar.gz, tar.zst) or an
                                OCI image layout (directory or tar)
   image ls                     list images
-  run [OPTIONS] IMAGE [CMD...] create and start a container
-      --name NAME              container name (required)
-      -v VOLUME:/PATH[:ro]     mount a named volume (created when missing)
-      -e KEY=VALUE             set an environment variable
-      -w DIR                   working directory
-      -u UID[:GID]             user
-      --hostname NAME          hostname (default: the container name)
+  run [RUN OPTIONS] IMAGE [CMD...]
+                               create and start a container (RUN OPTIONS below).
                                Socket activation: when a service manager started
                                ferry-engine with sockets (LISTEN_PID is ours,
                                LISTEN_FDS=N), the container gets them as fds 3..
                                with LISTEN_PID=1, LISTEN_FDS and LISTEN_FDNAMES, as
-                               Podman does; such a container cannot be checkpointed
+                               Podman does; such a container cannot be checkpointed.
+                               --sdnotify=container needs ferry-agent (nothing here
+                               serves the socket once ferry-engine exits)
   ps                           list containers
   inspect NAME                 show one container (JSON)
   logs NAME                    print the container's output
@@ -75,6 +73,8 @@ COMMANDS
 
 Exit status: 0 on success, 1 on failure (the message says what to do), 2 on
 bad usage.
+
+RUN OPTIONS
 )";
 
 // Socket activation (sd_listen_fds(3)): fds 3.. are this process's when
@@ -165,23 +165,25 @@ int cmdImage(Engine& e, Args& a, const Cli& cli) {
 }
 
 int cmdRun(Engine& e, Args& a, const Cli& cli) {
-  ContainerSpec spec;
+  RunArgs run;
+  auto value = [&](const std::string& what) { return a.next(what); };
   while (a.more() && a.peek().rfind("-", 0) == 0) {
     std::string opt = a.next("option");
-    if (opt == "--name") spec.name = a.next("--name value");
-    else if (opt == "-v") spec.volumes.push_back(parseVolumeArg(a.next("-v value")));
-    else if (opt == "-e") spec.env.push_back(a.next("-e value"));
-    else if (opt == "-w") spec.cwd = a.next("-w value");
-    else if (opt == "-u") spec.user = a.next("-u value");
-    else if (opt == "--hostname") spec.hostname = a.next("--hostname value");
-    else if (opt == "--") break;
-    else throw UsageError("unknown run option '" + opt + "'");
+    if (opt == "--") break;
+    bool taken = false;
+    try {
+      taken = takeRunOption(opt, value, run);
+    } catch (const Error& e) {
+      throw UsageError(e.what());
+    }
+    if (!taken) throw UsageError("unknown run option '" + opt + "'");
   }
-  if (spec.name.empty()) throw UsageError("run needs --name NAME");
+  if (run.name.empty()) throw UsageError("run needs --name NAME");
+  run.image = a.next("image");
+  while (a.more()) run.args.push_back(a.next("arg"));
+  ContainerSpec spec = specFromRunArgs(run);
   spec.listen_fds = cli.activation.fds;
   spec.listen_fdnames = cli.activation.names;
-  spec.image = a.next("image");
-  while (a.more()) spec.args.push_back(a.next("arg"));
   ContainerInfo c = e.run(spec);
   if (cli.json_out) std::cout << json(c).dump(2) << "\n";
   else std::printf("%s running (pid %d)\n", c.name().c_str(), c.pid);
@@ -322,7 +324,7 @@ int main(int argc, char** argv) {
   try {
     while (a.more() && a.peek().rfind("-", 0) == 0) {
       std::string opt = a.next("option");
-      if (opt == "-h" || opt == "--help") return std::cout << kUsage, 0;
+      if (opt == "-h" || opt == "--help") return std::cout << kUsage << kRunOptionsHelp, 0;
       if (opt == "--host") cli.cfg.host_name = a.next("--host value");
       else if (opt == "--root") cli.cfg.root = a.next("--root value");
       else if (opt == "--run-dir") cli.cfg.run_dir = a.next("--run-dir value");

@@ -1,0 +1,94 @@
+// The run options both CLIs take and the agent turns into a spec.
+#include "engine/run_args.h"
+
+#include <gtest/gtest.h>
+
+#include "engine/error.h"
+
+namespace ferry {
+
+namespace {
+
+// Feeds a command line through takeRunOption as a CLI does.
+RunArgs parse(std::vector<std::string> argv) {
+  RunArgs r;
+  size_t i = 0;
+  auto value = [&](const std::string& what) -> std::string {
+    if (i >= argv.size()) throw std::runtime_error("missing " + what);
+    return argv[i++];
+  };
+  while (i < argv.size()) {
+    std::string o = argv[i++];
+    if (!takeRunOption(o, value, r)) {
+      r.image = o;
+      while (i < argv.size()) r.args.push_back(argv[i++]);
+    }
+  }
+  return r;
+}
+
+}  // namespace
+
+TEST(RunArgs, EveryOptionReachesTheSpec) {
+  RunArgs r = parse({"--name", "web", "-v", "data:/data:ro,U", "-e", "A=1", "-w", "/srv", "-u", "app:staff",
+                     "--hostname", "h", "--group-add", "audio", "--hostuser", "bob", "--umask", "027",
+                     "--no-create-workdir", "--tmpfs", "/cache:size=1m", "--annotation", "team=core",
+                     "--stop-signal", "SIGINT", "--security-opt", "label=type:spc_t", "--secret",
+                     "db,type=env,target=DB", "--sdnotify=container", "img", "/bin/app", "-x"});
+  ContainerSpec s = specFromRunArgs(r);
+  EXPECT_EQ(s.name, "web");
+  EXPECT_EQ(s.image, "img");
+  EXPECT_EQ(s.args, (std::vector<std::string>{"/bin/app", "-x"}));
+  ASSERT_EQ(s.volumes.size(), 1u);
+  EXPECT_TRUE(s.volumes[0].readonly);
+  EXPECT_TRUE(s.volumes[0].chown);
+  EXPECT_EQ(s.env, std::vector<std::string>{"A=1"});
+  EXPECT_EQ(s.cwd, "/srv");
+  EXPECT_EQ(s.user, "app:staff");
+  EXPECT_EQ(s.hostname, "h");
+  EXPECT_EQ(s.group_add, std::vector<std::string>{"audio"});
+  EXPECT_EQ(s.host_users, std::vector<std::string>{"bob"});
+  EXPECT_EQ(s.umask, "027");
+  EXPECT_FALSE(s.create_workdir);
+  ASSERT_EQ(s.tmpfs.size(), 1u);
+  EXPECT_EQ(s.tmpfs[0].destination, "/cache");
+  EXPECT_EQ(s.annotations.at("team"), "core");
+  EXPECT_EQ(s.stop_signal, "SIGINT");
+  EXPECT_EQ(s.label_opts, std::vector<std::string>{"type:spc_t"});
+  ASSERT_EQ(s.secrets.size(), 1u);
+  EXPECT_EQ(s.secrets[0].target, "DB");
+  EXPECT_EQ(s.sdnotify, "container");
+  EXPECT_EQ(parse({"--sdnotify", "ignore", "img"}).sdnotify, "ignore");
+}
+
+TEST(RunArgs, BadValuesAreRefusedNamingThem) {
+  struct Case {
+    std::vector<std::string> argv;
+    std::string says;
+  };
+  std::vector<Case> cases = {
+      {{"--name", "w", "-e", "NOEQUALS", "img"}, "KEY=VALUE"},
+      {{"--name", "w", "-v", "data:/d:bogus", "img"}, "bogus"},
+      {{"--name", "w", "--umask", "9", "img"}, "umask"},
+      {{"--name", "w", "--annotation", "=v", "img"}, "annotation"},
+      {{"--name", "w", "--stop-signal", "SIGNOPE", "img"}, "SIGNOPE"},
+      {{"--name", "w", "--security-opt", "label=typo:x", "img"}, "label=disable"},
+      {{"--name", "w", "--secret", "db", "img"}, "type=env"},
+      {{"--name", "w", "--sdnotify", "sometimes", "img"}, "container, conmon or ignore"},
+      {{"--name", "bad/name", "img"}, "bad/name"},
+      {{"--name", "w"}, "no image"},
+  };
+  for (const auto& c : cases) {
+    try {
+      specFromRunArgs(parse(c.argv));
+      ADD_FAILURE() << "accepted: " << c.says;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.category(), ErrorCategory::kInvalidInput) << e.what();
+      EXPECT_NE(std::string(e.what()).find(c.says), std::string::npos) << e.what();
+    }
+  }
+  // Only label= security options exist.
+  EXPECT_THROW(parse({"--security-opt", "seccomp=unconfined"}), Error);
+}
+
+}  // namespace ferry
