@@ -187,6 +187,7 @@ bool Coordinator::isReply(const proto::Message::Reader& m) const {
     case proto::Message::STREAM_TICKET:
     case proto::Message::PLACEMENT:
     case proto::Message::SECRETS:
+    case proto::Message::PENDING:
       return true;
     default:
       return false;
@@ -524,6 +525,10 @@ void Coordinator::handle(Request& r) {
       return startMigration(r);
     case proto::Message::LIST_HISTORY:
       return listHistory(r, m.getListHistory());
+    case proto::Message::LIST_PENDING:
+      return listPending(r);
+    case proto::Message::RESUME_SOURCE:
+      return resumeSourceNow(r, static_cast<int64_t>(m.getResumeSource()));
     case proto::Message::IMPORT_FILE:
       return importFile(r);
     case proto::Message::CHECKPOINT:
@@ -946,6 +951,74 @@ void Coordinator::rollBack(int64_t id, const Error& why) {
       });
 }
 
+// What hosts owe, with what each waits for.
+void Coordinator::listPending(const Request& r) {
+  std::vector<CleanupRow> all = store_.cleanups("");
+  server_.reply(r, [&](proto::Message::Builder b) {
+    auto list = b.initPending(static_cast<unsigned>(all.size()));
+    for (size_t i = 0; i < all.size(); ++i) {
+      const CleanupRow& c = all[i];
+      auto p = list[static_cast<unsigned>(i)];
+      p.setId(static_cast<uint64_t>(c.id));
+      p.setHost(c.host);
+      p.setAction(c.action);
+      p.setContainer(c.container);
+      p.setMigration(static_cast<uint64_t>(c.migration));
+      p.setSinceMs(c.created_ms);
+      auto h = store_.host(c.host);
+      std::string waiting = h && h->up ? "retried shortly" : c.host + " to be back";
+      if (c.action == "resume-after-discard" && store_.hasCleanup(c.migration, "discard")) {
+        auto m = store_.migration(c.migration);
+        std::string target = m ? m->target : "the target";
+        waiting = target + " to discard what it received (or: ferry resume-source " +
+                  std::to_string(c.migration) + " --target-lost)";
+      }
+      p.setWaitingFor(waiting);
+    }
+  });
+}
+
+// The operator's override for a source left frozen because its target went
+// away holding what it received: resume the source now, on the operator's
+// word that the target's copy is not running (the target still discards it
+// when it is back). Refused while the target is up: then that discard runs
+// by itself, and the source resumes right after.
+void Coordinator::resumeSourceNow(const Request& r, int64_t id) {
+  auto m = store_.migration(id);
+  if (!m) throw Error(ErrorCategory::kInvalidInput, "no migration #" + std::to_string(id) + " (see `ferry history`)");
+  std::optional<CleanupRow> owed;
+  for (const CleanupRow& c : store_.cleanups(m->source)) {
+    if (c.migration == id && c.action == "resume-after-discard") owed = c;
+  }
+  if (!owed) {
+    throw Error(ErrorCategory::kInvalidInput, "migration #" + std::to_string(id) + " left nothing frozen on " +
+                                                  m->source + " waiting for its target (see `ferry pending`)");
+  }
+  auto target = store_.host(m->target);
+  if (target && target->up) {
+    throw Error(ErrorCategory::kInvalidInput,
+                m->target + " is up: it discards what it received by itself, and " + m->container +
+                    " resumes on " + m->source + " right after; nothing to override");
+  }
+  requireHost(m->source, "source");
+  log().warn("migration #{}: the operator resumes {} on {} with {} unreachable", id, m->container, m->source,
+             m->target);
+  Client c{r.peer, r.id};
+  CleanupRow row = *owed;
+  command(
+      m->source, "resume " + m->container + " (operator, migration #" + std::to_string(id) + ")",
+      [&](proto::Message::Builder b) { b.setRollbackSource(row.container); }, opts_.command_timeout,
+      [this, c, row, target = m->target](proto::Message::Reader) {
+        store_.removeCleanup(row.id);
+        store_.addEvent(clock_(), "cleanup", row.container,
+                        "resumed on " + row.host + " by the operator (migration #" +
+                            std::to_string(row.migration) + "); " + target +
+                            " still discards its copy when it is back");
+        server_.sendTo(c.peer, c.id, [](proto::Message::Builder b) { b.setOk(); });
+      },
+      [this, c](const Error& e) { sendError(c, e); });
+}
+
 void Coordinator::owedResume(Run& run) {
   store_.addCleanup({0, run.row.source, "resume-after-discard", run.row.container, run.row.id},
                     clock_());
@@ -953,7 +1026,9 @@ void Coordinator::owedResume(Run& run) {
   run.warnings.push_back(run.row.container + " stays frozen on " + run.row.source + " until " +
                          run.row.target +
                          " is back and has discarded what it received; then it "
-                         "is resumed (two copies must never run)");
+                         "is resumed (two copies must never run). If " + run.row.target +
+                         " is gone for good: ferry resume-source " + std::to_string(run.row.id) +
+                         " --target-lost");
 }
 
 void Coordinator::finish(int64_t id) {

@@ -194,6 +194,8 @@ class Coordinator {
   void rollBack(int64_t id, const Error& why);
   // The source's copy waits frozen for the target's discard (a cleanup).
   void owedResume(Run& run);
+  void listPending(const Request& r);
+  void resumeSourceNow(const Request& r, int64_t migration);
   void finish(int64_t id);
   void phaseDone(Run& run, const std::string& phase);
   void progress(Run& run, const std::string& phase, uint64_t done = 0,

@@ -290,10 +290,13 @@ int64_t StateStore::addCleanup(const CleanupRow& c, int64_t now_ms) {
 
 std::vector<CleanupRow> StateStore::cleanups(const std::string& host) {
   Statement s = db_.prepare(
-      "SELECT id, host, action, container, migration FROM cleanups WHERE host=?1 ORDER BY id");
+      "SELECT id, host, action, container, migration, created_ms FROM cleanups "
+      "WHERE ?1 = '' OR host=?1 ORDER BY id");
   s.bind(1, host);
   std::vector<CleanupRow> out;
-  while (s.step()) out.push_back({s.integer(0), s.text(1), s.text(2), s.text(3), s.integer(4)});
+  while (s.step()) {
+    out.push_back({s.integer(0), s.text(1), s.text(2), s.text(3), s.integer(4), s.integer(5)});
+  }
   return out;
 }
 

@@ -72,6 +72,7 @@ struct CleanupRow {
   int64_t id = 0;
   std::string host, action, container;
   int64_t migration = 0;
+  int64_t created_ms = 0;
 };
 
 struct MigrationRow {
@@ -117,7 +118,7 @@ class StateStore {
   std::vector<ImageRow> images(const std::string& host);
 
   int64_t addCleanup(const CleanupRow& c, int64_t now_ms);
-  std::vector<CleanupRow> cleanups(const std::string& host);
+  std::vector<CleanupRow> cleanups(const std::string& host);  // "": every host's
   void removeCleanup(int64_t id);
   bool hasCleanup(int64_t migration, const std::string& action);
   bool hasCleanupFor(const std::string& container);

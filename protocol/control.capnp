@@ -216,6 +216,21 @@ struct Message {
     # --- host secrets (CLI -> coordinator -> the host's agent) ---
     secret @43 :Secret;
     secrets @44 :List(SecretInfo);        # reply to secret.list
+
+    # --- what hosts still owe, and the operator's override ---
+    listPending @45 :Void;
+    pending @46 :List(Pending);           # reply to listPending
+    resumeSource @47 :UInt64;             # migration id: resume its frozen source now
+  }
+
+  struct Pending {
+    id @0 :UInt64;
+    host @1 :Text;
+    action @2 :Text;         # discard | resume | resume-after-discard | remove-frozen
+    container @3 :Text;
+    migration @4 :UInt64;
+    sinceMs @5 :Int64;       # unix ms
+    waitingFor @6 :Text;     # what it waits for, in words
   }
 
   struct Secret {

@@ -104,7 +104,9 @@ void killLeftoverProcesses(const ClusterState& s, DownReport& r) {
   for (const auto& e : fs::directory_iterator("/proc")) {
     std::string pid = e.path().filename();
     if (pid.find_first_not_of("0123456789") != std::string::npos || pid == self) continue;
-    if (!isLeftover(s, pid)) continue;
+    // A zombie has ended: it only waits for a parent to reap it (an orphan
+    // whose monitor died with it waits for init, which may never reap).
+    if (!processAlive(std::stoi(pid)) || !isLeftover(s, pid)) continue;
     auto args = cmdline(pid);
     std::string cmd = args.empty() ? "?" : args[0];
     r.problems.push_back("process " + pid + " (" + cmd +

@@ -125,6 +125,17 @@ MIGRATION
   restore --import FILE --host H [--name M] [--ignore CHECK]... [--replace-volumes]
                                       restore a bundle on H (its recorded host metadata is
                                       checked against H first)
+  pending                             what hosts still owe after failed migrations (a
+                                      discard, a resume, a removal), carried out when
+                                      they are back, and what each waits for
+  resume-source MIGRATION --target-lost
+                                      a migration whose target went away holding what it
+                                      received leaves its source frozen until the target
+                                      is back (two copies must never run); this resumes
+                                      the source now, on your word that the target is
+                                      gone or its copy is not running. Refused while the
+                                      target is up. The target still discards its copy
+                                      when it is back
 
 DRAIN AND REBALANCE
   cordon H / uncordon H               H takes no new containers and no migrations (or
@@ -1083,6 +1094,66 @@ int cmdHistory(Cli& cli, Args& a) {
   return 0;
 }
 
+// What hosts still owe (cleanups carried out when they are back).
+int cmdPending(Cli& cli, Args& a) {
+  if (a.more()) throw UsageError("pending takes no arguments");
+  auto r = cli.call([](proto::Message::Builder m) { m.setListPending(); });
+  json out = json::array();
+  std::vector<std::vector<std::string>> rows = {
+      {"MIGRATION", "HOST", "OWES", "CONTAINER", "SINCE", "WAITING FOR"}};
+  for (auto p : r->root<proto::Message>().getPending()) {
+    out.push_back({{"id", p.getId()},
+                   {"migration", p.getMigration()},
+                   {"host", text(p.getHost())},
+                   {"action", text(p.getAction())},
+                   {"container", text(p.getContainer())},
+                   {"since_ms", p.getSinceMs()},
+                   {"waiting_for", text(p.getWaitingFor())}});
+    rows.push_back({"#" + std::to_string(p.getMigration()), text(p.getHost()), text(p.getAction()),
+                    text(p.getContainer()), utcTime(p.getSinceMs() / 1000), text(p.getWaitingFor())});
+  }
+  if (cli.json_out)
+    std::cout << out.dump(2) << "\n";
+  else if (out.empty())
+    std::printf("nothing pending\n");
+  else
+    printTable(rows);
+  return 0;
+}
+
+// The override for a source frozen because its target went away.
+int cmdResumeSource(Cli& cli, Args& a) {
+  std::string id_text;
+  bool target_lost = false;
+  while (a.more()) {
+    std::string o = a.next("argument");
+    if (o == "--target-lost")
+      target_lost = true;
+    else if (o.rfind("-", 0) == 0)
+      throw UsageError("unknown resume-source option '" + o + "'");
+    else
+      id_text = o;
+  }
+  if (id_text.empty()) throw UsageError("resume-source needs a MIGRATION id (see `ferry pending`)");
+  uint64_t id = 0;
+  auto [end, ec] = std::from_chars(id_text.data(), id_text.data() + id_text.size(), id);
+  if (ec != std::errc() || end != id_text.data() + id_text.size() || id == 0) {
+    throw UsageError("'" + id_text + "' is not a migration id");
+  }
+  if (!target_lost) {
+    throw UsageError(
+        "resume-source runs the frozen source copy while the target may still hold a restored one; "
+        "say --target-lost once you know the target is gone or its copy is not running (the "
+        "target still discards its copy when it is back)");
+  }
+  cli.call([&](proto::Message::Builder m) { m.setResumeSource(id); });
+  if (cli.json_out)
+    std::cout << json{{"migration", id}, {"resumed", true}}.dump(2) << "\n";
+  else
+    std::printf("migration #%llu: its source copy runs again\n", static_cast<unsigned long long>(id));
+  return 0;
+}
+
 int cmdCheckpoint(Cli& cli, Args& a) {
   std::string name, file, listen = "127.0.0.1";
   bool leave_running = false;
@@ -1414,6 +1485,8 @@ int main(int argc, char** argv) {
     if (cmd == "logs") return cmdLogs(cli, a);
     if (cmd == "migrate") return cmdMigrate(cli, a);
     if (cmd == "history") return cmdHistory(cli, a);
+    if (cmd == "pending") return cmdPending(cli, a);
+    if (cmd == "resume-source") return cmdResumeSource(cli, a);
     if (cmd == "cordon") return cmdCordon(cli, a, true);
     if (cmd == "uncordon") return cmdCordon(cli, a, false);
     if (cmd == "drain") return cmdDrain(cli, a);

@@ -213,6 +213,81 @@ TEST_P(TargetKilled, LeavesTheSourceRunningAndNothingOnTheTarget) {
 INSTANTIATE_TEST_SUITE_P(Migration, TargetKilled, ::testing::Values("transfer", "precopy"),
                          [](const auto& info) { return std::string(info.param); });
 
+// Fault: the target dies after the last byte, before its verdict, so
+// whether it restored demo is unknown. Promise: demo stays frozen on the
+// source (never two copies), `ferry pending` says what waits for what, and
+// on the operator's word (the target is gone) it runs on from where it
+// froze; the target still discards its copy once it is back.
+TEST_F(ClusterMigration, ASourceFrozenForALostTargetResumesOnTheOperatorsWord) {
+  runDemo("hostA", {"--mem-mib", "256"});
+  bool killed = false;
+  try {
+    migrateDemoWatching(seconds(60), [&](proto::Progress::Reader p) {
+      if (!killed && std::string(p.getPhase().cStr()) == "restore") {
+        ::kill(host("hostB").pid, SIGKILL);
+        killed = true;
+      }
+    });
+    FAIL() << "the migration succeeded although its target was killed before its verdict";
+  } catch (const Error& e) {
+    ASSERT_TRUE(killed) << e.what();
+    EXPECT_NE(std::string(e.what()).find("stays frozen on hostA until hostB is back"), std::string::npos)
+        << e.what();
+    EXPECT_NE(std::string(e.what()).find("--target-lost"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(on("hostA", "demo")->status, ContainerStatus::kPaused);
+  unsigned long frozen_at = counterValues(engine("hostA"), "demo").back();
+
+  auto pending = [&] {
+    CliResult r = ferry({"--json", "pending"});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return json::parse(r.out);
+  };
+  json owed = pending();
+  ASSERT_EQ(owed.size(), 2u) << owed.dump();
+  std::string id = std::to_string(owed[0]["migration"].get<uint64_t>());
+  std::map<std::string, std::string> by_host;
+  for (const auto& o : owed) by_host[o["host"]] = o["action"];
+  EXPECT_EQ(by_host["hostA"], "resume-after-discard");
+  EXPECT_EQ(by_host["hostB"], "discard");
+
+  // Not without the operator saying the target is lost; not a wrong id.
+  CliResult no = ferry({"resume-source", id});
+  EXPECT_EQ(no.exit_code, 2);
+  EXPECT_NE(no.err.find("--target-lost"), std::string::npos) << no.err;
+  CliResult wrong = ferry({"resume-source", "999", "--target-lost"});
+  EXPECT_EQ(wrong.exit_code, 1);
+  EXPECT_EQ(on("hostA", "demo")->status, ContainerStatus::kPaused);
+
+  // Once the coordinator sees hostB down, the override resumes demo.
+  waitFor(
+      [&] {
+        CliResult h = ferry({"--json", "hosts"});
+        for (const auto& x : json::parse(h.out)) {
+          if (x["name"] == "hostB") return !x["up"].get<bool>();
+        }
+        return false;
+      },
+      seconds(20), "the coordinator to see hostB down");
+  CliResult yes = ferry({"resume-source", id, "--target-lost"});
+  ASSERT_EQ(yes.exit_code, 0) << yes.err;
+  EXPECT_EQ(on("hostA", "demo")->status, ContainerStatus::kRunning);
+  waitFor([&] { return counterValues(engine("hostA"), "demo").back() > frozen_at + 3; }, seconds(20),
+          "demo to count on on hostA");
+  std::vector<unsigned long> v = counterValues(engine("hostA"), "demo");
+  expectUnbroken(v);
+  owed = pending();
+  ASSERT_EQ(owed.size(), 1u) << owed.dump();
+  EXPECT_EQ(owed[0]["host"], "hostB");
+
+  // hostB is back: whatever it restored is discarded; one copy runs.
+  extra_agents_.push_back(startAgent("hostB", {}));
+  waitFor([&] { return pending().empty() && !on("hostB", "demo"); }, seconds(30),
+          "hostB to discard its copy");
+  EXPECT_EQ(runningCopies(), 1);
+  EXPECT_FALSE(runcHasContainers(engine("hostB").config()));
+}
+
 TEST_F(ClusterMigration, RestoreFailingOnTheTargetShowsItsErrorAndLeavesTheSourceRunning) {
   // A fault we cannot cause otherwise on a healthy machine: hostB's CRIU
   // fails every restore, as a corrupted image would make it. A wrapper says

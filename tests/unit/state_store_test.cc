@@ -74,6 +74,12 @@ TEST_F(StateStoreTest, ImagesAndCleanupsArePerHost) {
   EXPECT_TRUE(s.hasCleanupFor("web"));
   EXPECT_TRUE(s.hasCleanup(7, "discard"));
   EXPECT_FALSE(s.hasCleanup(7, "resume-after-discard"));
+  // "" lists every host's, with when each was owed.
+  std::vector<CleanupRow> all = s.cleanups("");
+  ASSERT_EQ(all.size(), 2u);
+  EXPECT_EQ(all[0].host, "hostB");
+  EXPECT_EQ(all[1].host, "hostA");
+  EXPECT_EQ(all[1].created_ms, 100);
   s.removeCleanup(c);
   EXPECT_TRUE(s.cleanups("hostB").empty());
   EXPECT_EQ(s.cleanups("hostA").size(), 1u);
