@@ -75,6 +75,7 @@ fs::path stagingPath(const std::string& kind, const std::string& name) {
   if (kind == "spec") return fixed("config.json", "config.json");
   if (kind == "rootfs") return fixed("rootfs.tar", "rootfs.tar");
   if (kind == "changes") return fixed("rootfs-changes.json", "rootfs-changes.json");
+  if (kind == "log") return fixed("ctr.log", "ctr.log");
   if (kind == "criu") {
     if (!plainName(name)) throwInvalidInput("bad CRIU image name in bundle: '" + name + "'");
     return fs::path("criu") / name;
@@ -93,7 +94,7 @@ namespace {
 // How a stream is cut into blocks for references, or not at all.
 std::optional<Chunking> chunkingFor(const std::string& kind, const std::string& name) {
   if (kind == "criu") return name.starts_with("pages-") ? Chunking::kPages : Chunking::kContent;
-  if (kind == "rootfs" || kind == "volume") return Chunking::kContent;
+  if (kind == "rootfs" || kind == "volume" || kind == "log") return Chunking::kContent;
   return std::nullopt;
 }
 

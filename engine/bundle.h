@@ -33,6 +33,7 @@
 //   rootfs    rootfs.tar           the rootfs diff, an OCI layer
 //   changes   rootfs-changes.json  A/C/D list of the rootfs diff
 //   volume    volumes/NAME.tar     one per named volume
+//   log       ctr.log              the container's output (its last 16 MiB)
 //   manifest  manifest.json        (written by the reader from record 4)
 #pragma once
 

@@ -3,6 +3,8 @@
 #include "engine/engine.h"
 
 #include <fstream>
+#include <thread>
+
 #include "engine/error.h"
 #include "engine/fs.h"
 #include "engine/log.h"
@@ -100,6 +102,45 @@ CheckpointResult Engine::exportCheckpoint(const std::string& name, BundleWriter&
   });
 }
 
+namespace {
+
+// The container's last output may still be on its way from the pipe into
+// the log through conmon when the dump ends (the process is frozen or gone,
+// so nothing new comes). The log counts as complete once its size has not
+// changed for 5 ms -- usually already so by the time the archives are done
+// -- or after 200 ms at most.
+class LogSettle {
+ public:
+  explicit LogSettle(fs::path log) : log_(std::move(log)), size_(sizeOf()), since_(Clock::now()) {}
+  void wait() {
+    auto start = Clock::now();
+    for (;;) {
+      uint64_t now_size = sizeOf();
+      if (now_size != size_) {
+        size_ = now_size;
+        since_ = Clock::now();
+      }
+      if (Clock::now() - since_ >= std::chrono::milliseconds(5) ||
+          Clock::now() - start >= std::chrono::milliseconds(200)) {
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  }
+
+ private:
+  uint64_t sizeOf() const {
+    std::error_code ec;
+    uint64_t n = fs::file_size(log_, ec);
+    return ec ? 0 : n;
+  }
+  fs::path log_;
+  uint64_t size_;
+  Clock::time_point since_;
+};
+
+}  // namespace
+
 CheckpointResult Engine::checkpointTo(const std::string& name, const OutputFactory& make_output,
                                       const CheckpointOptions& opts) {
   FileLock held = lock();
@@ -178,6 +219,7 @@ CheckpointResult Engine::checkpointTo(const std::string& name, const OutputFacto
   }
   CheckpointResult result;
   result.dump_ms = msSince(td);
+  LogSettle log_settle(p.log());
   if (!opts.leave_running) {
     rec.checkpointed = true;
     containers_.save(rec);
@@ -196,6 +238,9 @@ CheckpointResult Engine::checkpointTo(const std::string& name, const OutputFacto
       writeTreeArchive(volumes_.path(v.name), TreeKind::kPlain, out->open("volume", v.name));
       out->close();
     }
+    log_settle.wait();
+    writeLogTail(p.log(), out->open("log", "ctr.log"));
+    out->close();
     result.criu = readCriuStats(work / "stats-dump").value_or(CriuStats{}).dump;
     out->commit({{"criu_dump_stats", result.criu ? json(*result.criu) : json(nullptr)},
                  {"dump_ms", result.dump_ms},

@@ -584,6 +584,40 @@ void Engine::remove(const std::string& name, bool force) {
   });
 }
 
+void writeLogTail(const fs::path& log, ByteSink& out, uint64_t max) {
+  UniqueFd fd(::open(log.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) {
+    if (errno == ENOENT) return;
+    throwErrno("open " + log.string());
+  }
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) throwErrno("stat " + log.string());
+  uint64_t size = static_cast<uint64_t>(st.st_size);
+  uint64_t from = size > max ? size - max : 0;
+  std::string buf(1 << 16, '\0');
+  bool at_line = from == 0;
+  if (!at_line) {  // a cut right after a newline keeps that line
+    char before = 0;
+    at_line = ::pread(fd.get(), &before, 1, static_cast<off_t>(from - 1)) == 1 && before == '\n';
+  }
+  if (::lseek(fd.get(), static_cast<off_t>(from), SEEK_SET) < 0) throwErrno("seek " + log.string());
+  // conmon appends meanwhile: take what there was at the stat, no more.
+  for (uint64_t left = size - from; left > 0;) {
+    ssize_t n = retryEintr([&] { return ::read(fd.get(), buf.data(), std::min<uint64_t>(buf.size(), left)); });
+    if (n < 0) throwErrno("read " + log.string());
+    if (n == 0) break;
+    left -= static_cast<uint64_t>(n);
+    std::string_view chunk(buf.data(), static_cast<size_t>(n));
+    if (!at_line) {
+      size_t nl = chunk.find('\n');
+      if (nl == std::string_view::npos) continue;
+      chunk.remove_prefix(nl + 1);
+      at_line = true;
+    }
+    out.write(chunk);
+  }
+}
+
 std::vector<LogLine> Engine::logs(const std::string& name) {
   containers_.get(name, cfg_.host_name);
   std::ifstream in(containers_.paths(name).log());

@@ -112,8 +112,17 @@ void to_json(nlohmann::json& j, const RestoreResult& r);
 //   rootfs.tar           the rootfs diff: an OCI layer of the overlay upperdir
 //   rootfs-changes.json  its A/C/D list
 //   volumes/NAME.tar     each named volume
+//   ctr.log              the container's output so far (its last
+//                        kCarriedLogBytes, from a line's start), which the
+//                        restored copy's log goes on from (as Podman's)
 //   manifest.json        sizes and checksums of all of the above, CRIU stats
 inline constexpr int kCheckpointFormat = 1;
+inline constexpr uint64_t kCarriedLogBytes = 16u << 20;
+
+// Writes the end of a container's log to `out`: at most `max` bytes,
+// starting at a line's start (all of it when smaller); nothing for a
+// missing log.
+void writeLogTail(const std::filesystem::path& log, ByteSink& out, uint64_t max = kCarriedLogBytes);
 
 class Engine {
  public:

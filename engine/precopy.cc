@@ -160,6 +160,8 @@ PrecopyRound Engine::precopy(const std::string& name, BundleWriter& out) {
       writeTreeArchive(volumes_.path(v.name), TreeKind::kPlain, s);
     });
   }
+  // The log only grows: what it held now goes as references later.
+  round.files_bytes += part("the log", Chunking::kContent, [&](ByteSink& s) { writeLogTail(p.log(), s); });
   round.ms = msSince(t0);
   for (const auto& w : round.warnings) engineLog().warn("[{}] {}", name, w);
   return round;

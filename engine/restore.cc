@@ -200,6 +200,9 @@ RestoreResult Engine::restoreStaged(const fs::path& dir, const RestoreOptions& o
       }
       writeSpec(rec, image, /*creating=*/false);
       prepareNotify(rec, /*restoring=*/true);
+      // The output so far: conmon appends to it (a checkpoint of an older
+      // ferry has none, and the log starts here).
+      if (pathExists(dir / "ctr.log")) fs::copy_file(dir / "ctr.log", p.log(), fs::copy_options::overwrite_existing);
       ConmonLaunch l = launchFor(name);
       l.restore_from = dir / "criu";
       l.restore_opts = meta.options;

@@ -75,7 +75,8 @@ CONTAINERS
                                       SIGKILL after 10 s)
   rm [-f] N                           remove N (-f: stop it first if it runs)
   logs [-f] N                         N's output (-f: follow it, across migrations,
-                                      until interrupted or N is gone)
+                                      until interrupted or N is gone); a migration
+                                      carries the last 16 MiB of it
 
 RUN OPTIONS (as Podman's)
 )";
@@ -776,9 +777,10 @@ int cmdLogs(Cli& cli, Args& a) {
       }
       if (!follow || e.category() != ErrorCategory::kRetryable) throw;
     }
-    // A container that moved writes its output to a new log on its new
-    // host, which starts with the lines after the checkpoint: when the last
-    // line printed is not where it was, go on after it, or from the start.
+    // A container that moved goes on with the log its checkpoint carried
+    // (the last 16 MiB of it): when the last line printed is not where it
+    // was (the log was cut, or came from a checkpoint without one), go on
+    // after it, or from the start.
     if (printed > 0 && (lines.size() < printed || lines[printed - 1] != last)) {
       size_t k = lines.size();
       while (k > 0 && lines[k - 1] != last) --k;

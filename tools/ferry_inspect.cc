@@ -120,6 +120,8 @@ void printSummary(const Inspection& in, const std::string& file) {
       std::printf("Volume:     %s (%s archive)\n", e.name.c_str(), humanBytes(e.size).c_str());
     }
   }
+  std::printf("Log:        %s\n", in.bytes("log") ? (humanBytes(in.bytes("log")) + " of output").c_str()
+                                                  : "none carried");
 }
 
 void printStats(const Inspection& in) {

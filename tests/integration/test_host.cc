@@ -104,6 +104,14 @@ void waitFor(const std::function<bool()>& pred, std::chrono::milliseconds timeou
   }
 }
 
+std::vector<unsigned long> valuesAfter(const std::vector<unsigned long>& v, unsigned long last) {
+  auto it = std::find(v.begin(), v.end(), last);
+  if (it == v.end()) {
+    throw std::runtime_error("the restored log lacks the source's last value " + std::to_string(last));
+  }
+  return {it + 1, v.end()};
+}
+
 std::vector<unsigned long> counterValues(Engine& e, const std::string& name) {
   std::vector<unsigned long> out;
   for (const auto& l : e.logs(name)) {

@@ -67,6 +67,10 @@ void waitFor(const std::function<bool()>& pred, std::chrono::milliseconds timeou
 
 // The counter values a container printed ("counter N" lines), in order.
 std::vector<unsigned long> counterValues(Engine& e, const std::string& name);
+// A restored copy's log goes on from its source's (it came with the
+// checkpoint): the values after `last`, the source's last one. Throws when
+// `last` is not there (the log was not carried, or lost lines).
+std::vector<unsigned long> valuesAfter(const std::vector<unsigned long>& v, unsigned long last);
 
 // The spec of a counter container writing to volume `volume` at /data.
 ContainerSpec counterSpec(const std::string& name, const std::string& volume);

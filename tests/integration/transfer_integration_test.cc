@@ -29,8 +29,9 @@ TEST_F(TransferIntegration, TheContainerGoesOnOnTheTargetAndTheSourceWaitsFrozen
   // The source is frozen, not gone, until the commit.
   EXPECT_EQ(a().inspect("mig").status, ContainerStatus::kPaused);
   unsigned long last = counterValues(a(), "mig").back();
-  waitFor([&] { return counterValues(b(), "mig").size() >= 3; }, seconds(20), "mig to count on hostB");
-  EXPECT_EQ(counterValues(b(), "mig").front(), last + 1) << "the counter did not go on";
+  waitFor([&] { return valuesAfter(counterValues(b(), "mig"), last).size() >= 3; }, seconds(20),
+          "mig to count on hostB");
+  EXPECT_EQ(valuesAfter(counterValues(b(), "mig"), last).front(), last + 1) << "the counter did not go on";
   EXPECT_EQ(readFile(b().volumes().path("data") / "marker"), "volume content from before the run\n");
 
   a().remove("mig", true);  // commit
