@@ -1187,6 +1187,10 @@ void Coordinator::run(const std::atomic<bool>& stop) {
         progress(run, run.last_phase, run.last_done, "waiting for " + run.row.target);
       }
     }
+    if (opts_.rebalance_every.count() > 0 && Steady::now() >= next_rebalance_) {
+      next_rebalance_ = Steady::now() + opts_.rebalance_every;
+      periodicRebalance();
+    }
     if (Steady::now() >= next_check) {
       markSilentHostsDown();
       next_check = Steady::now() + opts_.heartbeat;

@@ -53,6 +53,10 @@ struct CoordinatorOptions {
   // After a restart, how long an unfinished migration waits for its target
   // to be heard from before it is resolved without it (a cleanup is kept).
   std::chrono::milliseconds resolve_grace{15000};
+  // Every this long (0: never), a rebalance with `rebalance`'s marks runs by
+  // itself when no drain or rebalance is under way and it has moves.
+  std::chrono::milliseconds rebalance_every{0};
+  RebalanceOptions rebalance;
 };
 
 class Coordinator {
@@ -174,10 +178,15 @@ class Coordinator {
     int running = 0;
   };
   static Operation::Item itemOf(const Move& m);
+  static Operation operationOf(const std::string& kind, const Plan& plan);
   void cordon(const Request& r);
   void startDrain(const std::string& host, int parallel, int64_t deadline_ms, bool dry_run,
                   std::optional<Client> client, int64_t drain_id = 0);
   void startRebalance(const Request& r);
+  // Plans with `ro` and carries the plan out (reporting to `client` when
+  // there is one); the operation's id, or 0 when it had no move.
+  int64_t beginRebalance(RebalanceOptions ro, std::optional<Client> client);
+  void periodicRebalance();
   // Snapshot of the cluster for the planners.
   struct Snapshot;
   Snapshot snapshot();
@@ -216,6 +225,7 @@ class Coordinator {
   std::set<int64_t> drains_running_;  // drain rows carried out now
   std::set<std::string> connected_;  // heard from since this coordinator started
   std::map<int64_t, Steady::time_point> cleanup_retry_;  // cleanup id -> not before
+  Steady::time_point next_rebalance_ = Steady::now();
   // From heartbeats, kept in memory only (the next heartbeat restores them):
   // the secrets each host's store holds (names), and per container the
   // secrets it is given (a migration's target must hold them) and its

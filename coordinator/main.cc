@@ -26,6 +26,11 @@ OPTIONS
                       and one NAME.pub per agent or client allowed in
   --heartbeat MS      the agents' heartbeat interval (default 1000)
   --missed N          heartbeats missed before a host is down (default 5)
+  --rebalance-every S every S seconds, rebalance by itself (as `ferry rebalance`)
+                      when no drain or rebalance is under way and the plan has
+                      moves (default: never)
+  --rebalance-high PCT, --rebalance-low PCT, --rebalance-max-moves N
+                      its marks and limit (default 80, 50, 10)
   -h, --help          this text
 )";
 
@@ -51,8 +56,14 @@ int main(int argc, char** argv) {
       else if (a == "--keys") keys_dir = value();
       else if (a == "--heartbeat") opts.heartbeat = std::chrono::milliseconds(std::stoi(value()));
       else if (a == "--missed") opts.missed_heartbeats = std::stoi(value());
+      else if (a == "--rebalance-every") opts.rebalance_every = std::chrono::seconds(std::stoi(value()));
+      else if (a == "--rebalance-high") opts.rebalance.high_percent = std::stod(value());
+      else if (a == "--rebalance-low") opts.rebalance.low_percent = std::stod(value());
+      else if (a == "--rebalance-max-moves") opts.rebalance.max_moves = std::stoi(value());
       else throw std::invalid_argument("unknown option '" + a + "'");
     }
+    if (opts.rebalance_every.count() < 0) throw std::invalid_argument("--rebalance-every must be 0 or more");
+    coord::validateRebalanceOptions(opts.rebalance);
   } catch (const std::exception& e) {
     std::cerr << "ferry-coordinator: " << e.what() << "\n(see ferry-coordinator --help)\n";
     return 2;

@@ -125,14 +125,10 @@ void Coordinator::startDrain(const std::string& host, int parallel, int64_t dead
                              bool dry_run, std::optional<Client> client, int64_t drain_id) {
   Snapshot s = snapshot();
   Plan plan = planDrain(host, s.hosts, s.containers, s.compatible);
-  Operation o;
-  o.kind = "drain";
+  Operation o = operationOf("drain", plan);
   o.host = host;
   o.parallel = parallel;
   o.client = client;
-  o.notes = plan.notes;
-  for (const auto& u : plan.unplaced) o.unplaced.emplace_back(u.container, u.reason);
-  for (const auto& m : plan.moves) o.items.push_back(itemOf(m));
   if (dry_run) {
     if (client) {
       server_.sendTo(client->peer, client->id,
@@ -165,30 +161,57 @@ void Coordinator::startRebalance(const Request& r) {
   if (rb.getHighPercent() > 0) ro.high_percent = rb.getHighPercent();
   if (rb.getLowPercent() > 0) ro.low_percent = rb.getLowPercent();
   if (rb.getMaxMoves() > 0) ro.max_moves = static_cast<int>(rb.getMaxMoves());
-  if (ro.high_percent > 100 || ro.low_percent >= ro.high_percent) {
-    throw Error(ErrorCategory::kInvalidInput,
-                "--low must be below --high, and --high at most 100 (got low " +
-                    std::to_string(static_cast<int>(ro.low_percent)) + ", high " +
-                    std::to_string(static_cast<int>(ro.high_percent)) + ")");
-  }
-  ro.now_ms = clock_();
-  Snapshot s = snapshot();
-  Plan plan = planRebalance(s.hosts, s.containers, s.compatible, ro);
-  Operation o;
-  o.kind = "rebalance";
-  o.client = Client{r.peer, r.id};
-  o.notes = plan.notes;
-  for (const auto& u : plan.unplaced) o.unplaced.emplace_back(u.container, u.reason);
-  for (const auto& m : plan.moves) o.items.push_back(itemOf(m));
+  validateRebalanceOptions(ro);
   if (rb.getDryRun()) {
+    ro.now_ms = clock_();
+    Snapshot s = snapshot();
+    Plan plan = planRebalance(s.hosts, s.containers, s.compatible, ro);
+    Operation o = operationOf("rebalance", plan);
     server_.reply(r, [&](proto::Message::Builder b) { fillPlacement(b.initPlacement(), o, true); });
     return;
   }
+  beginRebalance(ro, Client{r.peer, r.id});
+}
+
+Coordinator::Operation Coordinator::operationOf(const std::string& kind, const Plan& plan) {
+  Operation o;
+  o.kind = kind;
+  o.notes = plan.notes;
+  for (const auto& u : plan.unplaced) o.unplaced.emplace_back(u.container, u.reason);
+  for (const auto& m : plan.moves) o.items.push_back(itemOf(m));
+  return o;
+}
+
+int64_t Coordinator::beginRebalance(RebalanceOptions ro, std::optional<Client> client) {
+  ro.now_ms = clock_();
+  Snapshot s = snapshot();
+  Plan plan = planRebalance(s.hosts, s.containers, s.compatible, ro);
+  if (!client && plan.moves.empty()) return 0;  // nothing to do, nobody to tell
+  Operation o = operationOf("rebalance", plan);
+  o.client = client;
   store_.addEvent(clock_(), "cluster", "rebalance",
-                  "started: " + std::to_string(o.items.size()) + " move(s)");
+                  std::string(client ? "started" : "started by itself (--rebalance-every)") + ": " +
+                      std::to_string(o.items.size()) + " move(s)");
+  log().info("rebalance{}: {} move(s), {} unplaced", client ? "" : " (periodic)", o.items.size(),
+             o.unplaced.size());
   int64_t id = next_op_++;
   ops_.emplace(id, std::move(o));
   runOperation(id);
+  return id;
+}
+
+// --rebalance-every: only when nothing else moves containers around, so a
+// plan is never made over a cluster a drain is emptying.
+void Coordinator::periodicRebalance() {
+  if (!ops_.empty() || !runs_.empty()) return;
+  for (const auto& h : store_.hosts()) {
+    if (h.up && !connected_.count(h.name)) return;  // not heard since a restart: its load is old
+  }
+  try {
+    beginRebalance(opts_.rebalance, std::nullopt);
+  } catch (const Error& e) {
+    log().warn("periodic rebalance: {}", e.what());
+  }
 }
 
 void Coordinator::fillPlacement(proto::Placement::Builder b, const Operation& o,

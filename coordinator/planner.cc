@@ -1,5 +1,7 @@
 #include "coordinator/planner.h"
 
+#include "engine/error.h"
+
 #include <algorithm>
 #include <map>
 #include <optional>
@@ -117,6 +119,16 @@ Plan planDrain(const std::string& host, const std::vector<PlanHost>& hosts,
         {c->name, host, best->host->name, c->memory_bytes, !holdsImage(*best->host, c->image_id)});
   }
   return plan;
+}
+
+void validateRebalanceOptions(const RebalanceOptions& o) {
+  if (o.high_percent > 100 || o.low_percent < 0 || o.low_percent >= o.high_percent || o.max_moves < 1) {
+    throw Error(ErrorCategory::kInvalidInput,
+                "the low mark must be below the high one, the high one at most 100 and moves at least "
+                "1 (got low " + std::to_string(static_cast<int>(o.low_percent)) + ", high " +
+                    std::to_string(static_cast<int>(o.high_percent)) + ", " + std::to_string(o.max_moves) +
+                    " move(s))");
+  }
 }
 
 Plan planRebalance(const std::vector<PlanHost>& hosts, const std::vector<PlanContainer>& containers,

@@ -83,6 +83,8 @@ struct RebalanceOptions {
   int64_t now_ms = 0;
   int64_t cooldown_ms = 10 * 60 * 1000;  // not moved again within this
 };
+// low below high, high at most 100. Throws Error kInvalidInput saying so.
+void validateRebalanceOptions(const RebalanceOptions& o);
 
 // In the spirit of the descheduler's LowNodeUtilization: hosts above high
 // shed containers until they are at or below high, onto hosts below low,

@@ -506,6 +506,7 @@ ClusterState up(const ClusterOptions& o, const ProgressFn& progress) {
   std::vector<std::string> coordinator_argv = {
       s.coordinator_bin, "--listen", s.coordinator_endpoint, "--state", s.coordinator_state,
       "--heartbeat", std::to_string(s.heartbeat_ms), "--missed", std::to_string(kMissedHeartbeats)};
+  coordinator_argv.insert(coordinator_argv.end(), o.coordinator_args.begin(), o.coordinator_args.end());
   std::vector<std::string> agent_args = o.agent_args;
   std::optional<proto::CurveClientKeys> curve;
   if (!s.keys_dir.empty()) {

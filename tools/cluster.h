@@ -53,6 +53,7 @@ struct ClusterOptions {
   // Extra options for every ferry-agent, after those up sets (e.g.
   // {"--stream-timeout", "3000"}).
   std::vector<std::string> agent_args;
+  std::vector<std::string> coordinator_args;  // added to ferry-coordinator's
   // CurveZMQ keys (`ferry keys generate DIR --hosts hostA,...`): the
   // coordinator admits the keys listed there, agents use NAME.key, and this
   // launcher and the CLI client.key. Empty: no keys, loopback only.

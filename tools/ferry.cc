@@ -179,7 +179,10 @@ LOCAL CLUSTER AND KEYS
                                       everywhere, with keys from `ferry keys generate K
                                       --hosts hostA,...` (the CLI then finds them itself)
                                       --agent-arg ARG (repeatable) goes to every ferry-agent,
-                                      e.g. --agent-arg --memory-capacity --agent-arg 1024
+                                      e.g. --agent-arg --memory-capacity --agent-arg 1024;
+                                      --coordinator-arg ARG likewise to ferry-coordinator,
+                                      e.g. --coordinator-arg --rebalance-every
+                                      --coordinator-arg 60
   cluster down [--dir DIR]            stop them all; no container, mount or process stays
   keys generate DIR [--hosts H1,H2,...] [--clients NAME,...]
                                       CurveZMQ key pairs: coordinator, each host (default
@@ -1377,6 +1380,8 @@ int cmdCluster(Cli& cli, Args& a) {
       o.keys_dir = a.next("directory after --keys");
     else if (opt == "--agent-arg" && sub == "up")
       o.agent_args.push_back(a.next("argument after --agent-arg"));
+    else if (opt == "--coordinator-arg" && sub == "up")
+      o.coordinator_args.push_back(a.next("argument after --coordinator-arg"));
     else
       throw UsageError("unknown cluster " + sub + " option '" + opt + "'");
   }

@@ -219,11 +219,12 @@ class ClusterMigration : public ::testing::Test {
   }
 
   // A new coordinator on the same state, after the test killed the first.
-  void restartCoordinator() {
-    extra_coordinator_ =
-        spawnChild({FERRY_COORDINATOR_BIN, "--listen", state_.coordinator_endpoint, "--state",
-                    state_.coordinator_state.string(), "--heartbeat", "200", "--missed", "5"},
-                   (fs::path(dir_) / "logs" / "coordinator-restarted.log").string());
+  void restartCoordinator(const std::vector<std::string>& extra = {}) {
+    std::vector<std::string> argv = {FERRY_COORDINATOR_BIN, "--listen", state_.coordinator_endpoint,
+                                     "--state", state_.coordinator_state.string(), "--heartbeat",
+                                     "200", "--missed", "5"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    extra_coordinator_ = spawnChild(argv, (fs::path(dir_) / "logs" / "coordinator-restarted.log").string());
   }
 
   // A CRIU that fails every restore: a wrapper that says so and exits 1

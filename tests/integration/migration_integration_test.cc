@@ -698,6 +698,18 @@ class ThreeHosts : public PrecopyMigration {
     return {"--memory-capacity", "1024"};
   }
 
+  // Until the coordinator sees more than `bytes` used by h's containers.
+  void waitForLoad(const std::string& h, uint64_t bytes) {
+    waitFor(
+        [&] {
+          CliResult ps = ferry({"--json", "ps", "--host", h});
+          uint64_t total = 0;
+          for (const auto& c : json::parse(ps.out)) total += c["memory_bytes"].get<uint64_t>();
+          return total > bytes;
+        },
+        seconds(60), "the coordinator to see " + h + "'s load");
+  }
+
   // A plain counter on `h` (demo, from runDemo, is the one with a volume).
   void runCounter(const std::string& h, const std::string& name) {
     CliResult r = ferry({"run", "--host", h, "--name", name, "counter", "/usr/local/bin/counter",
@@ -784,14 +796,7 @@ TEST_F(ThreeHosts, RebalanceReportsItsPlanBeforeTheFirstMoveAndCarriesItOut) {
                          "500"});
     ASSERT_EQ(r.exit_code, 0) << r.err;
   }
-  waitFor(
-      [&] {
-        CliResult ps = ferry({"--json", "ps", "--host", "hostB"});
-        uint64_t total = 0;
-        for (const auto& c : json::parse(ps.out)) total += c["memory_bytes"].get<uint64_t>();
-        return total > (uint64_t{580} << 20);
-      },
-      seconds(60), "the coordinator to see hostB's load");
+  waitForLoad("hostB", uint64_t{580} << 20);
 
   // A dry run plans and changes nothing.
   CliResult dry = ferry({"--json", "rebalance", "--dry-run", "--high", "50", "--low", "30"});
@@ -840,6 +845,48 @@ TEST_F(ThreeHosts, RebalanceReportsItsPlanBeforeTheFirstMoveAndCarriesItOut) {
   CliResult again = ferry({"--json", "rebalance", "--dry-run", "--high", "50", "--low", "30"});
   ASSERT_EQ(again.exit_code, 0) << again.err;
   EXPECT_TRUE(json::parse(again.out)["moves"].empty()) << again.out;
+}
+
+// ferry-coordinator --rebalance-every: nobody asks, the load moves anyway,
+// once, and then stays (below the mark, and the moved one cools down).
+TEST_F(ThreeHosts, ACoordinatorRebalancingEverySecondMovesLoadByItself) {
+  for (const char* n : {"r1", "r2"}) {
+    CliResult r = ferry({"run", "--host", "hostB", "--name", n, "counter",
+                         "/usr/local/bin/bench-workload", "--mem-mib", "150", "--verify-every-ms",
+                         "500"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  }
+  waitForLoad("hostB", uint64_t{280} << 20);
+  auto history = [&] {
+    CliResult h = ferry({"--json", "history"});
+    return h.exit_code == 0 ? json::parse(h.out) : json::array();
+  };
+  ASSERT_TRUE(history().empty());
+  // hostB is at about 29 % of 1 GiB; the marks are 25 and 10.
+  ::kill(state_.coordinator_pid, SIGTERM);
+  waitFor([&] { return !processAlive(state_.coordinator_pid); }, seconds(20), "the coordinator to stop");
+  restartCoordinator({"--rebalance-every", "1", "--rebalance-high", "25", "--rebalance-low", "10"});
+  waitFor(
+      [&] {
+        json h = history();
+        return !h.empty() && h[0]["outcome"].get<std::string>().rfind("in progress", 0) != 0;
+      },
+      seconds(90), "the coordinator to rebalance by itself");
+  json h = history();
+  ASSERT_EQ(h.size(), 1u) << h.dump();
+  EXPECT_EQ(h[0]["outcome"], "committed") << h.dump();
+  EXPECT_EQ(h[0]["source"], "hostB");
+  std::string moved = h[0]["container"], target = h[0]["target"];
+  EXPECT_EQ(hostOf(moved), target);
+  waitFor([&] { return workloadLines(engine(target), moved, "verify ").size() >= 2; }, seconds(30),
+          moved + " to verify its memory on " + target);
+  EXPECT_TRUE(workloadLines(engine(target), moved, "verify FAIL").empty());
+  // Several periods on, nothing else has moved: an observation window, not
+  // a wait for something to happen.
+  std::this_thread::sleep_for(seconds(3));
+  EXPECT_EQ(history().size(), 1u) << history().dump();
+  EXPECT_NE(readFile(fs::path(dir_) / "logs" / "coordinator-restarted.log").find("rebalance (periodic)"),
+            std::string::npos);
 }
 
 TEST_F(ThreeHosts, ADrainWhoseTargetFailsLeavesThatContainerRunningOnTheDrainedHost) {

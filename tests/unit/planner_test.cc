@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include "engine/error.h"
+
 namespace ferry::coord {
 namespace {
 
@@ -114,6 +116,13 @@ TEST(PlanRebalance, OnlyOntoHostsHoldingTheContainersSecrets) {
   Plan p = planRebalance(hosts, {m}, any, {.high_percent = 80, .low_percent = 50});
   ASSERT_EQ(p.moves.size(), 1u);
   EXPECT_EQ(p.moves[0].target, "keeper");
+}
+
+TEST(PlanRebalance, MarksAreCheckedBeforeAnythingIsPlanned) {
+  EXPECT_NO_THROW(validateRebalanceOptions({}));
+  EXPECT_THROW(validateRebalanceOptions({.high_percent = 50, .low_percent = 50}), Error);
+  EXPECT_THROW(validateRebalanceOptions({.high_percent = 120, .low_percent = 50}), Error);
+  EXPECT_THROW(validateRebalanceOptions({.high_percent = 80, .low_percent = 50, .max_moves = 0}), Error);
 }
 
 TEST(PlanRebalance, MovesFromAboveHighToBelowLowWithTheFewestMoves) {
