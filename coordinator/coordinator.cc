@@ -527,8 +527,15 @@ void Coordinator::handle(Request& r) {
       return listHistory(r, m.getListHistory());
     case proto::Message::LIST_PENDING:
       return listPending(r);
-    case proto::Message::RESUME_SOURCE:
-      return resumeSourceNow(r, static_cast<int64_t>(m.getResumeSource()));
+    case proto::Message::RESUME_SOURCE: {
+      auto rs = m.getResumeSource();
+      if (!rs.getTargetLost()) {
+        throw Error(ErrorCategory::kInvalidInput,
+                    "resuming a frozen source needs the operator's word that the target's copy is "
+                    "not running (--target-lost)");
+      }
+      return resumeSourceNow(r, static_cast<int64_t>(rs.getMigration()));
+    }
     case proto::Message::IMPORT_FILE:
       return importFile(r);
     case proto::Message::CHECKPOINT:
@@ -1001,22 +1008,38 @@ void Coordinator::resumeSourceNow(const Request& r, int64_t id) {
                     " resumes on " + m->source + " right after; nothing to override");
   }
   requireHost(m->source, "source");
+  auto here = store_.container(m->source, m->container);
+  if (!here || here->status != "paused") {
+    throw Error(ErrorCategory::kInvalidInput,
+                m->container + " is " + (here ? here->status : "not there") + " on " + m->source +
+                    ", not frozen: nothing to resume");
+  }
   log().warn("migration #{}: the operator resumes {} on {} with {} unreachable", id, m->container, m->source,
              m->target);
   Client c{r.peer, r.id};
   CleanupRow row = *owed;
+  cleanup_retry_[row.id] = Steady::time_point::max();  // not also sent by runCleanups meanwhile
   command(
       m->source, "resume " + m->container + " (operator, migration #" + std::to_string(id) + ")",
       [&](proto::Message::Builder b) { b.setRollbackSource(row.container); }, opts_.command_timeout,
       [this, c, row, target = m->target](proto::Message::Reader) {
         store_.removeCleanup(row.id);
+        cleanup_retry_.erase(row.id);
+        // The target's discard stays owed, but no longer blocks the
+        // container (it runs here): only that migration's copy goes.
+        for (const CleanupRow& d : store_.cleanups(target)) {
+          if (d.migration == row.migration && d.action == "discard") store_.setCleanupAction(d.id, "discard-late");
+        }
         store_.addEvent(clock_(), "cleanup", row.container,
                         "resumed on " + row.host + " by the operator (migration #" +
                             std::to_string(row.migration) + "); " + target +
                             " still discards its copy when it is back");
         server_.sendTo(c.peer, c.id, [](proto::Message::Builder b) { b.setOk(); });
       },
-      [this, c](const Error& e) { sendError(c, e); });
+      [this, c, row](const Error& e) {
+        cleanup_retry_.erase(row.id);
+        sendError(c, e);
+      });
 }
 
 void Coordinator::owedResume(Run& run) {
@@ -1105,7 +1128,7 @@ void Coordinator::runCleanups(const std::string& host) {
     if (c.action == "resume-after-discard" && store_.hasCleanup(c.migration, "discard")) continue;
     cleanup_retry_[c.id] = Steady::time_point::max();  // in flight: not again until it ends
     proto::Fill fill;
-    if (c.action == "discard") {
+    if (c.action == "discard" || c.action == "discard-late") {
       fill = [c](proto::Message::Builder b) {
         auto d = b.initDiscardTarget();
         d.setMigration(static_cast<uint64_t>(c.migration));
@@ -1186,6 +1209,10 @@ void Coordinator::run(const std::atomic<bool>& stop) {
           Steady::now() - run.last_progress > std::chrono::seconds(2)) {
         progress(run, run.last_phase, run.last_done, "waiting for " + run.row.target);
       }
+    }
+    // A periodic rebalance plans from heartbeats sent after the last move.
+    if (!ops_.empty() || !runs_.empty()) {
+      next_rebalance_ = std::max(next_rebalance_, Steady::now() + 2 * opts_.heartbeat);
     }
     if (opts_.rebalance_every.count() > 0 && Steady::now() >= next_rebalance_) {
       next_rebalance_ = Steady::now() + opts_.rebalance_every;

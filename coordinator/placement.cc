@@ -185,6 +185,10 @@ Coordinator::Operation Coordinator::operationOf(const std::string& kind, const P
 int64_t Coordinator::beginRebalance(RebalanceOptions ro, std::optional<Client> client) {
   ro.now_ms = clock_();
   Snapshot s = snapshot();
+  if (!client) {
+    // By itself, it never picks what a migration would refuse at once.
+    std::erase_if(s.containers, [this](const PlanContainer& c) { return store_.hasCleanupFor(c.name); });
+  }
   Plan plan = planRebalance(s.hosts, s.containers, s.compatible, ro);
   if (!client && plan.moves.empty()) return 0;  // nothing to do, nobody to tell
   Operation o = operationOf("rebalance", plan);
@@ -203,13 +207,13 @@ int64_t Coordinator::beginRebalance(RebalanceOptions ro, std::optional<Client> c
 // --rebalance-every: only when nothing else moves containers around, so a
 // plan is never made over a cluster a drain is emptying.
 void Coordinator::periodicRebalance() {
-  if (!ops_.empty() || !runs_.empty()) return;
+  if (!ops_.empty() || !runs_.empty() || !store_.activeDrains().empty()) return;
   for (const auto& h : store_.hosts()) {
     if (h.up && !connected_.count(h.name)) return;  // not heard since a restart: its load is old
   }
   try {
     beginRebalance(opts_.rebalance, std::nullopt);
-  } catch (const Error& e) {
+  } catch (const std::exception& e) {
     log().warn("periodic rebalance: {}", e.what());
   }
 }

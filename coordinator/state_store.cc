@@ -261,7 +261,8 @@ std::vector<DrainRow> StateStore::activeDrains() {
 
 std::map<std::string, int64_t> StateStore::lastMoves() {
   Statement s = db_.prepare(
-      "SELECT container, MAX(updated_ms) FROM migrations WHERE phase='committed' GROUP BY container");
+      "SELECT container, MAX(updated_ms) FROM migrations WHERE phase IN ('committed', 'rolled-back') "
+      "GROUP BY container");
   std::map<std::string, int64_t> out;
   while (s.step()) out[s.text(0)] = s.integer(1);
   return out;
@@ -307,9 +308,17 @@ bool StateStore::hasCleanup(int64_t migration, const std::string& action) {
 }
 
 bool StateStore::hasCleanupFor(const std::string& container) {
-  Statement s = db_.prepare("SELECT 1 FROM cleanups WHERE container=?1");
+  // A discard owed after the operator resumed the source (resume-source)
+  // blocks nothing: the container runs, and only that migration's copy goes.
+  Statement s = db_.prepare("SELECT 1 FROM cleanups WHERE container=?1 AND action != 'discard-late'");
   s.bind(1, container);
   return s.step();
+}
+
+void StateStore::setCleanupAction(int64_t id, const std::string& action) {
+  Statement s = db_.prepare("UPDATE cleanups SET action=?2 WHERE id=?1");
+  s.bind(1, id).bind(2, action);
+  s.step();
 }
 
 void StateStore::removeCleanup(int64_t id) {

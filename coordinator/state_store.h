@@ -120,6 +120,7 @@ class StateStore {
   int64_t addCleanup(const CleanupRow& c, int64_t now_ms);
   std::vector<CleanupRow> cleanups(const std::string& host);  // "": every host's
   void removeCleanup(int64_t id);
+  void setCleanupAction(int64_t id, const std::string& action);
   bool hasCleanup(int64_t migration, const std::string& action);
   bool hasCleanupFor(const std::string& container);
 
@@ -142,6 +143,8 @@ class StateStore {
   void endDrain(int64_t id);
   std::vector<DrainRow> activeDrains();
   // When each container's last committed migration ended (for cool-downs).
+  // Per container, when its last migration ended, committed or rolled back
+  // (a failed try cools down too).
   std::map<std::string, int64_t> lastMoves();
 
   void addEvent(int64_t now_ms, const std::string& kind, const std::string& subject,

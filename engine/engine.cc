@@ -601,7 +601,9 @@ void writeLogTail(const fs::path& log, ByteSink& out, uint64_t max) {
     at_line = ::pread(fd.get(), &before, 1, static_cast<off_t>(from - 1)) == 1 && before == '\n';
   }
   if (::lseek(fd.get(), static_cast<off_t>(from), SEEK_SET) < 0) throwErrno("seek " + log.string());
-  // conmon appends meanwhile: take what there was at the stat, no more.
+  // conmon appends meanwhile: take what there was at the stat, no more,
+  // and only whole lines (a line half written goes with the next one).
+  std::string partial;
   for (uint64_t left = size - from; left > 0;) {
     ssize_t n = retryEintr([&] { return ::read(fd.get(), buf.data(), std::min<uint64_t>(buf.size(), left)); });
     if (n < 0) throwErrno("read " + log.string());
@@ -614,7 +616,17 @@ void writeLogTail(const fs::path& log, ByteSink& out, uint64_t max) {
       chunk.remove_prefix(nl + 1);
       at_line = true;
     }
-    out.write(chunk);
+    size_t last_nl = chunk.rfind('\n');
+    if (last_nl == std::string_view::npos) {
+      partial.append(chunk);
+      continue;
+    }
+    if (!partial.empty()) {
+      out.write(partial);
+      partial.clear();
+    }
+    out.write(chunk.substr(0, last_nl + 1));
+    partial.assign(chunk.substr(last_nl + 1));
   }
 }
 

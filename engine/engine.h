@@ -116,7 +116,10 @@ void to_json(nlohmann::json& j, const RestoreResult& r);
 //                        kCarriedLogBytes, from a line's start), which the
 //                        restored copy's log goes on from (as Podman's)
 //   manifest.json        sizes and checksums of all of the above, CRIU stats
-inline constexpr int kCheckpointFormat = 1;
+// 2: adds ctr.log. A reader takes 1 and 2; an older one refuses 2 at the
+// metadata, the first record, rather than at the log, the last.
+inline constexpr int kCheckpointFormat = 2;
+inline constexpr int kOldestCheckpointFormat = 1;
 inline constexpr uint64_t kCarriedLogBytes = 16u << 20;
 
 // Writes the end of a container's log to `out`: at most `max` bytes,

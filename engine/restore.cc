@@ -31,10 +31,11 @@ struct Metadata {
 Metadata parseMetadata(const json& j) {
   try {
     int format = j.at("format").get<int>();
-    if (format != kCheckpointFormat) {
+    if (format < kOldestCheckpointFormat || format > kCheckpointFormat) {
       throw Error(ErrorCategory::kIncompatible,
                   "checkpoint format " + std::to_string(format) + " is not supported (this ferry "
-                  "reads format " + std::to_string(kCheckpointFormat) + ")");
+                  "reads formats " + std::to_string(kOldestCheckpointFormat) + " to " +
+                      std::to_string(kCheckpointFormat) + ")");
     }
     Metadata m{j.at("container").get<ContainerRecord>(), j.at("host").get<HostInfo>(), {}};
     const json& o = j.at("options");

@@ -1,5 +1,7 @@
 #include "engine/run_args.h"
 
+#include <cctype>
+
 #include "engine/error.h"
 #include "engine/identity.h"
 #include "engine/names.h"
@@ -55,6 +57,11 @@ ContainerSpec specFromRunArgs(const RunArgs& r) {
   s.cwd = r.cwd;
   s.user = r.user;
   s.hostname = r.hostname;
+  if (!s.hostname.empty()) {
+    bool ok = s.hostname.size() <= 64 && s.hostname[0] != '-' && s.hostname[0] != '.';
+    for (char c : s.hostname) ok = ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.');
+    if (!ok) throwInvalidInput("--hostname " + s.hostname + ": at most 64 letters, digits, '-' and '.'");
+  }
   s.group_add = r.group_add;
   s.host_users = r.host_users;
   s.umask = r.umask;

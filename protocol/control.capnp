@@ -220,7 +220,12 @@ struct Message {
     # --- what hosts still owe, and the operator's override ---
     listPending @45 :Void;
     pending @46 :List(Pending);           # reply to listPending
-    resumeSource @47 :UInt64;             # migration id: resume its frozen source now
+    resumeSource @47 :ResumeSource;       # the operator: resume a frozen source now
+  }
+
+  struct ResumeSource {
+    migration @0 :UInt64;
+    targetLost @1 :Bool;     # the operator's word that the target's copy is not running
   }
 
   struct Pending {

@@ -135,8 +135,9 @@ MIGRATION
                                       is back (two copies must never run); this resumes
                                       the source now, on your word that the target is
                                       gone or its copy is not running. Refused while the
-                                      target is up. The target still discards its copy
-                                      when it is back
+                                      target is up -- and a host cut off from the network
+                                      counts as down, so make sure its copy is stopped.
+                                      The target still discards its copy when it is back
 
 DRAIN AND REBALANCE
   cordon H / uncordon H               H takes no new containers and no migrations (or
@@ -161,7 +162,7 @@ DRAIN AND REBALANCE
                                       or below the high one: per host, one container that
                                       is enough alone (the smallest such), else the
                                       largest first; never onto a cordoned or incompatible
-                                      host, never a container moved in the last 10 min;
+                                      host, never a container moved or tried in 10 min;
                                       at most N moves (default 10). Prints the plan, then
                                       carries it out. Exits 1 if a move failed.
   Both return (--json) the plan with each move's outcome (moved, failed, not
@@ -1151,7 +1152,11 @@ int cmdResumeSource(Cli& cli, Args& a) {
         "say --target-lost once you know the target is gone or its copy is not running (the "
         "target still discards its copy when it is back)");
   }
-  cli.call([&](proto::Message::Builder m) { m.setResumeSource(id); });
+  cli.call([&](proto::Message::Builder m) {
+    auto rs = m.initResumeSource();
+    rs.setMigration(id);
+    rs.setTargetLost(target_lost);
+  });
   if (cli.json_out)
     std::cout << json{{"migration", id}, {"resumed", true}}.dump(2) << "\n";
   else

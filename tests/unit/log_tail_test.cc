@@ -28,6 +28,9 @@ TEST(LogTail, AllOfASmallLogTheEndOfABigOneFromALinesStart) {
   EXPECT_EQ(tail(9), "three\n");
   EXPECT_EQ(tail(6), "three\n");
   EXPECT_EQ(tail(5), "");
+  // A last line still being written is left for the next one.
+  writeFileAtomic(log, "one\ntwo\nthr");
+  EXPECT_EQ(tail(1 << 20), "one\ntwo\n");
 }
 
 }  // namespace ferry

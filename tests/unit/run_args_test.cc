@@ -76,6 +76,7 @@ TEST(RunArgs, BadValuesAreRefusedNamingThem) {
       {{"--name", "w", "--secret", "db", "img"}, "type=env"},
       {{"--name", "w", "--sdnotify", "sometimes", "img"}, "container, conmon or ignore"},
       {{"--name", "bad/name", "img"}, "bad/name"},
+      {{"--name", "w", "--hostname", "no_underscores", "img"}, "--hostname"},
       {{"--name", "w"}, "no image"},
   };
   for (const auto& c : cases) {
