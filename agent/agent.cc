@@ -315,7 +315,8 @@ ContainerInfo Agent::awaitReady(uint64_t id, const std::string& name) {
         p.setMessage(msg);
       });
     }
-    std::this_thread::sleep_for(milliseconds(50));
+    // Each look runs `runc state`: a few a second is plenty.
+    std::this_thread::sleep_for(milliseconds(200));
   }
 }
 
@@ -337,22 +338,18 @@ proto::Fill Agent::secretCommand(proto::Message::Secret::Reader s) {
     }
     case proto::Message::Secret::Op::LIST: {
       std::vector<SecretInfo> all = engine_.secrets().list();
-      std::vector<ContainerInfo> containers = engine_.list();
-      return [all, containers](proto::Message::Builder r) {
+      auto users = engine_.secretUsers();
+      return [all, users](proto::Message::Builder r) {
         auto l = r.initSecrets(static_cast<unsigned>(all.size()));
         for (size_t i = 0; i < all.size(); ++i) {
           auto e = l[static_cast<unsigned>(i)];
           e.setName(all[i].name);
           e.setBytes(all[i].bytes);
           e.setCreatedUnix(all[i].created_unix);
-          std::vector<std::string> users;
-          for (const auto& c : containers) {
-            for (const auto& ref : c.record.spec.secrets) {
-              if (ref.name == all[i].name) users.push_back(c.name());
-            }
-          }
-          auto u = e.initUsedBy(static_cast<unsigned>(users.size()));
-          for (size_t k = 0; k < users.size(); ++k) u.set(static_cast<unsigned>(k), users[k]);
+          auto it = users.find(all[i].name);
+          size_t n = it == users.end() ? 0 : it->second.size();
+          auto u = e.initUsedBy(static_cast<unsigned>(n));
+          for (size_t k = 0; k < n; ++k) u.set(static_cast<unsigned>(k), it->second[k]);
         }
       };
     }

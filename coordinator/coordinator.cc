@@ -293,8 +293,7 @@ void Coordinator::noteContainer(proto::Message::Reader m) {
 
 void Coordinator::noteExtras(proto::Container::Reader c) {
   ContainerExtras& x = container_extras_[text(c.getName())];
-  x.secrets.clear();
-  for (auto s : c.getSecrets()) x.secrets.push_back(text(s));
+  x.secrets = proto::strings(c.getSecrets());
   x.ready = c.getReady();
   x.notify_status = text(c.getNotifyStatus());
 }

@@ -167,7 +167,8 @@ CheckpointResult Engine::checkpointTo(const std::string& name, const OutputFacto
                       "LISTEN_FDS): they belong to that manager and cannot be checkpointed or "
                       "migrated; start it anew where it should run");
   }
-  requireDumpableIdentity(json::parse(readFile(containers_.paths(name).config())), name);
+  const json config = json::parse(readFile(containers_.paths(name).config()));
+  requireDumpableIdentity(config, name);
   ImageRecord image = images_.resolve(rec.image_id);
   ContainerPaths p = containers_.paths(name);
   const HostInfo& source = hostInfo();  // before the freeze: it runs CRIU and runc
@@ -194,7 +195,7 @@ CheckpointResult Engine::checkpointTo(const std::string& name, const OutputFacto
                {"created_unix", unixNow()}});
     // For inspection only (a restore writes its own): secrets left out.
     out->open("spec", "config.json")
-        .write(redactSecrets(json::parse(readFile(p.config())), rec.spec.secrets).dump(2) + "\n");
+        .write(redactSecrets(config, rec.spec.secrets).dump(2) + "\n");
     out->close();
   } catch (...) {
     out->discard();

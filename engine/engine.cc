@@ -248,16 +248,21 @@ void Engine::writeSpec(const ContainerRecord& rec, const ImageRecord& image, boo
   writeFileAtomic(p.config(), spec.dump(2) + "\n", 0600);
 }
 
+std::map<std::string, std::vector<std::string>> Engine::secretUsers() const {
+  std::map<std::string, std::vector<std::string>> out;
+  for (const auto& rec : containers_.list()) {
+    for (const auto& ref : rec.spec.secrets) out[ref.name].push_back(rec.name());
+  }
+  return out;
+}
+
 void Engine::removeSecret(const std::string& name) {
   FileLock held = lock();  // no container is created with it meanwhile
   secrets_.secretMustExist(name, cfg_.host_name);
-  for (const auto& rec : containers_.list()) {
-    for (const auto& ref : rec.spec.secrets) {
-      if (ref.name == name) {
-        throwInvalidInput("secret " + name + " is given to " + rec.name() + " on " + cfg_.host_name +
-                          "; remove that container first");
-      }
-    }
+  auto users = secretUsers();
+  if (auto it = users.find(name); it != users.end()) {
+    throwInvalidInput("secret " + name + " is given to " + it->second.front() + " on " + cfg_.host_name +
+                      "; remove that container first");
   }
   secrets_.remove(name);
 }

@@ -16,6 +16,7 @@
 #include <chrono>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <mutex>
@@ -137,6 +138,8 @@ class Engine {
   SecretStore& secrets() { return secrets_; }
   // Removes a host secret; refused while a container here is given it.
   void removeSecret(const std::string& name);
+  // Secret name -> the containers here given it (from their records).
+  std::map<std::string, std::vector<std::string>> secretUsers() const;
   // This process serves sd_notify sockets (--sdnotify=container) for as
   // long as the engine lives: binds them again for the containers that
   // have them. Only one process per root may (the agent).

@@ -9,6 +9,7 @@
 
 #include "engine/config.h"
 #include "engine/error.h"
+#include "engine/strings.h"
 
 namespace ferry {
 
@@ -185,10 +186,7 @@ VolumeMount parseVolumeArg(const std::string& arg) {
   if (second == std::string::npos) return v;
   std::string opts = rest.substr(second + 1);
   std::set<std::string> seen;
-  size_t start = 0;
-  for (;;) {
-    size_t end = opts.find(',', start);
-    std::string opt = opts.substr(start, end == std::string::npos ? end : end - start);
+  for (const std::string& opt : splitFields(opts, ',')) {
     std::string key = opt.substr(0, opt.find('='));
     if (!seen.insert(key == "rw" ? "ro" : key == "Z" ? "z" : key).second) {
       throwInvalidInput("volume option '" + key + "' given twice (or with its opposite) in '" + arg + "'");
@@ -213,8 +211,6 @@ VolumeMount parseVolumeArg(const std::string& arg) {
       throwInvalidInput("invalid volume option '" + opt + "' in '" + arg +
                         "': use ro, rw, U, z, Z, O, upperdir=PATH, workdir=PATH");
     }
-    if (end == std::string::npos) break;
-    start = end + 1;
   }
   if (v.upperdir.empty() != v.workdir.empty()) {
     throwInvalidInput("volume '" + arg + "': upperdir= and workdir= go together: give both or neither");
@@ -257,11 +253,7 @@ TmpfsMount parseTmpfsArg(const std::string& arg) {
   static const std::set<std::string> flags = {"ro", "rw", "exec", "noexec", "suid",
                                               "nosuid", "dev", "nodev"};
   static const std::set<std::string> keys = {"size", "mode", "uid", "gid", "nr_inodes"};
-  std::string opts = arg.substr(colon + 1);
-  size_t start = 0;
-  for (;;) {
-    size_t end = opts.find(',', start);
-    std::string o = opts.substr(start, end == std::string::npos ? end : end - start);
+  for (const std::string& o : splitFields(arg.substr(colon + 1), ',')) {
     std::string key = o.substr(0, o.find('='));
     bool ok = flags.count(o) || (keys.count(key) && o.size() > key.size() + 1 &&
                                  o.find_first_of(" \t;") == std::string::npos);
@@ -271,8 +263,6 @@ TmpfsMount parseTmpfsArg(const std::string& arg) {
                         "[no]suid, [no]dev");
     }
     t.options.push_back(o);
-    if (end == std::string::npos) break;
-    start = end + 1;
   }
   return t;
 }

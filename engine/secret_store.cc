@@ -8,6 +8,7 @@
 #include "engine/error.h"
 #include "engine/fs.h"
 #include "engine/names.h"
+#include "engine/strings.h"
 
 namespace ferry {
 
@@ -72,18 +73,10 @@ void SecretStore::remove(const std::string& name) {
 SecretRef parseSecretArg(const std::string& arg) {
   SecretRef r;
   std::string type;
-  size_t start = 0;
-  bool first = true;
-  while (start <= arg.size()) {
-    size_t end = arg.find(',', start);
-    if (end == std::string::npos) end = arg.size();
-    std::string part = arg.substr(start, end - start);
-    start = end + 1;
-    if (first) {
-      r.name = part;
-      first = false;
-      continue;
-    }
+  std::vector<std::string> parts = splitFields(arg, ',');
+  r.name = parts[0];
+  for (size_t i = 1; i < parts.size(); ++i) {
+    const std::string& part = parts[i];
     size_t eq = part.find('=');
     std::string key = part.substr(0, eq), value = eq == std::string::npos ? "" : part.substr(eq + 1);
     if (key == "type" && !value.empty()) type = value;

@@ -26,6 +26,7 @@
 #include "engine/names.h"
 #include "engine/run_args.h"
 #include "engine/secret_store.h"
+#include "engine/strings.h"
 #include "protocol/chunk_stream.h"
 #include "protocol/curve.h"
 #include "protocol/figures_json.h"
@@ -1305,15 +1306,10 @@ int cmdRestore(Cli& cli, Args& a) {
   return 0;
 }
 
+// "a,b,,c" -> a, b, c.
 std::vector<std::string> splitList(const std::string& s) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (start <= s.size()) {
-    size_t end = s.find(',', start);
-    if (end == std::string::npos) end = s.size();
-    if (end > start) out.push_back(s.substr(start, end - start));
-    start = end + 1;
-  }
+  std::vector<std::string> out = splitFields(s, ',');
+  std::erase(out, std::string());
   return out;
 }
 
