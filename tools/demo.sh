@@ -54,16 +54,28 @@ ferry migrate demo hostA hostB
 ferry ps
 
 echo "== the counter goes on on hostB"
-await_lines hostB 3
-first=$(ferry logs demo | head -1)
-ferry logs demo | head -3 | sed 's/^/   hostB says: /'
+# A migration carries the container's log, so hostB's log starts with the
+# first line the container ever printed. The counter went on if the lines
+# after hostA's last one continue its count: the whole log is 1, 2, 3, ...
+# with no restart, and it has grown past what hostA printed.
+n_before=${before#counter }
+await_lines hostB $((n_before + 3))
+ferry logs demo | grep '^counter' | awk -v n="$n_before" '$2 > n' | head -3 | sed 's/^/   next: /'
 echo "   volume on hostB holds $(cat "$dir/hosts/hostB/volumes/data/_data/counter")"
 echo "   hostA has: $(ls "$dir/hosts/hostA/containers" 2>/dev/null | wc -l) containers, volume data $( [ -e "$dir/hosts/hostA/volumes/data" ] && echo present || echo gone)"
-n_before=${before#counter } n_first=${first#counter }
-if [ "$n_first" -le "$n_before" ]; then
-  echo "== FAILED: the counter reset ($before on hostA, then $first on hostB)" >&2
+if ! gap=$(ferry logs demo | grep '^counter' | awk '$2 != NR { print "line " NR " says " $0; bad = 1; exit } END { exit bad }'); then
+  echo "== FAILED: the counter did not go on from $before: $gap" >&2
+  exit 1
+fi
+last=$(ferry logs demo | grep '^counter' | tail -1)
+if [ "${last#counter }" -le "$n_before" ]; then
+  echo "== FAILED: hostB never printed counter $((n_before + 1)) after hostA's $before" >&2
+  exit 1
+fi
+if [ -n "$(ls "$dir/hosts/hostA/containers" 2>/dev/null)" ]; then
+  echo "== FAILED: hostA still has a copy of demo after the migration" >&2
   exit 1
 fi
 echo "== ferry history"
 ferry history
-echo "== done: demo went on from $before to $first across the migration"
+echo "== done: demo went on from $before (hostA, before the migration) to $last (hostB), its log unbroken"
