@@ -9,11 +9,11 @@
 #include <random>
 
 #include "agent/transfer.h"
-#include "engine/log.h"
-#include "engine/run_args.h"
+#include "common/log.h"
+#include "engine/spec/run_args.h"
 #include "protocol/framing.h"
-#include "protocol/host_info_proto.h"
-#include "protocol/run_args_proto.h"
+#include "protocol/convert/host_info_proto.h"
+#include "protocol/convert/run_args_proto.h"
 #include "protocol/capnp_text.h"
 
 namespace ferry::agent {

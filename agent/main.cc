@@ -7,7 +7,7 @@
 #include <iostream>
 
 #include "agent/agent.h"
-#include "engine/log.h"
+#include "common/log.h"
 
 using namespace ferry;
 

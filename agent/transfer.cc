@@ -1,7 +1,7 @@
 #include "agent/transfer.h"
 
-#include "engine/log.h"
-#include "engine/time_util.h"
+#include "common/log.h"
+#include "common/time_util.h"
 
 namespace ferry::agent {
 

@@ -3,11 +3,11 @@
 #include <random>
 
 #include "coordinator/coordinator_util.h"
-#include "engine/compat.h"
-#include "engine/host_info.h"
-#include "engine/names.h"
+#include "compat/compat.h"
+#include "compat/host_info.h"
+#include "common/names.h"
 #include "protocol/figures_json.h"
-#include "protocol/host_info_proto.h"
+#include "protocol/convert/host_info_proto.h"
 
 namespace ferry::coord {
 

@@ -9,7 +9,7 @@
 #include <string>
 
 #include "coordinator/state_store.h"
-#include "engine/host_info.h"
+#include "compat/host_info.h"
 #include "protocol/control.capnp.h"
 #include "protocol/capnp_text.h"
 

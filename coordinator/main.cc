@@ -7,7 +7,7 @@
 #include <set>
 
 #include "coordinator/coordinator.h"
-#include "engine/time_util.h"
+#include "common/time_util.h"
 
 using namespace ferry;
 

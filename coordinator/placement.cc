@@ -11,7 +11,7 @@
 #include "coordinator/coordinator.h"
 #include "coordinator/coordinator_util.h"
 #include "coordinator/planner.h"
-#include "engine/compat.h"
+#include "compat/compat.h"
 
 namespace ferry::coord {
 

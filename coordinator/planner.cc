@@ -1,6 +1,6 @@
 #include "coordinator/planner.h"
 
-#include "engine/error.h"
+#include "common/error.h"
 
 #include <algorithm>
 #include <map>

@@ -1,6 +1,6 @@
 #include "coordinator/sqlite.h"
 
-#include "engine/error.h"
+#include "common/error.h"
 
 namespace ferry::coord {
 

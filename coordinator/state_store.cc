@@ -2,7 +2,7 @@
 
 #include <array>
 
-#include "engine/error.h"
+#include "common/error.h"
 
 namespace ferry::coord {
 

@@ -12,15 +12,15 @@
 #include <set>
 #include <thread>
 
-#include "engine/error.h"
-#include "engine/time_util.h"
-#include "engine/log.h"
-#include "engine/fs.h"
-#include "engine/identity.h"
-#include "engine/oci_spec.h"
-#include "engine/overlay.h"
-#include "engine/selinux_label.h"
-#include "engine/workdir.h"
+#include "common/error.h"
+#include "common/time_util.h"
+#include "common/log.h"
+#include "common/fs.h"
+#include "engine/spec/identity.h"
+#include "engine/spec/oci_spec.h"
+#include "engine/store/overlay.h"
+#include "engine/spec/selinux_label.h"
+#include "engine/spec/workdir.h"
 
 namespace ferry {
 
@@ -41,14 +41,6 @@ bool pollUntil(std::chrono::milliseconds timeout, Pred&& pred) {
 }
 
 }  // namespace
-
-spdlog::logger& engineLog() {
-  static std::shared_ptr<spdlog::logger> l = [] {
-    auto existing = spdlog::get("engine");
-    return existing ? existing : spdlog::stderr_color_mt("engine");
-  }();
-  return *l;
-}
 
 std::string_view statusName(ContainerStatus s) {
   switch (s) {

@@ -26,21 +26,21 @@
 
 #include <nlohmann/json.hpp>
 
-#include "engine/bundle.h"
-#include "engine/checkpoint_output.h"
-#include "engine/compat.h"
-#include "engine/config.h"
-#include "engine/container_store.h"
-#include "engine/error.h"
-#include "engine/criu_stats.h"
-#include "engine/fs.h"
-#include "engine/host_info.h"
-#include "engine/image_store.h"
-#include "engine/process.h"
-#include "engine/runtime.h"
-#include "engine/notify.h"
-#include "engine/secret_store.h"
-#include "engine/volume_store.h"
+#include "engine/bundle/bundle.h"
+#include "engine/checkpoint/checkpoint_output.h"
+#include "compat/compat.h"
+#include "engine/runtime/config.h"
+#include "engine/store/container_store.h"
+#include "common/error.h"
+#include "engine/runtime/criu_stats.h"
+#include "common/fs.h"
+#include "engine/runtime/host_probe.h"
+#include "engine/image/image_store.h"
+#include "engine/runtime/process.h"
+#include "engine/runtime/runtime.h"
+#include "engine/runtime/notify.h"
+#include "engine/store/secret_store.h"
+#include "engine/store/volume_store.h"
 
 namespace ferry {
 

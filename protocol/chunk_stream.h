@@ -23,8 +23,8 @@
 #include <string>
 #include <zmq.hpp>
 
-#include "engine/byte_stream.h"
-#include "engine/error.h"
+#include "common/byte_stream.h"
+#include "common/error.h"
 #include "protocol/curve.h"
 
 namespace ferry::proto {

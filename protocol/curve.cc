@@ -5,7 +5,7 @@
 #include <array>
 #include <fstream>
 
-#include "engine/error.h"
+#include "common/error.h"
 
 namespace ferry::proto {
 

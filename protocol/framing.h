@@ -10,7 +10,7 @@
 #include <string>
 #include <zmq.hpp>
 
-#include "engine/error.h"
+#include "common/error.h"
 
 namespace ferry::proto {
 

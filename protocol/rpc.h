@@ -14,7 +14,7 @@
 #include <string>
 #include <zmq.hpp>
 
-#include "engine/error.h"
+#include "common/error.h"
 #include "protocol/control.capnp.h"
 #include "protocol/curve.h"
 #include "protocol/framing.h"

@@ -13,10 +13,10 @@
 #include <sstream>
 #include <thread>
 
-#include "engine/error.h"
-#include "engine/fs.h"
-#include "engine/sha256.h"
-#include "engine/time_util.h"
+#include "common/error.h"
+#include "common/fs.h"
+#include "common/sha256.h"
+#include "common/time_util.h"
 #include "protocol/rpc.h"
 #include "tools/cluster_process.h"
 

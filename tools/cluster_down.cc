@@ -11,9 +11,9 @@
 #include <sstream>
 #include <thread>
 
-#include "engine/error.h"
-#include "engine/fs.h"
-#include "engine/process.h"
+#include "common/error.h"
+#include "common/fs.h"
+#include "engine/runtime/process.h"
 #include "tools/cluster.h"
 #include "tools/cluster_process.h"
 

@@ -7,8 +7,8 @@
 #include <sstream>
 #include <thread>
 
-#include "engine/error.h"
-#include "engine/process.h"
+#include "common/error.h"
+#include "engine/runtime/process.h"
 
 namespace ferry::cluster {
 

@@ -13,9 +13,9 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/engine.h"
-#include "engine/error.h"
-#include "engine/log.h"
-#include "engine/run_args.h"
+#include "common/error.h"
+#include "common/log.h"
+#include "engine/spec/run_args.h"
 #include "tools/cli_util.h"
 
 using namespace ferry;

@@ -9,9 +9,9 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
-#include "engine/bundle.h"
-#include "engine/error.h"
-#include "engine/fs.h"
+#include "engine/bundle/bundle.h"
+#include "common/error.h"
+#include "common/fs.h"
 #include "tools/cli_util.h"
 
 using namespace ferry;

@@ -10,8 +10,8 @@
 #include <gtest/gtest.h>
 
 #include "agent/agent.h"
-#include "engine/error.h"
-#include "engine/fs.h"
+#include "common/error.h"
+#include "common/fs.h"
 #include "test_host.h"
 
 namespace ferry::testing {

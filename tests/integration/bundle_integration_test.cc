@@ -11,8 +11,8 @@
 
 #include <gtest/gtest.h>
 
-#include "engine/error.h"
-#include "engine/fs.h"
+#include "common/error.h"
+#include "common/fs.h"
 #include "test_host.h"
 
 namespace ferry::testing {

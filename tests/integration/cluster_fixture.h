@@ -17,9 +17,9 @@
 #include <vector>
 
 #include "engine/engine.h"
-#include "engine/fs.h"
-#include "engine/log.h"
-#include "engine/process.h"
+#include "common/fs.h"
+#include "common/log.h"
+#include "engine/runtime/process.h"
 #include "protocol/rpc.h"
 #include "tests/integration/test_host.h"
 #include "tools/cluster.h"

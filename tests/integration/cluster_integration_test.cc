@@ -11,7 +11,7 @@
 #include <fstream>
 #include <set>
 
-#include "engine/process.h"
+#include "engine/runtime/process.h"
 #include "protocol/rpc.h"
 #include "test_host.h"
 #include "tools/cluster.h"

@@ -5,7 +5,7 @@
 
 #include "agent/agent.h"
 #include "coordinator/coordinator.h"
-#include "engine/time_util.h"
+#include "common/time_util.h"
 #include "test_host.h"
 
 namespace ferry::testing {

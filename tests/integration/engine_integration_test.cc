@@ -15,9 +15,9 @@
 
 #include <gtest/gtest.h>
 
-#include "engine/error.h"
-#include "engine/fs.h"
-#include "engine/runtime.h"
+#include "common/error.h"
+#include "common/fs.h"
+#include "engine/runtime/runtime.h"
 #include "test_host.h"
 
 namespace ferry::testing {

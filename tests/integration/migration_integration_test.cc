@@ -16,10 +16,10 @@
 #include <thread>
 
 #include "engine/engine.h"
-#include "engine/fs.h"
-#include "engine/log.h"
-#include "engine/sha256.h"
-#include "engine/process.h"
+#include "common/fs.h"
+#include "common/log.h"
+#include "common/sha256.h"
+#include "engine/runtime/process.h"
 #include "protocol/rpc.h"
 #include "tests/integration/cluster_fixture.h"
 #include "tests/integration/test_host.h"

@@ -13,7 +13,7 @@
 #include <thread>
 
 #include "engine/engine.h"
-#include "engine/fs.h"
+#include "common/fs.h"
 #include "tests/integration/cluster_fixture.h"
 #include "tests/integration/test_host.h"
 

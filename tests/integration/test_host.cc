@@ -15,7 +15,7 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "engine/overlay.h"
+#include "engine/store/overlay.h"
 
 namespace ferry::testing {
 

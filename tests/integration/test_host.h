@@ -13,9 +13,9 @@
 #include <string>
 #include <vector>
 
-#include "engine/bundle.h"
+#include "engine/bundle/bundle.h"
 #include "engine/engine.h"
-#include "engine/fs.h"
+#include "common/fs.h"
 #include "tests/support/string_stream.h"
 
 namespace ferry::testing {

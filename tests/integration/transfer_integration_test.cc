@@ -6,8 +6,8 @@
 #include <gtest/gtest.h>
 
 #include "agent/transfer.h"
-#include "engine/error.h"
-#include "engine/fs.h"
+#include "common/error.h"
+#include "common/fs.h"
 #include "test_host.h"
 
 namespace ferry::testing {

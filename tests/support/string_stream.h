@@ -6,7 +6,7 @@
 #include <string>
 #include <string_view>
 
-#include "engine/byte_stream.h"
+#include "common/byte_stream.h"
 
 namespace ferry::testing {
 

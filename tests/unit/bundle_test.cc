@@ -1,13 +1,13 @@
-#include "engine/bundle.h"
+#include "engine/bundle/bundle.h"
 
 #include <cstring>
 #include <random>
 
 #include <gtest/gtest.h>
 
-#include "engine/bundle_format.h"
-#include "engine/error.h"
-#include "engine/fs.h"
+#include "engine/bundle/bundle_format.h"
+#include "common/error.h"
+#include "common/fs.h"
 #include "tests/support/bundle_bytes.h"
 #include "tests/support/string_stream.h"
 

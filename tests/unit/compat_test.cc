@@ -1,8 +1,8 @@
-#include "engine/compat.h"
+#include "compat/compat.h"
 
 #include <gtest/gtest.h>
 
-#include "engine/error.h"
+#include "common/error.h"
 
 namespace ferry {
 

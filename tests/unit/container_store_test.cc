@@ -1,9 +1,9 @@
-#include "engine/container_store.h"
+#include "engine/store/container_store.h"
 
 #include <gtest/gtest.h>
 
-#include "engine/error.h"
-#include "engine/fs.h"
+#include "common/error.h"
+#include "common/fs.h"
 
 namespace ferry {
 

@@ -1,10 +1,10 @@
-#include "engine/criu_stats.h"
+#include "engine/runtime/criu_stats.h"
 
 #include <cstring>
 
 #include <gtest/gtest.h>
 
-#include "engine/error.h"
+#include "common/error.h"
 
 namespace ferry {
 

@@ -5,8 +5,8 @@
 
 #include <gtest/gtest.h>
 
-#include "engine/error.h"
-#include "engine/fs.h"
+#include "common/error.h"
+#include "common/fs.h"
 #include "protocol/framing.h"
 
 namespace ferry::proto {

@@ -1,4 +1,4 @@
-#include "engine/fs.h"
+#include "common/fs.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -8,7 +8,7 @@
 
 #include <gtest/gtest.h>
 
-#include "engine/error.h"
+#include "common/error.h"
 
 namespace ferry {
 

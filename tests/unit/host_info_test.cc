@@ -1,4 +1,4 @@
-#include "engine/host_info.h"
+#include "engine/runtime/host_probe.h"
 
 #include <linux/magic.h>
 

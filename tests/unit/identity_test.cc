@@ -1,13 +1,13 @@
 // User, groups, umask and working directory, resolved as libpod does.
-#include "engine/identity.h"
+#include "engine/spec/identity.h"
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "engine/error.h"
-#include "engine/fs.h"
-#include "engine/workdir.h"
+#include "common/error.h"
+#include "common/fs.h"
+#include "engine/spec/workdir.h"
 
 namespace ferry {
 namespace {

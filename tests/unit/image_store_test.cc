@@ -1,4 +1,4 @@
-#include "engine/image_store.h"
+#include "engine/image/image_store.h"
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -12,8 +12,8 @@
 #include <stdexcept>
 #include <thread>
 
-#include "engine/error.h"
-#include "engine/sha256.h"
+#include "common/error.h"
+#include "common/sha256.h"
 
 namespace ferry {
 namespace {

@@ -1,6 +1,6 @@
 // applyLayer's contract on its own; image import's use of it (rootfs
 // tarballs, OCI layers, hostile archives) is covered in image_store_test.cc.
-#include "engine/layer_apply.h"
+#include "engine/image/layer_apply.h"
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -18,8 +18,8 @@
 #include <utility>
 #include <vector>
 
-#include "engine/error.h"
-#include "engine/fs.h"
+#include "common/error.h"
+#include "common/fs.h"
 
 namespace ferry {
 namespace {

@@ -2,7 +2,7 @@
 #include <gtest/gtest.h>
 
 #include "engine/engine.h"
-#include "engine/fs.h"
+#include "common/fs.h"
 #include "tests/support/string_stream.h"
 
 namespace ferry {

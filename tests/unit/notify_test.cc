@@ -1,4 +1,4 @@
-#include "engine/notify.h"
+#include "engine/runtime/notify.h"
 
 #include <gtest/gtest.h>
 #include <sys/socket.h>
@@ -10,7 +10,7 @@
 #include <functional>
 #include <thread>
 
-#include "engine/fs.h"
+#include "common/fs.h"
 
 namespace ferry {
 

@@ -1,10 +1,10 @@
-#include "engine/oci_spec.h"
+#include "engine/spec/oci_spec.h"
 
 #include <gtest/gtest.h>
 
 #include <algorithm>
 
-#include "engine/error.h"
+#include "common/error.h"
 
 namespace ferry {
 

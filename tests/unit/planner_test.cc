@@ -4,7 +4,7 @@
 
 #include <gtest/gtest.h>
 
-#include "engine/error.h"
+#include "common/error.h"
 
 namespace ferry::coord {
 namespace {

@@ -1,11 +1,11 @@
-#include "engine/process.h"
+#include "engine/runtime/process.h"
 
 #include <signal.h>
 
 #include <gtest/gtest.h>
 
-#include "engine/error.h"
-#include "engine/fs.h"
+#include "common/error.h"
+#include "common/fs.h"
 
 namespace ferry {
 

@@ -1,9 +1,9 @@
 // The run options both CLIs take and the agent turns into a spec.
-#include "engine/run_args.h"
+#include "engine/spec/run_args.h"
 
 #include <gtest/gtest.h>
 
-#include "engine/error.h"
+#include "common/error.h"
 
 namespace ferry {
 

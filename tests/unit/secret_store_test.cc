@@ -1,10 +1,11 @@
-#include "engine/secret_store.h"
+#include "engine/store/secret_store.h"
+#include "engine/spec/secret_ref.h"
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
-#include "engine/error.h"
-#include "engine/fs.h"
+#include "common/error.h"
+#include "common/fs.h"
 
 namespace ferry {
 

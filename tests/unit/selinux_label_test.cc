@@ -1,8 +1,8 @@
-#include "engine/selinux_label.h"
+#include "engine/spec/selinux_label.h"
 
 #include <gtest/gtest.h>
 
-#include "engine/error.h"
+#include "common/error.h"
 
 namespace ferry {
 

@@ -3,7 +3,7 @@
 // upperdir archived, applied with Whiteouts::kToOverlay onto a fresh upperdir,
 // and the two merged views compared. Runs as root: overlay mounts, device
 // nodes and trusted.* xattrs need it.
-#include "engine/tree_archive.h"
+#include "engine/image/tree_archive.h"
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -29,12 +29,12 @@
 #include <utility>
 #include <vector>
 
-#include "engine/byte_stream.h"
-#include "engine/error.h"
-#include "engine/fs.h"
+#include "common/byte_stream.h"
+#include "common/error.h"
+#include "common/fs.h"
 #include "tests/support/string_stream.h"
-#include "engine/layer_apply.h"
-#include "engine/overlay.h"
+#include "engine/image/layer_apply.h"
+#include "engine/store/overlay.h"
 
 namespace ferry {
 namespace {

@@ -1,0 +1,176 @@
+// The checkpoint bundle: one byte stream carrying everything a checkpoint
+// holds, written to any ByteSink (a file for `checkpoint --export`, a network
+// stream for a migration) and read back from any ByteSource.
+//
+// Format (version 1), all integers little-endian:
+//   header   "FERRYBN1" u32 version u32 0
+//   record*  u32 magic "FCHK", u8 type, u8 codec, u16 0, u32 stream id,
+//            u32 raw length, u32 wire length, u32 0, u64 checksum; payload
+//   types    1 open a stream (payload: JSON {"kind","name"})
+//            2 data (payload: up to 4 MiB of the stream, raw or one zstd frame)
+//            3 close a stream
+//            4 manifest, the last record (payload: JSON, see below)
+//            5 blocks, between streams (payload: u32 length + bytes, repeated):
+//              pre-copy blocks for the receiver to keep (blocks.h)
+//            6 refs, data of the open stream given as references to blocks
+//              the receiver keeps (payload: u32 length + XXH3-128, repeated)
+//   checksum XXH3-64 over the record header (checksum field zero) and the raw
+//            payload: a flipped bit anywhere is caught. Corruption detection,
+//            not authentication -- who may send a bundle is the transport's
+//            business (CurveZMQ and a one-time token in the cluster).
+// Each data record is an independent zstd frame, so frames compress (and can
+// decompress) in parallel; codec 0 (raw) where compression would only cost.
+// The manifest lists every stream with its size and XXH3-64, plus free-form
+// "info" (CRIU statistics, sizes); nothing may follow it.
+// A migration with pre-copy sends blocks while the container runs, then the
+// checkpoint with references to them: the manifest's sizes and checksums are
+// over the rebuilt streams, so a wrong block cannot go unnoticed.
+//
+// Streams, by kind (the layout a reader extracts into a staging directory):
+//   metadata  checkpoint.json (first: a reader can refuse before the rest)
+//   spec      config.json
+//   criu      criu/NAME            one per CRIU image file
+//   rootfs    rootfs.tar           the rootfs diff, an OCI layer
+//   changes   rootfs-changes.json  A/C/D list of the rootfs diff
+//   volume    volumes/NAME.tar     one per named volume
+//   log       ctr.log              the container's output (its last 16 MiB)
+//   manifest  manifest.json        (written by the reader from record 4)
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <deque>
+#include <functional>
+#include <future>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "engine/bundle/blocks.h"
+#include "common/byte_stream.h"
+
+namespace ferry {
+
+namespace fs = std::filesystem;
+
+inline constexpr uint32_t kBundleFormat = 1;
+inline constexpr size_t kBundleChunk = 1 << 20;          // what the writer cuts
+inline constexpr size_t kBundleMaxRecord = 4 << 20;      // what a reader accepts
+
+struct BundleEntry {
+  std::string kind;
+  std::string name;
+  uint64_t size = 0;
+  uint64_t xxh3 = 0;
+};
+void to_json(nlohmann::json& j, const BundleEntry& e);
+void from_json(const nlohmann::json& j, BundleEntry& e);
+
+// The file an entry lives in, relative to a staging directory. Throws Error
+// kInvalidInput for an unknown kind or a name that is not a plain file name.
+fs::path stagingPath(const std::string& kind, const std::string& name);
+
+struct BundleWriteOptions {
+  int level = 3;    // zstd level; 0 stores raw
+  int threads = 2;  // frames compressed at once
+  // The blocks the receiver keeps (pre-copy). When set, CRIU images, the
+  // rootfs diff and volumes are cut into blocks and each block the receiver
+  // holds goes as a reference; openBlocks() adds to it.
+  BlockIndex* known = nullptr;
+};
+
+struct BundleWriteStats {
+  uint64_t raw_bytes = 0;    // stream bytes, however they went
+  uint64_t wire_bytes = 0;   // everything written to the sink
+  uint64_t ref_bytes = 0;    // stream bytes that went as references
+  uint64_t block_bytes = 0;  // pre-copy blocks sent (before compression)
+};
+
+// Writes a bundle. Streams are written one after another: open, write, close.
+// Not thread-safe; compression runs on up to `threads` helper threads while
+// the caller goes on producing. Blocks on the sink.
+class BundleWriter {
+ public:
+  BundleWriter(ByteSink& out, BundleWriteOptions opts);
+  ~BundleWriter();
+
+  // A sink for one stream, valid until closeStream().
+  ByteSink& openStream(const std::string& kind, const std::string& name);
+  void closeStream();
+  // Opens, copies a file and closes.
+  void addFile(const std::string& kind, const std::string& name, const fs::path& file);
+  // Pre-copy, between streams: a sink whose bytes are cut into blocks
+  // (`how`), of which those the receiver does not hold yet are sent for it
+  // to keep and added to the options' `known` (which must be set).
+  ByteSink& openBlocks(Chunking how);
+  struct BlocksStats {
+    uint64_t scanned = 0;  // bytes written to the sink
+    uint64_t sent = 0;     // bytes of new blocks among them
+  };
+  BlocksStats closeBlocks();
+  // Writes the manifest; nothing may be written after it.
+  BundleWriteStats finish(const nlohmann::json& info);
+
+  const std::vector<BundleEntry>& entries() const { return entries_; }
+  const BundleWriteStats& stats() const { return stats_; }
+  // The sink failed (the peer is gone): nothing more can be written.
+  bool broken() const { return broken_; }
+
+ private:
+  class StreamSink;
+  class BlocksSink;
+  void emit(uint8_t type, std::string payload, bool compressible);
+  void drain(size_t keep);
+
+  ByteSink& out_;
+  BundleWriteOptions opts_;
+  std::unique_ptr<StreamSink> current_;
+  std::unique_ptr<BlocksSink> blocks_;
+  uint32_t next_id_ = 1;
+  std::vector<BundleEntry> entries_;
+  std::deque<std::future<std::string>> pending_;  // records, in order
+  BundleWriteStats stats_;
+  bool finished_ = false;
+  bool broken_ = false;
+};
+
+struct BundleLimits {
+  uint64_t max_total_bytes = uint64_t{256} << 30;  // all streams together
+  // Raw bytes per wire byte, checked on totals once 64 MiB are out. High
+  // because touched-but-zero memory pages compress extremely well.
+  uint64_t max_ratio = 20000;
+  size_t max_streams = 100000;
+};
+
+// Called with checkpoint.json's content once the metadata stream is complete
+// and before anything else is extracted; throwing refuses the bundle.
+using MetadataCheck = std::function<void(const nlohmann::json& metadata)>;
+
+struct BundleReadResult {
+  std::vector<BundleEntry> entries;
+  nlohmann::json info;   // the manifest's "info"
+  uint64_t wire_bytes = 0;
+  uint64_t block_bytes = 0;  // pre-copy blocks kept (a migration's)
+  uint64_t ref_bytes = 0;    // stream bytes rebuilt from them
+};
+
+// Checks a rootfs-changes.json as strictly as tar member names: a list of
+// {"mark": "A"|"C"|"D", "path": relative, no "."/".." or empty components}.
+// readBundle runs it on the changes stream. Throws Error kInvalidInput.
+void checkChangesList(const std::string& text);
+
+// Reads a whole bundle into `staging` (which must exist and be empty),
+// verifying every record's checksum, every stream's size and checksum against
+// the manifest, and the limits (references count as the bytes they stand
+// for). Pre-copy blocks are kept in staging/.precopy-blocks (left there on
+// success: removing staging removes them).
+// Files are created beneath staging only (never through a symlink, never
+// twice). Throws Error kInvalidInput naming what is wrong (truncated, bad
+// checksum, unknown kind, limit exceeded, ...); on failure the caller
+// discards staging.
+BundleReadResult readBundle(ByteSource& in, const fs::path& staging, const BundleLimits& limits,
+                            const MetadataCheck& check = {});
+
+}  // namespace ferry

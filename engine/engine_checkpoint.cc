@@ -1,0 +1,297 @@
+// Engine::checkpoint and Engine::exportCheckpoint: CRIU through runc, the
+// rootfs diff and the volumes, into a CheckpointOutput (layout in engine.h).
+#include "engine/engine.h"
+
+#include <fstream>
+#include <thread>
+
+#include "common/error.h"
+#include "common/fs.h"
+#include "common/log.h"
+#include "common/time_util.h"
+#include "engine/image/tree_archive.h"
+
+namespace ferry {
+
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+json optionsJson(const CheckpointOptions& o) {
+  return {{"leave_running", o.leave_running},
+          {"tcp_established", o.tcp_established},
+          {"file_locks", o.file_locks}};
+}
+
+void writeJson(CheckpointOutput& out, const std::string& kind, const std::string& name,
+               const json& j) {
+  out.open(kind, name).write(j.dump(2) + "\n");
+  out.close();
+}
+
+// Whatever escaped (a filesystem_error, bad_alloc, ...) as an Error, so the
+// rollback path sees one kind of failure.
+Error asError(std::exception_ptr p) {
+  try {
+    std::rethrow_exception(p);
+  } catch (const Error& e) {
+    return e;
+  } catch (const std::exception& e) {
+    return Error(ErrorCategory::kPermanent, e.what());
+  } catch (...) {
+    return Error(ErrorCategory::kPermanent, "unknown failure");
+  }
+}
+
+// Whether this process has `cap` (a capability number) in its effective set.
+bool hasCapability(int cap) {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("CapEff:", 0) == 0) {
+      uint64_t mask = std::stoull(line.substr(7), nullptr, 16);
+      return (mask >> cap) & 1;
+    }
+  }
+  return false;
+}
+
+constexpr int kCapSysResource = 24;
+
+// CRIU reads a process's rlimits with prlimit(2), which for a process of
+// another user needs CAP_SYS_RESOURCE: refuse before freezing anything,
+// saying why, rather than fail inside the dump.
+void requireDumpableIdentity(const json& config, const std::string& name) {
+  uint32_t uid = config["process"]["user"].value("uid", 0u);
+  uint32_t gid = config["process"]["user"].value("gid", 0u);
+  if ((uid != 0 || gid != 0) && !hasCapability(kCapSysResource)) {
+    throw Error(ErrorCategory::kIncompatible,
+                name + " runs as uid " + std::to_string(uid) + " gid " + std::to_string(gid) +
+                    ": CRIU reads its rlimits with prlimit(2), which for another user's process "
+                    "needs CAP_SYS_RESOURCE, and this agent does not have it; give the agent "
+                    "CAP_SYS_RESOURCE, or run the container as root:root (supplementary "
+                    "groups, umask and working directory checkpoint fine)");
+  }
+}
+
+}  // namespace
+
+CheckpointResult Engine::checkpoint(const std::string& name, const fs::path& dir,
+                                    const CheckpointOptions& opts) {
+  fs::path abs = fs::absolute(dir);
+  return withContext("checkpointing " + name + " on " + cfg_.host_name, [&] {
+    CheckpointResult r = checkpointTo(name, [&] { return directoryOutput(abs); }, opts);
+    r.dir = abs;
+    return r;
+  });
+}
+
+CheckpointResult Engine::exportCheckpoint(const std::string& name, ByteSink& sink,
+                                          const CheckpointOptions& opts,
+                                          const BundleWriteOptions& bundle) {
+  return withContext("exporting a checkpoint of " + name + " on " + cfg_.host_name, [&] {
+    return checkpointTo(name, [&] { return bundleOutput(sink, bundle, cfg_.root / "tmp"); }, opts);
+  });
+}
+
+CheckpointResult Engine::exportCheckpoint(const std::string& name, BundleWriter& out,
+                                          const CheckpointOptions& opts) {
+  return withContext("exporting a checkpoint of " + name + " on " + cfg_.host_name, [&] {
+    return checkpointTo(name, [&] { return bundleOutput(out, cfg_.root / "tmp"); }, opts);
+  });
+}
+
+namespace {
+
+// The container's last output may still be on its way from the pipe into
+// the log through conmon when the dump ends (the process is frozen or gone,
+// so nothing new comes). The log counts as complete once its size has not
+// changed for 5 ms -- usually already so by the time the archives are done
+// -- or after 200 ms at most.
+class LogSettle {
+ public:
+  explicit LogSettle(fs::path log) : log_(std::move(log)), size_(sizeOf()), since_(Clock::now()) {}
+  void wait() {
+    auto start = Clock::now();
+    for (;;) {
+      uint64_t now_size = sizeOf();
+      if (now_size != size_) {
+        size_ = now_size;
+        since_ = Clock::now();
+      }
+      if (Clock::now() - since_ >= std::chrono::milliseconds(5) ||
+          Clock::now() - start >= std::chrono::milliseconds(200)) {
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  }
+
+ private:
+  uint64_t sizeOf() const {
+    std::error_code ec;
+    uint64_t n = fs::file_size(log_, ec);
+    return ec ? 0 : n;
+  }
+  fs::path log_;
+  uint64_t size_;
+  Clock::time_point since_;
+};
+
+}  // namespace
+
+CheckpointResult Engine::checkpointTo(const std::string& name, const OutputFactory& make_output,
+                                      const CheckpointOptions& opts) {
+  FileLock held = lock();
+  auto t0 = Clock::now();
+  ContainerRecord rec = containers_.get(name, cfg_.host_name);
+  ContainerInfo info = inspectRecord(rec);
+  if (info.status != ContainerStatus::kRunning) {
+    throwInvalidInput("container is " + std::string(statusName(info.status)) +
+                      "; only a running container can be checkpointed");
+  }
+  if (opts.keep_paused && !opts.leave_running) {
+    throwInvalidInput("keep-paused needs leave-running: without it the checkpoint ends the container");
+  }
+  for (const auto& v : rec.spec.volumes) {
+    if (v.overlay) {
+      throwInvalidInput(name + " has an overlay (O) volume, " + v.name +
+                        ", whose writes are this container's alone and go with it: checkpointing "
+                        "or migrating it is not supported");
+    }
+  }
+  if (rec.spec.listen_fds > 0) {
+    throwInvalidInput(name + " holds " + std::to_string(rec.spec.listen_fds) +
+                      " socket(s) handed over by this host's service manager (socket activation, "
+                      "LISTEN_FDS): they belong to that manager and cannot be checkpointed or "
+                      "migrated; start it anew where it should run");
+  }
+  const json config = json::parse(readFile(containers_.paths(name).config()));
+  requireDumpableIdentity(config, name);
+  ImageRecord image = images_.resolve(rec.image_id);
+  ContainerPaths p = containers_.paths(name);
+  const HostInfo& source = hostInfo();  // before the freeze: it runs CRIU and runc
+  // CRIU's dump.log and stats live beside the host's other logs, so an
+  // error can point at them after the output is discarded.
+  fs::path work = logDir(name, "checkpoint");
+  makeDirs(work, 0700);
+  std::unique_ptr<CheckpointOutput> out = make_output();  // only now: nothing to undo before
+
+  // Everything known before the freeze goes first: a reader can check it
+  // (and refuse) before the rest arrives.
+  try {
+    if (rec.spec.sdnotify == "container") {
+      NotifyState n = readNotifyState(p.notify_state());
+      rec.notify_ready = n.ready;
+      rec.notify_status = n.status;
+    }
+    writeJson(*out, "metadata", "checkpoint.json",
+              {{"format", kCheckpointFormat},
+               {"container", rec},
+               {"image", {{"id", image.id}, {"names", image.names}}},
+               {"host", source},
+               {"options", optionsJson(opts)},
+               {"created_unix", unixNow()}});
+    // For inspection only (a restore writes its own): secrets left out.
+    out->open("spec", "config.json")
+        .write(redactSecrets(config, rec.spec.secrets).dump(2) + "\n");
+    out->close();
+  } catch (...) {
+    out->discard();
+    throw;
+  }
+
+  // With --leave-running the container is paused around the dump and the
+  // archives, so memory, rootfs and volumes are one consistent moment.
+  if (opts.leave_running) runtime_.pause(name);
+  auto resumeIfPaused = [&] {
+    if (opts.leave_running && inspectRecord(rec).status == ContainerStatus::kPaused) {
+      runtime_.resume(name);
+    }
+  };
+  auto td = Clock::now();
+  try {
+    runtime_.checkpoint(name, out->criuDir(), work, opts);
+  } catch (...) {
+    resumeIfPaused();
+    out->discard();
+    throw;
+  }
+  CheckpointResult result;
+  result.dump_ms = msSince(td);
+  LogSettle log_settle(p.log());
+  if (!opts.leave_running) {
+    rec.checkpointed = true;
+    containers_.save(rec);
+  }
+
+  try {
+    out->addCriuImages();
+    std::vector<TreeChange> changes;
+    writeTreeArchive(p.upper(), TreeKind::kOverlayUpper, out->open("rootfs", "rootfs.tar"),
+                     images_.rootfs(image.id), &changes);
+    out->close();
+    json list = json::array();
+    for (const auto& c : changes) list.push_back({{"mark", std::string(1, c.mark)}, {"path", c.path}});
+    writeJson(*out, "changes", "rootfs-changes.json", list);
+    for (const auto& v : rec.spec.volumes) {
+      writeTreeArchive(volumes_.path(v.name), TreeKind::kPlain, out->open("volume", v.name));
+      out->close();
+    }
+    log_settle.wait();
+    writeLogTail(p.log(), out->open("log", "ctr.log"));
+    out->close();
+    result.criu = readCriuStats(work / "stats-dump").value_or(CriuStats{}).dump;
+    out->commit({{"criu_dump_stats", result.criu ? json(*result.criu) : json(nullptr)},
+                 {"dump_ms", result.dump_ms},
+                 {"source_host", cfg_.host_name}});
+  } catch (...) {
+    Error e = asError(std::current_exception());
+    if (opts.leave_running) {
+      resumeIfPaused();
+      out->discard();
+      throw e;
+    }
+    rollBackCheckpoint(rec, *out, opts, e);  // throws e, with what happened
+  }
+  if (!opts.keep_paused) resumeIfPaused();
+
+  result.memory_bytes = out->rawBytes("criu");
+  result.rootfs_bytes = out->rawBytes("rootfs");
+  result.volume_bytes = out->rawBytes("volume");
+  result.bundle_bytes = out->wireBytes();
+  result.total_ms = msSince(t0);
+  engineLog().info("[{}] checkpointed in {} ms (dump {} ms, {} bytes of memory)", name,
+                   result.total_ms, result.dump_ms, result.memory_bytes);
+  return result;
+}
+
+void Engine::rollBackCheckpoint(ContainerRecord& rec, CheckpointOutput& out,
+                                const CheckpointOptions& opts, Error e) {
+  // The dump ended the process: bring it back from its own images so a
+  // failed checkpoint loses nothing.
+  try {
+    ConmonLaunch l = launchFor(rec.name());
+    l.restore_from = out.criuDir();
+    l.restore_opts = opts;
+    l.restore_work = logDir(rec.name(), "rollback");
+    runtime_.launch(l);
+  } catch (...) {
+    // Then the images are the only copy left: they stay, and the record
+    // says where.
+    Error re = asError(std::current_exception());
+    rec.checkpoint_dir = out.keep().string();
+    containers_.save(rec);
+    re.addContext("rolling back a checkpoint that failed after the dump (" + std::string(e.what()) +
+                  "); the container's CRIU images are kept in " + rec.checkpoint_dir);
+    throw re;
+  }
+  rec.checkpointed = false;
+  containers_.save(rec);
+  out.discard();
+  e.addContext("after the dump (the container was restored from its images and runs again)");
+  throw e;
+}
+
+}  // namespace ferry

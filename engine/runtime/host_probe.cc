@@ -1,0 +1,131 @@
+#include "engine/runtime/host_probe.h"
+
+#include <linux/magic.h>
+#include <sys/statfs.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <fstream>
+#include <sstream>
+
+#include "common/fs.h"
+
+namespace ferry {
+
+using nlohmann::json;
+
+namespace {
+
+// The word after `prefix` on the first line that contains it.
+std::string wordAfter(std::string_view text, std::string_view prefix) {
+  auto pos = text.find(prefix);
+  if (pos == std::string_view::npos) return "";
+  pos += prefix.size();
+  while (pos < text.size() && text[pos] == ' ') ++pos;
+  auto end = text.find_first_of(" \n\t", pos);
+  return std::string(text.substr(pos, end == std::string_view::npos ? end : end - pos));
+}
+
+std::string selinuxMode() {
+  std::ifstream in("/sys/fs/selinux/enforce");
+  int v = -1;
+  if (!(in >> v)) return "disabled";
+  return v == 1 ? "enforcing" : "permissive";
+}
+
+std::string readSmall(const std::string& path) {
+  try {
+    return readFile(path);
+  } catch (const std::exception&) {
+    return "";
+  }
+}
+
+}  // namespace
+
+std::string parseCriuVersion(std::string_view out) { return wordAfter(out, "Version:"); }
+std::string parseRuncVersion(std::string_view out) { return wordAfter(out, "runc version"); }
+std::string parseConmonVersion(std::string_view out) { return wordAfter(out, "conmon version"); }
+
+std::vector<std::string> parseCpuFlags(std::string_view cpuinfo) {
+  std::istringstream in{std::string(cpuinfo)};
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("flags", 0) != 0) continue;
+    auto colon = line.find(':');
+    if (colon == std::string::npos) continue;
+    std::istringstream words(line.substr(colon + 1));
+    std::vector<std::string> flags;
+    for (std::string w; words >> w;) flags.push_back(w);
+    std::sort(flags.begin(), flags.end());
+    flags.erase(std::unique(flags.begin(), flags.end()), flags.end());
+    return flags;
+  }
+  return {};
+}
+
+std::string osReleaseValue(std::string_view os_release, std::string_view key) {
+  std::istringstream in{std::string(os_release)};
+  std::string line, want = std::string(key) + "=";
+  while (std::getline(in, line)) {
+    if (line.rfind(want, 0) != 0) continue;
+    std::string v = line.substr(want.size());
+    if (v.size() >= 2 && (v.front() == '"' || v.front() == '\'') && v.back() == v.front()) {
+      v = v.substr(1, v.size() - 2);
+    }
+    return v;
+  }
+  return "";
+}
+
+int cgroupVersionFromFsType(int64_t statfs_type) {
+  if (statfs_type == CGROUP2_SUPER_MAGIC) return 2;
+  if (statfs_type == TMPFS_MAGIC || statfs_type == CGROUP_SUPER_MAGIC) return 1;
+  return 0;
+}
+
+HostInfo collectHostInfo(const EngineConfig& cfg, CommandRunner& runner) {
+  HostInfo h;
+  h.host_name = cfg.host_name;
+  h.engine_version = FERRY_VERSION;
+  struct utsname u;
+  if (::uname(&u) == 0) {
+    h.kernel = u.release;
+    h.arch = u.machine;
+  }
+  h.cpu_flags = parseCpuFlags(readSmall("/proc/cpuinfo"));
+  h.page_size = static_cast<uint32_t>(::sysconf(_SC_PAGESIZE));
+  h.cpus = static_cast<uint32_t>(::sysconf(_SC_NPROCESSORS_ONLN));
+  h.memory_bytes = static_cast<uint64_t>(::sysconf(_SC_PHYS_PAGES)) * h.page_size;
+  struct statfs sfs;
+  if (::statfs("/sys/fs/cgroup", &sfs) == 0) h.cgroup_version = cgroupVersionFromFsType(sfs.f_type);
+  std::string os = readSmall("/etc/os-release");
+  h.distribution = osReleaseValue(os, "ID");
+  h.distribution_version = osReleaseValue(os, "VERSION_ID");
+  h.selinux_mode = selinuxMode();
+
+  auto output = [&](std::vector<std::string> argv) {
+    try {
+      ProcessResult r = runner.run(argv, {});
+      return r.out + r.err;
+    } catch (const std::exception&) {
+      return std::string();
+    }
+  };
+  auto succeeds = [&](std::vector<std::string> argv) {
+    try {
+      return runner.run(argv, {}).ok();
+    } catch (const std::exception&) {
+      return false;
+    }
+  };
+  h.criu_version = parseCriuVersion(output({cfg.tools.criu, "--version"}));
+  h.runtime_version = parseRuncVersion(output({cfg.tools.runc, "--version"}));
+  h.conmon_version = parseConmonVersion(output({cfg.tools.conmon, "--version"}));
+  h.mem_dirty_track = succeeds({cfg.tools.criu, "check", "--feature", "mem_dirty_track"});
+  h.uffd = succeeds({cfg.tools.criu, "check", "--feature", "uffd-noncoop"});
+  return h;
+}
+
+}  // namespace ferry

@@ -1,0 +1,91 @@
+// Running external programs (runc, conmon, CRIU, ...). The engine reaches them
+// only through CommandRunner, passed in by whoever builds the engine, so a test
+// can observe or fault what it needs to without a global.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/fd.h"
+
+namespace ferry {
+
+struct ProcessResult {
+  int exit_code = -1;  // valid when signal == 0
+  int signal = 0;      // the signal that ended the process, or 0
+  bool timed_out = false;
+  std::string out;     // captured stdout (empty when redirected)
+  std::string err;     // captured stderr (empty when redirected)
+
+  bool ok() const { return signal == 0 && exit_code == 0 && !timed_out; }
+  // "exit code 2" / "killed by signal 9" / "timed out"
+  std::string describe() const;
+};
+
+struct RunOptions {
+  // Extra "KEY=VALUE" entries added to the inherited environment.
+  std::vector<std::string> env;
+  // Descriptors the child inherits under the same number (their O_CLOEXEC is
+  // cleared in the child only).
+  std::vector<int> inherit_fds;
+  // When set, stdout and stderr go (appended) to this file and are not
+  // captured. Needed for programs that daemonize (conmon): a captured pipe
+  // would stay open in the daemon and never reach EOF.
+  std::string output_file;
+  std::string stdin_data;
+  // The child is killed (SIGKILL) and reaped when this passes.
+  std::chrono::milliseconds timeout{std::chrono::minutes(10)};
+};
+
+class CommandRunner {
+ public:
+  virtual ~CommandRunner() = default;
+  // Runs argv[0] (searched in PATH when it has no '/') and waits for it.
+  // Blocks until the process exits or the timeout passes. Throws Error only
+  // when the program cannot be started (e.g. not installed).
+  virtual ProcessResult run(const std::vector<std::string>& argv, const RunOptions& opts) = 0;
+};
+
+// The real thing: fork + exec.
+class LocalCommandRunner : public CommandRunner {
+ public:
+  ProcessResult run(const std::vector<std::string>& argv, const RunOptions& opts) override;
+};
+
+// A spawned child that is killed (SIGKILL) and reaped on destruction unless
+// released or waited for. Used for long-running helpers (tests start daemons
+// with it).
+class Child {
+ public:
+  Child() = default;
+  explicit Child(pid_t pid) : pid_(pid) {}
+  Child(Child&& o) noexcept;
+  Child& operator=(Child&& o) noexcept;
+  Child(const Child&) = delete;
+  Child& operator=(const Child&) = delete;
+  ~Child();
+
+  pid_t pid() const { return pid_; }
+  // Waits for exit; returns the wait status.
+  int wait();
+  // Non-blocking: the wait status if it has exited.
+  std::optional<int> poll();
+  void kill(int sig);
+  pid_t release();
+
+ private:
+  pid_t pid_ = -1;
+};
+
+// Starts argv with stdout+stderr to `output_file` (or inherited when empty).
+Child spawnChild(const std::vector<std::string>& argv, const std::string& output_file = "",
+                 const std::vector<std::string>& env = {});
+
+// Whether pid is a live process (not a zombie).
+bool processAlive(pid_t pid);
+
+}  // namespace ferry

@@ -1,0 +1,232 @@
+#include "engine/runtime/runtime.h"
+
+#include <poll.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <deque>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "common/error.h"
+#include "common/fs.h"
+
+namespace ferry {
+
+using nlohmann::json;
+
+std::string findProgram(const std::string& name) {
+  if (name.find('/') != std::string::npos) {
+    if (::access(name.c_str(), X_OK) != 0) {
+      throw Error(ErrorCategory::kPermanent,
+                  "'" + name + "' is not executable (tools/install-deps.sh installs it)");
+    }
+    return name;
+  }
+  const char* path = ::getenv("PATH");
+  std::string dirs = path ? path : "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+  size_t start = 0;
+  while (start <= dirs.size()) {
+    size_t end = dirs.find(':', start);
+    if (end == std::string::npos) end = dirs.size();
+    std::string candidate = dirs.substr(start, end - start) + "/" + name;
+    if (end > start && ::access(candidate.c_str(), X_OK) == 0) return candidate;
+    start = end + 1;
+  }
+  throw Error(ErrorCategory::kPermanent,
+              "'" + name + "' not found in PATH (tools/install-deps.sh installs it)");
+}
+
+std::string lastCriuErrors(const fs::path& log, size_t max) {
+  std::ifstream in(log);
+  std::deque<std::string> last;
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.find("Error") == std::string::npos) continue;
+    // Harmless on hosts without CAP_SYS_RESOURCE; it would hide the real cause.
+    if (line.find("Can't setup RLIMIT_NOFILE") != std::string::npos) continue;
+    last.push_back(line);
+    if (last.size() > max) last.pop_front();
+  }
+  std::string out;
+  for (const auto& l : last) out += (out.empty() ? "" : "; ") + l;
+  return out.empty() ? "no Error lines in the log" : out;
+}
+
+Runtime::Runtime(const EngineConfig& cfg, CommandRunner& runner)
+    : cfg_(cfg), runner_(runner), runc_path_(findProgram(cfg.tools.runc)) {}
+
+std::vector<std::string> Runtime::runc(std::initializer_list<std::string> args) const {
+  std::vector<std::string> argv = {runc_path_, "--root", runcRoot(cfg_).string()};
+  argv.insert(argv.end(), args);
+  return argv;
+}
+
+ProcessResult Runtime::runRunc(const std::vector<std::string>& argv, const std::string& what) {
+  ProcessResult r = runner_.run(argv, {});
+  if (!r.ok()) {
+    std::string msg = r.err.empty() ? r.out : r.err;
+    while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
+    throw Error(ErrorCategory::kPermanent, "runc " + what + " failed (" + r.describe() + "): " + msg);
+  }
+  return r;
+}
+
+void Runtime::start(const std::string& id) { runRunc(runc({"start", id}), "start " + id); }
+
+void Runtime::kill(const std::string& id, int signal) {
+  runRunc(runc({"kill", id, std::to_string(signal)}), "kill " + id);
+}
+
+void Runtime::pause(const std::string& id) { runRunc(runc({"pause", id}), "pause " + id); }
+void Runtime::resume(const std::string& id) { runRunc(runc({"resume", id}), "resume " + id); }
+
+void Runtime::remove(const std::string& id, bool force) {
+  auto argv = force ? runc({"delete", "--force", id}) : runc({"delete", id});
+  ProcessResult r = runner_.run(argv, {});
+  if (!r.ok() && r.err.find("does not exist") == std::string::npos &&
+      r.err.find("not exist") == std::string::npos) {
+    throw Error(ErrorCategory::kPermanent, "runc delete " + id + " failed: " + r.err);
+  }
+}
+
+std::optional<RuncState> Runtime::state(const std::string& id) {
+  ProcessResult r = runner_.run(runc({"state", id}), {});
+  if (!r.ok()) {
+    if (r.err.find("does not exist") != std::string::npos) return std::nullopt;
+    throw Error(ErrorCategory::kPermanent, "runc state " + id + " failed: " + r.err);
+  }
+  try {
+    json j = json::parse(r.out);
+    return RuncState{j.at("id"), j.value("pid", 0), j.at("status"), j.value("bundle", "")};
+  } catch (const json::exception& e) {
+    throw Error(ErrorCategory::kPermanent, "runc state " + id + ": unreadable output: " + e.what());
+  }
+}
+
+void Runtime::checkpoint(const std::string& id, const fs::path& image_dir,
+                         const fs::path& work_dir, const CheckpointOptions& opts) {
+  std::vector<std::string> argv = {runc_path_, "--root", runcRoot(cfg_).string(), "--criu",
+                                   cfg_.tools.criu, "checkpoint", "--image-path",
+                                   image_dir.string(), "--work-path", work_dir.string()};
+  if (opts.leave_running) argv.push_back("--leave-running");
+  if (opts.tcp_established) argv.push_back("--tcp-established");
+  if (opts.file_locks) argv.push_back("--file-locks");
+  argv.push_back(id);
+  ProcessResult r = runner_.run(argv, {});
+  if (!r.ok()) {
+    fs::path log = work_dir / "dump.log";
+    throw Error(ErrorCategory::kPermanent,
+                "runc checkpoint of " + id + " failed (" + r.describe() + "; CRIU log " +
+                    log.string() + "): " + lastCriuErrors(log));
+  }
+}
+
+namespace {
+
+// Reads conmon's sync message: {"data": PID} on success, {"data": -1,
+// "message": "..."} on failure. EOF without a message means conmon itself
+// failed before runc ran (its own log says why).
+json readSyncMessage(int fd, std::chrono::milliseconds timeout) {
+  std::string buf;
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    auto nl = buf.find('\n');
+    if (nl != std::string::npos) return json::parse(buf.substr(0, nl));
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      throw Error(ErrorCategory::kRetryable, "conmon did not report within " +
+                                                 std::to_string(timeout.count()) + " ms");
+    }
+    pollfd pfd{fd, POLLIN, 0};
+    int n = ::poll(&pfd, 1, static_cast<int>(left.count()));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throwErrno("poll conmon sync pipe");
+    if (n == 0) continue;
+    char chunk[4096];
+    ssize_t got = retryEintr([&] { return ::read(fd, chunk, sizeof chunk); });
+    if (got < 0) throwErrno("read conmon sync pipe");
+    if (got == 0) {
+      if (!buf.empty()) return json::parse(buf);
+      return json::object();
+    }
+    buf.append(chunk, static_cast<size_t>(got));
+  }
+}
+
+std::string trimmed(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+// A launch that failed must not leave its monitor (and what it runs) behind.
+void stopConmon(const fs::path& pid_file) {
+  pid_t pid = 0;
+  std::ifstream(pid_file) >> pid;
+  if (pid > 0 && processAlive(pid)) ::kill(pid, SIGKILL);
+}
+
+}  // namespace
+
+pid_t Runtime::launch(const ConmonLaunch& l) {
+  makeDirs(l.exit_dir, 0700);
+  fs::path sock_dir = cfg_.run_dir / "sock";
+  makeDirs(sock_dir, 0700);
+  std::vector<std::string> argv = {
+      findProgram(cfg_.tools.conmon), "--api-version", "1", "-c", l.id, "-u", l.id, "-n", l.id,
+      "-r", runc_path_, "-b", l.bundle.string(), "-p", l.pid_file.string(),
+      "-P", l.conmon_pid_file.string(), "-l", "k8s-file:" + l.log_path.string(),
+      "--exit-dir", l.exit_dir.string(), "--socket-dir-path", sock_dir.string(),
+      "--runtime-arg", "--root=" + runcRoot(cfg_).string(),
+      "--runtime-arg", "--criu=" + cfg_.tools.criu, "--log-level", "warning"};
+  if (l.restore_from) {
+    argv.insert(argv.end(), {"--restore", l.restore_from->string(),
+                             "--runtime-opt=--work-path=" + l.restore_work.string()});
+    if (l.restore_opts.tcp_established) argv.push_back("--runtime-opt=--tcp-established");
+    if (l.restore_opts.file_locks) argv.push_back("--runtime-opt=--file-locks");
+  }
+  Pipe sync = makePipe();
+  RunOptions opts;
+  opts.env = {"_OCI_SYNCPIPE=" + std::to_string(sync.write.get())};
+  opts.inherit_fds = {sync.write.get()};
+  if (l.listen_fds > 0) {
+    // conmon keeps fds 3.. open for runc and makes LISTEN_PID runc's, which
+    // then hands the fds to the container's init.
+    argv.push_back("--replace-listen-pid");
+    for (int fd = 3; fd < 3 + l.listen_fds; ++fd) opts.inherit_fds.push_back(fd);
+    opts.env.push_back("LISTEN_FDS=" + std::to_string(l.listen_fds));
+    opts.env.push_back("LISTEN_PID=" + std::to_string(::getpid()));
+    if (!l.listen_fdnames.empty()) opts.env.push_back("LISTEN_FDNAMES=" + l.listen_fdnames);
+  }
+  opts.output_file = l.conmon_log.string();
+  opts.timeout = std::chrono::minutes(1);
+  // conmon forks its monitor and returns; the monitor keeps the write end.
+  ProcessResult r = runner_.run(argv, opts);
+  sync.write.reset();
+  const std::string what = l.restore_from ? "restore" : "create";
+  if (!r.ok()) {
+    throw Error(ErrorCategory::kPermanent, "conmon for " + l.id + " failed (" + r.describe() +
+                                               "; see " + l.conmon_log.string() + ")");
+  }
+  json msg;
+  try {
+    msg = readSyncMessage(sync.read.get(), std::chrono::minutes(10));
+  } catch (...) {
+    stopConmon(l.conmon_pid_file);
+    throw;
+  }
+  int pid = msg.value("data", -1);
+  if (pid > 0) return pid;
+  stopConmon(l.conmon_pid_file);
+  std::string detail = trimmed(msg.value("message", ""));
+  if (detail.empty()) detail = "conmon exited without a report; see " + l.conmon_log.string();
+  std::string text = "runc " + what + " of " + l.id + " failed: " + detail;
+  if (l.restore_from) {
+    fs::path log = l.restore_work / "restore.log";
+    text += " (CRIU log " + log.string() + ": " + lastCriuErrors(log) + ")";
+  }
+  throw Error(ErrorCategory::kPermanent, text);
+}
+
+}  // namespace ferry

@@ -1,0 +1,104 @@
+// The runtime driver: runc, with conmon as the per-container monitor, and
+// CRIU (through runc) for checkpoint/restore. Knows nothing of images,
+// volumes or records; the engine composes those.
+//
+// Blocking: every call blocks on the runc/conmon process it runs.
+// Thread-safety: calls on different containers may run concurrently.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "engine/runtime/config.h"
+#include "engine/runtime/process.h"
+
+namespace ferry {
+
+namespace fs = std::filesystem;
+
+struct RuncState {
+  std::string id;
+  pid_t pid = 0;
+  std::string status;  // created | running | paused | stopped
+  std::string bundle;
+};
+
+struct CheckpointOptions {
+  bool leave_running = false;
+  bool tcp_established = false;
+  bool file_locks = false;
+  // With leave_running: the container stays paused (frozen) after the
+  // checkpoint, for a migration that either removes it (commit) or resumes
+  // it (rollback). Not a runc flag.
+  bool keep_paused = false;
+};
+
+// Everything conmon needs to start (or restore) one container.
+struct ConmonLaunch {
+  std::string id;
+  fs::path bundle;
+  fs::path log_path;         // container stdout/stderr, k8s-file format
+  fs::path exit_dir;         // conmon writes <exit_dir>/<id> with the exit code
+  fs::path pid_file;
+  fs::path conmon_pid_file;
+  fs::path conmon_log;       // conmon's own stderr
+  // Restore instead of create: CRIU image directory, runc's work path for
+  // restore.log, and the options the checkpoint was taken with.
+  std::optional<fs::path> restore_from;
+  fs::path restore_work;
+  CheckpointOptions restore_opts;
+  // Socket activation: fds 3..3+listen_fds-1 of this process go to the
+  // container (conmon --replace-listen-pid, runc's LISTEN_FDS support).
+  int listen_fds = 0;
+  std::string listen_fdnames;
+};
+
+class Runtime {
+ public:
+  Runtime(const EngineConfig& cfg, CommandRunner& runner);
+
+  // Runs conmon, which runs `runc create` (or `runc restore --detach`) and
+  // stays as the container's monitor. Returns the container's pid once runc
+  // has created (restored) it. On failure throws Error with runc's message;
+  // for a restore also CRIU's log path and its last Error lines.
+  pid_t launch(const ConmonLaunch& l);
+
+  void start(const std::string& id);
+  // Sends a signal to the container's init.
+  void kill(const std::string& id, int signal);
+  void pause(const std::string& id);
+  void resume(const std::string& id);
+  // runc delete [--force]; a container runc does not know is not an error.
+  void remove(const std::string& id, bool force);
+  std::optional<RuncState> state(const std::string& id);
+
+  // CRIU dump through runc into image_dir; CRIU's dump.log goes to work_dir.
+  // Throws Error naming the container, the log and its last Error lines.
+  void checkpoint(const std::string& id, const fs::path& image_dir, const fs::path& work_dir,
+                  const CheckpointOptions& opts);
+
+  const EngineConfig& config() const { return cfg_; }
+
+ private:
+  std::vector<std::string> runc(std::initializer_list<std::string> args) const;
+  ProcessResult runRunc(const std::vector<std::string>& argv, const std::string& what);
+
+  EngineConfig cfg_;
+  CommandRunner& runner_;
+  std::string runc_path_;
+};
+
+// The last `max` lines of a CRIU log that contain "Error" (CRIU's prefix for
+// the lines that explain a failure), joined with "; ".
+std::string lastCriuErrors(const fs::path& log, size_t max = 3);
+
+// Resolves a program name through PATH (absolute paths are returned as they
+// are). Throws Error kPermanent naming the program when it is not found.
+std::string findProgram(const std::string& name);
+
+}  // namespace ferry
