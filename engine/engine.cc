@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "common/error.h"
+#include "common/random.h"
 #include "common/time_util.h"
 #include "common/log.h"
 #include "common/fs.h"
@@ -316,7 +317,7 @@ void Engine::assignLabels(ContainerRecord& rec) {
   for (const auto& other : containers_.list()) {
     if (other.name() != rec.name() && !other.process_label.empty()) used.insert(levelOf(other.process_label));
   }
-  SelinuxLabels l = containerLabels(true, readFile(contexts), rec.spec.label_opts, used, std::random_device{}());
+  SelinuxLabels l = containerLabels(true, readFile(contexts), rec.spec.label_opts, used, randomU64());
   rec.process_label = l.process;
   rec.mount_label = l.mount;
 }

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "common/random.h"
 #include "engine/engine.h"
 #include "common/fs.h"
 #include "common/log.h"
@@ -42,8 +43,7 @@ class ClusterMigration : public ::testing::Test {
  protected:
   void SetUp() override {
     FERRY_REQUIRE_PREREQUISITES();
-    std::random_device rd;
-    dir_ = "/var/tmp/ferry-test-mig-" + std::to_string(rd() % 1000000);
+    dir_ = "/var/tmp/ferry-test-mig-" + std::to_string(randomU64() % 1000000);
     cluster::ClusterOptions o;
     o.dir = dir_;
     o.port = kPort;

@@ -16,6 +16,7 @@
 #include "engine/bundle/bundle.h"
 #include "engine/engine.h"
 #include "common/fs.h"
+#include "tests/support/ci.h"
 #include "tests/support/string_stream.h"
 
 namespace ferry::testing {
@@ -29,7 +30,7 @@ std::string missingPrerequisite();
 #define FERRY_REQUIRE_PREREQUISITES()                                                         \
   do {                                                                                        \
     if (std::string missing = ::ferry::testing::missingPrerequisite(); !missing.empty()) {    \
-      if (std::getenv("CI")) FAIL() << "CI must run the integration tests, but: " << missing; \
+      if (::ferry::testing::underCi()) FAIL() << "CI must run the integration tests: " << missing; \
       GTEST_SKIP() << "skipped on this machine: " << missing;                                 \
     }                                                                                         \
   } while (0)

@@ -32,6 +32,7 @@
 #include "common/byte_stream.h"
 #include "common/error.h"
 #include "common/fs.h"
+#include "tests/support/ci.h"
 #include "tests/support/string_stream.h"
 #include "engine/image/layer_apply.h"
 #include "engine/store/overlay.h"
@@ -157,7 +158,7 @@ void addEntries(const fs::path& dir) {
 
 void requireRoot() {
   if (::geteuid() == 0) return;
-  if (std::getenv("CI")) FAIL() << "CI must run this as root (overlay mounts, mknod)";
+  if (::ferry::testing::underCi()) FAIL() << "CI must run this as root (overlay mounts, mknod)";
   GTEST_SKIP() << "skipped on this machine: needs root (overlay mounts, mknod)";
 }
 
