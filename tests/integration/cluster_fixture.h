@@ -33,6 +33,7 @@ using std::chrono::milliseconds;
 using std::chrono::seconds;
 
 constexpr int kPort = 7393;
+constexpr int kStreamTimeoutMs = 8000;  // agents' --stream-timeout in these tests
 
 struct CliResult {
   int exit_code = -1;
@@ -50,8 +51,11 @@ class ClusterMigration : public ::testing::Test {
     o.hosts = hostCount();
     o.heartbeat = milliseconds(200);
     o.bin_dir = fs::path(FERRY_AGENT_BIN).parent_path();
-    // A dead peer is noticed within 3 s instead of 30.
-    o.agent_args = {"--stream-timeout", "3000"};
+    // A dead peer is noticed within 8 s instead of 30. Not less: the frozen
+    // dump of a 768 MiB workload is staged on disk before its first chunk
+    // goes, and took over 3 s on a loaded 2-core machine (the target gave
+    // up "waiting for the next chunk").
+    o.agent_args = {"--stream-timeout", std::to_string(kStreamTimeoutMs)};
     for (const auto& a : extraAgentArgs()) o.agent_args.push_back(a);
     state_ = cluster::up(o);
     CliResult r = ferry({"image", "import", "counter", FERRY_TEST_IMAGE, "--all"});
@@ -261,7 +265,7 @@ class ClusterMigration : public ::testing::Test {
                                      "--heartbeat",
                                      "200",
                                      "--stream-timeout",
-                                     "3000"};
+                                     std::to_string(kStreamTimeoutMs)};
     for (const auto& a : extraAgentArgs()) argv.push_back(a);
     argv.insert(argv.end(), extra.begin(), extra.end());
     fs::path log = fs::path(dir_) / "logs" / (name + "-restarted.log");

@@ -15,25 +15,6 @@ using std::chrono::milliseconds;
 using std::chrono::seconds;
 using CoordinatorIntegration = TwoHostTest;
 
-// Runs `body` on a thread until the returned guard is destroyed.
-struct Running {
-  std::atomic<bool> stop{false};
-  std::thread thread;
-  template <class F>
-  explicit Running(F&& body) : thread([this, body] { body(stop); }) {}
-  ~Running() {
-    stop = true;
-    thread.join();
-  }
-};
-
-std::map<std::string, bool> hostsUp(proto::RpcClient& cli) {
-  auto reply = cli.call([](proto::Message::Builder m) { m.setListHosts(); }, seconds(5));
-  std::map<std::string, bool> up;
-  for (auto h : reply->root<proto::Message>().getHosts()) up[h.getName().cStr()] = h.getUp();
-  return up;
-}
-
 TEST_F(CoordinatorIntegration, HostsRegisterReportAndAreMarkedDownWhenSilent) {
   zmq::context_t ctx;
   coord::Coordinator coordinator(

@@ -65,6 +65,7 @@ TEST_F(EngineIntegration, CheckpointOnHostARestoreOnHostBContinuesTheCounter) {
   ContainerInfo stopped = b().stop("demo", seconds(5));
   EXPECT_EQ(stopped.status, ContainerStatus::kExited);
   ASSERT_TRUE(stopped.exit_code);
+  ASSERT_TRUE(stopped.exit_code.has_value()) << "a stopped container records its exit code";
   EXPECT_EQ(*stopped.exit_code, 0) << "the counter exits 0 on SIGTERM";
   b().remove("demo", false);
   a().remove("demo", false);
@@ -104,6 +105,7 @@ TEST_F(EngineIntegration, KilledIsExited137NotCheckpointed) {
           "conmon to record k's exit code");
   ContainerInfo info = a().inspect("k");
   EXPECT_EQ(info.status, ContainerStatus::kExited);
+  ASSERT_TRUE(info.exit_code.has_value()) << "a killed container records its exit code";
   EXPECT_EQ(*info.exit_code, 137);
 }
 

@@ -267,4 +267,19 @@ unsigned long volumeCounter(Engine& e) {
   }
 }
 
+std::map<std::string, bool> hostsUp(proto::RpcClient& cli) {
+  auto reply = cli.call([](proto::Message::Builder m) { m.setListHosts(); }, std::chrono::seconds(5));
+  std::map<std::string, bool> up;
+  for (auto h : reply->root<proto::Message>().getHosts()) up[h.getName().cStr()] = h.getUp();
+  return up;
+}
+
+std::map<std::string, std::string> containersOn(proto::RpcClient& cli, const std::string& host) {
+  auto reply = cli.call([&](proto::Message::Builder m) { m.setListContainers(host); },
+                        std::chrono::seconds(5));
+  std::map<std::string, std::string> out;
+  for (auto c : reply->root<proto::Message>().getContainers()) out[c.getName().cStr()] = c.getStatus().cStr();
+  return out;
+}
+
 }  // namespace ferry::testing

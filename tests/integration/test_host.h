@@ -6,16 +6,19 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "engine/bundle/bundle.h"
 #include "engine/engine.h"
 #include "common/fs.h"
+#include "protocol/rpc.h"
 #include "tests/support/ci.h"
 #include "tests/support/string_stream.h"
 
@@ -120,5 +123,24 @@ class TwoHostTest : public ::testing::Test {
 
 // The value the counter last wrote to volume "data".
 unsigned long volumeCounter(Engine& e);
+
+// Runs `body(stop)` on a thread until the guard is destroyed: an agent's
+// or a coordinator's run loop in-process.
+struct Running {
+  std::atomic<bool> stop{false};
+  std::thread thread;
+  template <class F>
+  explicit Running(F&& body) : thread([this, body] { body(stop); }) {}
+  ~Running() {
+    stop = true;
+    thread.join();
+  }
+};
+
+// The coordinator's hosts, by name: up or not (a ListHosts request).
+std::map<std::string, bool> hostsUp(proto::RpcClient& cli);
+
+// The containers the coordinator knows on `host` ("" for all): name -> status.
+std::map<std::string, std::string> containersOn(proto::RpcClient& cli, const std::string& host);
 
 }  // namespace ferry::testing

@@ -93,7 +93,16 @@ TEST_F(TransferIntegration, ATargetThatVanishesMidStreamLeavesTheSourceRunning) 
     rx.read(buf, sizeof buf);  // takes a little, then vanishes
   });
   endpoint = bound.get_future().get();
-  EXPECT_THROW(agent::sendCheckpoint(a(), "mig", ctx, endpoint, "token-3", opts), Error);
+  // The promise: the sender gives up when the stream's timeout passes with
+  // no credit (a retryable timeout naming it), not on some other error.
+  try {
+    agent::sendCheckpoint(a(), "mig", ctx, endpoint, "token-3", opts);
+    ADD_FAILURE() << "sending to a vanished target succeeded";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.category(), ErrorCategory::kRetryable) << e.what();
+    EXPECT_NE(std::string(e.what()).find("granted no credit within 1500 ms"), std::string::npos)
+        << e.what();
+  }
   target.get();
   EXPECT_EQ(a().inspect("mig").status, ContainerStatus::kRunning);
   unsigned long before = counterValues(a(), "mig").back();
