@@ -520,6 +520,8 @@ void Agent::prepareReceive(uint64_t id, proto::Message::PrepareReceive::Reader r
   std::string container = text(r.getContainer());
   uint64_t migration = r.getMigration();
   validateName(container, "container name");
+  std::set<std::string> ignore;
+  for (auto i : r.getIgnore()) ignore.insert(text(i));
   auto rx = std::make_shared<proto::ChunkReceiver>(ctx_, "tcp://" + opts_.data_address + ":0",
                                                    token, opts_.name, streamOptions());
   std::string endpoint = rx->endpoint();
@@ -531,10 +533,11 @@ void Agent::prepareReceive(uint64_t id, proto::Message::PrepareReceive::Reader r
   // The restore's outcome travels back to the sender on the stream itself;
   // this worker only logs it.
   markBusy(container);
-  spawnQuiet([this, rx, container, migration] {
+  spawnQuiet([this, rx, container, migration, ignore] {
     try {
       RestoreOptions ro;
       ro.origin = "migration " + std::to_string(migration);
+      ro.ignore = ignore;
       receiveCheckpoint(engine_, *rx, ro);
       engineLog().info("[{}] received and restored on {}", container, opts_.name);
     } catch (const std::exception& e) {

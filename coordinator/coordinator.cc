@@ -721,6 +721,7 @@ int64_t Coordinator::beginMigration(const MigrateRequest& req, std::optional<Cli
   run.figures["warnings"] = run.warnings;
   run.send_image = send_image;
   run.precopy = precopy;
+  run.ignore = ignore;
   Run& stored = runs_.emplace(id, std::move(run)).first->second;
   progress(stored, "plan", 0,
            warnings.empty() ? "" : std::to_string(warnings.size()) + " compatibility warning(s)");
@@ -789,6 +790,9 @@ void Coordinator::prepare(int64_t id) {
         p.setMigration(static_cast<uint64_t>(id));
         p.setContainer(run.row.container);
         p.setToken(dataOf(run.token));
+        auto il = p.initIgnore(static_cast<unsigned>(run.ignore.size()));
+        unsigned i = 0;
+        for (const std::string& check : run.ignore) il.set(i++, check);
       },
       opts_.command_timeout,
       [this, id](proto::Message::Reader m) {

@@ -105,6 +105,10 @@ class Coordinator {
     std::optional<Error> failure;  // why it is rolling back
     std::string send_image;        // the target lacks it: sent before the prepare
     int precopy = -1;              // rounds at most; 0 off; -1 auto
+    // The operator's --ignore: the target checks compatibility again before
+    // its restore, and must override the same refusals. Not persisted: after
+    // a restart a migration only commits or rolls back, never prepares.
+    std::set<std::string> ignore;
     OnMigrationDone on_done;       // a drain's or rebalance's, when it started it
     std::optional<Client> observer;  // a drain's or rebalance's client: sees progress
     bool resume_pending = false;   // the source's copy is not confirmed running again

@@ -303,6 +303,7 @@ struct Message {
     container @1 :Text;
     token @2 :Data;          # one-time, for this stream only
     expectedBytes @3 :UInt64;
+    ignore @4 :List(Text);   # the operator's --ignore: refusals the target's own check overrides too
   }
   struct SendCheckpoint {
     migration @0 :UInt64;

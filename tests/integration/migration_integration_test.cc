@@ -324,6 +324,56 @@ TEST_F(ClusterMigration, RestoreFailingOnTheTargetShowsItsErrorAndLeavesTheSourc
   EXPECT_FALSE(engine("hostB").volumes().exists("data"));
 }
 
+// Fault: hostB's CRIU reports an older version (a wrapper that says 3.0 to
+// --version and runs the real one otherwise: a host we cannot have here).
+// Promise: the migration is refused at plan time, changing nothing; with
+// --ignore criu-version the operator's override reaches the target's own
+// check before its restore, and the container moves.
+TEST_F(ClusterMigration, IgnoreOverridesARefusalAllTheWayThroughTheTargetsRestore) {
+  fs::path wrapper = fs::path(dir_) / "old-criu";
+  writeFileAtomic(wrapper,
+                  "#!/bin/sh\nif [ \"$1\" = --version ]; then echo 'Version: 3.0'; exit 0; fi\nexec " +
+                      defaultCriuPath() + " \"$@\"\n",
+                  0755);
+  ::kill(host("hostB").pid, SIGTERM);
+  waitFor([&] { return !processAlive(host("hostB").pid); }, seconds(20), "hostB's agent to stop");
+  extra_agents_.push_back(startAgent("hostB", {"--criu", wrapper.string()}));
+  waitFor(
+      [&] {
+        CliResult h = ferry({"--json", "hosts"});
+        if (h.exit_code != 0) return false;
+        for (const json& x : json::parse(h.out)) {
+          if (x["name"] == "hostB" && x["up"] == true && x.dump().find("\"3.0\"") != std::string::npos) {
+            return true;
+          }
+        }
+        return false;
+      },
+      seconds(20), "hostB to report CRIU 3.0");
+  runDemo("hostA");
+
+  CliResult refused = ferry({"migrate", "demo", "hostA", "hostB"});
+  EXPECT_EQ(refused.exit_code, 1) << refused.err;
+  EXPECT_NE(refused.err.find("criu-version"), std::string::npos) << refused.err;
+  EXPECT_NE(refused.err.find("CRIU 3.0"), std::string::npos) << refused.err;
+  auto c = on("hostA", "demo");
+  ASSERT_TRUE(c) << "a refused migration moved or removed demo";
+  EXPECT_EQ(c->status, ContainerStatus::kRunning);
+  EXPECT_FALSE(on("hostB", "demo"));
+
+  CliResult moved = ferry({"--json", "migrate", "demo", "hostA", "hostB", "--ignore", "criu-version"});
+  ASSERT_EQ(moved.exit_code, 0) << moved.err;
+  EXPECT_EQ(json::parse(moved.out)["outcome"], "committed") << moved.out;
+  auto there = on("hostB", "demo");
+  ASSERT_TRUE(there);
+  EXPECT_EQ(there->status, ContainerStatus::kRunning);
+  EXPECT_FALSE(on("hostA", "demo"));
+  size_t n = counterValues(engine("hostB"), "demo").size();
+  waitFor([&] { return counterValues(engine("hostB"), "demo").size() > n + 3; }, seconds(20),
+          "demo to count on hostB");
+  expectUnbroken(counterValues(engine("hostB"), "demo"));
+}
+
 // The coordinator killed at a chosen phase of a migration (by the progress
 // event it sends, never by a sleep), then restarted on the same state: the
 // one right outcome for that phase, with exactly one copy counting on.
