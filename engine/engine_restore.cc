@@ -10,6 +10,7 @@
 #include "engine/engine.h"
 #include "common/error.h"
 #include "common/time_util.h"
+#include "common/units.h"
 #include "common/fs.h"
 #include "engine/image/layer_apply.h"
 #include "common/log.h"
@@ -136,8 +137,13 @@ RestoreResult Engine::importCheckpoint(ByteSource& in, const RestoreOptions& opt
     if (::statvfs(stage.path().c_str(), &vfs) == 0) {
       uint64_t free_bytes = uint64_t{vfs.f_bavail} * vfs.f_frsize;
       uint64_t margin = uint64_t{256} << 20;
-      bounded.max_total_bytes = std::min(bounded.max_total_bytes,
-                                         free_bytes > margin ? free_bytes - margin : 0);
+      uint64_t budget = free_bytes > margin ? free_bytes - margin : 0;
+      if (budget < bounded.max_total_bytes) {
+        bounded.max_total_bytes = budget;
+        bounded.max_total_reason = "what " + cfg_.host_name + " has free for it (" +
+                                   formatBytes(free_bytes) + " free in " + stage.path().parent_path().string() +
+                                   ", less a 256 MiB margin)";
+      }
     }
     std::vector<Finding> warnings;
     readBundle(in, stage.path(), bounded, [&](const json& meta) {

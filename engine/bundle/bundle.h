@@ -138,6 +138,9 @@ class BundleWriter {
 
 struct BundleLimits {
   uint64_t max_total_bytes = uint64_t{256} << 30;  // all streams together
+  // Why max_total_bytes is what it is, for the error when a bundle exceeds
+  // it (e.g. "the free disk of hostB's staging"); empty: the fixed limit.
+  std::string max_total_reason;
   // Raw bytes per wire byte, checked on totals once 64 MiB are out. High
   // because touched-but-zero memory pages compress extremely well.
   uint64_t max_ratio = 20000;

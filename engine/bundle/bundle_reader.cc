@@ -122,6 +122,11 @@ class Reader {
 
   void checkLimits() {
     if (raw_ > limits_.max_total_bytes) {
+      if (!limits_.max_total_reason.empty()) {
+        throw Error(ErrorCategory::kPermanent,
+                    "the bundle is larger than " + limits_.max_total_reason + " (" +
+                        std::to_string(limits_.max_total_bytes) + " bytes); free disk there and try again");
+      }
       throwInvalidInput("bundle exceeds the size limit of " + std::to_string(limits_.max_total_bytes) +
                         " bytes");
     }

@@ -1,10 +1,12 @@
 // Checkpoint bundles end to end: export on hostA, import on hostB, with real
 // runc/CRIU; compatibility refusals; hostile bundles.
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <fstream>
 #include <random>
 #include <set>
@@ -185,6 +187,41 @@ TEST_F(BundleIntegration, AVolumeWithDataOfTheSameNameIsRefusedUnlessReplaced) {
   b().importCheckpoint(again, {.replace_volumes = true});
   EXPECT_FALSE(pathExists(b().volumes().path("data") / "precious"));
   EXPECT_TRUE(pathExists(b().volumes().path("data") / "marker"));
+}
+
+// Fault: the target's disk has less room than the bundle (a small tmpfs
+// over its staging). Promise: refused before the disk fills, saying so and
+// what to do; nothing left on the target; the source keeps running.
+TEST_F(BundleIntegration, ABundleLargerThanTheTargetsFreeDiskIsRefusedAndLeavesNothing) {
+  runCounterOnA("big", 3);
+  std::mt19937_64 rng(7);
+  std::string blob(16 << 20, '\0');
+  for (auto& c : blob) c = static_cast<char>(rng());
+  writeFileAtomic(rootfsOf(a(), "big") / "blob", blob);
+  std::string bundle = exportBundle(a(), "big", {.leave_running = true});
+  ASSERT_GT(bundle.size(), size_t{16} << 20);
+
+  fs::path staging = b().config().root / "staging";
+  makeDirs(staging);
+  // 260 MiB free, less the 256 MiB margin: a 4 MiB budget.
+  ASSERT_EQ(::mount("tmpfs", staging.c_str(), "tmpfs", 0, "size=260m"), 0) << std::strerror(errno);
+  struct Unmount {
+    fs::path p;
+    ~Unmount() { ::umount2(p.c_str(), MNT_DETACH); }
+  } unmount{staging};
+  StringSource src(bundle);
+  try {
+    b().importCheckpoint(src, {});
+    FAIL() << "a bundle larger than the free disk was imported";
+  } catch (const Error& e) {
+    std::string msg = e.what();
+    EXPECT_EQ(e.category(), ErrorCategory::kPermanent) << msg;
+    EXPECT_NE(msg.find("what hostB has free for it"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("free disk there and try again"), std::string::npos) << msg;
+  }
+  EXPECT_TRUE(b().list().empty());
+  waitFor([&] { return fs::is_empty(staging); }, seconds(10), "hostB's staging to be empty");
+  EXPECT_EQ(a().inspect("big").status, ContainerStatus::kRunning);
 }
 
 TEST_F(BundleIntegration, InspectVerifiesAndDescribesABundle) {
