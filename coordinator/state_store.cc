@@ -12,8 +12,6 @@ namespace {
 // a migration is between its restore and its commit --, images, cleanups.
 constexpr int kSchemaVersion = 3;
 
-constexpr std::array<std::string_view, 6> kPhaseNames = {"planned",  "prepared",  "transferring",
-                                                         "restored", "committed", "rolled-back"};
 
 const char* kSchema = R"(
 CREATE TABLE IF NOT EXISTS hosts (
@@ -46,15 +44,6 @@ CREATE TABLE IF NOT EXISTS events (
 )";
 
 }  // namespace
-
-std::string_view phaseName(Phase p) { return kPhaseNames[static_cast<size_t>(p)]; }
-
-std::optional<Phase> phaseFromName(std::string_view name) {
-  for (size_t i = 0; i < kPhaseNames.size(); ++i) {
-    if (kPhaseNames[i] == name) return static_cast<Phase>(i);
-  }
-  return std::nullopt;
-}
 
 StateStore::StateStore(const std::filesystem::path& file) : db_(file) {
   int64_t version = 0;

@@ -16,16 +16,10 @@
 #include <string_view>
 #include <vector>
 
+#include "coordinator/phase.h"
 #include "coordinator/sqlite.h"
 
 namespace ferry::coord {
-
-// plan -> prepare -> transfer -> restore -> commit, or roll back from any
-// unfinished phase (DESIGN.md, "A migration, step by step").
-enum class Phase { kPlanned, kPrepared, kTransferring, kRestored, kCommitted, kRolledBack };
-std::string_view phaseName(Phase p);
-std::optional<Phase> phaseFromName(std::string_view name);
-inline bool isFinal(Phase p) { return p == Phase::kCommitted || p == Phase::kRolledBack; }
 
 struct HostRow {
   std::string name;

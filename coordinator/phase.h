@@ -1,0 +1,17 @@
+// A migration's persisted phase: what the coordinator commits to its store
+// before each next step, and resolves from after a restart.
+#pragma once
+
+#include <optional>
+#include <string_view>
+
+namespace ferry::coord {
+
+// plan -> prepare -> transfer -> restore -> commit, or roll back from any
+// unfinished phase (DESIGN.md, "A migration, step by step").
+enum class Phase { kPlanned, kPrepared, kTransferring, kRestored, kCommitted, kRolledBack };
+std::string_view phaseName(Phase p);
+std::optional<Phase> phaseFromName(std::string_view name);
+inline bool isFinal(Phase p) { return p == Phase::kCommitted || p == Phase::kRolledBack; }
+
+}  // namespace ferry::coord
