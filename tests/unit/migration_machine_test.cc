@@ -3,6 +3,8 @@
 // the promise being that every failure ends with one running copy.
 #include "coordinator/migration_machine.h"
 
+#include "coordinator/owed_work.h"
+
 #include <gtest/gtest.h>
 
 namespace ferry::coord {
@@ -342,6 +344,66 @@ TEST(MigrationMachine, AnEventTheStepDoesNotExpect_ThrowsAndChangesNothing) {
   EXPECT_TRUE(m.on(mev::HostsSeen{true, true, true}).empty()) << "resolved already";
   EXPECT_EQ(feed(m, mev::CommitAcked{}).back(), "finish committed");
   EXPECT_THROW(m.on(mev::CommitAcked{}), Error);
+}
+
+// --- work hosts owe once they are back --------------------------------------
+
+TEST(OwedWork, EachCleanupIsCarriedOutByItsCommand) {
+  EXPECT_EQ(cleanupCommand("discard"), Command::kDiscardTarget);
+  EXPECT_EQ(cleanupCommand("discard-late"), Command::kDiscardTarget);
+  EXPECT_EQ(cleanupCommand("resume"), Command::kRollbackSource);
+  EXPECT_EQ(cleanupCommand("resume-after-discard"), Command::kRollbackSource);
+  EXPECT_EQ(cleanupCommand("remove-frozen"), Command::kCommitSource);
+  EXPECT_THROW(cleanupCommand("reboot"), Error);
+}
+
+TEST(OwedWork, TargetStillOwesItsDiscard_SourceResumeWaits) {
+  EXPECT_TRUE(cleanupWaits("resume-after-discard", true));
+  EXPECT_FALSE(cleanupWaits("resume-after-discard", false));
+  EXPECT_FALSE(cleanupWaits("resume", true)) << "a plain resume had no target copy to wait for";
+  EXPECT_FALSE(cleanupWaits("discard", true));
+}
+
+TEST(OwedWork, CleanupRefusedForGood_IsDroppedButRetriedWhenTheHostIsAway) {
+  EXPECT_TRUE(cleanupGivesUp(permanent("no such container")));
+  EXPECT_FALSE(cleanupGivesUp(retryable("hostB went down")));
+}
+
+FrozenSource frozen() {
+  return {.migration = 7, .known = true, .resume_owed = true, .target_up = false,
+          .container = "web", .source = "hostA", .target = "hostB", .source_status = "paused"};
+}
+
+std::string refusal(const FrozenSource& f) {
+  try {
+    checkResumeSource(f);
+  } catch (const Error& e) {
+    EXPECT_EQ(e.category(), ErrorCategory::kInvalidInput);
+    return e.what();
+  }
+  return "";
+}
+
+TEST(OwedWork, FrozenSourceWithItsTargetDown_ResumesOnTheOperatorsWord) {
+  EXPECT_NO_THROW(checkResumeSource(frozen()));
+}
+
+TEST(OwedWork, ResumeSourceOverride_RefusedWhereTwoCopiesCouldRun) {
+  FrozenSource f = frozen();
+  f.known = false;
+  EXPECT_EQ(refusal(f), "no migration #7 (see `ferry history`)");
+  f = frozen();
+  f.resume_owed = false;
+  EXPECT_EQ(refusal(f), "migration #7 left nothing frozen on hostA waiting for its target (see `ferry pending`)");
+  f = frozen();
+  f.target_up = true;
+  EXPECT_EQ(refusal(f), "hostB is up: it discards what it received by itself, and web resumes on hostA "
+                        "right after; nothing to override");
+  f = frozen();
+  f.source_status = "running";
+  EXPECT_EQ(refusal(f), "web is running on hostA, not frozen: nothing to resume");
+  f.source_status.reset();
+  EXPECT_EQ(refusal(f), "web is not there on hostA, not frozen: nothing to resume");
 }
 
 }  // namespace
