@@ -3,20 +3,12 @@
 // miss heartbeats as down, answers the CLI, forwards the CLI's container
 // commands to the agent that holds the container, and drives migrations.
 //
-// A migration (DESIGN.md, "A migration, step by step") is a chain of agent
-// commands, each answered asynchronously on the same socket:
-//   plan (here: container, hosts, compatibility of their recorded metadata)
-//   -> [image: prepareImport on the target, sendImage on the source, when
-//      the target lacks the container's image]
-//   -> prepareReceive on the target (a one-time stream token)
-//   -> sendCheckpoint on the source (freeze, stream, target restores)
-//   -> commitSource (delete the frozen source copy), or on any failure
-//   -> discardTarget, then rollbackSource (the source runs it again).
-// Every phase is committed to the StateStore before the next command goes
-// out; a coordinator that restarts resolves each unfinished migration --
-// forward to the commit once the target had reported the container running,
-// back otherwise -- as soon as the hosts are heard from again. Work a host
-// owes while it is unreachable is kept as a cleanup and done when it is back.
+// A migration (DESIGN.md, "A migration, step by step") is planned here
+// (container, hosts, compatibility of their recorded metadata), then
+// carried out by its MigrationMachine (migration_machine.h, pure): the
+// coordinator feeds it the agents' answers and failures and executes what
+// it says -- commands, persisted phases, cleanups a host owes while it is
+// unreachable (done when it is back), progress and the final answer.
 //
 // Thread-safety: run() owns the socket and the store; one thread.
 #pragma once
@@ -33,6 +25,7 @@
 #include <vector>
 #include <zmq.hpp>
 
+#include "coordinator/migration_machine.h"
 #include "coordinator/planner.h"
 #include "coordinator/state_store.h"
 #include "protocol/rpc.h"
@@ -71,7 +64,7 @@ class Coordinator {
   using Request = proto::RpcServer::Request;
   using Steady = std::chrono::steady_clock;
   using OnReply = std::function<void(proto::Message::Reader)>;
-  using OnError = std::function<void(const Error&)>;
+  using OnError = std::function<void(const Error&, Fault)>;
   using OnProgress = std::function<void(proto::Progress::Reader)>;
   // A migration's end: committed (no failure) or rolled back (why).
   using OnMigrationDone =
@@ -79,7 +72,8 @@ class Coordinator {
 
   // A command sent to an agent; exactly one of ok/fail is called: ok with
   // its final reply; fail with its error reply, or when the host is not
-  // connected, goes down, restarts, or stays silent past the timeout.
+  // connected, goes down, restarts, or stays silent past the timeout (the
+  // Fault says which).
   struct Pending {
     std::string host;
     std::string what;
@@ -94,24 +88,17 @@ class Coordinator {
     std::string peer;
     uint64_t id = 0;
   };
+  // A migration under way: its protocol state (the machine) and what the
+  // daemon keeps around it -- who watches, figures, timings.
   struct Run {
-    MigrationRow row;
+    explicit Run(MigrationMachine m) : machine(std::move(m)) {}
+    MigrationMachine machine;
     std::optional<Client> client;  // none for a migration resumed after a restart
     Steady::time_point started, phase_started;
     nlohmann::json figures = nlohmann::json::object();
-    std::string token;
     std::vector<std::string> warnings;
-    bool awaiting_hosts = false;   // resumed after a restart: wait for the agents
-    std::optional<Error> failure;  // why it is rolling back
-    std::string send_image;        // the target lacks it: sent before the prepare
-    int precopy = -1;              // rounds at most; 0 off; -1 auto
-    // The operator's --ignore: the target checks compatibility again before
-    // its restore, and must override the same refusals. Not persisted: after
-    // a restart a migration only commits or rolls back, never prepares.
-    std::set<std::string> ignore;
     OnMigrationDone on_done;       // a drain's or rebalance's, when it started it
     std::optional<Client> observer;  // a drain's or rebalance's client: sees progress
-    bool resume_pending = false;   // the source's copy is not confirmed running again
     Steady::time_point last_progress = Steady::now();
     std::string last_phase = "plan";
     uint64_t last_done = 0;
@@ -128,7 +115,7 @@ class Coordinator {
   void command(const std::string& host, const std::string& what, const proto::Fill& fill,
                std::chrono::milliseconds timeout, OnReply ok, OnError fail,
                OnProgress progress = {});
-  void failPending(const std::string& host, const Error& e);
+  void failPending(const std::string& host, const Error& e, Fault fault);
   void sendError(const Client& c, const Error& e);  // the final answer to a CLI request
   void expirePending();
   // Sends a CLI request on to `host` and relays the answer (and progress).
@@ -137,6 +124,7 @@ class Coordinator {
                std::function<void(proto::Message::Reader)> on_ok = {});  // before the relay
 
   HostRow requireHost(const std::string& name, const std::string& role);
+  bool hostUp(const std::string& name);
   void noteExtras(proto::Container::Reader c);
   void noteContainer(proto::Message::Reader m);
   ContainerRow locate(const std::string& container);
@@ -200,16 +188,20 @@ class Coordinator {
   void finishOperation(int64_t op);
   void fillPlacement(proto::Placement::Builder b, const Operation& o, bool dry_run) const;
   void resumeDrains();
-  void sendImage(int64_t id);
-  void prepare(int64_t id);
-  void transfer(int64_t id, const std::string& endpoint, const std::string& server_key);
-  void commit(int64_t id);
-  void rollBack(int64_t id, const Error& why);
-  // The source's copy waits frozen for the target's discard (a cleanup).
-  void owedResume(Run& run);
+  // --- migrations (migration.cc): the machine's actions carried out ---
+  // Feeds one event to migration `id`'s machine and carries out what it
+  // says; nothing when the migration has ended already.
+  void feed(int64_t id, const MigrationEvent& e);
+  // Carries out one action; false once the migration has finished (its run
+  // is gone).
+  bool execute(int64_t id, Run& run, const MigrationAction& a);
+  void send(int64_t id, const Run& run, const mact::Send& s);
+  void persist(int64_t id, Run& run, const mact::Persist& p);
+  void recordCopy(const Run& run, const mact::RecordCopy& r);
+  void noteFigures(Run& run, proto::Message::Reader m);
+  void finish(int64_t id, const mact::Finish& f);
   void listPending(const Request& r);
   void resumeSourceNow(const Request& r, int64_t migration);
-  void finish(int64_t id);
   void phaseDone(Run& run, const std::string& phase);
   void progress(Run& run, const std::string& phase, uint64_t done = 0,
                 const std::string& message = "", uint64_t total = 0);

@@ -348,7 +348,7 @@ void Coordinator::resumeDrains() {
     if (drains_running_.count(d.id)) continue;
     if (!connected_.count(d.host)) continue;
     bool resolving = false;
-    for (const auto& [id, run] : runs_) resolving = resolving || run.row.source == d.host;
+    for (const auto& [id, run] : runs_) resolving = resolving || run.machine.spec().source == d.host;
     if (resolving) continue;
     log().info("drain of {} resumed after a restart", d.host);
     startDrain(d.host, d.parallel, d.deadline_ms, false, std::nullopt, d.id);

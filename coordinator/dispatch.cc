@@ -1,0 +1,341 @@
+// Request dispatch: from each message an agent or the CLI sends to its
+// handler, and the CLI's requests that are answered from the store or
+// forwarded to the agent concerned.
+#include "coordinator/coordinator.h"
+#include "coordinator/coordinator_util.h"
+#include "common/names.h"
+#include "protocol/convert/host_info_proto.h"
+
+namespace ferry::coord {
+
+using detail::dataOf;
+using detail::fillFigures;
+using detail::hostInfoOf;
+using detail::joinNames;
+using detail::log;
+using detail::randomToken;
+using detail::text;
+
+bool Coordinator::isReply(const proto::Message::Reader& m) const {
+  switch (m.which()) {
+    case proto::Message::OK:
+    case proto::Message::ERROR:
+    case proto::Message::PROGRESS:
+    case proto::Message::HOSTS:
+    case proto::Message::CONTAINERS:
+    case proto::Message::CONTAINER:
+    case proto::Message::LOGS:
+    case proto::Message::MIGRATION:
+    case proto::Message::HISTORY:
+    case proto::Message::STREAM_TICKET:
+    case proto::Message::PLACEMENT:
+    case proto::Message::SECRETS:
+    case proto::Message::PENDING:
+      return true;
+    default:
+      return false;
+  }
+}
+void Coordinator::forward(const Request& r, const std::string& host, const std::string& what,
+                          const proto::Fill& cmd, std::chrono::milliseconds timeout,
+                          std::function<void(proto::Message::Reader)> on_ok) {
+  Client c{r.peer, r.id};
+  command(
+      host, what, cmd, timeout,
+      [this, c, on_ok](proto::Message::Reader m) {
+        if (on_ok) on_ok(m);
+        server_.relay(c.peer, c.id, m);
+      },
+      [this, c](const Error& e, Fault) { sendError(c, e); },
+      [this, c](proto::Progress::Reader p) {
+        server_.sendTo(c.peer, c.id, [&](proto::Message::Builder b) { b.setProgress(p); });
+      });
+}
+
+// --- the CLI -------------------------------------------------------------------
+
+// What an agent's answer says of a container, ahead of its next heartbeat
+// (so that `ferry run` then `ferry logs` finds it at once).
+void Coordinator::noteContainer(proto::Message::Reader m) {
+  if (!m.isContainer()) return;
+  auto c = m.getContainer();
+  store_.putContainer({text(c.getName()), text(c.getHost()), text(c.getImage()),
+                       text(c.getStatus()), c.getMemoryBytes()});
+  noteExtras(c);
+}
+
+void Coordinator::noteExtras(proto::Container::Reader c) {
+  ContainerExtras& x = container_extras_[text(c.getName())];
+  x.secrets = proto::strings(c.getSecrets());
+  x.ready = c.getReady();
+  x.notify_status = text(c.getNotifyStatus());
+}
+
+HostRow Coordinator::requireHost(const std::string& name, const std::string& role) {
+  if (name.empty()) throw Error(ErrorCategory::kInvalidInput, "no " + role + " host given");
+  auto h = store_.host(name);
+  if (!h) {
+    throw Error(ErrorCategory::kInvalidInput, "unknown " + role + " host '" + name +
+                                                  "' (hosts: " + joinNames(store_.hosts()) + ")");
+  }
+  if (!h->up) {
+    throw Error(ErrorCategory::kRetryable, role + " host " + name + " is down (no heartbeat for " +
+                                               std::to_string((clock_() - h->last_seen_ms) / 1000) +
+                                               " s); start its agent again or pick another host");
+  }
+  return *h;
+}
+
+ContainerRow Coordinator::locate(const std::string& container) {
+  validateName(container, "container name");
+  std::vector<ContainerRow> copies = store_.containersNamed(container);
+  if (copies.empty()) {
+    throw Error(ErrorCategory::kInvalidInput,
+                "no container '" + container + "' in the cluster (`ferry ps` lists them)");
+  }
+  for (const auto& [id, run] : runs_) {
+    if (run.machine.spec().container == container) {
+      throw Error(ErrorCategory::kRetryable, container + " is being migrated (migration #" +
+                                                 std::to_string(id) +
+                                                 "); try again when it has ended");
+    }
+  }
+  if (copies.size() > 1) {
+    throw Error(ErrorCategory::kRetryable,
+                container + " is reported by " + copies[0].host + " and " + copies[1].host +
+                    " at once (a migration is settling); try again in a few seconds");
+  }
+  return copies[0];
+}
+
+void Coordinator::listHosts(const Request& r) {
+  std::vector<HostRow> hosts = store_.hosts();
+  std::vector<ContainerRow> all = store_.containers();
+  server_.reply(r, [&](proto::Message::Builder b) {
+    auto list = b.initHosts(static_cast<unsigned>(hosts.size()));
+    for (size_t i = 0; i < hosts.size(); ++i) {
+      auto h = list[static_cast<unsigned>(i)];
+      h.setName(hosts[i].name);
+      h.setDataEndpoint(hosts[i].data_endpoint);
+      h.setUp(hosts[i].up);
+      h.setCordoned(hosts[i].cordoned);
+      uint32_t n = 0;
+      for (const auto& c : all) n += c.host == hosts[i].name;
+      h.setContainers(n);
+      LoadRow load = store_.load(hosts[i].name);
+      auto lb = h.initLoad();
+      lb.setCpuPercent(static_cast<float>(load.cpu_percent));
+      lb.setMemoryUsedBytes(load.memory_used_bytes);
+      lb.setMemoryTotalBytes(load.memory_total_bytes);
+      lb.setMemoryCapacityBytes(load.memory_capacity_bytes);
+      proto::fillHostInfo(h.initInfo(), hostInfoOf(hosts[i]));
+      std::vector<ImageRow> images = store_.images(hosts[i].name);
+      auto il = h.initImages(static_cast<unsigned>(images.size()));
+      for (size_t k = 0; k < images.size(); ++k) {
+        il[static_cast<unsigned>(k)].setName(images[k].name);
+        il[static_cast<unsigned>(k)].setId(images[k].id);
+      }
+    }
+  });
+}
+
+void Coordinator::listHistory(const Request& r, uint32_t limit) {
+  std::vector<MigrationRow> rows =
+      store_.history(static_cast<int>(std::clamp<uint32_t>(limit, 1, 10000)));
+  server_.reply(r, [&](proto::Message::Builder b) {
+    auto list = b.initHistory(static_cast<unsigned>(rows.size()));
+    for (size_t i = 0; i < rows.size(); ++i) fillFigures(list[static_cast<unsigned>(i)], rows[i]);
+  });
+}
+
+// A file the CLI streams straight to an agent: the agent binds a stream for
+// a token issued here, and the CLI gets the ticket and the token.
+void Coordinator::importFile(const Request& r) {
+  auto in = r.msg.getImportFile();
+  HostRow host = requireHost(text(in.getHost()), "target");
+  std::string token = randomToken();
+  Client c{r.peer, r.id};
+  auto fill = [&](proto::Message::Builder b) {
+    b.setPrepareImport(in);
+    b.getPrepareImport().setToken(dataOf(token));
+  };
+  command(
+      host.name, "prepare an import", fill, opts_.command_timeout,
+      [this, c, token](proto::Message::Reader m) {
+        if (!m.isStreamTicket()) return;
+        auto t = m.getStreamTicket();
+        server_.sendTo(c.peer, c.id, [&](proto::Message::Builder b) {
+          auto out = b.initStreamTicket();
+          out.setEndpoint(t.getEndpoint());
+          out.setServerKey(t.getServerKey());
+          out.setToken(dataOf(token));
+        });
+      },
+      [this, c](const Error& e, Fault) { sendError(c, e); });
+}
+
+void Coordinator::checkpointTo(const Request& r) {
+  auto req = r.msg.getCheckpoint();
+  ContainerRow c = locate(text(req.getContainer()));
+  requireHost(c.host, "container's");
+  std::function<void(proto::Message::Reader)> on_ok;
+  if (!req.getLeaveRunning()) {
+    on_ok = [this, c](proto::Message::Reader) { store_.removeContainer(c.host, c.name); };
+  }
+  forward(
+      r, c.host, "checkpoint " + c.name,
+      [&](proto::Message::Builder b) { b.setExportCheckpoint(req); }, opts_.transfer_timeout,
+      on_ok);
+}
+
+void Coordinator::handle(Request& r) {
+  auto m = r.msg;
+  if (isReply(m)) return onAgentReply(r);
+  switch (m.which()) {
+    case proto::Message::HELLO:
+      onHello(m.getHello());
+      server_.reply(r, [](proto::Message::Builder b) { b.setOk(); });
+      return;
+    case proto::Message::HEARTBEAT:
+      onHeartbeat(m.getHeartbeat());
+      server_.reply(r, [](proto::Message::Builder b) { b.setOk(); });
+      return;
+    case proto::Message::PING:
+      server_.reply(r, [](proto::Message::Builder b) { b.setOk(); });
+      return;
+    case proto::Message::LIST_HOSTS:
+      return listHosts(r);
+    case proto::Message::LIST_CONTAINERS: {
+      std::string host = text(m.getListContainers());
+      if (!host.empty() && !store_.host(host)) {
+        throw Error(ErrorCategory::kInvalidInput,
+                    "unknown host '" + host + "' (hosts: " + joinNames(store_.hosts()) + ")");
+      }
+      std::vector<ContainerRow> rows = store_.containers(host);
+      server_.reply(r, [&](proto::Message::Builder b) {
+        auto list = b.initContainers(static_cast<unsigned>(rows.size()));
+        for (size_t i = 0; i < rows.size(); ++i) {
+          auto c = list[static_cast<unsigned>(i)];
+          c.setName(rows[i].name);
+          c.setHost(rows[i].host);
+          c.setImage(rows[i].image);
+          c.setStatus(rows[i].status);
+          c.setMemoryBytes(rows[i].memory_bytes);
+          auto x = container_extras_.find(rows[i].name);
+          if (x != container_extras_.end()) {
+            c.setReady(x->second.ready);
+            c.setNotifyStatus(x->second.notify_status);
+          }
+        }
+      });
+      return;
+    }
+    case proto::Message::RUN: {
+      auto run = m.getRun();
+      HostRow host = requireHost(text(run.getHost()), "target");
+      std::string name = text(run.getSpec().getName());
+      validateName(name, "container name");
+      auto copies = store_.containersNamed(name);
+      if (!copies.empty()) {
+        throw Error(ErrorCategory::kInvalidInput, "a container named " + name +
+                                                      " already exists on " + copies[0].host +
+                                                      " (names are unique in the cluster)");
+      }
+      return forward(
+          r, host.name, "run " + name,
+          [&](proto::Message::Builder b) { b.setStartContainer(run.getSpec()); },
+          opts_.command_timeout, [this](proto::Message::Reader m) { noteContainer(m); });
+    }
+    case proto::Message::SECRET: {
+      auto sec = m.getSecret();
+      HostRow host = requireHost(text(sec.getHost()), "secret's");
+      std::string name = text(sec.getName());
+      auto op = sec.getOp();
+      // The value crosses here untouched and is never logged: only the name is.
+      return forward(
+          r, host.name, "secret " + name,
+          [&](proto::Message::Builder b) { b.setSecret(sec); }, opts_.command_timeout,
+          [this, op, name, h = host.name](proto::Message::Reader m) {
+            if (!m.isOk()) return;
+            if (op == proto::Message::Secret::Op::CREATE) host_secrets_[h].insert(name);
+            if (op == proto::Message::Secret::Op::REMOVE) host_secrets_[h].erase(name);
+          });
+    }
+    case proto::Message::STOP: {
+      ContainerRow c = locate(text(m.getStop()));
+      requireHost(c.host, "container's");
+      return forward(
+          r, c.host, "stop " + c.name,
+          [&](proto::Message::Builder b) { b.setStopContainer(c.name); }, opts_.command_timeout,
+          [this](proto::Message::Reader m) { noteContainer(m); });
+    }
+    case proto::Message::REMOVE: {
+      ContainerRow c = locate(text(m.getRemove()));
+      requireHost(c.host, "container's");
+      return forward(
+          r, c.host, "remove " + c.name,
+          [&](proto::Message::Builder b) { b.setRemoveContainer(c.name); }, opts_.command_timeout,
+          [this, c](proto::Message::Reader) { store_.removeContainer(c.host, c.name); });
+    }
+    case proto::Message::GET_LOGS: {
+      std::string name = text(m.getGetLogs());
+      validateName(name, "container name");
+      std::vector<ContainerRow> copies = store_.containersNamed(name);
+      if (copies.empty()) {
+        throw Error(ErrorCategory::kInvalidInput,
+                    "no container '" + name + "' in the cluster (`ferry ps` lists them)");
+      }
+      // Mid-migration the target's copy is the one whose output goes on.
+      const ContainerRow& c =
+          copies.size() > 1 && copies[1].status == "running" ? copies[1] : copies[0];
+      requireHost(c.host, "container's");
+      return forward(
+          r, c.host, "read the logs of " + name,
+          [&](proto::Message::Builder b) { b.setReadLogs(name); }, opts_.command_timeout);
+    }
+    case proto::Message::MIGRATE:
+      return startMigration(r);
+    case proto::Message::LIST_HISTORY:
+      return listHistory(r, m.getListHistory());
+    case proto::Message::LIST_PENDING:
+      return listPending(r);
+    case proto::Message::RESUME_SOURCE: {
+      auto rs = m.getResumeSource();
+      if (!rs.getTargetLost()) {
+        throw Error(ErrorCategory::kInvalidInput,
+                    "resuming a frozen source needs the operator's word that the target's copy is "
+                    "not running (--target-lost)");
+      }
+      return resumeSourceNow(r, static_cast<int64_t>(rs.getMigration()));
+    }
+    case proto::Message::IMPORT_FILE:
+      return importFile(r);
+    case proto::Message::CHECKPOINT:
+      return checkpointTo(r);
+    case proto::Message::CORDON:
+      return cordon(r);
+    case proto::Message::DRAIN: {
+      auto d = m.getDrain();
+      std::string host = text(d.getHost());
+      requireHost(host, "drained");
+      if (d.getParallel() > 16) {
+        throw Error(ErrorCategory::kInvalidInput, "--parallel is at most 16");
+      }
+      int64_t deadline = d.getDeadlineMs() ? clock_() + static_cast<int64_t>(d.getDeadlineMs()) : 0;
+      return startDrain(host, std::max(1, static_cast<int>(d.getParallel())), deadline,
+                        d.getDryRun(), Client{r.peer, r.id});
+    }
+    case proto::Message::DRAIN_HOST: {
+      // An agent being stopped: drain its host, answer when it is done.
+      std::string host = text(m.getDrainHost());
+      requireHost(host, "drained");
+      return startDrain(host, 2, 0, false, Client{r.peer, r.id});
+    }
+    case proto::Message::REBALANCE:
+      return startRebalance(r);
+    default:
+      throw Error(ErrorCategory::kInvalidInput, "not a request the coordinator serves");
+  }
+}
+
+}  // namespace ferry::coord

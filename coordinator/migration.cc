@@ -1,0 +1,448 @@
+// Migrations: planned and refused here, then carried out as the pure
+// MigrationMachine (migration_machine.h) says -- this file only executes its
+// actions (commands over the socket, the store, progress for the CLI) and
+// feeds back what the agents answer.
+#include "coordinator/coordinator.h"
+#include "coordinator/coordinator_util.h"
+#include "compat/compat.h"
+#include "common/names.h"
+#include "protocol/figures_json.h"
+
+namespace ferry::coord {
+
+using detail::hostInfoOf;
+using detail::log;
+using detail::msBetween;
+using detail::text;
+using nlohmann::json;
+
+void detail::fillFigures(proto::MigrationFigures::Builder f, const MigrationRow& m) {
+  json j = json::parse(m.figures_json.empty() ? "{}" : m.figures_json, nullptr, false);
+  if (!j.is_object()) j = json::object();
+  f.setId(static_cast<uint64_t>(m.id));
+  f.setContainer(m.container);
+  f.setSource(m.source);
+  f.setTarget(m.target);
+  f.setOutcome(isFinal(m.phase) ? std::string(phaseName(m.phase))
+                                : "in progress (" + std::string(phaseName(m.phase)) + ")");
+  f.setDowntimeMs(j.value("downtime_ms", uint64_t{0}));
+  f.setTotalMs(j.value("total_ms", uint64_t{0}));
+  f.setBytesRaw(j.value("bytes_raw", uint64_t{0}));
+  f.setBytesWire(j.value("bytes_wire", uint64_t{0}));
+  f.setCompression(j.value("compression", ""));
+  f.setFinalBytesWire(j.value("final_bytes_wire", uint64_t{0}));
+  f.setBytesReferenced(j.value("bytes_referenced", uint64_t{0}));
+  f.setPrecopy(j.value("precopy", ""));
+  json rounds = j.value("precopy_rounds", json::array());
+  auto rl = f.initRounds(static_cast<unsigned>(rounds.size()));
+  for (size_t i = 0; i < rounds.size(); ++i) {
+    auto r = rl[static_cast<unsigned>(i)];
+    r.setRound(rounds[i].value("round", uint32_t{0}));
+    r.setReadBytes(rounds[i].value("read_bytes", uint64_t{0}));
+    r.setSentBytes(rounds[i].value("sent_bytes", uint64_t{0}));
+    r.setWireBytes(rounds[i].value("wire_bytes", uint64_t{0}));
+    r.setMs(rounds[i].value("ms", uint64_t{0}));
+  }
+  f.setStartedMs(m.created_ms);
+  f.setError(m.error);
+  json phases = j.value("phase_ms", json::array());
+  auto ph = f.initPhaseMs(static_cast<unsigned>(phases.size()));
+  for (size_t i = 0; i < phases.size(); ++i) {
+    ph[static_cast<unsigned>(i)].setPhase(phases[i].value("phase", ""));
+    ph[static_cast<unsigned>(i)].setMs(phases[i].value("ms", uint64_t{0}));
+  }
+  json warnings = j.value("warnings", json::array());
+  auto w = f.initWarnings(static_cast<unsigned>(warnings.size()));
+  for (size_t i = 0; i < warnings.size(); ++i)
+    w.set(static_cast<unsigned>(i), warnings[i].get<std::string>());
+}
+
+void Coordinator::phaseDone(Run& run, const std::string& phase) {
+  auto now = Steady::now();
+  run.figures["phase_ms"].push_back({{"phase", phase}, {"ms", msBetween(run.phase_started, now)}});
+  run.phase_started = now;
+}
+
+void Coordinator::progress(Run& run, const std::string& phase, uint64_t done,
+                           const std::string& message, uint64_t total) {
+  const MigrationSpec& spec = run.machine.spec();
+  run.last_progress = Steady::now();
+  run.last_phase = phase;
+  run.last_done = done;
+  auto send = [&](const Client& c, const std::string& msg) {
+    server_.sendTo(c.peer, c.id, [&](proto::Message::Builder b) {
+      auto p = b.initProgress();
+      p.setPhase(phase);
+      p.setBytesDone(done);
+      p.setBytesTotal(total);
+      p.setMessage(msg);
+    });
+  };
+  if (run.client) send(*run.client, message);
+  // A drain's or rebalance's client sees each of its migrations.
+  if (run.observer) {
+    send(*run.observer, spec.container + " " + spec.source + " -> " + spec.target +
+                            (message.empty() ? "" : ": " + message));
+  }
+}
+
+void Coordinator::startMigration(const Request& r) {
+  auto mg = r.msg.getMigrate();
+  MigrateRequest req;
+  req.container = text(mg.getContainer());
+  req.source = text(mg.getSource());
+  req.target = text(mg.getTarget());
+  for (auto i : mg.getIgnore()) req.ignore.insert(text(i));
+  req.precopy = mg.getPrecopy();
+  beginMigration(req, Client{r.peer, r.id}, {});
+}
+
+int64_t Coordinator::beginMigration(const MigrateRequest& req, std::optional<Client> client,
+                                    OnMigrationDone on_done, std::optional<Client> observer) {
+  const std::string &name = req.container, &src = req.source, &dst = req.target;
+  validateName(name, "container name");
+  if (src == dst) {
+    throw Error(ErrorCategory::kInvalidInput,
+                "source and target are the same host (" + src + "); name another target");
+  }
+  HostRow source = requireHost(src, "source");
+  HostRow target = requireHost(dst, "target");
+  if (target.cordoned) {
+    throw Error(
+        ErrorCategory::kInvalidInput,
+        dst + " is cordoned (it takes no new containers); uncordon it or pick another target");
+  }
+  auto here = store_.container(src, name);
+  if (!here) {
+    auto copies = store_.containersNamed(name);
+    if (copies.empty()) {
+      throw Error(ErrorCategory::kInvalidInput,
+                  "no container '" + name + "' in the cluster (`ferry ps` lists them)");
+    }
+    throw Error(ErrorCategory::kInvalidInput,
+                name + " is not on " + src + " but on " + copies[0].host + "; nothing was changed");
+  }
+  if (store_.hasCleanupFor(name)) {
+    throw Error(ErrorCategory::kRetryable,
+                "an earlier migration of " + name +
+                    " still owes cleanup on a host that has not come back "
+                    "(see `ferry history`); migrate it once that host is up again");
+  }
+  for (const auto& [id, run] : runs_) {
+    const MigrationSpec& s = run.machine.spec();
+    if (s.container == name) {
+      throw Error(ErrorCategory::kRetryable, name + " is already being migrated (migration #" +
+                                                 std::to_string(id) + ": " + s.source + " -> " +
+                                                 s.target + ")");
+    }
+  }
+  if (here->status != "running") {
+    throw Error(ErrorCategory::kInvalidInput, name + " is " + here->status + " on " + src +
+                                                  "; only a running container migrates live");
+  }
+  if (store_.container(dst, name)) {
+    throw Error(ErrorCategory::kInvalidInput,
+                dst + " already has a container named " + name + "; remove it there first");
+  }
+  // Compatibility from the recorded host metadata, before anything freezes.
+  CompatInput in;
+  in.source = hostInfoOf(source);
+  in.target = hostInfoOf(target);
+  in.image_name = here->image;
+  for (const auto& i : store_.images(src)) {
+    if (i.name == here->image) in.image_id = i.id;
+  }
+  for (const auto& i : store_.images(dst)) {
+    if (in.image_id.empty() ? i.name == here->image : i.id == in.image_id) in.image_present = true;
+  }
+  const std::set<std::string>& ignore = req.ignore;
+  int precopy = req.precopy;
+  if (precopy < -1 || precopy > 20) {
+    throw Error(ErrorCategory::kInvalidInput,
+                "pre-copy rounds must be auto (-1), off (0) or 1 to 20, not " +
+                    std::to_string(precopy));
+  }
+  // An image the target lacks is sent first, from the file the source
+  // imported it from (same file, same id).
+  std::string send_image;
+  if (!in.image_present && !in.image_id.empty()) {
+    send_image = here->image;
+    in.image_present = true;
+  }
+  std::vector<Finding> findings = checkCompatibility(in, ignore);
+  for (auto& f : findings) {
+    if (f.check == "image" && !f.ignored && f.severity == Severity::kRefuse) {
+      f.message += " (import it there first: ferry image import " + here->image + " FILE --host " +
+                   dst + ")";
+    }
+  }
+  std::vector<Finding> warnings = enforceCompatibility(findings, src, dst);
+  // Secrets are read from the target's own store when it writes the spec:
+  // refused here, before anything freezes, rather than after.
+  auto extras = container_extras_.find(name);
+  if (extras == container_extras_.end()) {
+    // A coordinator started since: the next heartbeat says what it needs.
+    throw Error(ErrorCategory::kRetryable, "no heartbeat from " + src + " has described " + name +
+                                               " since this coordinator started; try again in a moment");
+  }
+  std::string missing;
+  for (const auto& s : extras->second.secrets) {
+    if (!host_secrets_[dst].count(s)) missing += (missing.empty() ? "" : ", ") + s;
+  }
+  if (!missing.empty()) {
+    throw Error(ErrorCategory::kInvalidInput,
+                name + " is given secret(s) " + missing + ", which " + dst +
+                    "'s secrets store does not hold; create them there first (ferry secret create "
+                    "NAME FILE --host " + dst + ")");
+  }
+
+  int64_t id = store_.beginMigration(name, src, dst, clock_());
+  store_.addEvent(clock_(), "migration", name,
+                  "#" + std::to_string(id) + " planned: " + src + " -> " + dst);
+  log().info("migration #{}: {} {} -> {}", id, name, src, dst);
+  MigrationSpec spec{.id = id, .container = name, .source = src, .target = dst,
+                     .send_image = send_image, .precopy = precopy,
+                     .image_token = send_image.empty() ? "" : detail::randomToken(),
+                     .stream_token = detail::randomToken()};
+  Run run{MigrationMachine(std::move(spec))};
+  run.client = client;
+  run.on_done = std::move(on_done);
+  run.observer = observer;
+  run.started = run.phase_started = Steady::now();
+  for (const auto& w : warnings) {
+    run.warnings.push_back(w.message);
+    log().warn("migration #{}: {}", id, w.message);
+  }
+  run.figures["warnings"] = run.warnings;
+  runs_.emplace(id, std::move(run));
+  feed(id, mev::Start{warnings.size()});
+  return id;
+}
+
+// --- the machine's actions ------------------------------------------------------
+
+void Coordinator::feed(int64_t id, const MigrationEvent& e) {
+  auto it = runs_.find(id);
+  if (it == runs_.end()) return;
+  for (const MigrationAction& a : it->second.machine.on(e)) {
+    log().debug("migration #{}: {}", id, describe(a));
+    if (!execute(id, it->second, a)) return;
+  }
+}
+
+bool Coordinator::execute(int64_t id, Run& run, const MigrationAction& a) {
+  const MigrationSpec& spec = run.machine.spec();
+  if (auto* s = std::get_if<mact::Send>(&a)) {
+    send(id, run, *s);
+  } else if (auto* p = std::get_if<mact::Persist>(&a)) {
+    persist(id, run, *p);
+  } else if (auto* r = std::get_if<mact::RecordCopy>(&a)) {
+    recordCopy(run, *r);
+  } else if (auto* c = std::get_if<mact::AddCleanup>(&a)) {
+    store_.addCleanup({0, c->host, std::string(cleanupName(c->action)), spec.container, id},
+                      clock_());
+  } else if (auto* r = std::get_if<mact::Report>(&a)) {
+    progress(run, r->phase, r->done, r->message, r->total);
+  } else if (auto* p = std::get_if<mact::PhaseEnded>(&a)) {
+    if (p->measured) {
+      phaseDone(run, p->phase);
+    } else {
+      run.phase_started = Steady::now();
+    }
+  } else if (auto* w = std::get_if<mact::Warn>(&a)) {
+    run.warnings.push_back(w->message);
+    run.figures["warnings"] = run.warnings;
+  } else if (auto* n = std::get_if<mact::Note>(&a)) {
+    store_.addEvent(clock_(), "migration", spec.container, "#" + std::to_string(id) + " " + n->message);
+  } else if (auto* b = std::get_if<mact::RollingBack>(&a)) {
+    log().warn("migration #{} of {} fails: {}; rolling back", id, spec.container, b->why.what());
+  } else if (auto* f = std::get_if<mact::Finish>(&a)) {
+    finish(id, *f);
+    return false;
+  }
+  return true;
+}
+
+namespace {
+
+// What the agent is told, and how the command is named in errors.
+std::pair<std::string, proto::Fill> commandFor(int64_t id, const MigrationSpec& spec,
+                                               const mact::Send& s) {
+  using detail::dataOf;
+  const std::string& c = s.container;
+  auto mig = static_cast<uint64_t>(id);
+  switch (s.command) {
+    case Command::kPrepareImport:
+      return {"prepare to receive image " + s.image, [s](proto::Message::Builder b) {
+                auto p = b.initPrepareImport();
+                p.setHost(s.host);
+                p.setKind(proto::Message::ImportFile::Kind::IMAGE);
+                p.setName(s.image);
+                p.setToken(dataOf(s.token));
+              }};
+    case Command::kSendImage:
+      return {"send image " + s.image, [s](proto::Message::Builder b) {
+                auto p = b.initSendImage();
+                p.setImage(s.image);
+                p.setEndpoint(s.endpoint);
+                p.setToken(dataOf(s.token));
+                p.setServerKey(s.server_key);
+              }};
+    case Command::kPrepareReceive:
+      return {"prepare to receive " + c, [s, mig](proto::Message::Builder b) {
+                auto p = b.initPrepareReceive();
+                p.setMigration(mig);
+                p.setContainer(s.container);
+                p.setToken(dataOf(s.token));
+              }};
+    case Command::kSendCheckpoint:
+      return {"send " + c + " to " + spec.target, [s, mig](proto::Message::Builder b) {
+                auto p = b.initSendCheckpoint();
+                p.setMigration(mig);
+                p.setContainer(s.container);
+                p.setEndpoint(s.endpoint);
+                p.setToken(dataOf(s.token));
+                p.setServerKey(s.server_key);
+                p.setPrecopy(s.precopy);
+              }};
+    case Command::kCommitSource:
+      return {"remove the frozen copy of " + c, detail::fillCleanup(Command::kCommitSource, c, id)};
+    case Command::kDiscardTarget:
+      return {"discard " + c, detail::fillCleanup(Command::kDiscardTarget, c, id)};
+    case Command::kRollbackSource:
+      return {"resume " + c, detail::fillCleanup(Command::kRollbackSource, c, id)};
+    case Command::kInspect:
+      return {"inspect " + c, [c](proto::Message::Builder b) { b.setInspectContainer(c); }};
+  }
+  throw Error(ErrorCategory::kPermanent, "internal: unknown command");
+}
+
+// The agent's answer to `c` as the machine's event.
+MigrationEvent eventOf(Command c, proto::Message::Reader m) {
+  switch (c) {
+    case Command::kPrepareImport:
+    case Command::kPrepareReceive:
+      if (!m.isStreamTicket()) return mev::NoTicket{};
+      return mev::Ticket{text(m.getStreamTicket().getEndpoint()),
+                         text(m.getStreamTicket().getServerKey())};
+    case Command::kSendImage: return mev::ImageSent{};
+    case Command::kSendCheckpoint: return mev::Restored{};
+    case Command::kCommitSource: return mev::CommitAcked{};
+    case Command::kDiscardTarget: return mev::DiscardAcked{};
+    case Command::kRollbackSource: return mev::ResumeAcked{};
+    case Command::kInspect:
+      return mev::Inspected{m.isContainer() ? text(m.getContainer().getStatus()) : ""};
+  }
+  throw Error(ErrorCategory::kPermanent, "internal: unknown command");
+}
+
+}  // namespace
+
+void Coordinator::send(int64_t id, const Run& run, const mact::Send& s) {
+  auto [what, fill] = commandFor(id, run.machine.spec(), s);
+  Command c = s.command;
+  OnProgress on_progress;
+  if (c == Command::kSendCheckpoint) {
+    on_progress = [this, id](proto::Progress::Reader p) {
+      feed(id, mev::Progress{text(p.getPhase()), p.getBytesDone(), p.getBytesTotal(),
+                             text(p.getMessage())});
+    };
+  }
+  command(
+      s.host, what, fill, s.transfer ? opts_.transfer_timeout : opts_.command_timeout,
+      [this, id, c](proto::Message::Reader m) {
+        if (c == Command::kSendCheckpoint) {
+          if (auto it = runs_.find(id); it != runs_.end()) noteFigures(it->second, m);
+        }
+        feed(id, eventOf(c, m));
+      },
+      [this, id, c, host = s.host](const Error& e, Fault f) {
+        feed(id, mev::Failed{c, host, f, e});
+      },
+      std::move(on_progress));
+}
+
+// The source's final answer carries the migration's figures.
+void Coordinator::noteFigures(Run& run, proto::Message::Reader m) {
+  if (!m.isMigration()) return;
+  auto f = m.getMigration();
+  run.figures["downtime_ms"] = f.getDowntimeMs();
+  run.figures["bytes_raw"] = f.getBytesRaw();
+  run.figures["bytes_wire"] = f.getBytesWire();
+  run.figures["compression"] = text(f.getCompression());
+  run.figures["final_bytes_wire"] = f.getFinalBytesWire();
+  run.figures["bytes_referenced"] = f.getBytesReferenced();
+  run.figures["precopy"] = text(f.getPrecopy());
+  run.figures["precopy_rounds"] = proto::precopyRoundsJson(f.getRounds());
+  for (auto w : f.getWarnings()) run.warnings.push_back(text(w));
+  run.figures["warnings"] = run.warnings;
+  for (auto p : f.getPhaseMs()) {
+    run.figures["phase_ms"].push_back({{"phase", text(p.getPhase())}, {"ms", p.getMs()}});
+  }
+}
+
+void Coordinator::persist(int64_t id, Run& run, const mact::Persist& p) {
+  if (isFinal(p.phase)) {
+    run.figures["total_ms"] = msBetween(run.started, Steady::now());
+    run.figures["warnings"] = run.warnings;
+  }
+  bool with_figures = isFinal(p.phase) || p.phase == Phase::kRestored;
+  store_.advance(id, p.phase, clock_(), p.error, with_figures ? run.figures.dump() : "");
+}
+
+void Coordinator::recordCopy(const Run& run, const mact::RecordCopy& r) {
+  const MigrationSpec& spec = run.machine.spec();
+  if (!r.running) return store_.removeContainer(r.host, spec.container);
+  // Ahead of the target's next heartbeat, from what the source reported.
+  if (auto c = store_.container(spec.source, spec.container)) {
+    store_.putContainer({c->name, r.host, c->image, "running", c->memory_bytes});
+  }
+}
+
+void Coordinator::finish(int64_t id, const mact::Finish& f) {
+  auto it = runs_.find(id);
+  if (it == runs_.end()) return;
+  Run& run = it->second;
+  const MigrationSpec& spec = run.machine.spec();
+  std::string outcome = f.failure ? "rolled back: " + std::string(f.failure->what())
+                                  : "committed: runs on " + spec.target;
+  store_.addEvent(clock_(), "migration", spec.container, "#" + std::to_string(id) + " " + outcome);
+  log().info("migration #{} of {} {}", id, spec.container, outcome);
+  if (run.client) {
+    if (f.failure) {
+      std::string msg =
+          "migrating " + spec.container + " from " + spec.source + " to " + spec.target +
+          " failed: " + f.failure->what() + "\n" + spec.container +
+          (f.resume_pending ? " was rolled back; see the warnings for what is still pending"
+                            : " was rolled back and runs on " + spec.source + " again");
+      for (const auto& w : run.warnings) msg += "\nwarning: " + w;
+      sendError(*run.client, Error(f.failure->category(), msg));
+    } else {
+      MigrationRow row = *store_.migration(id);
+      server_.sendTo(run.client->peer, run.client->id, [&](proto::Message::Builder b) {
+        detail::fillFigures(b.initMigration(), row);
+      });
+    }
+  }
+  OnMigrationDone done = std::move(run.on_done);
+  uint64_t downtime = run.figures.value("downtime_ms", uint64_t{0});
+  runs_.erase(it);
+  if (done) done(id, f.failure, downtime);
+}
+
+// After a restart: each unfinished migration is resolved by its machine
+// once its hosts have been heard from (the target gets a grace period).
+void Coordinator::resolveAfterRestart() {
+  bool grace_over = Steady::now() - started_ >= opts_.resolve_grace;
+  std::vector<int64_t> waiting;
+  for (const auto& [id, run] : runs_) {
+    if (run.machine.awaitingHosts()) waiting.push_back(id);
+  }
+  for (int64_t id : waiting) {
+    const MigrationSpec& spec = runs_.at(id).machine.spec();
+    feed(id, mev::HostsSeen{connected_.count(spec.source) > 0, connected_.count(spec.target) > 0,
+                            grace_over});
+  }
+}
+
+}  // namespace ferry::coord
