@@ -139,6 +139,16 @@ class Coordinator {
     int precopy = -1;
   };
   void startMigration(const Request& r);
+  struct Movable {
+    HostRow source, target;
+    ContainerRow container;  // as the source reports it
+  };
+  Movable checkMovable(const MigrateRequest& req);
+  struct Fit {
+    std::string send_image;  // the target lacks it: sent first
+    std::vector<std::string> warnings;
+  };
+  Fit checkFit(const MigrateRequest& req, const Movable& m);
   // Plans a migration and sends its first command; throws Error when it is
   // refused (nothing changed). `client` gets its progress and final reply.
   int64_t beginMigration(const MigrateRequest& req, std::optional<Client> client,

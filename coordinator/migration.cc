@@ -97,8 +97,10 @@ void Coordinator::startMigration(const Request& r) {
   beginMigration(req, Client{r.peer, r.id}, {});
 }
 
-int64_t Coordinator::beginMigration(const MigrateRequest& req, std::optional<Client> client,
-                                    OnMigrationDone on_done, std::optional<Client> observer) {
+// What refuses a migration at once: the hosts (known, up, the target not
+// cordoned), the container (there, running, not already moving nor owed
+// cleanup), the name free on the target.
+Coordinator::Movable Coordinator::checkMovable(const MigrateRequest& req) {
   const std::string &name = req.container, &src = req.source, &dst = req.target;
   validateName(name, "container name");
   if (src == dst) {
@@ -144,6 +146,15 @@ int64_t Coordinator::beginMigration(const MigrateRequest& req, std::optional<Cli
     throw Error(ErrorCategory::kInvalidInput,
                 dst + " already has a container named " + name + "; remove it there first");
   }
+  return {source, target, *here};
+}
+
+// What the target would refuse, refused before anything freezes:
+// compatibility of the recorded host metadata, the image, the secrets.
+Coordinator::Fit Coordinator::checkFit(const MigrateRequest& req, const Movable& m) {
+  const std::string &name = req.container, &src = req.source, &dst = req.target;
+  const std::optional<ContainerRow> here = m.container;
+  const HostRow &source = m.source, &target = m.target;
   // Compatibility from the recorded host metadata, before anything freezes.
   CompatInput in;
   in.source = hostInfoOf(source);
@@ -176,7 +187,9 @@ int64_t Coordinator::beginMigration(const MigrateRequest& req, std::optional<Cli
                    dst + ")";
     }
   }
-  std::vector<Finding> warnings = enforceCompatibility(findings, src, dst);
+  Fit fit;
+  fit.send_image = send_image;
+  for (const auto& w : enforceCompatibility(findings, src, dst)) fit.warnings.push_back(w.message);
   // Secrets are read from the target's own store when it writes the spec:
   // refused here, before anything freezes, rather than after.
   auto extras = container_extras_.find(name);
@@ -196,6 +209,15 @@ int64_t Coordinator::beginMigration(const MigrateRequest& req, std::optional<Cli
                     "NAME FILE --host " + dst + ")");
   }
 
+  return fit;
+}
+
+int64_t Coordinator::beginMigration(const MigrateRequest& req, std::optional<Client> client,
+                                    OnMigrationDone on_done, std::optional<Client> observer) {
+  const std::string &name = req.container, &src = req.source, &dst = req.target;
+  Fit fit = checkFit(req, checkMovable(req));
+  const std::string& send_image = fit.send_image;
+  int precopy = req.precopy;
   int64_t id = store_.beginMigration(name, src, dst, clock_());
   store_.addEvent(clock_(), "migration", name,
                   "#" + std::to_string(id) + " planned: " + src + " -> " + dst);
@@ -209,13 +231,13 @@ int64_t Coordinator::beginMigration(const MigrateRequest& req, std::optional<Cli
   run.on_done = std::move(on_done);
   run.observer = observer;
   run.started = run.phase_started = Steady::now();
-  for (const auto& w : warnings) {
-    run.warnings.push_back(w.message);
-    log().warn("migration #{}: {}", id, w.message);
+  for (const auto& w : fit.warnings) {
+    run.warnings.push_back(w);
+    log().warn("migration #{}: {}", id, w);
   }
   run.figures["warnings"] = run.warnings;
   runs_.emplace(id, std::move(run));
-  feed(id, mev::Start{warnings.size()});
+  feed(id, mev::Start{fit.warnings.size()});
   return id;
 }
 
