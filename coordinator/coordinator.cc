@@ -5,6 +5,8 @@
 // rebalances in placement.cc.
 #include "coordinator/coordinator.h"
 
+#include <algorithm>
+
 #include "coordinator/coordinator_util.h"
 #include "common/names.h"
 #include "protocol/convert/host_info_proto.h"
@@ -23,6 +25,9 @@ Coordinator::Coordinator(CoordinatorOptions opts, zmq::context_t& ctx, Clock clo
   // Command ids never repeat those of an earlier coordinator on this state:
   // a late answer to its command must not match one of ours.
   next_command_id_ = static_cast<uint64_t>(clock_()) << 16;
+  // Liveness is not stored: every registered host gets a full
+  // missed-heartbeat window from now to report to this coordinator.
+  for (const auto& h : store_.hosts()) hosts_.add(h.name, clock_());
   for (const auto& m : store_.unfinishedMigrations()) {
     Run run{MigrationMachine::afterRestart(
         {.id = m.id, .container = m.container, .source = m.source, .target = m.target}, m.phase)};
@@ -39,10 +44,7 @@ Coordinator::Coordinator(CoordinatorOptions opts, zmq::context_t& ctx, Clock clo
 
 // --- agents ------------------------------------------------------------------
 
-bool Coordinator::hostUp(const std::string& name) {
-  auto h = store_.host(name);
-  return h && h->up;
-}
+bool Coordinator::hostUp(const std::string& name) { return hosts_.up(name); }
 
 void Coordinator::heardFrom(const std::string& host) {
   connected_.insert(host);
@@ -56,6 +58,7 @@ void Coordinator::onHello(proto::Message::Hello::Reader h) {
   bool known = old.has_value();
   store_.upsertHost({name, text(h.getDataEndpoint()), json(proto::hostInfoFrom(h.getInfo())).dump(),
                      true, old ? old->cordoned : false, clock_()});
+  hosts_.heard(name, clock_());
   store_.addEvent(clock_(), "host", name, known ? "registered again" : "registered");
   log().info("host {} {} (data plane {})", name, known ? "registered again" : "registered",
              text(h.getDataEndpoint()));
@@ -68,39 +71,67 @@ void Coordinator::onHello(proto::Message::Hello::Reader h) {
   heardFrom(name);
 }
 
+namespace {
+
+// Whether a heartbeat's containers differ from the store's in what is
+// durable: which containers the host holds, their image and status.
+bool placementChanged(std::vector<ContainerRow> stored, std::vector<ContainerRow> reported) {
+  auto byName = [](const ContainerRow& a, const ContainerRow& b) { return a.name < b.name; };
+  std::sort(stored.begin(), stored.end(), byName);
+  std::sort(reported.begin(), reported.end(), byName);
+  return !std::equal(stored.begin(), stored.end(), reported.begin(), reported.end(),
+                     [](const ContainerRow& a, const ContainerRow& b) {
+                       return a.name == b.name && a.image == b.image && a.status == b.status;
+                     });
+}
+
+bool imagesChanged(std::vector<ImageRow> stored, std::vector<ImageRow> reported) {
+  auto key = [](const ImageRow& i) { return std::pair(i.name, i.id); };
+  auto byKey = [&](const ImageRow& a, const ImageRow& b) { return key(a) < key(b); };
+  std::sort(stored.begin(), stored.end(), byKey);
+  std::sort(reported.begin(), reported.end(), byKey);
+  return !std::equal(stored.begin(), stored.end(), reported.begin(), reported.end(),
+                     [&](const ImageRow& a, const ImageRow& b) { return key(a) == key(b); });
+}
+
+}  // namespace
+
+// A heartbeat is soft state (liveness, load, memory use: hosts_), kept in
+// memory; what it says of placement and images goes to the store only when
+// it changed -- every store write is a synced commit, and hosts heartbeat
+// every second.
 void Coordinator::onHeartbeat(proto::Message::Heartbeat::Reader h) {
   std::string name = text(h.getName());
-  auto host = store_.host(name);
-  if (!host) return;  // not registered yet: its hello is on its way
-  if (!host->up) {
+  if (!hosts_.has(name)) return;  // not registered yet: its hello is on its way
+  if (hosts_.heard(name, clock_())) {
     store_.addEvent(clock_(), "host", name, "up again");
     log().info("host {} is up again", name);
   }
-  host->up = true;
-  host->last_seen_ms = clock_();
-  store_.upsertHost(*host);
   std::vector<ContainerRow> rows;
+  std::map<std::string, uint64_t> memory;
   for (auto c : h.getContainers()) {
     rows.push_back(
         {text(c.getName()), name, text(c.getImage()), text(c.getStatus()), c.getMemoryBytes()});
+    memory[rows.back().name] = c.getMemoryBytes();
     noteExtras(c);
   }
+  hosts_.setMemory(name, std::move(memory));
   auto& held = host_secrets_[name];
   held.clear();
   for (auto s : h.getSecrets()) held.insert(text(s));
-  store_.replaceContainers(name, rows);
+  if (placementChanged(store_.containers(name), rows)) store_.replaceContainers(name, rows);
   std::vector<ImageRow> images;
   for (auto i : h.getImages()) images.push_back({text(i.getName()), text(i.getId())});
-  store_.replaceImages(name, images);
+  if (imagesChanged(store_.images(name), images)) store_.replaceImages(name, images);
   auto l = h.getLoad();
-  store_.setLoad(name, {l.getCpuPercent(), l.getMemoryUsedBytes(), l.getMemoryTotalBytes(),
+  hosts_.setLoad(name, {l.getCpuPercent(), l.getMemoryUsedBytes(), l.getMemoryTotalBytes(),
                         l.getMemoryCapacityBytes()});
   heardFrom(name);
 }
 
 void Coordinator::markSilentHostsDown() {
   int64_t cutoff = clock_() - opts_.heartbeat.count() * opts_.missed_heartbeats;
-  for (const auto& name : store_.markDownSilentSince(cutoff)) {
+  for (const auto& name : hosts_.markSilentDown(cutoff)) {
     store_.addEvent(clock_(), "host", name, "down: missed heartbeats");
     log().warn("host {} is down: no heartbeat for {} ms", name,
                opts_.heartbeat.count() * opts_.missed_heartbeats);

@@ -25,6 +25,7 @@
 #include <vector>
 #include <zmq.hpp>
 
+#include "coordinator/host_registry.h"
 #include "coordinator/migration_machine.h"
 #include "coordinator/planner.h"
 #include "coordinator/state_store.h"
@@ -229,6 +230,7 @@ class Coordinator {
   std::map<int64_t, Operation> ops_;
   int64_t next_op_ = 1;
   std::set<int64_t> drains_running_;  // drain rows carried out now
+  HostRegistry hosts_;               // liveness and load: soft state
   std::set<std::string> connected_;  // heard from since this coordinator started
   std::map<int64_t, Steady::time_point> cleanup_retry_;  // cleanup id -> not before
   Steady::time_point next_rebalance_ = Steady::now();

@@ -78,9 +78,9 @@ HostRow Coordinator::requireHost(const std::string& name, const std::string& rol
     throw Error(ErrorCategory::kInvalidInput, "unknown " + role + " host '" + name +
                                                   "' (hosts: " + joinNames(store_.hosts()) + ")");
   }
-  if (!h->up) {
+  if (!hostUp(name)) {
     throw Error(ErrorCategory::kRetryable, role + " host " + name + " is down (no heartbeat for " +
-                                               std::to_string((clock_() - h->last_seen_ms) / 1000) +
+                                               std::to_string((clock_() - hosts_.lastHeard(name)) / 1000) +
                                                " s); start its agent again or pick another host");
   }
   return *h;
@@ -117,12 +117,12 @@ void Coordinator::listHosts(const Request& r) {
       auto h = list[static_cast<unsigned>(i)];
       h.setName(hosts[i].name);
       h.setDataEndpoint(hosts[i].data_endpoint);
-      h.setUp(hosts[i].up);
+      h.setUp(hostUp(hosts[i].name));
       h.setCordoned(hosts[i].cordoned);
       uint32_t n = 0;
       for (const auto& c : all) n += c.host == hosts[i].name;
       h.setContainers(n);
-      LoadRow load = store_.load(hosts[i].name);
+      LoadRow load = hosts_.load(hosts[i].name);
       auto lb = h.initLoad();
       lb.setCpuPercent(static_cast<float>(load.cpu_percent));
       lb.setMemoryUsedBytes(load.memory_used_bytes);
@@ -220,7 +220,7 @@ void Coordinator::handle(Request& r) {
           c.setHost(rows[i].host);
           c.setImage(rows[i].image);
           c.setStatus(rows[i].status);
-          c.setMemoryBytes(rows[i].memory_bytes);
+          c.setMemoryBytes(hosts_.withMemory(rows[i]).memory_bytes);
           auto x = container_extras_.find(rows[i].name);
           if (x != container_extras_.end()) {
             c.setReady(x->second.ready);

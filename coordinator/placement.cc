@@ -44,6 +44,7 @@ Coordinator::Snapshot Coordinator::snapshot() {
   std::map<std::string, int> classes;
   std::map<std::string, uint64_t> used;
   auto containers = store_.containers("");
+  for (auto& c : containers) c = hosts_.withMemory(std::move(c));
   auto moved = store_.lastMoves();
   for (const auto& c : containers) {
     used[c.host] += c.memory_bytes;
@@ -51,9 +52,9 @@ Coordinator::Snapshot Coordinator::snapshot() {
   for (const auto& h : store_.hosts()) {
     PlanHost p;
     p.name = h.name;
-    p.up = h.up;
+    p.up = hostUp(h.name);
     p.cordoned = h.cordoned;
-    LoadRow l = store_.load(h.name);
+    LoadRow l = hosts_.load(h.name);
     p.memory_capacity = l.memory_capacity_bytes ? l.memory_capacity_bytes : l.memory_total_bytes;
     p.memory_used = used[h.name];
     p.cpu_percent = l.cpu_percent;
@@ -209,7 +210,7 @@ int64_t Coordinator::beginRebalance(RebalanceOptions ro, std::optional<Client> c
 void Coordinator::periodicRebalance() {
   if (!ops_.empty() || !runs_.empty() || !store_.activeDrains().empty()) return;
   for (const auto& h : store_.hosts()) {
-    if (h.up && !connected_.count(h.name)) return;  // not heard since a restart: its load is old
+    if (hostUp(h.name) && !connected_.count(h.name)) return;  // not heard since a restart: its load is old
   }
   try {
     beginRebalance(opts_.rebalance, std::nullopt);
