@@ -7,8 +7,8 @@
 
 #include <algorithm>
 
-#include "coordinator/coordinator_util.h"
 #include "common/names.h"
+#include "coordinator/coordinator_util.h"
 #include "protocol/convert/host_info_proto.h"
 
 namespace ferry::coord {
@@ -144,7 +144,6 @@ void Coordinator::markSilentHostsDown() {
   }
 }
 
-
 // An agent's answer to one of our commands. Late answers (the command
 // already failed) and answers from the wrong peer are dropped, never
 // answered: replying to a reply would loop.
@@ -277,4 +276,3 @@ void Coordinator::run(const std::atomic<bool>& stop) {
 }
 
 }  // namespace ferry::coord
-

@@ -98,7 +98,7 @@ class Coordinator {
     Steady::time_point started, phase_started;
     nlohmann::json figures = nlohmann::json::object();
     std::vector<std::string> warnings;
-    OnMigrationDone on_done;       // a drain's or rebalance's, when it started it
+    OnMigrationDone on_done;         // a drain's or rebalance's, when it started it
     std::optional<Client> observer;  // a drain's or rebalance's client: sees progress
     Steady::time_point last_progress = Steady::now();
     std::string last_phase = "plan";
@@ -130,6 +130,9 @@ class Coordinator {
   void noteContainer(proto::Message::Reader m);
   ContainerRow locate(const std::string& container);
   void listHosts(const Request& r);
+  void listContainers(const Request& r);
+  void runContainer(const Request& r);
+  void readLogs(const Request& r);
   void listHistory(const Request& r, uint32_t limit);
   void importFile(const Request& r);
   void checkpointTo(const Request& r);
@@ -159,8 +162,8 @@ class Coordinator {
   // A drain or a rebalance being carried out: its plan's moves, a few at a
   // time, each a migration.
   struct Operation {
-    std::string kind;  // drain | rebalance
-    std::string host;  // drained host
+    std::string kind;      // drain | rebalance
+    std::string host;      // drained host
     int64_t drain_id = 0;  // its row, for a drain
     int parallel = 1;
     std::optional<Steady::time_point> deadline;
@@ -230,8 +233,8 @@ class Coordinator {
   std::map<int64_t, Operation> ops_;
   int64_t next_op_ = 1;
   std::set<int64_t> drains_running_;  // drain rows carried out now
-  HostRegistry hosts_;               // liveness and load: soft state
-  std::set<std::string> connected_;  // heard from since this coordinator started
+  HostRegistry hosts_;                // liveness and load: soft state
+  std::set<std::string> connected_;   // heard from since this coordinator started
   std::map<int64_t, Steady::time_point> cleanup_retry_;  // cleanup id -> not before
   Steady::time_point next_rebalance_ = Steady::now();
   // From heartbeats, kept in memory only (the next heartbeat restores them):

@@ -12,11 +12,11 @@
 #include <string>
 #include <vector>
 
+#include "compat/host_info.h"
 #include "coordinator/migration_machine.h"
 #include "coordinator/state_store.h"
-#include "compat/host_info.h"
-#include "protocol/control.capnp.h"
 #include "protocol/capnp_text.h"
+#include "protocol/control.capnp.h"
 #include "protocol/rpc.h"
 
 namespace ferry::coord::detail {

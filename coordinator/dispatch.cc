@@ -1,9 +1,9 @@
 // Request dispatch: from each message an agent or the CLI sends to its
 // handler, and the CLI's requests that are answered from the store or
 // forwarded to the agent concerned.
+#include "common/names.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/coordinator_util.h"
-#include "common/names.h"
 #include "protocol/convert/host_info_proto.h"
 
 namespace ferry::coord {
@@ -79,9 +79,10 @@ HostRow Coordinator::requireHost(const std::string& name, const std::string& rol
                                                   "' (hosts: " + joinNames(store_.hosts()) + ")");
   }
   if (!hostUp(name)) {
-    throw Error(ErrorCategory::kRetryable, role + " host " + name + " is down (no heartbeat for " +
-                                               std::to_string((clock_() - hosts_.lastHeard(name)) / 1000) +
-                                               " s); start its agent again or pick another host");
+    throw Error(ErrorCategory::kRetryable,
+                role + " host " + name + " is down (no heartbeat for " +
+                    std::to_string((clock_() - hosts_.lastHeard(name)) / 1000) +
+                    " s); start its agent again or pick another host");
   }
   return *h;
 }
@@ -188,6 +189,65 @@ void Coordinator::checkpointTo(const Request& r) {
       on_ok);
 }
 
+void Coordinator::listContainers(const Request& r) {
+  std::string host = text(r.msg.getListContainers());
+  if (!host.empty() && !store_.host(host)) {
+    throw Error(ErrorCategory::kInvalidInput,
+                "unknown host '" + host + "' (hosts: " + joinNames(store_.hosts()) + ")");
+  }
+  std::vector<ContainerRow> rows = store_.containers(host);
+  server_.reply(r, [&](proto::Message::Builder b) {
+    auto list = b.initContainers(static_cast<unsigned>(rows.size()));
+    for (size_t i = 0; i < rows.size(); ++i) {
+      auto c = list[static_cast<unsigned>(i)];
+      c.setName(rows[i].name);
+      c.setHost(rows[i].host);
+      c.setImage(rows[i].image);
+      c.setStatus(rows[i].status);
+      c.setMemoryBytes(hosts_.withMemory(rows[i]).memory_bytes);
+      auto x = container_extras_.find(rows[i].name);
+      if (x != container_extras_.end()) {
+        c.setReady(x->second.ready);
+        c.setNotifyStatus(x->second.notify_status);
+      }
+    }
+  });
+}
+
+void Coordinator::runContainer(const Request& r) {
+  auto run = r.msg.getRun();
+  HostRow host = requireHost(text(run.getHost()), "target");
+  std::string name = text(run.getSpec().getName());
+  validateName(name, "container name");
+  auto copies = store_.containersNamed(name);
+  if (!copies.empty()) {
+    throw Error(ErrorCategory::kInvalidInput, "a container named " + name + " already exists on " +
+                                                  copies[0].host +
+                                                  " (names are unique in the cluster)");
+  }
+  return forward(
+      r, host.name, "run " + name,
+      [&](proto::Message::Builder b) { b.setStartContainer(run.getSpec()); }, opts_.command_timeout,
+      [this](proto::Message::Reader m) { noteContainer(m); });
+}
+
+void Coordinator::readLogs(const Request& r) {
+  std::string name = text(r.msg.getGetLogs());
+  validateName(name, "container name");
+  std::vector<ContainerRow> copies = store_.containersNamed(name);
+  if (copies.empty()) {
+    throw Error(ErrorCategory::kInvalidInput,
+                "no container '" + name + "' in the cluster (`ferry ps` lists them)");
+  }
+  // Mid-migration the target's copy is the one whose output goes on.
+  const ContainerRow& c =
+      copies.size() > 1 && copies[1].status == "running" ? copies[1] : copies[0];
+  requireHost(c.host, "container's");
+  return forward(
+      r, c.host, "read the logs of " + name,
+      [&](proto::Message::Builder b) { b.setReadLogs(name); }, opts_.command_timeout);
+}
+
 void Coordinator::handle(Request& r) {
   auto m = r.msg;
   if (isReply(m)) return onAgentReply(r);
@@ -205,47 +265,10 @@ void Coordinator::handle(Request& r) {
       return;
     case proto::Message::LIST_HOSTS:
       return listHosts(r);
-    case proto::Message::LIST_CONTAINERS: {
-      std::string host = text(m.getListContainers());
-      if (!host.empty() && !store_.host(host)) {
-        throw Error(ErrorCategory::kInvalidInput,
-                    "unknown host '" + host + "' (hosts: " + joinNames(store_.hosts()) + ")");
-      }
-      std::vector<ContainerRow> rows = store_.containers(host);
-      server_.reply(r, [&](proto::Message::Builder b) {
-        auto list = b.initContainers(static_cast<unsigned>(rows.size()));
-        for (size_t i = 0; i < rows.size(); ++i) {
-          auto c = list[static_cast<unsigned>(i)];
-          c.setName(rows[i].name);
-          c.setHost(rows[i].host);
-          c.setImage(rows[i].image);
-          c.setStatus(rows[i].status);
-          c.setMemoryBytes(hosts_.withMemory(rows[i]).memory_bytes);
-          auto x = container_extras_.find(rows[i].name);
-          if (x != container_extras_.end()) {
-            c.setReady(x->second.ready);
-            c.setNotifyStatus(x->second.notify_status);
-          }
-        }
-      });
-      return;
-    }
-    case proto::Message::RUN: {
-      auto run = m.getRun();
-      HostRow host = requireHost(text(run.getHost()), "target");
-      std::string name = text(run.getSpec().getName());
-      validateName(name, "container name");
-      auto copies = store_.containersNamed(name);
-      if (!copies.empty()) {
-        throw Error(ErrorCategory::kInvalidInput, "a container named " + name +
-                                                      " already exists on " + copies[0].host +
-                                                      " (names are unique in the cluster)");
-      }
-      return forward(
-          r, host.name, "run " + name,
-          [&](proto::Message::Builder b) { b.setStartContainer(run.getSpec()); },
-          opts_.command_timeout, [this](proto::Message::Reader m) { noteContainer(m); });
-    }
+    case proto::Message::LIST_CONTAINERS:
+      return listContainers(r);
+    case proto::Message::RUN:
+      return runContainer(r);
     case proto::Message::SECRET: {
       auto sec = m.getSecret();
       HostRow host = requireHost(text(sec.getHost()), "secret's");
@@ -253,8 +276,8 @@ void Coordinator::handle(Request& r) {
       auto op = sec.getOp();
       // The value crosses here untouched and is never logged: only the name is.
       return forward(
-          r, host.name, "secret " + name,
-          [&](proto::Message::Builder b) { b.setSecret(sec); }, opts_.command_timeout,
+          r, host.name, "secret " + name, [&](proto::Message::Builder b) { b.setSecret(sec); },
+          opts_.command_timeout,
           [this, op, name, h = host.name](proto::Message::Reader m) {
             if (!m.isOk()) return;
             if (op == proto::Message::Secret::Op::CREATE) host_secrets_[h].insert(name);
@@ -277,22 +300,8 @@ void Coordinator::handle(Request& r) {
           [&](proto::Message::Builder b) { b.setRemoveContainer(c.name); }, opts_.command_timeout,
           [this, c](proto::Message::Reader) { store_.removeContainer(c.host, c.name); });
     }
-    case proto::Message::GET_LOGS: {
-      std::string name = text(m.getGetLogs());
-      validateName(name, "container name");
-      std::vector<ContainerRow> copies = store_.containersNamed(name);
-      if (copies.empty()) {
-        throw Error(ErrorCategory::kInvalidInput,
-                    "no container '" + name + "' in the cluster (`ferry ps` lists them)");
-      }
-      // Mid-migration the target's copy is the one whose output goes on.
-      const ContainerRow& c =
-          copies.size() > 1 && copies[1].status == "running" ? copies[1] : copies[0];
-      requireHost(c.host, "container's");
-      return forward(
-          r, c.host, "read the logs of " + name,
-          [&](proto::Message::Builder b) { b.setReadLogs(name); }, opts_.command_timeout);
-    }
+    case proto::Message::GET_LOGS:
+      return readLogs(r);
     case proto::Message::MIGRATE:
       return startMigration(r);
     case proto::Message::LIST_HISTORY:

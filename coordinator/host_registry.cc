@@ -44,7 +44,8 @@ LoadRow HostRegistry::load(const std::string& host) const {
   return it == hosts_.end() ? LoadRow{} : it->second.load;
 }
 
-void HostRegistry::setMemory(const std::string& host, std::map<std::string, uint64_t> by_container) {
+void HostRegistry::setMemory(const std::string& host,
+                             std::map<std::string, uint64_t> by_container) {
   hosts_[host].memory = std::move(by_container);
 }
 

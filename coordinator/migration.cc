@@ -2,10 +2,10 @@
 // MigrationMachine (migration_machine.h) says -- this file only executes its
 // actions (commands over the socket, the store, progress for the CLI) and
 // feeds back what the agents answer.
+#include "common/names.h"
+#include "compat/compat.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/coordinator_util.h"
-#include "compat/compat.h"
-#include "common/names.h"
 #include "protocol/figures_json.h"
 
 namespace ferry::coord {
@@ -169,9 +169,9 @@ Coordinator::Fit Coordinator::checkFit(const MigrateRequest& req, const Movable&
   const std::set<std::string>& ignore = req.ignore;
   int precopy = req.precopy;
   if (precopy < -1 || precopy > 20) {
-    throw Error(ErrorCategory::kInvalidInput,
-                "pre-copy rounds must be auto (-1), off (0) or 1 to 20, not " +
-                    std::to_string(precopy));
+    throw Error(
+        ErrorCategory::kInvalidInput,
+        "pre-copy rounds must be auto (-1), off (0) or 1 to 20, not " + std::to_string(precopy));
   }
   // An image the target lacks is sent first, from the file the source
   // imported it from (same file, same id).
@@ -195,8 +195,9 @@ Coordinator::Fit Coordinator::checkFit(const MigrateRequest& req, const Movable&
   auto extras = container_extras_.find(name);
   if (extras == container_extras_.end()) {
     // A coordinator started since: the next heartbeat says what it needs.
-    throw Error(ErrorCategory::kRetryable, "no heartbeat from " + src + " has described " + name +
-                                               " since this coordinator started; try again in a moment");
+    throw Error(ErrorCategory::kRetryable,
+                "no heartbeat from " + src + " has described " + name +
+                    " since this coordinator started; try again in a moment");
   }
   std::string missing;
   for (const auto& s : extras->second.secrets) {
@@ -206,7 +207,8 @@ Coordinator::Fit Coordinator::checkFit(const MigrateRequest& req, const Movable&
     throw Error(ErrorCategory::kInvalidInput,
                 name + " is given secret(s) " + missing + ", which " + dst +
                     "'s secrets store does not hold; create them there first (ferry secret create "
-                    "NAME FILE --host " + dst + ")");
+                    "NAME FILE --host " +
+                    dst + ")");
   }
 
   return fit;
@@ -222,8 +224,12 @@ int64_t Coordinator::beginMigration(const MigrateRequest& req, std::optional<Cli
   store_.addEvent(clock_(), "migration", name,
                   "#" + std::to_string(id) + " planned: " + src + " -> " + dst);
   log().info("migration #{}: {} {} -> {}", id, name, src, dst);
-  MigrationSpec spec{.id = id, .container = name, .source = src, .target = dst,
-                     .send_image = send_image, .precopy = precopy,
+  MigrationSpec spec{.id = id,
+                     .container = name,
+                     .source = src,
+                     .target = dst,
+                     .send_image = send_image,
+                     .precopy = precopy,
                      .image_token = send_image.empty() ? "" : detail::randomToken(),
                      .stream_token = detail::randomToken()};
   Run run{MigrationMachine(std::move(spec))};
@@ -275,7 +281,8 @@ bool Coordinator::execute(int64_t id, Run& run, const MigrationAction& a) {
     run.warnings.push_back(w->message);
     run.figures["warnings"] = run.warnings;
   } else if (auto* n = std::get_if<mact::Note>(&a)) {
-    store_.addEvent(clock_(), "migration", spec.container, "#" + std::to_string(id) + " " + n->message);
+    store_.addEvent(clock_(), "migration", spec.container,
+                    "#" + std::to_string(id) + " " + n->message);
   } else if (auto* b = std::get_if<mact::RollingBack>(&a)) {
     log().warn("migration #{} of {} fails: {}; rolling back", id, spec.container, b->why.what());
   } else if (auto* f = std::get_if<mact::Finish>(&a)) {
@@ -347,11 +354,16 @@ MigrationEvent eventOf(Command c, proto::Message::Reader m) {
       if (!m.isStreamTicket()) return mev::NoTicket{};
       return mev::Ticket{text(m.getStreamTicket().getEndpoint()),
                          text(m.getStreamTicket().getServerKey())};
-    case Command::kSendImage: return mev::ImageSent{};
-    case Command::kSendCheckpoint: return mev::Restored{};
-    case Command::kCommitSource: return mev::CommitAcked{};
-    case Command::kDiscardTarget: return mev::DiscardAcked{};
-    case Command::kRollbackSource: return mev::ResumeAcked{};
+    case Command::kSendImage:
+      return mev::ImageSent{};
+    case Command::kSendCheckpoint:
+      return mev::Restored{};
+    case Command::kCommitSource:
+      return mev::CommitAcked{};
+    case Command::kDiscardTarget:
+      return mev::DiscardAcked{};
+    case Command::kRollbackSource:
+      return mev::ResumeAcked{};
     case Command::kInspect:
       return mev::Inspected{m.isContainer() ? text(m.getContainer().getStatus()) : ""};
   }

@@ -13,7 +13,7 @@ struct Overloaded : F... {
 };
 
 constexpr std::array<std::string_view, 8> kCommandNames = {
-    "prepare-import", "send-image",   "prepare-receive", "send-checkpoint",
+    "prepare-import", "send-image",     "prepare-receive", "send-checkpoint",
     "commit-source",  "discard-target", "rollback-source", "inspect"};
 // The store's cleanup actions: never rename one.
 constexpr std::array<std::string_view, 4> kCleanupNames = {"discard", "resume",
@@ -30,15 +30,24 @@ struct Awaited {
 std::optional<Awaited> awaited(MigrationMachine::Step s) {
   using S = MigrationMachine::Step;
   switch (s) {
-    case S::kImageTicket: return Awaited{Command::kPrepareImport, true};
-    case S::kImageSend: return Awaited{Command::kSendImage, false};
-    case S::kPrepare: return Awaited{Command::kPrepareReceive, true};
-    case S::kTransfer: return Awaited{Command::kSendCheckpoint, false};
-    case S::kCommit: return Awaited{Command::kCommitSource, false};
-    case S::kDiscard: return Awaited{Command::kDiscardTarget, true};
-    case S::kInspect: return Awaited{Command::kInspect, false};
-    case S::kResume: return Awaited{Command::kRollbackSource, false};
-    default: return std::nullopt;
+    case S::kImageTicket:
+      return Awaited{Command::kPrepareImport, true};
+    case S::kImageSend:
+      return Awaited{Command::kSendImage, false};
+    case S::kPrepare:
+      return Awaited{Command::kPrepareReceive, true};
+    case S::kTransfer:
+      return Awaited{Command::kSendCheckpoint, false};
+    case S::kCommit:
+      return Awaited{Command::kCommitSource, false};
+    case S::kDiscard:
+      return Awaited{Command::kDiscardTarget, true};
+    case S::kInspect:
+      return Awaited{Command::kInspect, false};
+    case S::kResume:
+      return Awaited{Command::kRollbackSource, false};
+    default:
+      return std::nullopt;
   }
 }
 
@@ -60,7 +69,8 @@ std::string describe(const MigrationAction& a) {
                               s.container + field("image", s.image) +
                               field("endpoint", s.endpoint) + field("key", s.server_key) +
                               field("token", s.token);
-            if (s.command == Command::kSendCheckpoint) out += " precopy=" + std::to_string(s.precopy);
+            if (s.command == Command::kSendCheckpoint)
+              out += " precopy=" + std::to_string(s.precopy);
             return out + (s.transfer ? " (transfer)" : "");
           },
           [](const mact::Persist& p) {
@@ -75,7 +85,8 @@ std::string describe(const MigrationAction& a) {
           },
           [](const mact::Report& r) {
             std::string out = "report " + r.phase;
-            if (r.done || r.total) out += " " + std::to_string(r.done) + "/" + std::to_string(r.total);
+            if (r.done || r.total)
+              out += " " + std::to_string(r.done) + "/" + std::to_string(r.total);
             return out + (r.message.empty() ? "" : ": " + r.message);
           },
           [](const mact::PhaseEnded& p) {
@@ -132,8 +143,9 @@ MigrationActions MigrationMachine::on(const MigrationEvent& e) {
                   Error(ErrorCategory::kPermanent, "the target answered without a ticket"), out);
             }
             expect(Step::kPrepare, "an answer without a ticket");
-            rollBack(Error(ErrorCategory::kPermanent, "the target answered prepare without a ticket"),
-                     out);
+            rollBack(
+                Error(ErrorCategory::kPermanent, "the target answered prepare without a ticket"),
+                out);
           },
           [&](const mev::ImageSent&) {
             expect(Step::kImageSend, "an image sent");
@@ -187,7 +199,9 @@ void MigrationMachine::start(const mev::Start& e, MigrationActions& out) {
   // a checkpoint: the target binds a stream for a token first.
   out.push_back(mact::Report{"image", 0, 0,
                              spec_.send_image + " is not on " + spec_.target + ": sending it"});
-  send({.host = spec_.target, .command = Command::kPrepareImport, .image = spec_.send_image,
+  send({.host = spec_.target,
+        .command = Command::kPrepareImport,
+        .image = spec_.send_image,
         .token = spec_.image_token},
        Step::kImageTicket, out);
 }
@@ -197,8 +211,8 @@ void MigrationMachine::start(const mev::Start& e, MigrationActions& out) {
 void MigrationMachine::resolve(const mev::HostsSeen& e, MigrationActions& out) {
   if (step_ != Step::kAwaitingHosts) return;  // resolved already
   if (!e.source || (!e.target && !e.grace_over)) return;
-  out.push_back(mact::Note{"resumed after a coordinator restart at phase " +
-                           std::string(phaseName(phase_))});
+  out.push_back(
+      mact::Note{"resumed after a coordinator restart at phase " + std::string(phaseName(phase_))});
   if (phase_ == Phase::kRestored) return commit(out);
   rollBack(Error(ErrorCategory::kRetryable,
                  "the coordinator restarted during phase " + std::string(phaseName(phase_))),
@@ -207,8 +221,12 @@ void MigrationMachine::resolve(const mev::HostsSeen& e, MigrationActions& out) {
 
 void MigrationMachine::ticket(const mev::Ticket& t, MigrationActions& out) {
   if (step_ == Step::kImageTicket) {
-    return send({.host = spec_.source, .command = Command::kSendImage, .image = spec_.send_image,
-                 .endpoint = t.endpoint, .server_key = t.server_key, .token = spec_.image_token,
+    return send({.host = spec_.source,
+                 .command = Command::kSendImage,
+                 .image = spec_.send_image,
+                 .endpoint = t.endpoint,
+                 .server_key = t.server_key,
+                 .token = spec_.image_token,
                  .transfer = true},
                 Step::kImageSend, out);
   }
@@ -217,9 +235,14 @@ void MigrationMachine::ticket(const mev::Ticket& t, MigrationActions& out) {
   out.push_back(mact::PhaseEnded{"prepare"});
   persist(Phase::kTransferring, out);
   out.push_back(mact::Report{"transfer"});
-  send({.host = spec_.source, .command = Command::kSendCheckpoint, .container = spec_.container,
-        .endpoint = t.endpoint, .server_key = t.server_key, .token = spec_.stream_token,
-        .precopy = spec_.precopy, .transfer = true},
+  send({.host = spec_.source,
+        .command = Command::kSendCheckpoint,
+        .container = spec_.container,
+        .endpoint = t.endpoint,
+        .server_key = t.server_key,
+        .token = spec_.stream_token,
+        .precopy = spec_.precopy,
+        .transfer = true},
        Step::kTransfer, out);
 }
 
@@ -324,8 +347,7 @@ void MigrationMachine::owedResume(MigrationActions& out) {
 
 void MigrationMachine::finish(MigrationActions& out) {
   out.push_back(mact::PhaseEnded{failure_ ? "rollback" : "commit"});
-  persist(failure_ ? Phase::kRolledBack : Phase::kCommitted, out,
-          failure_ ? failure_->what() : "");
+  persist(failure_ ? Phase::kRolledBack : Phase::kCommitted, out, failure_ ? failure_->what() : "");
   out.push_back(mact::Finish{failure_, resume_pending_});
   step_ = Step::kDone;
 }

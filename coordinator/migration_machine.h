@@ -26,8 +26,8 @@
 #include <variant>
 #include <vector>
 
-#include "coordinator/phase.h"
 #include "common/error.h"
+#include "coordinator/phase.h"
 
 namespace ferry::coord {
 

@@ -22,7 +22,8 @@ bool cleanupGivesUp(const Error& e) { return e.category() != ErrorCategory::kRet
 
 void checkResumeSource(const FrozenSource& f) {
   std::string id = std::to_string(f.migration);
-  if (!f.known) throw Error(ErrorCategory::kInvalidInput, "no migration #" + id + " (see `ferry history`)");
+  if (!f.known)
+    throw Error(ErrorCategory::kInvalidInput, "no migration #" + id + " (see `ferry history`)");
   if (!f.resume_owed) {
     throw Error(ErrorCategory::kInvalidInput, "migration #" + id + " left nothing frozen on " +
                                                   f.source +
@@ -34,9 +35,9 @@ void checkResumeSource(const FrozenSource& f) {
                     " resumes on " + f.source + " right after; nothing to override");
   }
   if (f.source_status != "paused") {
-    throw Error(ErrorCategory::kInvalidInput,
-                f.container + " is " + f.source_status.value_or("not there") + " on " + f.source +
-                    ", not frozen: nothing to resume");
+    throw Error(ErrorCategory::kInvalidInput, f.container + " is " +
+                                                  f.source_status.value_or("not there") + " on " +
+                                                  f.source + ", not frozen: nothing to resume");
   }
 }
 

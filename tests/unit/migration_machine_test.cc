@@ -3,9 +3,9 @@
 // the promise being that every failure ends with one running copy.
 #include "coordinator/migration_machine.h"
 
-#include "coordinator/owed_work.h"
-
 #include <gtest/gtest.h>
+
+#include "coordinator/owed_work.h"
 
 namespace ferry::coord {
 namespace {
@@ -14,8 +14,14 @@ using Step = MigrationMachine::Step;
 using Lines = std::vector<std::string>;
 
 MigrationSpec spec(const std::string& send_image = "") {
-  return {.id = 7, .container = "web", .source = "hostA", .target = "hostB",
-          .send_image = send_image, .precopy = -1, .image_token = "itok", .stream_token = "stok"};
+  return {.id = 7,
+          .container = "web",
+          .source = "hostA",
+          .target = "hostB",
+          .send_image = send_image,
+          .precopy = -1,
+          .image_token = "itok",
+          .stream_token = "stok"};
 }
 
 Lines lines(const MigrationActions& actions) {
@@ -87,11 +93,12 @@ TEST(MigrationMachine, StartWithTheImageOnTheTarget_PreparesTheTarget) {
 
 TEST(MigrationMachine, StartWithTheImageMissingOnTheTarget_AsksForAnImageTicketFirst) {
   MigrationMachine m(spec("img"));
-  EXPECT_EQ(feed(m, mev::Start{}),
-            (Lines{"report plan", "phase-ended plan", "report image: img is not on hostB: sending it",
-                   "send hostB prepare-import web image=img token=itok"}));
-  EXPECT_EQ(feed(m, ticket()), (Lines{"send hostA send-image web image=img "
-                                      "endpoint=tcp://127.0.0.3:7100 key=KEY token=itok (transfer)"}));
+  EXPECT_EQ(feed(m, mev::Start{}), (Lines{"report plan", "phase-ended plan",
+                                          "report image: img is not on hostB: sending it",
+                                          "send hostB prepare-import web image=img token=itok"}));
+  EXPECT_EQ(feed(m, ticket()),
+            (Lines{"send hostA send-image web image=img "
+                   "endpoint=tcp://127.0.0.3:7100 key=KEY token=itok (transfer)"}));
   EXPECT_EQ(feed(m, mev::ImageSent{}), (Lines{"phase-ended image", "report prepare",
                                               "send hostB prepare-receive web token=stok"}));
   EXPECT_EQ(m.step(), Step::kPrepare);
@@ -99,11 +106,11 @@ TEST(MigrationMachine, StartWithTheImageMissingOnTheTarget_AsksForAnImageTicketF
 
 TEST(MigrationMachine, Ticket_PersistsPreparedAndTransferringBeforeTheSourceFreezes) {
   MigrationMachine m = preparing();
-  EXPECT_EQ(feed(m, ticket()),
-            (Lines{"persist prepared", "phase-ended prepare", "persist transferring",
-                   "report transfer",
-                   "send hostA send-checkpoint web endpoint=tcp://127.0.0.3:7100 key=KEY token=stok "
-                   "precopy=-1 (transfer)"}));
+  EXPECT_EQ(
+      feed(m, ticket()),
+      (Lines{"persist prepared", "phase-ended prepare", "persist transferring", "report transfer",
+             "send hostA send-checkpoint web endpoint=tcp://127.0.0.3:7100 key=KEY token=stok "
+             "precopy=-1 (transfer)"}));
   EXPECT_EQ(m.phase(), Phase::kTransferring);
 }
 
@@ -116,12 +123,12 @@ TEST(MigrationMachine, Progress_IsReportedAsItComes) {
 
 TEST(MigrationMachine, Restored_PersistsRestoredAndOnlyThenRemovesTheSourceCopy) {
   MigrationMachine m = transferring();
-  EXPECT_EQ(feed(m, mev::Restored{}),
-            (Lines{"phase-ended transfer (unmeasured)", "persist restored", "record running on hostB",
-                   "note: running on hostB", "report commit", "send hostA commit-source web"}));
-  EXPECT_EQ(feed(m, mev::CommitAcked{}),
-            (Lines{"record no copy on hostA", "phase-ended commit", "persist committed",
-                   "finish committed"}));
+  EXPECT_EQ(
+      feed(m, mev::Restored{}),
+      (Lines{"phase-ended transfer (unmeasured)", "persist restored", "record running on hostB",
+             "note: running on hostB", "report commit", "send hostA commit-source web"}));
+  EXPECT_EQ(feed(m, mev::CommitAcked{}), (Lines{"record no copy on hostA", "phase-ended commit",
+                                                "persist committed", "finish committed"}));
   EXPECT_TRUE(m.done());
 }
 
@@ -129,12 +136,13 @@ TEST(MigrationMachine, Restored_PersistsRestoredAndOnlyThenRemovesTheSourceCopy)
 
 TEST(MigrationMachine, SourceUnreachableAtCommit_CommitsAndOwesTheFrozenCopysRemoval) {
   MigrationMachine m = committing();
-  EXPECT_EQ(feed(m, failed(Command::kCommitSource, "hostA", retryable("hostA went down"),
-                           Fault::kHostDown)),
-            (Lines{"cleanup hostA remove-frozen",
-                   "warn: the frozen copy on hostA is not removed yet (hostA went down); it will be "
-                   "once hostA answers",
-                   "phase-ended commit", "persist committed", "finish committed"}));
+  EXPECT_EQ(
+      feed(m,
+           failed(Command::kCommitSource, "hostA", retryable("hostA went down"), Fault::kHostDown)),
+      (Lines{"cleanup hostA remove-frozen",
+             "warn: the frozen copy on hostA is not removed yet (hostA went down); it will be "
+             "once hostA answers",
+             "phase-ended commit", "persist committed", "finish committed"}));
 }
 
 TEST(MigrationMachine, SourceRefusesCommit_CommitsAndSaysTheSourceCopyWasKept) {
@@ -187,12 +195,13 @@ TEST(MigrationMachine, TargetDownAtPrepare_DiscardOwedAndSourceResumedAtOnce) {
   MigrationMachine m = preparing();
   m.on(failed(Command::kPrepareReceive, "hostB", retryable("hostB went down"), Fault::kHostDown));
   // Nothing was streamed: the target cannot hold a copy, so no need to wait.
-  EXPECT_EQ(feed(m, failed(Command::kDiscardTarget, "hostB", retryable("hostB is not connected"),
-                           Fault::kNotConnected)),
-            (Lines{"cleanup hostB discard",
-                   "warn: hostB could not drop its stream yet (hostB is not connected); it will once "
-                   "it answers",
-                   kResume}));
+  EXPECT_EQ(
+      feed(m, failed(Command::kDiscardTarget, "hostB", retryable("hostB is not connected"),
+                     Fault::kNotConnected)),
+      (Lines{"cleanup hostB discard",
+             "warn: hostB could not drop its stream yet (hostB is not connected); it will once "
+             "it answers",
+             kResume}));
   EXPECT_EQ(feed(m, mev::ResumeAcked{}), rolledBack("hostB went down"));
 }
 
@@ -256,11 +265,12 @@ TEST(MigrationMachine, SourceUnreachableForResume_OwesTheResume) {
   MigrationMachine m = transferring();
   m.on(failed(Command::kSendCheckpoint, "hostA", permanent("restore failed")));
   m.on(mev::DiscardAcked{});
-  EXPECT_EQ(feed(m, failed(Command::kRollbackSource, "hostA", retryable("hostA went down"),
-                           Fault::kHostDown)),
-            (Lines{"cleanup hostA resume", "warn: could not resume web on hostA yet: hostA went down",
-                   "phase-ended rollback", "persist rolled-back: restore failed",
-                   "finish rolled-back: restore failed (resume pending)"}));
+  EXPECT_EQ(
+      feed(m, failed(Command::kRollbackSource, "hostA", retryable("hostA went down"),
+                     Fault::kHostDown)),
+      (Lines{"cleanup hostA resume", "warn: could not resume web on hostA yet: hostA went down",
+             "phase-ended rollback", "persist rolled-back: restore failed",
+             "finish rolled-back: restore failed (resume pending)"}));
 }
 
 TEST(MigrationMachine, SourceRefusesResume_SaysSoAndOwesNothing) {
@@ -370,8 +380,14 @@ TEST(OwedWork, CleanupRefusedForGood_IsDroppedButRetriedWhenTheHostIsAway) {
 }
 
 FrozenSource frozen() {
-  return {.migration = 7, .known = true, .resume_owed = true, .target_up = false,
-          .container = "web", .source = "hostA", .target = "hostB", .source_status = "paused"};
+  return {.migration = 7,
+          .known = true,
+          .resume_owed = true,
+          .target_up = false,
+          .container = "web",
+          .source = "hostA",
+          .target = "hostB",
+          .source_status = "paused"};
 }
 
 std::string refusal(const FrozenSource& f) {
@@ -394,11 +410,14 @@ TEST(OwedWork, ResumeSourceOverride_RefusedWhereTwoCopiesCouldRun) {
   EXPECT_EQ(refusal(f), "no migration #7 (see `ferry history`)");
   f = frozen();
   f.resume_owed = false;
-  EXPECT_EQ(refusal(f), "migration #7 left nothing frozen on hostA waiting for its target (see `ferry pending`)");
+  EXPECT_EQ(
+      refusal(f),
+      "migration #7 left nothing frozen on hostA waiting for its target (see `ferry pending`)");
   f = frozen();
   f.target_up = true;
-  EXPECT_EQ(refusal(f), "hostB is up: it discards what it received by itself, and web resumes on hostA "
-                        "right after; nothing to override");
+  EXPECT_EQ(refusal(f),
+            "hostB is up: it discards what it received by itself, and web resumes on hostA "
+            "right after; nothing to override");
   f = frozen();
   f.source_status = "running";
   EXPECT_EQ(refusal(f), "web is running on hostA, not frozen: nothing to resume");
