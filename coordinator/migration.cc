@@ -230,6 +230,7 @@ int64_t Coordinator::beginMigration(const MigrateRequest& req, std::optional<Cli
                      .target = dst,
                      .send_image = send_image,
                      .precopy = precopy,
+                     .ignore = {req.ignore.begin(), req.ignore.end()},
                      .image_token = send_image.empty() ? "" : detail::randomToken(),
                      .stream_token = detail::randomToken()};
   Run run{MigrationMachine(std::move(spec))};
@@ -323,6 +324,8 @@ std::pair<std::string, proto::Fill> commandFor(int64_t id, const MigrationSpec& 
                 p.setMigration(mig);
                 p.setContainer(s.container);
                 p.setToken(dataOf(s.token));
+                auto il = p.initIgnore(static_cast<unsigned>(s.ignore.size()));
+                for (unsigned i = 0; i < s.ignore.size(); ++i) il.set(i, s.ignore[i]);
               }};
     case Command::kSendCheckpoint:
       return {"send " + c + " to " + spec.target, [s, mig](proto::Message::Builder b) {

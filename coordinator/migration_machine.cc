@@ -69,6 +69,7 @@ std::string describe(const MigrationAction& a) {
                               s.container + field("image", s.image) +
                               field("endpoint", s.endpoint) + field("key", s.server_key) +
                               field("token", s.token);
+            for (const auto& i : s.ignore) out += " ignore=" + i;
             if (s.command == Command::kSendCheckpoint)
               out += " precopy=" + std::to_string(s.precopy);
             return out + (s.transfer ? " (transfer)" : "");
@@ -311,7 +312,10 @@ void MigrationMachine::persist(Phase p, MigrationActions& out, std::string error
 
 void MigrationMachine::prepare(MigrationActions& out) {
   out.push_back(mact::Report{"prepare"});
-  send({.host = spec_.target, .command = Command::kPrepareReceive, .token = spec_.stream_token},
+  send({.host = spec_.target,
+        .command = Command::kPrepareReceive,
+        .token = spec_.stream_token,
+        .ignore = spec_.ignore},
        Step::kPrepare, out);
 }
 

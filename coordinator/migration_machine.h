@@ -53,6 +53,10 @@ struct MigrationSpec {
   std::string container, source, target;
   std::string send_image;  // the target lacks this image: it is sent first
   int precopy = -1;        // rounds at most; 0 off; -1 auto
+  // The operator's --ignore: the target checks compatibility again before
+  // its restore and must override the same refusals. Not persisted: after a
+  // restart a migration only commits or rolls back, never prepares.
+  std::vector<std::string> ignore;
   // One-time stream tokens, drawn by the caller (this has no randomness).
   std::string image_token, stream_token;
 };
@@ -112,6 +116,7 @@ struct Send {
   std::string host;
   Command command;
   std::string container, image, endpoint, server_key, token;
+  std::vector<std::string> ignore;  // prepareReceive: checks the target overrides
   int precopy = -1;
   bool transfer = false;
 };

@@ -91,6 +91,14 @@ TEST(MigrationMachine, StartWithTheImageOnTheTarget_PreparesTheTarget) {
   EXPECT_EQ(m.phase(), Phase::kPlanned);
 }
 
+TEST(MigrationMachine, OperatorsIgnore_TravelsToTheTargetsOwnCheck) {
+  MigrationSpec s = spec();
+  s.ignore = {"criu-version", "kernel"};
+  MigrationMachine m(s);
+  EXPECT_EQ(feed(m, mev::Start{}).back(),
+            "send hostB prepare-receive web token=stok ignore=criu-version ignore=kernel");
+}
+
 TEST(MigrationMachine, StartWithTheImageMissingOnTheTarget_AsksForAnImageTicketFirst) {
   MigrationMachine m(spec("img"));
   EXPECT_EQ(feed(m, mev::Start{}), (Lines{"report plan", "phase-ended plan",
