@@ -3,12 +3,10 @@
 // interface.
 #pragma once
 
-#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <chrono>
 #include <nlohmann/json.hpp>
-#include <random>
 #include <string>
 #include <vector>
 
@@ -19,15 +17,12 @@
 #include "protocol/control.capnp.h"
 #include "protocol/rpc.h"
 
+#include "common/log.h"
+#include "common/random.h"
+
 namespace ferry::coord::detail {
 
-inline spdlog::logger& log() {
-  static std::shared_ptr<spdlog::logger> l = [] {
-    auto existing = spdlog::get("coordinator");
-    return existing ? existing : spdlog::stderr_color_mt("coordinator");
-  }();
-  return *l;
-}
+inline spdlog::logger& log() { return componentLog("coordinator"); }
 
 using proto::text;
 
@@ -37,12 +32,8 @@ inline HostInfo hostInfoOf(const HostRow& row) {
 }
 
 // A one-time stream token.
-inline std::string randomToken() {
-  std::random_device rd;
-  std::string t(32, '\0');
-  for (auto& c : t) c = static_cast<char>(rd() & 0xff);
-  return t;
-}
+// A one-time stream token: 32 bytes from the kernel (getrandom).
+inline std::string randomToken() { return randomBytes(32); }
 
 inline capnp::Data::Reader dataOf(const std::string& s) {
   return capnp::Data::Reader(reinterpret_cast<const kj::byte*>(s.data()), s.size());

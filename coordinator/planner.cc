@@ -1,6 +1,7 @@
 #include "coordinator/planner.h"
 
 #include "common/error.h"
+#include "common/units.h"
 
 #include <algorithm>
 #include <map>
@@ -32,7 +33,7 @@ bool holdsSecrets(const PlanHost& h, const PlanContainer& c) {
   return true;
 }
 
-std::string mib(uint64_t bytes) { return std::to_string(bytes >> 20) + " MiB"; }
+
 
 // Containers by host, each list largest first (then by name: plans are
 // deterministic).
@@ -106,7 +107,7 @@ Plan planDrain(const std::string& host, const std::vector<PlanHost>& hosts,
     if (!best) {
       std::string why =
           targets.empty() ? "no up, uncordoned, compatible host other than " + host
-                          : "no host has " + mib(c->memory_bytes) +
+                          : "no host has " + formatBytes(c->memory_bytes) +
                                 " of memory to spare for it (a target stays at most " +
                                 std::to_string(static_cast<int>(kTargetCeilingPercent)) + " % full)";
       if (lacking_secrets) why += "; hosts without its secrets were passed over";
@@ -231,7 +232,7 @@ Plan planRebalance(const std::vector<PlanHost>& hosts, const std::vector<PlanCon
       if (!place(c)) {
         plan.unplaced.push_back({c->name, "no host below " +
                                               std::to_string(static_cast<int>(opts.low_percent)) +
-                                              " % has room for " + mib(c->memory_bytes)});
+                                              " % has room for " + formatBytes(c->memory_bytes)});
       }
     }
   }

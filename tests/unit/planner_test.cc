@@ -75,7 +75,7 @@ TEST(PlanDrain, AContainerNoHostCanTakeIsListedWithWhy) {
   EXPECT_EQ(p.moves[0].container, "small");
   ASSERT_EQ(p.unplaced.size(), 1u);
   EXPECT_EQ(p.unplaced[0].container, "big");
-  EXPECT_NE(p.unplaced[0].reason.find("2000 MiB"), std::string::npos) << p.unplaced[0].reason;
+  EXPECT_NE(p.unplaced[0].reason.find("2.0 GiB"), std::string::npos) << p.unplaced[0].reason;
 
   Plan alone = planDrain("a", {host("a", 1000, 100)}, {ctr("x", "a", 10)}, any);
   ASSERT_EQ(alone.unplaced.size(), 1u);
