@@ -37,7 +37,7 @@ PKGS=(
   build-essential cmake pkg-config git
   libzmq3-dev cppzmq-dev capnproto libcapnp-dev libarchive-dev libzstd-dev zstd
   libspdlog-dev libfmt-dev libselinux1-dev libgtest-dev nlohmann-json3-dev
-  libsqlite3-dev sqlite3 libxxhash-dev libssl-dev
+  libsqlite3-dev sqlite3 libxxhash-dev libssl-dev libcli11-dev
   runc conmon iptables iproute2 busybox-static criu
   systemd  # systemd-socket-activate: the socket-activation test
   ca-certificates

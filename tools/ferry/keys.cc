@@ -1,0 +1,85 @@
+// keys generate: CurveZMQ key pairs for a cluster.
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <iostream>
+
+#include "common/error.h"
+#include "common/names.h"
+#include "common/strings.h"
+#include "protocol/curve.h"
+#include "tools/ferry/commands.h"
+#include "tools/ferry/output.h"
+
+namespace ferry::cli {
+
+using nlohmann::json;
+
+namespace {
+
+struct KeysOptions {
+  std::string dir;
+  std::vector<std::string> hosts = {"hostA", "hostB"}, clients = {"client"};
+};
+
+// "a,b,,c" -> a, b, c.
+std::vector<std::string> splitList(const std::string& s) {
+  std::vector<std::string> out = splitFields(s, ',');
+  std::erase(out, std::string());
+  return out;
+}
+
+int generate(Session& s, const KeysOptions& o) {
+  std::vector<std::string> names = {"coordinator"};
+  names.insert(names.end(), o.hosts.begin(), o.hosts.end());
+  names.insert(names.end(), o.clients.begin(), o.clients.end());
+  for (const auto& n : names) {
+    validateName(n, "key name");
+    if (std::filesystem::exists(std::filesystem::path(o.dir) / (n + ".key"))) {
+      throw Error(ErrorCategory::kInvalidInput,
+                  std::filesystem::path(o.dir).string() + "/" + n +
+                      ".key exists; keys are never overwritten (remove it first)");
+    }
+  }
+  std::filesystem::create_directories(o.dir);
+  ::chmod(o.dir.c_str(), 0700);
+  json out = json::array();
+  for (const auto& n : names) {
+    proto::KeyPair k = proto::generateKeyPair();
+    proto::writeKeyPair(o.dir, n, k);
+    out.push_back({{"name", n}, {"public_key", k.public_key}});
+  }
+  if (s.json_out) {
+    printJson(out);
+    return 0;
+  }
+  const char* dir = o.dir.c_str();
+  std::printf("generated %zu key pairs in %s: ", names.size(), dir);
+  for (size_t i = 0; i < names.size(); ++i) std::printf("%s%s", i ? ", " : "", names[i].c_str());
+  std::printf("\n  ferry-coordinator --keys %s   admits every NAME.pub there\n", dir);
+  std::printf("  ferry-agent --name H --keys %s   uses H.key and coordinator.pub\n", dir);
+  std::printf("  ferry --keys %s ...              uses client.key and coordinator.pub\n", dir);
+  return 0;
+}
+
+}  // namespace
+
+void addKeysCommands(CLI::App& app, Invocation& inv) {
+  CLI::App* keys = app.add_subcommand("keys", "CurveZMQ keys: generate");
+  keys->require_subcommand(1);
+  auto o = std::make_shared<KeysOptions>();
+  CLI::App* g = keys->add_subcommand(
+      "generate", "CurveZMQ key pairs in DIR: coordinator, each host and each client");
+  g->add_option("dir", o->dir, "where they go")->required();
+  g->add_option_function<std::string>(
+       "--hosts", [o](const std::string& v) { o->hosts = splitList(v); },
+       "H1,H2,...: the hosts (default hostA,hostB)")
+      ->type_name("LIST");
+  g->add_option_function<std::string>(
+       "--clients", [o](const std::string& v) { o->clients = splitList(v); },
+       "NAME,...: the clients (default client)")
+      ->type_name("LIST");
+  setAction(g, inv, [&inv, o] { return generate(inv.session, *o); });
+}
+
+}  // namespace ferry::cli

@@ -1,0 +1,109 @@
+// migrate: live-migrate one container between two hosts.
+#include <iostream>
+
+#include "protocol/capnp_text.h"
+#include "tools/cli_util.h"
+#include "tools/ferry/commands.h"
+#include "tools/ferry/options.h"
+#include "tools/ferry/output.h"
+
+namespace ferry::cli {
+
+using nlohmann::json;
+using proto::text;
+
+namespace {
+
+constexpr const char* kMigrateHelp =
+    "live-migrate N from SRC to DST: compatibility is checked first; N's memory, rootfs changes "
+    "and volumes are pre-copied while it runs; then N is frozen, what changed is streamed to DST "
+    "and N is restored there. N's copy on SRC is deleted only once it runs on DST, and any "
+    "failure leaves N running on SRC. Shows progress on a terminal; prints (--json: returns) "
+    "downtime_ms, total_ms, bytes_raw, bytes_wire, final_bytes_wire (sent while frozen), each "
+    "pre-copy round's bytes and time, and the time of each phase.";
+
+struct MigrateOptions {
+  std::string container, source, target;
+  std::vector<std::string> ignore;
+  int precopy = -1;
+};
+
+void printFigures(const MigrateOptions& o, const json& f) {
+  std::printf("migrated %s from %s to %s (migration #%llu)\n", o.container.c_str(),
+              o.source.c_str(), o.target.c_str(),
+              static_cast<unsigned long long>(f["id"].get<uint64_t>()));
+  std::printf("  downtime   %llu ms (frozen on %s until running on %s)\n",
+              static_cast<unsigned long long>(f["downtime_ms"].get<uint64_t>()),
+              o.source.c_str(), o.target.c_str());
+  std::printf("  total      %llu ms\n",
+              static_cast<unsigned long long>(f["total_ms"].get<uint64_t>()));
+  std::printf("  bytes      %s raw, %s on the wire, %s of it while frozen\n",
+              humanBytes(f["bytes_raw"]).c_str(), humanBytes(f["bytes_wire"]).c_str(),
+              humanBytes(f["final_bytes_wire"]).c_str());
+  if (!f["precopy"].get<std::string>().empty())
+    std::printf("  pre-copy   %s\n", f["precopy"].get<std::string>().c_str());
+  for (const auto& r : f["precopy_rounds"]) {
+    std::printf("    round %u  read %s, sent %s, %llu ms\n", r["round"].get<unsigned>(),
+                humanBytes(r["read_bytes"]).c_str(), humanBytes(r["sent_bytes"]).c_str(),
+                static_cast<unsigned long long>(r["ms"].get<uint64_t>()));
+  }
+  if (!f["compression"].get<std::string>().empty())
+    std::printf("  compression %s\n", f["compression"].get<std::string>().c_str());
+  std::printf("  phases     %s\n", phasesLine(f).c_str());
+}
+
+int migrate(Session& s, const MigrateOptions& o) {
+  ProgressLine line(onTerminal() && !s.json_out);
+  auto r = s.call(
+      [&](proto::Message::Builder m) {
+        auto mg = m.initMigrate();
+        mg.setContainer(o.container);
+        mg.setSource(o.source);
+        mg.setTarget(o.target);
+        mg.setPrecopy(o.precopy);
+        auto il = mg.initIgnore(static_cast<unsigned>(o.ignore.size()));
+        for (size_t i = 0; i < o.ignore.size(); ++i)
+          il.set(static_cast<unsigned>(i), o.ignore[i]);
+      },
+      [&](proto::Progress::Reader p) {
+        line.show(text(p.getPhase()), p.getBytesDone(), p.getBytesTotal(), text(p.getMessage()));
+      });
+  line.clear();
+  json f = figuresJson(r->root<proto::Message>().getMigration());
+  if (s.json_out) {
+    printJson(f);
+    return 0;
+  }
+  printFigures(o, f);
+  for (const auto& w : f["warnings"])
+    std::fprintf(stderr, "warning: %s\n", w.get<std::string>().c_str());
+  return 0;
+}
+
+}  // namespace
+
+void addMigrateCommand(CLI::App& app, Invocation& inv) {
+  auto o = std::make_shared<MigrateOptions>();
+  CLI::App* mg = app.add_subcommand("migrate", kMigrateHelp);
+  mg->add_option("container", o->container, "N, the container")->required();
+  mg->add_option("source", o->source, "SRC, the host it runs on")->required();
+  mg->add_option("target", o->target, "DST, the host it is to run on")->required();
+  mg->add_option_function<std::string>(
+        "--precopy", [o](const std::string& v) { o->precopy = parsePrecopy(v); },
+        "auto|off|R: at most R rounds (1-20) before the freeze, fewer when what a round sends "
+        "falls under the goal or stops shrinking; off: freeze at once; auto (default): up to 4 "
+        "rounds for a container of 32 MiB or more, none for a smaller one or for a DST on this "
+        "machine's loopback")
+      ->type_name("MODE");
+  // One CHECK per --ignore, given again for more: a vector option would
+  // otherwise also take the positional arguments after it.
+  mg->add_option("--ignore", o->ignore,
+                 "override one compatibility refusal on purpose (arch, cgroup, runtime, "
+                 "criu-version, cpu-flags, page-size, image); repeatable")
+      ->type_name("CHECK")
+      ->allow_extra_args(false)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  setAction(mg, inv, [&inv, o] { return migrate(inv.session, *o); });
+}
+
+}  // namespace ferry::cli
