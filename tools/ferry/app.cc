@@ -117,6 +117,12 @@ std::optional<int> parse(CLI::App& app, Invocation& inv, std::vector<std::string
     out << e.what() << "\n";
     return 0;
   } catch (const CLI::ParseError& e) {
+    // A first word that names no command says so, as it always did.
+    if (app.get_subcommands().empty() && !app.remaining().empty() &&
+        app.remaining().front().rfind("-", 0) != 0) {
+      err << "ferry: unknown command '" << app.remaining().front() << "'\n(see ferry --help)\n";
+      return 2;
+    }
     // Point at the help of the deepest command reached.
     std::string where = "ferry";
     for (const CLI::App* sub = &app; !sub->get_subcommands().empty();) {

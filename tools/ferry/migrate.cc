@@ -85,9 +85,10 @@ int migrate(Session& s, const MigrateOptions& o) {
 void addMigrateCommand(CLI::App& app, Invocation& inv) {
   auto o = std::make_shared<MigrateOptions>();
   CLI::App* mg = app.add_subcommand("migrate", kMigrateHelp);
-  mg->add_option("container", o->container, "N, the container")->required();
-  mg->add_option("source", o->source, "SRC, the host it runs on")->required();
-  mg->add_option("target", o->target, "DST, the host it is to run on")->required();
+  // Not ->required(): one message for any that is missing, the one it always was.
+  mg->add_option("container", o->container, "N, the container");
+  mg->add_option("source", o->source, "SRC, the host it runs on");
+  mg->add_option("target", o->target, "DST, the host it is to run on");
   mg->add_option_function<std::string>(
         "--precopy", [o](const std::string& v) { o->precopy = parsePrecopy(v); },
         "auto|off|R: at most R rounds (1-20) before the freeze, fewer when what a round sends "
@@ -103,7 +104,11 @@ void addMigrateCommand(CLI::App& app, Invocation& inv) {
       ->type_name("CHECK")
       ->allow_extra_args(false)
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
-  setAction(mg, inv, [&inv, o] { return migrate(inv.session, *o); });
+  setAction(
+      mg, inv, [&inv, o] { return migrate(inv.session, *o); },
+      [o] {
+        if (o->target.empty()) throw CLI::ValidationError("migrate needs N SRC DST");
+      });
 }
 
 }  // namespace ferry::cli

@@ -69,8 +69,8 @@ int parsePrecopy(const std::string& v) {
   if (v == "off" || v == "0") return 0;
   uint64_t n = 0;
   if (!wholeNumber(v, n) || n < 1 || n > 20) {
-    throw CLI::ValidationError("--precopy",
-                               "takes auto, off or a number of rounds from 1 to 20, not '" + v + "'");
+    throw CLI::ValidationError("--precopy takes auto, off or a number of rounds from 1 to 20, not '" +
+                               v + "'");
   }
   return static_cast<int>(n);
 }
