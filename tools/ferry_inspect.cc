@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
+#include <CLI/CLI.hpp>
 #include <ctime>
 #include <iostream>
 #include <map>
@@ -18,22 +19,6 @@ using namespace ferry;
 using nlohmann::json;
 
 namespace {
-
-constexpr const char* kUsage = R"(usage: ferry-inspect [OPTIONS] BUNDLE
-
-Verifies a checkpoint bundle (every checksum, the manifest, the limits) and
-shows what it holds: container, image, source host, sizes.
-
-OPTIONS
-  --metadata   also show the source host's recorded metadata
-  --files      also list the rootfs diff: A added, C changed, D deleted
-  --stats      also show CRIU's dump statistics (frozen time, pages)
-  --json       print one JSON object with everything instead
-  -h, --help   this text
-
-Exit status: 0 when the bundle is valid, 1 when it is not (the message says
-what is wrong), 2 on bad usage.
-)";
 
 // File names may hold any byte but '/' and NUL: escape what a terminal would
 // act on.
@@ -144,21 +129,24 @@ void printStats(const Inspection& in) {
 int main(int argc, char** argv) {
   bool metadata = false, files = false, stats = false, as_json = false;
   std::string file;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a == "-h" || a == "--help") return std::cout << kUsage, 0;
-    if (a == "--metadata") metadata = true;
-    else if (a == "--files") files = true;
-    else if (a == "--stats") stats = true;
-    else if (a == "--json") as_json = true;
-    else if (!a.empty() && a[0] != '-' && file.empty()) file = a;
-    else {
-      std::cerr << "ferry-inspect: unexpected argument '" << a << "' (see --help)\n";
-      return 2;
-    }
-  }
-  if (file.empty()) {
-    std::cerr << "ferry-inspect: which bundle? (see --help)\n";
+  CLI::App app(
+      "Verifies a checkpoint bundle (every checksum, the manifest, the limits) and shows what it "
+      "holds: container, image, source host, sizes.",
+      "ferry-inspect");
+  app.footer(
+      "\nExit status: 0 when the bundle is valid, 1 when it is not (the message says what is "
+      "wrong), 2 on bad usage.");
+  app.add_option("bundle", file, "the bundle file")->required();
+  app.add_flag("--metadata", metadata, "also show the source host's recorded metadata");
+  app.add_flag("--files", files, "also list the rootfs diff: A added, C changed, D deleted");
+  app.add_flag("--stats", stats, "also show CRIU's dump statistics (frozen time, pages)");
+  app.add_flag("--json", as_json, "print one JSON object with everything instead");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::Success& e) {  // --help
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::cerr << "ferry-inspect: " << e.what() << " (see --help)\n";
     return 2;
   }
   try {
