@@ -65,7 +65,7 @@ void fillContainer(proto::Container::Builder b, const ContainerInfo& c, const st
 
 }  // namespace
 
-Agent::Agent(AgentOptions opts, Engine& engine, zmq::context_t& ctx)
+Agent::Agent(AgentOptions opts, AgentEngine& engine, zmq::context_t& ctx)
     : opts_(std::move(opts)), engine_(engine), ctx_(ctx), sock_(ctx, zmq::socket_type::dealer) {
   proto::applySocketLimits(sock_);
   if (opts_.keys) proto::makeCurveClient(sock_, *opts_.keys, opts_.coordinator_key);
@@ -95,8 +95,8 @@ void Agent::hello() {
 
 void Agent::heartbeat() {
   std::vector<ContainerInfo> all = engine_.list();
-  std::vector<ImageRecord> images = engine_.images().list();
-  std::vector<SecretInfo> secrets = engine_.secrets().list();
+  std::vector<ImageRecord> images = engine_.listImages();
+  std::vector<SecretInfo> secrets = engine_.listSecrets();
   uint32_t cpus = engine_.hostInfo().cpus;
   sock_.send(proto::buildMessage(next_id_++,
                                  [&](proto::Message::Builder m) {
@@ -262,7 +262,7 @@ namespace {
 proto::Fill okReply() {
   return [](proto::Message::Builder r) { r.setOk(); };
 }
-std::optional<ContainerInfo> findContainer(Engine& engine, const std::string& name) {
+std::optional<ContainerInfo> findContainer(AgentEngine& engine, const std::string& name) {
   for (auto& c : engine.list()) {
     if (c.name() == name) return c;
   }
@@ -271,14 +271,14 @@ std::optional<ContainerInfo> findContainer(Engine& engine, const std::string& na
 // A migrated container's named volumes moved with it: where its copy is
 // deleted (the source after a commit, the target after a rollback) they go
 // too, unless another container here still mounts them.
-void removeWithVolumes(Engine& engine, const ContainerInfo& c) {
+void removeWithVolumes(AgentEngine& engine, const ContainerInfo& c) {
   engine.remove(c.name(), true);
   for (const auto& v : c.record.spec.volumes) {
     bool used = false;
     for (const auto& other : engine.list()) {
       for (const auto& ov : other.record.spec.volumes) used = used || ov.name == v.name;
     }
-    if (!used) engine.volumes().remove(v.name);
+    if (!used) engine.removeVolume(v.name);
   }
 }
 }  // namespace
@@ -326,7 +326,7 @@ proto::Fill Agent::secretCommand(proto::Message::Secret::Reader s) {
   switch (s.getOp()) {
     case proto::Message::Secret::Op::CREATE: {
       auto v = s.getValue();
-      engine_.secrets().put(name, std::string(reinterpret_cast<const char*>(v.begin()), v.size()),
+      engine_.putSecret(name, std::string(reinterpret_cast<const char*>(v.begin()), v.size()),
                             s.getReplace());
       engineLog().info("{}: secret {} stored ({} bytes)", opts_.name, name, v.size());
       return okReply();
@@ -337,7 +337,7 @@ proto::Fill Agent::secretCommand(proto::Message::Secret::Reader s) {
       return okReply();
     }
     case proto::Message::Secret::Op::LIST: {
-      std::vector<SecretInfo> all = engine_.secrets().list();
+      std::vector<SecretInfo> all = engine_.listSecrets();
       auto users = engine_.secretUsers();
       return [all, users](proto::Message::Builder r) {
         auto l = r.initSecrets(static_cast<unsigned>(all.size()));
@@ -462,8 +462,8 @@ void Agent::serve(std::unique_ptr<proto::Decoded> frame) {
           std::string image = text(si.getImage()), endpoint = text(si.getEndpoint());
           std::string token = bytes(si.getToken()), key = text(si.getServerKey());
           return spawn(id, [this, image, endpoint, token, key]() -> proto::Fill {
-            ImageRecord rec = engine_.images().resolve(image);
-            auto file = engine_.images().sourceFile(rec.id);
+            ImageRecord rec = engine_.resolveImage(image);
+            auto file = engine_.imageSourceFile(rec.id);
             if (!file) {
               throw Error(ErrorCategory::kInvalidInput,
                           "image " + image + " was imported on " + opts_.name +
@@ -629,7 +629,7 @@ void Agent::prepareImport(uint64_t id, proto::Message::ImportFile::Reader r) {
           copyAll(*rx, out);
           if (::fsync(fd.get()) != 0) throwErrno("writing " + file.string());
         }
-        ImageRecord rec = engine_.images().import(name, file);
+        ImageRecord rec = engine_.importImage(name, file);
         engineLog().info("image {} imported on {} ({})", name, opts_.name, rec.id.substr(0, 12));
       } else {
         RestoreResult res = engine_.importCheckpoint(*rx, ro);

@@ -4,8 +4,8 @@
 // during a transfer.
 //
 // Thread-safety: run() owns the control socket; workers hand their replies
-// back through a queue. The Engine is shared: its own lock serialises
-// mutations.
+// back through a queue. The engine is shared and serialises mutations
+// itself (agent_engine.h).
 #pragma once
 
 #include <atomic>
@@ -23,7 +23,7 @@
 #include <zmq.hpp>
 
 #include "agent/transfer.h"
-#include "engine/engine.h"
+#include "engine/agent_engine.h"
 #include "protocol/chunk_stream.h"
 #include "protocol/rpc.h"
 
@@ -57,7 +57,7 @@ struct AgentOptions {
 
 class Agent {
  public:
-  Agent(AgentOptions opts, Engine& engine, zmq::context_t& ctx);
+  Agent(AgentOptions opts, AgentEngine& engine, zmq::context_t& ctx);
   ~Agent();
 
   // Registers, heartbeats and serves commands until `stop` is set; then
@@ -121,7 +121,7 @@ class Agent {
   };
 
   AgentOptions opts_;
-  Engine& engine_;
+  AgentEngine& engine_;
   zmq::context_t& ctx_;
   zmq::socket_t sock_;
   uint64_t next_id_ = 1ull << 63;  // the agent's own messages, apart from the coordinator's ids
