@@ -1,9 +1,7 @@
 #include "agent/agent.h"
 
-#include <sys/statvfs.h>
 
-#include <fstream>
-
+#include "agent/host_metrics.h"
 #include "agent/transfer.h"
 #include "common/log.h"
 #include "protocol/framing.h"
@@ -16,30 +14,13 @@ namespace {
 
 using proto::text;
 
-// Host memory from /proc/meminfo, CPU from the 1-minute load average over
-// the core count: what a planner needs to compare hosts.
-void fillLoad(proto::Load::Builder b, uint32_t cpus, uint64_t capacity) {
-  std::ifstream mem("/proc/meminfo");
-  std::string key;
-  uint64_t value = 0, total = 0, available = 0;
-  std::string unit;
-  while (mem >> key >> value >> unit) {
-    if (key == "MemTotal:") total = value * 1024;
-    if (key == "MemAvailable:") available = value * 1024;
-  }
-  double load = 0;
-  std::ifstream("/proc/loadavg") >> load;
-  b.setCpuPercent(static_cast<float>(cpus ? std::min(100.0, 100.0 * load / cpus) : 0));
-  b.setMemoryTotalBytes(total);
-  b.setMemoryUsedBytes(total > available ? total - available : 0);
-  b.setMemoryCapacityBytes(capacity ? capacity : total);
-}
-
 }  // namespace
 
-Agent::Agent(AgentOptions opts, AgentEngine& engine, zmq::context_t& ctx)
+Agent::Agent(AgentOptions opts, AgentEngine& engine, zmq::context_t& ctx, PressureSource pressure)
     : opts_(std::move(opts)),
       engine_(engine),
+      pressure_(pressure ? std::move(pressure) : hostPressureSource(engine.config().root)),
+      drain_policy_(opts_.drain_on_memory_pressure, opts_.drain_on_disk_free),
       sock_(ctx, zmq::socket_type::dealer),
       busy_(opts_.name),
       commands_(opts_, engine, ctx, busy_,
@@ -79,7 +60,7 @@ void Agent::heartbeat() {
                                  [&](proto::Message::Builder m) {
                                    auto hb = m.initHeartbeat();
                                    hb.setName(opts_.name);
-                                   fillLoad(hb.initLoad(), cpus, opts_.memory_capacity);
+                                   fillLoad(hb.initLoad(), readHostLoad(cpus), opts_.memory_capacity);
                                    auto list = hb.initContainers(static_cast<unsigned>(all.size()));
                                    for (size_t i = 0; i < all.size(); ++i) {
                                      auto c = list[static_cast<unsigned>(i)];
@@ -230,38 +211,8 @@ void Agent::requestDrain(uint64_t id, const std::string& why) {
 }
 
 void Agent::checkDrainConditions() {
-  if (opts_.drain_on_memory_pressure <= 0 && opts_.drain_on_disk_free <= 0) return;
-  std::string why;
-  if (opts_.drain_on_memory_pressure > 0) {
-    std::ifstream psi("/proc/pressure/memory");
-    std::string kind, avg10;
-    if (psi >> kind >> avg10 && kind == "some" && avg10.rfind("avg10=", 0) == 0) {
-      double v = std::atof(avg10.c_str() + 6);
-      if (v > opts_.drain_on_memory_pressure) {
-        why = "memory pressure " + std::to_string(v) + " % (PSI some avg10) is above " +
-              std::to_string(opts_.drain_on_memory_pressure) + " %";
-      }
-    }
-  }
-  if (why.empty() && opts_.drain_on_disk_free > 0) {
-    struct statvfs vfs;
-    if (::statvfs(engine_.config().root.c_str(), &vfs) == 0 && vfs.f_blocks > 0) {
-      double free_pct = 100.0 * static_cast<double>(vfs.f_bavail) / static_cast<double>(vfs.f_blocks);
-      if (free_pct < opts_.drain_on_disk_free) {
-        why = "the state root's file system has " + std::to_string(free_pct) +
-              " % free, below " + std::to_string(opts_.drain_on_disk_free) + " %";
-      }
-    }
-  }
-  if (why.empty()) {
-    condition_streak_ = 0;
-    condition_drain_asked_ = false;  // cleared: a later episode may drain again
-    return;
-  }
-  if (++condition_streak_ >= 3 && !condition_drain_asked_) {
-    condition_drain_asked_ = true;
-    requestDrain(next_id_++, why);
-  }
+  if (!drain_policy_.enabled()) return;
+  if (auto why = drain_policy_.observe(pressure_())) requestDrain(next_id_++, *why);
 }
 
 void Agent::run(const std::atomic<bool>& stop) {

@@ -25,6 +25,7 @@
 #include "agent/agent_options.h"
 #include "agent/busy_containers.h"
 #include "agent/commands.h"
+#include "agent/drain_policy.h"
 #include "agent/transfer.h"
 #include "engine/agent_engine.h"
 #include "protocol/chunk_stream.h"
@@ -34,7 +35,9 @@ namespace ferry::agent {
 
 class Agent {
  public:
-  Agent(AgentOptions opts, AgentEngine& engine, zmq::context_t& ctx);
+  // `pressure`: where the drain conditions are read (empty: this host's
+  // /proc/pressure/memory and the state root's file system).
+  Agent(AgentOptions opts, AgentEngine& engine, zmq::context_t& ctx, PressureSource pressure = {});
   ~Agent();
 
   // Registers, heartbeats and serves commands until `stop` is set; then
@@ -53,8 +56,6 @@ class Agent {
   // has held long enough.
   void checkDrainConditions();
   void requestDrain(uint64_t id, const std::string& why);
-  int condition_streak_ = 0;
-  bool condition_drain_asked_ = false;
   std::set<uint64_t> drain_requests_;  // ours, answered with a placement
   void serve(std::unique_ptr<proto::Decoded> frame);
   uint64_t hello_id_ = 0;       // the last hello's id: its answer is logged
@@ -73,6 +74,8 @@ class Agent {
 
   AgentOptions opts_;
   AgentEngine& engine_;
+  PressureSource pressure_;
+  DrainPolicy drain_policy_;
   zmq::socket_t sock_;
   uint64_t next_id_ = 1ull << 63;  // the agent's own messages, apart from the coordinator's ids
   std::mutex mu_;
