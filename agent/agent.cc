@@ -31,11 +31,7 @@ Agent::Agent(AgentOptions opts, AgentEngine& engine, zmq::context_t& ctx, Pressu
   sock_.connect(opts_.coordinator);
 }
 
-Agent::~Agent() {
-  for (auto& w : workers_) {
-    if (w.thread.joinable()) w.thread.join();
-  }
-}
+Agent::~Agent() = default;  // the pool, the last member, joins its workers first
 
 void Agent::hello() {
   const HostInfo& info = engine_.hostInfo();
@@ -101,16 +97,11 @@ void Agent::post(uint64_t id, proto::Fill fill) {
 }
 
 void Agent::spawnQuiet(std::function<void()> work) {
-  auto finished = std::make_shared<std::atomic<bool>>(false);
-  std::thread t([work = std::move(work), finished] {
-    try {
-      work();
-    } catch (const std::exception& e) {
-      engineLog().warn("agent worker failed: {}", e.what());
-    }
-    *finished = true;
-  });
-  workers_.push_back({std::move(t), finished});
+  if (!pool_.trySubmit(std::move(work))) {
+    throw Error(ErrorCategory::kRetryable,
+                std::to_string(opts_.max_workers) + " commands are already running on " +
+                    opts_.name + "; try again when one has ended");
+  }
 }
 
 void Agent::spawn(uint64_t id, std::function<proto::Fill()> work) {
@@ -124,14 +115,6 @@ void Agent::drainWorkerReplies() {
     ready.swap(done_);
   }
   for (auto& [id, fill] : ready) reply(id, fill);
-}
-
-void Agent::reapWorkers() {
-  std::erase_if(workers_, [](Worker& w) {
-    if (!*w.finished) return false;
-    w.thread.join();
-    return true;
-  });
 }
 
 void Agent::serve(std::unique_ptr<proto::Decoded> frame) {
@@ -169,9 +152,11 @@ void Agent::serve(std::unique_ptr<proto::Decoded> frame) {
           return;
         default: {
           Handled h = commands_.handle(id, m);
+          // The background first: refused (the pool is full), the error
+          // goes out instead of the ticket for a stream nobody would read.
+          if (h.background) spawnQuiet(std::move(h.background));
           if (h.reply) reply(id, *h.reply);
           if (h.work) spawn(id, std::move(h.work));
-          if (h.background) spawnQuiet(std::move(h.background));
           return;
         }
       }
@@ -236,7 +221,6 @@ void Agent::run(const std::atomic<bool>& stop) {
       }
     }
     drainWorkerReplies();
-    reapWorkers();
     if (std::chrono::steady_clock::now() >= next_beat) {
       try {
         heartbeat();
@@ -247,10 +231,7 @@ void Agent::run(const std::atomic<bool>& stop) {
       next_beat = std::chrono::steady_clock::now() + opts_.heartbeat;
     }
   }
-  for (auto& w : workers_) {
-    if (w.thread.joinable()) w.thread.join();
-  }
-  workers_.clear();
+  pool_.waitUntilIdle();
   drainWorkerReplies();
 }
 

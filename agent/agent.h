@@ -27,6 +27,7 @@
 #include "agent/commands.h"
 #include "agent/drain_policy.h"
 #include "agent/transfer.h"
+#include "agent/worker_pool.h"
 #include "engine/agent_engine.h"
 #include "protocol/chunk_stream.h"
 #include "protocol/rpc.h"
@@ -64,13 +65,13 @@ class Agent {
   std::chrono::steady_clock::time_point drain_deadline_;
   void reply(uint64_t id, const proto::Fill& fill);
   void replyError(uint64_t id, const Error& e);
-  // Runs `work` on a worker thread; its result (a Fill) is sent as the reply.
+  // Runs `work` on a worker; its result (a Fill) is sent as the reply.
+  // Throws Error kRetryable, `work` dropped unrun, when every worker is busy.
   void spawn(uint64_t id, std::function<proto::Fill()> work);
   void spawnQuiet(std::function<void()> work);  // a worker without a reply
   // Queues an interim message (progress) for request `id`; from any thread.
   void post(uint64_t id, proto::Fill fill);
   void drainWorkerReplies();
-  void reapWorkers();
 
   AgentOptions opts_;
   AgentEngine& engine_;
@@ -82,11 +83,8 @@ class Agent {
   std::deque<std::pair<uint64_t, proto::Fill>> done_;  // guarded by mu_
   BusyContainers busy_;
   Commands commands_;  // after opts_, engine_ and busy_, which it refers to
-  struct Worker {
-    std::thread thread;
-    std::shared_ptr<std::atomic<bool>> finished;
-  };
-  std::vector<Worker> workers_;  // main thread only
+  // Last: destroyed first, it joins the workers while what they use lives.
+  WorkerPool pool_{opts_.max_workers};
 };
 
 }  // namespace ferry::agent

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -23,6 +24,9 @@ struct AgentOptions {
   // How long commit, rollback and discard wait for a transfer of the same
   // container still in progress here to end.
   std::chrono::milliseconds busy_wait{90000};  // > stream_timeout
+  // Commands carried out at once at most (migrations, runs, stops...); one
+  // more is refused as retryable. Each runs on its own worker thread.
+  size_t max_workers = 32;
   // Memory offered to containers, reported for the planners (0: the host's).
   uint64_t memory_capacity = 0;
   // When stopped: ask for this host to be drained and wait this long for it

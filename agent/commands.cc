@@ -280,7 +280,10 @@ proto::Fill Commands::commitSource(const std::string& name) {
 proto::Fill Commands::rollbackSource(const std::string& name) {
   busy_.awaitIdle(name, opts_.busy_wait);
   auto c = findContainer(engine_, name);
-  if (!c) throw Error(ErrorCategory::kPermanent, name + " is not on " + opts_.name + ": nothing to resume");
+  if (!c) {
+    throw Error(ErrorCategory::kPermanent,
+                name + " is not on " + opts_.name + ": nothing to resume");
+  }
   if (c->status == ContainerStatus::kPaused) engine_.resume(name);
   return okReply();
 }
@@ -339,7 +342,10 @@ Handled Commands::prepareReceive(proto::Message::PrepareReceive::Reader r) {
   // The restore's outcome travels back to the sender on the stream itself;
   // this worker only logs it.
   busy_.markBusy(container);
-  return {.reply = ticketReply(endpoint), .background = [this, rx, container, migration, ignore] {
+  // Held by the work: the mark ends when it has run, or is dropped unrun.
+  auto idle = std::make_shared<BusyContainers::Release>(&busy_, container);
+  return {.reply = ticketReply(endpoint),
+          .background = [this, rx, container, migration, ignore, idle] {
     try {
       RestoreOptions ro;
       ro.origin = "migration " + std::to_string(migration);
@@ -349,7 +355,6 @@ Handled Commands::prepareReceive(proto::Message::PrepareReceive::Reader r) {
     } catch (const std::exception& e) {
       engineLog().warn("[{}] receiving on {} failed: {}", container, opts_.name, e.what());
     }
-    busy_.markIdle(container);
   }};
 }
 
@@ -360,8 +365,9 @@ Handled Commands::sendCheckpointCommand(uint64_t id, proto::Message::SendCheckpo
   std::string token = bytes(r.getToken()), server_key = text(r.getServerKey());
   int precopy = r.getPrecopy();
   busy_.claimForTransfer(container);
-  return {.work = [this, id, container, endpoint, token, server_key, precopy]() -> proto::Fill {
-    BusyContainers::Release idle{&busy_, container};
+  auto idle = std::make_shared<BusyContainers::Release>(&busy_, container);  // as in prepareReceive
+  return {.work = [this, id, container, endpoint, token, server_key, precopy,
+                   idle]() -> proto::Fill {
     TransferOptions t = transferOptions(id, container, server_key, "restore");
     t.precopy = precopy;
     SendResult s = sendCheckpoint(engine_, container, ctx_, endpoint, token, t);
@@ -456,9 +462,10 @@ Handled Commands::exportCheckpointCommand(uint64_t id, proto::Message::ExportTo:
   bool leave_running = r.getLeaveRunning();
   int level = r.getLevel();
   busy_.claimForTransfer(container);
+  auto idle = std::make_shared<BusyContainers::Release>(&busy_, container);  // as in prepareReceive
   return {.work =
-        [this, id, container, endpoint, token, server_key, leave_running, level]() -> proto::Fill {
-          BusyContainers::Release idle{&busy_, container};
+        [this, id, container, endpoint, token, server_key, leave_running, level,
+         idle]() -> proto::Fill {
           TransferOptions t = transferOptions(id, container, server_key, "write");
           t.bundle.level = level;
           t.resume_on_unknown_verdict = true;  // a file, not a second running copy

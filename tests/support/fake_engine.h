@@ -74,7 +74,8 @@ class FakeEngine final : public AgentEngine {
     c.ready = spec.sdnotify != "container";
     return containers_[spec.name] = c;
   }
-  ContainerInfo stop(const std::string& name, std::chrono::milliseconds, std::optional<int>) override {
+  ContainerInfo stop(const std::string& name, std::chrono::milliseconds,
+                     std::optional<int>) override {
     std::lock_guard<std::mutex> g(mu_);
     enter("stop");
     ContainerInfo& c = get(name);
