@@ -8,6 +8,7 @@
 
 #include "agent/agent.h"
 #include "common/log.h"
+#include "engine/engine.h"
 
 using namespace ferry;
 

@@ -47,7 +47,7 @@ bool loopbackEndpoint(const std::string& endpoint) {
 }
 
 // Pre-copy rounds while the container runs (stop rules in transfer.h).
-void precopyRounds(Engine& engine, const std::string& name, const std::string& endpoint,
+void precopyRounds(AgentEngine& engine, const std::string& name, const std::string& endpoint,
                    BundleWriter& writer, ProgressSink& counted, const TransferOptions& opts,
                    SendResult& result) {
   int cap = opts.precopy;
@@ -102,7 +102,7 @@ void precopyRounds(Engine& engine, const std::string& name, const std::string& e
 
 }  // namespace
 
-SendResult sendCheckpoint(Engine& engine, const std::string& name, zmq::context_t& ctx,
+SendResult sendCheckpoint(AgentEngine& engine, const std::string& name, zmq::context_t& ctx,
                           const std::string& endpoint, const std::string& token,
                           const TransferOptions& opts) {
   auto t0 = std::chrono::steady_clock::now();
@@ -162,7 +162,7 @@ SendResult sendCheckpoint(Engine& engine, const std::string& name, zmq::context_
   return result;
 }
 
-RestoreResult receiveCheckpoint(Engine& engine, proto::ChunkReceiver& rx,
+RestoreResult receiveCheckpoint(AgentEngine& engine, proto::ChunkReceiver& rx,
                                 const RestoreOptions& opts) {
   try {
     RestoreResult r = engine.importCheckpoint(rx, opts);

@@ -15,7 +15,7 @@
 #include <vector>
 #include <zmq.hpp>
 
-#include "engine/engine.h"
+#include "engine/agent_engine.h"
 #include "protocol/chunk_stream.h"
 
 namespace ferry::agent {
@@ -87,14 +87,14 @@ struct SendResult {
 // resumed here before the error is thrown. When every byte went and the
 // verdict never came, it stays frozen unless resume_on_unknown_verdict: the
 // target may be running it, and two copies must never run.
-SendResult sendCheckpoint(Engine& engine, const std::string& name, zmq::context_t& ctx,
+SendResult sendCheckpoint(AgentEngine& engine, const std::string& name, zmq::context_t& ctx,
                           const std::string& endpoint, const std::string& token,
                           const TransferOptions& opts = {});
 
 // Target side. Restores the stream arriving on `rx` and tells the sender
 // the verdict: accepted once the container runs here, else the error (which
 // is also thrown). Nothing of a failed restore stays on this host.
-RestoreResult receiveCheckpoint(Engine& engine, proto::ChunkReceiver& rx,
+RestoreResult receiveCheckpoint(AgentEngine& engine, proto::ChunkReceiver& rx,
                                 const RestoreOptions& opts = {});
 
 }  // namespace ferry::agent

@@ -26,7 +26,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "engine/agent_engine.h"
 #include "engine/bundle/bundle.h"
+#include "engine/engine_types.h"
 #include "engine/checkpoint/checkpoint_output.h"
 #include "compat/compat.h"
 #include "engine/runtime/config.h"
@@ -43,67 +45,6 @@
 #include "engine/store/volume_store.h"
 
 namespace ferry {
-
-enum class ContainerStatus { kCreated, kRunning, kPaused, kExited, kCheckpointed };
-std::string_view statusName(ContainerStatus s);
-
-struct ContainerInfo {
-  ContainerRecord record;
-  ContainerStatus status = ContainerStatus::kExited;
-  pid_t pid = 0;                  // while created, running or paused
-  std::optional<int> exit_code;   // once exited, when conmon recorded one
-  // Ready: --sdnotify=container: said READY=1; otherwise: running.
-  bool ready = false;
-  std::string notify_status;      // its last STATUS= (--sdnotify=container)
-  const std::string& name() const { return record.name(); }
-};
-void to_json(nlohmann::json& j, const ContainerInfo& c);
-
-struct LogLine {
-  std::string time;    // RFC 3339 with nanoseconds, as conmon wrote it
-  std::string stream;  // stdout | stderr
-  std::string text;    // without the newline
-};
-
-struct CheckpointResult {
-  std::filesystem::path dir;
-  int64_t total_ms = 0;  // whole call
-  int64_t dump_ms = 0;   // the runc/CRIU dump alone
-  std::optional<CriuDumpStats> criu;
-  uint64_t memory_bytes = 0;   // CRIU images
-  uint64_t rootfs_bytes = 0;   // the container's rootfs changes
-  uint64_t volume_bytes = 0;
-  uint64_t bundle_bytes = 0;   // what went into the sink, for an export
-};
-void to_json(nlohmann::json& j, const CheckpointResult& r);
-
-// One pre-copy round: what was read while the container ran, and how much
-// of it was new to the receiver.
-struct PrecopyRound {
-  uint64_t memory_bytes = 0;   // private memory pages read
-  uint64_t files_bytes = 0;    // rootfs diff and volume archives read
-  uint64_t sent_bytes = 0;     // new blocks among all of it
-  int64_t ms = 0;
-  std::vector<std::string> warnings;  // parts skipped this round
-};
-
-struct RestoreOptions {
-  std::string name;              // empty: the checkpointed container's name
-  bool replace_volumes = false;  // overwrite non-empty volumes of the same name
-  std::set<std::string> ignore;  // compatibility refusals overridden on purpose
-  // Recorded in the container's restored_from after the source host name;
-  // empty: the directory, or "bundle" for an import. A migration puts its
-  // id here so that its rollback removes only what it restored itself.
-  std::string origin;
-};
-
-struct RestoreResult {
-  ContainerInfo container;
-  int64_t total_ms = 0;
-  std::optional<CriuRestoreStats> criu;
-  std::vector<Finding> warnings;  // compatibility warnings (and ignored refusals)
-};
-void to_json(nlohmann::json& j, const RestoreResult& r);
 
 // A checkpoint is written either as a directory or as one bundle file (see
 // bundle.h for the format and the layout both share):
@@ -128,55 +69,72 @@ inline constexpr uint64_t kCarriedLogBytes = 16u << 20;
 // missing log.
 void writeLogTail(const std::filesystem::path& log, ByteSink& out, uint64_t max = kCarriedLogBytes);
 
-class Engine {
+// The engine on this host, over runc, conmon and CRIU; the AgentEngine the
+// agent runs on. Tools and tests use its full surface.
+class Engine final : public AgentEngine {
  public:
   Engine(EngineConfig cfg, CommandRunner& runner);
 
-  const EngineConfig& config() const { return cfg_; }
+  const EngineConfig& config() const override { return cfg_; }
   ImageStore& images() { return images_; }
   VolumeStore& volumes() { return volumes_; }
   SecretStore& secrets() { return secrets_; }
   // Removes a host secret; refused while a container here is given it.
-  void removeSecret(const std::string& name);
+  void removeSecret(const std::string& name) override;
   // Secret name -> the containers here given it (from their records).
-  std::map<std::string, std::vector<std::string>> secretUsers() const;
+  std::map<std::string, std::vector<std::string>> secretUsers() const override;
   // This process serves sd_notify sockets (--sdnotify=container) for as
   // long as the engine lives: binds them again for the containers that
   // have them. Only one process per root may (the agent).
   void serveNotify();
   // Collected on first use, then cached.
-  const HostInfo& hostInfo();
+  const HostInfo& hostInfo() override;
 
   // Creates (runc create under conmon) without starting. Volumes named in
   // spec are created when missing.
   ContainerInfo create(const ContainerSpec& spec);
   ContainerInfo start(const std::string& name);
   // create + start; a container that fails to start is removed again.
-  ContainerInfo run(const ContainerSpec& spec);
+  ContainerInfo run(const ContainerSpec& spec) override;
   // Sends `signal` (default: the container's stop signal, else SIGTERM),
   // waits up to `timeout` for the exit, then SIGKILL.
   ContainerInfo stop(const std::string& name, std::chrono::milliseconds timeout = std::chrono::seconds(10),
-                     std::optional<int> signal = std::nullopt);
+                     std::optional<int> signal = std::nullopt) override;
   void kill(const std::string& name, int signal);
   // Freezes / thaws all of the container's processes (cgroup freezer).
   void pause(const std::string& name);
-  void resume(const std::string& name);
+  void resume(const std::string& name) override;
   // Removes the container, its rootfs and state (not its named volumes).
   // A running container needs force.
-  void remove(const std::string& name, bool force);
-  ContainerInfo inspect(const std::string& name);
-  std::vector<ContainerInfo> list();
-  std::vector<LogLine> logs(const std::string& name);
+  void remove(const std::string& name, bool force) override;
+  ContainerInfo inspect(const std::string& name) override;
+  std::vector<ContainerInfo> list() override;
+  std::vector<LogLine> logs(const std::string& name) override;
   // Anonymous memory of the container's processes, from its memory cgroup
   // (v1 memory.stat total_rss, v2 memory.stat anon); 0 when unknown. What a
   // checkpoint of it will roughly weigh.
-  uint64_t memoryBytes(const std::string& name) const;
+  uint64_t memoryBytes(const std::string& name) const override;
   // CPU time the container's processes used, from its cgroup (v1
   // cpuacct.usage, v2 cpu.stat usage_usec), in microseconds; 0 when unknown.
-  uint64_t cpuUsec(const std::string& name) const;
+  uint64_t cpuUsec(const std::string& name) const override;
   // Removes what imports of crashed processes left in staging (each import
   // stages under a name that carries its pid). Returns how many.
   int removeStaleStaging();
+
+  // AgentEngine's narrow view of the stores above.
+  std::vector<ImageRecord> listImages() override { return images_.list(); }
+  ImageRecord resolveImage(const std::string& ref) override { return images_.resolve(ref); }
+  std::optional<std::filesystem::path> imageSourceFile(const std::string& id) override {
+    return images_.sourceFile(id);
+  }
+  ImageRecord importImage(const std::string& name, const std::filesystem::path& file) override {
+    return images_.import(name, file);
+  }
+  void removeVolume(const std::string& name) override { volumes_.remove(name); }
+  std::vector<SecretInfo> listSecrets() override { return secrets_.list(); }
+  void putSecret(const std::string& name, const std::string& value, bool replace) override {
+    secrets_.put(name, value, replace);
+  }
 
   // Checkpoints a running container into `dir` (missing or empty). Without
   // leave_running the container ends (status "checkpointed"). If anything
@@ -191,7 +149,7 @@ class Engine {
   // The same into `out`, which may already carry pre-copy blocks (its
   // options' `known`): what the receiver holds goes as references.
   CheckpointResult exportCheckpoint(const std::string& name, BundleWriter& out,
-                                    const CheckpointOptions& opts);
+                                    const CheckpointOptions& opts) override;
   // Pre-copy, while `name` runs and without freezing it: reads what a
   // checkpoint would carry -- its processes' private memory, page by page
   // from /proc (the pages CRIU dumps), its rootfs diff and its volumes --
@@ -200,7 +158,7 @@ class Engine {
   // after the freeze carries every byte, as a reference only where the
   // receiver holds exactly that block. A part that cannot be read is skipped
   // with a warning. Throws when the container is not running or `out` fails.
-  PrecopyRound precopy(const std::string& name, BundleWriter& out);
+  PrecopyRound precopy(const std::string& name, BundleWriter& out) override;
   // Restores a checkpoint directory on this host, after verifying it against
   // its manifest and checking compatibility (refusals throw kIncompatible)
   // before anything is written. On failure nothing of it stays behind.
@@ -211,7 +169,7 @@ class Engine {
   // The host lock is not held while the bytes arrive, only to admit and to
   // restore.
   RestoreResult importCheckpoint(ByteSource& in, const RestoreOptions& opts,
-                                 const BundleLimits& limits = {});
+                                 const BundleLimits& limits = {}) override;
 
  private:
   FileLock lock();
