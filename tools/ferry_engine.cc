@@ -142,7 +142,7 @@ int cmdImage(Engine& e, Args& a, const Cli& cli) {
       std::cout << json(img).dump(2) << "\n";
     } else {
       std::printf("imported %s as %s (%s)\n", name.c_str(), img.id.substr(0, 12).c_str(),
-                  humanBytes(img.size_bytes).c_str());
+                  formatBytes(img.size_bytes).c_str());
     }
     return 0;
   }
@@ -235,9 +235,9 @@ int cmdCheckpoint(Engine& e, Args& a, const Cli& cli) {
                 "rootfs changes %s, volumes %s",
                 name.c_str(), export_file.empty() ? r.dir.c_str() : export_file.c_str(),
                 (long long)r.total_ms, (long long)r.dump_ms,
-                r.criu ? r.criu->frozen_time_us / 1000.0 : 0.0, humanBytes(r.memory_bytes).c_str(),
-                humanBytes(r.rootfs_bytes).c_str(), humanBytes(r.volume_bytes).c_str());
-    if (r.bundle_bytes) std::printf("; bundle %s", humanBytes(r.bundle_bytes).c_str());
+                r.criu ? r.criu->frozen_time_us / 1000.0 : 0.0, formatBytes(r.memory_bytes).c_str(),
+                formatBytes(r.rootfs_bytes).c_str(), formatBytes(r.volume_bytes).c_str());
+    if (r.bundle_bytes) std::printf("; bundle %s", formatBytes(r.bundle_bytes).c_str());
     std::printf("\n");
   }
   return 0;

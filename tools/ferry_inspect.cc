@@ -82,7 +82,7 @@ void printSummary(const Inspection& in, const std::string& file) {
   std::map<std::string, int> marks;
   for (const auto& ch : in.changes) marks[ch.value("mark", "?")]++;
   std::printf("Bundle:     %s (%s, %zu entries, all verified)\n", file.c_str(),
-              humanBytes(in.wire_bytes).c_str(), in.entries.size());
+              formatBytes(in.wire_bytes).c_str(), in.entries.size());
   std::printf("Container:  %s\n", str(c.at("spec"), "name").c_str());
   std::printf("Image:      %s (sha256:%.12s)\n", str(c.at("spec"), "image").c_str(),
               str(c, "image_id").c_str());
@@ -97,15 +97,15 @@ void printSummary(const Inspection& in, const std::string& file) {
               o.value("leave_running", false) ? "yes" : "no",
               o.value("tcp_established", false) ? "yes" : "no",
               o.value("file_locks", false) ? "yes" : "no");
-  std::printf("Memory:     %s (CRIU images)\n", humanBytes(in.bytes("criu")).c_str());
+  std::printf("Memory:     %s (CRIU images)\n", formatBytes(in.bytes("criu")).c_str());
   std::printf("Rootfs:     %s diff (%d added, %d changed, %d deleted)\n",
-              humanBytes(in.bytes("rootfs")).c_str(), marks["A"], marks["C"], marks["D"]);
+              formatBytes(in.bytes("rootfs")).c_str(), marks["A"], marks["C"], marks["D"]);
   for (const auto& e : in.entries) {
     if (e.kind == "volume") {
-      std::printf("Volume:     %s (%s archive)\n", e.name.c_str(), humanBytes(e.size).c_str());
+      std::printf("Volume:     %s (%s archive)\n", e.name.c_str(), formatBytes(e.size).c_str());
     }
   }
-  std::printf("Log:        %s\n", in.bytes("log") ? (humanBytes(in.bytes("log")) + " of output").c_str()
+  std::printf("Log:        %s\n", in.bytes("log") ? (formatBytes(in.bytes("log")) + " of output").c_str()
                                                   : "none carried");
 }
 

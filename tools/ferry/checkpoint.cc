@@ -116,7 +116,7 @@ int checkpoint(Session& s, const CheckpointOptions& o) {
                {"left_running", o.leave_running}});
   } else {
     std::printf("checkpoint of %s written to %s (%s; frozen %llu ms); %s\n", o.name.c_str(),
-                target.c_str(), humanBytes(f["bytes_wire"]).c_str(),
+                target.c_str(), formatBytes(f["bytes_wire"]).c_str(),
                 static_cast<unsigned long long>(f["downtime_ms"].get<uint64_t>()),
                 o.leave_running ? "it runs on" : "it was removed from its host");
   }

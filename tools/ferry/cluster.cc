@@ -36,7 +36,7 @@ int hosts(Session& s) {
     std::snprintf(cpu, sizeof cpu, "%.0f%%", static_cast<double>(l.getCpuPercent()));
     rows.push_back({text(h.getName()), status, std::to_string(h.getContainers()),
                     std::to_string(i.getCpus()), cpu,
-                    humanBytes(l.getMemoryUsedBytes()) + " / " + humanBytes(i.getMemoryBytes()),
+                    formatBytes(l.getMemoryUsedBytes()) + " / " + formatBytes(i.getMemoryBytes()),
                     text(i.getKernel()), text(i.getCriuVersion()), text(h.getDataEndpoint())});
   }
   printTable(rows);

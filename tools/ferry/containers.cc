@@ -187,7 +187,7 @@ void addPs(CLI::App& app, Invocation& inv) {
       if (c.getNotifyStatus().size() > 0) ready += " (" + text(c.getNotifyStatus()) + ")";
       rows.push_back({text(c.getName()), text(c.getHost()), text(c.getImage()),
                       text(c.getStatus()), ready,
-                      c.getMemoryBytes() ? humanBytes(c.getMemoryBytes()) : "-"});
+                      c.getMemoryBytes() ? formatBytes(c.getMemoryBytes()) : "-"});
     }
     printTable(rows);
     return 0;

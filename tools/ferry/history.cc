@@ -33,7 +33,7 @@ int history(Session& s, uint32_t n) {
                     f["target"], f["outcome"],
                     std::to_string(f["downtime_ms"].get<uint64_t>()) + " ms",
                     std::to_string(f["total_ms"].get<uint64_t>()) + " ms",
-                    humanBytes(f["bytes_wire"]), err});
+                    formatBytes(f["bytes_wire"]), err});
   }
   printTable(rows);
   return 0;

@@ -38,13 +38,13 @@ void printFigures(const MigrateOptions& o, const json& f) {
   std::printf("  total      %llu ms\n",
               static_cast<unsigned long long>(f["total_ms"].get<uint64_t>()));
   std::printf("  bytes      %s raw, %s on the wire, %s of it while frozen\n",
-              humanBytes(f["bytes_raw"]).c_str(), humanBytes(f["bytes_wire"]).c_str(),
-              humanBytes(f["final_bytes_wire"]).c_str());
+              formatBytes(f["bytes_raw"]).c_str(), formatBytes(f["bytes_wire"]).c_str(),
+              formatBytes(f["final_bytes_wire"]).c_str());
   if (!f["precopy"].get<std::string>().empty())
     std::printf("  pre-copy   %s\n", f["precopy"].get<std::string>().c_str());
   for (const auto& r : f["precopy_rounds"]) {
     std::printf("    round %u  read %s, sent %s, %llu ms\n", r["round"].get<unsigned>(),
-                humanBytes(r["read_bytes"]).c_str(), humanBytes(r["sent_bytes"]).c_str(),
+                formatBytes(r["read_bytes"]).c_str(), formatBytes(r["sent_bytes"]).c_str(),
                 static_cast<unsigned long long>(r["ms"].get<uint64_t>()));
   }
   if (!f["compression"].get<std::string>().empty())

@@ -62,11 +62,11 @@ void ProgressLine::show(const std::string& phase, uint64_t done, uint64_t total,
   std::string line =
       "[" + fmtSecs(std::chrono::duration<double>(now - start_).count()) + "] " + phase;
   if (done > 0) {
-    line += "  " + humanBytes(done);
-    if (total > done) line += " of " + humanBytes(total);
+    line += "  " + formatBytes(done);
+    if (total > done) line += " of " + formatBytes(total);
     if (secs > 0.2) {
       double rate = static_cast<double>(done - phase_bytes_) / secs;
-      line += "  " + humanBytes(static_cast<uint64_t>(rate)) + "/s";
+      line += "  " + formatBytes(static_cast<uint64_t>(rate)) + "/s";
       if (total > done && rate > 0)
         line += "  ETA " + fmtSecs(static_cast<double>(total - done) / rate);
     }
@@ -179,7 +179,7 @@ std::string phasesLine(const json& f) {
 void printPlan(const json& p) {
   Table rows = {{"CONTAINER", "FROM", "TO", "MEMORY", "IMAGE"}};
   for (const auto& m : p["moves"]) {
-    rows.push_back({m["container"], m["source"], m["target"], humanBytes(m["memory_bytes"]),
+    rows.push_back({m["container"], m["source"], m["target"], formatBytes(m["memory_bytes"]),
                     m["sends_image"].get<bool>() ? "sent first" : "there"});
   }
   std::cout << "plan: " << p["moves"].size() << " move(s)\n";
