@@ -1,10 +1,13 @@
 #include "agent/agent.h"
 
 
+#include "agent/agent_log.h"
 #include "agent/host_metrics.h"
 #include "agent/transfer.h"
 #include "common/log.h"
+#include "common/random.h"
 #include "protocol/framing.h"
+#include "protocol/rpc.h"
 #include "protocol/convert/host_info_proto.h"
 #include "protocol/capnp_text.h"
 
@@ -13,6 +16,13 @@ namespace ferry::agent {
 namespace {
 
 using proto::text;
+
+std::string unguessable() {
+  char buf[33];
+  std::snprintf(buf, sizeof buf, "%016llx%016llx", static_cast<unsigned long long>(randomU64()),
+                static_cast<unsigned long long>(randomU64()));
+  return buf;
+}
 
 }  // namespace
 
@@ -25,10 +35,23 @@ Agent::Agent(AgentOptions opts, AgentEngine& engine, zmq::context_t& ctx, Pressu
       busy_(opts_.name),
       commands_(opts_, engine, ctx, busy_,
                 [this](uint64_t id, proto::Fill fill) { post(id, std::move(fill)); }) {
-  proto::applySocketLimits(sock_);
+  proto::applyControlSocketOptions(sock_);
   if (opts_.keys) proto::makeCurveClient(sock_, *opts_.keys, opts_.coordinator_key);
-  sock_.set(zmq::sockopt::routing_id, opts_.name);  // the coordinator addresses hosts by name
-  sock_.connect(opts_.coordinator);
+  // The name for the coordinator's logs, then a part no one else can guess:
+  // the coordinator sends this host's commands to the connection that
+  // proved to be this host, by its routing id, and a peer that could take
+  // the id over once this one is gone would receive them.
+  sock_.set(zmq::sockopt::routing_id, opts_.name + "/" + unguessable());
+  sock_.connect(coordinatorConnectEndpoint(opts_));
+}
+
+std::string coordinatorConnectEndpoint(const AgentOptions& o) {
+  // Without keys a TCP coordinator knows its agents by their address
+  // (`--agent-address NAME=ADDRESS`): connect from this host's own.
+  if (o.keys || o.coordinator.rfind("tcp://", 0) != 0 || o.data_address.empty()) {
+    return o.coordinator;
+  }
+  return "tcp://" + o.data_address + ":0;" + o.coordinator.substr(6);
 }
 
 Agent::~Agent() = default;  // the pool, the last member, joins its workers first
@@ -40,7 +63,7 @@ void Agent::hello() {
                                  [&](proto::Message::Builder m) {
                                    auto h = m.initHello();
                                    h.setName(opts_.name);
-                                   h.setDataEndpoint("tcp://" + opts_.data_address);
+                                   h.setDataEndpoint("tcp://" + opts_.advertisedAddress());
                                    proto::fillHostInfo(h.initInfo(), info);
                                    if (opts_.keys) h.setPublicKey(opts_.keys->public_key);
                                  }),
@@ -125,11 +148,11 @@ void Agent::serve(std::unique_ptr<proto::Decoded> frame) {
       switch (m.which()) {
         case proto::Message::OK:
           // The coordinator's answer to a hello or heartbeat.
-          if (id == hello_id_) engineLog().info("{}: registered with the coordinator", opts_.name);
+          if (id == hello_id_) agentLog().info("{}: registered with the coordinator", opts_.name);
           return;
         case proto::Message::PROGRESS:
           if (drain_requests_.count(id)) {
-            engineLog().info("{}: drain: {}", opts_.name, text(m.getProgress().getMessage()));
+            agentLog().info("{}: drain: {}", opts_.name, text(m.getProgress().getMessage()));
           }
           return;
         case proto::Message::PLACEMENT: {
@@ -140,13 +163,13 @@ void Agent::serve(std::unique_ptr<proto::Decoded> frame) {
             ++total;
             moved += text(mv.getOutcome()) == "moved";
           }
-          engineLog().info("{}: drained: {} of {} container(s) moved, {} unplaced", opts_.name,
+          agentLog().info("{}: drained: {} of {} container(s) moved, {} unplaced", opts_.name,
                            moved, total, m.getPlacement().getUnplaced().size());
           if (id == drain_request_) drain_answered_ = true;
           return;
         }
         case proto::Message::ERROR:
-          engineLog().warn("{}: the coordinator refused a message: {}", opts_.name,
+          agentLog().warn("{}: the coordinator refused a message: {}", opts_.name,
                            proto::errorFrom(m.getError()).what());
           if (id == drain_request_ && drain_request_ != 0) drain_answered_ = true;
           return;
@@ -175,12 +198,12 @@ bool Agent::drainingBeforeStop() {
   if (drain_request_ == 0) {
     drain_request_ = next_id_++;
     drain_deadline_ = std::chrono::steady_clock::now() + opts_.drain_on_stop;
-    engineLog().info("{}: stopping: asking the coordinator to drain this host (waiting up to {} s)",
+    agentLog().info("{}: stopping: asking the coordinator to drain this host (waiting up to {} s)",
                      opts_.name, opts_.drain_on_stop.count());
     requestDrain(drain_request_, "stopping");
   }
   if (std::chrono::steady_clock::now() >= drain_deadline_) {
-    engineLog().warn("{}: the drain did not end within {} s; stopping anyway (what is left keeps "
+    agentLog().warn("{}: the drain did not end within {} s; stopping anyway (what is left keeps "
                      "running here)",
                      opts_.name, opts_.drain_on_stop.count());
     return false;
@@ -190,7 +213,7 @@ bool Agent::drainingBeforeStop() {
 
 void Agent::requestDrain(uint64_t id, const std::string& why) {
   drain_requests_.insert(id);
-  engineLog().warn("{}: asking the coordinator to drain this host: {}", opts_.name, why);
+  agentLog().warn("{}: asking the coordinator to drain this host: {}", opts_.name, why);
   sock_.send(proto::buildMessage(id, [&](proto::Message::Builder m) { m.setDrainHost(opts_.name); }),
              zmq::send_flags::dontwait);
 }
@@ -216,7 +239,7 @@ void Agent::run(const std::atomic<bool>& stop) {
       try {
         serve(std::make_unique<proto::Decoded>(frame));
       } catch (const Error& e) {
-        engineLog().warn("{}: dropped a malformed message from the coordinator: {}", opts_.name,
+        agentLog().warn("{}: dropped a malformed message from the coordinator: {}", opts_.name,
                          e.what());
       }
     }
@@ -226,7 +249,7 @@ void Agent::run(const std::atomic<bool>& stop) {
         heartbeat();
         checkDrainConditions();
       } catch (const std::exception& e) {
-        engineLog().warn("{}: heartbeat failed: {}", opts_.name, e.what());
+        agentLog().warn("{}: heartbeat failed: {}", opts_.name, e.what());
       }
       next_beat = std::chrono::steady_clock::now() + opts_.heartbeat;
     }

@@ -34,6 +34,10 @@
 
 namespace ferry::agent {
 
+// Where the agent's control socket connects: the coordinator's endpoint,
+// from this host's data address when it is TCP without keys.
+std::string coordinatorConnectEndpoint(const AgentOptions& o);
+
 class Agent {
  public:
   // `pressure`: where the drain conditions are read (empty: this host's

@@ -16,6 +16,12 @@ struct AgentOptions {
   std::string name;
   std::string coordinator;   // e.g. tcp://127.0.0.1:7000
   std::string data_address;  // this host's address for streams, e.g. 127.0.0.2
+  // The address peers are told to send streams to (empty: data_address):
+  // for a host reached through NAT or a proxy that keeps the port.
+  std::string advertise_address;
+  const std::string& advertisedAddress() const {
+    return advertise_address.empty() ? data_address : advertise_address;
+  }
   std::chrono::milliseconds heartbeat{1000};
   std::optional<proto::KeyPair> keys;  // CURVE, once configured
   std::string coordinator_key;

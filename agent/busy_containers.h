@@ -28,6 +28,9 @@ class BusyContainers {
 
   // Ends a claim or a markBusy when it goes out of scope.
   struct Release {
+    // A constructor, not an aggregate: make_shared<Release>(b, c) needs one
+    // in clang 14, which lacks C++20's parenthesised aggregate init.
+    Release(BusyContainers* b, std::string c) : busy(b), container(std::move(c)) {}
     BusyContainers* busy;
     std::string container;
     ~Release() { busy->markIdle(container); }

@@ -3,10 +3,13 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <regex>
 #include <set>
 #include <thread>
 
+#include "agent/agent_log.h"
 #include "common/log.h"
+#include "engine/bundle/bundle.h"
 #include "engine/spec/run_args.h"
 #include "protocol/capnp_text.h"
 #include "protocol/convert/run_args_proto.h"
@@ -18,6 +21,22 @@ namespace {
 using proto::text;
 std::string bytes(capnp::Data::Reader d) {
   return std::string(reinterpret_cast<const char*>(d.begin()), d.size());
+}
+
+proto::Fill logChunkReply(LogChunk c) {
+  auto chunk = std::make_shared<const LogChunk>(std::move(c));  // a Fill is copied
+  return [chunk](proto::Message::Builder m) {
+    auto r = m.initLogChunk();
+    auto lines = r.initLines(static_cast<unsigned>(chunk->lines.size()));
+    for (size_t i = 0; i < chunk->lines.size(); ++i) {
+      lines.set(static_cast<unsigned>(i), chunk->lines[i].text);
+    }
+    r.setNextOffset(chunk->next.offset);
+    r.setMark(chunk->next.mark);
+    r.setMore(chunk->more);
+    r.setRestarted(chunk->restart == LogRestart::kFromStart);
+    r.setEnded(chunk->ended);
+  };
 }
 }  // namespace
 
@@ -54,7 +73,10 @@ proto::Fill replyOf(const std::function<proto::Fill()>& work, const std::string&
   }
 }
 
-proto::Fill Commands::ticketReply(const std::string& endpoint) const {
+proto::Fill Commands::ticketReply(const std::string& bound) const {
+  // Bound on the --listen address; the sender is told the advertised one,
+  // with the same port.
+  std::string endpoint = "tcp://" + opts_.advertisedAddress() + bound.substr(bound.rfind(':'));
   std::optional<std::string> key;
   if (opts_.keys) key = opts_.keys->public_key;
   return [endpoint, key](proto::Message::Builder m) {
@@ -66,7 +88,10 @@ proto::Fill Commands::ticketReply(const std::string& endpoint) const {
 
 Commands::Commands(const AgentOptions& opts, AgentEngine& engine, zmq::context_t& ctx,
                    BusyContainers& busy, PostFn post)
-    : opts_(opts), engine_(engine), ctx_(ctx), busy_(busy), post_(std::move(post)) {}
+    : opts_(opts), engine_(engine), ctx_(ctx), busy_(busy), post_(std::move(post)) {
+  // Before any stream binds: without a ZAP handler libzmq admits every key.
+  if (opts_.keys) stream_keys_.emplace(ctx_);
+}
 
 proto::StreamOptions Commands::streamOptions() const {
   proto::StreamOptions so;
@@ -75,11 +100,27 @@ proto::StreamOptions Commands::streamOptions() const {
   return so;
 }
 
+proto::StreamOptions Commands::receiverOptions(const std::string& sender_key,
+                                               std::shared_ptr<proto::StreamKeys::Vouch>& vouch) {
+  proto::StreamOptions so = streamOptions();
+  if (stream_keys_) {
+    vouch = stream_keys_->vouch(sender_key);
+    so.zap_domain = vouch->domain();
+  }
+  return so;
+}
+
 TransferOptions Commands::transferOptions(uint64_t id, const std::string& container,
                                        const std::string& server_key,
                                        const std::string& restore_phase) {
   TransferOptions t;
   t.stream = streamOptions();
+  // Locks a process holds are part of its state: without --file-locks
+  // CRIU refuses to dump it ("Some file locks are hold by dumping tasks!
+  // You can try --file-locks to dump them."), so a process holding an
+  // flock or a POSIX lock -- SQLite in WAL mode always does -- could not
+  // move. Podman checkpoints with it too.
+  t.file_locks = true;
   if (opts_.keys) t.stream.peer_public_key = server_key;
   // What the stream will roughly carry: the container's memory (CRIU's
   // pages dominate); for the ETA only.
@@ -107,6 +148,19 @@ proto::Fill Commands::containerReply(const ContainerInfo& c) const {
 namespace {
 proto::Fill okReply() {
   return [](proto::Message::Builder r) { r.setOk(); };
+}
+// Where a stream goes is read from the wire (a receiver's ticket): only
+// tcp://HOST:PORT, which is what every receiver binds. An inproc:// endpoint
+// would reach this process's own sockets (the ZAP handler) or, one nobody
+// bound, hold a file descriptor for good; ipc:// any local unix socket; a
+// "tcp://SOURCE;DEST" pair would pick this host's source address.
+void requireTcpEndpoint(const std::string& endpoint) {
+  static const std::regex kTcp(R"(tcp://[A-Za-z0-9.\-]{1,253}:[0-9]{1,5}|tcp://\[[0-9A-Fa-f:.]{2,45}\]:[0-9]{1,5})");
+  if (!std::regex_match(endpoint, kTcp)) {
+    throw Error(ErrorCategory::kInvalidInput,
+                "stream endpoint '" + endpoint.substr(0, 80) +
+                    "' is not tcp://HOST:PORT (what a receiver's ticket names)");
+  }
 }
 std::optional<ContainerInfo> findContainer(AgentEngine& engine, const std::string& name) {
   for (auto& c : engine.list()) {
@@ -174,12 +228,12 @@ proto::Fill Commands::secretCommand(proto::Message::Secret::Reader s) {
       auto v = s.getValue();
       engine_.putSecret(name, std::string(reinterpret_cast<const char*>(v.begin()), v.size()),
                             s.getReplace());
-      engineLog().info("{}: secret {} stored ({} bytes)", opts_.name, name, v.size());
+      agentLog().info("{}: secret {} stored ({} bytes)", opts_.name, name, v.size());
       return okReply();
     }
     case proto::Message::Secret::Op::REMOVE: {
       engine_.removeSecret(name);
-      engineLog().info("{}: secret {} removed", opts_.name, name);
+      agentLog().info("{}: secret {} removed", opts_.name, name);
       return okReply();
     }
     case proto::Message::Secret::Op::LIST: {
@@ -242,12 +296,13 @@ Handled Commands::handle(uint64_t id, proto::Message::Reader m) {
       return {.reply = secretCommand(m.getSecret())};
     case proto::Message::INSPECT_CONTAINER:
       return {.reply = containerReply(engine_.inspect(text(m.getInspectContainer())))};
-    case proto::Message::READ_LOGS: {
-      std::vector<LogLine> lines = engine_.logs(text(m.getReadLogs()));
-      return {.reply = [lines](proto::Message::Builder r) {
-        auto l = r.initLogs(static_cast<unsigned>(lines.size()));
-        for (size_t i = 0; i < lines.size(); ++i) l.set(static_cast<unsigned>(i), lines[i].text);
-      }};
+    case proto::Message::READ_LOGS_FROM: {
+      auto q = m.getReadLogsFrom();
+      std::string name = text(q.getContainer());
+      LogPosition from{q.getOffset(), q.getMark()};
+      // Up to a MiB read (the whole log, when a cut one is searched for
+      // where the reader was): a worker's, not the loop's.
+      return {.work = [this, name, from] { return logChunkReply(engine_.logsFrom(name, from)); }};
     }
     case proto::Message::PREPARE_RECEIVE:
       return prepareReceive(m.getPrepareReceive());
@@ -297,7 +352,7 @@ proto::Fill Commands::discardTarget(const std::string& name, const std::string& 
   if (c && from.size() >= origin.size() &&
       from.compare(from.size() - origin.size(), origin.size(), origin) == 0) {
     removeWithVolumes(engine_, *c);
-    engineLog().info("[{}] discarded the copy{} restored here", name, origin);
+    agentLog().info("[{}] discarded the copy{} restored here", name, origin);
   }
   return okReply();
 }
@@ -305,7 +360,9 @@ proto::Fill Commands::discardTarget(const std::string& name, const std::string& 
 Handled Commands::sendImage(proto::Message::SendImage::Reader si) {
   std::string image = text(si.getImage()), endpoint = text(si.getEndpoint());
   std::string token = bytes(si.getToken()), key = text(si.getServerKey());
-  return {.work = [this, image, endpoint, token, key]() -> proto::Fill {
+  std::string target = si.hasTarget() && si.getTarget().size() > 0 ? text(si.getTarget()) : "TARGET";
+  requireTcpEndpoint(endpoint);
+  return {.work = [this, image, endpoint, token, key, target]() -> proto::Fill {
       ImageRecord rec = engine_.resolveImage(image);
       auto file = engine_.imageSourceFile(rec.id);
       if (!file) {
@@ -313,7 +370,7 @@ Handled Commands::sendImage(proto::Message::SendImage::Reader si) {
                     "image " + image + " was imported on " + opts_.name +
                         " from a directory, so it cannot be sent; import it on the target "
                         "first (ferry image import " +
-                        image + " FILE --host TARGET)");
+                        image + " FILE --host " + target + ")");
       }
       proto::StreamOptions so = streamOptions();
       if (opts_.keys) so.peer_public_key = key;
@@ -336,8 +393,10 @@ Handled Commands::prepareReceive(proto::Message::PrepareReceive::Reader r) {
   validateName(container, "container name");
   std::set<std::string> ignore;
   for (auto i : r.getIgnore()) ignore.insert(text(i));
+  std::shared_ptr<proto::StreamKeys::Vouch> vouch;
+  proto::StreamOptions so = receiverOptions(text(r.getSenderKey()), vouch);
   auto rx = std::make_shared<proto::ChunkReceiver>(ctx_, "tcp://" + opts_.data_address + ":0",
-                                                   token, opts_.name, streamOptions());
+                                                   token, opts_.name, so);
   std::string endpoint = rx->endpoint();
   // The restore's outcome travels back to the sender on the stream itself;
   // this worker only logs it.
@@ -345,15 +404,18 @@ Handled Commands::prepareReceive(proto::Message::PrepareReceive::Reader r) {
   // Held by the work: the mark ends when it has run, or is dropped unrun.
   auto idle = std::make_shared<BusyContainers::Release>(&busy_, container);
   return {.reply = ticketReply(endpoint),
-          .background = [this, rx, container, migration, ignore, idle] {
+          .background = [this, rx, container, migration, ignore, idle, vouch] {
     try {
       RestoreOptions ro;
       ro.origin = "migration " + std::to_string(migration);
       ro.ignore = ignore;
+      // Only the container this stream was prepared for: a bundle of
+      // another is refused once its metadata arrives, before a restore.
+      ro.expect_container = container;
       receiveCheckpoint(engine_, *rx, ro);
-      engineLog().info("[{}] received and restored on {}", container, opts_.name);
+      agentLog().info("[{}] received and restored on {}", container, opts_.name);
     } catch (const std::exception& e) {
-      engineLog().warn("[{}] receiving on {} failed: {}", container, opts_.name, e.what());
+      agentLog().warn("[{}] receiving on {} failed: {}", container, opts_.name, e.what());
     }
   }};
 }
@@ -364,6 +426,7 @@ Handled Commands::sendCheckpointCommand(uint64_t id, proto::Message::SendCheckpo
   std::string container = text(r.getContainer()), endpoint = text(r.getEndpoint());
   std::string token = bytes(r.getToken()), server_key = text(r.getServerKey());
   int precopy = r.getPrecopy();
+  requireTcpEndpoint(endpoint);
   busy_.claimForTransfer(container);
   auto idle = std::make_shared<BusyContainers::Release>(&busy_, container);  // as in prepareReceive
   return {.work = [this, id, container, endpoint, token, server_key, precopy,
@@ -380,7 +443,7 @@ Handled Commands::sendCheckpointCommand(uint64_t id, proto::Message::SendCheckpo
       f.setBytesReferenced(s.ref_bytes);
       f.setDowntimeMs(static_cast<uint64_t>(s.downtime_ms));
       f.setTotalMs(static_cast<uint64_t>(s.total_ms));
-      f.setCompression("none (loopback: compressing would cost more time than it saves)");
+      f.setCompression(s.compression);
       f.setPrecopy(s.precopy);
       auto rounds = f.initRounds(static_cast<unsigned>(s.rounds.size()));
       for (size_t i = 0; i < s.rounds.size(); ++i) {
@@ -420,10 +483,12 @@ Handled Commands::prepareImport(proto::Message::ImportFile::Reader r) {
   ro.name = name;
   ro.replace_volumes = r.getReplaceVolumes();
   for (auto i : r.getIgnore()) ro.ignore.insert(text(i));
+  std::shared_ptr<proto::StreamKeys::Vouch> vouch;
+  proto::StreamOptions so = receiverOptions(text(r.getSenderKey()), vouch);
   auto rx = std::make_shared<proto::ChunkReceiver>(ctx_, "tcp://" + opts_.data_address + ":0",
-                                                   token, opts_.name, streamOptions());
+                                                   token, opts_.name, so);
   std::string endpoint = rx->endpoint();
-  return {.reply = ticketReply(endpoint), .background = [this, rx, image, name, ro] {
+  return {.reply = ticketReply(endpoint), .background = [this, rx, image, name, ro, vouch] {
     try {
       if (image) {
         TempDir stage(engine_.config().root / "staging",
@@ -433,20 +498,23 @@ Handled Commands::prepareImport(proto::Message::ImportFile::Reader r) {
           UniqueFd fd(::open(file.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
           if (!fd) throwErrno("creating " + file.string());
           FdSink out(fd.get(), "writing " + file.string());
-          copyAll(*rx, out);
+          // The file may not fill the disk either; what it unpacks to is
+          // bounded by the import itself (ImageStore::import).
+          BundleLimits limits = boundedByFreeDisk({}, stage.path(), opts_.name);
+          copyAll(*rx, out, [&](uint64_t n) { checkExpansion(limits, n, n, "image"); });
           if (::fsync(fd.get()) != 0) throwErrno("writing " + file.string());
         }
         ImageRecord rec = engine_.importImage(name, file);
-        engineLog().info("image {} imported on {} ({})", name, opts_.name, rec.id.substr(0, 12));
+        agentLog().info("image {} imported on {} ({})", name, opts_.name, rec.id.substr(0, 12));
       } else {
         RestoreResult res = engine_.importCheckpoint(*rx, ro);
-        engineLog().info("[{}] restored from an imported bundle on {}", res.container.name(),
+        agentLog().info("[{}] restored from an imported bundle on {}", res.container.name(),
                          opts_.name);
       }
       rx->accept();
     } catch (const Error& e) {
       rx->reject(e);
-      engineLog().warn("import on {} failed: {}", opts_.name, e.what());
+      agentLog().warn("import on {} failed: {}", opts_.name, e.what());
     } catch (const std::exception& e) {
       rx->reject(Error(ErrorCategory::kPermanent, e.what()));
     }
@@ -461,13 +529,14 @@ Handled Commands::exportCheckpointCommand(uint64_t id, proto::Message::ExportTo:
   std::string token = bytes(r.getToken()), server_key = text(r.getServerKey());
   bool leave_running = r.getLeaveRunning();
   int level = r.getLevel();
+  requireTcpEndpoint(endpoint);
   busy_.claimForTransfer(container);
   auto idle = std::make_shared<BusyContainers::Release>(&busy_, container);  // as in prepareReceive
   return {.work =
         [this, id, container, endpoint, token, server_key, leave_running, level,
          idle]() -> proto::Fill {
           TransferOptions t = transferOptions(id, container, server_key, "write");
-          t.bundle.level = level;
+          t.level = level;
           t.resume_on_unknown_verdict = true;  // a file, not a second running copy
           SendResult s = sendCheckpoint(engine_, container, ctx_, endpoint, token, t);
           try {

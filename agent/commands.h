@@ -8,6 +8,10 @@
 // bind or connect chunk streams on `ctx`; everything else only uses the
 // engine.
 //
+// With keys (AgentOptions::keys), the streams bound here admit only the key
+// the coordinator vouched for each (proto::StreamKeys, the context's ZAP
+// handler, installed by the constructor: `ctx` may have no other).
+//
 // Thread-safety: handle() from one thread (the agent's loop); the work it
 // returns from any thread, concurrently. `post` is called from workers.
 // Ownership: the engine, the context and the busy set outlive this object
@@ -16,6 +20,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <zmq.hpp>
@@ -25,6 +30,7 @@
 #include "agent/transfer.h"
 #include "engine/agent_engine.h"
 #include "protocol/rpc.h"
+#include "protocol/vouched_keys.h"
 
 namespace ferry::agent {
 
@@ -63,13 +69,17 @@ class Commands {
   proto::Fill commitSource(const std::string& name);
   proto::Fill rollbackSource(const std::string& name);
   proto::Fill discardTarget(const std::string& name, const std::string& origin);
-  // Where to send a stream bound here (and its CURVE key).
-  proto::Fill ticketReply(const std::string& endpoint) const;
+  // Where to send a stream bound here at `bound` (and its CURVE key).
+  proto::Fill ticketReply(const std::string& bound) const;
   Handled prepareReceive(proto::Message::PrepareReceive::Reader r);
   Handled sendCheckpointCommand(uint64_t id, proto::Message::SendCheckpoint::Reader r);
   Handled prepareImport(proto::Message::ImportFile::Reader r);
   Handled exportCheckpointCommand(uint64_t id, proto::Message::ExportTo::Reader r);
   proto::StreamOptions streamOptions() const;
+  // A receiver's options for a stream only `sender_key` may send (with
+  // keys: the Vouch, which the stream's work holds until it ends).
+  proto::StreamOptions receiverOptions(const std::string& sender_key,
+                                       std::shared_ptr<proto::StreamKeys::Vouch>& vouch);
   // A reply carrying `c`, as this host reports it.
   proto::Fill containerReply(const ContainerInfo& c) const;
   // A send's options: the stream (with the receiver's CURVE key) and
@@ -82,6 +92,7 @@ class Commands {
   zmq::context_t& ctx_;
   BusyContainers& busy_;
   PostFn post_;
+  std::optional<proto::StreamKeys> stream_keys_;  // with keys
 };
 
 }  // namespace ferry::agent

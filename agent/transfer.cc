@@ -1,7 +1,10 @@
 #include "agent/transfer.h"
 
+#include "agent/agent_log.h"
+#include "agent/link_compression.h"
 #include "common/log.h"
 #include "common/time_util.h"
+#include "common/units.h"
 
 namespace ferry::agent {
 
@@ -35,17 +38,6 @@ class ProgressSink : public ByteSink {
   std::chrono::steady_clock::time_point last_{};
 };
 
-std::string mib(uint64_t bytes) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.1f MiB", static_cast<double>(bytes) / (1 << 20));
-  return buf;
-}
-
-bool loopbackEndpoint(const std::string& endpoint) {
-  return endpoint.starts_with("tcp://127.") || endpoint.starts_with("tcp://[::1]") ||
-         endpoint.starts_with("tcp://localhost:");
-}
-
 // Pre-copy rounds while the container runs (stop rules in transfer.h).
 void precopyRounds(AgentEngine& engine, const std::string& name, const std::string& endpoint,
                    BundleWriter& writer, ProgressSink& counted, const TransferOptions& opts,
@@ -54,11 +46,11 @@ void precopyRounds(AgentEngine& engine, const std::string& name, const std::stri
   if (cap == kPrecopyAuto) {
     uint64_t memory = engine.memoryBytes(name);
     if (memory < (uint64_t{32} << 20)) {
-      result.precopy = "off (auto: " + mib(memory) +
-                       " of memory migrates as fast without pre-copy)";
+      result.precopy =
+          "off (auto: " + formatBytes(memory) + " of memory migrates as fast without pre-copy)";
       return;
     }
-    if (loopbackEndpoint(endpoint)) {
+    if (isLoopbackAddress(endpointHost(endpoint))) {
       result.precopy =
           "off (auto: the target is on this machine's loopback, where sending it all while "
           "frozen costs about what pre-copy saves; --precopy N forces rounds)";
@@ -81,16 +73,18 @@ void precopyRounds(AgentEngine& engine, const std::string& name, const std::stri
                      pr.ms};
     for (auto& w : pr.warnings) result.warnings.push_back("round " + std::to_string(r) + ": " + w);
     uint64_t goal = std::max<uint64_t>(uint64_t{8} << 20, f.read_bytes / 50);
-    engineLog().info("[{}] pre-copy round {}: read {}, sent {} new in {} ms", name, r,
-                     mib(f.read_bytes), mib(f.sent_bytes), f.ms);
+    agentLog().info("[{}] pre-copy round {}: read {}, sent {} new in {} ms", name, r,
+                     formatBytes(f.read_bytes), formatBytes(f.sent_bytes), f.ms);
     result.rounds.push_back(f);
     if (f.sent_bytes <= goal) {
-      why = "the last round sent " + mib(f.sent_bytes) + ", within the goal of " + mib(goal);
+      why = "the last round sent " + formatBytes(f.sent_bytes) + ", within the goal of " +
+            formatBytes(goal);
       break;
     }
     if (r > 1 && f.sent_bytes * 10 > result.rounds[r - 2].sent_bytes * 8) {
-      why = "the delta stopped shrinking (" + mib(result.rounds[r - 2].sent_bytes) + " then " +
-            mib(f.sent_bytes) + "): memory is dirtied about as fast as it is copied";
+      why = "the delta stopped shrinking (" + formatBytes(result.rounds[r - 2].sent_bytes) +
+            " then " + formatBytes(f.sent_bytes) +
+            "): memory is dirtied about as fast as it is copied";
       break;
     }
     if (r == cap) why = "the round cap of " + std::to_string(cap) + " was reached";
@@ -121,9 +115,11 @@ SendResult sendCheckpoint(AgentEngine& engine, const std::string& name, zmq::con
     } note{tx, verdict_unknown};
     ProgressSink counted(tx, opts.progress);
     BlockIndex known;
-    BundleWriteOptions bo = opts.bundle;
-    bo.known = &known;
-    BundleWriter writer(counted, bo);
+    CompressionChoice compression =
+        opts.level ? askedCompression(*opts.level) : chooseCompression(endpoint, localAddresses());
+    agentLog().info("[{}] stream to {}: compression {}", name, endpoint, compression.reason);
+    BundleWriter writer(counted,
+                        {.level = compression.level, .threads = opts.threads, .known = &known});
     precopyRounds(engine, name, endpoint, writer, counted, opts, result);
 
     auto tf = std::chrono::steady_clock::now();
@@ -138,7 +134,11 @@ SendResult sendCheckpoint(AgentEngine& engine, const std::string& name, zmq::con
     result.downtime_ms = msSince(tf);
     result.wire_bytes = counted.bytes();
     result.final_wire_bytes = counted.bytes() - wire0;
-    result.ref_bytes = writer.stats().ref_bytes;
+    const BundleWriteStats& ws = writer.stats();
+    result.ref_bytes = ws.ref_bytes;
+    // What went as data, before compression: new stream bytes and blocks.
+    result.compression = compressionReport(
+        compression, ws.raw_bytes - ws.ref_bytes + ws.block_bytes, result.wire_bytes);
   } catch (...) {
     bool keep_frozen = verdict_unknown && !opts.resume_on_unknown_verdict;
     // The checkpoint engine resumes on its own failures; after a complete

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 #include <zmq.hpp>
@@ -44,7 +45,10 @@ inline constexpr int kPrecopyAutoRounds = 4;
 inline constexpr int kPrecopyMaxRounds = 20;
 
 struct TransferOptions {
-  BundleWriteOptions bundle{.level = 0, .threads = 2};  // loopback: compression only costs
+  // zstd level of the stream; unset: chosen for the link by
+  // chooseCompression (link_compression.h), none to this machine.
+  std::optional<int> level;
+  int threads = 2;  // records compressed at once
   proto::StreamOptions stream;
   bool tcp_established = false;
   bool file_locks = false;
@@ -68,6 +72,7 @@ struct SendResult {
   CheckpointResult checkpoint;
   std::vector<PrecopyFigures> rounds;
   std::string precopy;          // what pre-copy did and why it stopped
+  std::string compression;      // what the stream used and why (compressionReport)
   std::vector<std::string> warnings;
   int64_t precopy_ms = 0;       // all rounds, while the container ran
   int64_t downtime_ms = 0;      // from the final checkpoint to the target's verdict

@@ -2,6 +2,7 @@
 
 #include <exception>
 
+#include "agent/agent_log.h"
 #include "common/log.h"
 
 namespace ferry::agent {
@@ -51,7 +52,7 @@ void WorkerPool::work() {
     try {
       job();
     } catch (const std::exception& e) {
-      engineLog().warn("agent worker failed: {}", e.what());
+      agentLog().warn("agent worker failed: {}", e.what());
     }
     job = nullptr;  // what it holds (a busy mark) ends before it counts as done
     l.lock();

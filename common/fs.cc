@@ -146,8 +146,22 @@ UniqueFd openBeneath(int root_fd, const fs::path& rel, int flags, int mode) {
   return UniqueFd(static_cast<int>(fd));
 }
 
-FileLock::FileLock(const fs::path& file) : fd_(openFile(file, O_RDWR | O_CREAT, 0600)) {
-  if (retryEintr([&] { return ::flock(fd_.get(), LOCK_EX); }) != 0) throwErrno("flock " + file.string());
+FileLock::FileLock(const fs::path& file) : path_(file) {
+  for (;;) {
+    fd_ = openFile(file, O_RDWR | O_CREAT, 0600);
+    if (retryEintr([&] { return ::flock(fd_.get(), LOCK_EX); }) != 0) throwErrno("flock " + file.string());
+    struct stat held {}, named {};
+    if (::fstat(fd_.get(), &held) != 0) throwErrno("stat " + file.string());
+    if (::stat(file.c_str(), &named) == 0 && named.st_dev == held.st_dev && named.st_ino == held.st_ino) {
+      return;
+    }
+    // Its holder removed it while we waited: the path names another file
+    // (or none) now, and that one is the lock.
+  }
+}
+
+void FileLock::removeFile() {
+  if (::unlink(path_.c_str()) != 0 && errno != ENOENT) throwErrno("unlink " + path_.string());
 }
 
 TempDir::TempDir(const fs::path& parent, const std::string& prefix) {

@@ -52,12 +52,23 @@ uint64_t treeSize(const fs::path& path);
 UniqueFd openBeneath(int root_fd, const fs::path& rel, int flags, int mode = 0);
 
 // An exclusive flock(2) on a file (created if missing), held until
-// destruction. Blocks until the lock is free.
+// destruction. Blocks until the lock is free. flock locks belong to the open
+// file, so two FileLocks on one path exclude each other across threads as
+// well as processes.
+//
+// A lock file may be removed by its holder (removeFile): one who was waiting
+// for it then finds the lock it got is on a file no longer at that path, and
+// opens the path again. So lock files need not pile up.
 class FileLock {
  public:
   explicit FileLock(const fs::path& file);
+  // Unlinks the lock file while the lock is held. From then on the lock no
+  // longer excludes a newcomer (who makes a new file at the path), so it is
+  // the last thing done under it.
+  void removeFile();
 
  private:
+  fs::path path_;
   UniqueFd fd_;
 };
 

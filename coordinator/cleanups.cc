@@ -126,6 +126,12 @@ void Coordinator::runCleanups(const std::string& host) {
         [this, c](proto::Message::Reader) {
           store_.removeCleanup(c.id);
           cleanup_retry_.erase(c.id);
+          // Ahead of the host's next heartbeat: names are unique in the
+          // cluster, so the row there is the copy just discarded (a
+          // container the agent kept comes back with that heartbeat).
+          if (cleanupCommand(c.action) == Command::kDiscardTarget) {
+            store_.removeContainer(c.host, c.container);
+          }
           store_.addEvent(clock_(), "cleanup", c.container,
                           c.action + " on " + c.host + " done (migration #" +
                               std::to_string(c.migration) + ")");

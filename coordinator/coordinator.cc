@@ -9,6 +9,7 @@
 
 #include "common/names.h"
 #include "coordinator/coordinator_util.h"
+#include "coordinator/heartbeat.h"
 #include "protocol/convert/host_info_proto.h"
 
 namespace ferry::coord {
@@ -17,9 +18,59 @@ using detail::log;
 using detail::text;
 using nlohmann::json;
 
+namespace {
+
+std::vector<std::string> endpointsOf(const CoordinatorOptions& o) {
+  std::vector<std::string> all = {o.listen};
+  all.insert(all.end(), o.also_listen.begin(), o.also_listen.end());
+  return all;
+}
+
+// Without keys, what a TCP endpoint admits is an address: refuse to start
+// one that would admit no agent, or a TCP peer off this machine.
+CoordinatorOptions checked(CoordinatorOptions o) {
+  if (o.keys) return o;
+  for (const auto& ep : endpointsOf(o)) {
+    if (ep.rfind("ipc://", 0) == 0) continue;
+    if (ep.rfind("tcp://127.", 0) != 0) {
+      throwInvalidInput("without --keys, the coordinator listens on a unix socket (ipc://PATH) "
+                        "or on loopback (tcp://127.x.x.x:PORT) only, not " + ep +
+                        "; generate keys with `ferry keys generate DIR`");
+    }
+    if (o.access.agent_addresses.empty()) {
+      throwInvalidInput("without --keys, " + ep +
+                        " would admit anyone on this machine: it admits only agents, each from "
+                        "the address given with --agent-address NAME=ADDRESS, and the CLI comes "
+                        "in over the unix socket (--listen ipc://PATH, default " +
+                        std::string(kDefaultSocket) + ")");
+    }
+  }
+  return o;
+}
+
+proto::ServerOptions serverOptions(const CoordinatorOptions& o) {
+  size_t fit = proto::connectionsWithinFdLimit(32);
+  if (fit < 8) {
+    throwInvalidInput("the fd limit (ulimit -n) leaves room for " + std::to_string(fit) +
+                      " connections; raise it (systemd: LimitNOFILE=)");
+  }
+  proto::ServerOptions so{.binds = endpointsOf(o),
+                          .curve = o.keys,
+                          .max_connections = o.max_connections ? std::min(o.max_connections, fit)
+                                                               : fit,
+                          .ipc_mode = static_cast<mode_t>(
+                              o.socket_group == static_cast<gid_t>(-1) ? 0600 : 0660),
+                          .ipc_group = o.socket_group};
+  return so;
+}
+
+}  // namespace
+
 Coordinator::Coordinator(CoordinatorOptions opts, zmq::context_t& ctx, Clock clock)
-    : opts_(std::move(opts)),
-      server_(ctx, opts_.listen, opts_.keys),
+    : opts_(checked(std::move(opts))),
+      zap_(std::make_unique<proto::ZapAuthenticator>(
+          ctx, [access = opts_.access](const proto::ZapRequest& r) { return access.admit(r); })),
+      server_(ctx, serverOptions(opts_)),
       store_((std::filesystem::create_directories(opts_.state_dir), opts_.state_dir / "state.db")),
       clock_(std::move(clock)) {
   // Command ids never repeat those of an earlier coordinator on this state:
@@ -32,8 +83,8 @@ Coordinator::Coordinator(CoordinatorOptions opts, zmq::context_t& ctx, Clock clo
     Run run{MigrationMachine::afterRestart(
         {.id = m.id, .container = m.container, .source = m.source, .target = m.target}, m.phase)};
     run.started = run.phase_started = Steady::now();
-    run.figures = json::parse(m.figures_json.empty() ? "{}" : m.figures_json, nullptr, false);
-    if (!run.figures.is_object()) run.figures = json::object();
+    detail::fillFigures(run.figures.get(), m);
+    for (auto w : run.figures.reader().getWarnings()) run.warnings.push_back(text(w));
     log().warn(
         "migration #{} of {} ({} -> {}) was unfinished at phase {}; resolving it once the "
         "hosts are heard from",
@@ -51,9 +102,11 @@ void Coordinator::heardFrom(const std::string& host) {
   runCleanups(host);
 }
 
-void Coordinator::onHello(proto::Message::Hello::Reader h) {
+void Coordinator::onHello(const Request& r) {
+  auto h = r.msg.getHello();
   std::string name = text(h.getName());
   validateName(name, "host name");
+  routes_[name] = r.peer;
   auto old = store_.host(name);
   bool known = old.has_value();
   store_.upsertHost({name, text(h.getDataEndpoint()), json(proto::hostInfoFrom(h.getInfo())).dump(),
@@ -71,61 +124,32 @@ void Coordinator::onHello(proto::Message::Hello::Reader h) {
   heardFrom(name);
 }
 
-namespace {
-
-// Whether a heartbeat's containers differ from the store's in what is
-// durable: which containers the host holds, their image and status.
-bool placementChanged(std::vector<ContainerRow> stored, std::vector<ContainerRow> reported) {
-  auto byName = [](const ContainerRow& a, const ContainerRow& b) { return a.name < b.name; };
-  std::sort(stored.begin(), stored.end(), byName);
-  std::sort(reported.begin(), reported.end(), byName);
-  return !std::equal(stored.begin(), stored.end(), reported.begin(), reported.end(),
-                     [](const ContainerRow& a, const ContainerRow& b) {
-                       return a.name == b.name && a.image == b.image && a.status == b.status;
-                     });
-}
-
-bool imagesChanged(std::vector<ImageRow> stored, std::vector<ImageRow> reported) {
-  auto key = [](const ImageRow& i) { return std::pair(i.name, i.id); };
-  auto byKey = [&](const ImageRow& a, const ImageRow& b) { return key(a) < key(b); };
-  std::sort(stored.begin(), stored.end(), byKey);
-  std::sort(reported.begin(), reported.end(), byKey);
-  return !std::equal(stored.begin(), stored.end(), reported.begin(), reported.end(),
-                     [&](const ImageRow& a, const ImageRow& b) { return key(a) == key(b); });
-}
-
-}  // namespace
-
 // A heartbeat is soft state (liveness, load, memory use: hosts_), kept in
 // memory; what it says of placement and images goes to the store only when
 // it changed -- every store write is a synced commit, and hosts heartbeat
 // every second.
-void Coordinator::onHeartbeat(proto::Message::Heartbeat::Reader h) {
+void Coordinator::onHeartbeat(const Request& r) {
+  auto h = r.msg.getHeartbeat();
   std::string name = text(h.getName());
   if (!hosts_.has(name)) return;  // not registered yet: its hello is on its way
+  routes_[name] = r.peer;
   if (hosts_.heard(name, clock_())) {
     store_.addEvent(clock_(), "host", name, "up again");
     log().info("host {} is up again", name);
   }
-  std::vector<ContainerRow> rows;
-  std::map<std::string, uint64_t> memory;
-  for (auto c : h.getContainers()) {
-    rows.push_back(
-        {text(c.getName()), name, text(c.getImage()), text(c.getStatus()), c.getMemoryBytes()});
-    memory[rows.back().name] = c.getMemoryBytes();
-    noteExtras(c);
+  HeartbeatReport report = readHeartbeat(name, h);
+  std::string refused;
+  for (const auto& why : report.refused) refused += (refused.empty() ? "" : "; ") + why;
+  if (refused != heartbeat_warned_[name]) {
+    if (!refused.empty()) log().warn("host {}'s heartbeat is past its bounds: {}", name, refused);
+    heartbeat_warned_[name] = refused;
   }
-  hosts_.setMemory(name, std::move(memory));
-  auto& held = host_secrets_[name];
-  held.clear();
-  for (auto s : h.getSecrets()) held.insert(text(s));
-  if (placementChanged(store_.containers(name), rows)) store_.replaceContainers(name, rows);
-  std::vector<ImageRow> images;
-  for (auto i : h.getImages()) images.push_back({text(i.getName()), text(i.getId())});
-  if (imagesChanged(store_.images(name), images)) store_.replaceImages(name, images);
-  auto l = h.getLoad();
-  hosts_.setLoad(name, {l.getCpuPercent(), l.getMemoryUsedBytes(), l.getMemoryTotalBytes(),
-                        l.getMemoryCapacityBytes()});
+  hosts_.report(name, report);
+  host_secrets_[name] = report.secrets;
+  if (placementChanged(store_.containers(name), report.containers)) {
+    store_.replaceContainers(name, report.containers);
+  }
+  if (imagesChanged(store_.images(name), report.images)) store_.replaceImages(name, report.images);
   heardFrom(name);
 }
 
@@ -149,7 +173,12 @@ void Coordinator::markSilentHostsDown() {
 // answered: replying to a reply would loop.
 void Coordinator::onAgentReply(const Request& r) {
   auto it = pending_.find(r.id);
-  if (it == pending_.end() || it->second.host != r.peer) return;
+  if (it == pending_.end()) return;
+  auto route = routes_.find(it->second.host);
+  if (route == routes_.end() || route->second != r.peer ||
+      !PeerIdentity::fromUserId(r.user).mayActAsHost(it->second.host)) {
+    return;
+  }
   if (r.msg.isProgress()) {
     it->second.deadline = Steady::now() + it->second.timeout;
     if (it->second.progress) it->second.progress(r.msg.getProgress());
@@ -170,7 +199,18 @@ void Coordinator::command(const std::string& host, const std::string& what, cons
                           std::chrono::milliseconds timeout, OnReply ok, OnError fail,
                           OnProgress progress) {
   uint64_t id = next_command_id_++;
-  if (!server_.sendTo(host, id, fill)) {
+  // A host marked down may keep its connection: across a partition packets
+  // are lost, not refused, so ZeroMQ still has the peer and would queue the
+  // command. It fails at once, as a command pending when the host went down
+  // does, instead of waiting out its timeout (a rollback then waited 150 s
+  // for a source it knew was unreachable).
+  if (hosts_.has(host) && !hosts_.up(host)) {
+    Error e(ErrorCategory::kRetryable, host + " is down (missed heartbeats); could not " + what);
+    deferred_.push_back([fail = std::move(fail), e] { fail(e, Fault::kHostDown); });
+    return;
+  }
+  auto route = routes_.find(host);
+  if (route == routes_.end() || !server_.sendTo(route->second, id, fill)) {
     Error e(ErrorCategory::kRetryable,
             host + " is not connected (is its agent running?); could not " + what);
     deferred_.push_back([fail = std::move(fail), e] { fail(e, Fault::kNotConnected); });
@@ -237,6 +277,14 @@ void Coordinator::run(const std::atomic<bool>& stop) {
       }
     } catch (const zmq::error_t& e) {
       if (e.num() != EINTR) throw;
+    }
+    if (uint64_t shed = server_.connectionsShed();
+        shed != shed_logged_ && Steady::now() >= next_shed_log_) {
+      log().warn("{} connections at once, the most allowed (fd limit or --max-connections): "
+                 "shut down {} since the last report (the newest of the source holding most)",
+                 server_.maxConnections(), shed - shed_logged_);
+      shed_logged_ = shed;
+      next_shed_log_ = Steady::now() + std::chrono::seconds(10);
     }
     expirePending();
     while (!deferred_.empty()) {

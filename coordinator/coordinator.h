@@ -27,18 +27,35 @@
 
 #include "coordinator/host_registry.h"
 #include "coordinator/migration_machine.h"
+#include "coordinator/peer_access.h"
 #include "coordinator/planner.h"
+#include "protocol/figures_json.h"
 #include "coordinator/state_store.h"
 #include "protocol/rpc.h"
 
 namespace ferry::coord {
 
+// Without keys, the CLI and local agents come in over a unix socket that
+// admits root (and the `ferry` group) only.
+inline constexpr const char* kDefaultSocket = proto::kDefaultCoordinatorSocket;
+inline constexpr const char* kDefaultTcp = proto::kDefaultCoordinatorTcp;
+
 struct CoordinatorOptions {
-  std::string listen = "tcp://127.0.0.1:7000";
+  std::string listen = kDefaultTcp;
+  std::vector<std::string> also_listen;  // more endpoints, the same rules
   std::filesystem::path state_dir;
   std::chrono::milliseconds heartbeat{1000};  // what agents are told to keep
   int missed_heartbeats = 5;                  // then a host is down
   std::optional<proto::KeyPair> keys;
+  // Who is admitted as what (peer_access.h): the keys' and, without keys,
+  // the agents' addresses. Without keys, a tcp:// endpoint needs at least
+  // one agent address and admits no CLI.
+  AccessPolicy access;
+  // An ipc:// socket file's group (-1: root's only), mode 0660 with one.
+  gid_t socket_group = static_cast<gid_t>(-1);
+  // Connections held at once at most, further kept below the fd limit
+  // (proto::ConnectionLimit).
+  size_t max_connections = 1024;
   // An agent's answer to a command (run, stop, prepare, commit, ...).
   // Above the agents' busy wait (90 s), which may come first.
   std::chrono::milliseconds command_timeout{150000};
@@ -96,7 +113,7 @@ class Coordinator {
     MigrationMachine machine;
     std::optional<Client> client;  // none for a migration resumed after a restart
     Steady::time_point started, phase_started;
-    nlohmann::json figures = nlohmann::json::object();
+    proto::FiguresRecord figures;  // what the agents report and the phases timed here
     std::vector<std::string> warnings;
     OnMigrationDone on_done;         // a drain's or rebalance's, when it started it
     std::optional<Client> observer;  // a drain's or rebalance's client: sees progress
@@ -107,9 +124,12 @@ class Coordinator {
 
   void handle(Request& r);
   bool isReply(const proto::Message::Reader& m) const;
+  // Throws Error kInvalidInput when the sender may not send this message
+  // (peer_access.h); false for an answer to drop unanswered.
+  bool authorized(const Request& r);
   void onAgentReply(const Request& r);
-  void onHello(proto::Message::Hello::Reader h);
-  void onHeartbeat(proto::Message::Heartbeat::Reader h);
+  void onHello(const Request& r);
+  void onHeartbeat(const Request& r);
   void heardFrom(const std::string& host);
   void markSilentHostsDown();
 
@@ -125,8 +145,13 @@ class Coordinator {
                std::function<void(proto::Message::Reader)> on_ok = {});  // before the relay
 
   HostRow requireHost(const std::string& name, const std::string& role);
+  // The public key of host `name` (its NAME.pub in --keys DIR); "" without
+  // keys or when there is none.
+  std::string publicKeyOf(const std::string& name) const;
+  // The key of the client that sent `r`, to vouch for its stream; "" without
+  // keys. Throws Error kInvalidInput when its connection's key is unknown.
+  std::string requesterKey(const Request& r) const;
   bool hostUp(const std::string& name);
-  void noteExtras(proto::Container::Reader c);
   void noteContainer(proto::Message::Reader m);
   ContainerRow locate(const std::string& container);
   void listHosts(const Request& r);
@@ -223,6 +248,7 @@ class Coordinator {
   void runCleanups(const std::string& host);
 
   CoordinatorOptions opts_;
+  std::unique_ptr<proto::ZapAuthenticator> zap_;  // before the server binds
   proto::RpcServer server_;
   StateStore store_;
   Clock clock_;
@@ -234,20 +260,19 @@ class Coordinator {
   int64_t next_op_ = 1;
   std::set<int64_t> drains_running_;  // drain rows carried out now
   HostRegistry hosts_;                // liveness and load: soft state
+  // Host -> the routing id of the connection that last proved to be it
+  // (its key's User-Id): where its commands go. Never the id a peer names.
+  std::map<std::string, std::string> routes_;
+  std::map<std::string, std::string> heartbeat_warned_;  // host -> what was logged
+  uint64_t shed_logged_ = 0;
+  Steady::time_point next_shed_log_ = Steady::now();
   std::set<std::string> connected_;   // heard from since this coordinator started
   std::map<int64_t, Steady::time_point> cleanup_retry_;  // cleanup id -> not before
   Steady::time_point next_rebalance_ = Steady::now();
   // From heartbeats, kept in memory only (the next heartbeat restores them):
-  // the secrets each host's store holds (names), and per container the
-  // secrets it is given (a migration's target must hold them) and its
-  // readiness (sd_notify).
-  struct ContainerExtras {
-    std::vector<std::string> secrets;
-    bool ready = false;
-    std::string notify_status;
-  };
+  // the secrets each host's store holds (names). What a heartbeat says of
+  // each container is in hosts_.
   std::map<std::string, std::set<std::string>> host_secrets_;
-  std::map<std::string, ContainerExtras> container_extras_;
   // Failures found while sending run from the loop, never inside the caller.
   std::vector<std::function<void()>> deferred_;
 };

@@ -17,24 +17,32 @@ using detail::randomToken;
 using detail::text;
 
 bool Coordinator::isReply(const proto::Message::Reader& m) const {
-  switch (m.which()) {
-    case proto::Message::OK:
-    case proto::Message::ERROR:
-    case proto::Message::PROGRESS:
-    case proto::Message::HOSTS:
-    case proto::Message::CONTAINERS:
-    case proto::Message::CONTAINER:
-    case proto::Message::LOGS:
-    case proto::Message::MIGRATION:
-    case proto::Message::HISTORY:
-    case proto::Message::STREAM_TICKET:
-    case proto::Message::PLACEMENT:
-    case proto::Message::SECRETS:
-    case proto::Message::PENDING:
-      return true;
-    default:
-      return false;
+  return isAgentReply(m.which());
+}
+
+bool Coordinator::authorized(const Request& r) {
+  PeerIdentity who = PeerIdentity::fromUserId(r.user);
+  auto m = r.msg;
+  if (senderOf(m.which()) == Sender::kClient) {
+    if (who.mayUseCli()) return true;
+    throw Error(ErrorCategory::kInvalidInput,
+                "refused: this connection is " + who.describe() +
+                    ", which may not make requests; the CLI uses a client key (client.pub) or, "
+                    "without keys, the coordinator's unix socket");
   }
+  if (isReply(m)) {
+    if (who.mayActAsSomeHost()) return true;
+    log().warn("dropped an answer from {} (only agents answer)", who.describe());
+    return false;
+  }
+  std::string host = m.isHello()       ? text(m.getHello().getName())
+                     : m.isHeartbeat() ? text(m.getHeartbeat().getName())
+                                       : text(m.getDrainHost());
+  if (who.mayActAsHost(host)) return true;
+  log().warn("refused a message for host '{}' from {}", host, who.describe());
+  throw Error(ErrorCategory::kInvalidInput,
+              "refused: this connection is " + who.describe() + ", not host " + host +
+                  "'s agent (an agent's key, or address without keys, names its host)");
 }
 void Coordinator::forward(const Request& r, const std::string& host, const std::string& what,
                           const proto::Fill& cmd, std::chrono::milliseconds timeout,
@@ -61,14 +69,8 @@ void Coordinator::noteContainer(proto::Message::Reader m) {
   auto c = m.getContainer();
   store_.putContainer({text(c.getName()), text(c.getHost()), text(c.getImage()),
                        text(c.getStatus()), c.getMemoryBytes()});
-  noteExtras(c);
-}
-
-void Coordinator::noteExtras(proto::Container::Reader c) {
-  ContainerExtras& x = container_extras_[text(c.getName())];
-  x.secrets = proto::strings(c.getSecrets());
-  x.ready = c.getReady();
-  x.notify_status = text(c.getNotifyStatus());
+  hosts_.noteExtras(text(c.getHost()), text(c.getName()),
+                    {proto::strings(c.getSecrets()), c.getReady(), text(c.getNotifyStatus())});
 }
 
 HostRow Coordinator::requireHost(const std::string& name, const std::string& role) {
@@ -156,9 +158,11 @@ void Coordinator::importFile(const Request& r) {
   HostRow host = requireHost(text(in.getHost()), "target");
   std::string token = randomToken();
   Client c{r.peer, r.id};
+  std::string sender_key = requesterKey(r);  // whatever the request said
   auto fill = [&](proto::Message::Builder b) {
     b.setPrepareImport(in);
     b.getPrepareImport().setToken(dataOf(token));
+    b.getPrepareImport().setSenderKey(sender_key);
   };
   command(
       host.name, "prepare an import", fill, opts_.command_timeout,
@@ -205,10 +209,9 @@ void Coordinator::listContainers(const Request& r) {
       c.setImage(rows[i].image);
       c.setStatus(rows[i].status);
       c.setMemoryBytes(hosts_.withMemory(rows[i]).memory_bytes);
-      auto x = container_extras_.find(rows[i].name);
-      if (x != container_extras_.end()) {
-        c.setReady(x->second.ready);
-        c.setNotifyStatus(x->second.notify_status);
+      if (auto x = hosts_.extras(rows[i].host, rows[i].name)) {
+        c.setReady(x->ready);
+        c.setNotifyStatus(x->notify_status);
       }
     }
   });
@@ -232,32 +235,36 @@ void Coordinator::runContainer(const Request& r) {
 }
 
 void Coordinator::readLogs(const Request& r) {
-  std::string name = text(r.msg.getGetLogs());
+  auto q = r.msg.getGetLogsFrom();
+  std::string name = text(q.getContainer());
   validateName(name, "container name");
   std::vector<ContainerRow> copies = store_.containersNamed(name);
   if (copies.empty()) {
     throw Error(ErrorCategory::kInvalidInput,
                 "no container '" + name + "' in the cluster (`ferry ps` lists them)");
   }
-  // Mid-migration the target's copy is the one whose output goes on.
+  // Mid-migration the target's copy is the one whose output goes on. The
+  // position means the same on either host: the log moves with the
+  // container, and the agent checks the mark.
   const ContainerRow& c =
       copies.size() > 1 && copies[1].status == "running" ? copies[1] : copies[0];
   requireHost(c.host, "container's");
   return forward(
       r, c.host, "read the logs of " + name,
-      [&](proto::Message::Builder b) { b.setReadLogs(name); }, opts_.command_timeout);
+      [&](proto::Message::Builder b) { b.setReadLogsFrom(q); }, opts_.command_timeout);
 }
 
 void Coordinator::handle(Request& r) {
   auto m = r.msg;
+  if (!authorized(r)) return;
   if (isReply(m)) return onAgentReply(r);
   switch (m.which()) {
     case proto::Message::HELLO:
-      onHello(m.getHello());
+      onHello(r);
       server_.reply(r, [](proto::Message::Builder b) { b.setOk(); });
       return;
     case proto::Message::HEARTBEAT:
-      onHeartbeat(m.getHeartbeat());
+      onHeartbeat(r);
       server_.reply(r, [](proto::Message::Builder b) { b.setOk(); });
       return;
     case proto::Message::PING:
@@ -300,7 +307,7 @@ void Coordinator::handle(Request& r) {
           [&](proto::Message::Builder b) { b.setRemoveContainer(c.name); }, opts_.command_timeout,
           [this, c](proto::Message::Reader) { store_.removeContainer(c.host, c.name); });
     }
-    case proto::Message::GET_LOGS:
+    case proto::Message::GET_LOGS_FROM:
       return readLogs(r);
     case proto::Message::MIGRATE:
       return startMigration(r);

@@ -10,12 +10,41 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "coordinator/state_store.h"
 
 namespace ferry::coord {
+
+// A host's load from its last heartbeat.
+struct LoadRow {
+  double cpu_percent = 0;  // of the host's capacity, 0..100
+  uint64_t memory_used_bytes = 0;
+  uint64_t memory_total_bytes = 0;
+  uint64_t memory_capacity_bytes = 0;  // what it offers containers (planning)
+};
+
+// What a heartbeat says of a container besides its placement: the secrets
+// it is given (a migration's target must hold them) and its readiness
+// (sd_notify).
+struct ContainerExtras {
+  std::vector<std::string> secrets;
+  bool ready = false;
+  std::string notify_status;
+};
+
+// One heartbeat, read within the bounds of heartbeat.h.
+struct HeartbeatReport {
+  LoadRow load;
+  std::vector<ContainerRow> containers;  // memory_bytes as reported
+  std::map<std::string, ContainerExtras> extras;
+  std::vector<ImageRow> images;
+  std::set<std::string> secrets;  // the names in the host's secrets store
+  std::vector<std::string> refused;  // what was left out, and why
+};
 
 class HostRegistry {
  public:
@@ -33,10 +62,24 @@ class HostRegistry {
 
   void setLoad(const std::string& host, const LoadRow& load);
   LoadRow load(const std::string& host) const;  // zeros when never reported
+  // A registered host's heartbeat: its load, and what it says of each
+  // container replaces what the last one said -- a container no longer
+  // reported is forgotten, so what is kept is bounded by what one
+  // heartbeat may carry.
+  void report(const std::string& host, const HeartbeatReport& r);
   // Each container's memory use from the host's last heartbeat.
   void setMemory(const std::string& host, std::map<std::string, uint64_t> by_container);
   // `row` with its memory use as last reported (the store's when none was).
   ContainerRow withMemory(ContainerRow row) const;
+  // What an agent's answer said of a container, ahead of its next heartbeat.
+  void noteExtras(const std::string& host, const std::string& container, ContainerExtras x);
+  // A container's extras as `host` last said them, else as any host did
+  // (just after a migration, before the target's next heartbeat).
+  std::optional<ContainerExtras> extras(const std::string& host,
+                                        const std::string& container) const;
+  // Containers described, over all hosts (soft state; tests check it stays
+  // bounded).
+  size_t containersKnown() const;
 
  private:
   struct Host {
@@ -44,8 +87,16 @@ class HostRegistry {
     int64_t last_heard_ms = 0;
     LoadRow load;
     std::map<std::string, uint64_t> memory;
+    std::map<std::string, ContainerExtras> extras;
   };
   std::map<std::string, Host> hosts_;
 };
+
+// What of a heartbeat is durable, so written to the store only when it
+// differs from what the store holds (in any order): which containers the
+// host holds with their image and status (not their memory use, which is
+// soft state here), and its images by name and id.
+bool placementChanged(std::vector<ContainerRow> stored, std::vector<ContainerRow> reported);
+bool imagesChanged(std::vector<ImageRow> stored, std::vector<ImageRow> reported);
 
 }  // namespace ferry::coord

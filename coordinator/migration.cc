@@ -14,52 +14,30 @@ using detail::hostInfoOf;
 using detail::log;
 using detail::msBetween;
 using detail::text;
-using nlohmann::json;
 
 void detail::fillFigures(proto::MigrationFigures::Builder f, const MigrationRow& m) {
-  json j = json::parse(m.figures_json.empty() ? "{}" : m.figures_json, nullptr, false);
-  if (!j.is_object()) j = json::object();
+  if (!m.figures_json.empty()) {
+    try {
+      proto::figuresFromJson(m.figures_json, f);
+    } catch (const Error& e) {
+      log().warn("migration #{}: its stored figures are unreadable, shown without them: {}", m.id,
+                 e.what());
+    }
+  }
+  // What the row holds is the row's to say.
   f.setId(static_cast<uint64_t>(m.id));
   f.setContainer(m.container);
   f.setSource(m.source);
   f.setTarget(m.target);
   f.setOutcome(isFinal(m.phase) ? std::string(phaseName(m.phase))
                                 : "in progress (" + std::string(phaseName(m.phase)) + ")");
-  f.setDowntimeMs(j.value("downtime_ms", uint64_t{0}));
-  f.setTotalMs(j.value("total_ms", uint64_t{0}));
-  f.setBytesRaw(j.value("bytes_raw", uint64_t{0}));
-  f.setBytesWire(j.value("bytes_wire", uint64_t{0}));
-  f.setCompression(j.value("compression", ""));
-  f.setFinalBytesWire(j.value("final_bytes_wire", uint64_t{0}));
-  f.setBytesReferenced(j.value("bytes_referenced", uint64_t{0}));
-  f.setPrecopy(j.value("precopy", ""));
-  json rounds = j.value("precopy_rounds", json::array());
-  auto rl = f.initRounds(static_cast<unsigned>(rounds.size()));
-  for (size_t i = 0; i < rounds.size(); ++i) {
-    auto r = rl[static_cast<unsigned>(i)];
-    r.setRound(rounds[i].value("round", uint32_t{0}));
-    r.setReadBytes(rounds[i].value("read_bytes", uint64_t{0}));
-    r.setSentBytes(rounds[i].value("sent_bytes", uint64_t{0}));
-    r.setWireBytes(rounds[i].value("wire_bytes", uint64_t{0}));
-    r.setMs(rounds[i].value("ms", uint64_t{0}));
-  }
   f.setStartedMs(m.created_ms);
   f.setError(m.error);
-  json phases = j.value("phase_ms", json::array());
-  auto ph = f.initPhaseMs(static_cast<unsigned>(phases.size()));
-  for (size_t i = 0; i < phases.size(); ++i) {
-    ph[static_cast<unsigned>(i)].setPhase(phases[i].value("phase", ""));
-    ph[static_cast<unsigned>(i)].setMs(phases[i].value("ms", uint64_t{0}));
-  }
-  json warnings = j.value("warnings", json::array());
-  auto w = f.initWarnings(static_cast<unsigned>(warnings.size()));
-  for (size_t i = 0; i < warnings.size(); ++i)
-    w.set(static_cast<unsigned>(i), warnings[i].get<std::string>());
 }
 
 void Coordinator::phaseDone(Run& run, const std::string& phase) {
   auto now = Steady::now();
-  run.figures["phase_ms"].push_back({{"phase", phase}, {"ms", msBetween(run.phase_started, now)}});
+  run.figures.addPhase(phase, static_cast<uint64_t>(msBetween(run.phase_started, now)));
   run.phase_started = now;
 }
 
@@ -109,6 +87,12 @@ Coordinator::Movable Coordinator::checkMovable(const MigrateRequest& req) {
   }
   HostRow source = requireHost(src, "source");
   HostRow target = requireHost(dst, "target");
+  if (opts_.keys && publicKeyOf(src).empty()) {
+    throw Error(ErrorCategory::kInvalidInput,
+                "the coordinator has no public key for " + src + " (" + src +
+                    ".pub in its --keys DIR), so it cannot vouch for its stream to " + dst +
+                    "; add it and restart the coordinator");
+  }
   if (target.cordoned) {
     throw Error(
         ErrorCategory::kInvalidInput,
@@ -192,15 +176,15 @@ Coordinator::Fit Coordinator::checkFit(const MigrateRequest& req, const Movable&
   for (const auto& w : enforceCompatibility(findings, src, dst)) fit.warnings.push_back(w.message);
   // Secrets are read from the target's own store when it writes the spec:
   // refused here, before anything freezes, rather than after.
-  auto extras = container_extras_.find(name);
-  if (extras == container_extras_.end()) {
+  auto extras = hosts_.extras(src, name);
+  if (!extras) {
     // A coordinator started since: the next heartbeat says what it needs.
     throw Error(ErrorCategory::kRetryable,
                 "no heartbeat from " + src + " has described " + name +
                     " since this coordinator started; try again in a moment");
   }
   std::string missing;
-  for (const auto& s : extras->second.secrets) {
+  for (const auto& s : extras->secrets) {
     if (!host_secrets_[dst].count(s)) missing += (missing.empty() ? "" : ", ") + s;
   }
   if (!missing.empty()) {
@@ -242,7 +226,11 @@ int64_t Coordinator::beginMigration(const MigrateRequest& req, std::optional<Cli
     run.warnings.push_back(w);
     log().warn("migration #{}: {}", id, w);
   }
-  run.figures["warnings"] = run.warnings;
+  auto f = run.figures.get();
+  f.setId(static_cast<uint64_t>(id));
+  f.setContainer(name);
+  f.setSource(src);
+  f.setTarget(dst);
   runs_.emplace(id, std::move(run));
   feed(id, mev::Start{fit.warnings.size()});
   return id;
@@ -280,7 +268,6 @@ bool Coordinator::execute(int64_t id, Run& run, const MigrationAction& a) {
     }
   } else if (auto* w = std::get_if<mact::Warn>(&a)) {
     run.warnings.push_back(w->message);
-    run.figures["warnings"] = run.warnings;
   } else if (auto* n = std::get_if<mact::Note>(&a)) {
     store_.addEvent(clock_(), "migration", spec.container,
                     "#" + std::to_string(id) + " " + n->message);
@@ -296,34 +283,39 @@ bool Coordinator::execute(int64_t id, Run& run, const MigrationAction& a) {
 namespace {
 
 // What the agent is told, and how the command is named in errors.
+// `sender_key`: the source agent's, vouched for to the target's streams.
 std::pair<std::string, proto::Fill> commandFor(int64_t id, const MigrationSpec& spec,
-                                               const mact::Send& s) {
+                                               const mact::Send& s,
+                                               const std::string& sender_key) {
   using detail::dataOf;
   const std::string& c = s.container;
   auto mig = static_cast<uint64_t>(id);
   switch (s.command) {
     case Command::kPrepareImport:
-      return {"prepare to receive image " + s.image, [s](proto::Message::Builder b) {
+      return {"prepare to receive image " + s.image, [s, sender_key](proto::Message::Builder b) {
                 auto p = b.initPrepareImport();
                 p.setHost(s.host);
                 p.setKind(proto::Message::ImportFile::Kind::IMAGE);
                 p.setName(s.image);
                 p.setToken(dataOf(s.token));
+                p.setSenderKey(sender_key);
               }};
     case Command::kSendImage:
-      return {"send image " + s.image, [s](proto::Message::Builder b) {
+      return {"send image " + s.image, [s, target = spec.target](proto::Message::Builder b) {
                 auto p = b.initSendImage();
                 p.setImage(s.image);
+                p.setTarget(target);
                 p.setEndpoint(s.endpoint);
                 p.setToken(dataOf(s.token));
                 p.setServerKey(s.server_key);
               }};
     case Command::kPrepareReceive:
-      return {"prepare to receive " + c, [s, mig](proto::Message::Builder b) {
+      return {"prepare to receive " + c, [s, mig, sender_key](proto::Message::Builder b) {
                 auto p = b.initPrepareReceive();
                 p.setMigration(mig);
                 p.setContainer(s.container);
                 p.setToken(dataOf(s.token));
+                p.setSenderKey(sender_key);
                 auto il = p.initIgnore(static_cast<unsigned>(s.ignore.size()));
                 for (unsigned i = 0; i < s.ignore.size(); ++i) il.set(i, s.ignore[i]);
               }};
@@ -376,7 +368,7 @@ MigrationEvent eventOf(Command c, proto::Message::Reader m) {
 }  // namespace
 
 void Coordinator::send(int64_t id, const Run& run, const mact::Send& s) {
-  auto [what, fill] = commandFor(id, run.machine.spec(), s);
+  auto [what, fill] = commandFor(id, run.machine.spec(), s, publicKeyOf(run.machine.spec().source));
   Command c = s.command;
   OnProgress on_progress;
   if (c == Command::kSendCheckpoint) {
@@ -399,32 +391,32 @@ void Coordinator::send(int64_t id, const Run& run, const mact::Send& s) {
       std::move(on_progress));
 }
 
-// The source's final answer carries the migration's figures.
+// The source's final answer carries the migration's figures; the phases
+// timed here so far come first.
 void Coordinator::noteFigures(Run& run, proto::Message::Reader m) {
   if (!m.isMigration()) return;
-  auto f = m.getMigration();
-  run.figures["downtime_ms"] = f.getDowntimeMs();
-  run.figures["bytes_raw"] = f.getBytesRaw();
-  run.figures["bytes_wire"] = f.getBytesWire();
-  run.figures["compression"] = text(f.getCompression());
-  run.figures["final_bytes_wire"] = f.getFinalBytesWire();
-  run.figures["bytes_referenced"] = f.getBytesReferenced();
-  run.figures["precopy"] = text(f.getPrecopy());
-  run.figures["precopy_rounds"] = proto::precopyRoundsJson(f.getRounds());
-  for (auto w : f.getWarnings()) run.warnings.push_back(text(w));
-  run.figures["warnings"] = run.warnings;
-  for (auto p : f.getPhaseMs()) {
-    run.figures["phase_ms"].push_back({{"phase", text(p.getPhase())}, {"ms", p.getMs()}});
-  }
+  auto from = m.getMigration();
+  auto f = run.figures.get();
+  f.setDowntimeMs(from.getDowntimeMs());
+  f.setBytesRaw(from.getBytesRaw());
+  f.setBytesWire(from.getBytesWire());
+  f.setCompression(from.getCompression());
+  f.setFinalBytesWire(from.getFinalBytesWire());
+  f.setBytesReferenced(from.getBytesReferenced());
+  f.setPrecopy(from.getPrecopy());
+  f.setRounds(from.getRounds());
+  for (auto w : from.getWarnings()) run.warnings.push_back(text(w));
+  for (auto p : from.getPhaseMs()) run.figures.addPhase(text(p.getPhase()), p.getMs());
 }
 
 void Coordinator::persist(int64_t id, Run& run, const mact::Persist& p) {
   if (isFinal(p.phase)) {
-    run.figures["total_ms"] = msBetween(run.started, Steady::now());
-    run.figures["warnings"] = run.warnings;
+    run.figures.get().setTotalMs(static_cast<uint64_t>(msBetween(run.started, Steady::now())));
   }
   bool with_figures = isFinal(p.phase) || p.phase == Phase::kRestored;
-  store_.advance(id, p.phase, clock_(), p.error, with_figures ? run.figures.dump() : "");
+  if (with_figures) run.figures.setWarnings(run.warnings);
+  store_.advance(id, p.phase, clock_(), p.error,
+                 with_figures ? proto::figuresJson(run.figures.reader()) : "");
 }
 
 void Coordinator::recordCopy(const Run& run, const mact::RecordCopy& r) {
@@ -462,7 +454,7 @@ void Coordinator::finish(int64_t id, const mact::Finish& f) {
     }
   }
   OnMigrationDone done = std::move(run.on_done);
-  uint64_t downtime = run.figures.value("downtime_ms", uint64_t{0});
+  uint64_t downtime = run.figures.reader().getDowntimeMs();
   runs_.erase(it);
   if (done) done(id, f.failure, downtime);
 }

@@ -11,6 +11,10 @@ template <class... F>
 struct Overloaded : F... {
   using F::operator()...;
 };
+// C++20 deduces this for aggregates, but clang 14 does not implement that
+// (P1816): the guide keeps it building there (the fuzz build).
+template <class... F>
+Overloaded(F...) -> Overloaded<F...>;
 
 constexpr std::array<std::string_view, 8> kCommandNames = {
     "prepare-import", "send-image",     "prepare-receive", "send-checkpoint",

@@ -7,6 +7,7 @@
 // A rebalance is not resumed: its plan was for a cluster that has moved on.
 #include <algorithm>
 #include <map>
+#include <set>
 
 #include "coordinator/coordinator.h"
 #include "coordinator/coordinator_util.h"
@@ -79,8 +80,7 @@ Coordinator::Snapshot Coordinator::snapshot() {
     p.memory_bytes = c.memory_bytes;
     auto m = moved.find(c.name);
     p.last_moved_ms = m == moved.end() ? 0 : m->second;
-    auto x = container_extras_.find(c.name);
-    if (x != container_extras_.end()) p.secrets = x->second.secrets;
+    if (auto x = hosts_.extras(c.host, c.name)) p.secrets = x->secrets;
     s.containers.push_back(p);
   }
   // Class to class: the refusals of ferry_compat, computed once per pair.
@@ -186,12 +186,23 @@ Coordinator::Operation Coordinator::operationOf(const std::string& kind, const P
 int64_t Coordinator::beginRebalance(RebalanceOptions ro, std::optional<Client> client) {
   ro.now_ms = clock_();
   Snapshot s = snapshot();
-  if (!client) {
+  Plan plan;
+  if (client) {
+    plan = planRebalance(s.hosts, s.containers, s.compatible, ro);
+  } else {
     // By itself, it never picks what a migration would refuse at once.
-    std::erase_if(s.containers, [this](const PlanContainer& c) { return store_.hasCleanupFor(c.name); });
+    std::set<std::string> owing;
+    for (const auto& c : s.containers) {
+      if (store_.hasCleanupFor(c.name)) owing.insert(c.name);
+    }
+    plan = planPeriodicRebalance(s.hosts, s.containers, owing, s.compatible, ro);
+    if (plan.moves.empty()) {  // nobody to tell but the log
+      std::string why;
+      for (const auto& n : plan.notes) why += (why.empty() ? "" : "; ") + n;
+      log().info("periodic rebalance: nothing to move ({})", why);
+      return 0;
+    }
   }
-  Plan plan = planRebalance(s.hosts, s.containers, s.compatible, ro);
-  if (!client && plan.moves.empty()) return 0;  // nothing to do, nobody to tell
   Operation o = operationOf("rebalance", plan);
   o.client = client;
   store_.addEvent(clock_(), "cluster", "rebalance",
@@ -206,11 +217,20 @@ int64_t Coordinator::beginRebalance(RebalanceOptions ro, std::optional<Client> c
 }
 
 // --rebalance-every: only when nothing else moves containers around, so a
-// plan is never made over a cluster a drain is emptying.
+// plan is never made over a cluster a drain is emptying (planner.h says
+// what holds it back). Each period says in the log what it did.
 void Coordinator::periodicRebalance() {
-  if (!ops_.empty() || !runs_.empty() || !store_.activeDrains().empty()) return;
+  PeriodicRebalanceState state;
+  state.operations = ops_.size();
+  state.migrations = runs_.size();
+  for (const auto& d : store_.activeDrains()) state.drained_hosts.push_back(d.host);
   for (const auto& h : store_.hosts()) {
-    if (hostUp(h.name) && !connected_.count(h.name)) return;  // not heard since a restart: its load is old
+    // Not heard since a restart: its load is old.
+    if (hostUp(h.name) && !connected_.count(h.name)) state.unheard_hosts.push_back(h.name);
+  }
+  if (std::string hold = periodicRebalanceHold(state); !hold.empty()) {
+    log().info("periodic rebalance: not now ({})", hold);
+    return;
   }
   try {
     beginRebalance(opts_.rebalance, std::nullopt);

@@ -4,6 +4,8 @@
 #include "common/units.h"
 
 #include <algorithm>
+#include <cmath>
+#include <cstdio>
 #include <map>
 #include <optional>
 #include <set>
@@ -122,13 +124,26 @@ Plan planDrain(const std::string& host, const std::vector<PlanHost>& hosts,
   return plan;
 }
 
+namespace {
+// A mark as given (%g): it comes from the wire, so it may be huge, infinite
+// or NaN, which a cast to int could not show (and would be undefined).
+std::string markText(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
+}
+}  // namespace
+
 void validateRebalanceOptions(const RebalanceOptions& o) {
-  if (o.high_percent > 100 || o.low_percent < 0 || o.low_percent >= o.high_percent || o.max_moves < 1) {
+  // Written so that NaN fails it: every comparison with NaN is false.
+  bool ok = std::isfinite(o.high_percent) && std::isfinite(o.low_percent) &&
+            o.high_percent <= 100 && o.low_percent >= 0 && o.low_percent < o.high_percent &&
+            o.max_moves >= 1;
+  if (!ok) {
     throw Error(ErrorCategory::kInvalidInput,
                 "the low mark must be below the high one, the high one at most 100 and moves at least "
-                "1 (got low " + std::to_string(static_cast<int>(o.low_percent)) + ", high " +
-                    std::to_string(static_cast<int>(o.high_percent)) + ", " + std::to_string(o.max_moves) +
-                    " move(s))");
+                "1 (got low " + markText(o.low_percent) + ", high " + markText(o.high_percent) +
+                    ", " + std::to_string(o.max_moves) + " move(s))");
   }
 }
 
@@ -243,6 +258,38 @@ Plan planRebalance(const std::vector<PlanHost>& hosts, const std::vector<PlanCon
   }
   if (static_cast<int>(plan.moves.size()) >= opts.max_moves) {
     plan.notes.push_back("stopped at the limit of " + std::to_string(opts.max_moves) + " moves");
+  }
+  return plan;
+}
+
+std::string periodicRebalanceHold(const PeriodicRebalanceState& s) {
+  auto names = [](const std::vector<std::string>& v) {
+    std::string out;
+    for (const auto& n : v) out += (out.empty() ? "" : ", ") + n;
+    return out;
+  };
+  if (!s.drained_hosts.empty()) return "a drain of " + names(s.drained_hosts) + " is under way";
+  if (s.operations > 0) return "a drain or rebalance is under way";
+  if (s.migrations > 0) return std::to_string(s.migrations) + " migration(s) under way";
+  if (!s.unheard_hosts.empty()) {
+    return names(s.unheard_hosts) + " not heard from since the coordinator started";
+  }
+  return "";
+}
+
+Plan planPeriodicRebalance(const std::vector<PlanHost>& hosts,
+                           std::vector<PlanContainer> containers,
+                           const std::set<std::string>& owing, const ClassCompatible& compatible,
+                           const RebalanceOptions& opts) {
+  std::vector<std::string> left;
+  std::erase_if(containers, [&](const PlanContainer& c) {
+    if (!owing.count(c.name)) return false;
+    left.push_back(c.name);
+    return true;
+  });
+  Plan plan = planRebalance(hosts, containers, compatible, opts);
+  for (const auto& name : left) {
+    plan.notes.push_back(name + " owes cleanup from an earlier migration: not moved by itself");
   }
   return plan;
 }

@@ -17,6 +17,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -95,6 +96,31 @@ void validateRebalanceOptions(const RebalanceOptions& o);
 // host; never a container moved within the cool-down; at most max_moves.
 Plan planRebalance(const std::vector<PlanHost>& hosts, const std::vector<PlanContainer>& containers,
                    const ClassCompatible& compatible, const RebalanceOptions& opts);
+
+// --- the coordinator's own rebalance (ferry-coordinator --rebalance-every) ---
+
+// What the coordinator knows when a period comes round.
+struct PeriodicRebalanceState {
+  size_t operations = 0;                   // drains and rebalances under way
+  size_t migrations = 0;                   // migrations under way
+  std::vector<std::string> drained_hosts;  // drains recorded: running, or to resume
+  std::vector<std::string> unheard_hosts;  // up, not heard from since the coordinator started
+};
+// Why a periodic rebalance does not plan now, or "" when it may. Never beside
+// a drain (also one recorded but not resumed yet after a restart), another
+// rebalance or a migration: it would plan over a cluster that is moving.
+// Never before every up host has reported since the coordinator started:
+// their load would be from before.
+std::string periodicRebalanceHold(const PeriodicRebalanceState& s);
+
+// A periodic rebalance's plan: planRebalance over the containers that owe
+// no cleanup (`owing`): a migration of one is refused at once, so the
+// coordinator never picks one by itself. A note names each one left out; its
+// memory still counts in its host's load.
+Plan planPeriodicRebalance(const std::vector<PlanHost>& hosts,
+                           std::vector<PlanContainer> containers,
+                           const std::set<std::string>& owing, const ClassCompatible& compatible,
+                           const RebalanceOptions& opts);
 
 // Memory load in percent (0 for a host without capacity).
 double memoryPercent(const PlanHost& h);

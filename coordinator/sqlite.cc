@@ -1,6 +1,10 @@
 #include "coordinator/sqlite.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+
 #include "common/error.h"
+#include "common/fd.h"
 
 namespace ferry::coord {
 
@@ -15,9 +19,29 @@ namespace {
   throw Error(c, what + ": " + sqlite3_errmsg(db));
 }
 
+// Makes `file` (created if missing when `create`) mode 0600, never through a
+// symlink. SQLite gives the -wal and -shm files it creates the mode of the
+// database file, so a private database file is what keeps them private; ones
+// left by an older ferry (0644) are made private here too. umask would do the
+// same but is per process, and the coordinator has threads.
+void makePrivate(const std::filesystem::path& file, bool create) {
+  int flags = O_RDWR | O_CLOEXEC | O_NOFOLLOW | (create ? O_CREAT : 0);
+  UniqueFd fd(retryEintr([&] { return ::open(file.c_str(), flags, 0600); }));
+  if (!fd) {
+    if (!create && errno == ENOENT) return;
+    throw Error(ErrorCategory::kPermanent, "opening " + file.string(), errno);
+  }
+  if (::fchmod(fd.get(), 0600) != 0) {
+    throw Error(ErrorCategory::kPermanent, "chmod 600 " + file.string(), errno);
+  }
+}
+
 }  // namespace
 
 Database::Database(const std::filesystem::path& file) {
+  makePrivate(file, true);
+  makePrivate(file.string() + "-wal", false);
+  makePrivate(file.string() + "-shm", false);
   if (sqlite3_open_v2(file.c_str(), &db_,
                       SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
                       nullptr) != SQLITE_OK) {

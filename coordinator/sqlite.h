@@ -17,7 +17,9 @@ class Statement;
 class Database {
  public:
   // Opens (creating) the file, in WAL mode with full fsync: a committed
-  // step survives a crash of the process or the machine.
+  // step survives a crash of the process or the machine. The file and its
+  // -wal and -shm are mode 0600 (made so if they exist with another); a
+  // symlink at `file` is refused.
   explicit Database(const std::filesystem::path& file);
   ~Database();
   Database(const Database&) = delete;

@@ -9,9 +9,10 @@ namespace ferry::coord {
 namespace {
 
 // 1: first; 2: containers keyed by (host, name) -- two copies exist while
-// a migration is between its restore and its commit --, images, cleanups.
-constexpr int kSchemaVersion = 3;
-
+// a migration is between its restore and its commit --, images, cleanups;
+// 3: drains, host_load with capacity; 4: no host_load (liveness and load
+// are soft state, in the coordinator's memory: host_registry.h).
+constexpr int kSchemaVersion = 4;
 
 const char* kSchema = R"(
 CREATE TABLE IF NOT EXISTS hosts (
@@ -20,9 +21,6 @@ CREATE TABLE IF NOT EXISTS hosts (
 CREATE TABLE IF NOT EXISTS containers (
   name TEXT NOT NULL, host TEXT NOT NULL, image TEXT NOT NULL, status TEXT NOT NULL,
   memory_bytes INTEGER NOT NULL, PRIMARY KEY (host, name));
-CREATE TABLE IF NOT EXISTS host_load (
-  host TEXT PRIMARY KEY, cpu_permille INTEGER NOT NULL, memory_used INTEGER NOT NULL,
-  memory_total INTEGER NOT NULL, memory_capacity INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS drains (
   id INTEGER PRIMARY KEY AUTOINCREMENT, host TEXT NOT NULL, parallel INTEGER NOT NULL,
   deadline_ms INTEGER NOT NULL, active INTEGER NOT NULL, created_ms INTEGER NOT NULL);
@@ -60,8 +58,9 @@ StateStore::StateStore(const std::filesystem::path& file) : db_(file) {
   }
   // Version 1's containers table is only a cache of heartbeats: rebuilt.
   if (version == 1) db_.exec("DROP TABLE IF EXISTS containers");
-  // Before version 3 host_load had no capacity; it is a cache of heartbeats.
-  if (version >= 1 && version < 3) db_.exec("DROP TABLE IF EXISTS host_load");
+  // Before version 4 heartbeats' load was cached in host_load; it is kept
+  // in memory now, so the table goes (the rest is kept as it is).
+  if (version < 4) db_.exec("DROP TABLE IF EXISTS host_load");
   db_.exec(kSchema);
   db_.exec("PRAGMA user_version=" + std::to_string(kSchemaVersion));
 }
@@ -106,15 +105,6 @@ void StateStore::setCordoned(const std::string& name, bool cordoned) {
   Statement s = db_.prepare("UPDATE hosts SET cordoned=?2 WHERE name=?1");
   s.bind(1, name).bind(2, int64_t{cordoned}).run();
   if (db_.changes() == 0) throw Error(ErrorCategory::kInvalidInput, "no host '" + name + "'");
-}
-
-std::vector<std::string> StateStore::markDownSilentSince(int64_t cutoff_ms) {
-  std::vector<std::string> down;
-  Statement s = db_.prepare("SELECT name FROM hosts WHERE up=1 AND last_seen_ms < ?1");
-  s.bind(1, cutoff_ms);
-  while (s.step()) down.push_back(s.text(0));
-  db_.prepare("UPDATE hosts SET up=0 WHERE up=1 AND last_seen_ms < ?1").bind(1, cutoff_ms).run();
-  return down;
 }
 
 void StateStore::inTransaction(const std::function<void()>& body) {
@@ -198,28 +188,6 @@ void StateStore::replaceImages(const std::string& host, const std::vector<ImageR
           .run();
     }
   });
-}
-
-void StateStore::setLoad(const std::string& host, const LoadRow& l) {
-  db_.prepare(
-         "INSERT OR REPLACE INTO host_load (host, cpu_permille, memory_used, memory_total, "
-         "memory_capacity) VALUES (?1, ?2, ?3, ?4, ?5)")
-      .bind(1, host)
-      .bind(2, static_cast<int64_t>(l.cpu_percent * 10 + 0.5))
-      .bind(3, static_cast<int64_t>(l.memory_used_bytes))
-      .bind(4, static_cast<int64_t>(l.memory_total_bytes))
-      .bind(5, static_cast<int64_t>(l.memory_capacity_bytes))
-      .run();
-}
-
-LoadRow StateStore::load(const std::string& host) {
-  Statement s =
-      db_.prepare("SELECT cpu_permille, memory_used, memory_total, memory_capacity FROM host_load "
-                  "WHERE host=?1");
-  s.bind(1, host);
-  if (!s.step()) return {};
-  return {static_cast<double>(s.integer(0)) / 10, static_cast<uint64_t>(s.integer(1)),
-          static_cast<uint64_t>(s.integer(2)), static_cast<uint64_t>(s.integer(3))};
 }
 
 int64_t StateStore::beginDrain(const DrainRow& d, int64_t now_ms) {

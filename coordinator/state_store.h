@@ -38,14 +38,6 @@ struct ContainerRow {
   uint64_t memory_bytes = 0;
 };
 
-// A host's load from its last heartbeat.
-struct LoadRow {
-  double cpu_percent = 0;  // of the host's capacity, 0..100
-  uint64_t memory_used_bytes = 0;
-  uint64_t memory_total_bytes = 0;
-  uint64_t memory_capacity_bytes = 0;  // what it offers containers (planning)
-};
-
 struct DrainRow {
   int64_t id = 0;
   std::string host;
@@ -92,8 +84,6 @@ class StateStore {
   std::optional<HostRow> host(const std::string& name);
   std::vector<HostRow> hosts();
   void setCordoned(const std::string& name, bool cordoned);
-  // Marks hosts last seen before cutoff as down; returns those newly down.
-  std::vector<std::string> markDownSilentSince(int64_t cutoff_ms);
 
   // A heartbeat's full list for one host replaces what was known of it.
   // Containers are keyed by (host, name): while a migration is between its
@@ -107,8 +97,6 @@ class StateStore {
   std::optional<ContainerRow> container(const std::string& host, const std::string& name);
 
   void replaceImages(const std::string& host, const std::vector<ImageRow>& rows);
-  void setLoad(const std::string& host, const LoadRow& load);
-  LoadRow load(const std::string& host);  // zeros when never reported
   std::vector<ImageRow> images(const std::string& host);
 
   int64_t addCleanup(const CleanupRow& c, int64_t now_ms);

@@ -25,6 +25,7 @@
 
 #include "engine/bundle/bundle.h"
 #include "engine/checkpoint/checkpoint_output.h"
+#include "engine/container_log.h"
 #include "engine/engine_types.h"
 #include "engine/image/image_store.h"
 #include "engine/runtime/config.h"
@@ -53,7 +54,9 @@ class AgentEngine {
   virtual void remove(const std::string& name, bool force) = 0;
   virtual ContainerInfo inspect(const std::string& name) = 0;
   virtual std::vector<ContainerInfo> list() = 0;
-  virtual std::vector<LogLine> logs(const std::string& name) = 0;
+  // The container's log from `from` on, a chunk at a time, and whether it
+  // has ended (see engine/container_log.h).
+  virtual LogChunk logsFrom(const std::string& name, LogPosition from) = 0;
   // From the container's cgroup; 0 when unknown.
   virtual uint64_t memoryBytes(const std::string& name) const = 0;
   virtual uint64_t cpuUsec(const std::string& name) const = 0;

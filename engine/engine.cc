@@ -7,10 +7,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 #include <random>
 #include <set>
-#include <thread>
 
 #include "common/error.h"
 #include "common/random.h"
@@ -19,6 +19,7 @@
 #include "common/fs.h"
 #include "engine/spec/identity.h"
 #include "engine/spec/oci_spec.h"
+#include "engine/runtime/wait.h"
 #include "engine/store/overlay.h"
 #include "engine/spec/selinux_label.h"
 #include "engine/spec/workdir.h"
@@ -26,22 +27,6 @@
 namespace ferry {
 
 using nlohmann::json;
-using Clock = std::chrono::steady_clock;
-
-namespace {
-
-// Polls pred every 20 ms until it holds or the timeout passes.
-template <class Pred>
-bool pollUntil(std::chrono::milliseconds timeout, Pred&& pred) {
-  auto deadline = Clock::now() + timeout;
-  for (;;) {
-    if (pred()) return true;
-    if (Clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-}
-
-}  // namespace
 
 std::string_view statusName(ContainerStatus s) {
   switch (s) {
@@ -87,12 +72,43 @@ Engine::Engine(EngineConfig cfg, CommandRunner& runner)
       containers_(cfg_.root / "containers") {
   makeDirs(runcRoot(cfg_), 0700);
   makeDirs(cfg_.root / "logs", 0700);  // CRIU's dump and restore logs
+  makeDirs(cfg_.root / "locks", 0700);
 }
 
-FileLock Engine::lock() { return FileLock(cfg_.root / "lock"); }
+FileLock Engine::hostLock() { return FileLock(cfg_.root / "lock"); }
+
+FileLock Engine::containerLock(const std::string& name) {
+  validateName(name, "container name");  // it names a file
+  return FileLock(cfg_.root / "locks" / name);
+}
 
 fs::path Engine::logDir(const std::string& name, const std::string& what) const {
-  return cfg_.root / "logs" / (name + "-" + what + "-" + std::to_string(unixNow()));
+  // One directory per operation grew without end: a container migrated
+  // back and forth left a dump log (~50 KB) per move on each host. Only
+  // the newest few of each kind stay, enough for an error to point at.
+  constexpr size_t kKept = 3;
+  fs::path logs = cfg_.root / "logs";
+  std::string prefix = name + "-" + what + "-";
+  std::vector<fs::path> older;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(logs, ec)) {
+    std::string f = e.path().filename().string();
+    // NAME-WHAT-TIME: the time is all digits (another container's name
+    // may extend this one's, as web and web-checkpoint-x).
+    if (f.size() > prefix.size() && f.compare(0, prefix.size(), prefix) == 0 &&
+        f.find_first_not_of("0123456789", prefix.size()) == std::string::npos) {
+      older.push_back(e.path());
+    }
+  }
+  std::sort(older.begin(), older.end());  // same-length times: oldest first
+  // Milliseconds: two operations in one second shared a directory, the
+  // second's CRIU log overwriting the first's.
+  fs::path dir = logs / (prefix + std::to_string(unixMillis()));
+  older.erase(std::remove(older.begin(), older.end(), dir), older.end());
+  for (size_t i = 0; i + kKept <= older.size(); ++i) {
+    bestEffort("removing an old CRIU log", [&] { removeTree(older[i]); });
+  }
+  return dir;
 }
 
 const HostInfo& Engine::hostInfo() {
@@ -109,13 +125,17 @@ std::optional<int> Engine::exitCode(const std::string& name) const {
 }
 
 ContainerInfo Engine::inspectRecord(const ContainerRecord& rec) {
+  return inspectRecord(rec, runtime_.state(rec.name()));
+}
+
+ContainerInfo Engine::inspectRecord(const ContainerRecord& rec,
+                                    const std::optional<RuncState>& st) {
   ContainerInfo info{rec};
   if (rec.spec.sdnotify == "container") {
     NotifyState n = readNotifyState(containers_.paths(rec.name()).notify_state());
     info.ready = n.ready;
     info.notify_status = n.status;
   }
-  auto st = runtime_.state(rec.name());
   if (st && st->status != "stopped") {
     info.pid = st->pid;
     info.status = st->status == "running"  ? ContainerStatus::kRunning
@@ -136,8 +156,17 @@ ContainerInfo Engine::inspect(const std::string& name) {
 }
 
 std::vector<ContainerInfo> Engine::list() {
+  // One `runc list` for every container (the agent lists at each heartbeat).
+  // Records before runc's list: a container created in between is left out,
+  // not shown as exited.
+  std::vector<ContainerRecord> records = containers_.list();
+  std::map<std::string, RuncState> states = runtime_.list();
   std::vector<ContainerInfo> out;
-  for (const auto& rec : containers_.list()) out.push_back(inspectRecord(rec));
+  for (const auto& rec : records) {
+    auto it = states.find(rec.name());
+    out.push_back(
+        inspectRecord(rec, it == states.end() ? std::nullopt : std::optional(it->second)));
+  }
   return out;
 }
 
@@ -250,7 +279,7 @@ std::map<std::string, std::vector<std::string>> Engine::secretUsers() const {
 }
 
 void Engine::removeSecret(const std::string& name) {
-  FileLock held = lock();  // no container is created with it meanwhile
+  FileLock held = hostLock();  // no container is created with it meanwhile
   secrets_.secretMustExist(name, cfg_.host_name);
   auto users = secretUsers();
   if (auto it = users.find(name); it != users.end()) {
@@ -261,7 +290,7 @@ void Engine::removeSecret(const std::string& name) {
 }
 
 void Engine::serveNotify() {
-  FileLock held = lock();
+  FileLock held = hostLock();
   serve_notify_ = true;
   for (const auto& rec : containers_.list()) {
     if (rec.spec.sdnotify != "container") continue;
@@ -349,6 +378,9 @@ void Engine::prepareVolumeOptions(const ContainerRecord& rec, const Identity& wh
     }
     std::pair<std::string, std::string> dirs;
     if (v.overlay) {
+      // Only a create acts on an O volume (and its upperdir/workdir, host
+      // paths the user gave): a restored record never carries one.
+      if (!creating) throw Error(ErrorCategory::kPermanent, "internal: restoring overlay volume " + v.name);
       fs::path upper = v.upperdir.empty() ? p.dir / "volume-overlays" / v.name / "upper" : fs::path(v.upperdir);
       fs::path work = v.workdir.empty() ? p.dir / "volume-overlays" / v.name / "work" : fs::path(v.workdir);
       makeDirs(upper, 0755);
@@ -388,7 +420,8 @@ void Engine::discard(const std::string& name) {
 
 ContainerInfo Engine::create(const ContainerSpec& spec) {
   validateName(spec.name, "container name");
-  FileLock held = lock();
+  FileLock mine = containerLock(spec.name);
+  FileLock host = hostLock();  // the name, its SELinux level, new volumes
   return withContext("creating container " + spec.name + " on " + cfg_.host_name, [&] {
     if (containers_.find(spec.name)) {
       throw Error(ErrorCategory::kInvalidInput, "a container named '" + spec.name +
@@ -432,7 +465,7 @@ ContainerInfo Engine::create(const ContainerSpec& spec) {
 }
 
 ContainerInfo Engine::start(const std::string& name) {
-  FileLock held = lock();
+  FileLock held = containerLock(name);
   return withContext("starting " + name + " on " + cfg_.host_name, [&] {
     ContainerRecord rec = containers_.get(name, cfg_.host_name);
     runtime_.start(name);
@@ -453,16 +486,21 @@ ContainerInfo Engine::run(const ContainerSpec& spec) {
   }
 }
 
-void Engine::waitForExit(const std::string& name, std::chrono::milliseconds timeout) {
-  pollUntil(timeout, [&] {
-    auto st = runtime_.state(name);
-    return !st || st->status == "stopped";
-  });
+bool Engine::waitForExit(const std::string& name, std::chrono::milliseconds timeout) {
+  // The container's init is conmon's child, not ours; a pidfd still waits
+  // for it. runc's state after opening it confirms the pid was that init's
+  // (runc checks its start time), so a reused pid is never waited on.
+  auto st = runtime_.state(name);
+  if (!st || st->status == "stopped") return true;
+  PidFd init = PidFd::open(st->pid);
+  auto again = runtime_.state(name);
+  if (!again || again->status == "stopped" || again->pid != st->pid) return true;
+  return init.waitExit(timeout);
 }
 
 ContainerInfo Engine::stop(const std::string& name, std::chrono::milliseconds timeout,
                            std::optional<int> given) {
-  FileLock held = lock();  // never in the middle of a checkpoint or restore
+  FileLock held = containerLock(name);  // never in the middle of its checkpoint or restore
   return withContext("stopping " + name + " on " + cfg_.host_name, [&] {
     ContainerInfo info = inspect(name);
     const std::string& configured = info.record.spec.stop_signal;
@@ -473,21 +511,21 @@ ContainerInfo Engine::stop(const std::string& name, std::chrono::milliseconds ti
     }
     if (info.status == ContainerStatus::kPaused) runtime_.resume(name);
     runtime_.kill(name, signal);
-    waitForExit(name, timeout);
-    if (inspect(name).status == ContainerStatus::kRunning) {
+    if (!waitForExit(name, timeout)) {
       engineLog().warn("[{}] did not exit within {} ms of signal {}; killing", name,
                      timeout.count(), signal);
       runtime_.kill(name, SIGKILL);
       waitForExit(name, std::chrono::seconds(10));
     }
     // conmon writes the exit code just after the process is reaped.
-    pollUntil(std::chrono::seconds(5), [&] { return exitCode(name).has_value(); });
+    waitForFile(containers_.paths(name).exit_dir() / name, std::chrono::seconds(5),
+                [&] { return exitCode(name).has_value(); });
     return inspect(name);
   });
 }
 
 void Engine::kill(const std::string& name, int signal) {
-  FileLock held = lock();
+  FileLock held = containerLock(name);
   withContext("signalling " + name + " on " + cfg_.host_name, [&] {
     containers_.get(name, cfg_.host_name);
     runtime_.kill(name, signal);
@@ -495,7 +533,7 @@ void Engine::kill(const std::string& name, int signal) {
 }
 
 void Engine::pause(const std::string& name) {
-  FileLock held = lock();
+  FileLock held = containerLock(name);
   withContext("pausing " + name + " on " + cfg_.host_name, [&] {
     containers_.get(name, cfg_.host_name);
     runtime_.pause(name);
@@ -503,14 +541,20 @@ void Engine::pause(const std::string& name) {
 }
 
 void Engine::resume(const std::string& name) {
-  FileLock held = lock();
+  FileLock held = containerLock(name);
   withContext("resuming " + name + " on " + cfg_.host_name, [&] {
     containers_.get(name, cfg_.host_name);
     runtime_.resume(name);
   });
 }
 
-void Engine::removeEmptyCgroups() {
+void Engine::removeEmptyCgroupsIfIdle() {
+  // Only when this host has no container left, decided under the host's
+  // lock: a create or restore records its container under it before runc
+  // makes the cgroups, so none is between runc's mkdir of a parent and of
+  // its own cgroup (an rmdir there would fail its launch).
+  FileLock host = hostLock();
+  if (!containers_.list().empty()) return;
   // v2: one tree; v1: one per controller. Parents we made are removed only
   // when empty (rmdir fails otherwise, which is fine).
   std::vector<fs::path> bases = {"/sys/fs/cgroup"};
@@ -561,7 +605,7 @@ uint64_t Engine::cpuUsec(const std::string& name) const {
 }
 
 void Engine::remove(const std::string& name, bool force) {
-  FileLock held = lock();
+  FileLock held = containerLock(name);
   withContext("removing " + name + " on " + cfg_.host_name, [&] {
     ContainerRecord rec = containers_.get(name, cfg_.host_name);
     ContainerInfo info = inspectRecord(rec);
@@ -571,84 +615,32 @@ void Engine::remove(const std::string& name, bool force) {
                   "container is " + std::string(statusName(info.status)) +
                       "; stop it first or remove it with force (-f)");
     }
+    // conmon exits once its container is gone; wait so no monitor outlives
+    // it. Held before the delete, so its exit cannot be missed.
+    PidFd conmon = conmonPidFd(containers_.paths(name).conmon_pid(), name);
     runtime_.remove(name, true);
-    // conmon exits once its container is gone; wait so no monitor outlives it.
-    pid_t conmon = 0;
-    std::ifstream(containers_.paths(name).conmon_pid()) >> conmon;
-    pollUntil(std::chrono::seconds(10), [&] { return !processAlive(conmon); });
+    conmon.waitExit(std::chrono::seconds(10));
     discard(name);
-    removeEmptyCgroups();
+    removeEmptyCgroupsIfIdle();
+    held.removeFile();
     engineLog().info("[{}] removed", name);
   });
 }
 
-void writeLogTail(const fs::path& log, ByteSink& out, uint64_t max) {
-  UniqueFd fd(::open(log.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) {
-    if (errno == ENOENT) return;
-    throwErrno("open " + log.string());
-  }
-  struct stat st {};
-  if (::fstat(fd.get(), &st) != 0) throwErrno("stat " + log.string());
-  uint64_t size = static_cast<uint64_t>(st.st_size);
-  uint64_t from = size > max ? size - max : 0;
-  std::string buf(1 << 16, '\0');
-  bool at_line = from == 0;
-  if (!at_line) {  // a cut right after a newline keeps that line
-    char before = 0;
-    at_line = ::pread(fd.get(), &before, 1, static_cast<off_t>(from - 1)) == 1 && before == '\n';
-  }
-  if (::lseek(fd.get(), static_cast<off_t>(from), SEEK_SET) < 0) throwErrno("seek " + log.string());
-  // conmon appends meanwhile: take what there was at the stat, no more,
-  // and only whole lines (a line half written goes with the next one).
-  std::string partial;
-  for (uint64_t left = size - from; left > 0;) {
-    ssize_t n = retryEintr([&] { return ::read(fd.get(), buf.data(), std::min<uint64_t>(buf.size(), left)); });
-    if (n < 0) throwErrno("read " + log.string());
-    if (n == 0) break;
-    left -= static_cast<uint64_t>(n);
-    std::string_view chunk(buf.data(), static_cast<size_t>(n));
-    if (!at_line) {
-      size_t nl = chunk.find('\n');
-      if (nl == std::string_view::npos) continue;
-      chunk.remove_prefix(nl + 1);
-      at_line = true;
-    }
-    size_t last_nl = chunk.rfind('\n');
-    if (last_nl == std::string_view::npos) {
-      partial.append(chunk);
-      continue;
-    }
-    if (!partial.empty()) {
-      out.write(partial);
-      partial.clear();
-    }
-    out.write(chunk.substr(0, last_nl + 1));
-    partial.assign(chunk.substr(last_nl + 1));
-  }
-}
-
 std::vector<LogLine> Engine::logs(const std::string& name) {
   containers_.get(name, cfg_.host_name);
-  std::ifstream in(containers_.paths(name).log());
-  std::vector<LogLine> out;
-  std::string line;
-  bool continuing = false;
-  while (std::getline(in, line)) {
-    // k8s-file: "<time> <stream> <F|P> <text>"; P marks a partial line.
-    auto s1 = line.find(' ');
-    auto s2 = s1 == std::string::npos ? s1 : line.find(' ', s1 + 1);
-    auto s3 = s2 == std::string::npos ? s2 : line.find(' ', s2 + 1);
-    if (s3 == std::string::npos) continue;
-    std::string text = line.substr(s3 + 1);
-    if (continuing) {
-      out.back().text += text;
-    } else {
-      out.push_back({line.substr(0, s1), line.substr(s1 + 1, s2 - s1 - 1), text});
-    }
-    continuing = line.compare(s2 + 1, 1, "P") == 0;
-  }
-  return out;
+  return readWholeLog(containers_.paths(name).log());
+}
+
+LogChunk Engine::logsFrom(const std::string& name, LogPosition from) {
+  // Looked at before the read: conmon writes the exit code only after it has
+  // drained the container's pipes into the log, so an exit seen here means
+  // the read below holds all of the output.
+  ContainerInfo info = inspect(name);
+  bool ended = info.status == ContainerStatus::kExited && info.exit_code.has_value();
+  LogChunk c = readLog(containers_.paths(name).log(), from, kLogChunkBytes, /*final=*/ended);
+  c.ended = ended;
+  return c;
 }
 
 }  // namespace ferry

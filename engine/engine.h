@@ -28,6 +28,7 @@
 
 #include "engine/agent_engine.h"
 #include "engine/bundle/bundle.h"
+#include "engine/container_log.h"
 #include "engine/engine_types.h"
 #include "engine/checkpoint/checkpoint_output.h"
 #include "compat/compat.h"
@@ -62,12 +63,6 @@ namespace ferry {
 // metadata, the first record, rather than at the log, the last.
 inline constexpr int kCheckpointFormat = 2;
 inline constexpr int kOldestCheckpointFormat = 1;
-inline constexpr uint64_t kCarriedLogBytes = 16u << 20;
-
-// Writes the end of a container's log to `out`: at most `max` bytes,
-// starting at a line's start (all of it when smaller); nothing for a
-// missing log.
-void writeLogTail(const std::filesystem::path& log, ByteSink& out, uint64_t max = kCarriedLogBytes);
 
 // The engine on this host, over runc, conmon and CRIU; the AgentEngine the
 // agent runs on. Tools and tests use its full surface.
@@ -109,7 +104,9 @@ class Engine final : public AgentEngine {
   void remove(const std::string& name, bool force) override;
   ContainerInfo inspect(const std::string& name) override;
   std::vector<ContainerInfo> list() override;
-  std::vector<LogLine> logs(const std::string& name) override;
+  // Every whole line of the container's log (engine/container_log.h).
+  std::vector<LogLine> logs(const std::string& name);
+  LogChunk logsFrom(const std::string& name, LogPosition from) override;
   // Anonymous memory of the container's processes, from its memory cgroup
   // (v1 memory.stat total_rss, v2 memory.stat anon); 0 when unknown. What a
   // checkpoint of it will roughly weigh.
@@ -166,15 +163,24 @@ class Engine final : public AgentEngine {
   // Restores a bundle (`restore --import`): read into a staging directory
   // with every checksum verified -- compatibility is checked as soon as the
   // metadata has arrived -- then restored as above. Staging never stays.
-  // The host lock is not held while the bytes arrive, only to admit and to
-  // restore.
+  // No lock is held while the bytes arrive; the container's while it is
+  // admitted and restored.
   RestoreResult importCheckpoint(ByteSource& in, const RestoreOptions& opts,
                                  const BundleLimits& limits = {}) override;
 
  private:
-  FileLock lock();
+  // Locks. A container's lock is held through everything done to it -- a
+  // create, a stop, a whole checkpoint and its stream, a restore -- so work
+  // on one container never waits on another's. The host's lock is held
+  // briefly, for what spans containers: which names exist (create, restore
+  // admission), SELinux levels, secrets in use, notify sockets. Order: a
+  // container's lock before the host's; the host's is never held while
+  // waiting for a container's.
+  FileLock hostLock();
+  FileLock containerLock(const std::string& name);
   // Where CRIU writes the log of one operation on a container; kept after
-  // failures so errors can point at it.
+  // failures so errors can point at it. Removes the older ones of that
+  // container and kind but the newest two (with this one, three are kept).
   std::filesystem::path logDir(const std::string& name, const std::string& what) const;
   using OutputFactory = std::function<std::unique_ptr<CheckpointOutput>()>;
   // The output is made only once the container is known to be checkpointable.
@@ -186,9 +192,13 @@ class Engine final : public AgentEngine {
   std::vector<Finding> admit(const nlohmann::json& metadata, const RestoreOptions& opts,
                              bool log_warnings = true);
   // `origin` (the directory, or "bundle") goes into the record's restored_from.
+  // Admits (under the host's lock) and restores; the caller holds the
+  // container's lock.
   RestoreResult restoreStaged(const std::filesystem::path& dir, const RestoreOptions& opts,
-                              const std::string& origin);
+                              const std::string& origin, bool log_warnings);
   ContainerInfo inspectRecord(const ContainerRecord& rec);
+  // The same from a runc state already read (nullopt: runc does not know it).
+  ContainerInfo inspectRecord(const ContainerRecord& rec, const std::optional<RuncState>& st);
   // `creating`: the first time (U chowns then); false for a restore.
   void writeSpec(const ContainerRecord& rec, const ImageRecord& image, bool creating);
   void assignLabels(ContainerRecord& rec);
@@ -199,10 +209,12 @@ class Engine final : public AgentEngine {
                             bool creating);
   ConmonLaunch launchFor(const std::string& name) const;
   void discard(const std::string& name);  // unmount + erase, no runc
-  void removeEmptyCgroups();
+  void removeEmptyCgroupsIfIdle();
   // The processes in the container's cgroup (empty when it has none).
   std::vector<pid_t> cgroupPids(const std::string& name) const;
-  void waitForExit(const std::string& name, std::chrono::milliseconds timeout);
+  // Whether the container's process has exited within the timeout (blocks
+  // on its pidfd; also true when runc does not know the container).
+  bool waitForExit(const std::string& name, std::chrono::milliseconds timeout);
   std::optional<int> exitCode(const std::string& name) const;
 
   EngineConfig cfg_;

@@ -143,7 +143,7 @@ class LogSettle {
 
 CheckpointResult Engine::checkpointTo(const std::string& name, const OutputFactory& make_output,
                                       const CheckpointOptions& opts) {
-  FileLock held = lock();
+  FileLock held = containerLock(name);  // through the dump and the stream
   auto t0 = Clock::now();
   ContainerRecord rec = containers_.get(name, cfg_.host_name);
   ContainerInfo info = inspectRecord(rec);

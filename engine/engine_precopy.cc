@@ -37,7 +37,7 @@ PrecopyRound Engine::precopy(const std::string& name, BundleWriter& out) {
   ContainerRecord rec;
   fs::path lower;
   {
-    FileLock held = lock();
+    FileLock held = containerLock(name);
     rec = containers_.get(name, cfg_.host_name);
     if (inspectRecord(rec).status != ContainerStatus::kRunning) {
       throwInvalidInput(name + " is not running; only a running container is pre-copied");

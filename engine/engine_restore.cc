@@ -2,7 +2,6 @@
 // compatibility, image, volumes -- from its metadata alone, before anything
 // is written), then rebuild the container from the staged layout.
 #include <fcntl.h>
-#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -14,6 +13,7 @@
 #include "common/fs.h"
 #include "engine/image/layer_apply.h"
 #include "common/log.h"
+#include "engine/store/carried_record.h"
 #include "engine/store/overlay.h"
 
 namespace ferry {
@@ -43,14 +43,9 @@ Metadata parseMetadata(const json& j) {
     m.options.leave_running = o.value("leave_running", false);
     m.options.tcp_established = o.value("tcp_established", false);
     m.options.file_locks = o.value("file_locks", false);
-    // Names become paths on this host: check them before anything uses them.
-    validateName(m.container.name(), "container name in the checkpoint");
-    validateVolumes(m.container.spec.volumes);
-    // The image is matched by exact id only: a name or a prefix here could
-    // put CRIU's memory over another image.
-    const std::string& id = m.container.image_id;
-    bool hex = id.size() == 64 && id.find_first_not_of("0123456789abcdef") == std::string::npos;
-    if (!hex) throwInvalidInput("the checkpoint's image id is not a sha256 digest");
+    // Names become paths on this host, volumes mounts, labels contexts:
+    // check the whole record before anything uses it.
+    validateCarriedRecord(m.container);
     return m;
   } catch (const json::exception& e) {
     throwInvalidInput(std::string("unreadable checkpoint.json: ") + e.what());
@@ -80,6 +75,11 @@ void applyArchive(const fs::path& archive, const fs::path& root, Whiteouts mode)
 std::vector<Finding> Engine::admit(const json& metadata, const RestoreOptions& opts,
                                    bool log_warnings) {
   Metadata m = parseMetadata(metadata);
+  if (!opts.expect_container.empty() && m.container.name() != opts.expect_container) {
+    throwInvalidInput("this stream was prepared for container '" + opts.expect_container +
+                      "', but it carries a bundle of '" + m.container.name() +
+                      "'; refused, nothing restored (migrate each container by its own name)");
+  }
   std::string name = opts.name.empty() ? m.container.name() : opts.name;
   validateName(name, "container name");
   if (auto existing = containers_.find(name); existing && !existing->checkpointed) {
@@ -111,48 +111,45 @@ std::vector<Finding> Engine::admit(const json& metadata, const RestoreOptions& o
   return warnings;
 }
 
+namespace {
+
+std::string restoredName(const json& metadata, const RestoreOptions& opts) {
+  std::string name = opts.name.empty() ? parseMetadata(metadata).container.name() : opts.name;
+  validateName(name, "container name");
+  return name;
+}
+
+}  // namespace
+
 RestoreResult Engine::restore(const fs::path& dir_in, const RestoreOptions& opts) {
-  FileLock held = lock();
   fs::path dir = fs::absolute(dir_in);
   return withContext("restoring from " + dir.string() + " on " + cfg_.host_name, [&] {
     verifyDirectory(dir);
-    std::vector<Finding> warnings = admit(readMetadataFile(dir), opts);
-    RestoreResult r = restoreStaged(dir, opts, opts.origin.empty() ? dir.string() : opts.origin);
-    r.warnings = std::move(warnings);
-    return r;
+    FileLock held = containerLock(restoredName(readMetadataFile(dir), opts));
+    return restoreStaged(dir, opts, opts.origin.empty() ? dir.string() : opts.origin,
+                         /*log_warnings=*/true);
   });
 }
 
 RestoreResult Engine::importCheckpoint(ByteSource& in, const RestoreOptions& opts,
                                        const BundleLimits& limits) {
-  // The host lock is held to admit and to restore, not while the bytes
-  // arrive (a stream may take minutes; the host's other work goes on).
-  // restoreStaged admits again under the lock: the host may have changed.
+  // No lock is held while the bytes arrive (a stream may take minutes; the
+  // host's other work goes on): the host's to admit from the metadata, then
+  // the container's to restore, which admits again (the host may have
+  // changed meanwhile).
   return withContext("importing a checkpoint on " + cfg_.host_name, [&] {
     TempDir stage(cfg_.root / "staging", "import-" + std::to_string(::getpid()) + "-");
     // A bundle may not fill this host's disk: its budget is the free space
     // less a margin (a full disk is refused cleanly, not hit).
-    BundleLimits bounded = limits;
-    struct statvfs vfs;
-    if (::statvfs(stage.path().c_str(), &vfs) == 0) {
-      uint64_t free_bytes = uint64_t{vfs.f_bavail} * vfs.f_frsize;
-      uint64_t margin = uint64_t{256} << 20;
-      uint64_t budget = free_bytes > margin ? free_bytes - margin : 0;
-      if (budget < bounded.max_total_bytes) {
-        bounded.max_total_bytes = budget;
-        bounded.max_total_reason = "what " + cfg_.host_name + " has free for it (" +
-                                   formatBytes(free_bytes) + " free in " + stage.path().parent_path().string() +
-                                   ", less a 256 MiB margin)";
-      }
-    }
+    BundleLimits bounded = boundedByFreeDisk(limits, stage.path().parent_path(), cfg_.host_name);
     std::vector<Finding> warnings;
     readBundle(in, stage.path(), bounded, [&](const json& meta) {
-      FileLock held = lock();
+      FileLock host = hostLock();
       warnings = admit(meta, opts);
     });
-    FileLock held = lock();
-    admit(readMetadataFile(stage.path()), opts, /*log_warnings=*/false);
-    RestoreResult r = restoreStaged(stage.path(), opts, opts.origin.empty() ? "bundle" : opts.origin);
+    FileLock held = containerLock(restoredName(readMetadataFile(stage.path()), opts));
+    RestoreResult r = restoreStaged(stage.path(), opts, opts.origin.empty() ? "bundle" : opts.origin,
+                                    /*log_warnings=*/false);
     r.warnings = std::move(warnings);
     // Staging (the whole checkpoint) goes after the verdict, not before it;
     // a crash leaves it to removeStaleStaging (its name carries our pid).
@@ -162,13 +159,22 @@ RestoreResult Engine::importCheckpoint(ByteSource& in, const RestoreOptions& opt
 }
 
 RestoreResult Engine::restoreStaged(const fs::path& dir, const RestoreOptions& opts,
-                                    const std::string& origin) {
+                                    const std::string& origin, bool log_warnings) {
   auto t0 = Clock::now();
-  Metadata meta = parseMetadata(readMetadataFile(dir));
+  const json metadata = readMetadataFile(dir);
+  Metadata meta = parseMetadata(metadata);
   ContainerRecord rec = meta.container;
   if (!opts.name.empty()) rec.spec.name = opts.name;
   const std::string name = rec.name();
   return withContext("restoring " + name, [&] {
+    RestoreResult result;
+    // Under the host's lock it is admitted (again: the host may have changed
+    // since a bundle's metadata arrived), given its SELinux level, recorded,
+    // and its volumes claimed; from then on no other create or restore can
+    // take its name, its level or a volume it replaces. The long part -- the
+    // archives and CRIU -- runs under its own lock alone.
+    std::optional<FileLock> host(hostLock());
+    result.warnings = admit(metadata, opts, log_warnings);
     if (containers_.find(name)) {
       // Admitted, so it is checkpointed: its state is all in its checkpoint.
       runtime_.remove(name, true);
@@ -182,16 +188,13 @@ RestoreResult Engine::restoreStaged(const fs::path& dir, const RestoreOptions& o
     rec.host = cfg_.host_name;
     rec.checkpointed = false;
     rec.restored_from = meta.source.host_name + ":" + origin;
+    rec.checkpoint_dir.clear();  // the source's path, not this host's
     rec.started_unix = unixNow();
-    RestoreResult result;
     assignLabels(rec);
     // CRIU's restore.log outlives a failed restore: the error points at it.
     fs::path restore_work = logDir(name, "restore");
     try {
       containers_.save(rec);
-      makeDirs(p.upper());
-      applyArchive(dir / "rootfs.tar", p.upper(), Whiteouts::kToOverlay);
-      mountOverlay({images_.rootfs(image.id), p.upper(), p.work(), p.rootfs(), rec.mount_label});
       for (const auto& v : rec.spec.volumes) {
         fs::path target = volumes_.path(v.name);
         if (pathExists(target)) {
@@ -203,7 +206,13 @@ RestoreResult Engine::restoreStaged(const fs::path& dir, const RestoreOptions& o
           new_volumes.push_back(v.name);
         }
         makeDirs(target);
-        applyArchive(dir / "volumes" / (v.name + ".tar"), target, Whiteouts::kAsFiles);
+      }
+      host.reset();
+      makeDirs(p.upper());
+      applyArchive(dir / "rootfs.tar", p.upper(), Whiteouts::kToOverlay);
+      mountOverlay({images_.rootfs(image.id), p.upper(), p.work(), p.rootfs(), rec.mount_label});
+      for (const auto& v : rec.spec.volumes) {
+        applyArchive(dir / "volumes" / (v.name + ".tar"), volumes_.path(v.name), Whiteouts::kAsFiles);
       }
       writeSpec(rec, image, /*creating=*/false);
       prepareNotify(rec, /*restoring=*/true);
@@ -219,13 +228,13 @@ RestoreResult Engine::restoreStaged(const fs::path& dir, const RestoreOptions& o
       bestEffort("runc delete", [&] { runtime_.remove(name, true); });
       bestEffort("removing the container's files", [&] { discard(name); });
       for (const auto& v : new_volumes) bestEffort("removing a new volume", [&] { volumes_.remove(v); });
-      for (const auto& [target, aside] : set_aside) {
+      // A pair, not a structured binding: clang 14 cannot capture those.
+      for (const auto& moved : set_aside) {
         bestEffort("putting a replaced volume back", [&] {
-          removeTree(target);
-          fs::rename(aside, target);
+          removeTree(moved.first);
+          fs::rename(moved.second, moved.first);
         });
       }
-      bestEffort("removing empty cgroups", [&] { removeEmptyCgroups(); });
       throw;
     }
     // The container runs: from here on nothing may turn this into a failure

@@ -71,6 +71,10 @@ struct RestoreOptions {
   // empty: the directory, or "bundle" for an import. A migration puts its
   // id here so that its rollback removes only what it restored itself.
   std::string origin;
+  // When set, the checkpoint must be of the container of this name (as
+  // recorded): a migration's target takes only the container the stream
+  // was prepared for. Checked from the metadata, before anything restores.
+  std::string expect_container;
 };
 
 struct RestoreResult {

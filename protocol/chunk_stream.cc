@@ -1,6 +1,7 @@
 #include "protocol/chunk_stream.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 
 #include "protocol/framing.h"
@@ -75,9 +76,22 @@ void checkVersion(StreamMessage::Reader m) {
   }
 }
 
+// Waits up to `timeout` for a message. A signal does not end the wait: a
+// handler (the agent's SIGTERM) may run on a stream's thread, and poll then
+// fails with EINTR.
 bool pollIn(zmq::socket_t& s, std::chrono::milliseconds timeout) {
-  zmq::pollitem_t item{s.handle(), 0, ZMQ_POLLIN, 0};
-  return zmq::poll(&item, 1, timeout) > 0;
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    zmq::pollitem_t item{s.handle(), 0, ZMQ_POLLIN, 0};
+    try {
+      return zmq::poll(&item, 1, timeout) > 0;
+    } catch (const zmq::error_t& e) {
+      if (e.num() != EINTR) throw;
+    }
+    timeout = std::max(std::chrono::milliseconds(0),
+                       std::chrono::duration_cast<std::chrono::milliseconds>(
+                           deadline - std::chrono::steady_clock::now()));
+  }
 }
 
 }  // namespace
@@ -213,7 +227,10 @@ ChunkReceiver::ChunkReceiver(zmq::context_t& ctx, const std::string& endpoint, s
       opts_(opts), hash_(XXH3_createState()) {
   XXH3_64bits_reset(hash_);
   applySocketLimits(sock_);
-  if (opts_.own_keys) makeCurveServer(sock_, *opts_.own_keys);
+  if (opts_.own_keys) {
+    makeCurveServer(sock_, *opts_.own_keys);
+    if (!opts_.zap_domain.empty()) sock_.set(zmq::sockopt::zap_domain, opts_.zap_domain);
+  }
   sock_.bind(endpoint);
 }
 
@@ -221,6 +238,11 @@ ChunkReceiver::~ChunkReceiver() { XXH3_freeState(hash_); }
 
 std::string ChunkReceiver::endpoint() const { return sock_.get(zmq::sockopt::last_endpoint); }
 
+// The deadline is set once per wait and moved by nothing but the accepted
+// sender: frames of other peers -- refused opens, chunks on a connection
+// that never opened, garbage -- are handled (answered or dropped) without
+// ending the wait, so a stranger sending every 100 ms cannot keep the
+// stream (its worker, the container's busy mark) alive past its timeout.
 void ChunkReceiver::receive(const std::string& waiting_for) {
   auto deadline = std::chrono::steady_clock::now() + opts_.timeout;
   for (;;) {
@@ -243,14 +265,13 @@ void ChunkReceiver::receive(const std::string& waiting_for) {
       if (!sock_.recv(extra, zmq::recv_flags::dontwait)) break;
       frame = std::move(extra);
     }
-    handle(identity, frame);
-    return;
+    if (handle(identity, frame)) return;
   }
 }
 
-void ChunkReceiver::handle(const zmq::message_t& identity, const zmq::message_t& frame) {
+bool ChunkReceiver::handle(const zmq::message_t& identity, const zmq::message_t& frame) {
   std::string from(static_cast<const char*>(identity.data()), identity.size());
-  if (!peer_.empty() && from != peer_) return;  // only the accepted sender counts
+  if (!peer_.empty() && from != peer_) return false;  // only the accepted sender counts
   if (peer_.empty()) return admit(identity, frame);
   Decoded d(frame);
   guard([&] {
@@ -288,12 +309,13 @@ void ChunkReceiver::handle(const zmq::message_t& identity, const zmq::message_t&
         violation("unexpected message from the sender");
     }
   });
+  return true;
 }
 
 // Before a sender is accepted, anything that is not an Open with the token
 // -- garbage included -- is answered with a refusal and otherwise ignored: a
 // stranger cannot end a stream it may not join.
-void ChunkReceiver::admit(const zmq::message_t& identity, const zmq::message_t& frame) {
+bool ChunkReceiver::admit(const zmq::message_t& identity, const zmq::message_t& frame) {
   try {
     Decoded d(frame);
     bool ok = guard([&] {
@@ -308,7 +330,7 @@ void ChunkReceiver::admit(const zmq::message_t& identity, const zmq::message_t& 
     if (ok) {
       peer_.assign(static_cast<const char*>(identity.data()), identity.size());
       grant(opts_.window);
-      return;
+      return true;
     }
   } catch (const Error&) {
     // Malformed: refused below like a wrong token.
@@ -319,6 +341,7 @@ void ChunkReceiver::admit(const zmq::message_t& identity, const zmq::message_t& 
     fillError(r.initDone().initError(),
               Error(ferry::ErrorCategory::kInvalidInput, "stream token refused"), host_);
   }), zmq::send_flags::none);
+  return false;
 }
 
 void ChunkReceiver::grant(uint32_t chunks) {

@@ -38,6 +38,9 @@ struct StreamOptions {
   // sender a client that must know the receiver's public key.
   std::optional<KeyPair> own_keys;
   std::string peer_public_key;  // the sender's view of the receiver
+  // Receiver with own_keys: the ZAP domain of its socket (default "ferry"),
+  // e.g. a StreamKeys::Vouch's, which admits only the key vouched for it.
+  std::string zap_domain;
   // Receiver: when set and true, a wait ends with Error kRetryable within
   // 100 ms (the caller gave up on the stream).
   const std::atomic<bool>* cancel = nullptr;
@@ -94,7 +97,9 @@ class ChunkReceiver : public ByteSource {
   void awaitOpen();
   // The next bytes; 0 only once the end arrived and every byte checked out.
   // Throws Error when the sender aborts, the stream is damaged or the sender
-  // goes silent past the timeout.
+  // goes silent past the timeout. Only the sender that opened the stream
+  // (its connection: ROUTER refuses a second peer of the same routing id)
+  // counts; other peers' frames are dropped and never extend the timeout.
   size_t read(char* buf, size_t n) override;
   // The verdict for the sender, once the consumer is done (or failed).
   void accept();
@@ -103,10 +108,13 @@ class ChunkReceiver : public ByteSource {
   const std::string& label() const { return label_; }
 
  private:
-  // Receives and handles one message from any peer.
+  // Receives and handles messages until one from the sender (its open
+  // included) was handled; throws when none came within the timeout.
   void receive(const std::string& waiting_for);
-  void handle(const zmq::message_t& identity, const zmq::message_t& frame);
-  void admit(const zmq::message_t& identity, const zmq::message_t& frame);
+  // Each says whether the frame was the sender's (false: a stranger's,
+  // refused or dropped).
+  bool handle(const zmq::message_t& identity, const zmq::message_t& frame);
+  bool admit(const zmq::message_t& identity, const zmq::message_t& frame);
   void grant(uint32_t chunks);
 
   zmq::socket_t sock_;

@@ -1,15 +1,17 @@
 # The control plane: agents and the CLI talk to the coordinator (ROUTER on
 # the coordinator, DEALER on agents and the CLI), one Message per frame.
 # A request carries a fresh id; its reply -- ok, error, a result, or interim
-# progress followed by a final reply -- carries the same id. Version 1.
+# progress followed by a final reply -- carries the same id. Version 2: a
+# container's log is read from an offset (getLogsFrom) instead of whole.
 @0x837a9081bdda1fee;
 
 using Cxx = import "/capnp/c++.capnp";
 $Cxx.namespace("ferry::proto");
 
 using Stream = import "stream.capnp";
+using Json = import "/capnp/compat/json.capnp";
 
-const controlProtocolVersion :UInt16 = 1;
+const controlProtocolVersion :UInt16 = 2;
 
 struct HostInfo {
   hostName @0 :Text;
@@ -124,34 +126,40 @@ struct Placement {
   }
 }
 
+# A migration's figures: filled by the source agent, completed and kept by
+# the coordinator, shown by the CLI. Their one JSON form (SQLite, --json) is
+# Cap'n Proto's JsonCodec with the $Json.name keys (protocol/figures_json.h).
 struct MigrationFigures {
   id @0 :UInt64;
   container @1 :Text;
   source @2 :Text;
   target @3 :Text;
   outcome @4 :Text;           # committed | rolled-back | in progress
-  downtimeMs @5 :UInt64;      # frozen on the source -> running on the target
-  totalMs @6 :UInt64;
-  bytesRaw @7 :UInt64;
-  bytesWire @8 :UInt64;
-  phaseMs @9 :List(PhaseTime);
+  # frozen on the source -> running on the target
+  downtimeMs @5 :UInt64 $Json.name("downtime_ms");
+  totalMs @6 :UInt64 $Json.name("total_ms");
+  bytesRaw @7 :UInt64 $Json.name("bytes_raw");
+  bytesWire @8 :UInt64 $Json.name("bytes_wire");
+  phaseMs @9 :List(PhaseTime) $Json.name("phase_ms");
   error @10 :Text;
   compression @11 :Text;      # what the stream used, and why
-  startedMs @12 :Int64;       # unix ms
+  startedMs @12 :Int64 $Json.name("started_ms");  # unix ms
   warnings @13 :List(Text);   # compatibility warnings, cleanup still pending
   precopy @14 :Text;          # what pre-copy did and why it stopped
-  rounds @15 :List(PrecopyRound);
-  finalBytesWire @16 :UInt64; # sent while frozen
-  bytesReferenced @17 :UInt64; # checkpoint bytes rebuilt from pre-copied blocks
+  rounds @15 :List(PrecopyRound) $Json.name("precopy_rounds");
+  finalBytesWire @16 :UInt64 $Json.name("final_bytes_wire");  # sent while frozen
+  # checkpoint bytes rebuilt from pre-copied blocks
+  bytesReferenced @17 :UInt64 $Json.name("bytes_referenced");
   struct PhaseTime {
     phase @0 :Text;
     ms @1 :UInt64;
   }
   struct PrecopyRound {
     round @0 :UInt32;
-    readBytes @1 :UInt64;     # memory, rootfs diff and volumes read while running
-    sentBytes @2 :UInt64;     # new to the target
-    wireBytes @3 :UInt64;
+    # memory, rootfs diff and volumes read while running
+    readBytes @1 :UInt64 $Json.name("read_bytes");
+    sentBytes @2 :UInt64 $Json.name("sent_bytes");  # new to the target
+    wireBytes @3 :UInt64 $Json.name("wire_bytes");
     ms @4 :UInt64;
   }
 }
@@ -167,7 +175,7 @@ struct Message {
     hosts @5 :List(Host);
     containers @6 :List(Container);
     container @7 :Container;
-    logs @8 :List(Text);
+    obsoleteLogs @8 :List(Text);     # version 1's whole log; see logChunk
     migration @9 :MigrationFigures;
     history @10 :List(MigrationFigures);
     streamTicket @11 :StreamTicket;
@@ -183,7 +191,7 @@ struct Message {
     run @17 :RunOn;
     stop @18 :Text;
     remove @19 :Text;
-    getLogs @20 :Text;
+    obsoleteGetLogs @20 :Text;       # version 1; see getLogsFrom
     migrate @21 :Migrate;
     listHistory @22 :UInt32;     # how many
 
@@ -191,7 +199,7 @@ struct Message {
     startContainer @23 :RunSpec;
     stopContainer @24 :Text;
     removeContainer @25 :Text;
-    readLogs @26 :Text;
+    obsoleteReadLogs @26 :Text;      # version 1; see readLogsFrom
     prepareReceive @27 :PrepareReceive;   # target: bind a stream, answer with a ticket
     sendCheckpoint @28 :SendCheckpoint;   # source: freeze, stream, await the target
     commitSource @29 :Text;               # source: remove the frozen copy
@@ -221,6 +229,29 @@ struct Message {
     listPending @45 :Void;
     pending @46 :List(Pending);           # reply to listPending
     resumeSource @47 :ResumeSource;       # the operator: resume a frozen source now
+
+    # --- a container's log from an offset (CLI -> coordinator -> its current host) ---
+    getLogsFrom @48 :LogsFrom;            # CLI -> coordinator
+    readLogsFrom @49 :LogsFrom;           # coordinator -> agent
+    logChunk @50 :LogChunk;               # reply to both
+  }
+
+  # Where a reader of a container's log (conmon's k8s-file) is: a byte
+  # offset at a record's start, and the mark of the record that ends there,
+  # by which the agent tells whether the offset still means the same place
+  # (see engine/container_log.h). 0 and 0 for the start.
+  struct LogsFrom {
+    container @0 :Text;
+    offset @1 :UInt64;
+    mark @2 :UInt64;
+  }
+  struct LogChunk {
+    lines @0 :List(Text);    # whole lines only, without their newline
+    nextOffset @1 :UInt64;   # where the next read goes on
+    mark @2 :UInt64;
+    more @3 :Bool;           # cut at the agent's cap: read again at once
+    restarted @4 :Bool;      # the offset was not in this log (cut, replaced): from its start
+    ended @5 :Bool;          # the container has exited and all of its output is in the log
   }
 
   struct ResumeSource {
@@ -304,6 +335,7 @@ struct Message {
     token @2 :Data;          # one-time, for this stream only
     expectedBytes @3 :UInt64;
     ignore @4 :List(Text);   # the operator's --ignore: refusals the target's own check overrides too
+    senderKey @5 :Text;      # the source agent's CURVE public key: the only key admitted to this stream
   }
   struct SendCheckpoint {
     migration @0 :UInt64;
@@ -318,6 +350,7 @@ struct Message {
     endpoint @1 :Text;
     token @2 :Data;
     serverKey @3 :Text;
+    target @4 :Text;         # the host it goes to (for messages)
   }
   struct DiscardTarget {
     migration @0 :UInt64;
@@ -330,6 +363,7 @@ struct Message {
     token @3 :Data;          # set by the coordinator
     ignore @4 :List(Text);   # restore: compatibility checks overridden on purpose
     replaceVolumes @5 :Bool;
+    senderKey @6 :Text;      # set by the coordinator: the only CURVE key admitted to this stream
     enum Kind {
       image @0;
       checkpoint @1;

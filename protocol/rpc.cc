@@ -1,5 +1,17 @@
 #include "protocol/rpc.h"
 
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include <filesystem>
+
+#include "common/fd.h"
+#include "common/fs.h"
+
 namespace ferry::proto {
 
 namespace {
@@ -10,6 +22,47 @@ bool pollIn(zmq::socket_t& s, std::chrono::milliseconds timeout) {
 }
 
 }  // namespace
+
+void checkCanConnect(const std::string& endpoint) {
+  if (endpoint.rfind("ipc://", 0) != 0) return;
+  std::string path = endpoint.substr(6);
+  sockaddr_un sa{};
+  sa.sun_family = AF_UNIX;
+  if (path.empty() || path.size() >= sizeof sa.sun_path) {
+    throw Error(ferry::ErrorCategory::kInvalidInput, "bad unix socket endpoint " + endpoint);
+  }
+  std::memcpy(sa.sun_path, path.c_str(), path.size());
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd) throwErrno("socket");
+  if (retryEintr([&] {
+        return ::connect(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+      }) == 0) {
+    return;  // closed at once; libzmq connects on its own
+  }
+  int err = errno;
+  if (err == EACCES || err == EPERM) {
+    throw Error(ferry::ErrorCategory::kInvalidInput,
+                "permission denied on the coordinator's socket " + path +
+                    ": without keys it admits root (and the ferry group, when it exists) only; "
+                    "run as root, join group ferry, or use a client key (--keys DIR)");
+  }
+  if (err == ENOENT || err == ECONNREFUSED) {
+    throw Error(ferry::ErrorCategory::kRetryable,
+                "no coordinator listens on " + path +
+                    " (is ferry-coordinator running? is the endpoint right? --coordinator or "
+                    "FERRY_COORDINATOR)");
+  }
+  throwErrno("connecting to " + path, err);
+}
+
+void applyControlSocketOptions(zmq::socket_t& s) {
+  applySocketLimits(s);
+  s.set(zmq::sockopt::heartbeat_ivl, static_cast<int>(kPeerHeartbeat.count()));
+  s.set(zmq::sockopt::heartbeat_timeout, static_cast<int>(kPeerTimeout.count()));
+  // Asks the other end to drop this one after as long without a word.
+  s.set(zmq::sockopt::heartbeat_ttl, static_cast<int>(kPeerTimeout.count()));
+  s.set(zmq::sockopt::handshake_ivl, static_cast<int>(kHandshakeTimeout.count()));
+}
 
 zmq::message_t buildMessage(uint64_t id, const Fill& fill) {
   capnp::MallocMessageBuilder mb;
@@ -47,7 +100,7 @@ Error errorFrom(ErrorInfo::Reader r) {
 RpcClient::RpcClient(zmq::context_t& ctx, const std::string& endpoint,
                      std::optional<CurveClientKeys> curve)
     : sock_(ctx, zmq::socket_type::dealer), endpoint_(endpoint) {
-  applySocketLimits(sock_);
+  applyControlSocketOptions(sock_);
   if (curve) makeCurveClient(sock_, curve->own, curve->server_public);
   sock_.connect(endpoint);
 }
@@ -85,24 +138,77 @@ std::unique_ptr<Decoded> RpcClient::call(const Fill& fill, std::chrono::millisec
 }
 
 RpcServer::RpcServer(zmq::context_t& ctx, const std::string& bind, std::optional<KeyPair> curve)
+    : RpcServer(ctx, ServerOptions{.binds = {bind}, .curve = std::move(curve)}) {}
+
+RpcServer::RpcServer(zmq::context_t& ctx, const ServerOptions& opts)
     : sock_(ctx, zmq::socket_type::router) {
-  applySocketLimits(sock_);
+  applyControlSocketOptions(sock_);
   sock_.set(zmq::sockopt::router_mandatory, true);
-  // A peer that reconnects under the same routing id (an agent restarted
-  // while its old connection is still half-open) takes the id over.
-  sock_.set(zmq::sockopt::router_handover, true);
-  if (curve) makeCurveServer(sock_, *curve);
-  sock_.bind(bind);
+  // No handover: a peer claiming the routing id of a connected one is
+  // ignored rather than given its messages. (Routing ids are the peers'
+  // choice, so the coordinator never trusts one for who a peer is.)
+  sock_.set(zmq::sockopt::router_handover, false);
+  if (opts.curve) makeCurveServer(sock_, *opts.curve);
+  // ZAP for every peer, also without CURVE: the handler then sees its
+  // address and names it (a NULL peer goes through ZAP only with a domain).
+  sock_.set(zmq::sockopt::zap_domain, "ferry");
+  if (opts.max_connections > 0) {
+    limit_ = std::make_unique<ConnectionLimit>(ctx, sock_, opts.max_connections);
+  }
+  if (opts.binds.empty()) throw Error(ferry::ErrorCategory::kInvalidInput, "nothing to listen on");
+  for (const auto& b : opts.binds) bind(b, opts);
 }
 
-std::string RpcServer::endpoint() const { return sock_.get(zmq::sockopt::last_endpoint); }
+void RpcServer::bind(const std::string& endpoint, const ServerOptions& opts) {
+  if (endpoint.rfind("ipc://", 0) != 0) {
+    sock_.bind(endpoint);
+  } else {
+    // The socket file is created by bind(2) with the umask's mode: a
+    // tight umask around it, then the group and mode asked for, so that it
+    // is never more open than that.
+    std::filesystem::path file = endpoint.substr(6);
+    if (file.has_parent_path() && !pathExists(file.parent_path())) makeDirs(file.parent_path());
+    mode_t old = ::umask(0177);
+    try {
+      sock_.bind(endpoint);
+    } catch (...) {
+      ::umask(old);
+      throw;
+    }
+    ::umask(old);
+    if (opts.ipc_group != static_cast<gid_t>(-1) &&
+        ::chown(file.c_str(), static_cast<uid_t>(-1), opts.ipc_group) != 0) {
+      throwErrno("chgrp " + file.string());
+    }
+    if (::chmod(file.c_str(), opts.ipc_mode) != 0) throwErrno("chmod " + file.string());
+  }
+  if (first_endpoint_.empty()) first_endpoint_ = sock_.get(zmq::sockopt::last_endpoint);
+}
+
+std::string RpcServer::endpoint() const { return first_endpoint_; }
+
+bool RpcServer::pollIn(std::chrono::milliseconds timeout) {
+  if (!limit_) return proto::pollIn(sock_, timeout);
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    zmq::pollitem_t items[] = {{sock_.handle(), 0, ZMQ_POLLIN, 0},
+                               {limit_->events().handle(), 0, ZMQ_POLLIN, 0}};
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() < 0) left = std::chrono::milliseconds(0);
+    if (zmq::poll(items, 2, left) <= 0) return false;
+    if (items[1].revents & ZMQ_POLLIN) limit_->enforce();
+    if (items[0].revents & ZMQ_POLLIN) return true;
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+  }
+}
 
 std::optional<RpcServer::Request> RpcServer::next(std::chrono::milliseconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   for (;;) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
         deadline - std::chrono::steady_clock::now());
-    if (left.count() < 0 || !pollIn(sock_, left)) return std::nullopt;
+    if (left.count() < 0 || !pollIn(left)) return std::nullopt;
     zmq::message_t peer, frame;
     if (!sock_.recv(peer, zmq::recv_flags::dontwait) || !peer.more()) continue;
     if (!sock_.recv(frame, zmq::recv_flags::dontwait)) continue;
@@ -112,6 +218,7 @@ std::optional<RpcServer::Request> RpcServer::next(std::chrono::milliseconds time
     }
     Request r;
     r.peer.assign(static_cast<const char*>(peer.data()), peer.size());
+    r.user = peerUserId(frame);
     try {
       r.frame = std::make_unique<Decoded>(frame);
       r.msg = r.frame->root<Message>();

@@ -42,6 +42,7 @@ void to_json(json& j, const ClusterState& s) {
                      {"run_dir", h.run_dir.string()},
                      {"cgroup_parent", h.cgroup_parent},
                      {"log", h.log.string()},
+                     {"launcher", h.launcher},
                      {"pid", h.pid},
                      {"start_time", h.start_time}});
   }
@@ -57,6 +58,7 @@ void to_json(json& j, const ClusterState& s) {
            {"cgroup_base", s.cgroup_base},
            {"heartbeat_ms", s.heartbeat_ms},
            {"keys_dir", s.keys_dir.string()},
+           {"coordinator_launcher", s.coordinator_launcher},
            {"created_unix", s.created_unix},
            {"agent_bin", s.agent_bin.string()},
            {"coordinator_bin", s.coordinator_bin.string()},
@@ -75,6 +77,7 @@ void from_json(const json& j, ClusterState& s) {
   s.cgroup_base = j.at("cgroup_base").get<std::string>();
   s.heartbeat_ms = j.value("heartbeat_ms", int64_t{1000});
   s.keys_dir = j.value("keys_dir", std::string());
+  s.coordinator_launcher = j.value("coordinator_launcher", std::vector<std::string>());
   s.created_unix = j.value("created_unix", int64_t{0});
   s.agent_bin = j.value("agent_bin", "");
   s.coordinator_bin = j.value("coordinator_bin", "");
@@ -87,6 +90,7 @@ void from_json(const json& j, ClusterState& s) {
                        .run_dir = h.at("run_dir").get<std::string>(),
                        .cgroup_parent = h.at("cgroup_parent").get<std::string>(),
                        .log = h.value("log", ""),
+                       .launcher = h.value("launcher", std::vector<std::string>()),
                        .pid = h.at("pid").get<int>(),
                        .start_time = h.value("start_time", uint64_t{0})});
   }
@@ -212,12 +216,20 @@ void validate(const ClusterOptions& o) {
   if (o.heartbeat.count() <= 0) throwInvalidInput("the heartbeat interval must be positive");
   in_addr a{};
   if (::inet_pton(AF_INET, o.coordinator_address.c_str(), &a) != 1 ||
-      o.coordinator_address.rfind("127.", 0) != 0) {
+      (o.keys_dir.empty() && o.coordinator_address.rfind("127.", 0) != 0)) {
     // ferry-coordinator refuses anything else without CurveZMQ keys.
     throwInvalidInput(
         "the local cluster runs without keys, so its coordinator listens on an IPv4 "
         "loopback address (127.x.x.x), not '" +
         o.coordinator_address + "'");
+  }
+  if (!o.host_placements.empty() && o.host_placements.size() != static_cast<size_t>(o.hosts)) {
+    throwInvalidInput("give every host a placement, or none");
+  }
+  for (const auto& p : o.host_placements) {
+    if (o.keys_dir.empty() && p.address.rfind("127.", 0) != 0) {
+      throwInvalidInput("an agent listens on a loopback address without keys, not " + p.address);
+    }
   }
 }
 
@@ -248,12 +260,17 @@ ClusterState plan(const ClusterOptions& o, const fs::path& dir) {
   ClusterState s;
   s.dir = dir;
   s.id = sha256Hex(dir.string()).substr(0, 8);
-  s.coordinator_endpoint = "tcp://" + o.coordinator_address + ":" + std::to_string(o.port);
   s.coordinator_state = dir / "coordinator";
   s.coordinator_log = dir / "logs" / "coordinator.log";
   s.run_base = fs::path("/run") / ("ferry-cluster-" + s.id);
+  // Without keys the coordinator takes its agents and the CLI on a unix
+  // socket that admits root only (TCP would admit every local user).
+  s.coordinator_endpoint =
+      o.keys_dir.empty() ? "ipc://" + (s.run_base / "coordinator.sock").string()
+                         : "tcp://" + o.coordinator_address + ":" + std::to_string(o.port);
   s.cgroup_base = "/ferry-cluster-" + s.id;
   s.heartbeat_ms = o.heartbeat.count();
+  s.coordinator_launcher = o.coordinator_launcher;
   if (!o.keys_dir.empty()) s.keys_dir = fs::absolute(o.keys_dir);
   s.created_unix = unixNow();
   s.coordinator_bin = findTool("ferry-coordinator", o.bin_dir);
@@ -261,12 +278,15 @@ ClusterState plan(const ClusterOptions& o, const fs::path& dir) {
   s.engine_bin = findTool("ferry-engine", o.bin_dir);
   for (int i = 0; i < o.hosts; ++i) {
     std::string name = hostName(i);
-    s.hosts.push_back({.name = name,
-                       .address = "127.0.0." + std::to_string(2 + i),
-                       .root = dir / "hosts" / name,
-                       .run_dir = s.run_base / name,
-                       .cgroup_parent = s.cgroup_base + "/" + name,
-                       .log = dir / "logs" / (name + ".log")});
+    bool placed = !o.host_placements.empty();
+    s.hosts.push_back(
+        {.name = name,
+         .address = placed ? o.host_placements[i].address : "127.0.0." + std::to_string(2 + i),
+         .root = dir / "hosts" / name,
+         .run_dir = s.run_base / name,
+         .cgroup_parent = s.cgroup_base + "/" + name,
+         .log = dir / "logs" / (name + ".log"),
+         .launcher = placed ? o.host_placements[i].launcher : std::vector<std::string>()});
   }
   return s;
 }
@@ -439,7 +459,9 @@ void checkNothingInTheWay(const ClusterOptions& o, const fs::path& dir, const Pr
     }
     say("replacing the record of a cluster that no longer runs (" + recordPath(dir).string() + ")");
   }
-  checkPortFree(o.coordinator_address, o.port);
+  if (!o.keys_dir.empty() && o.coordinator_launcher.empty()) {
+    checkPortFree(o.coordinator_address, o.port);
+  }
 }
 
 // Our hosts the coordinator lists as up before their agents start: records
@@ -466,16 +488,17 @@ std::set<std::string> staleHosts(const ClusterState& s, proto::RpcClient& cli,
 void startAgents(Launch& launch, ClusterState& s, const std::vector<std::string>& extra,
                  const ProgressFn& say) {
   for (auto& h : s.hosts) {
+    std::vector<std::string> argv = h.launcher;
     // clang-format off
-    std::vector<std::string> argv = {
-        s.agent_bin,
+    argv.insert(argv.end(), {
+        s.agent_bin.string(),
         "--name", h.name,
         "--coordinator", s.coordinator_endpoint,
         "--listen", h.address,
-        "--root", h.root,
-        "--run-dir", h.run_dir,
+        "--root", h.root.string(),
+        "--run-dir", h.run_dir.string(),
         "--cgroup-parent", h.cgroup_parent,
-        "--heartbeat", std::to_string(s.heartbeat_ms)};
+        "--heartbeat", std::to_string(s.heartbeat_ms)});
     // clang-format on
     argv.insert(argv.end(), extra.begin(), extra.end());
     launch.start("agent " + h.name, argv, h.log, h.pid, h.start_time);
@@ -503,9 +526,12 @@ ClusterState up(const ClusterOptions& o, const ProgressFn& progress) {
   makeDirs(s.run_base, 0700);
   for (const auto& h : s.hosts) makeDirs(h.root, 0700);
 
-  std::vector<std::string> coordinator_argv = {
-      s.coordinator_bin, "--listen", s.coordinator_endpoint, "--state", s.coordinator_state,
-      "--heartbeat", std::to_string(s.heartbeat_ms), "--missed", std::to_string(kMissedHeartbeats)};
+  std::vector<std::string> coordinator_argv = s.coordinator_launcher;
+  coordinator_argv.insert(
+      coordinator_argv.end(),
+      {s.coordinator_bin.string(), "--listen", s.coordinator_endpoint, "--state",
+       s.coordinator_state.string(), "--heartbeat", std::to_string(s.heartbeat_ms), "--missed",
+       std::to_string(kMissedHeartbeats)});
   coordinator_argv.insert(coordinator_argv.end(), o.coordinator_args.begin(), o.coordinator_args.end());
   std::vector<std::string> agent_args = o.agent_args;
   std::optional<proto::CurveClientKeys> curve;

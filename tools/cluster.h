@@ -42,7 +42,8 @@ using ProgressFn = std::function<void(const std::string&)>;
 struct ClusterOptions {
   int hosts = 2;  // 1..20: hostA, hostB, ...
   std::filesystem::path dir = "/var/lib/ferry/cluster";
-  // Without keys the coordinator listens on loopback only: 127.x.x.x.
+  // With keys, where the coordinator listens (loopback only: 127.x.x.x).
+  // Without keys, it listens on a unix socket in the cluster's run dir.
   std::string coordinator_address = "127.0.0.1";
   int port = 7000;
   std::chrono::milliseconds heartbeat{1000};
@@ -58,6 +59,19 @@ struct ClusterOptions {
   // coordinator admits the keys listed there, agents use NAME.key, and this
   // launcher and the CLI client.key. Empty: no keys, loopback only.
   std::filesystem::path keys_dir;
+  // Where the processes run, for tests that put hosts in network namespaces
+  // of their own (tests/integration/test_network.h): a launcher is a command
+  // that execs the program in place, keeping its pid (e.g. {"nsenter",
+  // "--net=/run/netns/NS", "--"}). Non-loopback addresses need keys_dir.
+  struct Placement {
+    std::string address;                // the agent's --listen
+    std::vector<std::string> launcher;  // empty: this machine's network
+  };
+  // Empty: every agent here, on 127.0.0.2, 127.0.0.3, ...; else one per host.
+  std::vector<Placement> host_placements;
+  // The coordinator's, with coordinator_address. up() does not check its
+  // port first then: the coordinator binds it in another namespace.
+  std::vector<std::string> coordinator_launcher;
 };
 
 struct ClusterHost {
@@ -67,6 +81,7 @@ struct ClusterHost {
   std::filesystem::path run_dir;  // /run/ferry-cluster-ID/hostA
   std::string cgroup_parent;      // /ferry-cluster-ID/hostA
   std::filesystem::path log;      // DIR/logs/hostA.log
+  std::vector<std::string> launcher;  // ClusterOptions::Placement's
   int pid = 0;
   // /proc/PID/stat's start time: with the pid, it tells this agent from a
   // later process that got the same pid.
@@ -76,7 +91,8 @@ struct ClusterHost {
 struct ClusterState {
   std::filesystem::path dir;         // absolute
   std::string id;                    // short hash of dir: names the run dirs and cgroups
-  std::string coordinator_endpoint;  // tcp://127.0.0.1:7000
+  std::string coordinator_endpoint;  // ipc:///run/ferry-cluster-ID/coordinator.sock, or
+                                     // with keys tcp://127.0.0.1:7000
   int coordinator_pid = 0;
   uint64_t coordinator_start_time = 0;
   std::filesystem::path coordinator_state;  // DIR/coordinator
@@ -86,6 +102,7 @@ struct ClusterState {
   std::string cgroup_base;         // /ferry-cluster-ID
   int64_t heartbeat_ms = 1000;
   std::filesystem::path keys_dir;  // empty: no CurveZMQ
+  std::vector<std::string> coordinator_launcher;
   int64_t created_unix = 0;
   // The executables `up` started; `down` runs the same ferry-engine.
   std::filesystem::path agent_bin, coordinator_bin, engine_bin;

@@ -3,12 +3,13 @@
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
-#include <thread>
 
 #include "common/error.h"
 #include "engine/runtime/process.h"
+#include "engine/runtime/wait.h"
 
 namespace ferry::cluster {
 
@@ -65,15 +66,20 @@ bool isRunning(ProcessRef& p) {
 
 namespace {
 
-// Polls until none of `procs` runs or the deadline passes; whether none runs.
+// Waits on each one's pidfd until none of `procs` runs or the deadline
+// passes; whether none runs. Usually not our children (another `ferry`
+// started them), which a pidfd waits for as well.
 bool waitGone(std::vector<ProcessRef*>& procs, Clock::time_point deadline) {
-  for (;;) {
-    bool any = false;
-    for (ProcessRef* p : procs) any = isRunning(*p) || any;
-    if (!any) return true;
-    if (Clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  for (ProcessRef* p : procs) {
+    PidFd fd = PidFd::open(p->pid);
+    // Still running (start time and all) after the open: the pidfd is p's.
+    if (!isRunning(*p)) continue;
+    auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
+    fd.waitExit(std::max(left, std::chrono::milliseconds(0)));
   }
+  bool any = false;
+  for (ProcessRef* p : procs) any = isRunning(*p) || any;
+  return !any;
 }
 
 }  // namespace

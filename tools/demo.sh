@@ -17,7 +17,6 @@ cmake -S . -B build >/dev/null
 cmake --build build -j"$(nproc)" --target ferry ferry-agent ferry-coordinator ferry-engine test_image
 
 dir=/var/lib/ferry-demo
-export FERRY_COORDINATOR=tcp://127.0.0.1:7100
 ferry() { build/tools/ferry "$@"; }
 cleanup() {
   ferry cluster down --dir "$dir" >/dev/null 2>&1 || true
@@ -28,6 +27,10 @@ cleanup() {
 
 echo "== ferry cluster up --hosts 2"
 ferry cluster up --hosts 2 --dir "$dir" --port 7100
+# Without keys the coordinator is on a unix socket for root only, in the
+# cluster's run dir; the CLI finds it in the cluster's record.
+FERRY_COORDINATOR=$(sed -n 's/^ *"coordinator_endpoint": "\(.*\)",*$/\1/p' "$dir/cluster.json")
+export FERRY_COORDINATOR
 ferry hosts
 
 echo "== importing the counter image on every host"

@@ -7,75 +7,39 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <cstring>
+#include <functional>
 #include <iostream>
-#include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 
-#include "engine/engine.h"
+#include "common/cli_options.h"
 #include "common/error.h"
 #include "common/log.h"
+#include "common/units.h"
+#include "engine/engine.h"
+#include "engine/engine_options.h"
+#include "engine/spec/oci_spec.h"
 #include "engine/spec/run_args.h"
-#include "tools/cli_util.h"
 
 using namespace ferry;
 using nlohmann::json;
 
 namespace {
 
-constexpr const char* kUsage = R"(usage: ferry-engine [GLOBAL OPTIONS] COMMAND [ARGS]
+constexpr const char* kDescription =
+    "Drives one host's container engine directly (no coordinator, no network).";
 
-Drives one host's container engine directly (no coordinator, no network).
+constexpr const char* kFooter = R"(
+Socket activation: when a service manager started ferry-engine with sockets
+(LISTEN_PID is ours, LISTEN_FDS=N), `run` gives them to the container as fds
+3.. with LISTEN_PID=1, LISTEN_FDS and LISTEN_FDNAMES, as Podman does; such a
+container cannot be checkpointed. --sdnotify=container needs ferry-agent
+(nothing here serves the socket once ferry-engine exits).
 
-GLOBAL OPTIONS
-  --host NAME        host name (default: local); used in cgroup paths and records
-  --root DIR         state root (default: /var/lib/ferry/HOST)
-  --run-dir DIR      runtime dir for runc state and sockets (default: /run/ferry/HOST)
-  --cgroup-parent P  parent cgroup of the containers (default: /ferry/HOST)
-  --criu PATH        CRIU to use (default: the one recorded by tools/install-deps.sh)
-  --json             print machine-readable JSON instead of tables
-  -q, --quiet        log warnings and errors only
+EXIT STATUS
+  0 success; 1 failure (the message says what to do); 2 bad usage.
 
-COMMANDS
-  image import NAME FILE|DIR   import a rootfs tarball (tar, tar.gz, tar.zst) or an
-                               OCI image layout (directory or tar)
-  image ls                     list images
-  run [RUN OPTIONS] IMAGE [CMD...]
-                               create and start a container (RUN OPTIONS below).
-                               Socket activation: when a service manager started
-                               ferry-engine with sockets (LISTEN_PID is ours,
-                               LISTEN_FDS=N), the container gets them as fds 3..
-                               with LISTEN_PID=1, LISTEN_FDS and LISTEN_FDNAMES, as
-                               Podman does; such a container cannot be checkpointed.
-                               --sdnotify=container needs ferry-agent (nothing here
-                               serves the socket once ferry-engine exits)
-  ps                           list containers
-  inspect NAME                 show one container (JSON)
-  logs NAME                    print the container's output
-  stop [-t SECONDS] NAME       SIGTERM, then SIGKILL after the timeout (default 10)
-  kill [-s SIGNAL] NAME        send a signal (number or name, default KILL)
-  rm [-f] NAME                 remove a container (-f: also when running)
-  checkpoint [OPTIONS] NAME DIR | --export FILE NAME
-                               checkpoint a running container into a directory, or
-                               into one bundle file (zstd-compressed, checksummed)
-      --leave-running          keep the container running (paused during the dump)
-      --tcp-established        checkpoint established TCP connections
-      --file-locks             checkpoint file locks
-      --compress-level N       zstd level of the bundle, 0 for none (default 3)
-  restore [OPTIONS] DIR | --import FILE
-                               restore a checkpoint on this host; its host metadata is
-                               checked against this host first
-      --name NAME              restore under another name
-      --replace-volumes        overwrite volumes of the same name that hold data
-      --ignore CHECK           override one compatibility refusal on purpose (arch,
-                               cgroup, runtime, criu-version, cpu-flags, page-size, image)
-  host-info                    what this host is (kernel, CRIU, runc, ...)
-
-Exit status: 0 on success, 1 on failure (the message says what to do), 2 on
-bad usage.
-
-RUN OPTIONS
-)";
+`ferry-engine COMMAND --help` describes each command.)";
 
 // Socket activation (sd_listen_fds(3)): fds 3.. are this process's when
 // LISTEN_PID names it. The variables are cleared so that no other child
@@ -97,22 +61,23 @@ Activation takeListenFds() {
   return a;
 }
 
+// The global options, and what the chosen command does with the engine
+// they configure.
 struct Cli {
   EngineConfig cfg;
   Activation activation;
   bool json_out = false;
+  bool quiet = false;
+  std::function<int(Engine&)> action;
 };
 
-int parseSignal(const std::string& s) {
-  static const std::map<std::string, int> names = {
-      {"TERM", SIGTERM}, {"KILL", SIGKILL}, {"INT", SIGINT}, {"HUP", SIGHUP},
-      {"USR1", SIGUSR1}, {"USR2", SIGUSR2}, {"QUIT", SIGQUIT}, {"STOP", SIGSTOP}, {"CONT", SIGCONT}};
-  std::string n = s.rfind("SIG", 0) == 0 ? s.substr(3) : s;
-  if (auto it = names.find(n); it != names.end()) return it->second;
+// An engine refusal of a value (a signal, a run option) as a usage error.
+template <class F>
+auto usage(F&& f) -> decltype(f()) {
   try {
-    return std::stoi(s);
-  } catch (const std::exception&) {
-    throw UsageError("unknown signal '" + s + "'");
+    return f();
+  } catch (const Error& e) {
+    throw CLI::ValidationError(e.what());
   }
 }
 
@@ -132,62 +97,15 @@ void printContainers(const std::vector<ContainerInfo>& cs, bool as_json) {
   }
 }
 
-int cmdImage(Engine& e, Args& a, const Cli& cli) {
-  std::string sub = a.next("image subcommand (import, ls)");
-  if (sub == "import") {
-    std::string name = a.next("image name");
-    std::string file = a.next("file or directory to import");
-    ImageRecord img = e.images().import(name, file);
-    if (cli.json_out) {
-      std::cout << json(img).dump(2) << "\n";
-    } else {
-      std::printf("imported %s as %s (%s)\n", name.c_str(), img.id.substr(0, 12).c_str(),
-                  formatBytes(img.size_bytes).c_str());
-    }
-    return 0;
+void printLogs(const std::vector<LogLine>& lines, bool as_json) {
+  if (as_json) {
+    json out = json::array();
+    for (const auto& l : lines)
+      out.push_back({{"time", l.time}, {"stream", l.stream}, {"text", l.text}});
+    std::cout << out.dump(2) << "\n";
+    return;
   }
-  if (sub == "ls") {
-    auto imgs = e.images().list();
-    if (cli.json_out) {
-      std::cout << json(imgs).dump(2) << "\n";
-      return 0;
-    }
-    std::printf("%-14s %-12s %10s  %s\n", "ID", "FORMAT", "SIZE", "NAMES");
-    for (const auto& i : imgs) {
-      std::string names;
-      for (const auto& n : i.names) names += (names.empty() ? "" : ",") + n;
-      std::printf("%-14s %-12s %9.1fM  %s\n", i.id.substr(0, 12).c_str(), i.format.c_str(),
-                  i.size_bytes / 1048576.0, names.c_str());
-    }
-    return 0;
-  }
-  throw UsageError("unknown image subcommand '" + sub + "'");
-}
-
-int cmdRun(Engine& e, Args& a, const Cli& cli) {
-  RunArgs run;
-  auto value = [&](const std::string& what) { return a.next(what); };
-  while (a.more() && a.peek().rfind("-", 0) == 0) {
-    std::string opt = a.next("option");
-    if (opt == "--") break;
-    bool taken = false;
-    try {
-      taken = takeRunOption(opt, value, run);
-    } catch (const Error& e) {
-      throw UsageError(e.what());
-    }
-    if (!taken) throw UsageError("unknown run option '" + opt + "'");
-  }
-  if (run.name.empty()) throw UsageError("run needs --name NAME");
-  run.image = a.next("image");
-  while (a.more()) run.args.push_back(a.next("arg"));
-  ContainerSpec spec = specFromRunArgs(run);
-  spec.listen_fds = cli.activation.fds;
-  spec.listen_fdnames = cli.activation.names;
-  ContainerInfo c = e.run(spec);
-  if (cli.json_out) std::cout << json(c).dump(2) << "\n";
-  else std::printf("%s running (pid %d)\n", c.name().c_str(), c.pid);
-  return 0;
+  for (const auto& l : lines) (l.stream == "stderr" ? std::cerr : std::cout) << l.text << "\n";
 }
 
 // Writes the bundle next to FILE and renames it into place only when
@@ -208,111 +126,261 @@ CheckpointResult exportToFile(Engine& e, const std::string& name, const std::str
   }
 }
 
-int cmdCheckpoint(Engine& e, Args& a, const Cli& cli) {
-  CheckpointOptions o;
-  BundleWriteOptions bundle;
-  std::string export_file;
-  for (;;) {
-    if (a.flag("--leave-running")) o.leave_running = true;
-    else if (a.flag("--tcp-established")) o.tcp_established = true;
-    else if (a.flag("--file-locks")) o.file_locks = true;
-    else if (a.flag("--export")) export_file = a.next("--export FILE");
-    else if (a.flag("--compress-level")) bundle.level = std::stoi(a.next("--compress-level N"));
-    else break;
-  }
-  std::string name = a.next("container name");
-  CheckpointResult r;
-  if (!export_file.empty()) {
-    if (a.more()) throw UsageError("give either --export FILE or a directory, not both");
-    r = exportToFile(e, name, export_file, o, bundle);
-  } else {
-    r = e.checkpoint(name, a.next("checkpoint directory (or --export FILE)"), o);
-  }
-  if (cli.json_out) {
+void printCheckpoint(const CheckpointResult& r, const std::string& name, const std::string& where,
+                     bool as_json) {
+  if (as_json) {
     std::cout << json(r).dump(2) << "\n";
-  } else {
-    std::printf("checkpointed %s to %s in %lld ms (dump %lld ms, frozen %.1f ms); memory %s, "
-                "rootfs changes %s, volumes %s",
-                name.c_str(), export_file.empty() ? r.dir.c_str() : export_file.c_str(),
-                (long long)r.total_ms, (long long)r.dump_ms,
-                r.criu ? r.criu->frozen_time_us / 1000.0 : 0.0, formatBytes(r.memory_bytes).c_str(),
-                formatBytes(r.rootfs_bytes).c_str(), formatBytes(r.volume_bytes).c_str());
-    if (r.bundle_bytes) std::printf("; bundle %s", formatBytes(r.bundle_bytes).c_str());
-    std::printf("\n");
+    return;
   }
-  return 0;
+  std::printf(
+      "checkpointed %s to %s in %lld ms (dump %lld ms, frozen %.1f ms); memory %s, "
+      "rootfs changes %s, volumes %s",
+      name.c_str(), where.c_str(), (long long)r.total_ms, (long long)r.dump_ms,
+      r.criu ? r.criu->frozen_time_us / 1000.0 : 0.0, formatBytes(r.memory_bytes).c_str(),
+      formatBytes(r.rootfs_bytes).c_str(), formatBytes(r.volume_bytes).c_str());
+  if (r.bundle_bytes) std::printf("; bundle %s", formatBytes(r.bundle_bytes).c_str());
+  std::printf("\n");
 }
 
-int cmdRestore(Engine& e, Args& a, const Cli& cli) {
-  RestoreOptions o;
-  std::string import_file;
-  for (;;) {
-    if (a.flag("--name")) o.name = a.next("--name value");
-    else if (a.flag("--replace-volumes")) o.replace_volumes = true;
-    else if (a.flag("--ignore")) o.ignore.insert(a.next("--ignore CHECK"));
-    else if (a.flag("--import")) import_file = a.next("--import FILE");
-    else break;
-  }
-  RestoreResult r;
-  if (!import_file.empty()) {
-    UniqueFd fd = openFile(import_file, O_RDONLY);
-    FdSource src(fd.get(), import_file);
-    r = e.importCheckpoint(src, o);
-  } else {
-    r = e.restore(a.next("checkpoint directory (or --import FILE)"), o);
-  }
-  if (cli.json_out) {
+void printRestore(const RestoreResult& r, bool as_json) {
+  if (as_json) {
     std::cout << json(r).dump(2) << "\n";
-  } else {
-    for (const auto& w : r.warnings) std::fprintf(stderr, "warning: %s\n", w.message.c_str());
-    std::printf("restored %s in %lld ms (pid %d)\n", r.container.name().c_str(),
-                (long long)r.total_ms, r.container.pid);
+    return;
   }
-  return 0;
+  for (const auto& w : r.warnings) std::fprintf(stderr, "warning: %s\n", w.message.c_str());
+  std::printf("restored %s in %lld ms (pid %d)\n", r.container.name().c_str(),
+              (long long)r.total_ms, r.container.pid);
 }
 
-int dispatch(Engine& e, Args& a, const Cli& cli) {
-  std::string cmd = a.next("command (see --help)");
-  if (cmd == "image") return cmdImage(e, a, cli);
-  if (cmd == "run") return cmdRun(e, a, cli);
-  if (cmd == "checkpoint") return cmdCheckpoint(e, a, cli);
-  if (cmd == "restore") return cmdRestore(e, a, cli);
-  if (cmd == "ps") return printContainers(e.list(), cli.json_out), 0;
-  if (cmd == "inspect") return std::cout << json(e.inspect(a.next("container name"))).dump(2) << "\n", 0;
-  if (cmd == "host-info") return std::cout << json(e.hostInfo()).dump(2) << "\n", 0;
-  if (cmd == "logs") {
-    auto lines = e.logs(a.next("container name"));
+// Makes `sub` the chosen command: `action` runs with the engine once the
+// whole command line has parsed.
+void setAction(CLI::App* sub, Cli& cli, std::function<int(Engine&)> action) {
+  sub->callback([&cli, action = std::move(action)] { cli.action = action; });
+}
+
+void addImageCommands(CLI::App& app, Cli& cli) {
+  CLI::App* image = app.add_subcommand("image", "images on this host");
+  image->require_subcommand(1);
+  auto name = std::make_shared<std::string>();
+  auto file = std::make_shared<std::string>();
+  CLI::App* imp = image->add_subcommand(
+      "import",
+      "import a rootfs tarball (tar, tar.gz, tar.zst) or an OCI image layout (directory "
+      "or tar)");
+  imp->add_option("name", *name, "the image's name")->required();
+  imp->add_option("file", *file, "the tarball or layout")->required()->type_name("FILE|DIR");
+  setAction(imp, cli, [&cli, name, file](Engine& e) {
+    ImageRecord img = e.images().import(*name, *file);
     if (cli.json_out) {
-      json out = json::array();
-      for (const auto& l : lines) out.push_back({{"time", l.time}, {"stream", l.stream}, {"text", l.text}});
-      std::cout << out.dump(2) << "\n";
+      std::cout << json(img).dump(2) << "\n";
     } else {
-      for (const auto& l : lines) (l.stream == "stderr" ? std::cerr : std::cout) << l.text << "\n";
+      std::printf("imported %s as %s (%s)\n", name->c_str(), img.id.substr(0, 12).c_str(),
+                  formatBytes(img.size_bytes).c_str());
     }
     return 0;
-  }
-  if (cmd == "stop") {
-    int secs = a.flag("-t") ? std::stoi(a.next("-t seconds")) : 10;
-    ContainerInfo c = e.stop(a.next("container name"), std::chrono::seconds(secs));
+  });
+  setAction(image->add_subcommand("ls", "list images"), cli, [&cli](Engine& e) {
+    auto imgs = e.images().list();
     if (cli.json_out) {
-      std::cout << json(c).dump(2) << "\n";
-    } else {
-      std::printf("%s %s", c.name().c_str(), std::string(statusName(c.status)).c_str());
-      std::printf(c.exit_code ? " (exit code %d)\n" : "\n", c.exit_code.value_or(0));
+      std::cout << json(imgs).dump(2) << "\n";
+      return 0;
+    }
+    std::printf("%-14s %-12s %10s  %s\n", "ID", "FORMAT", "SIZE", "NAMES");
+    for (const auto& i : imgs) {
+      std::string names;
+      for (const auto& n : i.names) names += (names.empty() ? "" : ",") + n;
+      std::printf("%-14s %-12s %9.1fM  %s\n", i.id.substr(0, 12).c_str(), i.format.c_str(),
+                  i.size_bytes / 1048576.0, names.c_str());
     }
     return 0;
-  }
-  if (cmd == "kill") {
-    int sig = a.flag("-s") ? parseSignal(a.next("-s signal")) : SIGKILL;
-    e.kill(a.next("container name"), sig);
+  });
+}
+
+void addRun(CLI::App& app, Cli& cli) {
+  CLI::App* run = app.add_subcommand("run", "create and start a container");
+  run->footer(std::string("\nferry-engine run --name N [RUN OPTIONS] IMAGE [CMD...]\n\n"
+                          "RUN OPTIONS (as Podman's)\n") +
+              kRunOptionsHelp);
+  // Everything after `run`, options and all, in order: the container's
+  // command line may hold anything, --json included (as `ferry run`).
+  run->fallthrough(false);
+  run->prefix_command();
+  run->allow_extras();
+  run->callback([run, &cli] {
+    auto spec = std::make_shared<ContainerSpec>(
+        usage([&] { return specFromRunArgs(runArgsFromWords(run->remaining())); }));
+    cli.action = [&cli, spec](Engine& e) {
+      spec->listen_fds = cli.activation.fds;
+      spec->listen_fdnames = cli.activation.names;
+      ContainerInfo c = e.run(*spec);
+      if (cli.json_out)
+        std::cout << json(c).dump(2) << "\n";
+      else
+        std::printf("%s running (pid %d)\n", c.name().c_str(), c.pid);
+      return 0;
+    };
+  });
+}
+
+// A command of one container NAME, doing `act` with it.
+CLI::App* addOnContainer(CLI::App& app, Cli& cli, const std::string& command,
+                         const std::string& description,
+                         std::function<int(Engine&, const std::string&)> act) {
+  auto name = std::make_shared<std::string>();
+  CLI::App* sub = app.add_subcommand(command, description);
+  sub->add_option("name", *name, "the container")->required();
+  setAction(sub, cli, [name, act = std::move(act)](Engine& e) { return act(e, *name); });
+  return sub;
+}
+
+void addContainerCommands(CLI::App& app, Cli& cli) {
+  setAction(app.add_subcommand("ps", "list containers"), cli, [&cli](Engine& e) {
+    printContainers(e.list(), cli.json_out);
     return 0;
-  }
-  if (cmd == "rm") {
-    bool force = a.flag("-f") || a.flag("--force");
-    e.remove(a.next("container name"), force);
+  });
+  addOnContainer(app, cli, "inspect", "show one container (JSON)", [](Engine& e, auto& name) {
+    std::cout << json(e.inspect(name)).dump(2) << "\n";
     return 0;
-  }
-  throw UsageError("unknown command '" + cmd + "'");
+  });
+  addOnContainer(app, cli, "logs", "print the container's output", [&cli](Engine& e, auto& name) {
+    printLogs(e.logs(name), cli.json_out);
+    return 0;
+  });
+  auto timeout = std::make_shared<std::chrono::milliseconds>(std::chrono::seconds(10));
+  CLI::App* stop = addOnContainer(
+      app, cli, "stop", "its stop signal (SIGTERM by default), then SIGKILL after the timeout",
+      [&cli, timeout](Engine& e, auto& name) {
+        ContainerInfo c = e.stop(name, *timeout);
+        if (cli.json_out) {
+          std::cout << json(c).dump(2) << "\n";
+        } else {
+          std::printf("%s %s", c.name().c_str(), std::string(statusName(c.status)).c_str());
+          std::printf(c.exit_code ? " (exit code %d)\n" : "\n", c.exit_code.value_or(0));
+        }
+        return 0;
+      });
+  cli::addDuration(stop, "-t,--time", *timeout, std::chrono::seconds(1),
+                   "how long to wait before SIGKILL (default 10s; a bare number is seconds)");
+  auto signal = std::make_shared<int>(SIGKILL);
+  CLI::App* kill =
+      addOnContainer(app, cli, "kill", "send a signal", [signal](Engine& e, auto& name) {
+        e.kill(name, *signal);
+        return 0;
+      });
+  kill->add_option_function<std::string>(
+          "-s,--signal", [signal](const std::string& v) { *signal = parseSignal(v); },
+          "a number or a name, as TERM or SIGTERM (default KILL)")
+      ->type_name("SIGNAL")
+      ->check(cli::checkedBy([](const std::string& v) { parseSignal(v); }));
+  auto force = std::make_shared<bool>(false);
+  CLI::App* rm =
+      addOnContainer(app, cli, "rm", "remove a container", [force](Engine& e, auto& name) {
+        e.remove(name, *force);
+        return 0;
+      });
+  rm->add_flag("-f,--force", *force, "also when it runs");
+}
+
+void addCheckpointCommands(CLI::App& app, Cli& cli) {
+  struct Checkpoint {
+    CheckpointOptions opts;
+    BundleWriteOptions bundle;
+    std::string name, dir, file;
+  };
+  auto c = std::make_shared<Checkpoint>();
+  CLI::App* cp = app.add_subcommand(
+      "checkpoint",
+      "checkpoint a running container into a directory, or with --export into one bundle file "
+      "(zstd-compressed, checksummed)");
+  cp->add_option("name", c->name, "the container")->required();
+  CLI::Option* dir = cp->add_option("dir", c->dir, "the checkpoint directory");
+  CLI::Option* file =
+      cp->add_option("--export", c->file, "write one bundle file instead")->type_name("FILE");
+  dir->excludes(file);
+  cp->add_flag("--leave-running", c->opts.leave_running,
+               "keep the container running (paused during the dump)");
+  cp->add_flag("--tcp-established", c->opts.tcp_established,
+               "checkpoint established TCP connections");
+  cp->add_flag("--file-locks", c->opts.file_locks, "checkpoint file locks");
+  cp->add_option("--compress-level", c->bundle.level,
+                 "zstd level of the bundle, 0 for none (default 3)")
+      ->check(cli::countIn(0, 22));
+  cp->callback([cp, c, &cli] {
+    if (c->dir.empty() && c->file.empty())
+      throw CLI::ValidationError("checkpoint needs a directory or --export FILE");
+    cli.action = [&cli, c](Engine& e) {
+      CheckpointResult r = c->file.empty() ? e.checkpoint(c->name, c->dir, c->opts)
+                                           : exportToFile(e, c->name, c->file, c->opts, c->bundle);
+      printCheckpoint(r, c->name, c->file.empty() ? r.dir.string() : c->file, cli.json_out);
+      return 0;
+    };
+  });
+
+  struct Restore {
+    RestoreOptions opts;
+    std::vector<std::string> ignore;
+    std::string dir, file;
+  };
+  auto r = std::make_shared<Restore>();
+  CLI::App* rs = app.add_subcommand(
+      "restore",
+      "restore a checkpoint on this host; its host metadata is checked against this "
+      "host first");
+  CLI::Option* rdir = rs->add_option("dir", r->dir, "the checkpoint directory");
+  CLI::Option* rfile =
+      rs->add_option("--import", r->file, "restore a bundle file instead")->type_name("FILE");
+  rdir->excludes(rfile);
+  rs->add_option("--name", r->opts.name, "restore under another name");
+  rs->add_flag("--replace-volumes", r->opts.replace_volumes,
+               "overwrite volumes of the same name that hold data");
+  rs->add_option("--ignore", r->ignore,
+                 "override one compatibility refusal on purpose (arch, cgroup, runtime, "
+                 "criu-version, cpu-flags, page-size, image); repeatable")
+      ->type_name("CHECK")
+      ->allow_extra_args(false)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  rs->callback([r, &cli] {
+    if (r->dir.empty() && r->file.empty())
+      throw CLI::ValidationError("restore needs a directory or --import FILE");
+    r->opts.ignore.insert(r->ignore.begin(), r->ignore.end());
+    cli.action = [&cli, r](Engine& e) {
+      RestoreResult res;
+      if (!r->file.empty()) {
+        UniqueFd fd = openFile(r->file, O_RDONLY);
+        FdSource src(fd.get(), r->file);
+        res = e.importCheckpoint(src, r->opts);
+      } else {
+        res = e.restore(r->dir, r->opts);
+      }
+      printRestore(res, cli.json_out);
+      return 0;
+    };
+  });
+}
+
+void buildApp(CLI::App& app, Cli& cli) {
+  app.name("ferry-engine");
+  app.description(kDescription);
+  // Global options may also follow the command (`ferry-engine ps --json`).
+  app.fallthrough();
+  app.require_subcommand(1);
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);  // as it always did
+  app.add_option("--host", cli.cfg.host_name,
+                 "host name (default: local); used in cgroup paths and records")
+      ->type_name("NAME");
+  addEngineOptions(app, cli.cfg, "HOST");
+  app.add_flag("--json", cli.json_out, "print machine-readable JSON instead of tables");
+  app.add_flag("-q,--quiet", cli.quiet, "log warnings and errors only");
+  addImageCommands(app, cli);
+  addRun(app, cli);
+  addContainerCommands(app, cli);
+  addCheckpointCommands(app, cli);
+  setAction(app.add_subcommand("host-info", "what this host is (kernel, CRIU, runc, ...)"), cli,
+            [](Engine& e) {
+              std::cout << json(e.hostInfo()).dump(2) << "\n";
+              return 0;
+            });
+  app.footer(kFooter);  // after the commands: each would take it as its own
 }
 
 }  // namespace
@@ -320,30 +388,18 @@ int dispatch(Engine& e, Args& a, const Cli& cli) {
 int main(int argc, char** argv) {
   Cli cli;
   cli.activation = takeListenFds();
-  Args a{{argv + 1, argv + argc}};
+  CLI::App app;
+  buildApp(app, cli);
+  if (auto end = cli::parseArgs(app, {argv + 1, argv + argc})) return cli::printParseExit(*end);
+  if (cli.quiet || cli.json_out) engineLog().set_level(spdlog::level::warn);
   try {
-    while (a.more() && a.peek().rfind("-", 0) == 0) {
-      std::string opt = a.next("option");
-      if (opt == "-h" || opt == "--help") return std::cout << kUsage << kRunOptionsHelp, 0;
-      if (opt == "--host") cli.cfg.host_name = a.next("--host value");
-      else if (opt == "--root") cli.cfg.root = a.next("--root value");
-      else if (opt == "--run-dir") cli.cfg.run_dir = a.next("--run-dir value");
-      else if (opt == "--criu") cli.cfg.tools.criu = a.next("--criu value");
-      else if (opt == "--cgroup-parent") cli.cfg.cgroup_parent = a.next("--cgroup-parent value");
-      else if (opt == "--json") cli.json_out = true;
-      else if (opt == "-q" || opt == "--quiet") engineLog().set_level(spdlog::level::warn);
-      else throw UsageError("unknown option '" + opt + "'");
-    }
-    if (cli.json_out) engineLog().set_level(spdlog::level::warn);
     LocalCommandRunner runner;
     Engine engine(cli.cfg, runner);
-    return dispatch(engine, a, cli);
-  } catch (const UsageError& e) {
-    std::cerr << "ferry-engine: " << e.what() << "\n(see ferry-engine --help)\n";
-    return 2;
+    return cli.action(engine);
   } catch (const Error& e) {
     if (cli.json_out) {
-      std::cout << json{{"error", e.what()}, {"category", categoryName(e.category())}}.dump(2) << "\n";
+      std::cout << json{{"error", e.what()}, {"category", categoryName(e.category())}}.dump(2)
+                << "\n";
     }
     std::cerr << "ferry-engine: error: " << e.what() << "\n";
     return 1;

@@ -1,6 +1,6 @@
 // ferry-inspect: shows what a checkpoint bundle holds, after verifying all of
-// it (like checkpointctl show). Reads the bundle into a temporary staging
-// directory, which it removes.
+// it (like checkpointctl show). Writes only the bundle's metadata, changes
+// list and pre-copy blocks, to a temporary directory that it removes.
 #include <fcntl.h>
 #include <sys/stat.h>
 
@@ -61,7 +61,11 @@ Inspection inspect(const std::string& file) {
   UniqueFd fd = openFile(file, O_RDONLY);
   FdSource src(fd.get(), file);
   TempDir stage(fs::temp_directory_path(), "ferry-inspect-");
-  BundleReadResult r = readBundle(src, stage.path(), {});
+  // Verified as it passes: only the metadata, the changes list and any
+  // pre-copy blocks land in staging, bounded as an import is by the
+  // reader's limits and the free disk there.
+  BundleLimits limits = boundedByFreeDisk({}, stage.path().parent_path(), "this host");
+  BundleReadResult r = verifyBundle(src, stage.path(), limits);
   Inspection in;
   in.metadata = json::parse(readFile(stage.path() / "checkpoint.json"));
   if (pathExists(stage.path() / "rootfs-changes.json")) {

@@ -40,6 +40,7 @@ PKGS=(
   libsqlite3-dev sqlite3 libxxhash-dev libssl-dev libcli11-dev
   runc conmon iptables iproute2 busybox-static criu
   systemd  # systemd-socket-activate: the socket-activation test
+  clang-14 libclang-rt-14-dev  # the libFuzzer targets (fuzz/, tools/fuzz.sh)
   ca-certificates
 )
 [ "$WITH_PODMAN" = 1 ] && PKGS+=(podman)

@@ -147,6 +147,19 @@ struct BundleLimits {
   size_t max_streams = 100000;
 };
 
+// The limits as they apply to `raw` bytes written from `wire` bytes read of an
+// untrusted input that `what` names ("bundle", "image"): throws Error
+// kPermanent when raw exceeds a max_total_bytes that has a reason (free
+// disk), else kInvalidInput, for too many bytes or, once 64 MiB are out, too
+// many per wire byte. Bundles, images and ferry-inspect all check with it.
+void checkExpansion(const BundleLimits& limits, uint64_t raw, uint64_t wire,
+                    const std::string& what);
+
+// `limits` with max_total_bytes lowered, where it is less, to the free disk of
+// the file system holding `dir` less a 256 MiB margin (a full disk is refused
+// cleanly, not hit), with the reason saying so for `host`.
+BundleLimits boundedByFreeDisk(BundleLimits limits, const fs::path& dir, const std::string& host);
+
 // Called with checkpoint.json's content once the metadata stream is complete
 // and before anything else is extracted; throwing refuses the bundle.
 using MetadataCheck = std::function<void(const nlohmann::json& metadata)>;
@@ -175,5 +188,12 @@ void checkChangesList(const std::string& text);
 // discards staging.
 BundleReadResult readBundle(ByteSource& in, const fs::path& staging, const BundleLimits& limits,
                             const MetadataCheck& check = {});
+
+// Verifies a bundle as readBundle does, writing to `staging` only its
+// metadata (checkpoint.json), rootfs-changes.json, the manifest and any
+// pre-copy blocks (references are checked against them): every other stream
+// is checksummed as it passes and dropped. For showing a bundle
+// (ferry-inspect) without unpacking what it holds.
+BundleReadResult verifyBundle(ByteSource& in, const fs::path& staging, const BundleLimits& limits);
 
 }  // namespace ferry

@@ -2,6 +2,7 @@
 // untrusted; it writes only beneath the staging directory.
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <xxhash.h>
 #include <zstd.h>
 
@@ -9,12 +10,14 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 
 #include "engine/bundle/blocks.h"
 #include "engine/bundle/bundle.h"
 #include "engine/bundle/bundle_format.h"
 #include "common/error.h"
 #include "common/fs.h"
+#include "common/units.h"
 
 namespace ferry {
 
@@ -53,8 +56,8 @@ struct OpenStream {
 class Reader {
  public:
   Reader(ByteSource& in, const fs::path& staging, const BundleLimits& limits,
-         const MetadataCheck& check)
-      : in_(in), staging_(staging), limits_(limits), check_(check),
+         const MetadataCheck& check, bool extract_all)
+      : in_(in), staging_(staging), limits_(limits), check_(check), extract_all_(extract_all),
         root_(openFile(staging, O_RDONLY | O_DIRECTORY)), dctx_(ZSTD_createDCtx()) {}
   ~Reader() { ZSTD_freeDCtx(dctx_); }
 
@@ -120,21 +123,7 @@ class Reader {
     return raw;
   }
 
-  void checkLimits() {
-    if (raw_ > limits_.max_total_bytes) {
-      if (!limits_.max_total_reason.empty()) {
-        throw Error(ErrorCategory::kPermanent,
-                    "the bundle is larger than " + limits_.max_total_reason + " (" +
-                        std::to_string(limits_.max_total_bytes) + " bytes); free disk there and try again");
-      }
-      throwInvalidInput("bundle exceeds the size limit of " + std::to_string(limits_.max_total_bytes) +
-                        " bytes");
-    }
-    if (raw_ > (uint64_t{64} << 20) && raw_ / std::max<uint64_t>(wire_, 1) > limits_.max_ratio) {
-      throwInvalidInput("bundle decompresses more than " + std::to_string(limits_.max_ratio) +
-                        " times its size: refused as a decompression bomb");
-    }
-  }
+  void checkLimits() { checkExpansion(limits_, raw_, wire_, "bundle"); }
 
   void handle(const RecordHeader& h, const std::string& raw) {
     switch (h.type) {
@@ -180,7 +169,7 @@ class Reader {
     ref_bytes_ += total;
     checkLimits();
     store_->copyOut(list, [&](std::string_view d) {
-      writeAll(s.fd.get(), d, s.entry.name);
+      if (s.fd) writeAll(s.fd.get(), d, s.entry.name);
       XXH3_64bits_update(s.hash, d.data(), d.size());
       s.entry.size += d.size();
     });
@@ -203,13 +192,20 @@ class Reader {
       corrupt("the first stream must be the metadata");
     }
     fs::path rel = stagingPath(current_->entry.kind, current_->entry.name);
+    current_->hash = XXH3_createState();
+    XXH3_64bits_reset(current_->hash);
+    // Verifying only: a stream other than the metadata and the changes list
+    // is checked as it passes and never written.
+    std::string kind = current_->entry.kind;
+    if (!extract_all_ && kind != "metadata" && kind != "changes") {
+      if (!seen_.insert(rel.string()).second) corrupt("bundle entry " + rel.string() + " appears twice");
+      return;
+    }
     if (rel.has_parent_path()) ::mkdirat(root_.get(), rel.parent_path().c_str(), 0700);
     // O_EXCL: a name seen twice is refused; openBeneath: never through a symlink.
     current_->fd = withContext("bundle entry " + rel.string(), [&] {
       return openBeneath(root_.get(), rel, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0600);
     });
-    current_->hash = XXH3_createState();
-    XXH3_64bits_reset(current_->hash);
   }
 
   OpenStream& expect(uint32_t id) {
@@ -219,7 +215,7 @@ class Reader {
 
   void data(uint32_t id, const std::string& raw) {
     OpenStream& s = expect(id);
-    writeAll(s.fd.get(), raw, s.entry.name);
+    if (s.fd) writeAll(s.fd.get(), raw, s.entry.name);
     XXH3_64bits_update(s.hash, raw.data(), raw.size());
     s.entry.size += raw.size();
   }
@@ -279,6 +275,8 @@ class Reader {
   fs::path staging_;
   BundleLimits limits_;
   const MetadataCheck& check_;
+  bool extract_all_;
+  std::set<std::string> seen_;  // names of streams not written (verifying only)
   UniqueFd root_;
   ZSTD_DCtx* dctx_;
   std::unique_ptr<OpenStream> current_;
@@ -322,13 +320,58 @@ void checkChangesList(const std::string& text) {
   }
 }
 
-BundleReadResult readBundle(ByteSource& in, const fs::path& staging, const BundleLimits& limits,
-                            const MetadataCheck& check) {
+void checkExpansion(const BundleLimits& limits, uint64_t raw, uint64_t wire,
+                    const std::string& what) {
+  if (raw > limits.max_total_bytes) {
+    if (!limits.max_total_reason.empty()) {
+      throw Error(ErrorCategory::kPermanent, "the " + what + " is larger than " +
+                                                 limits.max_total_reason + " (" +
+                                                 std::to_string(limits.max_total_bytes) +
+                                                 " bytes); free disk there and try again");
+    }
+    throwInvalidInput(what + " exceeds the size limit of " +
+                      std::to_string(limits.max_total_bytes) + " bytes");
+  }
+  if (raw > (uint64_t{64} << 20) && raw / std::max<uint64_t>(wire, 1) > limits.max_ratio) {
+    throwInvalidInput(what + " decompresses more than " + std::to_string(limits.max_ratio) +
+                      " times its size: refused as a decompression bomb");
+  }
+}
+
+BundleLimits boundedByFreeDisk(BundleLimits limits, const fs::path& dir, const std::string& host) {
+  struct statvfs vfs;
+  if (::statvfs(dir.c_str(), &vfs) != 0) return limits;
+  uint64_t free_bytes = uint64_t{vfs.f_bavail} * vfs.f_frsize;
+  uint64_t margin = uint64_t{256} << 20;
+  uint64_t budget = free_bytes > margin ? free_bytes - margin : 0;
+  if (budget < limits.max_total_bytes) {
+    limits.max_total_bytes = budget;
+    limits.max_total_reason = "what " + host + " has free for it (" + formatBytes(free_bytes) +
+                              " free in " + dir.string() + ", less a 256 MiB margin)";
+  }
+  return limits;
+}
+
+namespace {
+
+void requireEmptyStaging(const fs::path& staging) {
   std::error_code ec;
   if (!fs::is_directory(staging, ec) || !fs::is_empty(staging, ec)) {
     throw Error(ErrorCategory::kPermanent, "internal: staging " + staging.string() + " must be an empty directory");
   }
-  return Reader(in, staging, limits, check).run();
+}
+
+}  // namespace
+
+BundleReadResult readBundle(ByteSource& in, const fs::path& staging, const BundleLimits& limits,
+                            const MetadataCheck& check) {
+  requireEmptyStaging(staging);
+  return Reader(in, staging, limits, check, true).run();
+}
+
+BundleReadResult verifyBundle(ByteSource& in, const fs::path& staging, const BundleLimits& limits) {
+  requireEmptyStaging(staging);
+  return Reader(in, staging, limits, {}, false).run();
 }
 
 }  // namespace ferry

@@ -122,7 +122,14 @@ void from_json(const json& j, ImageRecord& r) {
 
 // --- the store ----------------------------------------------------------
 
-ImageStore::ImageStore(fs::path dir) : dir_(std::move(dir)) { makeDirs(dir_); }
+ImageStore::ImageStore(fs::path dir, BundleLimits limits)
+    : dir_(std::move(dir)), limits_(std::move(limits)) {
+  makeDirs(dir_);
+}
+
+ExtractBudget ImageStore::budget() const {
+  return ExtractBudget{.limits = boundedByFreeDisk(limits_, dir_, "this host")};
+}
 
 ImageRecord ImageStore::import(const std::string& name, const fs::path& source) {
   return withContext("importing image '" + name + "' from " + source.string(), [&] {
@@ -136,7 +143,8 @@ ImageRecord ImageStore::import(const std::string& name, const fs::path& source) 
     if (!isOciLayout(dir.get())) {
       throwInvalidInput("a directory, but not an OCI image layout (no oci-layout and index.json)");
     }
-    return importLayout(name, path, dir.get());
+    ExtractBudget b = budget();
+    return importLayout(name, path, dir.get(), b);
   });
 }
 
@@ -148,22 +156,23 @@ ImageRecord ImageStore::importFile(const std::string& name, const fs::path& sour
   // Unpacked as a rootfs first; only the result tells whether it was a layout.
   TempDir stage(dir_, kTempPrefix);
   UniqueFd tree = makeSubdir(stage.path(), "rootfs");
-  size_t members = applyLayer(file.get(), tree.get(), Whiteouts::kAsFiles);
+  ExtractBudget b = budget();
+  size_t members = applyLayer(file.get(), tree.get(), Whiteouts::kAsFiles, &b);
   if (isOciLayout(tree.get())) {
     keep_source_fd_ = file.get();  // an OCI layout tar is kept as it came, too
     struct Reset {
       int& fd;
       ~Reset() { fd = -1; }
     } reset{keep_source_fd_};
-    return importLayout(name, source, tree.get());
+    return importLayout(name, source, tree.get(), b);
   }
   if (members == 0) throwInvalidInput("the archive is empty");
   keepSource(file.get(), stage.path(), source);
   return publish(stage, ImageRecord{id, {}, source, kFormatRootfsTar, 0, 0, {}}, name);
 }
 
-ImageRecord ImageStore::importLayout(const std::string& name, const fs::path& source,
-                                     int layout_fd) {
+ImageRecord ImageStore::importLayout(const std::string& name, const fs::path& source, int layout_fd,
+                                     ExtractBudget& budget) {
   OciLayout layout(layout_fd);
   OciImage image = layout.image(name);
   std::string id = image.config_blob.hex();
@@ -171,8 +180,9 @@ ImageRecord ImageStore::importLayout(const std::string& name, const fs::path& so
   TempDir stage(dir_, kTempPrefix);
   UniqueFd rootfs = makeSubdir(stage.path(), "rootfs");
   for (const Descriptor& layer : image.layers) {
-    withContext("layer " + layer.digest,
-                [&] { applyLayer(layout.blob(layer).get(), rootfs.get(), Whiteouts::kApply); });
+    withContext("layer " + layer.digest, [&] {
+      applyLayer(layout.blob(layer).get(), rootfs.get(), Whiteouts::kApply, &budget);
+    });
   }
   if (keep_source_fd_ >= 0) keepSource(keep_source_fd_, stage.path(), source);
   return publish(stage, ImageRecord{id, {}, source, kFormatOci, 0, 0, image.config}, name);

@@ -19,8 +19,11 @@
 #include <vector>
 
 #include "common/fs.h"
+#include "engine/bundle/bundle.h"
 
 namespace ferry {
+
+struct ExtractBudget;  // layer_apply.h
 
 // What the image's config says a container runs by default.
 struct ImageConfig {
@@ -56,8 +59,10 @@ void from_json(const nlohmann::json& j, ImageRecord& r);
 // an image completely or not at all.
 class ImageStore {
  public:
-  // dir = <host root>/images; created if missing.
-  explicit ImageStore(fs::path dir);
+  // dir = <host root>/images; created if missing. What one import may write
+  // is `limits`, lowered to the free disk under `dir` less 256 MiB when it
+  // starts (boundedByFreeDisk).
+  explicit ImageStore(fs::path dir, BundleLimits limits = {});
 
   // Imports `source` under `name` (empty: no name) and returns its record.
   // Blocks on reading and extracting the whole input. Detects the input kind:
@@ -66,9 +71,12 @@ class ImageStore {
   //    `oci-layout` and `index.json`: an OCI image layout in a tar;
   //  * any other tar: a root file system (`podman export`, `docker export`).
   // Importing content already present adds the name to it; a name held by
-  // another image moves to this one. On failure nothing is left behind and the
-  // Error (kInvalidInput for a bad input or name, kIncompatible for an OCI
-  // feature not supported) has context "importing image 'NAME' from PATH".
+  // another image moves to this one. What it writes (the apparent size of
+  // every member, of every layer) is bounded as a bundle's is, by the limits
+  // above and the ratio to the bytes read (checkExpansion). On failure nothing
+  // is left behind and the Error (kInvalidInput for a bad input or name or a
+  // limit, kPermanent for free disk, kIncompatible for an OCI feature not
+  // supported) has context "importing image 'NAME' from PATH".
   ImageRecord import(const std::string& name, const fs::path& source);
 
   // A full id, a name, or an id prefix of at least 12 hex characters that
@@ -98,7 +106,9 @@ class ImageStore {
 
  private:
   ImageRecord importFile(const std::string& name, const fs::path& source);
-  ImageRecord importLayout(const std::string& name, const fs::path& source, int layout_fd);
+  ImageRecord importLayout(const std::string& name, const fs::path& source, int layout_fd,
+                           ExtractBudget& budget);
+  ExtractBudget budget() const;  // limits_ bounded by free disk now
   ImageRecord publish(TempDir& stage, ImageRecord record, const std::string& name);
   // Copies the imported file into the stage as "source" (see sourceFile).
   void keepSource(int fd, const fs::path& stage, const fs::path& source);
@@ -110,6 +120,7 @@ class ImageStore {
 
   int keep_source_fd_ = -1;  // during importFile of an OCI layout tar
   fs::path dir_;
+  BundleLimits limits_;
 };
 
 }  // namespace ferry

@@ -140,7 +140,15 @@ ArchivePtr openTar(int fd) {
   return a;
 }
 
-void copyData(archive* in, archive* out) {
+// The budget as it stands while `in` is read: `raw` apparent bytes applied.
+void checkBudget(const ExtractBudget* budget, archive* in, uint64_t raw) {
+  if (!budget) return;
+  uint64_t wire = budget->wire + static_cast<uint64_t>(archive_filter_bytes(in, -1));
+  checkExpansion(budget->limits, budget->raw + raw, wire, budget->what);
+}
+
+// Counts apparent progress (offset + size): holes count as written.
+void copyData(archive* in, archive* out, const ExtractBudget* budget) {
   const void* buf;
   size_t size;
   la_int64_t offset;
@@ -148,6 +156,7 @@ void copyData(archive* in, archive* out) {
     int r = archive_read_data_block(in, &buf, &size, &offset);
     if (r == ARCHIVE_EOF) return;
     if (r < ARCHIVE_WARN) archiveFailed(in, "reading");
+    checkBudget(budget, in, static_cast<uint64_t>(offset) + size);
     if (archive_write_data_block(out, buf, size, offset) < ARCHIVE_WARN) {
       archiveFailed(out, "writing");
     }
@@ -194,8 +203,11 @@ void runInDir(int dir_fd, F&& f) {
 // cwd.
 class LayerApplier {
  public:
-  LayerApplier(int root_fd, Whiteouts whiteouts)
-      : root_fd_(root_fd), mode_(whiteouts), keep_selinux_(::is_selinux_enabled() > 0) {}
+  LayerApplier(int root_fd, Whiteouts whiteouts, ExtractBudget* budget)
+      : root_fd_(root_fd),
+        mode_(whiteouts),
+        keep_selinux_(::is_selinux_enabled() > 0),
+        budget_(budget) {}
 
   // Returns the number of members.
   size_t apply(archive* in);
@@ -220,6 +232,7 @@ class LayerApplier {
   int root_fd_;
   Whiteouts mode_;
   bool keep_selinux_;
+  ExtractBudget* budget_;
   std::unordered_set<std::string> this_layer_;  // kApply: members of this tar and their parents
   std::unordered_set<std::string> own_symlinks_;  // symlinks this tar made
   std::vector<std::string> opaque_dirs_;        // kToOverlay: DIR of each DIR/.wh..wh..opq
@@ -248,6 +261,7 @@ size_t LayerApplier::apply(archive* in) {
                 [&] { applyMember(in, out.get(), e, memberPath(raw)); });
   }
   if (archive_write_close(out.get()) < ARCHIVE_WARN) archiveFailed(out.get(), "finishing");
+  if (budget_) budget_->wire += static_cast<uint64_t>(archive_filter_bytes(in, -1));
   if (mode_ == Whiteouts::kToOverlay) placeMarkers();
   restoreDirTimes();
   return count;
@@ -269,9 +283,19 @@ void LayerApplier::applyEntry(archive* in, archive* out, archive_entry* e, const
   filterXattrs(e, keep_selinux_);
   clearParents(rel);
   if (!is_dir) clearWayFor(rel);
+  // The declared (apparent) size is checked before anything is written: a
+  // 1 TiB sparse member is refused, not made.
+  uint64_t size = archive_entry_size_is_set(e) && archive_entry_size(e) > 0
+                      ? static_cast<uint64_t>(archive_entry_size(e))
+                      : 0;
+  if (budget_) checkExpansion(budget_->limits, budget_->raw + size, UINT64_MAX, budget_->what);
   if (archive_write_header(out, e) < ARCHIVE_WARN) archiveFailed(out, "cannot extract");
-  copyData(in, out);
+  copyData(in, out, budget_);
   if (archive_write_finish_entry(out) < ARCHIVE_WARN) archiveFailed(out, "cannot extract");
+  if (budget_) {
+    checkBudget(budget_, in, size);  // holes at the end count too
+    budget_->raw += size;
+  }
   if (mode_ == Whiteouts::kApply) noteExtracted(rel);
   if (is_dir) noteDirTimes(e, rel);
   if (archive_entry_filetype(e) == AE_IFLNK && !archive_entry_hardlink(e)) own_symlinks_.insert(rel);
@@ -463,11 +487,11 @@ std::optional<UniqueFd> LayerApplier::makeDirsBeneath(const std::string& rel) co
 
 }  // namespace
 
-size_t applyLayer(int archive_fd, int root_fd, Whiteouts whiteouts) {
+size_t applyLayer(int archive_fd, int root_fd, Whiteouts whiteouts, ExtractBudget* budget) {
   size_t count = 0;
   runInDir(root_fd, [&] {
     ArchivePtr in = openTar(archive_fd);
-    count = LayerApplier(root_fd, whiteouts).apply(in.get());
+    count = LayerApplier(root_fd, whiteouts, budget).apply(in.get());
   });
   return count;
 }

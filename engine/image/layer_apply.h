@@ -4,6 +4,10 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "engine/bundle/bundle.h"
 
 namespace ferry {
 
@@ -31,6 +35,17 @@ enum class Whiteouts {
   // entry already hides everything lower has below it. The markers
   // themselves are not extracted.
   kToOverlay,
+};
+
+// What an import may write, counted across calls (an image's layers): the
+// apparent size of every member (a sparse file counts at its full size) and
+// the archive bytes read, checked against `limits` by checkExpansion
+// (bundle.h) as they grow, with `what` naming the input in the error.
+struct ExtractBudget {
+  BundleLimits limits;
+  std::string what = "image";
+  uint64_t raw = 0;   // apparent bytes of the members applied so far
+  uint64_t wire = 0;  // archive bytes read by the calls so far
 };
 
 // Extracts the tar (plain, gzip, zstd, xz or bzip2) read from `archive_fd`,
@@ -67,6 +82,9 @@ enum class Whiteouts {
 //  * a member beneath a symlink this same archive made ("symlink, then a
 //    file through it"); a symlink an earlier layer left is replaced instead,
 //    as overlayfs shows a directory over a lower symlink.
+//  * with a budget, a member whose declared size takes the total past
+//    max_total_bytes (before any of it is written), or output past the
+//    budget's ratio: the errors of checkExpansion.
 // Disk trouble (ENOSPC, EDQUOT, EIO, ...) is kPermanent, with its errno.
 //
 // Guarantees: nothing outside root_fd is written, linked, chmodded or deleted,
@@ -82,6 +100,8 @@ enum class Whiteouts {
 // see neither. Calls on different roots may run concurrently; nothing else
 // may modify the tree under root_fd during a call, since the symlink checks
 // assume only this call changes it.
-size_t applyLayer(int archive_fd, int root_fd, Whiteouts whiteouts);
+// `budget` (may be null: no limit beyond the disk's) is updated as it goes.
+size_t applyLayer(int archive_fd, int root_fd, Whiteouts whiteouts,
+                  ExtractBudget* budget = nullptr);
 
 }  // namespace ferry

@@ -3,12 +3,14 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <sys/syscall.h>
+#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <fstream>
+#include <utility>
 
 #include "common/error.h"
 
@@ -23,6 +25,8 @@ std::string ProcessResult::describe() const {
 }
 
 namespace {
+
+using Clock = std::chrono::steady_clock;
 
 // Builds the child's environment: ours plus overrides.
 std::vector<std::string> mergedEnv(const std::vector<std::string>& extra) {
@@ -40,56 +44,6 @@ std::vector<std::string> mergedEnv(const std::vector<std::string>& extra) {
   return env;
 }
 
-// Runs in the child after fork: only async-signal-safe calls until exec.
-[[noreturn]] void execChild(const std::vector<char*>& argv, const std::vector<char*>& envp,
-                            int in_fd, int out_fd, int err_fd, const std::vector<int>& keep,
-                            int exec_err_fd) {
-  ::signal(SIGPIPE, SIG_DFL);
-  sigset_t all;
-  sigemptyset(&all);
-  ::sigprocmask(SIG_SETMASK, &all, nullptr);
-  if (in_fd >= 0) ::dup2(in_fd, 0);
-  if (out_fd >= 0) ::dup2(out_fd, 1);
-  if (err_fd >= 0) ::dup2(err_fd, 2);
-  for (int fd : keep) {
-    int flags = ::fcntl(fd, F_GETFD);
-    if (flags >= 0) ::fcntl(fd, F_SETFD, flags & ~FD_CLOEXEC);
-  }
-  ::execvpe(argv[0], argv.data(), envp.data());
-  int e = errno;
-  if (::write(exec_err_fd, &e, sizeof e) < 0) {
-    // Nothing more to say: the parent sees exit 127.
-  }
-  ::_exit(127);
-}
-
-std::vector<char*> cArgs(std::vector<std::string>& v);
-
-// Forks and execs; reports a failed exec as an Error (naming the program)
-// through a close-on-exec pipe, so a program's own exit 127 is not mistaken
-// for "not installed".
-Child forkExec(std::vector<std::string> argv, const std::vector<std::string>& env_extra,
-               int in_fd, int out_fd, int err_fd, const std::vector<int>& keep) {
-  std::vector<std::string> env = mergedEnv(env_extra);
-  auto cargv = cArgs(argv);
-  auto cenv = cArgs(env);
-  Pipe report = makePipe();
-  pid_t pid = ::fork();
-  if (pid < 0) throwErrno("fork for " + argv[0]);
-  if (pid == 0) execChild(cargv, cenv, in_fd, out_fd, err_fd, keep, report.write.get());
-  Child child(pid);
-  report.write.reset();
-  int e = 0;
-  ssize_t n = retryEintr([&] { return ::read(report.read.get(), &e, sizeof e); });
-  if (n == sizeof e) {
-    child.wait();
-    throw Error(ErrorCategory::kPermanent,
-                "cannot run '" + argv[0] + "': " + std::strerror(e) +
-                    " (tools/install-deps.sh installs ferry's dependencies)");
-  }
-  return child;
-}
-
 std::vector<char*> cArgs(std::vector<std::string>& v) {
   std::vector<char*> out;
   for (auto& s : v) out.push_back(s.data());
@@ -97,17 +51,149 @@ std::vector<char*> cArgs(std::vector<std::string>& v) {
   return out;
 }
 
+void check(int rc, const char* what) {
+  if (rc != 0) throwErrno(what, rc);
+}
+
+// posix_spawn's two argument objects, destroyed on every path.
+struct SpawnArgs {
+  posix_spawn_file_actions_t actions;
+  posix_spawnattr_t attr;
+  SpawnArgs() {
+    check(::posix_spawn_file_actions_init(&actions), "posix_spawn_file_actions_init");
+    if (int rc = ::posix_spawnattr_init(&attr); rc != 0) {
+      ::posix_spawn_file_actions_destroy(&actions);
+      throwErrno("posix_spawnattr_init", rc);
+    }
+  }
+  ~SpawnArgs() {
+    ::posix_spawnattr_destroy(&attr);
+    ::posix_spawn_file_actions_destroy(&actions);
+  }
+  SpawnArgs(const SpawnArgs&) = delete;
+  SpawnArgs& operator=(const SpawnArgs&) = delete;
+};
+
+// The child's descriptors: stdio from in/out/err (-1: inherited), `keep`
+// under their own numbers, and nothing else. Closing the rest matters in a
+// multithreaded daemon: a descriptor another thread opened without O_CLOEXEC
+// (an std::ifstream, a log file) would otherwise live on in conmon's monitor.
+void planDescriptors(posix_spawn_file_actions_t* a, int in_fd, int out_fd, int err_fd,
+                     const std::vector<int>& keep) {
+  const int stdio[3] = {in_fd, out_fd, err_fd};
+  for (int target = 0; target < 3; ++target) {
+    if (stdio[target] >= 0) {
+      check(::posix_spawn_file_actions_adddup2(a, stdio[target], target), "posix_spawn dup2");
+    }
+  }
+  // dup2 onto itself clears FD_CLOEXEC in the child only (glibc >= 2.29).
+  int top = 2;
+  for (int fd : keep) {
+    check(::posix_spawn_file_actions_adddup2(a, fd, fd), "posix_spawn keep fd");
+    top = std::max(top, fd);
+  }
+  // Closing a descriptor that is not open is no error for posix_spawn.
+  for (int fd = 3; fd < top; ++fd) {
+    if (std::find(keep.begin(), keep.end(), fd) == keep.end()) {
+      check(::posix_spawn_file_actions_addclose(a, fd), "posix_spawn close");
+    }
+  }
+  check(::posix_spawn_file_actions_addclosefrom_np(a, top + 1), "posix_spawn closefrom");
+}
+
+// posix_spawn (a vfork-style clone: safe in a multithreaded process, and it
+// reports a failed exec as its result, so a program's own exit 127 is not
+// mistaken for "not installed").
+Child spawnProcess(std::vector<std::string> argv, const std::vector<std::string>& env_extra,
+                   int in_fd, int out_fd, int err_fd, const std::vector<int>& keep) {
+  std::vector<std::string> env = mergedEnv(env_extra);
+  auto cargv = cArgs(argv);
+  auto cenv = cArgs(env);
+  SpawnArgs s;
+  planDescriptors(&s.actions, in_fd, out_fd, err_fd, keep);
+  // A fresh program: no blocked signals, every signal at its default (the
+  // daemon ignores SIGPIPE; runc and CRIU expect to die of it).
+  sigset_t none, all;
+  sigemptyset(&none);
+  sigfillset(&all);
+  check(::posix_spawnattr_setsigmask(&s.attr, &none), "posix_spawnattr_setsigmask");
+  check(::posix_spawnattr_setsigdefault(&s.attr, &all), "posix_spawnattr_setsigdefault");
+  check(::posix_spawnattr_setflags(&s.attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF),
+        "posix_spawnattr_setflags");
+  pid_t pid = -1;
+  int rc = ::posix_spawnp(&pid, cargv[0], &s.actions, &s.attr, cargv.data(), cenv.data());
+  if (rc != 0) {
+    throw Error(ErrorCategory::kPermanent,
+                "cannot run '" + argv[0] + "': " + std::strerror(rc) +
+                    " (tools/install-deps.sh installs ferry's dependencies)",
+                rc);
+  }
+  try {
+    return Child(pid);
+  } catch (...) {
+    // No pidfd (out of descriptors): the child may not run unwatched.
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    throw;
+  }
+}
+
 void fillStatus(ProcessResult& r, int status) {
   if (WIFEXITED(status)) r.exit_code = WEXITSTATUS(status);
   if (WIFSIGNALED(status)) r.signal = WTERMSIG(status);
 }
 
+// Reads what there is into `to`; closes `fd` at EOF (or on an error).
+void drainInto(UniqueFd& fd, std::string& to) {
+  char buf[16384];
+  ssize_t got = retryEintr([&] { return ::read(fd.get(), buf, sizeof buf); });
+  if (got <= 0) {
+    fd.reset();
+  } else {
+    to.append(buf, static_cast<size_t>(got));
+  }
+}
+
+// Writes what the (non-blocking) pipe takes of `left`; closes `fd` when all
+// is written or the child will not read the rest.
+void feed(UniqueFd& fd, std::string_view& left) {
+  ssize_t n = retryEintr([&] { return ::write(fd.get(), left.data(), left.size()); });
+  if (n > 0) left.remove_prefix(static_cast<size_t>(n));
+  if (left.empty() || (n < 0 && errno != EAGAIN)) fd.reset();
+}
+
+// One poll over the child's pidfd, its stdin and its output: feeds the
+// input, collects the output, until the output is closed and the child has
+// exited. False when the deadline passes first.
+bool pumpIo(const Child& child, UniqueFd& in, std::string_view input, UniqueFd& out, UniqueFd& err,
+            ProcessResult& r, Clock::time_point deadline) {
+  bool exited = false;
+  while (!exited || out || err) {
+    // Fixed slots; poll ignores negative descriptors.
+    pollfd p[4] = {{exited ? -1 : child.pidfd().get(), POLLIN, 0},
+                   {in.get(), POLLOUT, 0},
+                   {out.get(), POLLIN, 0},
+                   {err.get(), POLLIN, 0}};
+    auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    if (left <= 0) return false;
+    int n = ::poll(p, 4, static_cast<int>(std::min<long>(left, INT32_MAX)));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throwErrno("poll");
+    if (n == 0) return false;
+    if (p[0].revents) exited = true;
+    if (p[1].revents) feed(in, input);
+    if (p[2].revents) drainInto(out, r.out);
+    if (p[3].revents) drainInto(err, r.err);
+  }
+  return true;
+}
+
 }  // namespace
 
-ProcessResult LocalCommandRunner::run(const std::vector<std::string>& argv_in,
+ProcessResult LocalCommandRunner::run(const std::vector<std::string>& argv,
                                       const RunOptions& opts) {
-  if (argv_in.empty()) throw Error(ErrorCategory::kInvalidInput, "empty command");
-  const std::vector<std::string>& argv = argv_in;
+  if (argv.empty()) throw Error(ErrorCategory::kInvalidInput, "empty command");
+  auto deadline = Clock::now() + opts.timeout;
   Pipe in = makePipe();
   Pipe out, err;
   UniqueFd file;
@@ -120,69 +206,29 @@ ProcessResult LocalCommandRunner::run(const std::vector<std::string>& argv_in,
   int out_fd = file ? file.get() : out.write.get();
   int err_fd = file ? file.get() : err.write.get();
 
-  Child child = forkExec(argv, opts.env, in.read.get(), out_fd, err_fd, opts.inherit_fds);
+  Child child = spawnProcess(argv, opts.env, in.read.get(), out_fd, err_fd, opts.inherit_fds);
   in.read.reset();
   out.write.reset();
   err.write.reset();
   file.reset();
 
-  // Feed stdin (small inputs only: the callers pass a few bytes at most).
-  if (!opts.stdin_data.empty()) {
+  if (opts.stdin_data.empty()) {
+    in.write.reset();
+  } else {
+    // A child that exits without reading its input must not kill us.
     ::signal(SIGPIPE, SIG_IGN);
-    try {
-      writeAll(in.write.get(), opts.stdin_data, argv[0] + " stdin");
-    } catch (const Error&) {
-      // The child may exit without reading its input; its status says why.
-    }
+    ::fcntl(in.write.get(), F_SETFL, O_NONBLOCK);
   }
-  in.write.reset();
-
   ProcessResult r;
-  auto deadline = std::chrono::steady_clock::now() + opts.timeout;
-  std::vector<std::pair<int, std::string*>> streams;
-  if (out.read) streams.emplace_back(out.read.get(), &r.out);
-  if (err.read) streams.emplace_back(err.read.get(), &r.err);
-  while (!streams.empty()) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) {
-      r.timed_out = true;
-      break;
-    }
-    std::vector<pollfd> pfds;
-    for (auto& s : streams) pfds.push_back({s.first, POLLIN, 0});
-    int n = ::poll(pfds.data(), pfds.size(), static_cast<int>(left.count()));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) throwErrno("poll");
-    for (size_t i = pfds.size(); i-- > 0;) {
-      if (!pfds[i].revents) continue;
-      char buf[16384];
-      ssize_t got = retryEintr([&] { return ::read(pfds[i].fd, buf, sizeof buf); });
-      if (got <= 0) {
-        streams.erase(streams.begin() + static_cast<long>(i));
-      } else {
-        streams[i].second->append(buf, static_cast<size_t>(got));
-      }
-    }
-  }
-  // Output closed (or timed out): wait for exit, still bounded by the deadline.
-  for (;;) {
-    if (auto st = child.poll()) {
-      fillStatus(r, *st);
-      break;
-    }
-    if (r.timed_out || std::chrono::steady_clock::now() >= deadline) {
-      r.timed_out = true;
-      child.kill(SIGKILL);
-      fillStatus(r, child.wait());
-      break;
-    }
-    ::usleep(2000);
-  }
+  r.timed_out = !pumpIo(child, in.write, opts.stdin_data, out.read, err.read, r, deadline);
+  if (r.timed_out) child.kill(SIGKILL);
+  fillStatus(r, child.wait());
   return r;
 }
 
-Child::Child(Child&& o) noexcept : pid_(o.pid_) { o.pid_ = -1; }
+Child::Child(pid_t pid) : pid_(pid), pidfd_(PidFd::open(pid)) {}
+
+Child::Child(Child&& o) noexcept : pid_(std::exchange(o.pid_, -1)), pidfd_(std::move(o.pidfd_)) {}
 
 Child& Child::operator=(Child&& o) noexcept {
   if (this != &o) {
@@ -190,8 +236,8 @@ Child& Child::operator=(Child&& o) noexcept {
       kill(SIGKILL);
       wait();
     }
-    pid_ = o.pid_;
-    o.pid_ = -1;
+    pid_ = std::exchange(o.pid_, -1);
+    pidfd_ = std::move(o.pidfd_);
   }
   return *this;
 }
@@ -208,35 +254,33 @@ int Child::wait() {
   if (pid_ <= 0) return 0;
   pid_t r = retryEintr([&] { return ::waitpid(pid_, &status, 0); });
   pid_ = -1;
+  pidfd_ = PidFd();
   return r < 0 ? 0 : status;
 }
 
-std::optional<int> Child::poll() {
+std::optional<int> Child::waitFor(std::chrono::milliseconds timeout) {
   if (pid_ <= 0) return 0;
-  int status = 0;
-  pid_t r = retryEintr([&] { return ::waitpid(pid_, &status, WNOHANG); });
-  if (r == 0) return std::nullopt;
-  pid_ = -1;
-  return status;
+  if (!pidfd_.waitExit(timeout)) return std::nullopt;
+  return wait();  // it has exited: reaping does not block
 }
 
 void Child::kill(int sig) {
-  if (pid_ > 0) ::kill(pid_, sig);
+  if (pid_ > 0) pidfd_.signal(sig);
 }
 
 pid_t Child::release() {
-  pid_t p = pid_;
-  pid_ = -1;
-  return p;
+  pidfd_ = PidFd();
+  return std::exchange(pid_, -1);
 }
 
 Child spawnChild(const std::vector<std::string>& argv, const std::string& output_file,
                  const std::vector<std::string>& env_extra) {
+  if (argv.empty()) throw Error(ErrorCategory::kInvalidInput, "empty command");
   UniqueFd file;
   if (!output_file.empty()) file = openFile(output_file, O_WRONLY | O_CREAT | O_APPEND, 0644);
   UniqueFd devnull = openFile("/dev/null", O_RDONLY);
   int out = file ? file.get() : -1;
-  return forkExec(argv, env_extra, devnull.get(), out, out, {});
+  return spawnProcess(argv, env_extra, devnull.get(), out, out, {});
 }
 
 bool processAlive(pid_t pid) {

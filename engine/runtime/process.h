@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "common/fd.h"
+#include "engine/runtime/wait.h"
 
 namespace ferry {
 
@@ -30,7 +31,8 @@ struct RunOptions {
   // Extra "KEY=VALUE" entries added to the inherited environment.
   std::vector<std::string> env;
   // Descriptors the child inherits under the same number (their O_CLOEXEC is
-  // cleared in the child only).
+  // cleared in the child only). Every other descriptor above stderr is closed
+  // in the child, close-on-exec or not.
   std::vector<int> inherit_fds;
   // When set, stdout and stderr go (appended) to this file and are not
   // captured. Needed for programs that daemonize (conmon): a captured pipe
@@ -50,7 +52,7 @@ class CommandRunner {
   virtual ProcessResult run(const std::vector<std::string>& argv, const RunOptions& opts) = 0;
 };
 
-// The real thing: fork + exec.
+// The real thing: posix_spawn, and a pidfd to wait on.
 class LocalCommandRunner : public CommandRunner {
  public:
   ProcessResult run(const std::vector<std::string>& argv, const RunOptions& opts) override;
@@ -58,11 +60,13 @@ class LocalCommandRunner : public CommandRunner {
 
 // A spawned child that is killed (SIGKILL) and reaped on destruction unless
 // released or waited for. Used for long-running helpers (tests start daemons
-// with it).
+// with it). Holds the child's pidfd, so waits block on it instead of polling.
 class Child {
  public:
   Child() = default;
-  explicit Child(pid_t pid) : pid_(pid) {}
+  // Takes an unreaped child of this process (its pid cannot be reused until
+  // it is reaped, so the pidfd opened here is surely its).
+  explicit Child(pid_t pid);
   Child(Child&& o) noexcept;
   Child& operator=(Child&& o) noexcept;
   Child(const Child&) = delete;
@@ -70,18 +74,25 @@ class Child {
   ~Child();
 
   pid_t pid() const { return pid_; }
+  // Readable once the child has exited (poll it with other descriptors).
+  const PidFd& pidfd() const { return pidfd_; }
   // Waits for exit; returns the wait status.
   int wait();
-  // Non-blocking: the wait status if it has exited.
-  std::optional<int> poll();
+  // The wait status if it exits within `timeout` (0: without blocking).
+  std::optional<int> waitFor(std::chrono::milliseconds timeout);
+  std::optional<int> poll() { return waitFor(std::chrono::milliseconds(0)); }
   void kill(int sig);
+  // Gives up the child: it is neither killed nor reaped by this object.
   pid_t release();
 
  private:
   pid_t pid_ = -1;
+  PidFd pidfd_;
 };
 
-// Starts argv with stdout+stderr to `output_file` (or inherited when empty).
+// Starts argv with stdin from /dev/null and stdout+stderr to `output_file`
+// (or inherited when empty). Throws Error naming the program when it cannot
+// be started.
 Child spawnChild(const std::vector<std::string>& argv, const std::string& output_file = "",
                  const std::vector<std::string>& env = {});
 

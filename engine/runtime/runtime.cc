@@ -62,13 +62,22 @@ std::vector<std::string> Runtime::runc(std::initializer_list<std::string> args) 
   return argv;
 }
 
-ProcessResult Runtime::runRunc(const std::vector<std::string>& argv, const std::string& what) {
-  ProcessResult r = runner_.run(argv, {});
+namespace {
+
+// Throws runc's own complaint unless the run succeeded.
+void throwUnlessOk(const ProcessResult& r, const std::string& what) {
   if (!r.ok()) {
     std::string msg = r.err.empty() ? r.out : r.err;
     while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
     throw Error(ErrorCategory::kPermanent, "runc " + what + " failed (" + r.describe() + "): " + msg);
   }
+}
+
+}  // namespace
+
+ProcessResult Runtime::runRunc(const std::vector<std::string>& argv, const std::string& what) {
+  ProcessResult r = runner_.run(argv, {});
+  throwUnlessOk(r, what);
   return r;
 }
 
@@ -90,6 +99,15 @@ void Runtime::remove(const std::string& id, bool force) {
   }
 }
 
+namespace {
+
+// One container as `runc state` and `runc list` describe it.
+RuncState runcState(const json& j) {
+  return RuncState{j.at("id"), j.value("pid", 0), j.at("status"), j.value("bundle", "")};
+}
+
+}  // namespace
+
 std::optional<RuncState> Runtime::state(const std::string& id) {
   ProcessResult r = runner_.run(runc({"state", id}), {});
   if (!r.ok()) {
@@ -97,10 +115,48 @@ std::optional<RuncState> Runtime::state(const std::string& id) {
     throw Error(ErrorCategory::kPermanent, "runc state " + id + " failed: " + r.err);
   }
   try {
-    json j = json::parse(r.out);
-    return RuncState{j.at("id"), j.value("pid", 0), j.at("status"), j.value("bundle", "")};
+    return runcState(json::parse(r.out));
   } catch (const json::exception& e) {
     throw Error(ErrorCategory::kPermanent, "runc state " + id + ": unreadable output: " + e.what());
+  }
+}
+
+std::map<std::string, RuncState> parseRuncList(std::string_view out) {
+  try {
+    json j = json::parse(out);
+    std::map<std::string, RuncState> states;
+    if (j.is_null()) return states;  // runc encodes an empty list as null
+    for (const auto& c : j.get_ref<const json::array_t&>()) {
+      RuncState st = runcState(c);
+      states.emplace(st.id, std::move(st));
+    }
+    return states;
+  } catch (const json::exception& e) {
+    throw Error(ErrorCategory::kPermanent,
+                std::string("runc list: unreadable output: ") + e.what());
+  }
+}
+
+bool isRuncListVanishedRace(const ProcessResult& r, const fs::path& runc_root) {
+  return !r.ok() && r.err.find("stat " + runc_root.string() + "/") != std::string::npos &&
+         r.err.find("no such file or directory") != std::string::npos;
+}
+
+std::map<std::string, RuncState> Runtime::list() {
+  // A container runc cannot load is left out with a warning on stderr, as
+  // `runc state` would call it missing: only a failed run is an error.
+  //
+  // runc 1.1 (Debian 12) reads its root's entries and then stats each one,
+  // failing the whole listing when a container is deleted in between (a
+  // migration moving it, `rm`). The directory is gone by then, so listing
+  // again gives the right answer; a few tries are plenty, since each race
+  // needs another deletion in a window of microseconds.
+  constexpr int kTries = 5;
+  for (int attempt = 1;; ++attempt) {
+    ProcessResult r = runner_.run(runc({"list", "--format", "json"}), {});
+    if (attempt < kTries && isRuncListVanishedRace(r, runcRoot(cfg_))) continue;
+    throwUnlessOk(r, "list");
+    return parseRuncList(r.out);
   }
 }
 
@@ -160,12 +216,29 @@ std::string trimmed(std::string s) {
   return s;
 }
 
-// A launch that failed must not leave its monitor (and what it runs) behind.
-void stopConmon(const fs::path& pid_file) {
+}  // namespace
+
+PidFd conmonPidFd(const fs::path& pid_file, const std::string& id) {
   pid_t pid = 0;
   std::ifstream(pid_file) >> pid;
-  if (pid > 0 && processAlive(pid)) ::kill(pid, SIGKILL);
+  PidFd fd = PidFd::open(pid);
+  if (!fd.valid()) return fd;
+  // A stale pid file names whatever has the pid now: it is ours only if it
+  // runs `conmon ... -c <id>`. Read after the open, so if the pid was reused
+  // in between, the process the pidfd holds has exited: it is done either way.
+  std::ifstream in("/proc/" + std::to_string(pid) + "/cmdline", std::ios::binary);
+  std::string arg, prev;
+  while (std::getline(in, arg, '\0')) {
+    if (prev == "-c" && arg == id) return fd;
+    prev = std::move(arg);
+  }
+  return PidFd();
 }
+
+namespace {
+
+// A launch that failed must not leave its monitor (and what it runs) behind.
+void stopConmon(const ConmonLaunch& l) { conmonPidFd(l.conmon_pid_file, l.id).signal(SIGKILL); }
 
 }  // namespace
 
@@ -213,12 +286,12 @@ pid_t Runtime::launch(const ConmonLaunch& l) {
   try {
     msg = readSyncMessage(sync.read.get(), std::chrono::minutes(10));
   } catch (...) {
-    stopConmon(l.conmon_pid_file);
+    stopConmon(l);
     throw;
   }
   int pid = msg.value("data", -1);
   if (pid > 0) return pid;
-  stopConmon(l.conmon_pid_file);
+  stopConmon(l);
   std::string detail = trimmed(msg.value("message", ""));
   if (detail.empty()) detail = "conmon exited without a report; see " + l.conmon_log.string();
   std::string text = "runc " + what + " of " + l.id + " failed: " + detail;

@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -76,6 +77,9 @@ class Runtime {
   // runc delete [--force]; a container runc does not know is not an error.
   void remove(const std::string& id, bool force);
   std::optional<RuncState> state(const std::string& id);
+  // Every container runc knows under this engine's runc root, by id: one
+  // `runc list` instead of a `runc state` per container.
+  std::map<std::string, RuncState> list();
 
   // CRIU dump through runc into image_dir; CRIU's dump.log goes to work_dir.
   // Throws Error naming the container, the log and its last Error lines.
@@ -92,6 +96,19 @@ class Runtime {
   CommandRunner& runner_;
   std::string runc_path_;
 };
+
+// The conmon that monitors container `id` (its pid from `pid_file`), held by
+// a pidfd; empty when it has exited, or when that pid is no longer a conmon
+// of `id`.
+PidFd conmonPidFd(const fs::path& pid_file, const std::string& id);
+
+// `runc list --format json`'s output (`null` when there is no container).
+// Throws Error kPermanent when it is not that.
+std::map<std::string, RuncState> parseRuncList(std::string_view out);
+
+// Whether a failed `runc list` lost the race with a container's deletion
+// (runc 1.1 stats each entry after reading the directory): worth a retry.
+bool isRuncListVanishedRace(const ProcessResult& r, const fs::path& runc_root);
 
 // The last `max` lines of a CRIU log that contain "Error" (CRIU's prefix for
 // the lines that explain a failure), joined with "; ".

@@ -40,6 +40,37 @@ bool takeRunOption(const std::string& opt, const std::function<std::string(const
   return true;
 }
 
+RunArgs runArgsFromWords(std::vector<std::string> words) {
+  RunArgs run;
+  size_t i = 0;
+  auto value = [&](const std::string& what) {
+    if (i >= words.size()) throwInvalidInput("missing " + what);
+    return words[i++];
+  };
+  while (i < words.size()) {
+    if (!run.image.empty()) {
+      run.args.push_back(words[i++]);
+      continue;
+    }
+    std::string o = words[i++];
+    // --opt=value as --opt value: takeRunOption reads separate words.
+    if (size_t eq = o.find('='); o.rfind("--", 0) == 0 && eq != std::string::npos) {
+      words.insert(words.begin() + static_cast<std::ptrdiff_t>(i), o.substr(eq + 1));
+      o.resize(eq);
+    }
+    if (takeRunOption(o, value, run)) continue;
+    if (o.rfind("-", 0) == 0) throwInvalidInput("unknown run option '" + o + "'");
+    run.image = o;
+  }
+  if (run.name.empty()) throwInvalidInput("run needs --name NAME");
+  if (run.image.empty()) throwInvalidInput("run needs an IMAGE");
+  validateName(run.name, "container name");
+  for (const auto& e : run.env) {
+    if (e.find('=') == std::string::npos) throwInvalidInput("-e wants KEY=VALUE, got '" + e + "'");
+  }
+  return run;
+}
+
 ContainerSpec specFromRunArgs(const RunArgs& r) {
   ContainerSpec s;
   s.name = r.name;

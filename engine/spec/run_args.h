@@ -39,6 +39,13 @@ struct RunArgs {
 bool takeRunOption(const std::string& opt, const std::function<std::string(const std::string& what)>& value,
                    RunArgs& r);
 
+// `run`'s words after the CLI's own options, in order: RUN OPTIONS (as
+// takeRunOption; --opt=value as --opt value), IMAGE, then the container's
+// command, which is never read as options. Throws Error kInvalidInput for
+// an unknown option, a missing value, no --name or IMAGE, a bad name, or
+// -e without '='.
+RunArgs runArgsFromWords(std::vector<std::string> words);
+
 // What the options ask for, each value parsed and checked: volume and tmpfs
 // options, annotations, the stop signal, the umask, labels, secrets,
 // --sdnotify and -e. Throws Error kInvalidInput naming the bad value.

@@ -22,7 +22,7 @@ using AgentIntegration = TwoHostTest;
 
 std::unique_ptr<coord::Coordinator> startCoordinator(zmq::context_t& ctx, const fs::path& dir) {
   return std::make_unique<coord::Coordinator>(
-      coord::CoordinatorOptions{.listen = "tcp://127.0.0.1:0", .state_dir = dir,
+      coord::CoordinatorOptions{.listen = "ipc://" + (dir / "coordinator.sock").string(), .state_dir = dir,
                                 .heartbeat = milliseconds(200), .missed_heartbeats = 5},
       ctx, [] { return unixMillis(); });
 }
@@ -72,6 +72,10 @@ TEST_F(AgentIntegration, AgentsRegisterHeartbeatRunAndMigrateThroughTheCoordinat
   auto figures = done->root<proto::Message>().getMigration();
   EXPECT_EQ(std::string(figures.getOutcome().cStr()), "committed");
   EXPECT_GT(figures.getBytesWire(), 0u);
+  // hostB's data endpoint is on this machine (127.0.0.3): sent raw, and said so.
+  EXPECT_EQ(std::string(figures.getCompression().cStr()),
+            "none (the target, 127.0.0.3, is an address of this machine: no wire to save, and "
+            "compressing would only add downtime)");
   waitFor([&] {
     return containersOn(cli, "hostB")["mig"] == "running" && !containersOn(cli, "hostA").count("mig");
   }, seconds(20), "heartbeats to show mig on hostB only");

@@ -6,8 +6,11 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <condition_variable>
 #include <cstring>
 #include <fstream>
+#include <future>
+#include <mutex>
 #include <random>
 #include <set>
 
@@ -117,6 +120,81 @@ TEST_F(BundleIntegration, ExportImportKeepsEveryRootfsChangeMemoryAndVolumes) {
   EXPECT_EQ(readFile(vol_b / "blob"), blob) << "volume differs";
   EXPECT_EQ(readFile(vol_b / "marker"), readFile(vol / "marker"));
   EXPECT_TRUE(fs::is_empty(b().config().root / "staging")) << "staging stayed behind";
+}
+
+// A receiver that takes the first bytes of a stream and then holds it until
+// the test lets go: a slow link, the case the container's own lock is for.
+class HeldSink : public ByteSink {
+ public:
+  void write(std::string_view d) override {
+    std::unique_lock<std::mutex> l(mu_);
+    writing_ = true;
+    changed_.notify_all();
+    changed_.wait(l, [&] { return released_; });
+    data.append(d);
+  }
+  void waitUntilWriting() {
+    std::unique_lock<std::mutex> l(mu_);
+    ASSERT_TRUE(changed_.wait_for(l, seconds(60), [&] { return writing_; })) << "the stream never began";
+  }
+  void release() {
+    std::lock_guard<std::mutex> l(mu_);
+    released_ = true;
+    changed_.notify_all();
+  }
+  std::string data;
+
+ private:
+  std::mutex mu_;
+  std::condition_variable changed_;
+  bool writing_ = false, released_ = false;
+};
+
+// Work on one container never waits for another's checkpoint: while one's
+// stream is held mid-way (its lock taken), another on the same host
+// is created, paused, resumed, checkpointed and stopped. With one lock per
+// host each of these waited for the whole stream.
+TEST_F(BundleIntegration, OtherContainersAreWorkedOnWhileOnesStreamIsHeld) {
+  runCounterOnA("slow", 3);
+  HeldSink held;
+  std::future<CheckpointResult> exporting;
+  std::future<ContainerStatus> others;
+  // Let go on every way out (a failed assertion too), before the futures'
+  // destructors wait for their threads: a failure fails, never hangs.
+  struct LetGo {
+    HeldSink& sink;
+    ~LetGo() { sink.release(); }
+  } let_go{held};
+  exporting = std::async(std::launch::async, [&] {
+    return a().exportCheckpoint("slow", held, {}, {.level = 0, .threads = 1});
+  });
+  held.waitUntilWriting();
+
+  others = std::async(std::launch::async, [&] {
+    a().volumes().ensure("other-data");
+    a().run(counterSpec("other", "other-data"));
+    a().pause("other");
+    a().resume("other");
+    waitFor([&] { return !counterValues(a(), "other").empty(); }, seconds(20), "other to count");
+    StringSink copy;
+    a().exportCheckpoint("other", copy, {.leave_running = true}, {.level = 0, .threads = 1});
+    return a().stop("other", seconds(5)).status;
+  });
+  // Generous: this is not a speed test. Waiting behind the held stream would
+  // never end (the stream is only released below), so it would fail here.
+  ASSERT_EQ(others.wait_for(seconds(120)), std::future_status::ready)
+      << "work on another container waited for the held checkpoint";
+  EXPECT_EQ(others.get(), ContainerStatus::kExited);
+
+  held.release();
+  CheckpointResult r = exporting.get();
+  EXPECT_EQ(r.bundle_bytes, held.data.size());
+  unsigned long last = counterValues(a(), "slow").back();
+  StringSource src(held.data);
+  b().importCheckpoint(src, {});
+  waitFor([&] { return valuesAfter(counterValues(b(), "slow"), last).size() >= 2; }, seconds(20),
+          "slow to go on counting on hostB");
+  EXPECT_EQ(valuesAfter(counterValues(b(), "slow"), last).front(), last + 1);
 }
 
 TEST_F(BundleIntegration, ImportUnderANewNameWhileTheSourceKeepsRunning) {
@@ -254,6 +332,57 @@ TEST_F(BundleIntegration, InspectVerifiesAndDescribesABundle) {
   p = r.run({FERRY_INSPECT_BIN, file.string()}, {});
   EXPECT_EQ(p.exit_code, 1);
   EXPECT_NE(p.err.find("bad bundle"), std::string::npos) << p.err;
+}
+
+// A checkpoint record naming host paths: an O volume's upperdir/workdir
+// would have the restoring engine (root) make, chown and chmod a directory
+// of the bundle's choice and mount it writable into the container.
+// Promise: refused, that directory untouched, nothing left on hostB.
+TEST_F(BundleIntegration, ARecordNamingHostPathsIsRefusedAndTouchesNothing) {
+  runCounterOnA("o", 2);
+  // The volume's root, restored on hostB, is what the upper layer would be
+  // made like: make it differ from the victim's.
+  fs::path vol = a().volumes().path("data");
+  ASSERT_EQ(::chown(vol.c_str(), 12345, 12345), 0);
+  ASSERT_EQ(::chmod(vol.c_str(), 0777), 0);
+  fs::path dir = checkpointDir("o");
+  a().checkpoint("o", dir, {});
+  fs::path victim = dirs_->state / "host-dir";
+  makeDirs(victim);
+  ASSERT_EQ(::chown(victim.c_str(), 0, 0), 0);
+  ASSERT_EQ(::chmod(victim.c_str(), 0755), 0);
+  fs::path work = dirs_->state / "host-work";
+  auto meta = nlohmann::json::parse(readFile(dir / "checkpoint.json"));
+  auto& v = meta["container"]["spec"]["volumes"][0];
+  v["overlay"] = true;
+  v["upperdir"] = victim.string();
+  v["workdir"] = work.string();
+  writeFileAtomic(dir / "checkpoint.json", meta.dump());
+  resealManifest(dir);
+  for (bool as_bundle : {false, true}) {
+    try {
+      if (as_bundle) {
+        StringSource src(bundleFromDir(dir, {}));
+        b().importCheckpoint(src, {});
+      } else {
+        b().restore(dir, {});
+      }
+      ADD_FAILURE() << "a checkpoint with an O volume was restored";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.category(), ErrorCategory::kInvalidInput) << e.what();
+      EXPECT_NE(std::string(e.what()).find("overlay (O) volume"), std::string::npos) << e.what();
+    }
+    struct stat st = statOf(victim);
+    EXPECT_EQ(st.st_uid, 0u) << "the host directory was chowned";
+    EXPECT_EQ(st.st_mode & 07777, 0755u) << "the host directory was chmodded";
+    EXPECT_TRUE(fs::is_empty(victim));
+    EXPECT_FALSE(pathExists(work)) << "the workdir was made on the host";
+    EXPECT_TRUE(b().list().empty());
+    EXPECT_FALSE(b().volumes().exists("data"));
+    EXPECT_FALSE(anyMountBelow(b().config().root));
+    EXPECT_TRUE(!pathExists(b().config().root / "staging") ||
+                fs::is_empty(b().config().root / "staging"));
+  }
 }
 
 // Hostile bundles: valid checksums around archives that try to escape.

@@ -57,6 +57,7 @@ class ClusterMigration : public ::testing::Test {
     // up "waiting for the next chunk").
     o.agent_args = {"--stream-timeout", std::to_string(kStreamTimeoutMs)};
     for (const auto& a : extraAgentArgs()) o.agent_args.push_back(a);
+    configure(o);
     state_ = cluster::up(o);
     CliResult r = ferry({"image", "import", "counter", FERRY_TEST_IMAGE, "--all"});
     ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -72,6 +73,9 @@ class ClusterMigration : public ::testing::Test {
 
   virtual int hostCount() const { return 2; }
   virtual std::vector<std::string> extraAgentArgs() const { return {}; }
+  // Last word on the cluster's options before it starts (keys, placements
+  // in network namespaces, ...).
+  virtual void configure(cluster::ClusterOptions&) {}
 
   void TearDown() override {
     extra_agents_.clear();  // SIGKILL: down removes their containers too
@@ -88,9 +92,34 @@ class ClusterMigration : public ::testing::Test {
   CliResult ferry(std::vector<std::string> args) {
     std::vector<std::string> argv = {FERRY_BIN, "--coordinator", state_.coordinator_endpoint,
                                      "--timeout", "120"};
+    if (!state_.keys_dir.empty()) argv.insert(argv.end(), {"--keys", state_.keys_dir.string()});
     argv.insert(argv.end(), args.begin(), args.end());
     ProcessResult p = runner_.run(argv, {});
     return {p.exit_code, p.out, p.err};
+  }
+
+  // Until the coordinator lists host `name` as up (or as down).
+  void waitForHostUp(const std::string& name, bool up = true) {
+    waitFor(
+        [&] {
+          CliResult h = ferry({"--json", "hosts"});
+          if (h.exit_code != 0) return false;
+          for (const auto& x : json::parse(h.out)) {
+            if (x["name"] == name) return x["up"].get<bool>() == up;
+          }
+          return false;
+        },
+        seconds(30), "the coordinator to see " + name + (up ? " up" : " down"));
+  }
+
+  // A client of the coordinator, with the cluster's client key if it has keys.
+  proto::RpcClient client(zmq::context_t& ctx) {
+    std::optional<proto::CurveClientKeys> curve;
+    if (!state_.keys_dir.empty()) {
+      curve = proto::CurveClientKeys{proto::readKeyPair(state_.keys_dir / "client.key"),
+                                     proto::readPublicKey(state_.keys_dir / "coordinator.pub")};
+    }
+    return proto::RpcClient(ctx, state_.coordinator_endpoint, curve);
   }
 
   const cluster::ClusterHost& host(const std::string& name) {
@@ -125,7 +154,7 @@ class ClusterMigration : public ::testing::Test {
 
   bool imagesOn(const std::string& h) {
     zmq::context_t ctx;
-    proto::RpcClient cli(ctx, state_.coordinator_endpoint);
+    proto::RpcClient cli = client(ctx);
     auto r = cli.call([](proto::Message::Builder m) { m.setListHosts(); }, seconds(5));
     for (auto x : r->root<proto::Message>().getHosts()) {
       if (std::string(x.getName().cStr()) == h) return x.getImages().size() > 0;
@@ -162,6 +191,19 @@ class ClusterMigration : public ::testing::Test {
         seconds(20), "the coordinator to see demo running");
   }
 
+  // Until the coordinator lists host h as down.
+  void waitForHostDown(const std::string& h) {
+    waitFor(
+        [&] {
+          CliResult r = ferry({"--json", "hosts"});
+          for (const auto& x : json::parse(r.out)) {
+            if (x["name"] == h) return !x["up"].get<bool>();
+          }
+          return false;
+        },
+        seconds(20), "the coordinator to see " + h + " down");
+  }
+
   // Every copy of demo that runs, on any host, as runc sees it.
   int runningCopies() {
     int n = 0;
@@ -170,6 +212,18 @@ class ClusterMigration : public ::testing::Test {
       n += c && (c->status == ContainerStatus::kRunning || c->status == ContainerStatus::kPaused);
     }
     return n;
+  }
+
+  // `name` runs on `h` as runc sees it, and its counter goes on there,
+  // unbroken (never restarted, no line lost or repeated).
+  void expectCountingOn(const std::string& h, const std::string& name) {
+    auto c = on(h, name);
+    ASSERT_TRUE(c) << name << " is not on " << h;
+    EXPECT_EQ(c->status, ContainerStatus::kRunning);
+    size_t n = counterValues(engine(h), name).size();
+    waitFor([&] { return counterValues(engine(h), name).size() > n + 3; }, seconds(20),
+            name + " to go on counting on " + h);
+    expectUnbroken(counterValues(engine(h), name));
   }
 
   // The counter values show no reset and no gap bigger than a freeze.
@@ -186,7 +240,7 @@ class ClusterMigration : public ::testing::Test {
                            const std::function<void(proto::Progress::Reader)>& on_progress,
                            int precopy = 0) {
     zmq::context_t ctx;
-    proto::RpcClient cli(ctx, state_.coordinator_endpoint);
+    proto::RpcClient cli = client(ctx);
     cli.call(
         [precopy](proto::Message::Builder m) {
           auto mg = m.initMigrate();
@@ -203,7 +257,7 @@ class ClusterMigration : public ::testing::Test {
   bool killCoordinatorDuring(const proto::Fill& request,
                              const std::function<bool(proto::Progress::Reader)>& when) {
     zmq::context_t ctx;
-    proto::RpcClient cli(ctx, state_.coordinator_endpoint);
+    proto::RpcClient cli = client(ctx);
     bool killed = false;
     try {
       cli.call(request, seconds(5), [&](proto::Progress::Reader p) {
@@ -224,9 +278,11 @@ class ClusterMigration : public ::testing::Test {
 
   // A new coordinator on the same state, after the test killed the first.
   void restartCoordinator(const std::vector<std::string>& extra = {}) {
-    std::vector<std::string> argv = {FERRY_COORDINATOR_BIN, "--listen", state_.coordinator_endpoint,
-                                     "--state", state_.coordinator_state.string(), "--heartbeat",
-                                     "200", "--missed", "5"};
+    std::vector<std::string> argv = state_.coordinator_launcher;
+    argv.insert(argv.end(), {FERRY_COORDINATOR_BIN, "--listen", state_.coordinator_endpoint,
+                             "--state", state_.coordinator_state.string(), "--heartbeat", "200",
+                             "--missed", "5"});
+    if (!state_.keys_dir.empty()) argv.insert(argv.end(), {"--keys", state_.keys_dir.string()});
     argv.insert(argv.end(), extra.begin(), extra.end());
     extra_coordinator_ = spawnChild(argv, (fs::path(dir_) / "logs" / "coordinator-restarted.log").string());
   }
@@ -247,26 +303,36 @@ class ClusterMigration : public ::testing::Test {
     return wrapper;
   }
 
-  Child startAgent(const std::string& name, const std::vector<std::string>& extra) {
+  // A CRIU whose restores wait: when runc starts it as a worker (`criu
+  // swrk`, how runc runs every restore) it creates `entered`, then waits
+  // until the test creates `release`, then goes on as the real CRIU. Why a
+  // fake: a restore that outlasts a deadline, on any machine, whatever its
+  // speed.
+  fs::path writeHeldCriu(const fs::path& entered, const fs::path& release) {
+    fs::path wrapper = fs::path(dir_) / "held-criu";
+    writeFileAtomic(wrapper,
+                    "#!/bin/sh\nif [ \"$1\" = swrk ]; then\n  : > '" + entered.string() +
+                        "'\n  while [ ! -e '" + release.string() +
+                        "' ]; do sleep 0.05; done\nfi\nexec " + defaultCriuPath() + " \"$@\"\n",
+                    0755);
+    return wrapper;
+  }
+
+  // A new agent for host `name` (the test stopped its first), with `extra`
+  // arguments, run through `wrapper` (a command that execs the agent, e.g.
+  // setpriv) when given. Returns once it has registered.
+  Child startAgent(const std::string& name, const std::vector<std::string>& extra,
+                   const std::vector<std::string>& wrapper = {}) {
     const auto& h = host(name);
-    std::vector<std::string> argv = {FERRY_AGENT_BIN,
-                                     "--name",
-                                     h.name,
-                                     "--coordinator",
-                                     state_.coordinator_endpoint,
-                                     "--listen",
-                                     h.address,
-                                     "--root",
-                                     h.root,
-                                     "--run-dir",
-                                     h.run_dir,
-                                     "--cgroup-parent",
-                                     h.cgroup_parent,
-                                     "--heartbeat",
-                                     "200",
-                                     "--stream-timeout",
-                                     std::to_string(kStreamTimeoutMs)};
+    std::vector<std::string> argv = wrapper;
+    argv.insert(argv.end(), h.launcher.begin(), h.launcher.end());
+    argv.insert(argv.end(),
+                {FERRY_AGENT_BIN, "--name", h.name, "--coordinator", state_.coordinator_endpoint,
+                 "--listen", h.address, "--root", h.root, "--run-dir", h.run_dir, "--cgroup-parent",
+                 h.cgroup_parent, "--heartbeat", "200", "--stream-timeout",
+                 std::to_string(kStreamTimeoutMs)});
     for (const auto& a : extraAgentArgs()) argv.push_back(a);
+    if (!state_.keys_dir.empty()) argv.insert(argv.end(), {"--keys", state_.keys_dir.string()});
     argv.insert(argv.end(), extra.begin(), extra.end());
     fs::path log = fs::path(dir_) / "logs" / (name + "-restarted.log");
     Child c = spawnChild(argv, log.string());

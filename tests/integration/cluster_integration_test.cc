@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -150,7 +151,12 @@ TEST_F(ClusterIntegration, UpRegistersEveryHostAndDownLeavesNothingBehind) {
   EXPECT_EQ(s.hosts[0].name, "hostA");
   EXPECT_EQ(s.hosts[1].name, "hostB");
   EXPECT_EQ(s.hosts[1].address, "127.0.0.3");
-  EXPECT_EQ(s.coordinator_endpoint, "tcp://127.0.0.1:" + std::to_string(kPort));
+  // Without keys, a unix socket only root may open (issue 14, hole 7).
+  EXPECT_EQ(s.coordinator_endpoint, "ipc://" + (s.run_base / "coordinator.sock").string());
+  struct stat sock {};
+  ASSERT_EQ(::stat((s.run_base / "coordinator.sock").c_str(), &sock), 0);
+  EXPECT_EQ(sock.st_mode & 07777, 0600u);
+  EXPECT_EQ(sock.st_uid, 0u);
   EXPECT_EQ(s.hosts[0].root, dir() / "hosts" / "hostA");
   // conmon's socket paths must stay short, whatever DIR is.
   EXPECT_EQ(s.hosts[0].run_dir, "/run/ferry-cluster-" + s.id + "/hostA");
@@ -309,6 +315,12 @@ TEST_F(ClusterIntegration, UpRightAfterDownWaitsForItsOwnAgents) {
 }
 
 TEST_F(ClusterIntegration, PortInUseIsRefusedBeforeAnythingStarts) {
+  // Only a cluster with keys listens on TCP.
+  cluster::ClusterOptions with_keys = options(1);
+  with_keys.keys_dir = dir() / "keys";
+  for (const char* n : {"coordinator", "hostA", "client"}) {
+    proto::writeKeyPair(with_keys.keys_dir, n, proto::generateKeyPair());
+  }
   UniqueFd s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   int one = 1;  // an earlier test's connections may linger in TIME_WAIT
   ASSERT_EQ(::setsockopt(s.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one), 0);
@@ -320,7 +332,7 @@ TEST_F(ClusterIntegration, PortInUseIsRefusedBeforeAnythingStarts) {
       << std::strerror(errno);
   ASSERT_EQ(::listen(s.get(), 1), 0);
   try {
-    cluster::up(options(1));
+    cluster::up(with_keys);
     ADD_FAILURE() << "up succeeded on a port in use";
   } catch (const Error& e) {
     EXPECT_EQ(e.category(), ErrorCategory::kInvalidInput) << e.what();

@@ -18,7 +18,8 @@ using CoordinatorIntegration = TwoHostTest;
 TEST_F(CoordinatorIntegration, HostsRegisterReportAndAreMarkedDownWhenSilent) {
   zmq::context_t ctx;
   coord::Coordinator coordinator(
-      {.listen = "tcp://127.0.0.1:0", .state_dir = dirs_->state / "coordinator",
+      {.listen = "ipc://" + (dirs_->state / "coordinator.sock").string(),
+       .state_dir = dirs_->state / "coordinator",
        .heartbeat = milliseconds(200), .missed_heartbeats = 5},
       ctx, [] { return unixMillis(); });
   std::string endpoint = coordinator.endpoint();

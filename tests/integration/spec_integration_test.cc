@@ -20,11 +20,27 @@
 namespace ferry::testing {
 namespace {
 
-TEST_F(ClusterMigration, UserGroupsUmaskAndASymlinkedWorkdirHoldBeforeAndAfterAMigration) {
-  // Each container prints who it is, its umask's effect and where it is,
-  // every 100 ms: what `id`, `umask`, `pwd`, $HOME and a new file say.
-  auto runWho = [&](const std::string& name, const std::vector<std::string>& opts,
-                    const std::string& workdir) {
+// --- user, groups, umask and working directory ---------------------------------
+
+constexpr int kCapSysResource = 24;
+
+// Whether `cap` is in the set named `set` ("CapEff", "CapBnd") of process
+// `pid`'s /proc status.
+bool hasCapability(const std::string& pid, const std::string& set, int cap) {
+  std::string status = readFile("/proc/" + pid + "/status");
+  auto at = status.find(set + ":");
+  if (at == std::string::npos)
+    throw std::runtime_error("no " + set + " in /proc/" + pid + "/status");
+  return (std::stoull(status.substr(at + set.size() + 1, 20), nullptr, 16) >> cap) & 1;
+}
+
+// The containers of these tests print who they are, their umask's effect
+// and where they are, every 100 ms: what `id`, `umask`, `pwd`, $HOME and a
+// new file say.
+class UserIdentity : public ClusterMigration {
+ protected:
+  void runWho(const std::string& name, const std::vector<std::string>& opts,
+              const std::string& workdir) {
     std::vector<std::string> args = {"run", "--host", "hostA", "--name", name};
     args.insert(args.end(), opts.begin(), opts.end());
     for (const char* a : {"-w", "", "counter", "/bin/sh", "-c", ""}) args.push_back(a);
@@ -34,46 +50,79 @@ TEST_F(ClusterMigration, UserGroupsUmaskAndASymlinkedWorkdirHoldBeforeAndAfterAM
         "$(stat -c %a f)\"; sleep 0.1; done";
     CliResult r = ferry(args);
     ASSERT_EQ(r.exit_code, 0) << r.err;
-  };
-  auto lines = [&](const std::string& h, const std::string& name) {
+  }
+  std::vector<std::string> lines(const std::string& h, const std::string& name) {
     return workloadLines(engine(h), name, "who ");
-  };
+  }
 
   // app (1000) is in audio (29) by /etc/group, staff (50) comes from
   // --group-add; /opt/applink -> /srv/app, and work/ under it is missing.
-  runWho("app", {"-u", "app", "--group-add", "staff", "--umask", "027"}, "/opt/applink/work");
-  waitFor([&] { return !lines("hostA", "app").empty(); }, seconds(20), "app to report");
-  EXPECT_EQ(lines("hostA", "app").back(),
-            "who 1000 1000 1000 29 50 0027 /srv/app/work /home/app 640");
-  struct stat st {};
-  fs::path work = fs::path(host("hostA").root) / "containers/app/rootfs/srv/app/work";
-  ASSERT_EQ(::stat(work.c_str(), &st), 0);
-  EXPECT_EQ(st.st_uid, 1000u) << "the working directory was not made for app";
-  EXPECT_EQ(st.st_gid, 1000u);
-  // CRIU reads a process's rlimits with prlimit(2), which for another
-  // user's process needs CAP_SYS_RESOURCE. Without it (as on this machine)
-  // the migration is refused up front, saying so, and app runs on.
-  CliResult m = ferry({"migrate", "app", "hostA", "hostB"});
-  std::string status = readFile("/proc/self/status");
-  bool cap_sys_resource = false;
-  if (auto at = status.find("CapEff:"); at != std::string::npos) {
-    cap_sys_resource = (std::stoull(status.substr(at + 7, 20), nullptr, 16) >> 24) & 1;
+  static constexpr const char* kApp = "who 1000 1000 1000 29 50 0027 /srv/app/work /home/app 640";
+  void runAppOnA() {
+    runWho("app", {"-u", "app", "--group-add", "staff", "--umask", "027"}, "/opt/applink/work");
+    waitFor([&] { return !lines("hostA", "app").empty(); }, seconds(20), "app to report");
+    EXPECT_EQ(lines("hostA", "app").back(), kApp);
+    struct stat st {};
+    fs::path work = fs::path(host("hostA").root) / "containers/app/rootfs/srv/app/work";
+    ASSERT_EQ(::stat(work.c_str(), &st), 0);
+    EXPECT_EQ(st.st_uid, 1000u) << "the working directory was not made for app";
+    EXPECT_EQ(st.st_gid, 1000u);
   }
-  if (cap_sys_resource) {
-    ASSERT_EQ(m.exit_code, 0) << m.err;
-    waitFor([&] { return lines("hostB", "app").size() >= 3; }, seconds(20), "app on hostB");
-    for (const auto& l : lines("hostB", "app"))
-      EXPECT_EQ(l, "who 1000 1000 1000 29 50 0027 /srv/app/work /home/app 640");
-  } else {
-    EXPECT_EQ(m.exit_code, 1);
-    EXPECT_NE(m.err.find("CAP_SYS_RESOURCE"), std::string::npos) << m.err;
-    auto c = on("hostA", "app");
-    ASSERT_TRUE(c);
-    EXPECT_EQ(c->status, ContainerStatus::kRunning);
-  }
+};
 
-  // As root with supplementary groups, a umask and a symlinked, missing
-  // working directory: the same before and after a migration.
+// CRIU reads a process's rlimits with prlimit(2), which for another user's
+// process needs CAP_SYS_RESOURCE. An agent without it refuses the migration
+// up front, saying so, and the container runs on. Runs on every machine:
+// hostA's agent is restarted with the capability dropped from its bounding
+// set (setpriv), whether or not this machine has it to give.
+TEST_F(UserIdentity, AnotherUsersContainerIsRefusedUpFrontByAnAgentWithoutCapSysResource) {
+  ::kill(host("hostA").pid, SIGTERM);
+  waitFor([&] { return !processAlive(host("hostA").pid); }, seconds(20), "hostA's agent to stop");
+  extra_agents_.push_back(startAgent("hostA", {}, {"setpriv", "--bounding-set", "-sys_resource"}));
+  ASSERT_FALSE(hasCapability(std::to_string(extra_agents_.back().pid()), "CapEff", kCapSysResource))
+      << "hostA's agent still has CAP_SYS_RESOURCE";
+  runAppOnA();
+  CliResult m = ferry({"migrate", "app", "hostA", "hostB"});
+  EXPECT_EQ(m.exit_code, 1) << m.out;
+  EXPECT_NE(m.err.find("app runs as uid 1000 gid 1000"), std::string::npos) << m.err;
+  EXPECT_NE(m.err.find("needs CAP_SYS_RESOURCE, and this agent does not have it"),
+            std::string::npos)
+      << m.err;
+  // Refused before anything froze: it runs on hostA, and nothing is on hostB.
+  auto c = on("hostA", "app");
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->status, ContainerStatus::kRunning);
+  size_t n = lines("hostA", "app").size();
+  waitFor([&] { return lines("hostA", "app").size() > n + 2; }, seconds(20), "app to go on");
+  EXPECT_FALSE(on("hostB", "app"));
+}
+
+// With CAP_SYS_RESOURCE, the same container migrates and is the same user,
+// groups, umask and directory on hostB. Only where this machine can give
+// the agents the capability at all.
+TEST_F(UserIdentity, AnotherUsersContainerMigratesWithItsIdentityWhereTheAgentHasCapSysResource) {
+  for (const char* h : {"hostA", "hostB"}) {
+    if (hasCapability(std::to_string(host(h).pid), "CapEff", kCapSysResource)) continue;
+    if (!hasCapability("self", "CapBnd", kCapSysResource)) {
+      FERRY_SKIP_CANNOT_RUN_HERE(
+          "CAP_SYS_RESOURCE is not in its capability bounding set, so no agent here can hold it "
+          "(AnotherUsersContainerIsRefusedUpFrontByAnAgentWithoutCapSysResource tests the other "
+          "side)");
+    }
+    FAIL() << h << "'s agent lacks CAP_SYS_RESOURCE although this machine could give it";
+  }
+  runAppOnA();
+  CliResult m = ferry({"migrate", "app", "hostA", "hostB"});
+  ASSERT_EQ(m.exit_code, 0) << m.err;
+  waitFor([&] { return lines("hostB", "app").size() >= 3; }, seconds(20), "app on hostB");
+  for (const auto& l : lines("hostB", "app")) EXPECT_EQ(l, kApp);
+  EXPECT_FALSE(on("hostA", "app"));
+}
+
+// As root with supplementary groups, a umask and a symlinked, missing
+// working directory: the same before and after a migration (CRIU needs no
+// CAP_SYS_RESOURCE for root's processes), on any machine.
+TEST_F(UserIdentity, RootWithGroupsUmaskAndASymlinkedWorkdirHoldBeforeAndAfterAMigration) {
   runWho("rootwho", {"-u", "root:root", "--group-add", "staff", "--group-add", "29", "--umask",
                      "027"},
          "/opt/applink/work2");
@@ -85,8 +134,9 @@ TEST_F(ClusterMigration, UserGroupsUmaskAndASymlinkedWorkdirHoldBeforeAndAfterAM
   waitFor([&] { return lines("hostB", "rootwho").size() >= 3; }, seconds(20),
           "rootwho to report on hostB");
   for (const auto& l : lines("hostB", "rootwho")) EXPECT_EQ(l, want);
+}
 
-  // Bad requests are refused with what to do, and nothing is left.
+TEST_F(UserIdentity, BadUsersUmasksAndWorkdirsAreRefusedWithWhatToDo) {
   CliResult ghost = ferry({"run", "--host", "hostA", "--name", "ghost", "-u", "ghost", "counter",
                            "/bin/true"});
   EXPECT_EQ(ghost.exit_code, 1);

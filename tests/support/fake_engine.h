@@ -113,11 +113,22 @@ class FakeEngine final : public AgentEngine {
     for (const auto& [name, c] : containers_) out.push_back(c);
     return out;
   }
-  std::vector<LogLine> logs(const std::string& name) override {
+  // An offset counts lines here (the agent passes positions through without
+  // reading them); one past the end starts again, as a cut log does.
+  LogChunk logsFrom(const std::string& name, LogPosition from) override {
     std::lock_guard<std::mutex> g(mu_);
-    enter("logs");
-    get(name);
-    return logs_[name];
+    enter("logsFrom");
+    const ContainerInfo& c = get(name);
+    const std::vector<LogLine>& lines = logs_[name];
+    LogChunk out;
+    if (from.offset > lines.size()) {
+      from = {};
+      out.restart = LogRestart::kFromStart;
+    }
+    out.lines.assign(lines.begin() + static_cast<std::ptrdiff_t>(from.offset), lines.end());
+    out.next = {lines.size(), lines.size()};
+    out.ended = c.status == ContainerStatus::kExited;
+    return out;
   }
   uint64_t memoryBytes(const std::string&) const override { return 0; }
   uint64_t cpuUsec(const std::string&) const override { return 0; }

@@ -135,15 +135,41 @@ TEST_F(AgentCommandsTest, RemoveRefusesARunningContainerAndRemovesAnExitedOne) {
   EXPECT_FALSE(engine_.has("old"));
 }
 
-TEST_F(AgentCommandsTest, LogsReplyCarriesTheLinesInOrder) {
+TEST_F(AgentCommandsTest, LogsReplyCarriesTheLinesAfterTheOffsetAndWhereToGoOn) {
   engine_.add("web", ContainerStatus::kRunning);
   engine_.setLogs("web", {{"t1", "stdout", "one"}, {"t2", "stderr", "two"}});
-  auto reply = call([](proto::Message::Builder m) { m.setReadLogs("web"); });
+  auto readFrom = [&](uint64_t offset, uint64_t mark) {
+    return call([&](proto::Message::Builder m) {
+      auto q = m.initReadLogsFrom();
+      q.setContainer("web");
+      q.setOffset(offset);
+      q.setMark(mark);
+    });
+  };
+  auto reply = readFrom(1, 1);  // the fake counts lines
   auto m = reply->root<proto::Message>();
-  ASSERT_EQ(m.which(), proto::Message::LOGS);
-  ASSERT_EQ(m.getLogs().size(), 2u);
-  EXPECT_EQ(proto::text(m.getLogs()[0]), "one");
-  EXPECT_EQ(proto::text(m.getLogs()[1]), "two");
+  ASSERT_EQ(m.which(), proto::Message::LOG_CHUNK) << errorOf(*reply).what();
+  auto c = m.getLogChunk();
+  ASSERT_EQ(c.getLines().size(), 1u);
+  EXPECT_EQ(proto::text(c.getLines()[0]), "two");
+  EXPECT_EQ(c.getNextOffset(), 2u);
+  EXPECT_FALSE(c.getRestarted());
+  EXPECT_FALSE(c.getEnded());
+
+  // Past the end: from the start again, and said so; an exited container's
+  // log has ended.
+  engine_.add("web", ContainerStatus::kExited);
+  engine_.setLogs("web", {{"t1", "stdout", "one"}, {"t2", "stderr", "two"}});
+  reply = readFrom(9, 9);
+  c = reply->root<proto::Message>().getLogChunk();
+  EXPECT_EQ(c.getLines().size(), 2u);
+  EXPECT_TRUE(c.getRestarted());
+  EXPECT_TRUE(c.getEnded());
+
+  Error e = errorOf(*call([](proto::Message::Builder m) {
+    m.initReadLogsFrom().setContainer("ghost");
+  }));
+  EXPECT_EQ(e.category(), ErrorCategory::kInvalidInput);
 }
 
 TEST_F(AgentCommandsTest, FailingEngineOperationBecomesAnErrorWithItsCategory) {
@@ -250,6 +276,79 @@ TEST_F(AgentCommandsTest, WhatIsNotACommandIsRefusedAsInvalidInput) {
   Error e = errorOf(*call([](proto::Message::Builder m) { m.setDrainHost("hostA"); }));
   EXPECT_EQ(e.category(), ErrorCategory::kInvalidInput);
   EXPECT_THAT(e.what(), HasSubstr("not a command an agent carries out"));
+}
+
+// Where a stream goes is read from the wire: only tcp://HOST:PORT, which is
+// what every receiver binds. Found by fuzz_agent_commands: an export to
+// "inproc://..." connected to this process's own inproc sockets (the ZAP
+// handler is inproc://zeromq.zap.01) or, to a name nobody bound, left a
+// connection pending for good -- file descriptors, one export at a time,
+// until the agent had none.
+TEST_F(AgentCommandsTest, AStreamEndpointThatIsNotTcpIsRefusedBeforeAnythingIsClaimed) {
+  engine_.add("web", ContainerStatus::kRunning);
+  for (std::string endpoint : {"inproc://zeromq.zap.01", "inproc://nobody", "ipc:///run/x.sock",
+                               "tcp://127.0.0.1:1;127.0.0.2:2", "", "tcp://127.0.0.1"}) {
+    SCOPED_TRACE(endpoint);
+    auto exportTo = [&](proto::Message::Builder m) {
+      auto e = m.initExportCheckpoint();
+      e.setContainer("web");
+      e.setEndpoint(endpoint);
+    };
+    auto sendTo = [&](proto::Message::Builder m) {
+      auto s = m.initSendCheckpoint();
+      s.setContainer("web");
+      s.setEndpoint(endpoint);
+    };
+    auto imageTo = [&](proto::Message::Builder m) {
+      auto s = m.initSendImage();
+      s.setImage("counter");
+      s.setEndpoint(endpoint);
+    };
+    for (const proto::Fill& request : {proto::Fill(exportTo), proto::Fill(sendTo),
+                                       proto::Fill(imageTo)}) {
+      zmq::message_t frame = proto::buildMessage(kId, request);
+      proto::Decoded in(frame);
+      try {
+        commands_.handle(kId, in.root<proto::Message>());
+        ADD_FAILURE() << "accepted";
+      } catch (const Error& e) {
+        EXPECT_EQ(e.category(), ErrorCategory::kInvalidInput);
+        EXPECT_THAT(e.what(), HasSubstr("tcp://"));
+      }
+    }
+  }
+  // Nothing was claimed: a transfer to a real receiver's ticket may start.
+  zmq::message_t frame = proto::buildMessage(kId, sendRequest("web"));
+  proto::Decoded good(frame);
+  EXPECT_TRUE(commands_.handle(kId, good.root<proto::Message>()).work);
+}
+
+// With keys, a stream is bound only for a key the coordinator vouched for:
+// a prepare that names none (or a malformed one) is refused at once, saying
+// why, and leaves no mark on the container.
+TEST_F(AgentCommandsTest, WithKeysAPrepareThatVouchesForNoKeyIsRefused) {
+  AgentOptions keyed = opts_;
+  keyed.keys = proto::generateKeyPair();
+  zmq::context_t ctx;
+  BusyContainers busy{"hostA"};
+  Commands commands{keyed, engine_, ctx, busy, [](uint64_t, proto::Fill) {}};
+  for (std::string key : {"", "not a key"}) {
+    zmq::message_t frame = proto::buildMessage(kId, [&](proto::Message::Builder m) {
+      auto p = m.initPrepareReceive();
+      p.setContainer("web");
+      p.setSenderKey(key);
+    });
+    proto::Decoded in(frame);
+    try {
+      commands.handle(kId, in.root<proto::Message>());
+      ADD_FAILURE() << "a stream was bound for sender key '" << key << "'";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.category(), ErrorCategory::kInvalidInput);
+      EXPECT_THAT(e.what(), HasSubstr(key.empty() ? "vouched for no sender key"
+                                                  : "is not a Z85 public key"));
+    }
+    EXPECT_NO_THROW(busy.awaitIdle("web", 0ms));
+  }
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 
 #include <cstring>
 #include <random>
+#include <set>
 
 #include <gtest/gtest.h>
 
@@ -48,13 +49,21 @@ BundleReadResult readInto(const std::string& bytes, const fs::path& dir, BundleL
   return readBundle(src, dir, limits, check);
 }
 
+BundleReadResult verifyInto(const std::string& bytes, const fs::path& dir, BundleLimits limits = {}) {
+  StringSource src(bytes);
+  return verifyBundle(src, dir, limits);
+}
+
+// Both readers refuse it, for the same reason.
 void expectRejected(const std::string& bytes, const std::string& needle, BundleLimits limits = {}) {
-  TempDir t;
-  try {
-    readInto(bytes, t.path(), limits);
-    ADD_FAILURE() << "accepted; expected: " << needle;
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+  for (bool verify_only : {false, true}) {
+    TempDir t;
+    try {
+      verify_only ? verifyInto(bytes, t.path(), limits) : readInto(bytes, t.path(), limits);
+      ADD_FAILURE() << (verify_only ? "verifying" : "reading") << " accepted; expected: " << needle;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
   }
 }
 
@@ -107,9 +116,46 @@ TEST(Bundle, EveryFlippedByteIsCaught) {
   for (size_t pos : positions) {
     std::string bad = good;
     bad[pos] = static_cast<char>(bad[pos] ^ 0x10);
-    TempDir t;
+    TempDir t, v;
     EXPECT_THROW(readInto(bad, t.path()), Error) << "flip at byte " << pos << " went unnoticed";
+    EXPECT_THROW(verifyInto(bad, v.path()), Error) << "verifying missed the flip at byte " << pos;
   }
+}
+
+// ferry-inspect's reader: the same checks, and nothing but the metadata,
+// the changes list and the manifest written.
+TEST(Bundle, VerifyingChecksEveryStreamAndWritesOnlyTheMetadata) {
+  std::vector<BundleEntry> written;
+  StringSink out;
+  {
+    BundleWriter w(out, {.level = 1, .threads = 2});
+    w.openStream("metadata", "checkpoint.json").write(R"({"format":1,"name":"web"})");
+    w.closeStream();
+    w.openStream("changes", "rootfs-changes.json").write(R"([{"mark":"A","path":"srv/x"}])");
+    w.closeStream();
+    // 256 MiB of zeros, as touched memory: a few KiB on the wire.
+    ByteSink& pages = w.openStream("criu", "pages-1.img");
+    for (int i = 0; i < 256; ++i) pages.write(std::string(1 << 20, '\0'));
+    w.closeStream();
+    w.openStream("volume", "data").write("volume bytes");
+    w.closeStream();
+    w.finish({{"note", "sample"}});
+    written = w.entries();
+  }
+  TempDir t;
+  BundleReadResult r = verifyInto(out.data, t.path());
+  EXPECT_EQ(json(r.entries), json(written));
+  EXPECT_EQ(r.info["note"], "sample");
+  EXPECT_EQ(r.wire_bytes, out.data.size());
+  std::set<std::string> names;
+  uint64_t on_disk = 0;
+  for (const auto& e : fs::recursive_directory_iterator(t.path())) {
+    names.insert(fs::relative(e.path(), t.path()).string());
+    if (e.is_regular_file()) on_disk += e.file_size();
+  }
+  EXPECT_EQ(names, (std::set<std::string>{"checkpoint.json", "rootfs-changes.json", "manifest.json"}));
+  EXPECT_LT(on_disk, 4096u);
+  EXPECT_EQ(readFile(t.path() / "checkpoint.json"), R"({"format":1,"name":"web"})");
 }
 
 TEST(Bundle, TruncationAnywhereIsCaught) {
@@ -170,6 +216,28 @@ TEST(Bundle, ZstdBombAndLimits) {
   expectRejected(out.data, "size limit", {.max_total_bytes = 10 << 20});
   TempDir ok;
   EXPECT_NO_THROW(readInto(out.data, ok.path()));  // the defaults accept real zero pages
+}
+
+// What importCheckpoint, image import and ferry-inspect bound a read by.
+TEST(Bundle, FreeDiskBoundsTheLimitsAndSaysSo) {
+  TempDir dir;
+  BundleLimits bounded = boundedByFreeDisk({}, dir.path(), "hostT");
+  EXPECT_LT(bounded.max_total_bytes, BundleLimits{}.max_total_bytes);  // this disk < 256 GiB free
+  EXPECT_NE(bounded.max_total_reason.find("what hostT has free for it"), std::string::npos);
+  EXPECT_NE(bounded.max_total_reason.find("less a 256 MiB margin"), std::string::npos);
+  BundleLimits small = boundedByFreeDisk({.max_total_bytes = 1000}, dir.path(), "hostT");
+  EXPECT_EQ(small.max_total_bytes, 1000u);
+  EXPECT_TRUE(small.max_total_reason.empty());
+  try {
+    checkExpansion({.max_total_bytes = 10, .max_total_reason = "what hostT has free"}, 11, 11,
+                   "bundle");
+    ADD_FAILURE() << "11 bytes passed a limit of 10";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.category(), ErrorCategory::kPermanent);
+    EXPECT_STREQ(e.what(),
+                 "the bundle is larger than what hostT has free (10 bytes); free disk there and "
+                 "try again");
+  }
 }
 
 TEST(Bundle, ChangesListIsCheckedStrictly) {

@@ -2,6 +2,8 @@
 #include "protocol/chunk_stream.h"
 
 #include <capnp/message.h>
+#include <pthread.h>
+#include <signal.h>
 
 #include <future>
 #include <random>
@@ -157,6 +159,91 @@ TEST_F(ChunkStreamTest, AnAbortOrASilentSenderEndsTheReader) {
   EXPECT_NE(std::string(e.what()).find("nothing from the sender"), std::string::npos) << e.what();
 }
 
+// Sends one StreamMessage from a raw DEALER (a peer that does not follow
+// the protocol: a stranger, or a sender that opens and falls silent).
+void sendRaw(zmq::socket_t& s, const std::function<void(StreamMessage::Builder)>& fill) {
+  capnp::MallocMessageBuilder mb;
+  auto m = mb.initRoot<StreamMessage>();
+  m.setVersion(STREAM_PROTOCOL_VERSION);
+  fill(m);
+  s.send(encode(mb), zmq::send_flags::none);
+}
+
+capnp::Data::Reader dataOf(std::string_view s) {
+  return capnp::Data::Reader(reinterpret_cast<const kj::byte*>(s.data()), s.size());
+}
+
+// A stranger that sends a frame every 100 ms for at most `frames` frames
+// (far longer than the receivers' timeouts here): wrong-token opens,
+// plausible chunks and garbage, from its own connection.
+class Stranger {
+ public:
+  Stranger(zmq::context_t& ctx, const std::string& endpoint, int frames)
+      : sock_(ctx, zmq::socket_type::dealer) {
+    sock_.set(zmq::sockopt::linger, 0);
+    sock_.connect(endpoint);
+    thread_ = std::thread([this, frames] {
+      for (int i = 0; i < frames && !stop_; ++i) {
+        switch (i % 3) {
+          case 0: sendRaw(sock_, [](StreamMessage::Builder m) { m.initOpen().setToken(dataOf("x")); }); break;
+          case 1:
+            sendRaw(sock_, [](StreamMessage::Builder m) {
+              auto c = m.initChunk();
+              c.setSeq(0);
+              c.setData(dataOf("abc"));
+              c.setXxh3(XXH3_64bits("abc", 3));
+            });
+            break;
+          default: sock_.send(zmq::str_buffer("garbage"), zmq::send_flags::none);
+        }
+        std::this_thread::sleep_for(milliseconds(100));
+      }
+      sending_ = false;
+    });
+  }
+  ~Stranger() {
+    stop_ = true;
+    thread_.join();
+  }
+  bool sending() const { return sending_; }
+
+ private:
+  zmq::socket_t sock_;
+  std::atomic<bool> stop_{false}, sending_{true};
+  std::thread thread_;
+};
+
+// Fault: a stranger keeps sending to a receiver (before and after the real
+// sender opened the stream). Promise: the receiver's timeout runs from the
+// last frame of its sender alone -- it fires while the stranger is still
+// sending (its 150 frames would last 15 s; the timeout is 2 s), so a
+// stranger cannot hold the receiver, its worker and the container's mark.
+TEST_F(ChunkStreamTest, AStrangersFramesDoNotKeepAStreamAlive) {
+  {  // No sender opened: the stranger's opens and chunks are refused or dropped.
+    ChunkReceiver rx(ctx_, "tcp://127.0.0.1:0", "t", "hostB", fast(milliseconds(2000)));
+    Stranger stranger(ctx_, rx.endpoint(), 150);
+    Error e = errorOf([&] { rx.awaitOpen(); });
+    EXPECT_TRUE(stranger.sending()) << "the timeout waited for the stranger to stop: " << e.what();
+    EXPECT_EQ(e.category(), ErrorCategory::kRetryable);
+    EXPECT_NE(std::string(e.what()).find("nothing from the sender within 2000 ms"),
+              std::string::npos)
+        << e.what();
+  }
+  // The sender opened with the token, then fell silent.
+  ChunkReceiver rx(ctx_, "tcp://127.0.0.1:0", "t", "hostB", fast(milliseconds(2000)));
+  zmq::socket_t silent(ctx_, zmq::socket_type::dealer);
+  silent.set(zmq::sockopt::linger, 0);
+  silent.connect(rx.endpoint());
+  sendRaw(silent, [](StreamMessage::Builder m) { m.initOpen().setToken(dataOf("t")); });
+  rx.awaitOpen();
+  Stranger stranger(ctx_, rx.endpoint(), 150);
+  Error e = errorOf([&] { drain(rx); });
+  EXPECT_TRUE(stranger.sending()) << "the timeout waited for the stranger to stop: " << e.what();
+  EXPECT_EQ(e.category(), ErrorCategory::kRetryable);
+  EXPECT_NE(std::string(e.what()).find("nothing from the sender within 2000 ms"), std::string::npos)
+      << e.what();
+}
+
 TEST_F(ChunkStreamTest, ADamagedChunkIsCaught) {
   ChunkReceiver rx(ctx_, "tcp://127.0.0.1:0", "t", "hostB", fast());
   zmq::socket_t raw(ctx_, zmq::socket_type::dealer);
@@ -225,6 +312,54 @@ TEST(Framing, GarbageFramesAreInvalidInputNotCrashes) {
   } catch (const Error& e) {
     EXPECT_EQ(e.category(), ErrorCategory::kInvalidInput);
   }
+}
+
+// A signal handled on a stream's thread (the agent's SIGTERM handler runs on
+// whichever thread the kernel picks) interrupts its poll with EINTR: that
+// must not end the wait, on either side. Found by fuzz_chunk_receiver, where
+// libFuzzer's SIGALRM did it.
+TEST_F(ChunkStreamTest, ASignalDoesNotEndTheReceiversOrTheSendersWait) {
+  struct sigaction sa {}, old_sa {};
+  sa.sa_handler = [](int) {};
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = 0;  // no SA_RESTART: poll fails with EINTR
+  ASSERT_EQ(sigaction(SIGUSR1, &sa, &old_sa), 0);
+  ChunkReceiver rx(ctx_, "tcp://127.0.0.1:0", "tok-sig", "hostB", fast());
+  std::promise<pthread_t> sender_thread;
+  std::atomic<bool> done{false};
+  pthread_t reader = pthread_self();
+  auto pester = std::async(std::launch::async, [&] {
+    pthread_t sender = sender_thread.get_future().get();
+    while (!done) {
+      pthread_kill(reader, SIGUSR1);
+      pthread_kill(sender, SIGUSR1);
+      std::this_thread::sleep_for(milliseconds(10));
+    }
+  });
+  auto sent = std::async(std::launch::async, [&] {
+    sender_thread.set_value(pthread_self());
+    std::this_thread::sleep_for(milliseconds(300));  // the reader waits, signalled, meanwhile
+    ChunkSender tx(ctx_, rx.endpoint(), "tok-sig", "signalled", fast());
+    tx.write("payload");
+    tx.finish();  // waits for the verdict, signalled
+  });
+  std::string got;
+  try {
+    got = drain(rx);
+    std::this_thread::sleep_for(milliseconds(300));  // the sender waits for the verdict
+    rx.accept();
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "the reader failed: " << e.what();
+  }
+  try {
+    sent.get();
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "the sender failed: " << e.what();
+  }
+  done = true;
+  pester.get();
+  sigaction(SIGUSR1, &old_sa, nullptr);
+  EXPECT_EQ(got, "payload");
 }
 
 }  // namespace

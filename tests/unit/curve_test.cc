@@ -2,6 +2,7 @@
 #include "protocol/curve.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <gtest/gtest.h>
 
@@ -74,6 +75,83 @@ TEST(Curve, KeyFilesRoundTripPrivatelyAndRefuseToBeOverwritten) {
   EXPECT_THROW(readKeyPair(t.path() / "coordinator.key"), Error);
   writeFileAtomic(t.path() / "bad.pub", "not a key\n");
   EXPECT_THROW(readPublicKey(t.path() / "bad.pub"), Error);
+}
+
+// What a refusal says, for checking that it names the fix.
+std::string refusal(const std::filesystem::path& key_file) {
+  try {
+    readKeyPair(key_file);
+  } catch (const Error& e) {
+    EXPECT_EQ(e.category(), ErrorCategory::kInvalidInput) << e.what();
+    return e.what();
+  }
+  ADD_FAILURE() << key_file << " was read";
+  return "";
+}
+
+TEST(Curve, ASecretKeyOpenToOthersIsRefusedWithTheChmodToRun) {
+  TempDir t;
+  writeKeyPair(t.path(), "hostA", generateKeyPair());
+  for (mode_t m : {0644, 0640, 0604, 0660}) {
+    ASSERT_EQ(::chmod((t.path() / "hostA.key").c_str(), m), 0);
+    EXPECT_NE(refusal(t.path() / "hostA.key").find("chmod 600"), std::string::npos);
+  }
+}
+
+TEST(Curve, ASecretKeyOwnedBySomeoneElseIsRefusedWithTheChownToRun) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to chown a file to another uid";
+  TempDir t;
+  writeKeyPair(t.path(), "hostA", generateKeyPair());
+  std::filesystem::path key = t.path() / "hostA.key";
+  ASSERT_EQ(::chown(key.c_str(), 12345, 12345), 0);
+  ASSERT_EQ(::chmod(key.c_str(), 0600), 0);  // the mode alone would pass
+  std::string why = refusal(key);
+  EXPECT_NE(why.find("owned by uid 12345"), std::string::npos) << why;
+  EXPECT_NE(why.find("chown 0 "), std::string::npos) << why;
+}
+
+TEST(Curve, ASecretKeyBehindASymlinkOrNotAFileIsRefused) {
+  TempDir t;
+  KeyPair k = generateKeyPair();
+  writeKeyPair(t.path(), "hostA", k);
+  EXPECT_EQ(readKeyPair(t.path() / "hostA.key").secret_key, k.secret_key);  // the file itself
+  ASSERT_EQ(::symlink((t.path() / "hostA.key").c_str(), (t.path() / "link.key").c_str()), 0);
+  EXPECT_NE(refusal(t.path() / "link.key").find("symlink"), std::string::npos);
+  std::filesystem::create_directory(t.path() / "dir.key");
+  ::chmod((t.path() / "dir.key").c_str(), 0700);
+  EXPECT_NE(refusal(t.path() / "dir.key").find("not a regular file"), std::string::npos);
+  // A FIFO neither hangs the reader nor passes.
+  ASSERT_EQ(::mkfifo((t.path() / "fifo.key").c_str(), 0600), 0);
+  EXPECT_NE(refusal(t.path() / "fifo.key").find("not a regular file"), std::string::npos);
+}
+
+TEST(Curve, KeysAreNeverWrittenThroughASymlink) {
+  TempDir t;
+  std::filesystem::path elsewhere = t.path() / "elsewhere";
+  std::filesystem::create_directory(elsewhere);
+  std::filesystem::create_directory(t.path() / "keys");
+  // A dangling link where NAME.key or NAME.pub goes: writing through it
+  // would create its target.
+  ASSERT_EQ(::symlink((elsewhere / "stolen").c_str(), (t.path() / "keys" / "hostA.key").c_str()),
+            0);
+  EXPECT_THROW(writeKeyPair(t.path() / "keys", "hostA", generateKeyPair()), Error);
+  ASSERT_EQ(
+      ::symlink((elsewhere / "stolen.pub").c_str(), (t.path() / "keys" / "hostB.pub").c_str()), 0);
+  EXPECT_THROW(writeKeyPair(t.path() / "keys", "hostB", generateKeyPair()), Error);
+  EXPECT_FALSE(pathExists(t.path() / "keys" / "hostB.key")) << "half a key pair was written";
+  // A link as the directory.
+  ASSERT_EQ(::symlink(elsewhere.c_str(), (t.path() / "linkdir").c_str()), 0);
+  EXPECT_THROW(writeKeyPair(t.path() / "linkdir", "hostC", generateKeyPair()), Error);
+  EXPECT_TRUE(std::filesystem::is_empty(elsewhere)) << "a key went through a link";
+  // Nothing but the links and no temp files are left behind.
+  size_t n = 0;
+  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator(t.path() / "keys")) ++n;
+  EXPECT_EQ(n, 2u);
+  // A new directory is private.
+  writeKeyPair(t.path() / "new", "hostD", generateKeyPair());
+  struct stat st;
+  ASSERT_EQ(::stat((t.path() / "new").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0700u);
 }
 
 }  // namespace

@@ -6,6 +6,9 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <future>
+
 #include <gtest/gtest.h>
 
 #include "common/error.h"
@@ -65,6 +68,51 @@ TEST(Fs, OpenBeneathRefusesSymlinksAndDotDot) {
   EXPECT_THROW(openBeneath(rfd.get(), "esc/secret", O_RDONLY), Error);
   EXPECT_THROW(openBeneath(rfd.get(), "../" + outside.path().filename().string(), O_RDONLY), Error);
   EXPECT_THROW(openBeneath(rfd.get(), outside.path() / "secret", O_RDONLY), Error);
+}
+
+// Two locks on one path exclude each other within one process too (threads
+// of the agent), and a lock file its holder removed is not a lock: one who
+// waited on it takes the path's new file, so two holders never coexist.
+TEST(Fs, FileLockExcludesAndSurvivesItsFileBeingRemoved) {
+  TempDir dir;
+  fs::path file = dir.path() / "c1";
+  std::atomic<int> inside{0};
+  std::atomic<bool> overlapped{false};
+  auto holder = [&](bool remove) {
+    FileLock l(file);
+    if (++inside > 1) overlapped = true;
+    std::this_thread::yield();
+    --inside;
+    if (remove) l.removeFile();  // the last thing done under it (fs.h)
+  };
+  std::vector<std::future<void>> all;
+  for (int i = 0; i < 16; ++i) all.push_back(std::async(std::launch::async, holder, i % 2 == 0));
+  for (auto& f : all) f.get();
+  EXPECT_FALSE(overlapped) << "two holders of one lock at once";
+
+  // A waiter for a removed file ends up holding the one now at the path.
+  auto first = std::make_unique<FileLock>(file);
+  struct stat old {};
+  ASSERT_EQ(::stat(file.c_str(), &old), 0);
+  auto waiter = std::async(std::launch::async, [&] {
+    FileLock l(file);
+    return fs::exists(file);  // it locked the path's file, not the removed one
+  });
+  // Only once the waiter is blocked on the old file does its removal test
+  // anything: /proc/locks lists a blocked request as "N: -> FLOCK ... ino".
+  std::string ino = ":" + std::to_string(old.st_ino) + " ";
+  bool blocked = false;
+  for (int i = 0; i < 10000 && !blocked; ++i) {
+    std::string locks = readFile("/proc/locks");
+    for (size_t at = locks.find("->"); at != std::string::npos && !blocked; at = locks.find("->", at + 2)) {
+      blocked = locks.substr(at, locks.find('\n', at) - at).find(ino) != std::string::npos;
+    }
+    if (!blocked) ::usleep(1000);
+  }
+  EXPECT_TRUE(blocked) << "the waiter never blocked on the lock";
+  first->removeFile();
+  first.reset();
+  EXPECT_TRUE(waiter.get());
 }
 
 TEST(Fs, TreeSizeCountsRegularFiles) {

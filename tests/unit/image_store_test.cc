@@ -14,6 +14,7 @@
 
 #include "common/error.h"
 #include "common/sha256.h"
+#include "tests/support/oci_layout.h"
 
 namespace ferry {
 namespace {
@@ -113,19 +114,11 @@ std::vector<Member> treeMembers(const fs::path& root) {
   return out;
 }
 
-// Writes an OCI image layout the way skopeo or buildah would.
-class OciBuilder {
+// Writes an OCI image layout the way skopeo or buildah would, its layers
+// from tar members.
+class OciBuilder : public ferry::testing::OciLayoutWriter {
  public:
-  explicit OciBuilder(fs::path dir) : dir_(std::move(dir)) {
-    makeDirs(dir_ / "blobs" / "sha256");
-    writeFileAtomic(dir_ / "oci-layout", R"({"imageLayoutVersion": "1.0.0"})");
-  }
-
-  json blob(const std::string& content, const std::string& media_type) {
-    std::string hex = sha256Hex(content);
-    writeFileAtomic(dir_ / "blobs" / "sha256" / hex, content);
-    return {{"mediaType", media_type}, {"digest", "sha256:" + hex}, {"size", content.size()}};
-  }
+  using OciLayoutWriter::OciLayoutWriter;
 
   json layer(const std::vector<Member>& members, Compression c = Compression::kGzip) {
     std::string type = "application/vnd.oci.image.layer.v1.tar";
@@ -133,36 +126,6 @@ class OciBuilder {
     if (c == Compression::kZstd) type += "+zstd";
     return blob(tarBytes(members, c), type);
   }
-
-  json config(const json& container_config) {
-    json cfg = {{"architecture", "amd64"}, {"os", "linux"}, {"config", container_config}};
-    return blob(cfg.dump(), "application/vnd.oci.image.config.v1+json");
-  }
-
-  json manifest(const json& config, const std::vector<json>& layers) {
-    json m = {{"schemaVersion", 2},
-              {"mediaType", "application/vnd.oci.image.manifest.v1+json"},
-              {"config", config},
-              {"layers", layers}};
-    return blob(m.dump(), "application/vnd.oci.image.manifest.v1+json");
-  }
-
-  json imageIndex(const std::vector<json>& manifests) {
-    json i = {{"schemaVersion", 2}, {"manifests", manifests}};
-    return blob(i.dump(), "application/vnd.oci.image.index.v1+json");
-  }
-
-  void index(const std::vector<json>& manifests) {
-    writeFileAtomic(dir_ / "index.json",
-                    json{{"schemaVersion", 2}, {"manifests", manifests}}.dump());
-  }
-
-  fs::path blobPath(const json& desc) const {
-    return dir_ / "blobs" / "sha256" / desc["digest"].get<std::string>().substr(7);
-  }
-
- private:
-  fs::path dir_;
 };
 
 // --- fixture -------------------------------------------------------------
@@ -228,9 +191,9 @@ class ImageStoreTest : public ::testing::Test {
   }
 
   // An import that must fail as bad input, leaving the store empty.
-  void expectRejected(const fs::path& source, const std::string& why) {
+  void expectRejected(const fs::path& source, const std::string& why, ImageStore* store = nullptr) {
     try {
-      store_.import("bad", source);
+      (store ? *store : store_).import("bad", source);
       ADD_FAILURE() << "import of " << source << " succeeded";
     } catch (const Error& e) {
       EXPECT_EQ(e.category(), ErrorCategory::kInvalidInput) << e.what();
@@ -376,6 +339,58 @@ TEST_F(ImageStoreTest, LayerWhoseDigestDoesNotMatchIsRejectedAndNothingIsLeft) {
   expectRejected(inputs_ / "layout", "content does not match digest");
   expectRejected(input("layout.tar", tarBytes(treeMembers(inputs_ / "layout"))),
                  "content does not match digest");
+}
+
+// A tar whose only member "big" is sparse: `apparent` bytes long, holding
+// 4 KiB of data at its start (the tar itself stays a few KiB).
+std::string sparseTar(uint64_t apparent) {
+  std::string out;
+  archive* a = archive_write_new();
+  archive_write_set_format_pax(a);
+  check(a, archive_write_open(a, &out, nullptr, appendTo, nullptr));
+  archive_entry* e = archive_entry_new();
+  archive_entry_set_pathname(e, "big");
+  archive_entry_set_filetype(e, AE_IFREG);
+  archive_entry_set_perm(e, 0644);
+  archive_entry_set_size(e, static_cast<la_int64_t>(apparent));
+  archive_entry_sparse_add_entry(e, 0, 4096);
+  check(a, archive_write_header(a, e));
+  std::string data(4096, 'x');
+  if (archive_write_data(a, data.data(), data.size()) < 0) check(a, ARCHIVE_FATAL);
+  archive_entry_free(e);
+  check(a, archive_write_close(a));
+  archive_write_free(a);
+  return out;
+}
+
+// Issue 14, hole 5: "a 67 KB file became 2 GiB; a 1 TiB sparse file was
+// accepted". A bounded store refuses both with the bundle reader's message,
+// and nothing of the import stays.
+TEST_F(ImageStoreTest, SparseMemberOverTheSizeLimitIsRefusedBeforeItIsWritten) {
+  ImageStore limited(store_dir_, {.max_total_bytes = uint64_t{1} << 30});
+  std::string tar = sparseTar(uint64_t{1} << 40);
+  ASSERT_LT(tar.size(), 64u << 10);
+  expectRejected(input("sparse.tar", tar), "image exceeds the size limit of 1073741824 bytes",
+                 &limited);
+}
+
+TEST_F(ImageStoreTest, ZeroFilledMemberOverTheRatioIsRefusedAndNothingIsLeft) {
+  ImageStore limited(store_dir_, {.max_ratio = 100});
+  // 80 MiB of zeros gzip to about 80 KiB: some 1000 times.
+  std::string tar = tarBytes({file("zeros", std::string(80u << 20, '\0'))}, Compression::kGzip);
+  ASSERT_LT(tar.size(), 1u << 20);
+  expectRejected(input("zeros.tar.gz", tar),
+                 "image decompresses more than 100 times its size: refused as a decompression bomb",
+                 &limited);
+}
+
+TEST_F(ImageStoreTest, LimitsCountEveryLayerOfAnOciImage) {
+  ImageStore limited(store_dir_, {.max_total_bytes = 6000});
+  OciBuilder oci(inputs_ / "layout");
+  json one = oci.layer({file("a", std::string(4000, 'a'))}, Compression::kNone);
+  json two = oci.layer({file("b", std::string(4000, 'b'))}, Compression::kNone);
+  oci.index({oci.manifest(oci.config(json::object()), {one, two})});
+  expectRejected(inputs_ / "layout", "image exceeds the size limit of 6000 bytes", &limited);
 }
 
 TEST_F(ImageStoreTest, DigestThatIsAPathIsRejected) {

@@ -77,7 +77,7 @@ class LayerApplyTest : public ::testing::Test {
 
   // Applies a tar of `members`, preceded by `prefix` bytes the fd is already past.
   size_t apply(const std::vector<Member>& members, Whiteouts whiteouts,
-               const std::string& prefix = "") {
+               const std::string& prefix = "", ExtractBudget* budget = nullptr) {
     fs::path tar = base_.path() / "layer.tar";
     writeFileAtomic(tar, prefix + tarBytes(members));
     UniqueFd archive_fd = openFile(tar, O_RDONLY);
@@ -85,12 +85,29 @@ class LayerApplyTest : public ::testing::Test {
       throw std::runtime_error("lseek");
     }
     UniqueFd root_fd = openFile(root_, O_RDONLY | O_DIRECTORY);
-    return applyLayer(archive_fd.get(), root_fd.get(), whiteouts);
+    return applyLayer(archive_fd.get(), root_fd.get(), whiteouts, budget);
   }
 
   TempDir base_;
   fs::path root_ = base_.path() / "rootfs";
 };
+
+TEST_F(LayerApplyTest, BudgetCountsApparentBytesAcrossCallsAndRefusesPastIt) {
+  ExtractBudget budget{.limits = {.max_total_bytes = 5000}};
+  apply({file("a", std::string(3000, 'a'))}, Whiteouts::kAsFiles, "", &budget);
+  EXPECT_EQ(budget.raw, 3000u);
+  EXPECT_GT(budget.wire, 3000u);
+  try {
+    apply({file("b", std::string(3000, 'b'))}, Whiteouts::kAsFiles, "", &budget);
+    ADD_FAILURE() << "6000 bytes passed a budget of 5000";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.category(), ErrorCategory::kInvalidInput);
+    EXPECT_NE(std::string(e.what()).find("image exceeds the size limit of 5000 bytes"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_FALSE(fs::exists(root_ / "b"));  // refused on its header, before a byte
+}
 
 TEST_F(LayerApplyTest, AsFilesExtractsWhiteoutNamesLiterallyAndCountsMembers) {
   writeFileAtomic(root_ / "x", "lower");

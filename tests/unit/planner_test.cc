@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <limits>
+
 #include "common/error.h"
 
 namespace ferry::coord {
@@ -125,6 +127,24 @@ TEST(PlanRebalance, MarksAreCheckedBeforeAnythingIsPlanned) {
   EXPECT_THROW(validateRebalanceOptions({.high_percent = 80, .low_percent = 50, .max_moves = 0}), Error);
 }
 
+// Marks come from the wire as floats. Found by fuzz_coordinator: a huge one
+// was cast to int for the error message (undefined behaviour, "high
+// -2147483648" here), and NaN passed every comparison, so was accepted.
+TEST(PlanRebalance, MarksThatAreNotFiniteOrHugeAreRefusedAndShownAsGiven) {
+  try {
+    validateRebalanceOptions({.high_percent = 1.5e31, .low_percent = 50});
+    ADD_FAILURE() << "accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.category(), ErrorCategory::kInvalidInput);
+    EXPECT_NE(std::string(e.what()).find("high 1.5e+31"), std::string::npos) << e.what();
+  }
+  double nan = std::numeric_limits<double>::quiet_NaN();
+  double inf = std::numeric_limits<double>::infinity();
+  EXPECT_THROW(validateRebalanceOptions({.high_percent = nan, .low_percent = 50}), Error);
+  EXPECT_THROW(validateRebalanceOptions({.high_percent = 80, .low_percent = nan}), Error);
+  EXPECT_THROW(validateRebalanceOptions({.high_percent = 80, .low_percent = -inf}), Error);
+}
+
 TEST(PlanRebalance, MovesFromAboveHighToBelowLowWithTheFewestMoves) {
   // a: 900 of 1000 (90 %). Down to 80 % needs 100 MiB off: the smallest
   // container that alone does it is the 150, not the 50s nor the 400.
@@ -187,6 +207,59 @@ TEST(PlanRebalance, ATargetStopsTakingAtHigh) {
   Plan p = planRebalance(hosts, cs, any, {.high_percent = 80, .low_percent = 50, .max_moves = 10});
   EXPECT_EQ(p.moves.size(), 2u);  // a: 1000 -> 800; b: 400 -> 600
   for (const auto& m : p.moves) EXPECT_EQ(m.target, "b");
+}
+
+// --- the coordinator's own rebalance (--rebalance-every) --------------------------
+
+TEST(PeriodicRebalance, PlansOnlyWhenNothingMovesAndEveryHostHasReported) {
+  EXPECT_EQ(periodicRebalanceHold({}), "");
+  PeriodicRebalanceState drain_recorded{.drained_hosts = {"hostA"}};
+  EXPECT_EQ(periodicRebalanceHold(drain_recorded), "a drain of hostA is under way");
+  PeriodicRebalanceState operation{.operations = 1};
+  EXPECT_EQ(periodicRebalanceHold(operation), "a drain or rebalance is under way");
+  PeriodicRebalanceState migrating{.migrations = 2};
+  EXPECT_EQ(periodicRebalanceHold(migrating), "2 migration(s) under way");
+  PeriodicRebalanceState unheard{.unheard_hosts = {"hostB", "hostC"}};
+  EXPECT_EQ(periodicRebalanceHold(unheard),
+            "hostB, hostC not heard from since the coordinator started");
+}
+
+TEST(PeriodicRebalance, NeverPicksAContainerThatOwesCleanup) {
+  // a: 900 of 1000. "m" alone would bring it under 80 %, but it owes
+  // cleanup: the next best is moved instead, and the plan says why.
+  std::vector<PlanHost> hosts = {host("a", 1000, 900), host("b", 1000, 0)};
+  std::vector<PlanContainer> cs = {ctr("m", "a", 150), ctr("l", "a", 400), ctr("s", "a", 50)};
+  RebalanceOptions o{.high_percent = 80, .low_percent = 50};
+  ASSERT_EQ(planRebalance(hosts, cs, any, o).moves.at(0).container, "m");  // without it
+  Plan p = planPeriodicRebalance(hosts, cs, {"m"}, any, o);
+  ASSERT_EQ(p.moves.size(), 1u);
+  EXPECT_EQ(p.moves[0].container, "l");
+  ASSERT_EQ(p.notes.size(), 1u);
+  EXPECT_EQ(p.notes[0], "m owes cleanup from an earlier migration: not moved by itself");
+}
+
+TEST(PeriodicRebalance, AHostWhoseOnlyCandidateOwesCleanupStaysAndTheNotesSayWhy) {
+  // Its memory still counts: a is over the mark, yet nothing can move.
+  std::vector<PlanHost> hosts = {host("a", 1000, 900), host("b", 1000, 0)};
+  Plan p = planPeriodicRebalance(hosts, {ctr("m", "a", 900)}, {"m"}, any,
+                                 {.high_percent = 80, .low_percent = 50});
+  EXPECT_TRUE(p.moves.empty());
+  ASSERT_EQ(p.notes.size(), 1u);
+  EXPECT_NE(p.notes[0].find("m owes cleanup"), std::string::npos) << p.notes[0];
+}
+
+TEST(PeriodicRebalance, WithNothingOwedItIsThePlainRebalance) {
+  std::vector<PlanHost> hosts = {host("a", 1000, 950), host("b", 1000, 0), host("c", 1000, 0)};
+  std::vector<PlanContainer> cs = {ctr("p", "a", 200), ctr("q", "a", 200), ctr("r", "a", 100)};
+  RebalanceOptions o{.high_percent = 60, .low_percent = 30};
+  Plan plain = planRebalance(hosts, cs, any, o);
+  Plan periodic = planPeriodicRebalance(hosts, cs, {"elsewhere"}, any, o);
+  ASSERT_EQ(periodic.moves.size(), plain.moves.size());
+  for (size_t i = 0; i < plain.moves.size(); ++i) {
+    EXPECT_EQ(periodic.moves[i].container, plain.moves[i].container);
+    EXPECT_EQ(periodic.moves[i].target, plain.moves[i].target);
+  }
+  EXPECT_EQ(periodic.notes, plain.notes);
 }
 
 }  // namespace

@@ -1,6 +1,9 @@
 #include "engine/runtime/process.h"
 
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <gtest/gtest.h>
 
@@ -73,6 +76,81 @@ TEST(Process, OutputFileReceivesBothStreams) {
   EXPECT_TRUE(p.ok());
   EXPECT_EQ(p.out, "");
   EXPECT_EQ(readFile(t.path() / "log"), "a\nb\n");
+}
+
+namespace {
+
+// A descriptor at a chosen number, close-on-exec or not.
+UniqueFd fdAt(int number, bool cloexec) {
+  UniqueFd devnull = openFile("/dev/null", O_RDONLY);
+  int fd = cloexec ? ::dup3(devnull.get(), number, O_CLOEXEC) : ::dup2(devnull.get(), number);
+  if (fd != number) throwErrno("dup to " + std::to_string(number));
+  return UniqueFd(fd);
+}
+
+}  // namespace
+
+TEST(Process, OnlyStdioAndInheritedFdsReachTheChild) {
+  // Another thread's std::ifstream has no O_CLOEXEC: it must not leak.
+  UniqueFd leaky = fdAt(30, /*cloexec=*/false);
+  UniqueFd kept = fdAt(40, /*cloexec=*/true);
+  LocalCommandRunner r;
+  RunOptions o;
+  o.inherit_fds = {40};
+  ProcessResult p =
+      r.run({"sh", "-c", "for n in 30 40; do [ -e /proc/$$/fd/$n ] && echo $n; done"}, o);
+  EXPECT_TRUE(p.ok()) << p.err;
+  EXPECT_EQ(p.out, "40\n");
+  EXPECT_NE(::fcntl(40, F_GETFD) & FD_CLOEXEC, 0) << "the parent's copy lost O_CLOEXEC";
+}
+
+TEST(Process, SignalsTheParentIgnoresAreDefaultInTheChild) {
+  // A shell cannot undo a signal ignored on entry: only a reset at spawn lets
+  // this one die of SIGUSR1.
+  struct sigaction ign = {}, old = {};
+  ign.sa_handler = SIG_IGN;
+  ::sigaction(SIGUSR1, &ign, &old);
+  LocalCommandRunner r;
+  ProcessResult p = r.run({"sh", "-c", "kill -USR1 $$; echo survived"}, {});
+  ::sigaction(SIGUSR1, &old, nullptr);
+  EXPECT_EQ(p.signal, SIGUSR1) << p.describe() << " " << p.out;
+}
+
+TEST(Process, LargeInputAndOutputDoNotDeadlock) {
+  // More than a pipe holds each way: stdin is fed while output is read.
+  std::string input(4 << 20, 'x');
+  LocalCommandRunner r;
+  RunOptions o;
+  o.stdin_data = input;
+  o.timeout = std::chrono::seconds(30);
+  ProcessResult p = r.run({"cat"}, o);
+  EXPECT_TRUE(p.ok()) << p.describe();
+  EXPECT_EQ(p.out.size(), input.size());
+}
+
+TEST(Process, AChildThatIgnoresItsInputStillFinishes) {
+  LocalCommandRunner r;
+  RunOptions o;
+  o.stdin_data = std::string(1 << 20, 'x');
+  ProcessResult p = r.run({"sh", "-c", "exec 0<&-; echo done"}, o);
+  EXPECT_TRUE(p.ok()) << p.describe();
+  EXPECT_EQ(p.out, "done\n");
+}
+
+TEST(Process, AProgramsOwnExit127IsNotMissing) {
+  LocalCommandRunner r;
+  ProcessResult p = r.run({"sh", "-c", "exit 127"}, {});
+  EXPECT_EQ(p.exit_code, 127);
+}
+
+TEST(Process, ChildWaitForTimesOutThenSeesTheExit) {
+  Child c = spawnChild({"sleep", "30"});
+  EXPECT_FALSE(c.waitFor(std::chrono::milliseconds(50)));
+  c.kill(SIGTERM);
+  auto st = c.waitFor(std::chrono::seconds(10));
+  ASSERT_TRUE(st);
+  EXPECT_TRUE(WIFSIGNALED(*st) && WTERMSIG(*st) == SIGTERM);
+  EXPECT_EQ(c.pid(), -1);
 }
 
 }  // namespace ferry

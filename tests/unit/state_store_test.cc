@@ -1,5 +1,8 @@
 #include "coordinator/state_store.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <gtest/gtest.h>
 
 #include "common/error.h"
@@ -14,7 +17,7 @@ class StateStoreTest : public ::testing::Test {
   std::filesystem::path file() const { return dir_.path() / "state.db"; }
 };
 
-TEST_F(StateStoreTest, HostsPersistAndSilentOnesAreMarkedDownOnce) {
+TEST_F(StateStoreTest, HostsAndTheirCordonPersist) {
   {
     StateStore s(file());
     s.upsertHost({"hostA", "tcp://127.0.0.2:7001", R"({"arch":"x86_64"})", true, false, 1000});
@@ -24,14 +27,50 @@ TEST_F(StateStoreTest, HostsPersistAndSilentOnesAreMarkedDownOnce) {
   StateStore s(file());  // a restarted coordinator
   ASSERT_EQ(s.hosts().size(), 2u);
   EXPECT_EQ(s.host("hostA")->data_endpoint, "tcp://127.0.0.2:7001");
+  EXPECT_EQ(s.host("hostA")->host_info_json, R"({"arch":"x86_64"})");
+  EXPECT_FALSE(s.host("hostA")->cordoned);
   EXPECT_TRUE(s.host("hostB")->cordoned);
-  // A heartbeat does not uncordon.
+  // A hello again does not uncordon.
   s.upsertHost({"hostB", "tcp://127.0.0.3:7001", "{}", true, false, 6000});
   EXPECT_TRUE(s.host("hostB")->cordoned);
-  EXPECT_EQ(s.markDownSilentSince(3000), std::vector<std::string>{"hostA"});
-  EXPECT_TRUE(s.markDownSilentSince(3000).empty()) << "reported down twice";
-  EXPECT_FALSE(s.host("hostA")->up);
-  EXPECT_THROW(s.setCordoned("nohost", true), Error);
+  EXPECT_FALSE(s.host("nohost"));
+  try {
+    s.setCordoned("nohost", true);
+    FAIL() << "cordoned a host nobody registered";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.category(), ErrorCategory::kInvalidInput);
+    EXPECT_NE(std::string(e.what()).find("no host 'nohost'"), std::string::npos) << e.what();
+  }
+}
+
+// The database holds the cluster's state: no local user but root reads it.
+mode_t modeOf(const std::filesystem::path& p) {
+  struct stat st;
+  EXPECT_EQ(::lstat(p.c_str(), &st), 0) << p << " missing";
+  return st.st_mode & 07777;
+}
+
+TEST_F(StateStoreTest, TheDatabaseAndItsWalAndShmAre0600) {
+  for (bool existing : {false, true}) {
+    SCOPED_TRACE(existing ? "a database an older ferry made 0644" : "a new database");
+    std::filesystem::remove_all(dir_.path() / "x");
+    std::filesystem::create_directory(dir_.path() / "x");
+    std::filesystem::path db = dir_.path() / "x" / "state.db";
+    if (existing) writeFileAtomic(db, "", 0644);  // an empty file is an empty database
+    StateStore s(db);
+    s.upsertHost({"hostA", "tcp://127.0.0.2:7001", "{}", true, false, 1000});
+    s.replaceContainers("hostA", {{"web", "", "counter", "running", 100}});
+    EXPECT_EQ(modeOf(db), 0600u);
+    EXPECT_EQ(modeOf(db.string() + "-wal"), 0600u);
+    EXPECT_EQ(modeOf(db.string() + "-shm"), 0600u);
+  }
+}
+
+TEST_F(StateStoreTest, ASymlinkForTheDatabaseIsRefused) {
+  writeFileAtomic(dir_.path() / "elsewhere", "", 0644);
+  ASSERT_EQ(::symlink((dir_.path() / "elsewhere").c_str(), file().c_str()), 0);
+  EXPECT_THROW(StateStore s(file()), Error);
+  EXPECT_EQ(modeOf(dir_.path() / "elsewhere"), 0644u) << "chmod went through the link";
 }
 
 TEST_F(StateStoreTest, AHeartbeatReplacesItsHostsContainers) {
@@ -60,12 +99,6 @@ TEST_F(StateStoreTest, ImagesAndCleanupsArePerHost) {
   ASSERT_EQ(s.images("hostA").size(), 1u);
   EXPECT_EQ(s.images("hostA")[0].id, "bb");
   EXPECT_EQ(s.images("hostB").size(), 1u);
-  EXPECT_EQ(s.load("hostA").memory_total_bytes, 0u) << "never reported";
-  s.setLoad("hostA", {37.5, 1000, 4000, 3000});
-  EXPECT_DOUBLE_EQ(s.load("hostA").cpu_percent, 37.5);
-  EXPECT_EQ(s.load("hostA").memory_used_bytes, 1000u);
-  EXPECT_EQ(s.load("hostA").memory_total_bytes, 4000u);
-  EXPECT_EQ(s.load("hostA").memory_capacity_bytes, 3000u);
   int64_t c = s.addCleanup({0, "hostB", "discard", "web", 7}, 100);
   s.addCleanup({0, "hostA", "resume", "web", 7}, 100);
   ASSERT_EQ(s.cleanups("hostB").size(), 1u);
@@ -173,17 +206,151 @@ TEST_F(StateStoreTest, DrainsSurviveARestartOnePerHostAndLastMovesAreKept) {
   EXPECT_EQ(s.lastMoves().count("api"), 0u);
 }
 
-TEST_F(StateStoreTest, AVersion2DatabaseIsUpgraded) {
+// The schemas older coordinators wrote, as they wrote them: the upgrade
+// must keep every durable fact in them and drop only host_load, the cache of
+// heartbeats that liveness and load no longer use (they live in memory).
+const char* kTablesOfVersions2And3 = R"(
+CREATE TABLE hosts (
+  name TEXT PRIMARY KEY, data_endpoint TEXT NOT NULL, host_info TEXT NOT NULL,
+  up INTEGER NOT NULL, cordoned INTEGER NOT NULL, last_seen_ms INTEGER NOT NULL);
+CREATE TABLE containers (
+  name TEXT NOT NULL, host TEXT NOT NULL, image TEXT NOT NULL, status TEXT NOT NULL,
+  memory_bytes INTEGER NOT NULL, PRIMARY KEY (host, name));
+CREATE TABLE images (
+  host TEXT NOT NULL, name TEXT NOT NULL, id TEXT NOT NULL, PRIMARY KEY (host, name));
+CREATE TABLE cleanups (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, host TEXT NOT NULL, action TEXT NOT NULL,
+  container TEXT NOT NULL, migration INTEGER NOT NULL, created_ms INTEGER NOT NULL);
+CREATE TABLE migrations (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, container TEXT NOT NULL, source TEXT NOT NULL,
+  target TEXT NOT NULL, phase TEXT NOT NULL, error TEXT NOT NULL DEFAULT '',
+  figures TEXT NOT NULL DEFAULT '', created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL);
+CREATE UNIQUE INDEX one_unfinished_migration_per_container ON migrations(container)
+  WHERE phase NOT IN ('committed', 'rolled-back');
+CREATE TABLE events (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, time_ms INTEGER NOT NULL, kind TEXT NOT NULL,
+  subject TEXT NOT NULL, message TEXT NOT NULL);
+)";
+const char* kVersion2 = R"(
+CREATE TABLE host_load (
+  host TEXT PRIMARY KEY, cpu_permille INTEGER NOT NULL, memory_used INTEGER NOT NULL,
+  memory_total INTEGER NOT NULL);
+INSERT INTO host_load VALUES ('hostA', 375, 1000, 4000);
+PRAGMA user_version=2;
+)";
+const char* kVersion3 = R"(
+CREATE TABLE host_load (
+  host TEXT PRIMARY KEY, cpu_permille INTEGER NOT NULL, memory_used INTEGER NOT NULL,
+  memory_total INTEGER NOT NULL, memory_capacity INTEGER NOT NULL);
+INSERT INTO host_load VALUES ('hostA', 375, 1000, 4000, 3000);
+CREATE TABLE drains (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, host TEXT NOT NULL, parallel INTEGER NOT NULL,
+  deadline_ms INTEGER NOT NULL, active INTEGER NOT NULL, created_ms INTEGER NOT NULL);
+CREATE UNIQUE INDEX one_active_drain_per_host ON drains(host) WHERE active = 1;
+INSERT INTO drains (host, parallel, deadline_ms, active, created_ms) VALUES ('hostA', 2, 9000, 1, 50);
+PRAGMA user_version=3;
+)";
+// What every old database holds besides: a cordoned host, containers,
+// images, a committed and an unfinished migration, a cleanup owed, events.
+const char* kOldRows = R"(
+INSERT INTO hosts VALUES ('hostA', 'tcp://127.0.0.2:7001', '{"arch":"x86_64"}', 1, 1, 1000);
+INSERT INTO hosts VALUES ('hostB', 'tcp://127.0.0.3:7001', '{}', 0, 0, 900);
+INSERT INTO containers VALUES ('web', 'hostA', 'counter', 'running', 4096);
+INSERT INTO images VALUES ('hostA', 'counter', 'aa11');
+INSERT INTO migrations (container, source, target, phase, figures, created_ms, updated_ms)
+  VALUES ('db', 'hostB', 'hostA', 'committed', '{"downtime_ms":120}', 10, 20);
+INSERT INTO migrations (container, source, target, phase, created_ms, updated_ms)
+  VALUES ('web', 'hostA', 'hostB', 'transferring', 30, 40);
+INSERT INTO cleanups (host, action, container, migration, created_ms)
+  VALUES ('hostB', 'discard', 'web', 2, 41);
+INSERT INTO events (time_ms, kind, subject, message) VALUES (5, 'host', 'hostA', 'registered');
+)";
+
+bool hasTable(const std::filesystem::path& file, const std::string& table) {
+  Database db(file);
+  Statement s = db.prepare("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?1");
+  s.bind(1, table);
+  return s.step();
+}
+
+int64_t userVersion(const std::filesystem::path& file) {
+  Database db(file);
+  Statement s = db.prepare("PRAGMA user_version");
+  s.step();
+  return s.integer(0);
+}
+
+class OldDatabase : public StateStoreTest, public ::testing::WithParamInterface<int> {};
+
+TEST_P(OldDatabase, IsUpgradedWithoutHostLoadKeepingEverythingElse) {
   {
     Database db(file());
-    db.exec("CREATE TABLE host_load (host TEXT PRIMARY KEY, cpu_permille INTEGER NOT NULL, "
-            "memory_used INTEGER NOT NULL, memory_total INTEGER NOT NULL)");
-    db.exec("INSERT INTO host_load VALUES ('hostA', 1, 2, 3)");
-    db.exec("PRAGMA user_version=2");
+    db.exec(kTablesOfVersions2And3);
+    db.exec(GetParam() == 2 ? kVersion2 : kVersion3);
+    db.exec(kOldRows);
   }
-  StateStore s(file());
-  s.setLoad("hostA", {1, 2, 3, 4});
-  EXPECT_EQ(s.load("hostA").memory_capacity_bytes, 4u);
+  ASSERT_TRUE(hasTable(file(), "host_load"));
+  {
+    StateStore s(file());
+    // Everything is read back before anything is written through the store.
+    std::vector<HostRow> hosts = s.hosts();
+    ASSERT_EQ(hosts.size(), 2u);
+    EXPECT_EQ(hosts[0].name, "hostA");
+    EXPECT_EQ(hosts[0].data_endpoint, "tcp://127.0.0.2:7001");
+    EXPECT_EQ(hosts[0].host_info_json, R"({"arch":"x86_64"})");
+    EXPECT_TRUE(hosts[0].cordoned);
+    EXPECT_FALSE(hosts[1].cordoned);
+    std::optional<ContainerRow> web = s.container("hostA", "web");
+    ASSERT_TRUE(web);
+    EXPECT_EQ(web->image, "counter");
+    EXPECT_EQ(web->status, "running");
+    EXPECT_EQ(web->memory_bytes, 4096u);
+    ASSERT_EQ(s.images("hostA").size(), 1u);
+    EXPECT_EQ(s.images("hostA")[0].id, "aa11");
+    std::vector<MigrationRow> open = s.unfinishedMigrations();
+    ASSERT_EQ(open.size(), 1u);
+    EXPECT_EQ(open[0].container, "web");
+    EXPECT_EQ(open[0].phase, Phase::kTransferring);
+    std::vector<MigrationRow> history = s.history();
+    ASSERT_EQ(history.size(), 2u);
+    EXPECT_EQ(history[1].phase, Phase::kCommitted);
+    EXPECT_EQ(history[1].figures_json, R"({"downtime_ms":120})");
+    std::vector<CleanupRow> owed = s.cleanups("hostB");
+    ASSERT_EQ(owed.size(), 1u);
+    EXPECT_EQ(owed[0].action, "discard");
+    EXPECT_EQ(owed[0].migration, 2);
+    ASSERT_EQ(s.events().size(), 1u);
+    EXPECT_EQ(s.events()[0].message, "registered");
+    std::vector<DrainRow> drains = s.activeDrains();  // version 2 had no drains
+    if (GetParam() == 3) {
+      ASSERT_EQ(drains.size(), 1u);
+      EXPECT_EQ(drains[0].host, "hostA");
+      EXPECT_EQ(drains[0].parallel, 2);
+      EXPECT_EQ(drains[0].deadline_ms, 9000);
+    } else {
+      EXPECT_TRUE(drains.empty());
+    }
+
+    // And it is a working store of the new schema.
+    s.advance(open[0].id, Phase::kRolledBack, 50, "coordinator upgraded mid-transfer");
+    EXPECT_TRUE(s.unfinishedMigrations().empty());
+    if (GetParam() == 2) s.beginDrain({0, "hostB", 1, 0}, 60);  // the table was created
+  }
+  EXPECT_FALSE(hasTable(file(), "host_load"));
+  EXPECT_EQ(userVersion(file()), 4);
+  StateStore again(file());  // opening the upgraded file again changes nothing
+  EXPECT_EQ(again.hosts().size(), 2u);
+  EXPECT_EQ(again.history().size(), 2u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Versions, OldDatabase, ::testing::Values(2, 3),
+                         [](const auto& info) { return "Version" + std::to_string(info.param); });
+
+TEST_F(StateStoreTest, ANewDatabaseHasNoHostLoad) {
+  { StateStore s(file()); }
+  EXPECT_FALSE(hasTable(file(), "host_load"));
+  EXPECT_TRUE(hasTable(file(), "drains"));
+  EXPECT_EQ(userVersion(file()), 4);
 }
 
 TEST_F(StateStoreTest, ADatabaseFromANewerFerryIsRefused) {

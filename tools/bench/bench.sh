@@ -43,7 +43,6 @@ cmake -S . -B build >/dev/null
 cmake --build build -j"$(nproc)" --target ferry ferry-agent ferry-coordinator ferry-engine bench_image >/dev/null
 image=build/tools/bench/bench-image.tar.zst
 dir=/var/tmp/ferry-bench shm=/dev/shm/ferry-bench
-export FERRY_COORDINATOR=tcp://127.0.0.1:7200
 ferry() { build/tools/ferry "$@"; }
 cleanup() {
   ferry cluster down --dir "$dir" >/dev/null 2>&1 || true
@@ -66,6 +65,9 @@ await_ready() {
 
 echo "== local cluster, bench image on both hosts" >&2
 ferry cluster up --hosts 2 --dir "$dir" --port 7200 >/dev/null 2>&1
+# The coordinator's unix socket (no keys), from the cluster's record.
+FERRY_COORDINATOR=$(sed -n 's/^ *"coordinator_endpoint": "\(.*\)",*$/\1/p' "$dir/cluster.json")
+export FERRY_COORDINATOR
 ferry image import bench "$image" --all >/dev/null
 id=$(sed -n 's/^ *"id": "\(.*\)",*$/\1/p' "$dir/cluster.json" | head -1)
 fe() {  # the engine of a cluster host, directly (what runs under its agent)
@@ -85,7 +87,7 @@ add() {  # mode size downtime_ms total_ms bytes [bytes_frozen [phases]]
 }
 # "dump 600 transfer 2000 ..." from a migration's --json result.
 phases() {
-  tr -d '\n ' | grep -o '"ms":[0-9]*,"phase":"[a-z]*"' | sed 's/"ms":\([0-9]*\),"phase":"\([a-z]*\)"/\2 \1/' |
+  tr -d '\n ' | grep -o '"phase":"[a-z]*","ms":[0-9]*' | sed 's/"phase":"\([a-z]*\)","ms":\([0-9]*\)/\1 \2/' |
     grep -v -E '^(plan|prepare|commit) ' | tr '\n' ' ' | sed 's/ $//'
 }
 field() { sed -n "s/^ *\"$1\": \([0-9]*\).*/\1/p"; }

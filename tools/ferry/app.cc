@@ -103,34 +103,10 @@ std::optional<int> parse(CLI::App& app, Invocation& inv, std::vector<std::string
       args.erase(args.begin() + static_cast<std::ptrdiff_t>(i) + 1);
     }
   }
-  // CLI11 consumes the vector from its back.
-  std::reverse(args.begin(), args.end());
-  try {
-    app.parse(args);
-  } catch (const CLI::CallForHelp&) {
-    out << app.help();
-    return 0;
-  } catch (const CLI::CallForAllHelp&) {
-    out << app.help("", CLI::AppFormatMode::All);
-    return 0;
-  } catch (const CLI::CallForVersion& e) {
-    out << e.what() << "\n";
-    return 0;
-  } catch (const CLI::ParseError& e) {
-    // A first word that names no command says so, as it always did.
-    if (app.get_subcommands().empty() && !app.remaining().empty() &&
-        app.remaining().front().rfind("-", 0) != 0) {
-      err << "ferry: unknown command '" << app.remaining().front() << "'\n(see ferry --help)\n";
-      return 2;
-    }
-    // Point at the help of the deepest command reached.
-    std::string where = "ferry";
-    for (const CLI::App* sub = &app; !sub->get_subcommands().empty();) {
-      sub = sub->get_subcommands().front();
-      where += " " + sub->get_name();
-    }
-    err << "ferry: " << e.what() << "\n(see " << where << " --help)\n";
-    return 2;
+  if (std::optional<ParseExit> end = parseArgs(app, std::move(args))) {
+    out << end->out;
+    err << end->err;
+    return end->code;
   }
   if (!inv.action) {
     err << "ferry: no command (see ferry --help)\n";

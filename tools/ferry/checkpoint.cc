@@ -106,18 +106,18 @@ int checkpoint(Session& s, const CheckpointOptions& o) {
   receiver.join();
   line.clear();
   if (receive_error) throw *receive_error;
-  json f = figuresJson(r->root<proto::Message>().getMigration());
+  auto f = r->root<proto::Message>().getMigration();
   if (s.json_out) {
     printJson({{"container", o.name},
                {"file", target.string()},
-               {"bytes_raw", f["bytes_raw"]},
-               {"bytes_wire", f["bytes_wire"]},
-               {"frozen_ms", f["downtime_ms"]},
+               {"bytes_raw", f.getBytesRaw()},
+               {"bytes_wire", f.getBytesWire()},
+               {"frozen_ms", f.getDowntimeMs()},
                {"left_running", o.leave_running}});
   } else {
     std::printf("checkpoint of %s written to %s (%s; frozen %llu ms); %s\n", o.name.c_str(),
-                target.c_str(), formatBytes(f["bytes_wire"]).c_str(),
-                static_cast<unsigned long long>(f["downtime_ms"].get<uint64_t>()),
+                target.c_str(), formatBytes(f.getBytesWire()).c_str(),
+                static_cast<unsigned long long>(f.getDowntimeMs()),
                 o.leave_running ? "it runs on" : "it was removed from its host");
   }
   return 0;

@@ -83,11 +83,12 @@ void addUp(CLI::App* cluster, Invocation& inv) {
   auto wait = std::make_shared<std::chrono::milliseconds>(o->wait);
   CLI::App* u = cluster->add_subcommand(
       "up",
-      "a coordinator on 127.0.0.1:P and N agents hostA, hostB, ... on 127.0.0.2, 127.0.0.3, ...; "
-      "state and logs in DIR (kept by down, so images stay)");
+      "a coordinator and N agents hostA, hostB, ... (data plane on 127.0.0.2, 127.0.0.3, ...); "
+      "the coordinator on a unix socket for root only, or with --keys on 127.0.0.1:P; state and "
+      "logs in DIR (kept by down, so images stay)");
   u->add_option("--hosts", o->hosts, "N agents (default 2)")->check(countIn(1, 20));
   u->add_option("--dir", o->dir, "state and logs (default /var/lib/ferry/cluster)");
-  u->add_option("--port", o->port, "the coordinator's port P (default 7000)")
+  u->add_option("--port", o->port, "with --keys, the coordinator's port P (default 7000)")
       ->check(countIn(1, 65535));
   addDuration(u, "--wait", *wait, std::chrono::seconds(1),
               "how long to wait for every agent (default 30s; a bare number is seconds)");

@@ -1,10 +1,11 @@
 // run, stop, rm, ps, logs: a container's life on one host.
 #include <atomic>
+#include <chrono>
 #include <iostream>
+#include <optional>
 #include <thread>
 
 #include "common/error.h"
-#include "common/names.h"
 #include "engine/spec/run_args.h"
 #include "protocol/capnp_text.h"
 #include "protocol/convert/run_args_proto.h"
@@ -26,49 +27,15 @@ struct RunOptions {
   std::vector<std::string> rest;  // run options, IMAGE, CMD...: takeRunOption's to read
 };
 
-// The run options are the engine's (takeRunOption, as Podman's); CLI11 only
-// hands them over in order, since everything after IMAGE is the container's
-// own command line and must not be read as ferry's.
-RunArgs runArgsOf(std::vector<std::string> rest) {
-  RunArgs run;
-  size_t i = 0;
-  auto value = [&](const std::string& what) {
-    if (i >= rest.size()) throw CLI::ValidationError("missing " + what);
-    return rest[i++];
-  };
-  while (i < rest.size()) {
-    if (!run.image.empty()) {
-      run.args.push_back(rest[i++]);
-      continue;
-    }
-    std::string o = rest[i++];
-    // --opt=value as --opt value: takeRunOption reads separate words.
-    if (size_t eq = o.find('='); o.rfind("--", 0) == 0 && eq != std::string::npos) {
-      rest.insert(rest.begin() + static_cast<std::ptrdiff_t>(i), o.substr(eq + 1));
-      o.resize(eq);
-    }
-    bool taken = false;
-    try {
-      taken = takeRunOption(o, value, run);
-    } catch (const Error& e) {
-      throw CLI::ValidationError(e.what());
-    }
-    if (taken) continue;
-    if (o.rfind("-", 0) == 0) throw CLI::ValidationError("unknown run option '" + o + "'");
-    run.image = o;
-  }
-  if (run.name.empty()) throw CLI::ValidationError("run needs --name N");
-  if (run.image.empty()) throw CLI::ValidationError("run needs an IMAGE");
+// The run options are the engine's (runArgsFromWords, as Podman's); CLI11
+// only hands them over in order, since everything after IMAGE is the
+// container's own command line and must not be read as ferry's.
+RunArgs runArgsOf(const std::vector<std::string>& rest) {
   try {
-    validateName(run.name, "container name");
+    return runArgsFromWords(rest);
   } catch (const Error& e) {
     throw CLI::ValidationError(e.what());
   }
-  for (const auto& e : run.env) {
-    if (e.find('=') == std::string::npos)
-      throw CLI::ValidationError("-e wants KEY=VALUE, got '" + e + "'");
-  }
-  return run;
 }
 
 int runContainer(Session& s, const std::string& host, const RunArgs& run) {
@@ -194,42 +161,58 @@ void addPs(CLI::App& app, Invocation& inv) {
   });
 }
 
+// Following polls: the coordinator has no log push. Each poll returns only
+// what was written since the last, so it can be short.
+constexpr auto kFollowPoll = std::chrono::milliseconds(200);
+// A container not found this long while followed is gone (a migration's
+// commit moves it between two hosts in less).
+constexpr auto kGoneAfter = std::chrono::seconds(2);
+
+// Prints the log from its start, a chunk at a time, by offset; following,
+// polls for what comes next, on whichever host the container is by then
+// (the log moves with it, so the offset goes on there), until it has
+// exited and everything is printed, or is gone, or SIGINT.
 int logs(Session& s, const std::string& name, bool follow) {
-  size_t printed = 0;
-  std::string last;  // the last line printed
+  uint64_t offset = 0, mark = 0;
+  bool found = false;  // the container was there at least once
+  std::optional<std::chrono::steady_clock::time_point> missing_since;
   for (;;) {
-    std::vector<std::string> lines;
     try {
-      auto r = s.call([&](proto::Message::Builder m) { m.setGetLogs(name); });
-      for (auto l : r->root<proto::Message>().getLogs()) lines.push_back(text(l));
+      auto r = s.call([&](proto::Message::Builder m) {
+        auto q = m.initGetLogsFrom();
+        q.setContainer(name);
+        q.setOffset(offset);
+        q.setMark(mark);
+      });
+      auto c = r->root<proto::Message>().getLogChunk();
+      if (c.getRestarted() && offset > 0)
+        std::cerr << "ferry: logs: the log of " << name
+                  << " is not the one read so far (cut or replaced); from its start\n";
+      for (auto l : c.getLines()) std::cout << text(l) << "\n";
+      std::cout.flush();
+      offset = c.getNextOffset();
+      mark = c.getMark();
+      found = true;
+      missing_since.reset();
+      if (c.getMore()) continue;
+      if (!follow || c.getEnded()) return 0;
     } catch (const Error& e) {
-      // While following, a container between two hosts is retried; one
-      // that is gone ends the following.
-      if (follow && e.category() == ErrorCategory::kInvalidInput && printed > 0) {
-        std::cerr << "ferry: logs: " << name << " is gone\n";
-        return 0;
+      // Following, a coordinator or agent busy or restarting is waited for;
+      // a container not found is gone only once it stays so.
+      bool missing = e.category() == ErrorCategory::kInvalidInput;
+      if (!follow || (missing ? !found : e.category() != ErrorCategory::kRetryable)) throw;
+      if (missing) {
+        auto now = std::chrono::steady_clock::now();
+        if (!missing_since) missing_since = now;
+        if (now - *missing_since >= kGoneAfter) {
+          std::cerr << "ferry: logs: " << name << " is gone\n";
+          return 0;
+        }
       }
-      if (!follow || e.category() != ErrorCategory::kRetryable) throw;
     }
-    // A container that moved goes on with the log its checkpoint carried
-    // (the last 16 MiB of it): when the last line printed is not where it
-    // was (the log was cut, or came from a checkpoint without one), go on
-    // after it, or from the start.
-    if (printed > 0 && (lines.size() < printed || lines[printed - 1] != last)) {
-      size_t k = lines.size();
-      while (k > 0 && lines[k - 1] != last) --k;
-      printed = k;
-    }
-    for (size_t i = printed; i < lines.size(); ++i) std::cout << lines[i] << "\n";
-    std::cout.flush();
-    if (lines.size() > printed) {
-      printed = lines.size();
-      last = lines.back();
-    }
-    if (!follow) return 0;
-    // Polling, not synchronisation: the coordinator has no log push.
-    for (int i = 0; i < 5 && !g_interrupted; ++i)
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    for (auto waited = std::chrono::milliseconds(0); waited < kFollowPoll && !g_interrupted;
+         waited += std::chrono::milliseconds(50))
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
     if (g_interrupted) return 0;
   }
 }
@@ -240,7 +223,8 @@ void addLogs(CLI::App& app, Invocation& inv) {
   CLI::App* l = app.add_subcommand(
       "logs", "a container's output; a migration carries the last 16 MiB of it");
   l->add_flag("-f,--follow", *follow,
-              "follow it, across migrations, until interrupted or the container is gone");
+              "follow it, across migrations, until the container has exited (and all of its "
+              "output is shown), is gone, or SIGINT");
   l->add_option("name", *name, "the container")->required();
   setAction(l, inv, [&inv, name, follow] { return logs(inv.session, *name, *follow); });
 }

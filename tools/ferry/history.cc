@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "protocol/capnp_text.h"
+#include "protocol/figures_json.h"
 #include "tools/cli_util.h"
 #include "tools/ferry/commands.h"
 #include "tools/ferry/options.h"
@@ -18,22 +19,20 @@ namespace {
 
 int history(Session& s, uint32_t n) {
   auto r = s.call([&](proto::Message::Builder m) { m.setListHistory(n); });
-  json out = json::array();
-  for (auto f : r->root<proto::Message>().getHistory()) out.push_back(figuresJson(f));
+  auto history = r->root<proto::Message>().getHistory();
   if (s.json_out) {
-    printJson(out);
+    std::cout << proto::figuresJson(history, true) << "\n";
     return 0;
   }
   Table rows = {{"ID", "CONTAINER", "FROM", "TO", "OUTCOME", "DOWNTIME", "TOTAL", "WIRE", "ERROR"}};
-  for (const auto& f : out) {
-    std::string err = f["error"];
+  for (auto f : history) {
+    std::string err = text(f.getError());
     if (err.size() > 60) err = err.substr(0, 57) + "...";
     std::replace(err.begin(), err.end(), '\n', ' ');
-    rows.push_back({std::to_string(f["id"].get<uint64_t>()), f["container"], f["source"],
-                    f["target"], f["outcome"],
-                    std::to_string(f["downtime_ms"].get<uint64_t>()) + " ms",
-                    std::to_string(f["total_ms"].get<uint64_t>()) + " ms",
-                    formatBytes(f["bytes_wire"]), err});
+    rows.push_back({std::to_string(f.getId()), text(f.getContainer()), text(f.getSource()),
+                    text(f.getTarget()), text(f.getOutcome()),
+                    std::to_string(f.getDowntimeMs()) + " ms",
+                    std::to_string(f.getTotalMs()) + " ms", formatBytes(f.getBytesWire()), err});
   }
   printTable(rows);
   return 0;

@@ -1,10 +1,10 @@
 // keys generate: CurveZMQ key pairs for a cluster.
-#include <sys/stat.h>
 
 #include <filesystem>
 #include <iostream>
 
 #include "common/error.h"
+#include "common/fs.h"
 #include "common/names.h"
 #include "common/strings.h"
 #include "protocol/curve.h"
@@ -33,16 +33,28 @@ int generate(Session& s, const KeysOptions& o) {
   std::vector<std::string> names = {"coordinator"};
   names.insert(names.end(), o.hosts.begin(), o.hosts.end());
   names.insert(names.end(), o.clients.begin(), o.clients.end());
+  for (const auto& n : o.clients) {
+    if (!proto::isClientKeyName(n)) {
+      throw Error(ErrorCategory::kInvalidInput,
+                  "client key '" + n + "': a client's key is named client or client-NAME (the "
+                  "coordinator gives other names' keys a host's rights, not a client's)");
+    }
+  }
+  for (const auto& n : o.hosts) {
+    if (proto::isClientKeyName(n) || n == "coordinator") {
+      throw Error(ErrorCategory::kInvalidInput,
+                  "host key '" + n + "': client, client-* and coordinator are not host names");
+    }
+  }
   for (const auto& n : names) {
     validateName(n, "key name");
-    if (std::filesystem::exists(std::filesystem::path(o.dir) / (n + ".key"))) {
+    if (pathExists(std::filesystem::path(o.dir) / (n + ".key"))) {
       throw Error(ErrorCategory::kInvalidInput,
                   std::filesystem::path(o.dir).string() + "/" + n +
                       ".key exists; keys are never overwritten (remove it first)");
     }
   }
-  std::filesystem::create_directories(o.dir);
-  ::chmod(o.dir.c_str(), 0700);
+  // writeKeyPair makes the directory (0700) and refuses a symlink there.
   json out = json::array();
   for (const auto& n : names) {
     proto::KeyPair k = proto::generateKeyPair();
@@ -56,7 +68,10 @@ int generate(Session& s, const KeysOptions& o) {
   const char* dir = o.dir.c_str();
   std::printf("generated %zu key pairs in %s: ", names.size(), dir);
   for (size_t i = 0; i < names.size(); ++i) std::printf("%s%s", i ? ", " : "", names[i].c_str());
-  std::printf("\n  ferry-coordinator --keys %s   admits every NAME.pub there\n", dir);
+  std::printf(
+      "\n  ferry-coordinator --keys %s   admits NAME.pub as host NAME's agent, client.pub and "
+      "client-*.pub as CLIs\n",
+      dir);
   std::printf("  ferry-agent --name H --keys %s   uses H.key and coordinator.pub\n", dir);
   std::printf("  ferry --keys %s ...              uses client.key and coordinator.pub\n", dir);
   return 0;
@@ -77,7 +92,7 @@ void addKeysCommands(CLI::App& app, Invocation& inv) {
       ->type_name("LIST");
   g->add_option_function<std::string>(
        "--clients", [o](const std::string& v) { o->clients = splitList(v); },
-       "NAME,...: the clients (default client)")
+       "client,client-NAME,...: the clients (default client)")
       ->type_name("LIST");
   setAction(g, inv, [&inv, o] { return generate(inv.session, *o); });
 }

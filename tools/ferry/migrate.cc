@@ -2,6 +2,7 @@
 #include <iostream>
 
 #include "protocol/capnp_text.h"
+#include "protocol/figures_json.h"
 #include "tools/cli_util.h"
 #include "tools/ferry/commands.h"
 #include "tools/ferry/options.h"
@@ -20,7 +21,7 @@ constexpr const char* kMigrateHelp =
     "and N is restored there. N's copy on SRC is deleted only once it runs on DST, and any "
     "failure leaves N running on SRC. Shows progress on a terminal; prints (--json: returns) "
     "downtime_ms, total_ms, bytes_raw, bytes_wire, final_bytes_wire (sent while frozen), each "
-    "pre-copy round's bytes and time, and the time of each phase.";
+    "pre-copy round's bytes and time, the compression used and why, and the time of each phase.";
 
 struct MigrateOptions {
   std::string container, source, target;
@@ -28,27 +29,23 @@ struct MigrateOptions {
   int precopy = -1;
 };
 
-void printFigures(const MigrateOptions& o, const json& f) {
+void printFigures(const MigrateOptions& o, proto::MigrationFigures::Reader f) {
+  auto ull = [](uint64_t v) { return static_cast<unsigned long long>(v); };
   std::printf("migrated %s from %s to %s (migration #%llu)\n", o.container.c_str(),
-              o.source.c_str(), o.target.c_str(),
-              static_cast<unsigned long long>(f["id"].get<uint64_t>()));
-  std::printf("  downtime   %llu ms (frozen on %s until running on %s)\n",
-              static_cast<unsigned long long>(f["downtime_ms"].get<uint64_t>()),
+              o.source.c_str(), o.target.c_str(), ull(f.getId()));
+  std::printf("  downtime   %llu ms (frozen on %s until running on %s)\n", ull(f.getDowntimeMs()),
               o.source.c_str(), o.target.c_str());
-  std::printf("  total      %llu ms\n",
-              static_cast<unsigned long long>(f["total_ms"].get<uint64_t>()));
+  std::printf("  total      %llu ms\n", ull(f.getTotalMs()));
   std::printf("  bytes      %s raw, %s on the wire, %s of it while frozen\n",
-              formatBytes(f["bytes_raw"]).c_str(), formatBytes(f["bytes_wire"]).c_str(),
-              formatBytes(f["final_bytes_wire"]).c_str());
-  if (!f["precopy"].get<std::string>().empty())
-    std::printf("  pre-copy   %s\n", f["precopy"].get<std::string>().c_str());
-  for (const auto& r : f["precopy_rounds"]) {
-    std::printf("    round %u  read %s, sent %s, %llu ms\n", r["round"].get<unsigned>(),
-                formatBytes(r["read_bytes"]).c_str(), formatBytes(r["sent_bytes"]).c_str(),
-                static_cast<unsigned long long>(r["ms"].get<uint64_t>()));
+              formatBytes(f.getBytesRaw()).c_str(), formatBytes(f.getBytesWire()).c_str(),
+              formatBytes(f.getFinalBytesWire()).c_str());
+  if (f.getPrecopy().size() > 0) std::printf("  pre-copy   %s\n", f.getPrecopy().cStr());
+  for (auto r : f.getRounds()) {
+    std::printf("    round %u  read %s, sent %s, %llu ms\n", r.getRound(),
+                formatBytes(r.getReadBytes()).c_str(), formatBytes(r.getSentBytes()).c_str(),
+                ull(r.getMs()));
   }
-  if (!f["compression"].get<std::string>().empty())
-    std::printf("  compression %s\n", f["compression"].get<std::string>().c_str());
+  if (f.getCompression().size() > 0) std::printf("  compression %s\n", f.getCompression().cStr());
   std::printf("  phases     %s\n", phasesLine(f).c_str());
 }
 
@@ -69,14 +66,13 @@ int migrate(Session& s, const MigrateOptions& o) {
         line.show(text(p.getPhase()), p.getBytesDone(), p.getBytesTotal(), text(p.getMessage()));
       });
   line.clear();
-  json f = figuresJson(r->root<proto::Message>().getMigration());
+  auto f = r->root<proto::Message>().getMigration();
   if (s.json_out) {
-    printJson(f);
+    std::cout << proto::figuresJson(f, true) << "\n";
     return 0;
   }
   printFigures(o, f);
-  for (const auto& w : f["warnings"])
-    std::fprintf(stderr, "warning: %s\n", w.get<std::string>().c_str());
+  for (auto w : f.getWarnings()) std::fprintf(stderr, "warning: %s\n", w.cStr());
   return 0;
 }
 

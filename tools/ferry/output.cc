@@ -8,7 +8,6 @@
 #include <iostream>
 
 #include "protocol/capnp_text.h"
-#include "protocol/figures_json.h"
 #include "tools/cli_util.h"
 
 namespace ferry::cli {
@@ -121,32 +120,6 @@ json containerJson(proto::Container::Reader c) {
           {"ready", c.getReady()},       {"notify_status", text(c.getNotifyStatus())}};
 }
 
-json figuresJson(proto::MigrationFigures::Reader f) {
-  json phases = json::array();
-  for (auto p : f.getPhaseMs())
-    phases.push_back({{"phase", text(p.getPhase())}, {"ms", p.getMs()}});
-  json warnings = json::array();
-  for (auto w : f.getWarnings()) warnings.push_back(text(w));
-  return {{"id", f.getId()},
-          {"container", text(f.getContainer())},
-          {"source", text(f.getSource())},
-          {"target", text(f.getTarget())},
-          {"outcome", text(f.getOutcome())},
-          {"downtime_ms", f.getDowntimeMs()},
-          {"total_ms", f.getTotalMs()},
-          {"bytes_raw", f.getBytesRaw()},
-          {"bytes_wire", f.getBytesWire()},
-          {"final_bytes_wire", f.getFinalBytesWire()},
-          {"bytes_referenced", f.getBytesReferenced()},
-          {"precopy", text(f.getPrecopy())},
-          {"precopy_rounds", proto::precopyRoundsJson(f.getRounds())},
-          {"compression", text(f.getCompression())},
-          {"phase_ms", phases},
-          {"started_ms", f.getStartedMs()},
-          {"error", text(f.getError())},
-          {"warnings", warnings}};
-}
-
 json placementJson(proto::Placement::Reader p) {
   json moves = json::array(), unplaced = json::array(), notes = json::array();
   for (auto m : p.getMoves()) {
@@ -167,12 +140,10 @@ json placementJson(proto::Placement::Reader p) {
           {"moves", moves},           {"unplaced", unplaced},         {"notes", notes}};
 }
 
-std::string phasesLine(const json& f) {
+std::string phasesLine(proto::MigrationFigures::Reader f) {
   std::string out;
-  for (const auto& p : f["phase_ms"]) {
-    out += (out.empty() ? "" : ", ") + p["phase"].get<std::string>() + " " +
-           std::to_string(p["ms"].get<uint64_t>()) + " ms";
-  }
+  for (auto p : f.getPhaseMs())
+    out += (out.empty() ? "" : ", ") + text(p.getPhase()) + " " + std::to_string(p.getMs()) + " ms";
   return out;
 }
 

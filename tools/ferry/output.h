@@ -43,12 +43,13 @@ class ProgressLine {
 // "2026-11-30 01:02:03Z" for a unix time.
 std::string utcTime(int64_t unix_s);
 
+// The JSON of the protocol's records; migration figures have theirs in
+// protocol/figures_json.h, the one form the coordinator stores too.
 nlohmann::json hostJson(proto::Host::Reader h);
 nlohmann::json containerJson(proto::Container::Reader c);
-nlohmann::json figuresJson(proto::MigrationFigures::Reader f);
 nlohmann::json placementJson(proto::Placement::Reader p);
-// "freeze 12 ms, dump 40 ms, ..." from figuresJson's phase_ms.
-std::string phasesLine(const nlohmann::json& figures);
+// "dump 40 ms, transfer 12 ms, ..." from the figures' phase times.
+std::string phasesLine(proto::MigrationFigures::Reader figures);
 // A drain's or rebalance's plan: the moves, what cannot move, the notes.
 void printPlan(const nlohmann::json& placement);
 

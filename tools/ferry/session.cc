@@ -34,7 +34,7 @@ void Session::resolveDefaults() {
     if (const char* env = std::getenv("FERRY_COORDINATOR"); env && *env) {
       coordinator = env;
     } else {
-      coordinator = local ? local->coordinator_endpoint : "tcp://127.0.0.1:7000";
+      coordinator = local ? local->coordinator_endpoint : "";
     }
   }
   if (keys_dir.empty()) {
@@ -43,6 +43,10 @@ void Session::resolveDefaults() {
     } else if (local && coordinator == local->coordinator_endpoint) {
       keys_dir = local->keys_dir.string();  // the local cluster's own keys
     }
+  }
+  // Without keys, a coordinator takes the CLI on its unix socket only.
+  if (coordinator.empty()) {
+    coordinator = keys_dir.empty() ? proto::kDefaultCoordinatorSocket : proto::kDefaultCoordinatorTcp;
   }
 }
 
@@ -55,6 +59,7 @@ std::unique_ptr<proto::Decoded> Session::call(
           proto::readKeyPair(std::filesystem::path(keys_dir) / "client.key"),
           proto::readPublicKey(std::filesystem::path(keys_dir) / "coordinator.pub")};
     }
+    proto::checkCanConnect(coordinator);
     rpc_ = std::make_unique<proto::RpcClient>(ctx, coordinator, curve);
   }
   try {
