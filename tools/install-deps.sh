@@ -61,7 +61,59 @@ fi
 
 # ---- CRIU ---------------------------------------------------------------
 mkdir -p /etc/ferry
-criu_works() { "$1" check >/dev/null 2>&1; }
+# `criu check` is not enough: on some virtual machines it passes while every
+# dump hangs (the hardware breakpoint CRIU stops a task on after its parasite
+# never fires; CRIU then waits for ever). A CRIU works when it checks out and
+# dumps a sleeping process within 10 s (it takes well under one).
+criu_dumps() {
+  local dir pid rc=1
+  dir=$(mktemp -d)
+  setsid sleep 600 </dev/null >/dev/null 2>&1 &
+  pid=$!
+  disown "$pid"
+  sleep 0.2
+  timeout 10 "$1" dump -t "$pid" -D "$dir" --shell-job -o dump.log >/dev/null 2>&1 && rc=0
+  kill -9 "$pid" 2>/dev/null || true
+  rm -rf "$dir"
+  return $rc
+}
+criu_works() { "$1" check >/dev/null 2>&1 && criu_dumps "$1"; }
+
+# The private CRIU's wrapper: the trixie loader and libraries, and (where
+# hardware breakpoints do not fire) CRIU_FAULT=130, CRIU's own switch to stop
+# a task by tracing its syscalls instead of a breakpoint. runc talks to CRIU
+# over an inherited file descriptor, so the wrapper must exec.
+write_wrapper() {  # ROOT NO_BREAKPOINTS(0|1)
+  local root=$1 loader libdir
+  loader=$(ls "$root"/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2 "$root"/lib64/ld-linux-x86-64.so.2 \
+    "$root"/usr/lib/*/ld-linux*.so.* 2>/dev/null | head -1 || true)
+  [ -n "$loader" ] || die "no dynamic loader in the unpacked trixie libc6"
+  libdir=$(dirname "$loader")
+  [ -x "$root/usr/sbin/criu" ] || die "no criu binary in the unpacked packages"
+  {
+    echo '#!/bin/sh'
+    if [ "$2" = 1 ]; then
+      echo '# Hardware breakpoints do not fire on this machine: stop tasks by syscall tracing.'
+      echo 'CRIU_FAULT=130; export CRIU_FAULT'
+    fi
+    echo "exec \"$loader\" --library-path \"$libdir:$root/lib/x86_64-linux-gnu\" \"$root/usr/sbin/criu\" \"\$@\""
+  } > "$CRIU_PREFIX/criu.new"
+  chmod 755 "$CRIU_PREFIX/criu.new"
+  mv "$CRIU_PREFIX/criu.new" "$CRIU_PREFIX/criu"
+}
+
+# The wrapper that works here, with or without breakpoints; fails if neither.
+settle_wrapper() {
+  write_wrapper "$CRIU_PREFIX/root" 0
+  criu_works "$CRIU_PREFIX/criu" && return 0
+  "$CRIU_PREFIX/criu" check >/dev/null 2>&1 || return 1
+  write_wrapper "$CRIU_PREFIX/root" 1
+  if criu_works "$CRIU_PREFIX/criu"; then
+    say "CRIU's dumps hang on hardware breakpoints here: the wrapper sets CRIU_FAULT=130 (syscall tracing)"
+    return 0
+  fi
+  return 1
+}
 
 if criu_works /usr/sbin/criu; then
   say "system CRIU passes 'criu check': using /usr/sbin/criu ($(/usr/sbin/criu --version | head -1))"
@@ -71,7 +123,7 @@ fi
 say "system CRIU fails 'criu check' on kernel $(uname -r):"
 /usr/sbin/criu check 2>&1 | grep -i error | head -3 | sed 's/^/    /' || true
 
-if [ -x "$CRIU_PREFIX/criu" ] && criu_works "$CRIU_PREFIX/criu"; then
+if [ -x "$CRIU_PREFIX/root/usr/sbin/criu" ] && { criu_works "$CRIU_PREFIX/criu" || settle_wrapper; }; then
   say "private CRIU already provisioned: $CRIU_PREFIX/criu ($("$CRIU_PREFIX/criu" --version | head -1))"
   echo "$CRIU_PREFIX/criu" > /etc/ferry/criu-path
   exit 0
@@ -115,24 +167,11 @@ say "downloading $(echo "$closure" | wc -l) packages: $(echo $closure)"
 ROOT=$CRIU_PREFIX/root
 rm -rf "$ROOT"; mkdir -p "$ROOT"
 for deb in "$APTDIR"/debs/*.deb; do dpkg-deb -x "$deb" "$ROOT"; done
-LOADER=$(ls "$ROOT"/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2 "$ROOT"/lib64/ld-linux-x86-64.so.2 \
-  "$ROOT"/usr/lib/*/ld-linux*.so.* 2>/dev/null | head -1 || true)
-[ -n "$LOADER" ] || die "no dynamic loader in the unpacked trixie libc6"
-LIBDIR=$(dirname "$LOADER")
-BIN=$ROOT/usr/sbin/criu
-[ -x "$BIN" ] || die "no criu binary in the unpacked packages"
-
-# runc talks to CRIU over an inherited file descriptor, so the wrapper must exec.
-cat > "$CRIU_PREFIX/criu" <<WRAP
-#!/bin/sh
-exec "$LOADER" --library-path "$LIBDIR:$ROOT/lib/x86_64-linux-gnu" "$BIN" "\$@"
-WRAP
-chmod 755 "$CRIU_PREFIX/criu"
 rm -rf "$APTDIR"
 
-if ! criu_works "$CRIU_PREFIX/criu"; then
+if ! settle_wrapper; then
   "$CRIU_PREFIX/criu" check 2>&1 | tail -5 >&2
-  die "the private CRIU at $CRIU_PREFIX/criu also fails 'criu check' (output above)"
+  die "the private CRIU at $CRIU_PREFIX/criu also fails 'criu check' or a test dump (output above)"
 fi
 echo "$CRIU_PREFIX/criu" > /etc/ferry/criu-path
 say "CRIU ready: $CRIU_PREFIX/criu ($("$CRIU_PREFIX/criu" --version | head -1)); recorded in /etc/ferry/criu-path"
