@@ -109,10 +109,21 @@ Coordinator::Movable Coordinator::checkMovable(const MigrateRequest& req) {
                 name + " is not on " + src + " but on " + copies[0].host + "; nothing was changed");
   }
   if (store_.hasCleanupFor(name)) {
+    std::string owed_on;
+    for (const auto& c : store_.cleanups("")) {
+      if (c.container == name) owed_on = c.host;
+    }
+    if (!owed_on.empty() && hostUp(owed_on)) {
+      throw Error(ErrorCategory::kRetryable,
+                  "an earlier migration of " + name + " still owes cleanup on " + owed_on +
+                      ", which is back and is doing it now; try again in a few seconds "
+                      "(`ferry pending` lists what is owed)");
+    }
     throw Error(ErrorCategory::kRetryable,
-                "an earlier migration of " + name +
-                    " still owes cleanup on a host that has not come back "
-                    "(see `ferry history`); migrate it once that host is up again");
+                "an earlier migration of " + name + " still owes cleanup on " +
+                    (owed_on.empty() ? std::string("a host") : owed_on) +
+                    ", which has not come back (see `ferry pending`); migrate it once that "
+                    "host is up again");
   }
   for (const auto& [id, run] : runs_) {
     const MigrationSpec& s = run.machine.spec();

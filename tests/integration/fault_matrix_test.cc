@@ -487,6 +487,10 @@ TEST_F(FaultMatrix, LeftoversOfACrashedMigrationOnTheTarget_TheSameContainerMigr
   expectCountingOn("hostA", "demo");
   extra_agents_.push_back(startAgent("hostB", {}));
   restarted_["hostB"] = extra_agents_.size() - 1;
+  // What the stricken migration owes hostB is done once hostB is back; a
+  // migration is refused until then (retryable, saying so).
+  waitFor([&] { return json::parse(ferry({"--json", "pending"}).out).empty(); }, seconds(60),
+          "hostB to clean up after the stricken migration");
   migrate("demo", "hostA", "hostB");
   expectCountingOn("hostB", "demo");
   expectNoStaging("hostB");
