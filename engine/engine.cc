@@ -20,6 +20,7 @@
 #include "engine/spec/identity.h"
 #include "engine/spec/oci_spec.h"
 #include "engine/runtime/wait.h"
+#include "engine/store/idmap.h"
 #include "engine/store/overlay.h"
 #include "engine/spec/selinux_label.h"
 #include "engine/spec/workdir.h"
@@ -215,6 +216,12 @@ void relabelTree(const fs::path& root, const std::string& context) {
   for (const auto& e : fs::recursive_directory_iterator(root)) one(e.path());
 }
 
+mode_t modeOf(const fs::path& p) {
+  struct stat st {};
+  if (::stat(p.c_str(), &st) != 0) throwErrno("stat " + p.string());
+  return st.st_mode & 07777;
+}
+
 UserDb userDbAt(const std::function<std::string(const std::string&)>& read) {
   return {parsePasswd(read("/etc/passwd")), parseGroup(read("/etc/group"))};
 }
@@ -242,6 +249,8 @@ void Engine::writeSpec(const ContainerRecord& rec, const ImageRecord& image, boo
   who.user = !rec.spec.user.empty() ? rec.spec.user : image.config.user;
   who.group_add = rec.spec.group_add;
   who.host_users = {rec.spec.host_users.begin(), rec.spec.host_users.end()};
+  const UsernsRange& ids = rec.id_range;
+  if (!ids.empty()) who.gid_map = {{0, ids.host, ids.size}};
   UserDb inside = userDbAt([&](const std::string& f) {
     return containerFile(p.rootfs(), rec.spec.volumes, host.volume_sources, f);
   });
@@ -251,7 +260,24 @@ void Engine::writeSpec(const ContainerRecord& rec, const ImageRecord& image, boo
   });
   host.identity = resolveIdentity(who, inside, outside);
   for (const auto& w : host.identity->warnings) engineLog().warn("[{}] {}", rec.name(), w);
+  if (!ids.empty() && host.identity->uid >= ids.size) {
+    throwInvalidInput("uid " + std::to_string(host.identity->uid) +
+                      " is outside the container's user namespace (ids 0-" +
+                      std::to_string(ids.size - 1) + "); run it with --userns=host");
+  }
+  host.id_range = ids;
   prepareVolumeOptions(rec, *host.identity, host, creating);
+  if (!ids.empty()) {
+    // Each volume through an idmapped mount: its files keep their ids on
+    // disk (they move between hosts and containers as they are), and the
+    // container sees them as its own.
+    for (size_t i = 0; i < rec.spec.volumes.size(); ++i) {
+      fs::path mapped = p.idmapped_volumes() / rec.spec.volumes[i].name;
+      unmountIfMounted(mapped);
+      mountIdmapped(host.volume_sources[i], mapped, ids);
+      host.volume_sources[i] = mapped.string();
+    }
+  }
   std::vector<std::string> mounts = defaultMountDestinations();
   for (const auto& v : rec.spec.volumes) mounts.push_back(v.destination);
   std::string cwd = !rec.spec.cwd.empty() ? rec.spec.cwd
@@ -262,8 +288,10 @@ void Engine::writeSpec(const ContainerRecord& rec, const ImageRecord& image, boo
     host.tmpfs_destinations.push_back(resolveMountDestination(p.rootfs(), t.destination, mounts));
   }
   for (const auto& d : host.tmpfs_destinations) mounts.push_back(d);
-  Workdir wd = prepareWorkdir(p.rootfs(), cwd, mounts, rec.spec.create_workdir, host.identity->uid,
-                              host.identity->gid);
+  // Made from the host, through the overlay: in host ids.
+  uint32_t owner_uid = ids.empty() ? host.identity->uid : ids.toHost(host.identity->uid);
+  uint32_t owner_gid = ids.empty() ? host.identity->gid : ids.toHost(host.identity->gid);
+  Workdir wd = prepareWorkdir(p.rootfs(), cwd, mounts, rec.spec.create_workdir, owner_uid, owner_gid);
   if (wd.created) engineLog().info("[{}] created working directory {}", rec.name(), wd.path);
   host.workdir = wd.path;
   json spec = generateOciSpec(rec.spec, image.config, host);
@@ -414,8 +442,42 @@ ConmonLaunch Engine::launchFor(const std::string& name) const {
 
 void Engine::discard(const std::string& name) {
   notify_.unwatch(name);
-  unmountIfMounted(containers_.paths(name).rootfs());
+  ContainerPaths p = containers_.paths(name);
+  unmountIfMounted(p.rootfs());
+  unmountIfMounted(p.idmapped_lower());
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(p.idmapped_volumes(), ec)) unmountIfMounted(e.path());
   containers_.erase(name);
+}
+
+UsernsRange Engine::freeIdRange(const std::string& name) const {
+  std::vector<UsernsRange> used;
+  for (const auto& other : containers_.list()) {
+    if (other.name() != name) used.push_back(other.id_range);
+  }
+  return pickIdRange(used, randomU64());
+}
+
+void Engine::mountRootfs(const ContainerRecord& rec, const ImageRecord& image) {
+  ContainerPaths p = containers_.paths(rec.name());
+  if (!rec.id_range.empty()) {
+    // Ours: searchable (not readable) by others, as the container's root
+    // is on the host. Above the state root: the operator's, checked.
+    for (const fs::path& d : {cfg_.root, cfg_.root / "containers", p.dir}) {
+      if (::chmod(d.c_str(), d == cfg_.root ? (modeOf(d) | 0111) : 0711) != 0) throwErrno("chmod " + d.string());
+    }
+    for (fs::path d = cfg_.root.parent_path(); !d.empty(); d = d.parent_path()) {
+      if (mode_t m = modeOf(d); (m & 0001) == 0) {
+        char octal[16];
+        std::snprintf(octal, sizeof octal, "%04o", static_cast<unsigned>(m));
+        throwInvalidInput(d.string() + " is not searchable by others (mode " + octal + "), so a container in a user namespace cannot reach its rootfs below "
+                          "it; `chmod o+x " + d.string() + "`, or run the container with --userns=host");
+      }
+      if (d == d.parent_path()) break;
+    }
+  }
+  mountOverlay({images_.rootfs(image.id), p.upper(), p.work(), p.rootfs(), rec.mount_label,
+                rec.id_range, p.idmapped_lower()});
 }
 
 ContainerInfo Engine::create(const ContainerSpec& spec) {
@@ -432,6 +494,16 @@ ContainerInfo Engine::create(const ContainerSpec& spec) {
     ContainerRecord rec{spec, image.id, cfg_.host_name, unixNow()};
     validateVolumes(spec.volumes);
     validateSdNotify(spec.sdnotify);
+    rec.spec.userns = parseUsernsMode(spec.userns);
+    if (rec.spec.userns == "auto") {
+      for (const auto& v : spec.volumes) {
+        if (v.overlay) {
+          throwInvalidInput("volume " + v.name + " is an overlay (O) volume, which runc would mount "
+                            "inside the container's user namespace; run it with --userns=host");
+        }
+      }
+      rec.id_range = freeIdRange(spec.name);
+    }
     for (int fd = 3; fd < 3 + spec.listen_fds; ++fd) {
       if (::fcntl(fd, F_GETFD) < 0) {
         throwInvalidInput("socket activation: LISTEN_FDS=" + std::to_string(spec.listen_fds) + " but fd " +
@@ -446,7 +518,7 @@ ContainerInfo Engine::create(const ContainerSpec& spec) {
       }
       ContainerPaths p = containers_.paths(spec.name);
       containers_.save(rec);
-      mountOverlay({images_.rootfs(image.id), p.upper(), p.work(), p.rootfs(), rec.mount_label});
+      mountRootfs(rec, image);
       writeSpec(rec, image, /*creating=*/true);
       prepareNotify(rec, /*restoring=*/false);
       ConmonLaunch l = launchFor(spec.name);

@@ -209,6 +209,13 @@ class Engine final : public AgentEngine {
                             bool creating);
   ConmonLaunch launchFor(const std::string& name) const;
   void discard(const std::string& name);  // unmount + erase, no runc
+  // --userns=auto: a range of host ids no other container here has
+  // (called under the host's lock).
+  UsernsRange freeIdRange(const std::string& name) const;
+  // The overlay of `rec`'s rootfs, its lower layer idmapped for a
+  // container in a user namespace (whose directories are then made
+  // searchable: its root resolves the rootfs path as nobody on the host).
+  void mountRootfs(const ContainerRecord& rec, const ImageRecord& image);
   void removeEmptyCgroupsIfIdle();
   // The processes in the container's cgroup (empty when it has none).
   std::vector<pid_t> cgroupPids(const std::string& name) const;

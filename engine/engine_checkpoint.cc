@@ -61,8 +61,13 @@ constexpr int kCapSysResource = 24;
 
 // CRIU reads a process's rlimits with prlimit(2), which for a process of
 // another user needs CAP_SYS_RESOURCE: refuse before freezing anything,
-// saying why, rather than fail inside the dump.
+// saying why, rather than fail inside the dump. In a user namespace of the
+// container's own (--userns=auto) root owns the namespace and has every
+// capability there: any user checkpoints.
 void requireDumpableIdentity(const json& config, const std::string& name) {
+  for (const auto& ns : config["linux"].value("namespaces", json::array())) {
+    if (ns.value("type", "") == "user") return;
+  }
   uint32_t uid = config["process"]["user"].value("uid", 0u);
   uint32_t gid = config["process"]["user"].value("gid", 0u);
   if ((uid != 0 || gid != 0) && !hasCapability(kCapSysResource)) {
@@ -70,8 +75,8 @@ void requireDumpableIdentity(const json& config, const std::string& name) {
                 name + " runs as uid " + std::to_string(uid) + " gid " + std::to_string(gid) +
                     ": CRIU reads its rlimits with prlimit(2), which for another user's process "
                     "needs CAP_SYS_RESOURCE, and this agent does not have it; give the agent "
-                    "CAP_SYS_RESOURCE, or run the container as root:root (supplementary "
-                    "groups, umask and working directory checkpoint fine)");
+                    "CAP_SYS_RESOURCE, run the container in a user namespace of its own "
+                    "(--userns=auto, the default), or run it as root:root");
   }
 }
 

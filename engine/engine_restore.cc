@@ -105,6 +105,18 @@ std::vector<Finding> Engine::admit(const json& metadata, const RestoreOptions& o
                         "restore with --replace-volumes");
     }
   }
+  // Its user namespace's range travels with it: reserved here, or refused
+  // (its files on disk carry those ids; another range would need a chown).
+  if (const UsernsRange& ids = m.container.id_range; !ids.empty()) {
+    for (const auto& other : containers_.list()) {
+      if (other.name() != name && overlaps(other.id_range, ids)) {
+        throw Error(ErrorCategory::kIncompatible,
+                    name + "'s user namespace maps to " + describe(ids) + ", which container '" +
+                        other.name() + "' on " + cfg_.host_name +
+                        " uses; move or remove that container first");
+      }
+    }
+  }
   if (log_warnings) {
     for (const auto& w : warnings) engineLog().warn("[{}] {}", name, w.message);
   }
@@ -210,7 +222,7 @@ RestoreResult Engine::restoreStaged(const fs::path& dir, const RestoreOptions& o
       host.reset();
       makeDirs(p.upper());
       applyArchive(dir / "rootfs.tar", p.upper(), Whiteouts::kToOverlay);
-      mountOverlay({images_.rootfs(image.id), p.upper(), p.work(), p.rootfs(), rec.mount_label});
+      mountRootfs(rec, image);
       for (const auto& v : rec.spec.volumes) {
         applyArchive(dir / "volumes" / (v.name + ".tar"), volumes_.path(v.name), Whiteouts::kAsFiles);
       }
@@ -219,6 +231,15 @@ RestoreResult Engine::restoreStaged(const fs::path& dir, const RestoreOptions& o
       // The output so far: conmon appends to it (a checkpoint of an older
       // ferry has none, and the log starts here).
       if (pathExists(dir / "ctr.log")) fs::copy_file(dir / "ctr.log", p.log(), fs::copy_options::overwrite_existing);
+      if (const UsernsRange& ids = rec.id_range; !ids.empty()) {
+        // CRIU reads some images as the restored task, in its user
+        // namespace: they become its root's (they hold its own memory).
+        auto give = [&](const fs::path& f) {
+          if (::lchown(f.c_str(), ids.host, ids.host) != 0) throwErrno("chown " + f.string());
+        };
+        give(dir / "criu");
+        for (const auto& e : fs::directory_iterator(dir / "criu")) give(e.path());
+      }
       ConmonLaunch l = launchFor(name);
       l.restore_from = dir / "criu";
       l.restore_opts = meta.options;

@@ -91,6 +91,7 @@ struct RunSpec {
   secrets @15 :List(Text);    # NAME,type=env[,target=VAR]
   sdnotify @16 :Text;         # container | conmon | ignore | ""
   hostname @17 :Text;         # "": the container's name
+  userns @18 :Text;           # auto | host | "" (auto)
 }
 
 struct Progress {

@@ -48,7 +48,8 @@ void to_json(json& j, const ContainerSpec& s) {
            {"create_workdir", s.create_workdir}, {"tmpfs", s.tmpfs},
            {"annotations", s.annotations}, {"stop_signal", s.stop_signal},
            {"label_opts", s.label_opts}, {"secrets", s.secrets}, {"sdnotify", s.sdnotify},
-           {"listen_fds", s.listen_fds}, {"listen_fdnames", s.listen_fdnames}};
+           {"listen_fds", s.listen_fds}, {"listen_fdnames", s.listen_fdnames},
+           {"userns", s.userns}};
 }
 void from_json(const json& j, ContainerSpec& s) {
   j.at("name").get_to(s.name);
@@ -71,6 +72,7 @@ void from_json(const json& j, ContainerSpec& s) {
   s.sdnotify = j.value("sdnotify", "");
   s.listen_fds = j.value("listen_fds", 0);
   s.listen_fdnames = j.value("listen_fdnames", "");
+  s.userns = j.value("userns", "host");
 }
 void to_json(json& j, const SecretRef& r) { j = json{{"name", r.name}, {"target", r.target}}; }
 void from_json(const json& j, SecretRef& r) {
@@ -382,6 +384,12 @@ json generateOciSpec(const ContainerSpec& spec, const ImageConfig& image,
   if (!host.process_label.empty()) process["selinuxLabel"] = host.process_label;
   json namespaces = json::array();
   for (const char* ns : {"pid", "ipc", "uts", "mount", "network"}) namespaces.push_back({{"type", ns}});
+  json id_mappings;
+  if (!host.id_range.empty()) {
+    namespaces.push_back({{"type", "user"}});
+    id_mappings = json::array(
+        {{{"containerID", 0}, {"hostID", host.id_range.host}, {"size", host.id_range.size}}});
+  }
 
   // The caller's, then ferry's own; a container manager unless the caller
   // named one, the creation time and the stop signal.
@@ -420,6 +428,10 @@ json generateOciSpec(const ContainerSpec& spec, const ImageConfig& image,
          {"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"}}}},
   };
   if (!host.mount_label.empty()) out["linux"]["mountLabel"] = host.mount_label;
+  if (!id_mappings.is_null()) {
+    out["linux"]["uidMappings"] = id_mappings;
+    out["linux"]["gidMappings"] = id_mappings;
+  }
   return out;
 }
 

@@ -11,6 +11,7 @@
 #include "engine/spec/identity.h"
 #include "engine/image/image_store.h"
 #include "engine/spec/secret_ref.h"
+#include "engine/spec/user_namespace.h"
 
 namespace ferry {
 
@@ -64,6 +65,10 @@ struct ContainerSpec {
   // LISTEN_PID=1, LISTEN_FDS and LISTEN_FDNAMES. 0: none.
   int listen_fds = 0;
   std::string listen_fdnames;
+  // --userns: "auto" (a user namespace with a private range of host ids,
+  // user_namespace.h) or "host". A record written before user namespaces
+  // reads as "host": that is how its container runs.
+  std::string userns = "auto";
 };
 void to_json(nlohmann::json& j, const SecretRef& r);
 void from_json(const nlohmann::json& j, SecretRef& r);
@@ -123,10 +128,12 @@ struct SpecHostInputs {
   std::vector<std::string> secret_env;
   // --sdnotify=container: the host directory holding the notify socket.
   std::string notify_dir;
+  // --userns=auto: the host ids its user namespace maps to (empty: none).
+  UsernsRange id_range;
 };
 
 // Builds config.json. Namespaces: pid, ipc, uts, mount, network (loopback
-// only). No terminal: stdio are conmon's pipes (CRIU cannot dump a container
+// only), and user with host.id_range's mappings when it has one. No terminal: stdio are conmon's pipes (CRIU cannot dump a container
 // whose stdio is a path outside it). No rlimits: runc would otherwise set
 // them, and raising one above the current limit fails without
 // CAP_SYS_RESOURCE. Throws Error kInvalidInput for a bad user, cwd, env or

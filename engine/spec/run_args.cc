@@ -6,6 +6,7 @@
 #include "engine/spec/identity.h"
 #include "common/names.h"
 #include "engine/spec/selinux_label.h"
+#include "engine/spec/user_namespace.h"
 
 namespace ferry {
 
@@ -26,6 +27,7 @@ bool takeRunOption(const std::string& opt, const std::function<std::string(const
   else if (opt == "--stop-signal") r.stop_signal = value("signal after --stop-signal");
   else if (opt == "--secret") r.secrets.push_back(value("NAME,type=env[,target=VAR] after --secret"));
   else if (opt.rfind("--sdnotify=", 0) == 0) r.sdnotify = opt.substr(11);
+  else if (opt == "--userns") r.userns = value("auto|host after --userns");
   else if (opt == "--sdnotify") r.sdnotify = value("container|conmon|ignore after --sdnotify");
   else if (opt == "--security-opt") {
     std::string o = value("label=... after --security-opt");
@@ -111,6 +113,7 @@ ContainerSpec specFromRunArgs(const RunArgs& r) {
   for (const auto& x : r.secrets) s.secrets.push_back(parseSecretArg(x));
   s.sdnotify = r.sdnotify;
   validateSdNotify(s.sdnotify);
+  s.userns = parseUsernsMode(r.userns);
   return s;
 }
 
@@ -152,6 +155,11 @@ const char* const kRunOptionsHelp =
       --sdnotify MODE       container: NOTIFY_SOCKET=/run/notify/notify.sock and
                             run answers once it says READY=1 (within 120 s);
                             conmon or ignore: ready once started
+      --userns MODE         auto (default): a user namespace of its own, its ids
+                            0-65535 a private range of host ids (its root is
+                            nobody on the host; any user checkpoints); the
+                            rootfs and volumes are idmapped mounts. host: the
+                            host's ids (needed for an O volume)
 )";
 
 }  // namespace ferry

@@ -30,6 +30,7 @@ struct RunArgs {
   std::vector<std::string> label_opts;   // --security-opt label=X: the X
   std::vector<std::string> secrets;      // --secret NAME,type=env[,target=VAR]
   std::string sdnotify;                  // --sdnotify
+  std::string userns;                    // --userns auto|host ("": auto)
 };
 
 // Takes the run option `opt` into `r`, calling `value(what)` for its value

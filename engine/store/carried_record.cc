@@ -152,6 +152,14 @@ void validateCarriedRecord(const ContainerRecord& r) {
   }
   if (r.notify_status.find_first_of("\n\r") != std::string::npos)
     refuse("a notify status of several lines");
+  // A user namespace exactly when --userns=auto, over a range ferry hands
+  // out (never host ids 0-65535: the target's own users').
+  if (s.userns != "auto" && s.userns != "host") refuse("--userns=" + s.userns);
+  if ((s.userns == "auto") == r.id_range.empty()) {
+    refuse(s.userns == "auto" ? "--userns=auto without a range of host ids"
+                              : "a range of host ids for a container with --userns=host");
+  }
+  validateIdRange(r.id_range);
 }
 
 }  // namespace ferry

@@ -14,7 +14,9 @@ namespace ferry {
 // or tmpfs destination that is not a clean absolute path below /, bad tmpfs
 // options, secret references, label options or SELinux labels, user, groups,
 // cwd, umask, stop signal, sdnotify mode, env or annotation entries, a
-// notify status with a newline, or an image id that is not a sha256 digest.
+// notify status with a newline, an image id that is not a sha256 digest, or
+// a user namespace range ferry would not hand out (or one without --userns=
+// auto, or auto without one).
 void validateCarriedRecord(const ContainerRecord& r);
 
 }  // namespace ferry

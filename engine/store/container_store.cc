@@ -24,6 +24,7 @@ void to_json(json& j, const ContainerRecord& r) {
            {"mount_label", r.mount_label},
            {"notify_ready", r.notify_ready},
            {"notify_status", r.notify_status}};
+  if (!r.id_range.empty()) j["id_range"] = {{"host", r.id_range.host}, {"size", r.id_range.size}};
 }
 
 void from_json(const json& j, ContainerRecord& r) {
@@ -39,6 +40,9 @@ void from_json(const json& j, ContainerRecord& r) {
   r.mount_label = j.value("mount_label", "");
   r.notify_ready = j.value("notify_ready", false);
   r.notify_status = j.value("notify_status", "");
+  if (j.contains("id_range")) {
+    r.id_range = {j["id_range"].at("host").get<uint32_t>(), j["id_range"].at("size").get<uint32_t>()};
+  }
 }
 
 ContainerStore::ContainerStore(fs::path dir) : dir_(std::move(dir)) { makeDirs(dir_, 0700); }

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/spec/oci_spec.h"
+#include "engine/spec/user_namespace.h"
 
 namespace ferry {
 
@@ -38,6 +39,9 @@ struct ContainerRecord {
   // checkpoint to the restored copy.
   bool notify_ready = false;
   std::string notify_status;
+  // --userns=auto: the host ids its user namespace maps to (empty: none).
+  // Given at creation, carried by a checkpoint and reserved on the target.
+  UsernsRange id_range;
 
   const std::string& name() const { return spec.name; }
 };
@@ -59,6 +63,10 @@ struct ContainerPaths {
   fs::path exit_dir() const { return dir / "exit"; }
   fs::path notify_dir() const { return dir / "notify"; }        // mounted at /run/notify
   fs::path notify_state() const { return dir / "notify.state"; }
+  // --userns=auto: where the image's rootfs is idmapped while the overlay
+  // is mounted, and where each volume's idmapped mount lives.
+  fs::path idmapped_lower() const { return dir / "idmapped-lower"; }
+  fs::path idmapped_volumes() const { return dir / "idmapped-volumes"; }
 };
 
 class ContainerStore {

@@ -5,6 +5,8 @@
 #include <filesystem>
 #include <string>
 
+#include "engine/spec/user_namespace.h"
+
 namespace ferry {
 
 namespace fs = std::filesystem;
@@ -15,6 +17,12 @@ struct OverlayPaths {
   fs::path work;
   fs::path target;
   std::string mount_label;  // SELinux: the files' context= (empty: none)
+  // A container in a user namespace: the lower layer is seen through an
+  // idmapped mount (idmap.h) attached at idmapped_lower for the mount and
+  // detached right after (overlayfs keeps its own reference), and the upper
+  // layer's root takes the mapped owner of the lower's.
+  UsernsRange idmap;
+  fs::path idmapped_lower;
 };
 
 // Mounts the overlay (creating upper, work and target if missing). Throws

@@ -24,6 +24,7 @@ void fillRunSpec(RunSpec::Builder s, const ferry::RunArgs& r) {
   s.setNoCreateWorkdir(r.no_create_workdir);
   s.setStopSignal(r.stop_signal);
   s.setSdnotify(r.sdnotify);
+  s.setUserns(r.userns);
   fill(s.initArgs(static_cast<unsigned>(r.args.size())), r.args);
   fill(s.initEnv(static_cast<unsigned>(r.env.size())), r.env);
   fill(s.initVolumes(static_cast<unsigned>(r.volumes.size())), r.volumes);
@@ -46,6 +47,7 @@ ferry::RunArgs runArgsFrom(RunSpec::Reader s) {
   r.no_create_workdir = s.getNoCreateWorkdir();
   r.stop_signal = text(s.getStopSignal());
   r.sdnotify = text(s.getSdnotify());
+  r.userns = text(s.getUserns());
   r.args = strings(s.getArgs());
   r.env = strings(s.getEnv());
   r.volumes = strings(s.getVolumes());

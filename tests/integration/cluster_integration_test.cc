@@ -79,6 +79,7 @@ class ClusterIntegration : public ::testing::Test {
   void SetUp() override {
     FERRY_REQUIRE_PREREQUISITES();
     dir_ = std::make_unique<TempDir>("/var/tmp", "ferry-cluster-test-");
+    ::chmod(dir_->path().c_str(), 0711);  // containers in user namespaces reach their rootfs
   }
 
   void TearDown() override {

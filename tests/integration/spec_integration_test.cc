@@ -58,8 +58,10 @@ class UserIdentity : public ClusterMigration {
   // app (1000) is in audio (29) by /etc/group, staff (50) comes from
   // --group-add; /opt/applink -> /srv/app, and work/ under it is missing.
   static constexpr const char* kApp = "who 1000 1000 1000 29 50 0027 /srv/app/work /home/app 640";
-  void runAppOnA() {
-    runWho("app", {"-u", "app", "--group-add", "staff", "--umask", "027"}, "/opt/applink/work");
+  void runAppOnA(const std::vector<std::string>& extra) {
+    std::vector<std::string> opts = {"-u", "app", "--group-add", "staff", "--umask", "027"};
+    opts.insert(opts.end(), extra.begin(), extra.end());
+    runWho("app", opts, "/opt/applink/work");
     waitFor([&] { return !lines("hostA", "app").empty(); }, seconds(20), "app to report");
     EXPECT_EQ(lines("hostA", "app").back(), kApp);
     struct stat st {};
@@ -68,7 +70,72 @@ class UserIdentity : public ClusterMigration {
     EXPECT_EQ(st.st_uid, 1000u) << "the working directory was not made for app";
     EXPECT_EQ(st.st_gid, 1000u);
   }
+  // The host ids the container's user namespace maps to, from its record
+  // on host `h` ({0, 0}: none).
+  std::pair<uint32_t, uint32_t> idRange(const std::string& h, const std::string& name) {
+    json rec = json::parse(readFile(fs::path(host(h).root) / "containers" / name / "container.json"));
+    if (!rec.contains("id_range")) return {0, 0};
+    return {rec["id_range"]["host"].get<uint32_t>(), rec["id_range"]["size"].get<uint32_t>()};
+  }
+  // The real and effective uid of the container's process, as the host sees it.
+  uint32_t hostUid(const std::string& h, const std::string& name) {
+    auto c = on(h, name);
+    if (!c || c->pid <= 0) throw std::runtime_error(name + " has no process on " + h);
+    std::string status = readFile("/proc/" + std::to_string(c->pid) + "/status");
+    return static_cast<uint32_t>(std::stoul(status.substr(status.find("Uid:") + 4)));
+  }
 };
+
+// By default (--userns=auto) a container runs in a user namespace of its
+// own: app (uid 1000) is host uid first+1000, its root is nobody on the
+// host, and -- root owning the namespace -- it is checkpointed without
+// CAP_SYS_RESOURCE (this machine has none to give). Its identity, umask,
+// working directory and a U volume hold before and after a migration; the
+// range comes along and is held on hostB; the volume's files keep their
+// on-disk ids (an idmapped mount), so they mean the same on every host.
+TEST_F(UserIdentity, AnotherUsersContainerInItsOwnUserNamespaceMigratesWithItsIdentity) {
+  runWho("probe", {"--userns", "auto"}, "/");  // any container: a range to compare with
+  waitFor([&] { return !lines("hostA", "probe").empty(); }, seconds(20), "probe to report");
+  auto [probe_first, probe_size] = idRange("hostA", "probe");
+  ASSERT_EQ(probe_size, 65536u);
+  ASSERT_GE(probe_first, 1u << 20);
+  EXPECT_EQ(hostUid("hostA", "probe"), probe_first) << "its root is not the range's first id";
+  CliResult rm = ferry({"rm", "-f", "probe"});
+  ASSERT_EQ(rm.exit_code, 0) << rm.err;
+
+  // A fresh range for app (random, so not the probe's, but the same size).
+  runWho("app", {"-u", "app", "--group-add", "staff", "--umask", "027", "-v", "appdata:/data:U"},
+         "/opt/applink/work");
+  waitFor([&] { return !lines("hostA", "app").empty(); }, seconds(20), "app to report");
+  EXPECT_EQ(lines("hostA", "app").back(), kApp);
+  auto [first, size] = idRange("hostA", "app");
+  ASSERT_EQ(size, 65536u);
+  EXPECT_EQ(hostUid("hostA", "app"), first + 1000);
+  struct stat st {};
+  fs::path work = fs::path(host("hostA").root) / "containers/app/rootfs/srv/app/work";
+  ASSERT_EQ(::stat(work.c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, first + 1000u) << "the working directory was not made for app";
+  // U chowned the volume to app as the disk holds it: 1000, not first+1000.
+  fs::path data = engine("hostA").volumes().path("appdata");
+  ASSERT_EQ(::stat(data.c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 1000u);
+
+  CliResult m = ferry({"migrate", "app", "hostA", "hostB"});
+  ASSERT_EQ(m.exit_code, 0) << m.err;
+  waitFor([&] { return lines("hostB", "app").size() >= 3; }, seconds(20), "app on hostB");
+  for (const auto& l : lines("hostB", "app")) EXPECT_EQ(l, kApp);
+  EXPECT_EQ(idRange("hostB", "app"), std::make_pair(first, size));
+  EXPECT_EQ(hostUid("hostB", "app"), first + 1000);
+  EXPECT_FALSE(on("hostA", "app"));
+  ASSERT_EQ(::stat(engine("hostB").volumes().path("appdata").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 1000u);
+  // A user beyond the namespace's 65536 ids is refused, saying what to do.
+  CliResult big = ferry({"run", "--host", "hostB", "--name", "big", "-u", "70000", "counter",
+                         "/bin/true"});
+  EXPECT_EQ(big.exit_code, 1);
+  EXPECT_NE(big.err.find("outside the container's user namespace"), std::string::npos) << big.err;
+  EXPECT_FALSE(on("hostB", "big"));
+}
 
 // CRIU reads a process's rlimits with prlimit(2), which for another user's
 // process needs CAP_SYS_RESOURCE. An agent without it refuses the migration
@@ -81,7 +148,7 @@ TEST_F(UserIdentity, AnotherUsersContainerIsRefusedUpFrontByAnAgentWithoutCapSys
   extra_agents_.push_back(startAgent("hostA", {}, {"setpriv", "--bounding-set", "-sys_resource"}));
   ASSERT_FALSE(hasCapability(std::to_string(extra_agents_.back().pid()), "CapEff", kCapSysResource))
       << "hostA's agent still has CAP_SYS_RESOURCE";
-  runAppOnA();
+  runAppOnA({"--userns", "host"});
   CliResult m = ferry({"migrate", "app", "hostA", "hostB"});
   EXPECT_EQ(m.exit_code, 1) << m.out;
   EXPECT_NE(m.err.find("app runs as uid 1000 gid 1000"), std::string::npos) << m.err;
@@ -111,7 +178,7 @@ TEST_F(UserIdentity, AnotherUsersContainerMigratesWithItsIdentityWhereTheAgentHa
     }
     FAIL() << h << "'s agent lacks CAP_SYS_RESOURCE although this machine could give it";
   }
-  runAppOnA();
+  runAppOnA({"--userns", "host"});
   CliResult m = ferry({"migrate", "app", "hostA", "hostB"});
   ASSERT_EQ(m.exit_code, 0) << m.err;
   waitFor([&] { return lines("hostB", "app").size() >= 3; }, seconds(20), "app on hostB");
@@ -166,7 +233,13 @@ TEST_F(ClusterMigration, VolumeOptionsUChownsTheSourceAndOKeepsWritesOffIt) {
   // app may write there (through the overlay).
   ::chmod(a.volumes().path("lower").c_str(), 0777);
   ::chmod((a.volumes().path("lower") / "seed").c_str(), 0666);
-  CliResult r = ferry({"run", "--host", "hostA", "--name", "vols", "-u", "app", "-v",
+  // runc mounts an O volume's overlay itself: not inside a user namespace.
+  CliResult auto_ns = ferry({"run", "--host", "hostA", "--name", "vols", "-v", "lower:/ovl:O",
+                             "counter", "/bin/true"});
+  EXPECT_EQ(auto_ns.exit_code, 1);
+  EXPECT_NE(auto_ns.err.find("--userns=host"), std::string::npos) << auto_ns.err;
+  EXPECT_FALSE(on("hostA", "vols"));
+  CliResult r = ferry({"run", "--host", "hostA", "--name", "vols", "--userns", "host", "-u", "app", "-v",
                        "owned:/owned:U,z", "-v", "lower:/ovl:O", "counter", "/bin/sh", "-c",
                        "echo \"seed $(cat /ovl/seed)\"; echo changed > /ovl/seed; "
                        "echo new > /ovl/added; touch /owned/mine; "

@@ -36,7 +36,9 @@ TestDirs::TestDirs() {
                     std::to_string(std::chrono::steady_clock::now().time_since_epoch().count());
   state = fs::path("/var/tmp") / ("ferry-test-" + tag);
   run = fs::path("/run") / ("ferry-test-" + tag);
-  makeDirs(state, 0700);
+  // Searchable by others: a container in a user namespace resolves its
+  // rootfs below the state root as nobody on the host.
+  makeDirs(state, 0711);
   makeDirs(run, 0700);
 }
 

@@ -28,6 +28,7 @@ ContainerRecord good() {
   r.image_id = std::string(64, 'a');
   r.process_label = "system_u:system_r:container_t:s0:c12,c345";
   r.mount_label = "system_u:object_r:container_file_t:s0:c12,c345";
+  r.id_range = {kUsernsFirst + 7 * kUsernsSize, kUsernsSize};  // --userns=auto, the default
   return r;
 }
 
@@ -43,11 +44,28 @@ void expectRefused(const std::function<void(ContainerRecord&)>& change, const st
   }
 }
 
+TEST(CarriedRecord, AUserNamespaceRangeComesOnlyAsFerryGivesOneAndWithAuto) {
+  ContainerRecord r = good();
+  r.spec.userns = "host";
+  r.id_range = {};
+  EXPECT_NO_THROW(validateCarriedRecord(r));
+  expectRefused([](auto& r) { r.id_range = {}; }, "--userns=auto without a range");
+  expectRefused([](auto& r) { r.spec.userns = "host"; },
+                "a range of host ids for a container with --userns=host");
+  expectRefused([](auto& r) { r.spec.userns = "keep-id"; }, "--userns=keep-id");
+  expectRefused(
+      [](auto& r) {
+        r.id_range = {0, kUsernsSize};  // the target's own root and users
+      },
+      "user namespace range");
+}
+
 TEST(CarriedRecord, ARecordAsFerryWritesOneIsAccepted) {
   EXPECT_NO_THROW(validateCarriedRecord(good()));
   ContainerRecord bare;
   bare.spec.name = "a";
   bare.image_id = std::string(64, '0');
+  bare.spec.userns = "host";  // as a record from before user namespaces reads
   EXPECT_NO_THROW(validateCarriedRecord(bare));
 }
 

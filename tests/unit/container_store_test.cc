@@ -16,12 +16,14 @@ TEST(ContainerStore, RecordsPersistAcrossInstances) {
   r.created_unix = 1700000000;
   r.checkpointed = true;
   r.checkpoint_dir = "/ck";
+  r.id_range = {kUsernsFirst, kUsernsSize};
   ContainerStore(t.path()).save(r);
 
   ContainerStore again(t.path());  // a new engine process reads the same root
   auto found = again.find("web");
   ASSERT_TRUE(found);
   EXPECT_EQ(nlohmann::json(*found), nlohmann::json(r));
+  EXPECT_EQ(found->id_range, r.id_range);
   ASSERT_EQ(again.list().size(), 1u);
   EXPECT_EQ(again.list()[0].name(), "web");
 }

@@ -89,10 +89,29 @@ TEST(OciSpec, NewSpecFieldsRoundTripThroughJson) {
   EXPECT_EQ(back.host_users, s.host_users);
   EXPECT_EQ(back.umask, "027");
   EXPECT_FALSE(back.create_workdir);
-  // A record written before these fields existed reads with the defaults.
+  EXPECT_EQ(back.userns, "auto");
+  // A record written before these fields existed reads with the defaults,
+  // and as running on the host's ids, as its container does.
   ContainerSpec old = json{{"name", "c"}, {"image", "i"}}.get<ContainerSpec>();
   EXPECT_TRUE(old.create_workdir);
   EXPECT_TRUE(old.group_add.empty());
+  EXPECT_EQ(old.userns, "host");
+}
+
+TEST(OciSpec, ARangeOfHostIdsGivesAUserNamespaceWithItsMappings) {
+  SpecHostInputs h = hostInputs();
+  h.id_range = {1u << 20, 65536};
+  json spec = generateOciSpec({.name = "c", .image = "i", .args = {"x"}}, {}, h);
+  std::vector<std::string> ns;
+  for (const auto& n : spec["linux"]["namespaces"]) ns.push_back(n["type"]);
+  EXPECT_NE(std::find(ns.begin(), ns.end(), "user"), ns.end());
+  json want = json::array({{{"containerID", 0}, {"hostID", 1u << 20}, {"size", 65536}}});
+  EXPECT_EQ(spec["linux"]["uidMappings"], want);
+  EXPECT_EQ(spec["linux"]["gidMappings"], want);
+  // Without one: no user namespace, no mappings.
+  json plain = generateOciSpec({.name = "c", .image = "i", .args = {"x"}}, {}, hostInputs());
+  EXPECT_FALSE(plain["linux"].contains("uidMappings"));
+  for (const auto& n : plain["linux"]["namespaces"]) EXPECT_NE(n["type"], "user");
 }
 
 TEST(OciSpec, NoTerminalNoRlimitsAndTheUsualNamespacesAndMounts) {

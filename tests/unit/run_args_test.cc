@@ -34,7 +34,8 @@ TEST(RunArgs, EveryOptionReachesTheSpec) {
                      "--hostname", "h", "--group-add", "audio", "--hostuser", "bob", "--umask", "027",
                      "--no-create-workdir", "--tmpfs", "/cache:size=1m", "--annotation", "team=core",
                      "--stop-signal", "SIGINT", "--security-opt", "label=type:spc_t", "--secret",
-                     "db,type=env,target=DB", "--sdnotify=container", "img", "/bin/app", "-x"});
+                     "db,type=env,target=DB", "--sdnotify=container", "--userns", "host", "img",
+                     "/bin/app", "-x"});
   ContainerSpec s = specFromRunArgs(r);
   EXPECT_EQ(s.name, "web");
   EXPECT_EQ(s.image, "img");
@@ -59,6 +60,8 @@ TEST(RunArgs, EveryOptionReachesTheSpec) {
   EXPECT_EQ(s.secrets[0].target, "DB");
   EXPECT_EQ(s.sdnotify, "container");
   EXPECT_EQ(parse({"--sdnotify", "ignore", "img"}).sdnotify, "ignore");
+  EXPECT_EQ(s.userns, "host");
+  EXPECT_EQ(specFromRunArgs(parse({"--name", "w", "img"})).userns, "auto");  // the default
 }
 
 TEST(RunArgs, BadValuesAreRefusedNamingThem) {
@@ -75,6 +78,7 @@ TEST(RunArgs, BadValuesAreRefusedNamingThem) {
       {{"--name", "w", "--security-opt", "label=typo:x", "img"}, "label=disable"},
       {{"--name", "w", "--secret", "db", "img"}, "type=env"},
       {{"--name", "w", "--sdnotify", "sometimes", "img"}, "container, conmon or ignore"},
+      {{"--name", "w", "--userns", "keep-id", "img"}, "--userns=keep-id"},
       {{"--name", "bad/name", "img"}, "bad/name"},
       {{"--name", "w", "--hostname", "no_underscores", "img"}, "--hostname"},
       {{"--name", "w"}, "no image"},
