@@ -68,7 +68,14 @@ mkdir -p /etc/ferry
 criu_dumps() {
   local dir pid rc=1
   dir=$(mktemp -d)
-  setsid sleep 600 </dev/null >/dev/null 2>&1 &
+  # Without the fds this script inherited: CRIU refuses a task holding an
+  # inherited lock (under `flock`, as CI runs) or a socket it cannot dump.
+  (
+    for fd in $(ls /proc/$BASHPID/fd); do
+      [ "$fd" -gt 2 ] && eval "exec $fd>&-"
+    done
+    exec setsid sleep 600
+  ) </dev/null >/dev/null 2>&1 &
   pid=$!
   disown "$pid"
   sleep 0.2
