@@ -385,6 +385,46 @@ TEST_F(BundleIntegration, ARecordNamingHostPathsIsRefusedAndTouchesNothing) {
   }
 }
 
+// A container's user namespace range travels with it and is reserved on the
+// target: a target where another container holds that range refuses the
+// restore (its files carry those ids), says which container, and changes
+// nothing. The collision is made by hand -- ranges are random, so two hosts
+// seldom pick the same one by themselves.
+TEST_F(BundleIntegration, ARangeOfHostIdsAnotherContainerHoldsOnTheTargetIsRefused) {
+  runCounterOnA("u", 2);
+  ContainerSpec holder = counterSpec("holder", "");
+  holder.volumes.clear();
+  holder.args = {"/bin/sh", "-c", "exec sleep 1000"};
+  b().run(holder);
+  auto rangeOf = [](Engine& e, const std::string& name) {
+    return nlohmann::json::parse(
+        readFile(e.config().root / "containers" / name / "container.json"))["id_range"];
+  };
+  nlohmann::json held = rangeOf(b(), "holder");
+  ASSERT_EQ(held["size"], 65536) << "holder runs without a user namespace";
+  fs::path dir = checkpointDir("u");
+  a().checkpoint("u", dir, {});
+  ASSERT_NE(nlohmann::json::parse(readFile(dir / "checkpoint.json"))["container"]["id_range"], held);
+  auto meta = nlohmann::json::parse(readFile(dir / "checkpoint.json"));
+  meta["container"]["id_range"] = held;
+  writeFileAtomic(dir / "checkpoint.json", meta.dump());
+  resealManifest(dir);
+  try {
+    b().restore(dir, {});
+    ADD_FAILURE() << "restored over holder's range of host ids";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.category(), ErrorCategory::kIncompatible) << e.what();
+    EXPECT_NE(std::string(e.what()).find("which container 'holder' on"), std::string::npos)
+        << e.what();
+  }
+  std::vector<std::string> names;
+  for (const auto& c : b().list()) names.push_back(c.name());
+  EXPECT_EQ(names, std::vector<std::string>{"holder"});
+  EXPECT_EQ(b().inspect("holder").status, ContainerStatus::kRunning);
+  EXPECT_FALSE(b().volumes().exists("data"));
+  EXPECT_FALSE(pathExists(b().config().root / "containers" / "u"));
+}
+
 // Hostile bundles: valid checksums around archives that try to escape.
 // Promise: refused, nothing written outside, nothing left on hostB.
 TEST_F(BundleIntegration, HostileArchivesAreRefusedAndLeaveNothing) {
