@@ -2,6 +2,7 @@
 // compatibility, image, volumes -- from its metadata alone, before anything
 // is written), then rebuild the container from the staged layout.
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -233,9 +234,19 @@ RestoreResult Engine::restoreStaged(const fs::path& dir, const RestoreOptions& o
       if (pathExists(dir / "ctr.log")) fs::copy_file(dir / "ctr.log", p.log(), fs::copy_options::overwrite_existing);
       if (const UsernsRange& ids = rec.id_range; !ids.empty()) {
         // CRIU reads some images as the restored task, in its user
-        // namespace: they become its root's (they hold its own memory).
+        // namespace: they become its root's (they hold its own memory). The
+        // task reads timens-0.img before its uid map is written, while it is
+        // still the host's root without power over files of unmapped owners
+        // (a race in CRIU 4.1.1: a restore failed one time in two with
+        // "Unable to open timens-0.img: Permission denied"), so their group
+        // is root's and may read them too.
         auto give = [&](const fs::path& f) {
-          if (::lchown(f.c_str(), ids.host, ids.host) != 0) throwErrno("chown " + f.string());
+          if (::lchown(f.c_str(), ids.host, 0) != 0) throwErrno("chown " + f.string());
+          struct stat st {};
+          if (::lstat(f.c_str(), &st) != 0) throwErrno("stat " + f.string());
+          if (S_ISLNK(st.st_mode)) return;
+          mode_t add = S_IRGRP | (S_ISDIR(st.st_mode) ? S_IXGRP : 0);
+          if (::chmod(f.c_str(), (st.st_mode & 07777) | add) != 0) throwErrno("chmod " + f.string());
         };
         give(dir / "criu");
         for (const auto& e : fs::directory_iterator(dir / "criu")) give(e.path());
