@@ -4,7 +4,7 @@
 #   tools/install-deps.sh [--with-podman] [--criu-prefix DIR]
 #
 # * build and test dependencies from Debian's own packages (apt-get);
-# * runc, conmon, iptables and a CRIU that works on the running kernel: the
+# * runc, conmon, iptables, nftables and a CRIU that works on the running kernel: the
 #   system's CRIU where `criu check` passes, otherwise CRIU 4.1.x from Debian's
 #   next stable release ("trixie") unpacked into a private prefix, reached
 #   through a small wrapper script. The system's apt configuration is never
@@ -38,7 +38,7 @@ PKGS=(
   libzmq3-dev cppzmq-dev capnproto libcapnp-dev libarchive-dev libzstd-dev zstd
   libspdlog-dev libfmt-dev libselinux1-dev libgtest-dev nlohmann-json3-dev
   libsqlite3-dev sqlite3 libxxhash-dev libssl-dev libcli11-dev
-  runc conmon iptables iproute2 busybox-static criu
+  runc conmon iptables iproute2 nftables busybox-static criu
   systemd  # systemd-socket-activate: the socket-activation test
   clang-14 libclang-rt-14-dev  # the libFuzzer targets (fuzz/, tools/fuzz.sh)
   ca-certificates

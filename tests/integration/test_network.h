@@ -50,6 +50,10 @@ class TestNetwork {
   // namespace is on this network.
   const std::string& address(const std::string& node) const;
   const std::string& rootAddress() const { return root_address_; }
+  // "10.213.N": the network's /24, unique among the test networks alive.
+  const std::string& subnet() const { return subnet_; }
+  // The bridge in the root namespace all nodes hang off.
+  const std::string& bridge() const { return bridge_; }
   // {"nsenter", "--net=/run/netns/NS", "--"}: prefix a command with it.
   std::vector<std::string> launcher(const std::string& node) const;
   const std::string& netns(const std::string& node) const;

@@ -1,0 +1,292 @@
+#include "network/host_network.h"
+
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <set>
+
+#include "common/error.h"
+#include "common/sha256.h"
+
+namespace ferry::network {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+uint16_t portNumber(const std::string& text, const std::string& arg) {
+  bool digits = !text.empty() && text.size() <= 5 && text[0] != '0';
+  for (char c : text) digits = digits && c >= '0' && c <= '9';
+  unsigned long v = digits ? std::stoul(text) : 0;
+  if (v < 1 || v > 65535) {
+    throwInvalidInput("-p " + arg + ": '" + text + "' is not a port (1-65535)");
+  }
+  return static_cast<uint16_t>(v);
+}
+
+std::string hostRoute(Ipv4 ip) { return toString(ip) + "/32"; }
+
+}  // namespace
+
+PublishedPort parsePublish(const std::string& text) {
+  PublishedPort p;
+  std::string ports = text;
+  if (auto slash = text.find('/'); slash != std::string::npos) {
+    p.protocol = text.substr(slash + 1);
+    ports = text.substr(0, slash);
+    if (p.protocol != "tcp" && p.protocol != "udp") {
+      throwInvalidInput("-p " + text + ": protocol '" + p.protocol + "' is not tcp or udp");
+    }
+  }
+  auto colon = ports.find(':');
+  if (colon == std::string::npos) {
+    throwInvalidInput("-p " + text + ": expected HOSTPORT:PORT[/tcp|udp], e.g. 8080:80");
+  }
+  p.host_port = portNumber(ports.substr(0, colon), text);
+  p.port = portNumber(ports.substr(colon + 1), text);
+  return p;
+}
+
+std::string toString(const PublishedPort& p) {
+  return std::to_string(p.host_port) + ":" + std::to_string(p.port) + "/" + p.protocol;
+}
+
+std::string hostInterface(const std::string& tag, const std::string& container) {
+  return "fc" + sha256Hex(tag + "/" + container).substr(0, 10);
+}
+
+std::string vtepMac(Ipv4 host) {
+  std::string m = macFor(host);  // 02:66:...
+  return "02:67" + m.substr(5);
+}
+
+HostNetwork::HostNetwork(HostNetworkConfig cfg, Shell shell)
+    : cfg_(std::move(cfg)), shell_(std::move(shell)) {}
+
+std::string HostNetwork::ip(const std::vector<std::string>& args, const std::string& input) {
+  std::vector<std::string> argv{"ip"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return shell_(argv, input);
+}
+
+void HostNetwork::batch(const std::vector<std::string>& lines) {
+  std::string input;
+  for (const auto& l : lines) input += l + "\n";
+  ip({"-batch", "-"}, input);
+}
+
+std::string HostNetwork::netnsName(const std::string& container) const {
+  return "ferry-" + cfg_.tag + "-" + container;
+}
+
+fs::path HostNetwork::netnsPath(const std::string& container) const {
+  return cfg_.netns_dir / netnsName(container);
+}
+
+void HostNetwork::setup() {
+  std::lock_guard lock(mu_);
+  std::string cidr = toString(cfg_.cidr);
+  // Routes the host has that are not ferry's own: the cluster network may
+  // not overlap one (its addresses would be ambiguous).
+  json routes = json::parse(ip({"-j", "route", "show", "table", "main"}));
+  for (const auto& r : routes) {
+    std::string dst = r.value("dst", "");
+    std::string dev = r.value("dev", "");
+    std::string type = r.value("type", "unicast");
+    if (dst.empty() || dst == "default") continue;
+    if (dev == kVxlanDevice || dev.rfind("fc", 0) == 0) continue;
+    if (type == "blackhole" && dst == cidr) continue;
+    Cidr have = dst.find('/') == std::string::npos ? Cidr{parseIpv4(dst, "route"), 32}
+                                                    : parseCidr(dst, "route");
+    if (overlaps(have, cfg_.cidr)) {
+      throw Error(ErrorCategory::kIncompatible,
+                  "the cluster network " + cidr + " overlaps the route to " + dst +
+                      (dev.empty() ? "" : " (dev " + dev + ")") + " that host address " +
+                      toString(cfg_.address) +
+                      " already has; give the coordinator another --network-cidr");
+    }
+  }
+  // Through the shell too: /proc/sys/net is the network namespace of the
+  // process that opens it, and the shell's is the host's.
+  shell_({"sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"}, "");
+  // The VXLAN device, made again when it is not what this host needs.
+  bool fits = false;
+  try {
+    json link = json::parse(ip({"-d", "-j", "link", "show", kVxlanDevice}));
+    const json& data = link.at(0).at("linkinfo").at("info_data");
+    fits = data.value("id", 0u) == kVxlanId && data.value("local", "") == toString(cfg_.address) &&
+           data.value("port", 0u) == kVxlanPort;
+    if (!fits) ip({"link", "del", kVxlanDevice});
+  } catch (const Error&) {
+    // none yet
+  }
+  if (!fits) {
+    batch({"link add " + std::string(kVxlanDevice) + " type vxlan id " + std::to_string(kVxlanId) +
+               " local " + toString(cfg_.address) + " dstport " + std::to_string(kVxlanPort) +
+               " nolearning",
+           "link set " + std::string(kVxlanDevice) + " address " + vtepMac(cfg_.address)});
+    remote_.clear();
+    remote_hosts_.clear();
+  }
+  batch({"link set " + std::string(kVxlanDevice) + " up", "route replace blackhole " + cidr});
+}
+
+fs::path HostNetwork::attach(const std::string& container, const ContainerAddress& a) {
+  detach(container);
+  std::lock_guard lock(mu_);
+  std::string ns = netnsName(container);
+  std::string hostif = hostInterface(cfg_.tag, container);
+  std::string addr = toString(a.ip);
+  try {
+    ip({"netns", "add", ns});
+    batch({"link add " + hostif + " type veth peer name eth0 netns " + ns,
+           "link set " + hostif + " address " + kGatewayMac, "link set " + hostif + " up",
+           "route replace " + hostRoute(a.ip) + " dev " + hostif + " scope link",
+           "neigh replace " + addr + " lladdr " + a.mac + " dev " + hostif + " nud permanent"});
+    ip({"-n", ns, "-batch", "-"},
+       "link set lo up\n"
+       "link set eth0 address " + a.mac + "\n"
+       "addr add " + addr + "/32 dev eth0\n"
+       "link set eth0 up\n"
+       "route add " + std::string(kGateway) + " dev eth0 scope link\n"
+       "neigh replace " + kGateway + " lladdr " + kGatewayMac + " dev eth0 nud permanent\n"
+       "route add default via " + kGateway + " dev eth0\n");
+  } catch (...) {
+    try {
+      ip({"link", "del", hostif});
+    } catch (const std::exception&) {
+    }
+    try {
+      ip({"netns", "del", ns});
+    } catch (const std::exception&) {
+    }
+    throw;
+  }
+  return netnsPath(container);
+}
+
+void HostNetwork::detach(const std::string& container) noexcept {
+  std::lock_guard lock(mu_);
+  std::string ns = netnsName(container);
+  std::string hostif = hostInterface(cfg_.tag, container);
+  std::optional<Ipv4> was;
+  try {
+    json addrs = json::parse(ip({"-j", "-n", ns, "addr", "show", "eth0"}));
+    for (const auto& a : addrs.at(0).at("addr_info")) {
+      if (a.value("family", "") == "inet") was = parseIpv4(a.at("local").get<std::string>());
+    }
+  } catch (const std::exception&) {
+  }
+  for (auto args : {std::vector<std::string>{"link", "del", hostif},
+                    std::vector<std::string>{"netns", "del", ns}}) {
+    try {
+      ip(args);
+    } catch (const std::exception&) {
+      // absent already
+    }
+  }
+  // Where the coordinator places the address elsewhere, route there again.
+  if (was) {
+    if (auto it = remote_.find(*was); it != remote_.end()) {
+      try {
+        addRemoteHost(it->second);
+        ip({"route", "replace", hostRoute(*was), "via", toString(it->second), "dev", kVxlanDevice,
+            "onlink"});
+      } catch (const std::exception&) {
+        // the next setRemote puts it back
+      }
+    }
+  }
+}
+
+void HostNetwork::addRemoteHost(Ipv4 host) {
+  if (remote_hosts_.count(host)) return;
+  std::string mac = vtepMac(host);
+  ip({"neigh", "replace", toString(host), "lladdr", mac, "dev", kVxlanDevice, "nud", "permanent"});
+  shell_({"bridge", "fdb", "replace", mac, "dev", kVxlanDevice, "dst", toString(host), "self",
+          "permanent"},
+         "");
+  remote_hosts_[host] = true;
+}
+
+void HostNetwork::setRemote(const std::map<Ipv4, Ipv4>& placement) {
+  std::lock_guard lock(mu_);
+  // Addresses attached here are routed to their veth; those stay.
+  std::set<Ipv4> local;
+  try {
+    json routes = json::parse(ip({"-j", "route", "show", "table", "main"}));
+    for (const auto& r : routes) {
+      std::string dev = r.value("dev", "");
+      std::string dst = r.value("dst", "");
+      if (dev.rfind("fc", 0) == 0 && dst.find('/') == std::string::npos && !dst.empty()) {
+        local.insert(parseIpv4(dst));
+      }
+    }
+  } catch (const std::exception&) {
+  }
+  std::vector<std::string> lines;
+  for (const auto& [ip_addr, host] : placement) {
+    if (host == cfg_.address || local.count(ip_addr) || !cfg_.cidr.contains(ip_addr)) continue;
+    auto it = remote_.find(ip_addr);
+    if (it != remote_.end() && it->second == host) continue;
+    addRemoteHost(host);
+    lines.push_back("route replace " + hostRoute(ip_addr) + " via " + toString(host) + " dev " +
+                    kVxlanDevice + " onlink");
+  }
+  for (const auto& [ip_addr, host] : remote_) {
+    if (!placement.count(ip_addr) && !local.count(ip_addr)) {
+      lines.push_back("route del " + hostRoute(ip_addr) + " dev " + kVxlanDevice);
+    }
+  }
+  if (!lines.empty()) {
+    // -force: one route already gone does not keep the others from changing.
+    std::string input;
+    for (const auto& l : lines) input += l + "\n";
+    try {
+      ip({"-force", "-batch", "-"}, input);
+    } catch (const Error&) {
+      // some lines failed (a route already absent); the rest applied
+    }
+  }
+  remote_ = placement;
+  for (auto it = remote_.begin(); it != remote_.end();) {
+    it = it->second == cfg_.address ? remote_.erase(it) : std::next(it);
+  }
+}
+
+void HostNetwork::routeRemote(Ipv4 ip_addr, Ipv4 host) {
+  std::lock_guard lock(mu_);
+  addRemoteHost(host);
+  ip({"route", "replace", hostRoute(ip_addr), "via", toString(host), "dev", kVxlanDevice, "onlink"});
+  remote_[ip_addr] = host;
+}
+
+void HostNetwork::publish(const std::map<std::string, ContainerAddress>& running) {
+  std::lock_guard lock(mu_);
+  std::string rules;
+  for (const auto& [name, a] : running) {
+    for (const auto& p : a.ports) {
+      rules += "    ip daddr " + toString(cfg_.address) + " " + p.protocol + " dport " +
+               std::to_string(p.host_port) + " dnat to " + toString(a.ip) + ":" +
+               std::to_string(p.port) + "\n";
+    }
+  }
+  // Declared, deleted and declared again in one transaction: the table
+  // becomes exactly this, atomically, whether or not it existed.
+  std::string script =
+      "table ip ferry {}\n"
+      "delete table ip ferry\n"
+      "table ip ferry {\n"
+      "  chain prerouting {\n"
+      "    type nat hook prerouting priority dstnat; policy accept;\n" +
+      rules +
+      "  }\n"
+      "  chain output {\n"
+      "    type nat hook output priority -100; policy accept;\n" +
+      rules +
+      "  }\n"
+      "}\n";
+  shell_({"nft", "-f", "-"}, script);
+}
+
+}  // namespace ferry::network
