@@ -179,13 +179,32 @@ ZapAuthenticator::ZapAuthenticator(zmq::context_t& ctx, std::set<std::string> al
 ZapAuthenticator::ZapAuthenticator(zmq::context_t& ctx, ZapPolicy policy)
     : sock_(ctx, zmq::socket_type::rep), policy_(std::move(policy)) {
   sock_.set(zmq::sockopt::linger, 0);
-  sock_.bind("inproc://zeromq.zap.01");  // the address libzmq asks (RFC 27)
+  // The address libzmq asks (RFC 27). An earlier handler's socket in this
+  // context, closed already, gives its name up only when libzmq's reaper
+  // thread gets to it: a moment later (a coordinator made again in one
+  // process met "Address already in use").
+  for (int attempt = 0;; ++attempt) {
+    try {
+      sock_.bind("inproc://zeromq.zap.01");
+      break;
+    } catch (const zmq::error_t& e) {
+      if (e.num() != EADDRINUSE || attempt >= 200) throw;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
   thread_ = std::thread([this] { serve(); });
 }
 
 ZapAuthenticator::~ZapAuthenticator() {
   stop_ = true;
   thread_.join();
+  // Gives the inproc name up now (a close alone leaves it to the reaper),
+  // so that the next handler in this context binds it, and no handshake is
+  // sent to this one meanwhile.
+  try {
+    sock_.unbind("inproc://zeromq.zap.01");
+  } catch (const zmq::error_t&) {
+  }
 }
 
 // RFC 27: request = version, id, domain, address, identity, mechanism,
