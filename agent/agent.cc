@@ -108,6 +108,26 @@ void Agent::heartbeat() {
              zmq::send_flags::dontwait);
 }
 
+void Agent::onNetwork(proto::ClusterNetwork::Reader n) {
+  if (!network_) return;
+  std::map<Ipv4, Ipv4> placement;
+  for (auto p : n.getPlacement()) {
+    try {
+      placement[parseIpv4(text(p.getIp()))] = parseIpv4(text(p.getHost()));
+    } catch (const Error& e) {
+      agentLog().warn("{}: the coordinator placed an address this agent cannot read: {}", opts_.name,
+                      e.what());
+    }
+  }
+  std::map<std::string, NetworkSpec> local;  // needed only to set up
+  if (!network_->state().empty()) {
+    for (const auto& c : engine_.list()) {
+      if (!c.record.spec.network.empty()) local[c.name()] = c.record.spec.network;
+    }
+  }
+  network_->configure(text(n.getCidr()), placement, local);
+}
+
 void Agent::reply(uint64_t id, const proto::Fill& fill) {
   sock_.send(proto::buildMessage(id, fill), zmq::send_flags::dontwait);
 }
@@ -149,6 +169,11 @@ void Agent::serve(std::unique_ptr<proto::Decoded> frame) {
         case proto::Message::OK:
           // The coordinator's answer to a hello or heartbeat.
           if (id == hello_id_) agentLog().info("{}: registered with the coordinator", opts_.name);
+          return;
+        case proto::Message::NETWORK:
+          // The same answer from a coordinator with a cluster network.
+          if (id == hello_id_) agentLog().info("{}: registered with the coordinator", opts_.name);
+          onNetwork(m.getNetwork());
           return;
         case proto::Message::PROGRESS:
           if (drain_requests_.count(id)) {

@@ -22,6 +22,7 @@
 #include <vector>
 #include <zmq.hpp>
 
+#include "agent/agent_network.h"
 #include "agent/agent_options.h"
 #include "agent/busy_containers.h"
 #include "agent/commands.h"
@@ -50,6 +51,9 @@ class Agent {
   // (the socket reconnects; hello is sent again when it asks or after
   // silence).
   void run(const std::atomic<bool>& stop);
+  // The host's container network, which the coordinator's replies
+  // configure (none: the agent ignores them).
+  void setNetwork(AgentNetwork* n) { network_ = n; }
 
  private:
   void hello();
@@ -77,6 +81,8 @@ class Agent {
   void post(uint64_t id, proto::Fill fill);
   void drainWorkerReplies();
 
+  void onNetwork(proto::ClusterNetwork::Reader n);
+  AgentNetwork* network_ = nullptr;
   AgentOptions opts_;
   AgentEngine& engine_;
   PressureSource pressure_;

@@ -57,6 +57,11 @@ void fillContainer(proto::Container::Builder b, const ContainerInfo& c, const st
   }
   b.setReady(c.ready);
   b.setNotifyStatus(c.notify_status);
+  const NetworkSpec& net = c.record.spec.network;
+  b.setIp(net.ip);
+  b.setMac(net.mac);
+  auto ports = b.initPorts(static_cast<unsigned>(net.ports.size()));
+  for (size_t i = 0; i < net.ports.size(); ++i) ports.set(static_cast<unsigned>(i), net.ports[i]);
 }
 
 proto::Fill errorReply(const Error& e, const std::string& host) {

@@ -9,6 +9,7 @@
 #include "agent/agent_log.h"
 #include "agent/command_line.h"
 #include "common/log.h"
+#include "common/sha256.h"
 #include "engine/engine.h"
 
 using namespace ferry;
@@ -52,7 +53,13 @@ int main(int argc, char** argv) {
       agent::agentLog().info("removed {} staging directories left by an earlier agent", n);
     }
     engine.serveNotify();  // containers run with --sdnotify=container
+    // The container network: set up once the coordinator names it.
+    agent::AgentNetwork network(opts.data_address,
+                                sha256Hex(opts.name + "\n" + cfg.root.string()).substr(0, 6),
+                                agent::localShell());
+    engine.setNetworking(&network);
     agent::Agent agent(opts, engine, ctx);
+    agent.setNetwork(&network);
     agent::agentLog().info("agent {} up: coordinator {}, streams on {}, {} containers adopted", opts.name,
                      opts.coordinator, opts.data_address, engine.list().size());
     agent.run(g_stop);

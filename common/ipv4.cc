@@ -33,6 +33,16 @@ bool parseAt(const std::string& text, size_t& i, Ipv4& out) {
   return true;
 }
 
+uint16_t portNumber(const std::string& text, const std::string& arg) {
+  bool digits = !text.empty() && text.size() <= 5 && text[0] != '0';
+  for (char c : text) digits = digits && c >= '0' && c <= '9';
+  unsigned long v = digits ? std::stoul(text) : 0;
+  if (v < 1 || v > 65535) {
+    throwInvalidInput("-p " + arg + ": '" + text + "' is not a port (1-65535)");
+  }
+  return static_cast<uint16_t>(v);
+}
+
 }  // namespace
 
 Ipv4 parseIpv4(const std::string& text, const std::string& what) {
@@ -85,6 +95,29 @@ std::string macFor(Ipv4 ip) {
   std::snprintf(buf, sizeof buf, "02:66:%02x:%02x:%02x:%02x", v >> 24, (v >> 16) & 255,
                 (v >> 8) & 255, v & 255);
   return buf;
+}
+
+PublishedPort parsePublish(const std::string& text) {
+  PublishedPort p;
+  std::string ports = text;
+  if (auto slash = text.find('/'); slash != std::string::npos) {
+    p.protocol = text.substr(slash + 1);
+    ports = text.substr(0, slash);
+    if (p.protocol != "tcp" && p.protocol != "udp") {
+      throwInvalidInput("-p " + text + ": protocol '" + p.protocol + "' is not tcp or udp");
+    }
+  }
+  auto colon = ports.find(':');
+  if (colon == std::string::npos) {
+    throwInvalidInput("-p " + text + ": expected HOSTPORT:PORT[/tcp|udp], e.g. 8080:80");
+  }
+  p.host_port = portNumber(ports.substr(0, colon), text);
+  p.port = portNumber(ports.substr(colon + 1), text);
+  return p;
+}
+
+std::string toString(const PublishedPort& p) {
+  return std::to_string(p.host_port) + ":" + std::to_string(p.port) + "/" + p.protocol;
 }
 
 }  // namespace ferry

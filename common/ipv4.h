@@ -45,4 +45,17 @@ bool overlaps(const Cidr& a, const Cidr& b);
 // the address is, and it moves with it.
 std::string macFor(Ipv4 ip);
 
+// A published port: HOSTPORT on the address of the host the container
+// runs on, forwarded to PORT in it.
+struct PublishedPort {
+  uint16_t host_port = 0;
+  uint16_t port = 0;
+  std::string protocol = "tcp";  // tcp | udp
+  bool operator==(const PublishedPort&) const = default;
+};
+
+// "-p HOSTPORT:PORT[/tcp|udp]"; throws (invalid input) saying what is wrong.
+PublishedPort parsePublish(const std::string& text);
+std::string toString(const PublishedPort& p);
+
 }  // namespace ferry

@@ -1,5 +1,7 @@
 #include "coordinator/command_line.h"
 
+#include "common/ipv4.h"
+
 #include "common/error.h"
 
 namespace ferry::coord {
@@ -75,12 +77,27 @@ std::variant<CoordinatorCommandLine, cli::ParseExit> parseCoordinatorCommandLine
   app.add_option("--rebalance-max-moves", o.rebalance.max_moves,
                  "its moves at most per rebalance (default 10)")
       ->check(cli::countIn(1, 1000));
+  app.add_option("--network-cidr", o.network_cidr,
+                 "the cluster network, e.g. 10.66.0.0/16: each container gets an address of it "
+                 "(kept across migrations) unless run with --network none; every host must reach "
+                 "the others' addresses (a VXLAN overlay, UDP 4789); not a range a host routes "
+                 "already (Podman's 10.88.0.0/16, say). Default: none")
+      ->type_name("CIDR");
   // What no one option says: the marks in order; the endpoints.
   app.callback([&] {
     try {
       validateRebalanceOptions(o.rebalance);
     } catch (const Error& e) {
       throw CLI::ValidationError("--rebalance-low/--rebalance-high", e.what());
+    }
+    if (!o.network_cidr.empty()) {
+      try {
+        Cidr n = parseCidr(o.network_cidr, "--network-cidr");
+        if (n.prefix > 30) throw Error(ErrorCategory::kInvalidInput, "--network-cidr " + o.network_cidr + ": a /30 or larger range, please");
+        o.network_cidr = toString(n);
+      } catch (const Error& e) {
+        throw CLI::ValidationError("--network-cidr", e.what());
+      }
     }
     if (listen.empty()) listen = {c.keys_dir.empty() ? kDefaultSocket : kDefaultTcp};
     o.listen = listen[0];

@@ -25,6 +25,7 @@
 #include <vector>
 #include <zmq.hpp>
 
+#include "common/ipv4.h"
 #include "coordinator/host_registry.h"
 #include "coordinator/migration_machine.h"
 #include "coordinator/peer_access.h"
@@ -68,6 +69,9 @@ struct CoordinatorOptions {
   // itself when no drain or rebalance is under way and it has moves.
   std::chrono::milliseconds rebalance_every{0};
   RebalanceOptions rebalance;
+  // The cluster network ("" none): every container gets an address of it
+  // unless run with --network none (DESIGN.md, "Container network").
+  std::string network_cidr;
 };
 
 class Coordinator {
@@ -142,7 +146,8 @@ class Coordinator {
   // Sends a CLI request on to `host` and relays the answer (and progress).
   void forward(const Request& r, const std::string& host, const std::string& what,
                const proto::Fill& cmd, std::chrono::milliseconds timeout,
-               std::function<void(proto::Message::Reader)> on_ok = {});  // before the relay
+               std::function<void(proto::Message::Reader)> on_ok = {},  // before the relay
+               std::function<void()> on_end = {});  // after either answer, or none in time
 
   HostRow requireHost(const std::string& name, const std::string& role);
   // The public key of host `name` (its NAME.pub in --keys DIR); "" without
@@ -157,6 +162,12 @@ class Coordinator {
   void listHosts(const Request& r);
   void listContainers(const Request& r);
   void runContainer(const Request& r);
+  // The answer to an agent's hello and heartbeats: ok, or the cluster
+  // network and where each address lives.
+  void answerAgent(const Request& r);
+  // Addresses given to runs not answered yet: ip -> container.
+  std::map<Ipv4, std::string> reserved_;
+  Ipv4 last_given_;
   void readLogs(const Request& r);
   void listHistory(const Request& r, uint32_t limit);
   void importFile(const Request& r);

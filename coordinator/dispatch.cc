@@ -2,7 +2,9 @@
 // handler, and the CLI's requests that are answered from the store or
 // forwarded to the agent concerned.
 #include "common/names.h"
+#include "coordinator/addresses.h"
 #include "coordinator/coordinator.h"
+#include "coordinator/heartbeat.h"
 #include "coordinator/coordinator_util.h"
 #include "protocol/convert/host_info_proto.h"
 
@@ -46,15 +48,20 @@ bool Coordinator::authorized(const Request& r) {
 }
 void Coordinator::forward(const Request& r, const std::string& host, const std::string& what,
                           const proto::Fill& cmd, std::chrono::milliseconds timeout,
-                          std::function<void(proto::Message::Reader)> on_ok) {
+                          std::function<void(proto::Message::Reader)> on_ok,
+                          std::function<void()> on_end) {
   Client c{r.peer, r.id};
   command(
       host, what, cmd, timeout,
-      [this, c, on_ok](proto::Message::Reader m) {
+      [this, c, on_ok, on_end](proto::Message::Reader m) {
         if (on_ok) on_ok(m);
+        if (on_end) on_end();
         server_.relay(c.peer, c.id, m);
       },
-      [this, c](const Error& e, Fault) { sendError(c, e); },
+      [this, c, on_end](const Error& e, Fault) {
+        if (on_end) on_end();
+        sendError(c, e);
+      },
       [this, c](proto::Progress::Reader p) {
         server_.sendTo(c.peer, c.id, [&](proto::Message::Builder b) { b.setProgress(p); });
       });
@@ -67,8 +74,10 @@ void Coordinator::forward(const Request& r, const std::string& host, const std::
 void Coordinator::noteContainer(proto::Message::Reader m) {
   if (!m.isContainer()) return;
   auto c = m.getContainer();
-  store_.putContainer({text(c.getName()), text(c.getHost()), text(c.getImage()),
-                       text(c.getStatus()), c.getMemoryBytes()});
+  ContainerRow row{text(c.getName()), text(c.getHost()), text(c.getImage()), text(c.getStatus()),
+                   c.getMemoryBytes()};
+  readAddress(c, row);
+  store_.putContainer(row);
   hosts_.noteExtras(text(c.getHost()), text(c.getName()),
                     {proto::strings(c.getSecrets()), c.getReady(), text(c.getNotifyStatus())});
 }
@@ -209,6 +218,10 @@ void Coordinator::listContainers(const Request& r) {
       c.setImage(rows[i].image);
       c.setStatus(rows[i].status);
       c.setMemoryBytes(hosts_.withMemory(rows[i]).memory_bytes);
+      c.setIp(rows[i].ip);
+      c.setMac(rows[i].mac);
+      auto ports = c.initPorts(static_cast<unsigned>(rows[i].ports.size()));
+      for (size_t k = 0; k < rows[i].ports.size(); ++k) ports.set(static_cast<unsigned>(k), rows[i].ports[k]);
       if (auto x = hosts_.extras(rows[i].host, rows[i].name)) {
         c.setReady(x->ready);
         c.setNotifyStatus(x->notify_status);
@@ -228,10 +241,86 @@ void Coordinator::runContainer(const Request& r) {
                                                   copies[0].host +
                                                   " (names are unique in the cluster)");
   }
+  auto spec = run.getSpec();
+  std::string network = text(spec.getNetwork());
+  if (!network.empty() && network != "ferry" && network != "none") {
+    throw Error(ErrorCategory::kInvalidInput,
+                "--network " + network + ": no such network; there is 'ferry' (the cluster "
+                "network) and 'none' (loopback only)");
+  }
+  bool wants_address = network != "none";
+  if (opts_.network_cidr.empty()) {
+    if (network == "ferry" || spec.getIp().size() > 0 || spec.getPublish().size() > 0) {
+      throw Error(ErrorCategory::kInvalidInput,
+                  "this cluster has no container network (--network, --ip and -p need one: start "
+                  "ferry-coordinator with --network-cidr)");
+    }
+    wants_address = false;
+  } else if (!wants_address && (spec.getIp().size() > 0 || spec.getPublish().size() > 0)) {
+    throw Error(ErrorCategory::kInvalidInput,
+                std::string(spec.getIp().size() > 0 ? "--ip" : "-p") +
+                    " needs the cluster network, and --network none gives the container none");
+  }
+  std::string ip, mac;
+  std::vector<std::string> ports;
+  if (wants_address) {
+    Cidr cidr = parseCidr(opts_.network_cidr);
+    std::map<Ipv4, std::string> used = reserved_;
+    for (const auto& row : store_.containers()) {
+      if (!row.ip.empty()) used.emplace(parseIpv4(row.ip), row.name);
+    }
+    std::optional<Ipv4> asked;
+    if (spec.getIp().size() > 0) asked = parseIpv4(text(spec.getIp()), "--ip");
+    for (auto p : spec.getPublish()) ports.push_back(toString(parsePublish(text(p))));
+    checkPortsFree(host.name, ports, store_.containers(host.name));
+    Ipv4 given = pickAddress(cidr, used, asked, last_given_);
+    last_given_ = given;
+    reserved_[given] = name;
+    ip = toString(given);
+    mac = macFor(given);
+  }
   return forward(
       r, host.name, "run " + name,
-      [&](proto::Message::Builder b) { b.setStartContainer(run.getSpec()); }, opts_.command_timeout,
-      [this](proto::Message::Reader m) { noteContainer(m); });
+      [&](proto::Message::Builder b) {
+        b.setStartContainer(spec);
+        if (!ip.empty()) {
+          auto s = b.getStartContainer();
+          s.setNetwork("ferry");
+          s.setIp(ip);
+          s.setMac(mac);
+          s.setCidr(opts_.network_cidr);
+          auto list = s.initPublish(static_cast<unsigned>(ports.size()));
+          for (size_t i = 0; i < ports.size(); ++i) list.set(static_cast<unsigned>(i), ports[i]);
+        }
+      },
+      opts_.command_timeout, [this](proto::Message::Reader m) { noteContainer(m); },
+      [this, ip] {
+        // Given or not, the container's row (noteContainer) holds it now.
+        if (!ip.empty()) reserved_.erase(parseIpv4(ip));
+      });
+}
+
+void Coordinator::answerAgent(const Request& r) {
+  if (opts_.network_cidr.empty()) {
+    server_.reply(r, [](proto::Message::Builder b) { b.setOk(); });
+    return;
+  }
+  std::map<std::string, std::string> address_of;
+  for (const auto& h : store_.hosts()) address_of[h.name] = endpointAddress(h.data_endpoint);
+  std::vector<std::pair<std::string, std::string>> placed;
+  for (const auto& [ip, host] : addressPlacement(store_.containers())) {
+    const std::string& a = address_of[host];
+    if (!a.empty()) placed.emplace_back(toString(ip), a);
+  }
+  server_.reply(r, [&](proto::Message::Builder b) {
+    auto n = b.initNetwork();
+    n.setCidr(opts_.network_cidr);
+    auto list = n.initPlacement(static_cast<unsigned>(placed.size()));
+    for (size_t i = 0; i < placed.size(); ++i) {
+      list[static_cast<unsigned>(i)].setIp(placed[i].first);
+      list[static_cast<unsigned>(i)].setHost(placed[i].second);
+    }
+  });
 }
 
 void Coordinator::readLogs(const Request& r) {
@@ -261,12 +350,10 @@ void Coordinator::handle(Request& r) {
   switch (m.which()) {
     case proto::Message::HELLO:
       onHello(r);
-      server_.reply(r, [](proto::Message::Builder b) { b.setOk(); });
-      return;
+      return answerAgent(r);
     case proto::Message::HEARTBEAT:
       onHeartbeat(r);
-      server_.reply(r, [](proto::Message::Builder b) { b.setOk(); });
-      return;
+      return answerAgent(r);
     case proto::Message::PING:
       server_.reply(r, [](proto::Message::Builder b) { b.setOk(); });
       return;

@@ -1,5 +1,7 @@
 #include "coordinator/heartbeat.h"
 
+#include "common/ipv4.h"
+
 #include "common/error.h"
 #include "common/names.h"
 #include "protocol/capnp_text.h"
@@ -29,6 +31,23 @@ void cut(HeartbeatReport& r, size_t n, size_t max, const char* noun) {
 
 }  // namespace
 
+void readAddress(proto::Container::Reader c, ContainerRow& row) {
+  // Only what parses: an agent's word is not trusted to be well-formed.
+  try {
+    std::string ip = text(c.getIp());
+    if (ip.empty()) return;
+    row.ip = toString(parseIpv4(ip));
+    std::string mac = text(c.getMac());
+    if (mac.size() <= 17) row.mac = mac;
+    auto ports = c.getPorts();
+    for (size_t k = 0; k < std::min<size_t>(ports.size(), 64); ++k) {
+      row.ports.push_back(toString(parsePublish(text(ports[static_cast<unsigned>(k)]))));
+    }
+  } catch (const Error&) {
+    // left without (its address is then not routed)
+  }
+}
+
 HeartbeatReport readHeartbeat(const std::string& host, proto::Message::Heartbeat::Reader h) {
   HeartbeatReport r;
   auto l = h.getLoad();
@@ -53,7 +72,9 @@ HeartbeatReport readHeartbeat(const std::string& host, proto::Message::Heartbeat
     }
     x.ready = c.getReady();
     x.notify_status = text(c.getNotifyStatus()).substr(0, kMaxReportedText);
-    r.containers.push_back({name, host, image, status, c.getMemoryBytes()});
+    ContainerRow row{name, host, image, status, c.getMemoryBytes()};
+    readAddress(c, row);
+    r.containers.push_back(std::move(row));
     r.extras.emplace(name, std::move(x));
   }
   if (bad) {

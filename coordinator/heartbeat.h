@@ -25,6 +25,10 @@ inline constexpr size_t kMaxReportedText = 255;
 // `host`'s heartbeat. Names that are not valid names (common/names.h) and
 // duplicates are left out; lists past their bound are cut; an sd_notify
 // status past its bound is cut short.
+// A container's address, MAC and ports as an agent reports them, where they
+// parse (else none).
+void readAddress(proto::Container::Reader c, ContainerRow& row);
+
 HeartbeatReport readHeartbeat(const std::string& host, proto::Message::Heartbeat::Reader h);
 
 }  // namespace ferry::coord

@@ -100,7 +100,7 @@ bool placementChanged(std::vector<ContainerRow> stored, std::vector<ContainerRow
   std::sort(reported.begin(), reported.end(), byName);
   return !std::equal(stored.begin(), stored.end(), reported.begin(), reported.end(),
                      [](const ContainerRow& a, const ContainerRow& b) {
-                       return a.name == b.name && a.image == b.image && a.status == b.status;
+                       return a.name == b.name && a.image == b.image && a.status == b.status && a.ip == b.ip;
                      });
 }
 

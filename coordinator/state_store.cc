@@ -12,7 +12,7 @@ namespace {
 // a migration is between its restore and its commit --, images, cleanups;
 // 3: drains, host_load with capacity; 4: no host_load (liveness and load
 // are soft state, in the coordinator's memory: host_registry.h).
-constexpr int kSchemaVersion = 4;
+constexpr int kSchemaVersion = 5;
 
 const char* kSchema = R"(
 CREATE TABLE IF NOT EXISTS hosts (
@@ -20,7 +20,8 @@ CREATE TABLE IF NOT EXISTS hosts (
   up INTEGER NOT NULL, cordoned INTEGER NOT NULL, last_seen_ms INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS containers (
   name TEXT NOT NULL, host TEXT NOT NULL, image TEXT NOT NULL, status TEXT NOT NULL,
-  memory_bytes INTEGER NOT NULL, PRIMARY KEY (host, name));
+  memory_bytes INTEGER NOT NULL, ip TEXT NOT NULL DEFAULT '', mac TEXT NOT NULL DEFAULT '',
+  ports TEXT NOT NULL DEFAULT '', PRIMARY KEY (host, name));
 CREATE TABLE IF NOT EXISTS drains (
   id INTEGER PRIMARY KEY AUTOINCREMENT, host TEXT NOT NULL, parallel INTEGER NOT NULL,
   deadline_ms INTEGER NOT NULL, active INTEGER NOT NULL, created_ms INTEGER NOT NULL);
@@ -58,6 +59,12 @@ StateStore::StateStore(const std::filesystem::path& file) : db_(file) {
   }
   // Version 1's containers table is only a cache of heartbeats: rebuilt.
   if (version == 1) db_.exec("DROP TABLE IF EXISTS containers");
+  // Version 5 adds each container's address, MAC and published ports.
+  if (version >= 2 && version < 5) {
+    for (const char* col : {"ip", "mac", "ports"}) {
+      db_.exec(std::string("ALTER TABLE containers ADD COLUMN ") + col + " TEXT NOT NULL DEFAULT ''");
+    }
+  }
   // Before version 4 heartbeats' load was cached in host_load; it is kept
   // in memory now, so the table goes (the rest is kept as it is).
   if (version < 4) db_.exec("DROP TABLE IF EXISTS host_load");
@@ -130,9 +137,18 @@ void StateStore::replaceContainers(const std::string& host, const std::vector<Co
 
 namespace {
 constexpr const char* kContainerCols =
-    "SELECT name, host, image, status, memory_bytes FROM containers";
+    "SELECT name, host, image, status, memory_bytes, ip, mac, ports FROM containers";
 ContainerRow readContainer(Statement& s) {
-  return {s.text(0), s.text(1), s.text(2), s.text(3), static_cast<uint64_t>(s.integer(4))};
+  ContainerRow r{s.text(0), s.text(1), s.text(2), s.text(3), static_cast<uint64_t>(s.integer(4))};
+  r.ip = s.text(5);
+  r.mac = s.text(6);
+  std::string ports = s.text(7);
+  for (size_t at = 0; !ports.empty() && at != std::string::npos;) {
+    size_t comma = ports.find(',', at);
+    r.ports.push_back(ports.substr(at, comma == std::string::npos ? std::string::npos : comma - at));
+    at = comma == std::string::npos ? comma : comma + 1;
+  }
+  return r;
 }
 }  // namespace
 
@@ -155,13 +171,20 @@ std::vector<ContainerRow> StateStore::containersNamed(const std::string& name) {
 
 void StateStore::putContainer(const ContainerRow& r) {
   db_.prepare(
-         "INSERT OR REPLACE INTO containers (name, host, image, status, memory_bytes) VALUES "
-         "(?1, ?2, ?3, ?4, ?5)")
+         "INSERT OR REPLACE INTO containers (name, host, image, status, memory_bytes, ip, mac, "
+         "ports) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")
       .bind(1, r.name)
       .bind(2, r.host)
       .bind(3, r.image)
       .bind(4, r.status)
       .bind(5, static_cast<int64_t>(r.memory_bytes))
+      .bind(6, r.ip)
+      .bind(7, r.mac)
+      .bind(8, [&] {
+        std::string joined;
+        for (const auto& p : r.ports) joined += (joined.empty() ? "" : ",") + p;
+        return joined;
+      }())
       .run();
 }
 

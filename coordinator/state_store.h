@@ -36,6 +36,11 @@ struct ContainerRow {
   std::string image;
   std::string status;
   uint64_t memory_bytes = 0;
+  // On the cluster network: its address ("" none), MAC and published ports
+  // (HOSTPORT:PORT/PROTO).
+  std::string ip;
+  std::string mac;
+  std::vector<std::string> ports;
 };
 
 struct DrainRow {

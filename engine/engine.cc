@@ -3,6 +3,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <fcntl.h>
+#include <sys/mount.h>
 #include <selinux/selinux.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -294,6 +295,23 @@ void Engine::writeSpec(const ContainerRecord& rec, const ImageRecord& image, boo
   Workdir wd = prepareWorkdir(p.rootfs(), cwd, mounts, rec.spec.create_workdir, owner_uid, owner_gid);
   if (wd.created) engineLog().info("[{}] created working directory {}", rec.name(), wd.path);
   host.workdir = wd.path;
+  if (!rec.spec.network.empty()) {
+    // Its own namespace, which the host made: a checkpoint leaves it out
+    // (runc passes it to CRIU as external), and the copy a restore makes
+    // joins the one made here, at the same address.
+    if (!networking_) {
+      throw Error(ErrorCategory::kIncompatible,
+                  rec.name() + " has address " + rec.spec.network.ip + " on the cluster network " +
+                      rec.spec.network.cidr + ", but " + cfg_.host_name +
+                      " has no container network (its agent joins one when the coordinator has "
+                      "--network-cidr); run it with --network none");
+    }
+    host.netns_path = networking_->attach(rec.name(), rec.spec.network).string();
+    // CRIU's options, from a file of its own (runc would otherwise read
+    // /etc/criu/runc.conf): written before each checkpoint and restore.
+    host.criu_config = p.criu_config().string();
+    if (!pathExists(p.criu_config())) writeFileAtomic(p.criu_config(), "", 0600);
+  }
   json spec = generateOciSpec(rec.spec, image.config, host);
   writeFileAtomic(p.config(), spec.dump(2) + "\n", 0600);
 }
@@ -442,6 +460,26 @@ ConmonLaunch Engine::launchFor(const std::string& name) const {
 
 void Engine::discard(const std::string& name) {
   notify_.unwatch(name);
+  if (networking_) {
+    networking_->detach(name);
+  } else {
+    // Without the host's network (a tool, `cluster down`): the namespace the
+    // host made for it still goes (its veth with it, the routes with that);
+    // `ip netns del` does no more.
+    bestEffort("removing the container's network namespace", [&] {
+      fs::path config = containers_.paths(name).config();
+      if (!pathExists(config)) return;
+      const json spec = json::parse(readFile(config));
+      for (const auto& ns : spec.at("linux").at("namespaces")) {
+        std::string path = ns.value("path", "");
+        if (ns.value("type", "") == "network" && path.rfind("/run/netns/ferry-", 0) == 0 &&
+            pathExists(path)) {
+          ::umount2(path.c_str(), MNT_DETACH);
+          fs::remove(path);
+        }
+      }
+    });
+  }
   ContainerPaths p = containers_.paths(name);
   unmountIfMounted(p.rootfs());
   unmountIfMounted(p.idmapped_lower());
@@ -615,8 +653,10 @@ void Engine::pause(const std::string& name) {
 void Engine::resume(const std::string& name) {
   FileLock held = containerLock(name);
   withContext("resuming " + name + " on " + cfg_.host_name, [&] {
-    containers_.get(name, cfg_.host_name);
+    ContainerRecord rec = containers_.get(name, cfg_.host_name);
     runtime_.resume(name);
+    // A migration's source locked it off the network while frozen.
+    if (!rec.spec.network.empty() && networking_) networking_->unlock(name);
   });
 }
 

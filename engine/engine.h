@@ -29,6 +29,7 @@
 #include "engine/agent_engine.h"
 #include "engine/bundle/bundle.h"
 #include "engine/container_log.h"
+#include "engine/container_networking.h"
 #include "engine/engine_types.h"
 #include "engine/checkpoint/checkpoint_output.h"
 #include "compat/compat.h"
@@ -62,6 +63,10 @@ namespace ferry {
 // 2: adds ctr.log. A reader takes 1 and 2; an older one refuses 2 at the
 // metadata, the first record, rather than at the log, the last.
 inline constexpr int kCheckpointFormat = 2;
+// Gives a checkpoint's CRIU images to the root of the user namespace `ids`
+// maps to (a restore's task reads some of them in it), group root; a no-op
+// without one.
+void giveImagesToItsRoot(const std::filesystem::path& criu_dir, const UsernsRange& ids);
 inline constexpr int kOldestCheckpointFormat = 1;
 
 // The engine on this host, over runc, conmon and CRIU; the AgentEngine the
@@ -71,6 +76,10 @@ class Engine final : public AgentEngine {
   Engine(EngineConfig cfg, CommandRunner& runner);
 
   const EngineConfig& config() const override { return cfg_; }
+  // The host's container network, for containers with an address; set
+  // before the first such container is created or restored, and outliving
+  // the engine. Without one, those are refused.
+  void setNetworking(ContainerNetworking* n) { networking_ = n; }
   ImageStore& images() { return images_; }
   VolumeStore& volumes() { return volumes_; }
   SecretStore& secrets() { return secrets_; }
@@ -234,6 +243,7 @@ class Engine final : public AgentEngine {
   std::mutex host_info_mu_;
   std::optional<HostInfo> host_info_;  // guarded by host_info_mu_ until set
   bool serve_notify_ = false;
+  ContainerNetworking* networking_ = nullptr;
   NotifyListener notify_;  // last: its thread ends first
 };
 

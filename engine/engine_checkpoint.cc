@@ -21,6 +21,7 @@ namespace {
 json optionsJson(const CheckpointOptions& o) {
   return {{"leave_running", o.leave_running},
           {"tcp_established", o.tcp_established},
+          {"tcp_close", o.tcp_close},
           {"file_locks", o.file_locks}};
 }
 
@@ -147,10 +148,19 @@ class LogSettle {
 }  // namespace
 
 CheckpointResult Engine::checkpointTo(const std::string& name, const OutputFactory& make_output,
-                                      const CheckpointOptions& opts) {
+                                      const CheckpointOptions& asked) {
   FileLock held = containerLock(name);  // through the dump and the stream
   auto t0 = Clock::now();
   ContainerRecord rec = containers_.get(name, cfg_.host_name);
+  CheckpointOptions opts = asked;
+  const bool networked = !rec.spec.network.empty();
+  if (networked) {
+    // Its TCP connections go with it (CRIU's TCP repair), unless the caller
+    // drops them on purpose: then they restore closed, and the peers see
+    // them end.
+    opts.tcp_established = !opts.tcp_close;
+    writeFileAtomic(containers_.paths(name).criu_config(), opts.tcp_close ? "tcp-close\n" : "", 0600);
+  }
   ContainerInfo info = inspectRecord(rec);
   if (info.status != ContainerStatus::kRunning) {
     throwInvalidInput("container is " + std::string(statusName(info.status)) +
@@ -209,11 +219,18 @@ CheckpointResult Engine::checkpointTo(const std::string& name, const OutputFacto
 
   // With --leave-running the container is paused around the dump and the
   // archives, so memory, rootfs and volumes are one consistent moment.
+  // A source that stays (frozen) while its copy restores elsewhere is cut
+  // off the network first: its sockets must neither answer nor reset a
+  // peer until it either ends (the namespace goes, the lock with it) or
+  // runs on (unlocked).
+  const bool locking = networked && opts.leave_running && networking_;
+  if (locking) networking_->lock(name);
   if (opts.leave_running) runtime_.pause(name);
   auto resumeIfPaused = [&] {
     if (opts.leave_running && inspectRecord(rec).status == ContainerStatus::kPaused) {
       runtime_.resume(name);
     }
+    if (locking) networking_->unlock(name);
   };
   auto td = Clock::now();
   try {
@@ -277,6 +294,7 @@ void Engine::rollBackCheckpoint(ContainerRecord& rec, CheckpointOutput& out,
   // The dump ended the process: bring it back from its own images so a
   // failed checkpoint loses nothing.
   try {
+    giveImagesToItsRoot(out.criuDir(), rec.id_range);
     ConmonLaunch l = launchFor(rec.name());
     l.restore_from = out.criuDir();
     l.restore_opts = opts;

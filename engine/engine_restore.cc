@@ -43,6 +43,7 @@ Metadata parseMetadata(const json& j) {
     const json& o = j.at("options");
     m.options.leave_running = o.value("leave_running", false);
     m.options.tcp_established = o.value("tcp_established", false);
+    m.options.tcp_close = o.value("tcp_close", false);
     m.options.file_locks = o.value("file_locks", false);
     // Names become paths on this host, volumes mounts, labels contexts:
     // check the whole record before anything uses it.
@@ -228,34 +229,23 @@ RestoreResult Engine::restoreStaged(const fs::path& dir, const RestoreOptions& o
         applyArchive(dir / "volumes" / (v.name + ".tar"), volumes_.path(v.name), Whiteouts::kAsFiles);
       }
       writeSpec(rec, image, /*creating=*/false);
+      // Its address is reachable here from now (this host routes it to the
+      // new namespace), but its sockets come back only with the restore: a
+      // peer's packet meanwhile would meet no socket and be answered with a
+      // reset. So nothing goes in or out until CRIU has put them back.
+      const bool networked = !rec.spec.network.empty() && networking_;
+      if (networked) networking_->lock(name);
       prepareNotify(rec, /*restoring=*/true);
       // The output so far: conmon appends to it (a checkpoint of an older
       // ferry has none, and the log starts here).
       if (pathExists(dir / "ctr.log")) fs::copy_file(dir / "ctr.log", p.log(), fs::copy_options::overwrite_existing);
-      if (const UsernsRange& ids = rec.id_range; !ids.empty()) {
-        // CRIU reads some images as the restored task, in its user
-        // namespace: they become its root's (they hold its own memory). The
-        // task reads timens-0.img before its uid map is written, while it is
-        // still the host's root without power over files of unmapped owners
-        // (a race in CRIU 4.1.1: a restore failed one time in two with
-        // "Unable to open timens-0.img: Permission denied"), so their group
-        // is root's and may read them too.
-        auto give = [&](const fs::path& f) {
-          if (::lchown(f.c_str(), ids.host, 0) != 0) throwErrno("chown " + f.string());
-          struct stat st {};
-          if (::lstat(f.c_str(), &st) != 0) throwErrno("stat " + f.string());
-          if (S_ISLNK(st.st_mode)) return;
-          mode_t add = S_IRGRP | (S_ISDIR(st.st_mode) ? S_IXGRP : 0);
-          if (::chmod(f.c_str(), (st.st_mode & 07777) | add) != 0) throwErrno("chmod " + f.string());
-        };
-        give(dir / "criu");
-        for (const auto& e : fs::directory_iterator(dir / "criu")) give(e.path());
-      }
+      giveImagesToItsRoot(dir / "criu", rec.id_range);
       ConmonLaunch l = launchFor(name);
       l.restore_from = dir / "criu";
       l.restore_opts = meta.options;
       l.restore_work = restore_work;
       runtime_.launch(l);
+      if (networked) networking_->unlock(name);
     } catch (...) {
       bestEffort("runc delete", [&] { runtime_.remove(name, true); });
       bestEffort("removing the container's files", [&] { discard(name); });
@@ -310,4 +300,25 @@ int Engine::removeStaleStaging() {
   return removed;
 }
 
+// CRIU reads some images as the restored task, in its user namespace: they
+// become its root's (they hold its own memory). The task reads
+// timens-0.img before its uid map is written, while it is still the host's
+// root without power over files of unmapped owners (a race in CRIU 4.1.1: a
+// restore failed one time in two with "Unable to open timens-0.img:
+// Permission denied"), so their group is root's and may read them too.
+void giveImagesToItsRoot(const fs::path& criu_dir, const UsernsRange& ids) {
+  if (ids.empty()) return;
+  auto give = [&](const fs::path& f) {
+    if (::lchown(f.c_str(), ids.host, 0) != 0) throwErrno("chown " + f.string());
+    struct stat st {};
+    if (::lstat(f.c_str(), &st) != 0) throwErrno("stat " + f.string());
+    if (S_ISLNK(st.st_mode)) return;
+    mode_t add = S_IRGRP | (S_ISDIR(st.st_mode) ? S_IXGRP : 0);
+    if (::chmod(f.c_str(), (st.st_mode & 07777) | add) != 0) throwErrno("chmod " + f.string());
+  };
+  give(criu_dir);
+  for (const auto& e : fs::directory_iterator(criu_dir)) give(e.path());
+}
+
 }  // namespace ferry
+

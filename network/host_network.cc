@@ -14,42 +14,9 @@ using nlohmann::json;
 
 namespace {
 
-uint16_t portNumber(const std::string& text, const std::string& arg) {
-  bool digits = !text.empty() && text.size() <= 5 && text[0] != '0';
-  for (char c : text) digits = digits && c >= '0' && c <= '9';
-  unsigned long v = digits ? std::stoul(text) : 0;
-  if (v < 1 || v > 65535) {
-    throwInvalidInput("-p " + arg + ": '" + text + "' is not a port (1-65535)");
-  }
-  return static_cast<uint16_t>(v);
-}
-
 std::string hostRoute(Ipv4 ip) { return toString(ip) + "/32"; }
 
 }  // namespace
-
-PublishedPort parsePublish(const std::string& text) {
-  PublishedPort p;
-  std::string ports = text;
-  if (auto slash = text.find('/'); slash != std::string::npos) {
-    p.protocol = text.substr(slash + 1);
-    ports = text.substr(0, slash);
-    if (p.protocol != "tcp" && p.protocol != "udp") {
-      throwInvalidInput("-p " + text + ": protocol '" + p.protocol + "' is not tcp or udp");
-    }
-  }
-  auto colon = ports.find(':');
-  if (colon == std::string::npos) {
-    throwInvalidInput("-p " + text + ": expected HOSTPORT:PORT[/tcp|udp], e.g. 8080:80");
-  }
-  p.host_port = portNumber(ports.substr(0, colon), text);
-  p.port = portNumber(ports.substr(colon + 1), text);
-  return p;
-}
-
-std::string toString(const PublishedPort& p) {
-  return std::to_string(p.host_port) + ":" + std::to_string(p.port) + "/" + p.protocol;
-}
 
 std::string hostInterface(const std::string& tag, const std::string& container) {
   return "fc" + sha256Hex(tag + "/" + container).substr(0, 10);
@@ -196,6 +163,25 @@ void HostNetwork::detach(const std::string& container) noexcept {
         // the next setRemote puts it back
       }
     }
+  }
+}
+
+void HostNetwork::lock(const std::string& container) {
+  std::lock_guard lock(mu_);
+  shell_({"ip", "netns", "exec", netnsName(container), "nft", "-f", "-"},
+         "table inet ferry-lock {\n"
+         "  chain input { type filter hook input priority -400; policy drop; iif lo accept; }\n"
+         "  chain output { type filter hook output priority -400; policy drop; oif lo accept; }\n"
+         "}\n");
+}
+
+void HostNetwork::unlock(const std::string& container) noexcept {
+  std::lock_guard lock(mu_);
+  try {
+    shell_({"ip", "netns", "exec", netnsName(container), "nft", "-f", "-"},
+           "table inet ferry-lock {}\ndelete table inet ferry-lock\n");
+  } catch (const std::exception&) {
+    // no namespace (gone with its container): nothing to unlock
   }
 }
 

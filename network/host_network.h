@@ -42,17 +42,6 @@ namespace ferry::network {
 // carrying the program's stderr when it fails.
 using Shell = std::function<std::string(const std::vector<std::string>& argv, const std::string& input)>;
 
-struct PublishedPort {
-  uint16_t host_port = 0;
-  uint16_t port = 0;
-  std::string protocol = "tcp";  // tcp | udp
-  bool operator==(const PublishedPort&) const = default;
-};
-
-// "-p HOSTPORT:PORT[/tcp|udp]"; throws (invalid input) saying what is wrong.
-PublishedPort parsePublish(const std::string& text);
-std::string toString(const PublishedPort& p);
-
 // What a container is on the network: recorded in its state, carried by a
 // migration.
 struct ContainerAddress {
@@ -101,6 +90,11 @@ class HostNetwork {
   // Removes the namespace, the veth and the route; no-op when absent.
   void detach(const std::string& container) noexcept;
   std::filesystem::path netnsPath(const std::string& container) const;
+
+  // Drops every packet in and out of the container's namespace but
+  // loopback's (nftables table inet ferry-lock in it), until unlock.
+  void lock(const std::string& container);
+  void unlock(const std::string& container) noexcept;
 
   // The containers that run elsewhere: ip -> their host's address. Routes
   // to every one through the VXLAN device; routes to addresses no longer

@@ -54,6 +54,20 @@ struct Container {
   secrets @9 :List(Text);     # names of the host secrets it is given
   ready @10 :Bool;            # --sdnotify=container: said READY=1; else: running
   notifyStatus @11 :Text;     # its last sd_notify STATUS=
+  ip @12 :Text;               # its address on the cluster network; "" none
+  mac @13 :Text;
+  ports @14 :List(Text);      # published: HOSTPORT:PORT/PROTO
+}
+
+# The cluster network, as the coordinator tells each agent (a reply to its
+# hello and heartbeats): the range, and where every address lives.
+struct ClusterNetwork {
+  cidr @0 :Text;
+  placement @1 :List(Placed);
+  struct Placed {
+    ip @0 :Text;
+    host @1 :Text;            # that host's address
+  }
 }
 
 struct ImageRef {
@@ -92,6 +106,11 @@ struct RunSpec {
   sdnotify @16 :Text;         # container | conmon | ignore | ""
   hostname @17 :Text;         # "": the container's name
   userns @18 :Text;           # auto | host | "" (auto)
+  network @19 :Text;          # ferry | none | "" (ferry where the coordinator has a network)
+  ip @20 :Text;               # asked for (CLI), then given (coordinator -> agent)
+  publish @21 :List(Text);    # HOSTPORT:PORT[/tcp|udp]
+  mac @22 :Text;              # given by the coordinator, with the address
+  cidr @23 :Text;             # the cluster network the address is on
 }
 
 struct Progress {
@@ -235,6 +254,9 @@ struct Message {
     getLogsFrom @48 :LogsFrom;            # CLI -> coordinator
     readLogsFrom @49 :LogsFrom;           # coordinator -> agent
     logChunk @50 :LogChunk;               # reply to both
+
+    # --- the cluster network (coordinator -> agent, a reply to hello and heartbeat) ---
+    network @51 :ClusterNetwork;
   }
 
   # Where a reader of a container's log (conmon's k8s-file) is: a byte
@@ -329,6 +351,7 @@ struct Message {
     target @2 :Text;
     ignore @3 :List(Text);  # compatibility checks overridden on purpose
     precopy @4 :Int32 = -1; # pre-copy rounds at most; 0 off; -1 auto
+    tcpClose @5 :Bool;      # drop its TCP connections instead of keeping them
   }
   struct PrepareReceive {
     migration @0 :UInt64;

@@ -15,6 +15,7 @@
 set -euo pipefail
 
 CRIU_PREFIX=/opt/ferry/criu
+SRC_DIR=$(cd "$(dirname "$0")/.." && pwd)
 WITH_PODMAN=0
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -92,6 +93,11 @@ criu_works() { "$1" check >/dev/null 2>&1 && criu_dumps "$1"; }
 # over an inherited file descriptor, so the wrapper must exec.
 write_wrapper() {  # ROOT NO_BREAKPOINTS(0|1)
   local root=$1 loader libdir
+  # CRIU 4.1.x on Linux 6.16+ cannot dump a TCP or UDP socket without it
+  # (tools/criu/sockopt-shim.c says why); harmless elsewhere.
+  cc -shared -fPIC -O2 -Wall -o "$CRIU_PREFIX/sockopt-shim.so.new" "$SRC_DIR/tools/criu/sockopt-shim.c" -ldl ||
+    die "could not build tools/criu/sockopt-shim.c"
+  mv "$CRIU_PREFIX/sockopt-shim.so.new" "$CRIU_PREFIX/sockopt-shim.so"
   loader=$(ls "$root"/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2 "$root"/lib64/ld-linux-x86-64.so.2 \
     "$root"/usr/lib/*/ld-linux*.so.* 2>/dev/null | head -1 || true)
   [ -n "$loader" ] || die "no dynamic loader in the unpacked trixie libc6"
@@ -103,7 +109,7 @@ write_wrapper() {  # ROOT NO_BREAKPOINTS(0|1)
       echo '# Hardware breakpoints do not fire on this machine: stop tasks by syscall tracing.'
       echo 'CRIU_FAULT=130; export CRIU_FAULT'
     fi
-    echo "exec \"$loader\" --library-path \"$libdir:$root/lib/x86_64-linux-gnu\" \"$root/usr/sbin/criu\" \"\$@\""
+    echo "exec \"$loader\" --library-path \"$libdir:$root/lib/x86_64-linux-gnu\" --preload \"$CRIU_PREFIX/sockopt-shim.so\" \"$root/usr/sbin/criu\" \"\$@\""
   } > "$CRIU_PREFIX/criu.new"
   chmod 755 "$CRIU_PREFIX/criu.new"
   mv "$CRIU_PREFIX/criu.new" "$CRIU_PREFIX/criu"
@@ -130,6 +136,10 @@ fi
 say "system CRIU fails 'criu check' on kernel $(uname -r):"
 /usr/sbin/criu check 2>&1 | grep -i error | head -3 | sed 's/^/    /' || true
 
+# A wrapper from before the socket-option shim is written again.
+if [ -x "$CRIU_PREFIX/root/usr/sbin/criu" ] && ! grep -q sockopt-shim "$CRIU_PREFIX/criu" 2>/dev/null; then
+  settle_wrapper || true
+fi
 if [ -x "$CRIU_PREFIX/root/usr/sbin/criu" ] && { criu_works "$CRIU_PREFIX/criu" || settle_wrapper; }; then
   say "private CRIU already provisioned: $CRIU_PREFIX/criu ($("$CRIU_PREFIX/criu" --version | head -1))"
   echo "$CRIU_PREFIX/criu" > /etc/ferry/criu-path

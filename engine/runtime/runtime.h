@@ -32,6 +32,10 @@ struct RuncState {
 struct CheckpointOptions {
   bool leave_running = false;
   bool tcp_established = false;
+  // Established TCP connections are dumped without their state and restore
+  // closed (CRIU's tcp-close; through the container's CRIU config file, as
+  // runc has no flag for it).
+  bool tcp_close = false;
   bool file_locks = false;
   // With leave_running: the container stays paused (frozen) after the
   // checkpoint, for a migration that either removes it (commit) or resumes

@@ -50,6 +50,16 @@ void to_json(json& j, const ContainerSpec& s) {
            {"label_opts", s.label_opts}, {"secrets", s.secrets}, {"sdnotify", s.sdnotify},
            {"listen_fds", s.listen_fds}, {"listen_fdnames", s.listen_fdnames},
            {"userns", s.userns}};
+  if (!s.network.empty()) j["network"] = s.network;
+}
+void to_json(json& j, const NetworkSpec& n) {
+  j = json{{"ip", n.ip}, {"mac", n.mac}, {"cidr", n.cidr}, {"ports", n.ports}};
+}
+void from_json(const json& j, NetworkSpec& n) {
+  j.at("ip").get_to(n.ip);
+  j.at("mac").get_to(n.mac);
+  j.at("cidr").get_to(n.cidr);
+  n.ports = j.value("ports", std::vector<std::string>{});
 }
 void from_json(const json& j, ContainerSpec& s) {
   j.at("name").get_to(s.name);
@@ -73,6 +83,7 @@ void from_json(const json& j, ContainerSpec& s) {
   s.listen_fds = j.value("listen_fds", 0);
   s.listen_fdnames = j.value("listen_fdnames", "");
   s.userns = j.value("userns", "host");
+  s.network = j.value("network", NetworkSpec{});
 }
 void to_json(json& j, const SecretRef& r) { j = json{{"name", r.name}, {"target", r.target}}; }
 void from_json(const json& j, SecretRef& r) {
@@ -307,6 +318,17 @@ json generateOciSpec(const ContainerSpec& spec, const ImageConfig& image,
   }
 
   json mounts = defaultMounts();
+  if (!host.netns_path.empty() && !host.id_range.empty()) {
+    // sysfs may be mounted only by the owner of the network namespace's user
+    // namespace, and the host made this one: the host's /sys, bound read-only
+    // with what is mounted below it (locked in a user namespace: a bind of
+    // /sys alone is refused), as Podman does then.
+    for (auto& m : mounts) {
+      if (m["destination"] == "/sys") {
+        m = mount("/sys", "bind", "/sys", {"rbind", "nosuid", "noexec", "nodev", "ro"});
+      }
+    }
+  }
   for (size_t i = 0; i < spec.volumes.size(); ++i) {
     const auto& v = spec.volumes[i];
     if (!cleanAbsolute(v.destination) || v.destination == "/") {
@@ -383,7 +405,9 @@ json generateOciSpec(const ContainerSpec& spec, const ImageConfig& image,
   };
   if (!host.process_label.empty()) process["selinuxLabel"] = host.process_label;
   json namespaces = json::array();
-  for (const char* ns : {"pid", "ipc", "uts", "mount", "network"}) namespaces.push_back({{"type", ns}});
+  for (const char* ns : {"pid", "ipc", "uts", "mount"}) namespaces.push_back({{"type", ns}});
+  namespaces.push_back(host.netns_path.empty() ? json{{"type", "network"}}
+                                               : json{{"type", "network"}, {"path", host.netns_path}});
   json id_mappings;
   if (!host.id_range.empty()) {
     namespaces.push_back({{"type", "user"}});
@@ -397,6 +421,7 @@ json generateOciSpec(const ContainerSpec& spec, const ImageConfig& image,
   annotations["io.ferry.name"] = spec.name;
   annotations["io.ferry.image"] = spec.image;
   annotations["io.ferry.host"] = host.host_name;
+  if (!host.criu_config.empty()) annotations["org.criu.config"] = host.criu_config;
   if (!annotations.contains("io.container.manager")) annotations["io.container.manager"] = "ferry";
   if (host.created_unix > 0) {
     std::time_t t = host.created_unix;

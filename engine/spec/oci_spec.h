@@ -35,6 +35,21 @@ struct TmpfsMount {
   std::vector<std::string> options;  // mount options; Podman's defaults when none
 };
 
+// Its place on the cluster network (DESIGN.md, "Container network"): the
+// address and MAC the coordinator gave it, kept for its life and carried by
+// a migration, and its published ports. Empty ip: no network (a namespace
+// with loopback only, `--network none`).
+struct NetworkSpec {
+  std::string ip;
+  std::string mac;
+  std::string cidr;                 // the cluster network the address is on
+  std::vector<std::string> ports;   // HOSTPORT:PORT/PROTO, canonical
+  bool empty() const { return ip.empty(); }
+  bool operator==(const NetworkSpec&) const = default;
+};
+void to_json(nlohmann::json& j, const NetworkSpec& n);
+void from_json(const nlohmann::json& j, NetworkSpec& n);
+
 struct ContainerSpec {
   std::string name;
   std::string image;              // as the user named it
@@ -69,6 +84,7 @@ struct ContainerSpec {
   // user_namespace.h) or "host". A record written before user namespaces
   // reads as "host": that is how its container runs.
   std::string userns = "auto";
+  NetworkSpec network;
 };
 void to_json(nlohmann::json& j, const SecretRef& r);
 void from_json(const nlohmann::json& j, SecretRef& r);
@@ -130,6 +146,12 @@ struct SpecHostInputs {
   std::string notify_dir;
   // --userns=auto: the host ids its user namespace maps to (empty: none).
   UsernsRange id_range;
+  // The network namespace the host made for it (a path runc joins, and
+  // that a checkpoint treats as external); empty: runc makes an empty one.
+  std::string netns_path;
+  // CRIU options for its checkpoints and restores (runc's org.criu.config
+  // annotation); empty: none.
+  std::string criu_config;
 };
 
 // Builds config.json. Namespaces: pid, ipc, uts, mount, network (loopback

@@ -1,5 +1,9 @@
 #include "engine/spec/run_args.h"
 
+#include <set>
+
+#include "common/ipv4.h"
+
 #include <cctype>
 
 #include "common/error.h"
@@ -28,6 +32,9 @@ bool takeRunOption(const std::string& opt, const std::function<std::string(const
   else if (opt == "--secret") r.secrets.push_back(value("NAME,type=env[,target=VAR] after --secret"));
   else if (opt.rfind("--sdnotify=", 0) == 0) r.sdnotify = opt.substr(11);
   else if (opt == "--userns") r.userns = value("auto|host after --userns");
+  else if (opt == "--network" || opt == "--net") r.network = value("ferry|none after --network");
+  else if (opt == "--ip") r.ip = value("A.B.C.D after --ip");
+  else if (opt == "-p" || opt == "--publish") r.publish.push_back(value("HOSTPORT:PORT after -p"));
   else if (opt == "--sdnotify") r.sdnotify = value("container|conmon|ignore after --sdnotify");
   else if (opt == "--security-opt") {
     std::string o = value("label=... after --security-opt");
@@ -114,7 +121,52 @@ ContainerSpec specFromRunArgs(const RunArgs& r) {
   s.sdnotify = r.sdnotify;
   validateSdNotify(s.sdnotify);
   s.userns = parseUsernsMode(r.userns);
+  checkNetworkArgs(r);
+  if (r.cidr.empty() && (r.network == kClusterNetworkName || !r.ip.empty() || !r.publish.empty())) {
+    throwInvalidInput("--network ferry, --ip and -p need the cluster network, which a coordinator "
+                      "with --network-cidr gives (`ferry run`); this engine alone has none");
+  }
+  if (r.network != "none" && !r.cidr.empty()) {
+    // A container on the cluster network runs in the host's user namespace
+    // for now: its network namespace is the host's making (an external one
+    // to CRIU), and CRIU 4.1.1 refuses to dump a task whose namespaces belong
+    // to different user namespaces ("One or more namespaces doesn't belong to
+    // the target user namespace").
+    if (r.userns == "auto") {
+      throwInvalidInput("--userns auto with an address on the cluster network: CRIU cannot "
+                        "checkpoint a container in a user namespace of its own that joins a "
+                        "network namespace the host made; drop --userns (a container on the "
+                        "network runs in the host's), or run it with --network none");
+    }
+    s.userns = "host";
+    s.network.ip = toString(parseIpv4(r.ip, "--ip"));
+    s.network.mac = r.mac;
+    s.network.cidr = toString(parseCidr(r.cidr, "the cluster network"));
+    for (const auto& p : r.publish) s.network.ports.push_back(toString(parsePublish(p)));
+  }
   return s;
+}
+
+void checkNetworkArgs(const RunArgs& r) {
+  if (!r.network.empty() && r.network != kClusterNetworkName && r.network != "none") {
+    throwInvalidInput("--network " + r.network + ": no such network; there is '" +
+                      std::string(kClusterNetworkName) +
+                      "' (the cluster network, the default where the coordinator has one) and "
+                      "'none' (loopback only)");
+  }
+  if (r.network == "none" && (!r.ip.empty() || !r.publish.empty())) {
+    throwInvalidInput(std::string(!r.ip.empty() ? "--ip" : "-p") +
+                      " needs the cluster network, and --network none gives the container none");
+  }
+  if (!r.ip.empty()) parseIpv4(r.ip, "--ip");
+  std::set<std::string> taken;
+  for (const auto& text : r.publish) {
+    PublishedPort p = parsePublish(text);
+    std::string key = std::to_string(p.host_port) + "/" + p.protocol;
+    if (!taken.insert(key).second) {
+      throwInvalidInput("-p " + text + ": host port " + key + " is published twice");
+    }
+  }
 }
 
 const char* const kRunOptionsHelp =
@@ -155,6 +207,15 @@ const char* const kRunOptionsHelp =
       --sdnotify MODE       container: NOTIFY_SOCKET=/run/notify/notify.sock and
                             run answers once it says READY=1 (within 120 s);
                             conmon or ignore: ready once started
+      --network NET         ferry (default where the coordinator has a cluster
+                            network): an address of it, kept across migrations,
+                            with its MAC and open TCP connections; none: loopback
+                            only
+      --ip A.B.C.D          this free address of the cluster network (default:
+                            the coordinator picks one)
+      -p HOSTPORT:PORT[/tcp|udp]
+                            publish PORT on HOSTPORT of the address of the host
+                            it runs on (it moves with the container), repeatable
       --userns MODE         auto (default): a user namespace of its own, its ids
                             0-65535 a private range of host ids (its root is
                             nobody on the host; any user checkpoints); the

@@ -31,7 +31,17 @@ struct RunArgs {
   std::vector<std::string> secrets;      // --secret NAME,type=env[,target=VAR]
   std::string sdnotify;                  // --sdnotify
   std::string userns;                    // --userns auto|host ("": auto)
+  std::string network;                   // --network ferry|none ("": ferry where there is one)
+  std::string ip;                        // --ip A.B.C.D (the coordinator's choice when empty)
+  std::vector<std::string> publish;      // -p HOSTPORT:PORT[/tcp|udp]
+  // Filled by the coordinator with the address it gives: its MAC and the
+  // cluster network it is on (ip then holds the address).
+  std::string mac;
+  std::string cidr;
 };
+
+// The one cluster network's name for --network.
+inline constexpr const char* kClusterNetworkName = "ferry";
 
 // Takes the run option `opt` into `r`, calling `value(what)` for its value
 // when it has one (--sdnotify=X carries its own). Returns false when `opt`
@@ -51,6 +61,11 @@ RunArgs runArgsFromWords(std::vector<std::string> words);
 // options, annotations, the stop signal, the umask, labels, secrets,
 // --sdnotify and -e. Throws Error kInvalidInput naming the bad value.
 ContainerSpec specFromRunArgs(const RunArgs& r);
+
+// --network, --ip and -p on their own (what the coordinator checks before it
+// gives an address): a known network, a well-formed address, ports parsed
+// and none published twice. Throws Error kInvalidInput.
+void checkNetworkArgs(const RunArgs& r);
 
 // The options' description for both CLIs' --help (indented 6 spaces).
 extern const char* const kRunOptionsHelp;

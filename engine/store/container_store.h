@@ -53,6 +53,8 @@ struct ContainerPaths {
   fs::path dir;        // <root>/containers/<name>: also the OCI bundle
   fs::path record() const { return dir / "container.json"; }
   fs::path config() const { return dir / "config.json"; }
+  // CRIU options for its checkpoints and restores (runc's org.criu.config).
+  fs::path criu_config() const { return dir / "criu.conf"; }
   fs::path rootfs() const { return dir / "rootfs"; }
   fs::path upper() const { return dir / "upper"; }
   fs::path work() const { return dir / "work"; }

@@ -25,6 +25,11 @@ void fillRunSpec(RunSpec::Builder s, const ferry::RunArgs& r) {
   s.setStopSignal(r.stop_signal);
   s.setSdnotify(r.sdnotify);
   s.setUserns(r.userns);
+  s.setNetwork(r.network);
+  s.setIp(r.ip);
+  s.setMac(r.mac);
+  s.setCidr(r.cidr);
+  fill(s.initPublish(static_cast<unsigned>(r.publish.size())), r.publish);
   fill(s.initArgs(static_cast<unsigned>(r.args.size())), r.args);
   fill(s.initEnv(static_cast<unsigned>(r.env.size())), r.env);
   fill(s.initVolumes(static_cast<unsigned>(r.volumes.size())), r.volumes);
@@ -48,6 +53,11 @@ ferry::RunArgs runArgsFrom(RunSpec::Reader s) {
   r.stop_signal = text(s.getStopSignal());
   r.sdnotify = text(s.getSdnotify());
   r.userns = text(s.getUserns());
+  r.network = text(s.getNetwork());
+  r.ip = text(s.getIp());
+  r.mac = text(s.getMac());
+  r.cidr = text(s.getCidr());
+  r.publish = strings(s.getPublish());
   r.args = strings(s.getArgs());
   r.env = strings(s.getEnv());
   r.volumes = strings(s.getVolumes());

@@ -16,6 +16,7 @@
 #include <cstring>
 #include <thread>
 
+#include "agent/agent_network.h"
 #include "common/error.h"
 #include "common/fd.h"
 #include "engine/runtime/process.h"
@@ -34,20 +35,11 @@ using testing::TestNetwork;
 // A shell that runs in `node`'s namespace (the host's), as the agent there
 // would.
 network::Shell shellIn(const TestNetwork& net, const std::string& node) {
-  return [prefix = net.launcher(node)](const std::vector<std::string>& argv, const std::string& input) {
+  return [prefix = net.launcher(node), local = agent::localShell()](const std::vector<std::string>& argv,
+                                                                    const std::string& input) {
     std::vector<std::string> full = prefix;
     full.insert(full.end(), argv.begin(), argv.end());
-    LocalCommandRunner runner;
-    RunOptions o;
-    o.stdin_data = input;
-    o.timeout = std::chrono::seconds(30);
-    ProcessResult r = runner.run(full, o);
-    if (!r.ok()) {
-      std::string cmd;
-      for (const auto& a : argv) cmd += (cmd.empty() ? "" : " ") + a;
-      throw Error(ErrorCategory::kPermanent, "`" + cmd + "` failed (" + r.describe() + "): " + r.err);
-    }
-    return r.out;
+    return local(full, input);
   };
 }
 
@@ -188,7 +180,7 @@ TEST_F(HostNetworkTest, ContainersOnTwoHostsReachEachOtherAndTheMachineReachesBo
   EXPECT_EQ(ask(ns1, address(9), 7000), "");
 
   // A published port answers on its host's address, and only there.
-  b.publish({{"c2", {at(6).ip, at(6).mac, {network::parsePublish("8080:7000")}}}});
+  b.publish({{"c2", {at(6).ip, at(6).mac, {parsePublish("8080:7000")}}}});
   EXPECT_EQ(ask("", net_->address("hostB"), 8080), "c2 here");
   EXPECT_EQ(ask(ns1, net_->address("hostB"), 8080), "c2 here");
   EXPECT_EQ(ask("", net_->address("hostA"), 8080), "");

@@ -17,44 +17,14 @@
 #include <mutex>
 #include <thread>
 
-#include "tests/integration/cluster_fixture.h"
-#include "tests/integration/test_network.h"
+#include "tests/integration/namespaced_cluster.h"
 
 namespace ferry::testing {
 namespace {
 
-class Partition : public ClusterMigration {
+class Partition : public NamespacedCluster {
  protected:
-  void configure(cluster::ClusterOptions& o) override {
-    net_ = std::make_unique<TestNetwork>(std::vector<std::string>{"coordinator", "hostA", "hostB"});
-    fs::path keys = dir_ / "keys";
-    ProcessResult k =
-        runner_.run({FERRY_BIN, "keys", "generate", keys.string(), "--hosts", "hostA,hostB"}, {});
-    ASSERT_TRUE(k.ok()) << k.err;
-    o.keys_dir = keys;
-    o.coordinator_address = net_->address("coordinator");
-    o.coordinator_launcher = net_->launcher("coordinator");
-    o.host_placements = {{net_->address("hostA"), net_->launcher("hostA")},
-                         {net_->address("hostB"), net_->launcher("hostB")}};
-  }
-
-  // The cluster goes first (its processes live in the namespaces).
-  void TearDown() override {
-    if (HasFailure() && !dir_.empty()) {
-      // The cluster's directory goes with the test: its logs are kept for
-      // whoever looks at the failure.
-      fs::path keep = fs::path("/var/tmp/ferry-partition-logs") /
-                      ::testing::UnitTest::GetInstance()->current_test_info()->name();
-      bestEffort("keeping the logs", [&] {
-        fs::remove_all(keep);
-        fs::create_directories(keep.parent_path());
-        fs::copy(dir_ / "logs", keep, fs::copy_options::recursive);
-        std::printf("logs kept in %s\n", keep.c_str());
-      });
-    }
-    ClusterMigration::TearDown();
-    net_.reset();
-  }
+  Partition() : NamespacedCluster("partition") {}
 
   // The hosts on which demo runs (not frozen) as runc sees it, and not
   // dying: `runc delete --force` of a frozen copy sends SIGKILL, then thaws
@@ -86,8 +56,6 @@ class Partition : public ClusterMigration {
     }
     return !seen;
   }
-
-  std::unique_ptr<TestNetwork> net_;
 };
 
 // Watches every host's runc state on a thread of its own, from construction

@@ -5,18 +5,12 @@
 #include <functional>
 
 #include "common/error.h"
+#include "tests/support/error_of.h"
 
 namespace ferry {
 namespace {
 
-std::string errorOf(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using test::errorOf;
 
 TEST(Ipv4, AddressesParseStrictlyAndPrintBack) {
   EXPECT_EQ(parseIpv4("10.66.0.1").value, 0x0A420001u);

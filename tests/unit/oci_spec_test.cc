@@ -96,6 +96,12 @@ TEST(OciSpec, NewSpecFieldsRoundTripThroughJson) {
   EXPECT_TRUE(old.create_workdir);
   EXPECT_TRUE(old.group_add.empty());
   EXPECT_EQ(old.userns, "host");
+  EXPECT_TRUE(old.network.empty());
+  // A container's place on the network goes with its record.
+  ContainerSpec web{.name = "web", .image = "i"};
+  web.network = {"10.66.0.7", "02:66:0a:42:00:07", "10.66.0.0/16", {"8080:80/tcp"}};
+  EXPECT_EQ(json(web).get<ContainerSpec>().network, web.network);
+  EXPECT_FALSE(json(s).contains("network"));
 }
 
 TEST(OciSpec, ARangeOfHostIdsGivesAUserNamespaceWithItsMappings) {
@@ -112,6 +118,32 @@ TEST(OciSpec, ARangeOfHostIdsGivesAUserNamespaceWithItsMappings) {
   json plain = generateOciSpec({.name = "c", .image = "i", .args = {"x"}}, {}, hostInputs());
   EXPECT_FALSE(plain["linux"].contains("uidMappings"));
   for (const auto& n : plain["linux"]["namespaces"]) EXPECT_NE(n["type"], "user");
+}
+
+TEST(OciSpec, TheHostsNetworkNamespaceIsJoinedByPathWithItsCriuOptions) {
+  SpecHostInputs h = hostInputs();
+  h.netns_path = "/run/netns/ferry-abc123-web";
+  h.criu_config = "/var/lib/ferry/containers/web/criu.conf";
+  json spec = generateOciSpec({.name = "web", .image = "i", .args = {"x"}}, {}, h);
+  json net;
+  for (const auto& n : spec["linux"]["namespaces"]) {
+    if (n["type"] == "network") net = n;
+  }
+  EXPECT_EQ(net["path"], "/run/netns/ferry-abc123-web");
+  EXPECT_EQ(spec["annotations"]["org.criu.config"], "/var/lib/ferry/containers/web/criu.conf");
+  EXPECT_EQ((*findMount(spec, "/sys"))["type"], "sysfs");  // the host's user namespace: its own
+  // In a user namespace of its own, sysfs cannot be mounted for a network
+  // namespace the host made: the host's /sys, read-only, instead.
+  h.id_range = {1u << 20, 65536};
+  json userns = generateOciSpec({.name = "web", .image = "i", .args = {"x"}}, {}, h);
+  const json& sys = *findMount(userns, "/sys");
+  EXPECT_EQ(sys["type"], "bind");
+  EXPECT_EQ(sys["source"], "/sys");
+  EXPECT_NE(std::find(sys["options"].begin(), sys["options"].end(), "ro"), sys["options"].end());
+  // Without a network of its own: runc makes the namespace, no CRIU file.
+  json plain = generateOciSpec({.name = "c", .image = "i", .args = {"x"}}, {}, hostInputs());
+  for (const auto& n : plain["linux"]["namespaces"]) EXPECT_FALSE(n.contains("path"));
+  EXPECT_FALSE(plain["annotations"].contains("org.criu.config"));
 }
 
 TEST(OciSpec, NoTerminalNoRlimitsAndTheUsualNamespacesAndMounts) {

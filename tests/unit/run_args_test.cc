@@ -82,6 +82,12 @@ TEST(RunArgs, BadValuesAreRefusedNamingThem) {
       {{"--name", "bad/name", "img"}, "bad/name"},
       {{"--name", "w", "--hostname", "no_underscores", "img"}, "--hostname"},
       {{"--name", "w"}, "no image"},
+      {{"--name", "w", "--network", "bridge", "img"}, "--network bridge: no such network"},
+      {{"--name", "w", "--ip", "10.1.2", "img"}, "--ip '10.1.2'"},
+      {{"--name", "w", "-p", "80", "img"}, "HOSTPORT:PORT"},
+      {{"--name", "w", "-p", "80:80", "-p", "80:81", "img"}, "published twice"},
+      {{"--name", "w", "--network", "none", "-p", "80:80", "img"}, "--network none"},
+      {{"--name", "w", "--ip", "10.66.0.5", "img"}, "a coordinator with --network-cidr"},
   };
   for (const auto& c : cases) {
     try {
@@ -94,6 +100,32 @@ TEST(RunArgs, BadValuesAreRefusedNamingThem) {
   }
   // Only label= security options exist.
   EXPECT_THROW(parse({"--security-opt", "seccomp=unconfined"}), Error);
+}
+
+TEST(RunArgs, TheCoordinatorsAddressReachesTheSpecInTheHostsUserNamespace) {
+  RunArgs r = parse({"--name", "web", "-p", "8080:80", "--publish", "53:53/udp", "img"});
+  r.ip = "10.66.0.7";  // what the coordinator fills in
+  r.mac = "02:66:0a:42:00:07";
+  r.cidr = "10.66.0.0/16";
+  ContainerSpec s = specFromRunArgs(r);
+  EXPECT_EQ(s.network.ip, "10.66.0.7");
+  EXPECT_EQ(s.network.mac, "02:66:0a:42:00:07");
+  EXPECT_EQ(s.network.cidr, "10.66.0.0/16");
+  EXPECT_EQ(s.network.ports, (std::vector<std::string>{"8080:80/tcp", "53:53/udp"}));
+  EXPECT_EQ(s.userns, "host");  // CRIU cannot dump it in a user namespace of its own yet
+  r.userns = "auto";
+  try {
+    specFromRunArgs(r);
+    ADD_FAILURE() << "--userns auto with an address was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--network none"), std::string::npos) << e.what();
+  }
+  // --network none: no address, the user namespace as asked.
+  RunArgs none = parse({"--name", "batch", "--network", "none", "img"});
+  none.cidr = "10.66.0.0/16";
+  ContainerSpec n = specFromRunArgs(none);
+  EXPECT_TRUE(n.network.empty());
+  EXPECT_EQ(n.userns, "auto");
 }
 
 }  // namespace ferry

@@ -91,6 +91,25 @@ TEST_F(StateStoreTest, AHeartbeatReplacesItsHostsContainers) {
   EXPECT_EQ(s.containers().size(), 2u);
 }
 
+TEST_F(StateStoreTest, AContainersAddressMacAndPortsPersist) {
+  {
+    StateStore s(file());
+    ContainerRow web{"web", "", "counter", "running", 100};
+    web.ip = "10.66.0.5";
+    web.mac = "02:66:0a:42:00:05";
+    web.ports = {"8080:80/tcp", "53:53/udp"};
+    s.replaceContainers("hostA", {web, {"batch", "", "counter", "running", 1}});
+  }
+  StateStore s(file());
+  std::optional<ContainerRow> web = s.container("hostA", "web");
+  ASSERT_TRUE(web);
+  EXPECT_EQ(web->ip, "10.66.0.5");
+  EXPECT_EQ(web->mac, "02:66:0a:42:00:05");
+  EXPECT_EQ(web->ports, (std::vector<std::string>{"8080:80/tcp", "53:53/udp"}));
+  EXPECT_EQ(s.container("hostA", "batch")->ip, "");
+  EXPECT_TRUE(s.container("hostA", "batch")->ports.empty());
+}
+
 TEST_F(StateStoreTest, ImagesAndCleanupsArePerHost) {
   StateStore s(file());
   s.replaceImages("hostA", {{"counter", "aa"}, {"web", "bb"}});
@@ -305,6 +324,7 @@ TEST_P(OldDatabase, IsUpgradedWithoutHostLoadKeepingEverythingElse) {
     EXPECT_EQ(web->image, "counter");
     EXPECT_EQ(web->status, "running");
     EXPECT_EQ(web->memory_bytes, 4096u);
+    EXPECT_EQ(web->ip, "");  // a column version 5 added: none yet
     ASSERT_EQ(s.images("hostA").size(), 1u);
     EXPECT_EQ(s.images("hostA")[0].id, "aa11");
     std::vector<MigrationRow> open = s.unfinishedMigrations();
@@ -337,7 +357,7 @@ TEST_P(OldDatabase, IsUpgradedWithoutHostLoadKeepingEverythingElse) {
     if (GetParam() == 2) s.beginDrain({0, "hostB", 1, 0}, 60);  // the table was created
   }
   EXPECT_FALSE(hasTable(file(), "host_load"));
-  EXPECT_EQ(userVersion(file()), 4);
+  EXPECT_EQ(userVersion(file()), 5);
   StateStore again(file());  // opening the upgraded file again changes nothing
   EXPECT_EQ(again.hosts().size(), 2u);
   EXPECT_EQ(again.history().size(), 2u);
@@ -350,7 +370,7 @@ TEST_F(StateStoreTest, ANewDatabaseHasNoHostLoad) {
   { StateStore s(file()); }
   EXPECT_FALSE(hasTable(file(), "host_load"));
   EXPECT_TRUE(hasTable(file(), "drains"));
-  EXPECT_EQ(userVersion(file()), 4);
+  EXPECT_EQ(userVersion(file()), 5);
 }
 
 TEST_F(StateStoreTest, ADatabaseFromANewerFerryIsRefused) {

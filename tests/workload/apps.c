@@ -17,9 +17,21 @@
  *                      transaction each, and prints "rows mem=N db=M": N rows
  *                      it committed by its own count, M what the database
  *                      says (equal, unless committed rows were lost)
+ *   apps echo PORT     a TCP echo server on every address's PORT: each
+ *                      connection gets back what it sends, byte for byte,
+ *                      for as long as it stays open (a thread each); prints
+ *                      "echo listening PORT" and "echo accepted N"
+ *   apps dial IP PORT  every 200 ms a new connection to IP:PORT sends
+ *                      "ping N\n" and prints "dial N ok" when the same line
+ *                      comes back, "dial N failed: why" when not
  *
  * Built static (the image has no libc), with SQLite linked in. */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -190,6 +202,72 @@ static int sqliteWriter(const char* path) {
   return 0;
 }
 
+static void* echoConnection(void* arg) {
+  int c = (int)(long)arg;
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(c, buf, sizeof buf)) > 0) {
+    for (ssize_t off = 0; off < n;) {
+      ssize_t w = write(c, buf + off, (size_t)(n - off));
+      if (w <= 0) goto done;
+      off += w;
+    }
+  }
+done:
+  close(c);
+  return NULL;
+}
+
+static int echoServer(int port) {
+  int s = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+  setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+  if (s < 0 || bind(s, (struct sockaddr*)&a, sizeof a) != 0 || listen(s, 64) != 0) {
+    printf("echo cannot listen on %d: %s\n", port, strerror(errno));
+    return 1;
+  }
+  printf("echo listening %d\n", port);
+  for (long accepted = 1; !want_exit; ++accepted) {
+    int c = accept(s, NULL, NULL);
+    if (c < 0) {
+      if (errno == EINTR) continue;
+      printf("echo accept failed: %s\n", strerror(errno));
+      return 1;
+    }
+    printf("echo accepted %ld\n", accepted);
+    pthread_t t;
+    pthread_create(&t, NULL, echoConnection, (void*)(long)c);
+    pthread_detach(t);
+  }
+  return 0;
+}
+
+static int dial(const char* ip, int port) {
+  for (long n = 1; !want_exit; ++n) {
+    sleepMs(200);
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct timeval tv = {2, 0};
+    setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    inet_pton(AF_INET, ip, &a.sin_addr);
+    char line[64], back[64] = {0};
+    int len = snprintf(line, sizeof line, "ping %ld\n", n);
+    const char* why = NULL;
+    if (connect(s, (struct sockaddr*)&a, sizeof a) != 0) why = "connect";
+    else if (write(s, line, (size_t)len) != len) why = "write";
+    else {
+      ssize_t got = 0, r;
+      while (got < len && (r = read(s, back + got, (size_t)(len - got))) > 0) got += r;
+      if (got != len || memcmp(back, line, (size_t)len) != 0) why = "read";
+    }
+    if (why) printf("dial %ld failed: %s: %s\n", n, why, strerror(errno));
+    else printf("dial %ld ok\n", n);
+    close(s);
+  }
+  return 0;
+}
+
 int main(int argc, char** argv) {
   signal(SIGTERM, onTerm);
   signal(SIGINT, onTerm);
@@ -197,6 +275,8 @@ int main(int argc, char** argv) {
   if (argc == 3 && !strcmp(argv[1], "locks")) return locks(argv[2]);
   if (argc == 3 && !strcmp(argv[1], "threads")) return threads(atol(argv[2]));
   if (argc == 3 && !strcmp(argv[1], "sqlite")) return sqliteWriter(argv[2]);
-  fprintf(stderr, "usage: apps locks DIR | threads N | sqlite DB\n");
+  if (argc == 3 && !strcmp(argv[1], "echo")) return echoServer(atoi(argv[2]));
+  if (argc == 4 && !strcmp(argv[1], "dial")) return dial(argv[2], atoi(argv[3]));
+  fprintf(stderr, "usage: apps locks DIR | threads N | sqlite DB | echo PORT | dial IP PORT\n");
   return 2;
 }

@@ -148,13 +148,16 @@ void addPs(CLI::App& app, Invocation& inv) {
       printJson(out);
       return 0;
     }
-    Table rows = {{"NAME", "HOST", "IMAGE", "STATUS", "READY", "MEMORY"}};
+    Table rows = {{"NAME", "HOST", "IMAGE", "STATUS", "READY", "MEMORY", "IP", "PORTS"}};
     for (auto c : list) {
       std::string ready = c.getReady() ? "yes" : "no";
       if (c.getNotifyStatus().size() > 0) ready += " (" + text(c.getNotifyStatus()) + ")";
+      std::string ports;
+      for (auto p : c.getPorts()) ports += (ports.empty() ? "" : ",") + text(p);
       rows.push_back({text(c.getName()), text(c.getHost()), text(c.getImage()),
                       text(c.getStatus()), ready,
-                      c.getMemoryBytes() ? formatBytes(c.getMemoryBytes()) : "-"});
+                      c.getMemoryBytes() ? formatBytes(c.getMemoryBytes()) : "-",
+                      c.getIp().size() > 0 ? text(c.getIp()) : "-", ports.empty() ? "-" : ports});
     }
     printTable(rows);
     return 0;

@@ -104,6 +104,7 @@ json hostJson(proto::Host::Reader h) {
           {"memory_used_bytes", h.getLoad().getMemoryUsedBytes()},
           {"memory_capacity_bytes", h.getLoad().getMemoryCapacityBytes()},
           {"data_endpoint", text(h.getDataEndpoint())},
+          {"address", hostAddress(text(h.getDataEndpoint()))},
           {"cpus", i.getCpus()},
           {"memory_bytes", i.getMemoryBytes()},
           {"kernel", text(i.getKernel())},
@@ -113,11 +114,20 @@ json hostJson(proto::Host::Reader h) {
           {"images", images}};
 }
 
+std::string hostAddress(const std::string& data_endpoint) {
+  std::string rest = data_endpoint.rfind("tcp://", 0) == 0 ? data_endpoint.substr(6) : data_endpoint;
+  return rest.substr(0, rest.rfind(':') == std::string::npos || rest.front() == '[' ? rest.size()
+                                                                                    : rest.rfind(':'));
+}
+
 json containerJson(proto::Container::Reader c) {
   return {{"name", text(c.getName())},   {"host", text(c.getHost())},
           {"image", text(c.getImage())}, {"status", text(c.getStatus())},
           {"pid", c.getPid()},           {"memory_bytes", c.getMemoryBytes()},
-          {"ready", c.getReady()},       {"notify_status", text(c.getNotifyStatus())}};
+          {"ready", c.getReady()},       {"notify_status", text(c.getNotifyStatus())},
+          {"network", c.getIp().size() > 0 ? "ferry" : "none"},
+          {"ip", text(c.getIp())},       {"mac", text(c.getMac())},
+          {"ports", proto::strings(c.getPorts())}};
 }
 
 json placementJson(proto::Placement::Reader p) {

@@ -46,6 +46,8 @@ std::string utcTime(int64_t unix_s);
 // The JSON of the protocol's records; migration figures have theirs in
 // protocol/figures_json.h, the one form the coordinator stores too.
 nlohmann::json hostJson(proto::Host::Reader h);
+// A host's address, from its data endpoint (tcp://ADDR[:PORT]).
+std::string hostAddress(const std::string& data_endpoint);
 nlohmann::json containerJson(proto::Container::Reader c);
 nlohmann::json placementJson(proto::Placement::Reader p);
 // "dump 40 ms, transfer 12 ms, ..." from the figures' phase times.

@@ -1,0 +1,269 @@
+// Networking that moves with the container (issue 15), end to end: a
+// coordinator with --network-cidr and two agents, each in a network
+// namespace of its own (test_network.h) joined by a bridge, containers with
+// addresses on the cluster network, and this process -- "the machine that
+// runs the cluster" -- reaching them through a route via hostA. Real runc,
+// CRIU (TCP repair), VXLAN, nftables; real sockets carry every byte.
+//
+// Every address a test connects to is first checked to be routed onto the
+// test bridge (never the default route).
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstring>
+#include <thread>
+
+#include "common/ipv4.h"
+#include "tests/integration/namespaced_cluster.h"
+
+namespace ferry::testing {
+namespace {
+
+class NetworkCluster : public NamespacedCluster {
+ protected:
+  NetworkCluster() : NamespacedCluster("network") {}
+
+  void configure(cluster::ClusterOptions& o) override {
+    NamespacedCluster::configure(o);
+    cidr_ = "10.214." + net_->subnet().substr(7) + ".0/24";
+    o.coordinator_args = {"--network-cidr", cidr_};
+  }
+
+  void SetUp() override {
+    ClusterMigration::SetUp();
+    if (HasFatalFailure() || IsSkipped()) return;
+    // This machine reaches the cluster network through hostA.
+    ProcessResult r = runner_.run({"ip", "route", "add", cidr_, "via", net_->address("hostA")}, {});
+    ASSERT_TRUE(r.ok()) << r.err;
+    waitFor([&] { return networkReady("hostA") && networkReady("hostB"); }, seconds(30),
+            "both hosts to set up the cluster network");
+  }
+
+  // The agent logged that its network is ready.
+  bool networkReady(const std::string& h) {
+    std::error_code ec;
+    if (!fs::exists(host(h).log, ec)) return false;
+    return readFile(host(h).log).find("container network " + cidr_ + " ready") != std::string::npos;
+  }
+
+  json container(const std::string& name) {
+    CliResult r = ferry({"--json", "ps"});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    for (const auto& c : json::parse(r.out)) {
+      if (c["name"] == name) return c;
+    }
+    return json();
+  }
+
+  void runOn(const std::string& h, const std::string& name, std::vector<std::string> extra) {
+    std::vector<std::string> args = {"run", "--host", h, "--name", name};
+    args.insert(args.end(), extra.begin(), extra.end());
+    CliResult r = ferry(args);
+    ASSERT_EQ(r.exit_code, 0) << r.err << r.out;
+  }
+
+  void migrate(const std::string& name, const std::string& from, const std::string& to) {
+    CliResult r = ferry({"migrate", name, from, to});
+    ASSERT_EQ(r.exit_code, 0) << r.err << r.out;
+  }
+
+  // Fails the test unless `ip` is routed from here onto the test bridge.
+  void requireRoutedHere(const std::string& ip) {
+    std::string how = runner_.run({"ip", "-o", "route", "get", ip}, {}).out;
+    ASSERT_NE(how.find(" dev " + net_->bridge() + " "), std::string::npos)
+        << ip << " would leave by " << how;
+  }
+
+  std::string cidr_;
+};
+
+sockaddr_in endpoint(const std::string& ip, int port) {
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  ::inet_pton(AF_INET, ip.c_str(), &a.sin_addr);
+  return a;
+}
+
+UniqueFd connectTo(const std::string& ip, int port, int timeout_s = 3) {
+  UniqueFd s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  timeval tv{timeout_s, 0};
+  ::setsockopt(s.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  ::setsockopt(s.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  sockaddr_in a = endpoint(ip, port);
+  if (::connect(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return UniqueFd();
+  return s;
+}
+
+// One line there and back on a new connection: what came back ("" none).
+std::string echoOnce(const std::string& ip, int port, const std::string& line) {
+  UniqueFd s = connectTo(ip, port);
+  if (!s) return "";
+  if (::write(s.get(), line.data(), line.size()) != static_cast<ssize_t>(line.size())) return "";
+  std::string got;
+  char c;
+  while (got.size() < line.size() && ::read(s.get(), &c, 1) == 1) got += c;
+  return got;
+}
+
+// A client holding one connection: a numbered line every 20 ms, each echo
+// checked in order. Records the longest wait for an echo.
+class LineClient {
+ public:
+  LineClient(const std::string& ip, int port) {
+    fd_ = connectTo(ip, port, 60);
+    if (!fd_) throw std::runtime_error("connecting to " + ip + ": " + std::strerror(errno));
+    int one = 1;
+    ::setsockopt(fd_.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    thread_ = std::thread([this] { loop(); });
+  }
+  ~LineClient() { stop(); }
+  void stop() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+  int64_t sent() const { return n_; }
+  int64_t maxPauseMs() const { return max_pause_ms_; }
+  std::string error() const { return error_; }
+
+ private:
+  void loop() {
+    while (!stop_) {
+      std::string line = "line " + std::to_string(n_ + 1) + "\n";
+      auto t0 = std::chrono::steady_clock::now();
+      if (::write(fd_.get(), line.data(), line.size()) != static_cast<ssize_t>(line.size())) {
+        error_ = "write of line " + std::to_string(n_ + 1) + ": " + std::strerror(errno);
+        return;
+      }
+      std::string got;
+      char buf[64];
+      while (got.size() < line.size()) {
+        ssize_t r = ::read(fd_.get(), buf, std::min(sizeof buf, line.size() - got.size()));
+        if (r <= 0) {
+          error_ = "reading the echo of line " + std::to_string(n_ + 1) + ": " +
+                   (r == 0 ? "the connection was closed" : std::strerror(errno));
+          return;
+        }
+        got.append(buf, static_cast<size_t>(r));
+      }
+      if (got != line) {
+        error_ = "sent '" + line + "', got back '" + got + "'";
+        return;
+      }
+      ++n_;
+      int64_t ms = std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - t0).count();
+      max_pause_ms_ = std::max<int64_t>(max_pause_ms_, ms);
+      std::this_thread::sleep_for(milliseconds(20));
+    }
+  }
+
+  UniqueFd fd_;
+  std::thread thread_;
+  std::atomic<bool> stop_{false};
+  std::atomic<int64_t> n_{0}, max_pause_ms_{0};
+  std::string error_;
+};
+
+TEST_F(NetworkCluster, AnOpenTcpConnectionSurvivesAMoveThereAndBackWithItsAddress) {
+  runOn("hostA", "echo", {"counter", "/usr/local/bin/apps", "echo", "7000"});
+  json c = container("echo");
+  std::string ip = c["ip"];
+  ASSERT_FALSE(ip.empty()) << c.dump();
+  EXPECT_EQ(c["mac"], macFor(parseIpv4(ip)));
+  requireRoutedHere(ip);
+  waitFor([&] { return echoOnce(ip, 7000, "hello\n") == "hello\n"; }, seconds(20),
+          "the echo server to answer at " + ip);
+
+  LineClient client(ip, 7000);
+  std::this_thread::sleep_for(milliseconds(500));
+  migrate("echo", "hostA", "hostB");
+  EXPECT_EQ(container("echo")["host"], "hostB");
+  EXPECT_EQ(container("echo")["ip"], ip);
+  int64_t after_first = client.sent();
+  std::this_thread::sleep_for(milliseconds(500));
+  EXPECT_GT(client.sent(), after_first) << client.error();
+  migrate("echo", "hostB", "hostA");
+  EXPECT_EQ(container("echo")["host"], "hostA");
+  EXPECT_EQ(container("echo")["ip"], ip);
+  int64_t after_second = client.sent();
+  std::this_thread::sleep_for(milliseconds(500));
+  client.stop();
+  EXPECT_EQ(client.error(), "");
+  EXPECT_GT(client.sent(), after_second);
+  std::printf("[ measured ] %lld lines echoed in order over one connection across A->B->A; "
+              "longest pause %lld ms\n",
+              static_cast<long long>(client.sent()), static_cast<long long>(client.maxPauseMs()));
+}
+
+TEST_F(NetworkCluster, NewConnectionsAndThePublishedPortFollowTheContainer) {
+  runOn("hostA", "web", {"-p", "8080:7000", "counter", "/usr/local/bin/apps", "echo", "7000"});
+  json c = container("web");
+  std::string ip = c["ip"];
+  EXPECT_EQ(c["ports"], json::array({"8080:7000/tcp"}));
+  requireRoutedHere(ip);
+  std::string a = net_->address("hostA"), b = net_->address("hostB");
+  waitFor([&] { return echoOnce(a, 8080, "via A\n") == "via A\n"; }, seconds(20),
+          "the published port to answer on hostA");
+  EXPECT_EQ(echoOnce(b, 8080, "via B\n"), "");
+  migrate("web", "hostA", "hostB");
+  EXPECT_EQ(echoOnce(ip, 7000, "moved\n"), "moved\n");
+  EXPECT_EQ(echoOnce(b, 8080, "via B\n"), "via B\n");
+  EXPECT_EQ(echoOnce(a, 8080, "via A\n"), "");
+}
+
+TEST_F(NetworkCluster, ContainersOnTwoHostsTalkBeforeAndAfterOneMoves) {
+  runOn("hostB", "server", {"counter", "/usr/local/bin/apps", "echo", "7000"});
+  std::string ip = container("server")["ip"];
+  runOn("hostA", "client", {"counter", "/usr/local/bin/apps", "dial", ip, "7000"});
+  auto oks = [&] {
+    CliResult r = ferry({"logs", "client"});
+    size_t n = 0;
+    for (size_t at = 0; (at = r.out.find(" ok\n", at)) != std::string::npos; ++at) ++n;
+    return n;
+  };
+  waitFor([&] { return oks() >= 3; }, seconds(20), "the client to reach the server across hosts");
+  migrate("client", "hostA", "hostB");
+  size_t before = oks();
+  waitFor([&] { return oks() >= before + 3; }, seconds(20), "the client to reach it after its move");
+  migrate("server", "hostB", "hostA");
+  before = oks();
+  waitFor([&] { return oks() >= before + 3; }, seconds(20), "the client to reach the moved server");
+}
+
+TEST_F(NetworkCluster, BadNetworkOptionsAreRefusedAndCreateNothing) {
+  runOn("hostA", "first", {"--ip", "10.214." + net_->subnet().substr(7) + ".50", "-p", "9000:7000",
+                           "counter", "/usr/local/bin/apps", "echo", "7000"});
+  std::string in_use = "10.214." + net_->subnet().substr(7) + ".50";
+  struct Case {
+    std::vector<std::string> opts;
+    std::string says;
+  } cases[] = {
+      {{"--ip", "192.0.2.77"}, "not on the cluster network " + cidr_},
+      {{"--ip", in_use}, "in use by container first"},
+      {{"--ip", "10.214.1.2.3"}, "expected an IPv4 address"},
+      {{"-p", "9000:80"}, "host port 9000/tcp on hostA is published by container first"},
+      {{"-p", "9001:80/sctp"}, "protocol 'sctp' is not tcp or udp"},
+      {{"--network", "elsewhere"}, "--network elsewhere: no such network"},
+      {{"--network", "none", "--ip", in_use}, "--network none"},
+  };
+  for (const auto& c : cases) {
+    std::vector<std::string> args = {"run", "--host", "hostA", "--name", "bad"};
+    args.insert(args.end(), c.opts.begin(), c.opts.end());
+    args.insert(args.end(), {"counter", "/usr/local/bin/counter"});
+    CliResult r = ferry(args);
+    EXPECT_NE(r.exit_code, 0) << c.says;
+    EXPECT_NE(r.err.find(c.says), std::string::npos) << r.err;
+    EXPECT_TRUE(container("bad").is_null()) << c.says;
+  }
+  // --network none runs with loopback only, and no address.
+  runOn("hostA", "alone", {"--network", "none", "counter", "/usr/local/bin/counter"});
+  EXPECT_EQ(container("alone")["ip"], "");
+}
+
+}  // namespace
+}  // namespace ferry::testing
