@@ -180,21 +180,23 @@ TEST_F(NetworkCluster, AnOpenTcpConnectionSurvivesAMoveThereAndBackWithItsAddres
           "the echo server to answer at " + ip);
 
   LineClient client(ip, 7000);
-  std::this_thread::sleep_for(milliseconds(500));
+  waitFor([&] { return client.sent() >= 10 || !client.error().empty(); }, seconds(20),
+          "the first lines to be echoed");
   migrate("echo", "hostA", "hostB");
   EXPECT_EQ(container("echo")["host"], "hostB");
   EXPECT_EQ(container("echo")["ip"], ip);
   int64_t after_first = client.sent();
-  std::this_thread::sleep_for(milliseconds(500));
-  EXPECT_GT(client.sent(), after_first) << client.error();
+  waitFor([&] { return client.sent() > after_first + 5 || !client.error().empty(); }, seconds(20),
+          "lines to go on after the first move");
+  EXPECT_EQ(client.error(), "");
   migrate("echo", "hostB", "hostA");
   EXPECT_EQ(container("echo")["host"], "hostA");
   EXPECT_EQ(container("echo")["ip"], ip);
   int64_t after_second = client.sent();
-  std::this_thread::sleep_for(milliseconds(500));
+  waitFor([&] { return client.sent() > after_second + 5 || !client.error().empty(); }, seconds(20),
+          "lines to go on after the move back");
   client.stop();
   EXPECT_EQ(client.error(), "");
-  EXPECT_GT(client.sent(), after_second);
   std::printf("[ measured ] %lld lines echoed in order over one connection across A->B->A; "
               "longest pause %lld ms\n",
               static_cast<long long>(client.sent()), static_cast<long long>(client.maxPauseMs()));
