@@ -431,13 +431,15 @@ Handled Commands::sendCheckpointCommand(uint64_t id, proto::Message::SendCheckpo
   std::string container = text(r.getContainer()), endpoint = text(r.getEndpoint());
   std::string token = bytes(r.getToken()), server_key = text(r.getServerKey());
   int precopy = r.getPrecopy();
+  bool tcp_close = r.getTcpClose();
   requireTcpEndpoint(endpoint);
   busy_.claimForTransfer(container);
   auto idle = std::make_shared<BusyContainers::Release>(&busy_, container);  // as in prepareReceive
-  return {.work = [this, id, container, endpoint, token, server_key, precopy,
+  return {.work = [this, id, container, endpoint, token, server_key, precopy, tcp_close,
                    idle]() -> proto::Fill {
     TransferOptions t = transferOptions(id, container, server_key, "restore");
     t.precopy = precopy;
+    t.tcp_close = tcp_close;
     SendResult s = sendCheckpoint(engine_, container, ctx_, endpoint, token, t);
     return [s](proto::Message::Builder m) {
       auto f = m.initMigration();

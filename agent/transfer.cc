@@ -103,6 +103,7 @@ SendResult sendCheckpoint(AgentEngine& engine, const std::string& name, zmq::con
   SendResult result;
   CheckpointOptions ck{.leave_running = true,
                        .tcp_established = opts.tcp_established,
+                       .tcp_close = opts.tcp_close,
                        .file_locks = opts.file_locks,
                        .keep_paused = true};
   bool verdict_unknown = false;

@@ -54,6 +54,7 @@ struct TransferOptions {
   bool file_locks = false;
   SendProgress progress;  // called at most every 250 ms, on the sending thread
   int precopy = 0;  // rounds at most; 0 off; kPrecopyAuto
+  bool tcp_close = false;  // a networked container's connections are dropped, not kept
   // When every byte went but the verdict never came, the target may run the
   // container: a migration keeps the source frozen (false) for the
   // coordinator to resolve; an export to a file resumes it (true).

@@ -177,6 +177,7 @@ class Coordinator {
     std::string container, source, target;
     std::set<std::string> ignore;
     int precopy = -1;
+    bool tcp_close = false;  // drop its TCP connections on purpose
   };
   void startMigration(const Request& r);
   struct Movable {

@@ -72,6 +72,7 @@ void Coordinator::startMigration(const Request& r) {
   req.target = text(mg.getTarget());
   for (auto i : mg.getIgnore()) req.ignore.insert(text(i));
   req.precopy = mg.getPrecopy();
+  req.tcp_close = mg.getTcpClose();
   beginMigration(req, Client{r.peer, r.id}, {});
 }
 
@@ -225,6 +226,7 @@ int64_t Coordinator::beginMigration(const MigrateRequest& req, std::optional<Cli
                      .target = dst,
                      .send_image = send_image,
                      .precopy = precopy,
+                     .tcp_close = req.tcp_close,
                      .ignore = {req.ignore.begin(), req.ignore.end()},
                      .image_token = send_image.empty() ? "" : detail::randomToken(),
                      .stream_token = detail::randomToken()};
@@ -339,6 +341,7 @@ std::pair<std::string, proto::Fill> commandFor(int64_t id, const MigrationSpec& 
                 p.setToken(dataOf(s.token));
                 p.setServerKey(s.server_key);
                 p.setPrecopy(s.precopy);
+                p.setTcpClose(s.tcp_close);
               }};
     case Command::kCommitSource:
       return {"remove the frozen copy of " + c, detail::fillCleanup(Command::kCommitSource, c, id)};

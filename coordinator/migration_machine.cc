@@ -75,7 +75,7 @@ std::string describe(const MigrationAction& a) {
                               field("token", s.token);
             for (const auto& i : s.ignore) out += " ignore=" + i;
             if (s.command == Command::kSendCheckpoint)
-              out += " precopy=" + std::to_string(s.precopy);
+              out += " precopy=" + std::to_string(s.precopy) + (s.tcp_close ? " tcp-close" : "");
             return out + (s.transfer ? " (transfer)" : "");
           },
           [](const mact::Persist& p) {
@@ -247,6 +247,7 @@ void MigrationMachine::ticket(const mev::Ticket& t, MigrationActions& out) {
         .server_key = t.server_key,
         .token = spec_.stream_token,
         .precopy = spec_.precopy,
+        .tcp_close = spec_.tcp_close,
         .transfer = true},
        Step::kTransfer, out);
 }

@@ -234,7 +234,11 @@ RestoreResult Engine::restoreStaged(const fs::path& dir, const RestoreOptions& o
       // peer's packet meanwhile would meet no socket and be answered with a
       // reset. So nothing goes in or out until CRIU has put them back.
       const bool networked = !rec.spec.network.empty() && networking_;
-      if (networked) networking_->lock(name);
+      if (networked) {
+        networking_->lock(name);
+        // CRIU must be told again that the connections were dumped to be dropped.
+        writeFileAtomic(p.criu_config(), meta.options.tcp_close ? "tcp-close\n" : "", 0600);
+      }
       prepareNotify(rec, /*restoring=*/true);
       // The output so far: conmon appends to it (a checkpoint of an older
       // ferry has none, and the log starts here).

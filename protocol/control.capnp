@@ -368,6 +368,7 @@ struct Message {
     token @3 :Data;
     serverKey @4 :Text;      # the target's CURVE public key, when configured
     precopy @5 :Int32 = -1;  # as Migrate.precopy
+    tcpClose @6 :Bool;       # as Migrate.tcpClose
   }
   struct SendImage {
     image @0 :Text;          # name

@@ -202,6 +202,30 @@ TEST_F(NetworkCluster, AnOpenTcpConnectionSurvivesAMoveThereAndBackWithItsAddres
               static_cast<long long>(client.sent()), static_cast<long long>(client.maxPauseMs()));
 }
 
+TEST_F(NetworkCluster, TcpCloseDropsTheConnectionAndTheContainerRunsOn) {
+  runOn("hostA", "dropper", {"counter", "/usr/local/bin/apps", "echo", "7000"});
+  std::string ip = container("dropper")["ip"];
+  requireRoutedHere(ip);
+  waitFor([&] { return echoOnce(ip, 7000, "hello\n") == "hello\n"; }, seconds(20),
+          "the echo server to answer at " + ip);
+  LineClient client(ip, 7000);
+  waitFor([&] { return client.sent() >= 5 || !client.error().empty(); }, seconds(20),
+          "the first lines to be echoed");
+  ASSERT_EQ(client.error(), "");
+  CliResult r = ferry({"migrate", "--tcp-close", "dropper", "hostA", "hostB"});
+  ASSERT_EQ(r.exit_code, 0) << r.err << r.out;
+  // The peer learns at once that its connection is gone (a reset, or its
+  // end), rather than waiting on a socket nobody holds.
+  waitFor([&] { return !client.error().empty(); }, seconds(20), "the connection to be dropped");
+  EXPECT_TRUE(client.error().find("reset") != std::string::npos ||
+              client.error().find("closed") != std::string::npos)
+      << client.error();
+  // The container runs on at its address, and takes new connections.
+  EXPECT_EQ(container("dropper")["host"], "hostB");
+  EXPECT_EQ(container("dropper")["ip"], ip);
+  EXPECT_EQ(echoOnce(ip, 7000, "again\n"), "again\n");
+}
+
 TEST_F(NetworkCluster, NewConnectionsAndThePublishedPortFollowTheContainer) {
   runOn("hostA", "web", {"-p", "8080:7000", "counter", "/usr/local/bin/apps", "echo", "7000"});
   json c = container("web");

@@ -27,6 +27,7 @@ struct MigrateOptions {
   std::string container, source, target;
   std::vector<std::string> ignore;
   int precopy = -1;
+  bool tcp_close = false;
 };
 
 void printFigures(const MigrateOptions& o, proto::MigrationFigures::Reader f) {
@@ -58,6 +59,7 @@ int migrate(Session& s, const MigrateOptions& o) {
         mg.setSource(o.source);
         mg.setTarget(o.target);
         mg.setPrecopy(o.precopy);
+        mg.setTcpClose(o.tcp_close);
         auto il = mg.initIgnore(static_cast<unsigned>(o.ignore.size()));
         for (size_t i = 0; i < o.ignore.size(); ++i)
           il.set(static_cast<unsigned>(i), o.ignore[i]);
@@ -92,6 +94,9 @@ void addMigrateCommand(CLI::App& app, Invocation& inv) {
         "rounds for a container of 32 MiB or more, none for a smaller one or for a DST on this "
         "machine's loopback")
       ->type_name("MODE");
+  mg->add_flag("--tcp-close", o->tcp_close,
+              "drop N's open TCP connections (its peers see them reset) instead of keeping them "
+              "across the move; N runs on, and its listening sockets stay");
   // One CHECK per --ignore, given again for more: a vector option would
   // otherwise also take the positional arguments after it.
   mg->add_option("--ignore", o->ignore,
