@@ -16,6 +16,7 @@
 
 #include <atomic>
 #include <cstring>
+#include <fstream>
 #include <thread>
 
 #include "common/ipv4.h"
@@ -224,6 +225,51 @@ TEST_F(NetworkCluster, TcpCloseDropsTheConnectionAndTheContainerRunsOn) {
   EXPECT_EQ(container("dropper")["host"], "hostB");
   EXPECT_EQ(container("dropper")["ip"], ip);
   EXPECT_EQ(echoOnce(ip, 7000, "again\n"), "again\n");
+}
+
+// The fault: hostB may run no more tasks than one (a pids limit on its
+// agent's cgroup parent, as a host out of tasks is), so the restore there
+// fails when CRIU clones the echo server's connection thread -- after the
+// target made the container's interface and route. A real failure of the
+// real restore, not a fake.
+TEST_F(NetworkCluster, ARestoreThatFailsOnTheTargetLeavesTheAddressAndTheConnectionOnTheSource) {
+  runOn("hostA", "stays", {"counter", "/usr/local/bin/apps", "echo", "7000"});
+  std::string ip = container("stays")["ip"];
+  requireRoutedHere(ip);
+  waitFor([&] { return echoOnce(ip, 7000, "hello\n") == "hello\n"; }, seconds(20),
+          "the echo server to answer at " + ip);
+  LineClient client(ip, 7000);
+  waitFor([&] { return client.sent() >= 5 || !client.error().empty(); }, seconds(20),
+          "the first lines to be echoed");
+  fs::path pids = fs::path("/sys/fs/cgroup/pids") / host("hostB").cgroup_parent.substr(1);
+  fs::create_directories(pids);
+  auto limit = [&](const char* v) { std::ofstream(pids / "pids.max") << v << "\n"; };
+  limit("1");
+  CliResult r = ferry({"migrate", "stays", "hostA", "hostB"});
+  limit("max");
+  ASSERT_NE(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.err.find("rolled back"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("restoring stays"), std::string::npos) << r.err;
+  std::printf("[ failed   ] as meant: %s", r.err.c_str());
+  EXPECT_EQ(container("stays")["host"], "hostA");
+  EXPECT_EQ(container("stays")["ip"], ip);
+  // hostB sends the address to hostA again, over the overlay.
+  std::vector<std::string> get = net_->launcher("hostB");
+  get.insert(get.end(), {"ip", "-o", "route", "get", ip});
+  std::string how = runner_.run(get, {}).out;
+  EXPECT_NE(how.find(" via " + net_->address("hostA") + " dev ferry-vx"), std::string::npos) << how;
+  // The connection held on: lines go on being echoed on hostA.
+  int64_t after = client.sent();
+  waitFor([&] { return client.sent() > after + 5 || !client.error().empty(); }, seconds(20),
+          "lines to go on after the failed move");
+  EXPECT_EQ(client.error(), "");
+  // Nothing was lost: with the fault gone, the same container moves.
+  migrate("stays", "hostA", "hostB");
+  after = client.sent();
+  waitFor([&] { return client.sent() > after + 5 || !client.error().empty(); }, seconds(20),
+          "lines to go on after the move");
+  client.stop();
+  EXPECT_EQ(client.error(), "");
 }
 
 TEST_F(NetworkCluster, NewConnectionsAndThePublishedPortFollowTheContainer) {
