@@ -10,6 +10,7 @@
 #include "common/log.h"
 #include "common/time_util.h"
 #include "engine/image/tree_archive.h"
+#include "engine/runtime/socket_table.h"
 
 namespace ferry {
 
@@ -78,6 +79,22 @@ void requireDumpableIdentity(const json& config, const std::string& name) {
                     "needs CAP_SYS_RESOURCE, and this agent does not have it; give the agent "
                     "CAP_SYS_RESOURCE, run the container in a user namespace of its own "
                     "(--userns=auto, the default), or run it as root:root");
+  }
+}
+
+// A container's namespace is remade on the target with only its own address
+// (and loopback): a socket bound to another one could not come back there,
+// and CRIU would find out only in the restore, after the freeze. Refused now,
+// naming the socket. (Its connections to anyone are fine: TCP repair.)
+void requireKeepableSockets(const std::string& name, pid_t pid, Ipv4 own) {
+  if (pid <= 0) return;
+  for (const SocketEntry& s : readSockets(pid)) {
+    if (auto why = whyNotKept(s, own)) {
+      throw Error(ErrorCategory::kIncompatible,
+                  name + " cannot be checkpointed with its network: it has " + *why +
+                      "; close or rebind that socket (to " + toString(own) +
+                      " or to any address), or run the container with --network none");
+    }
   }
 }
 
@@ -182,6 +199,7 @@ CheckpointResult Engine::checkpointTo(const std::string& name, const OutputFacto
                       "LISTEN_FDS): they belong to that manager and cannot be checkpointed or "
                       "migrated; start it anew where it should run");
   }
+  if (networked) requireKeepableSockets(name, info.pid, parseIpv4(rec.spec.network.ip));
   const json config = json::parse(readFile(containers_.paths(name).config()));
   requireDumpableIdentity(config, name);
   ImageRecord image = images_.resolve(rec.image_id);

@@ -272,6 +272,28 @@ TEST_F(NetworkCluster, ARestoreThatFailsOnTheTargetLeavesTheAddressAndTheConnect
   EXPECT_EQ(client.error(), "");
 }
 
+TEST_F(NetworkCluster, ASocketOnAnAddressTheTargetWillNotHaveIsRefusedBeforeTheFreeze) {
+  std::string foreign = "10.214." + net_->subnet().substr(7) + ".200";
+  runOn("hostA", "bound", {"counter", "/usr/local/bin/apps", "echo", "7000", foreign});
+  waitFor([&] { return ferry({"logs", "bound"}).out.find("echo listening") != std::string::npos; },
+          seconds(20), "the server to listen");
+  CliResult r = ferry({"migrate", "bound", "hostA", "hostB"});
+  ASSERT_NE(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.err.find("a listening TCP socket on " + foreign +
+                       " port 7000, an address that is not its own (" +
+                       container("bound")["ip"].get<std::string>() + ")"),
+            std::string::npos)
+      << r.err;
+  std::printf("[ refused  ] as meant: %s", r.err.c_str());
+  // Never frozen: CRIU never ran (no dump log), and it runs on hostA.
+  EXPECT_EQ(container("bound")["host"], "hostA");
+  EXPECT_EQ(container("bound")["status"], "running");
+  for (const auto& e : fs::directory_iterator(host("hostA").root / "logs")) {
+    EXPECT_EQ(e.path().filename().string().rfind("bound-checkpoint", 0), std::string::npos)
+        << e.path();
+  }
+}
+
 TEST_F(NetworkCluster, NewConnectionsAndThePublishedPortFollowTheContainer) {
   runOn("hostA", "web", {"-p", "8080:7000", "counter", "/usr/local/bin/apps", "echo", "7000"});
   json c = container("web");

@@ -17,7 +17,10 @@
  *                      transaction each, and prints "rows mem=N db=M": N rows
  *                      it committed by its own count, M what the database
  *                      says (equal, unless committed rows were lost)
- *   apps echo PORT     a TCP echo server on every address's PORT: each
+ *   apps echo PORT [ADDR]
+ *                      a TCP echo server on every address's PORT (ADDR:
+ *                      on that one only, bound with IP_FREEBIND, so it
+ *                      need not be the container's): each
  *                      connection gets back what it sends, byte for byte,
  *                      for as long as it stays open (a thread each); prints
  *                      "echo listening PORT" and "echo accepted N"
@@ -218,10 +221,14 @@ done:
   return NULL;
 }
 
-static int echoServer(int port) {
+static int echoServer(int port, const char* addr) {
   int s = socket(AF_INET, SOCK_STREAM, 0), one = 1;
   setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+  if (addr) {
+    setsockopt(s, IPPROTO_IP, IP_FREEBIND, &one, sizeof one);
+    inet_pton(AF_INET, addr, &a.sin_addr);
+  }
   if (s < 0 || bind(s, (struct sockaddr*)&a, sizeof a) != 0 || listen(s, 64) != 0) {
     printf("echo cannot listen on %d: %s\n", port, strerror(errno));
     return 1;
@@ -275,7 +282,8 @@ int main(int argc, char** argv) {
   if (argc == 3 && !strcmp(argv[1], "locks")) return locks(argv[2]);
   if (argc == 3 && !strcmp(argv[1], "threads")) return threads(atol(argv[2]));
   if (argc == 3 && !strcmp(argv[1], "sqlite")) return sqliteWriter(argv[2]);
-  if (argc == 3 && !strcmp(argv[1], "echo")) return echoServer(atoi(argv[2]));
+  if (argc == 3 && !strcmp(argv[1], "echo")) return echoServer(atoi(argv[2]), NULL);
+  if (argc == 4 && !strcmp(argv[1], "echo")) return echoServer(atoi(argv[2]), argv[3]);
   if (argc == 4 && !strcmp(argv[1], "dial")) return dial(argv[2], atoi(argv[3]));
   fprintf(stderr, "usage: apps locks DIR | threads N | sqlite DB | echo PORT | dial IP PORT\n");
   return 2;
