@@ -75,10 +75,16 @@ void Agent::heartbeat() {
   std::vector<ImageRecord> images = engine_.listImages();
   std::vector<SecretInfo> secrets = engine_.listSecrets();
   uint32_t cpus = engine_.hostInfo().cpus;
+  std::string net_cidr = network_ ? network_->readyCidr() : "";
+  std::string net_error = !network_ ? "this agent has no container network support"
+                          : net_cidr.empty() && network_->state() != "none" ? network_->state()
+                                                                             : "";
   sock_.send(proto::buildMessage(next_id_++,
                                  [&](proto::Message::Builder m) {
                                    auto hb = m.initHeartbeat();
                                    hb.setName(opts_.name);
+                                   hb.setNetwork(net_cidr);
+                                   hb.setNetworkError(net_error);
                                    fillLoad(hb.initLoad(), readHostLoad(cpus), opts_.memory_capacity);
                                    auto list = hb.initContainers(static_cast<unsigned>(all.size()));
                                    for (size_t i = 0; i < all.size(); ++i) {

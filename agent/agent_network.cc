@@ -70,6 +70,11 @@ std::string AgentNetwork::state() const {
   return error_;
 }
 
+std::string AgentNetwork::readyCidr() const {
+  std::lock_guard g(mu_);
+  return net_ && error_.empty() ? cidr_ : "";
+}
+
 network::HostNetwork& AgentNetwork::ready() {
   if (!net_) {
     throw Error(ErrorCategory::kRetryable,

@@ -32,6 +32,8 @@ class AgentNetwork final : public ContainerNetworking {
                  const std::map<std::string, NetworkSpec>& local);
   // "" when ready, or why not; "none" before the coordinator has said.
   std::string state() const;
+  // The range this host's containers can join now ("" none).
+  std::string readyCidr() const;
 
   std::filesystem::path attach(const std::string& container, const NetworkSpec& net) override;
   void detach(const std::string& container) noexcept override;

@@ -131,6 +131,9 @@ void Coordinator::listHosts(const Request& r) {
       h.setDataEndpoint(hosts[i].data_endpoint);
       h.setUp(hostUp(hosts[i].name));
       h.setCordoned(hosts[i].cordoned);
+      HostNetworkState net = hosts_.network(hosts[i].name);
+      h.setNetwork(net.cidr);
+      h.setNetworkError(net.error);
       uint32_t n = 0;
       for (const auto& c : all) n += c.host == hosts[i].name;
       h.setContainers(n);

@@ -97,6 +97,8 @@ HeartbeatReport readHeartbeat(const std::string& host, proto::Message::Heartbeat
     std::string s = text(secrets[static_cast<unsigned>(i)]);
     if (validName(s)) r.secrets.insert(s);
   }
+  r.network = text(h.getNetwork()).substr(0, kMaxReportedText);
+  r.network_error = text(h.getNetworkError()).substr(0, 4 * kMaxReportedText);
   return r;
 }
 

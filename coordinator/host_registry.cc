@@ -52,10 +52,16 @@ void HostRegistry::report(const std::string& host, const HeartbeatReport& r) {
   if (it == hosts_.end()) return;  // registered by its hello only
   Host& h = it->second;
   h.load = r.load;
+  h.network = {r.network, r.network_error};
   std::map<std::string, uint64_t> memory;
   for (const auto& c : r.containers) memory[c.name] = c.memory_bytes;
   setMemory(host, std::move(memory));
   h.extras = r.extras;
+}
+
+HostNetworkState HostRegistry::network(const std::string& host) const {
+  auto it = hosts_.find(host);
+  return it == hosts_.end() ? HostNetworkState{} : it->second.network;
 }
 
 void HostRegistry::setMemory(const std::string& host,

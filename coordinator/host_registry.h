@@ -44,6 +44,13 @@ struct HeartbeatReport {
   std::vector<ImageRow> images;
   std::set<std::string> secrets;  // the names in the host's secrets store
   std::vector<std::string> refused;  // what was left out, and why
+  // The cluster network its containers can join ("" none), and why none.
+  std::string network, network_error;
+};
+
+struct HostNetworkState {
+  std::string cidr;   // "" none (yet)
+  std::string error;  // why none, as the agent said
 };
 
 class HostRegistry {
@@ -62,6 +69,8 @@ class HostRegistry {
 
   void setLoad(const std::string& host, const LoadRow& load);
   LoadRow load(const std::string& host) const;  // zeros when never reported
+  // Its container network as its last heartbeat said (none before one).
+  HostNetworkState network(const std::string& host) const;
   // A registered host's heartbeat: its load, and what it says of each
   // container replaces what the last one said -- a container no longer
   // reported is forgotten, so what is kept is bounded by what one
@@ -86,6 +95,7 @@ class HostRegistry {
     bool up = true;
     int64_t last_heard_ms = 0;
     LoadRow load;
+    HostNetworkState network;
     std::map<std::string, uint64_t> memory;
     std::map<std::string, ContainerExtras> extras;
   };

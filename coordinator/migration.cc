@@ -207,6 +207,23 @@ Coordinator::Fit Coordinator::checkFit(const MigrateRequest& req, const Movable&
                     dst + ")");
   }
 
+  // Its address goes with it: the target must be on the same cluster
+  // network now, or the restore there would fail after the freeze.
+  if (!here->ip.empty()) {
+    HostNetworkState net = hosts_.network(dst);
+    if (net.cidr != opts_.network_cidr) {
+      throw Error(ErrorCategory::kIncompatible,
+                  name + " has address " + here->ip + " on the cluster network " +
+                      (opts_.network_cidr.empty() ? std::string("it was created on")
+                                                  : opts_.network_cidr) +
+                      ", and " + dst +
+                      (net.cidr.empty() ? " has no container network ready"
+                                        : " is on the cluster network " + net.cidr) +
+                      (net.error.empty() ? "" : " (" + net.error + ")") +
+                      "; fix " + dst + "'s network (its agent's log says more) or move " + name +
+                      " to another host");
+    }
+  }
   return fit;
 }
 

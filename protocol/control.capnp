@@ -84,6 +84,8 @@ struct Host {
   containers @5 :UInt32;
   info @6 :HostInfo;
   images @7 :List(ImageRef);
+  network @8 :Text;        # as its last heartbeat said (Heartbeat.network)
+  networkError @9 :Text;
 }
 
 struct RunSpec {
@@ -340,6 +342,8 @@ struct Message {
     containers @2 :List(Container);
     images @3 :List(ImageRef);
     secrets @4 :List(Text);  # the names in the host's secrets store
+    network @5 :Text;        # the cluster network its containers can join ("" none)
+    networkError @6 :Text;   # why it has none, when the coordinator has one
   }
   struct RunOn {
     host @0 :Text;

@@ -41,8 +41,11 @@ class NetworkCluster : public NamespacedCluster {
     // This machine reaches the cluster network through hostA.
     ProcessResult r = runner_.run({"ip", "route", "add", cidr_, "via", net_->address("hostA")}, {});
     ASSERT_TRUE(r.ok()) << r.err;
-    waitFor([&] { return networkReady("hostA") && networkReady("hostB"); }, seconds(30),
-            "both hosts to set up the cluster network");
+    waitFor([&] {
+          for (const auto& h : network_hosts_) if (!networkReady(h)) return false;
+          return true;
+        },
+        seconds(30), "the hosts to set up the cluster network");
   }
 
   // The agent logged that its network is ready.
@@ -81,6 +84,23 @@ class NetworkCluster : public NamespacedCluster {
   }
 
   std::string cidr_;
+  std::vector<std::string> network_hosts_ = {"hostA", "hostB"};  // awaited by SetUp
+};
+
+// hostB already routes part of the cluster's range elsewhere (a network of
+// its own): its agent refuses to join, and says why.
+class NetworkClusterWithAClashOnB : public NetworkCluster {
+ protected:
+  void configure(cluster::ClusterOptions& o) override {
+    NetworkCluster::configure(o);
+    clash_ = cidr_.substr(0, cidr_.size() - 4) + "128/25";
+    ProcessResult r = runner_.run({"ip", "-n", net_->netns("hostB"), "route", "add", clash_, "via",
+                                   net_->rootAddress()},
+                                  {});
+    ASSERT_TRUE(r.ok()) << r.err;
+    network_hosts_ = {"hostA"};
+  }
+  std::string clash_;
 };
 
 sockaddr_in endpoint(const std::string& ip, int port) {
@@ -357,6 +377,43 @@ TEST_F(NetworkCluster, BadNetworkOptionsAreRefusedAndCreateNothing) {
   // --network none runs with loopback only, and no address.
   runOn("hostA", "alone", {"--network", "none", "counter", "/usr/local/bin/counter"});
   EXPECT_EQ(container("alone")["ip"], "");
+}
+
+TEST_F(NetworkClusterWithAClashOnB, AHostWithoutTheNetworkSaysWhyAndIsRefusedAsATargetBeforeAnyFreeze) {
+  // The agent's refusal reaches the operator through `ferry hosts`.
+  std::string why;
+  waitFor([&] {
+        CliResult r = ferry({"--json", "hosts"});
+        for (const auto& h : json::parse(r.out)) {
+          if (h["name"] == "hostB") why = h["network_error"];
+        }
+        return !why.empty();
+      },
+      seconds(20), "hostB to report why it has no container network");
+  EXPECT_NE(why.find("overlaps the route to " + clash_), std::string::npos) << why;
+  for (const auto& h : json::parse(ferry({"--json", "hosts"}).out)) {
+    EXPECT_EQ(h["network"], h["name"] == "hostA" ? cidr_ : "") << h.dump();
+  }
+  runOn("hostA", "web", {"counter", "/usr/local/bin/apps", "echo", "7000"});
+  std::string ip = container("web")["ip"];
+  CliResult r = ferry({"migrate", "web", "hostA", "hostB"});
+  ASSERT_NE(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.err.find("web has address " + ip + " on the cluster network " + cidr_ +
+                       ", and hostB has no container network ready"),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("overlaps the route to " + clash_), std::string::npos) << r.err;
+  std::printf("[ refused  ] as meant: %s", r.err.c_str());
+  // Refused at plan time: no migration was recorded, and it runs on.
+  EXPECT_EQ(ferry({"history"}).out.find("web"), std::string::npos);
+  EXPECT_EQ(container("web")["host"], "hostA");
+  EXPECT_EQ(container("web")["status"], "running");
+  // Nor is a new container given an address there.
+  CliResult run = ferry({"run", "--host", "hostB", "--name", "there", "counter",
+                         "/usr/local/bin/counter"});
+  EXPECT_NE(run.exit_code, 0);
+  EXPECT_NE(run.err.find("container network"), std::string::npos) << run.err;
+  EXPECT_TRUE(container("there").is_null());
 }
 
 }  // namespace

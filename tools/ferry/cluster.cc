@@ -26,8 +26,16 @@ int hosts(Session& s) {
     return 0;
   }
   Table rows = {
-      {"NAME", "STATUS", "CONTAINERS", "CPUS", "CPU", "MEMORY", "KERNEL", "CRIU", "DATA PLANE"}};
+      {"NAME", "STATUS", "CONTAINERS", "CPUS", "CPU", "MEMORY", "KERNEL", "CRIU", "DATA PLANE",
+       "NETWORK"}};
+  std::vector<std::string> network_errors;
   for (auto h : hosts) {
+    std::string network = text(h.getNetwork());
+    if (h.getNetworkError().size() > 0) {
+      network = "none (see below)";
+      network_errors.push_back(text(h.getName()) + ": no container network: " +
+                               text(h.getNetworkError()));
+    }
     std::string status = h.getUp() ? "up" : "down";
     if (h.getCordoned()) status += ",cordoned";
     auto i = h.getInfo();
@@ -37,9 +45,11 @@ int hosts(Session& s) {
     rows.push_back({text(h.getName()), status, std::to_string(h.getContainers()),
                     std::to_string(i.getCpus()), cpu,
                     formatBytes(l.getMemoryUsedBytes()) + " / " + formatBytes(i.getMemoryBytes()),
-                    text(i.getKernel()), text(i.getCriuVersion()), text(h.getDataEndpoint())});
+                    text(i.getKernel()), text(i.getCriuVersion()), text(h.getDataEndpoint()),
+                    network.empty() ? "-" : network});
   }
   printTable(rows);
+  for (const auto& e : network_errors) std::fprintf(stderr, "%s\n", e.c_str());
   return 0;
 }
 

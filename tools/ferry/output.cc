@@ -105,6 +105,8 @@ json hostJson(proto::Host::Reader h) {
           {"memory_capacity_bytes", h.getLoad().getMemoryCapacityBytes()},
           {"data_endpoint", text(h.getDataEndpoint())},
           {"address", hostAddress(text(h.getDataEndpoint()))},
+          {"network", text(h.getNetwork())},
+          {"network_error", text(h.getNetworkError())},
           {"cpus", i.getCpus()},
           {"memory_bytes", i.getMemoryBytes()},
           {"kernel", text(i.getKernel())},
