@@ -53,7 +53,10 @@ class Agent {
   void run(const std::atomic<bool>& stop);
   // The host's container network, which the coordinator's replies
   // configure (none: the agent ignores them).
-  void setNetwork(AgentNetwork* n) { network_ = n; }
+  void setNetwork(AgentNetwork* n) {
+    network_ = n;
+    commands_.setNetwork(n);
+  }
 
  private:
   void hello();

@@ -93,7 +93,8 @@ void AgentNetwork::republish() {
   }
 }
 
-std::filesystem::path AgentNetwork::attach(const std::string& container, const NetworkSpec& spec) {
+std::filesystem::path AgentNetwork::attach(const std::string& container, const NetworkSpec& spec,
+                                           bool locked) {
   std::lock_guard g(mu_);
   network::HostNetwork& n = ready();
   if (spec.cidr != cidr_) {
@@ -102,7 +103,7 @@ std::filesystem::path AgentNetwork::attach(const std::string& container, const N
                     ", this host on " + cidr_);
   }
   network::ContainerAddress a = addressOf(spec);
-  std::filesystem::path ns = n.attach(container, a);
+  std::filesystem::path ns = n.attach(container, a, locked);
   attached_[container] = a;
   if (!a.ports.empty()) {
     try {
@@ -125,6 +126,38 @@ void AgentNetwork::detach(const std::string& container) noexcept {
   bool had_ports = !it->second.ports.empty();
   attached_.erase(it);
   if (had_ports) republish();
+}
+
+void AgentNetwork::restoredOn(const std::string& container, const std::string& host_address) noexcept {
+  try {
+    Ipv4 host = parseIpv4(host_address, "the target's address");
+    std::lock_guard g(mu_);
+    moved_to_[container] = host;
+  } catch (const std::exception&) {
+    // not an IPv4 address: no container network between these hosts
+  }
+}
+
+void AgentNetwork::forgetMove(const std::string& container) {
+  std::lock_guard g(mu_);
+  moved_to_.erase(container);
+}
+
+void AgentNetwork::routeToNewHost(const std::string& container) noexcept {
+  std::lock_guard g(mu_);
+  auto to = moved_to_.find(container);
+  auto at = attached_.find(container);
+  if (to != moved_to_.end() && at != attached_.end() && net_) {
+    try {
+      net_->routeRemote(at->second.ip, to->second);
+      agentLog().info("[{}] {} routed to {}, where it runs now", container, toString(at->second.ip),
+                      toString(to->second));
+    } catch (const std::exception& e) {
+      agentLog().warn("[{}] routing its address to {}: {} (the next placement will)", container,
+                      toString(to->second), e.what());
+    }
+  }
+  if (to != moved_to_.end()) moved_to_.erase(to);
 }
 
 void AgentNetwork::lock(const std::string& container) {

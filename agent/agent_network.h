@@ -35,10 +35,22 @@ class AgentNetwork final : public ContainerNetworking {
   // The range this host's containers can join now ("" none).
   std::string readyCidr() const;
 
-  std::filesystem::path attach(const std::string& container, const NetworkSpec& net) override;
+  std::filesystem::path attach(const std::string& container, const NetworkSpec& net,
+                               bool locked) override;
   void detach(const std::string& container) noexcept override;
   void lock(const std::string& container) override;
   void unlock(const std::string& container) noexcept override;
+
+  // A migration restored `container` on the host at `host_address`; its
+  // frozen copy here goes at the commit. Remembered until then (or a
+  // rollback forgets it).
+  // An address that is not IPv4 (a host name) is ignored: nothing to route.
+  void restoredOn(const std::string& container, const std::string& host_address) noexcept;
+  void forgetMove(const std::string& container);
+  // At the commit, before the copy here goes: its address is routed to
+  // where it runs now, at once -- not at the next heartbeat's placement,
+  // while a peer's retransmissions would meet a blackhole.
+  void routeToNewHost(const std::string& container) noexcept;
 
  private:
   network::HostNetwork& ready();
@@ -51,6 +63,7 @@ class AgentNetwork final : public ContainerNetworking {
   std::string cidr_;
   std::string error_ = "none";
   std::map<std::string, network::ContainerAddress> attached_;
+  std::map<std::string, Ipv4> moved_to_;  // restoredOn, until the commit
 };
 
 // A Shell over this process's own command runner, in its own network

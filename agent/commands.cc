@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "agent/agent_log.h"
+#include "agent/agent_network.h"
 #include "common/log.h"
 #include "engine/bundle/bundle.h"
 #include "engine/spec/run_args.h"
@@ -167,6 +168,12 @@ void requireTcpEndpoint(const std::string& endpoint) {
                     "' is not tcp://HOST:PORT (what a receiver's ticket names)");
   }
 }
+// "tcp://HOST:PORT" -> HOST (an endpoint requireTcpEndpoint admitted).
+std::string endpointHost(const std::string& endpoint) {
+  std::string rest = endpoint.substr(6);
+  return rest.substr(0, rest.rfind(':'));
+}
+
 std::optional<ContainerInfo> findContainer(AgentEngine& engine, const std::string& name) {
   for (auto& c : engine.list()) {
     if (c.name() == name) return c;
@@ -333,6 +340,7 @@ proto::Fill Commands::commitSource(const std::string& name) {
                                                " on " + opts_.name +
                                                ", not frozen by the migration; it is kept");
   }
+  if (network_) network_->routeToNewHost(name);
   removeWithVolumes(engine_, *c);
   return okReply();
 }
@@ -344,6 +352,7 @@ proto::Fill Commands::rollbackSource(const std::string& name) {
     throw Error(ErrorCategory::kPermanent,
                 name + " is not on " + opts_.name + ": nothing to resume");
   }
+  if (network_) network_->forgetMove(name);
   if (c->status == ContainerStatus::kPaused) engine_.resume(name);
   return okReply();
 }
@@ -441,6 +450,7 @@ Handled Commands::sendCheckpointCommand(uint64_t id, proto::Message::SendCheckpo
     t.precopy = precopy;
     t.tcp_close = tcp_close;
     SendResult s = sendCheckpoint(engine_, container, ctx_, endpoint, token, t);
+    if (network_) network_->restoredOn(container, endpointHost(endpoint));
     return [s](proto::Message::Builder m) {
       auto f = m.initMigration();
       f.setBytesRaw(s.checkpoint.memory_bytes + s.checkpoint.rootfs_bytes +

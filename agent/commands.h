@@ -34,6 +34,8 @@
 
 namespace ferry::agent {
 
+class AgentNetwork;
+
 // What to do about one command. Any of the three may be empty.
 struct Handled {
   std::optional<proto::Fill> reply;    // sent at once
@@ -61,6 +63,8 @@ class Commands {
   // Throws Error for a request refused at once (unknown command, malformed,
   // a container already in transfer); the caller answers with errorReply.
   Handled handle(uint64_t id, proto::Message::Reader m);
+  // The container network, routed at each commit (none: not routed here).
+  void setNetwork(AgentNetwork* n) { network_ = n; }
 
  private:
   ContainerInfo awaitReady(uint64_t id, const std::string& name);
@@ -92,6 +96,7 @@ class Commands {
   zmq::context_t& ctx_;
   BusyContainers& busy_;
   PostFn post_;
+  AgentNetwork* network_ = nullptr;
   std::optional<proto::StreamKeys> stream_keys_;  // with keys
 };
 

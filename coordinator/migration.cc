@@ -454,8 +454,12 @@ void Coordinator::recordCopy(const Run& run, const mact::RecordCopy& r) {
   const MigrationSpec& spec = run.machine.spec();
   if (!r.running) return store_.removeContainer(r.host, spec.container);
   // Ahead of the target's next heartbeat, from what the source reported.
+  // Its address, MAC and ports go with it.
   if (auto c = store_.container(spec.source, spec.container)) {
-    store_.putContainer({c->name, r.host, c->image, "running", c->memory_bytes});
+    ContainerRow moved = *c;
+    moved.host = r.host;
+    moved.status = "running";
+    store_.putContainer(moved);
   }
 }
 

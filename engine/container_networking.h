@@ -17,7 +17,9 @@ class ContainerNetworking {
   // The container's network namespace with its interface at net's address
   // and MAC, routed on this host, its ports published here. Returns the
   // namespace's path. Throws Error when the host cannot (no network yet).
-  virtual std::filesystem::path attach(const std::string& container, const NetworkSpec& net) = 0;
+  // `locked`: as lock(), from before the address is reachable (a restore).
+  virtual std::filesystem::path attach(const std::string& container, const NetworkSpec& net,
+                                       bool locked) = 0;
   // Undoes attach; a no-op when nothing is attached.
   virtual void detach(const std::string& container) noexcept = 0;
   // Drops every packet in and out of the container's namespace (loopback

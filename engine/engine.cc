@@ -306,7 +306,10 @@ void Engine::writeSpec(const ContainerRecord& rec, const ImageRecord& image, boo
                       " has no container network (its agent joins one when the coordinator has "
                       "--network-cidr); run it with --network none");
     }
-    host.netns_path = networking_->attach(rec.name(), rec.spec.network).string();
+    // A restore's namespace is locked from its start: the address is
+    // reachable here as soon as it exists, and its sockets come back only
+    // with the restore (restoreStaged unlocks once it ran).
+    host.netns_path = networking_->attach(rec.name(), rec.spec.network, /*locked=*/!creating).string();
     // CRIU's options, from a file of its own (runc would otherwise read
     // /etc/criu/runc.conf): written before each checkpoint and restore.
     host.criu_config = p.criu_config().string();

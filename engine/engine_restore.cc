@@ -228,14 +228,14 @@ RestoreResult Engine::restoreStaged(const fs::path& dir, const RestoreOptions& o
       for (const auto& v : rec.spec.volumes) {
         applyArchive(dir / "volumes" / (v.name + ".tar"), volumes_.path(v.name), Whiteouts::kAsFiles);
       }
+      // Its address is reachable here once writeSpec attached it (this
+      // host routes it to the new namespace), but its sockets come back only
+      // with the restore: a peer's packet meanwhile would meet no socket and
+      // be answered with a reset. So the namespace is made locked (nothing in
+      // or out) and unlocked once CRIU has put them back.
       writeSpec(rec, image, /*creating=*/false);
-      // Its address is reachable here from now (this host routes it to the
-      // new namespace), but its sockets come back only with the restore: a
-      // peer's packet meanwhile would meet no socket and be answered with a
-      // reset. So nothing goes in or out until CRIU has put them back.
       const bool networked = !rec.spec.network.empty() && networking_;
       if (networked) {
-        networking_->lock(name);
         // CRIU must be told again that the connections were dumped to be dropped.
         writeFileAtomic(p.criu_config(), meta.options.tcp_close ? "tcp-close\n" : "", 0600);
       }

@@ -94,11 +94,12 @@ void HostNetwork::setup() {
            "link set " + std::string(kVxlanDevice) + " address " + vtepMac(cfg_.address)});
     remote_.clear();
     remote_hosts_.clear();
+    last_placement_.reset();
   }
   batch({"link set " + std::string(kVxlanDevice) + " up", "route replace blackhole " + cidr});
 }
 
-fs::path HostNetwork::attach(const std::string& container, const ContainerAddress& a) {
+fs::path HostNetwork::attach(const std::string& container, const ContainerAddress& a, bool locked) {
   detach(container);
   std::lock_guard lock(mu_);
   std::string ns = netnsName(container);
@@ -106,6 +107,7 @@ fs::path HostNetwork::attach(const std::string& container, const ContainerAddres
   std::string addr = toString(a.ip);
   try {
     ip({"netns", "add", ns});
+    if (locked) lockNamespace(ns);
     batch({"link add " + hostif + " type veth peer name eth0 netns " + ns,
            "link set " + hostif + " address " + kGatewayMac, "link set " + hostif + " up",
            "route replace " + hostRoute(a.ip) + " dev " + hostif + " scope link",
@@ -168,7 +170,11 @@ void HostNetwork::detach(const std::string& container) noexcept {
 
 void HostNetwork::lock(const std::string& container) {
   std::lock_guard lock(mu_);
-  shell_({"ip", "netns", "exec", netnsName(container), "nft", "-f", "-"},
+  lockNamespace(netnsName(container));
+}
+
+void HostNetwork::lockNamespace(const std::string& ns) {
+  shell_({"ip", "netns", "exec", ns, "nft", "-f", "-"},
          "table inet ferry-lock {\n"
          "  chain input { type filter hook input priority -400; policy drop; iif lo accept; }\n"
          "  chain output { type filter hook output priority -400; policy drop; oif lo accept; }\n"
@@ -197,6 +203,10 @@ void HostNetwork::addRemoteHost(Ipv4 host) {
 
 void HostNetwork::setRemote(const std::map<Ipv4, Ipv4>& placement) {
   std::lock_guard lock(mu_);
+  // The same word as last time (every heartbeat's answer): routes are as it
+  // wants them, as attach and detach keep their own addresses' routes.
+  if (last_placement_ && *last_placement_ == placement) return;
+  last_placement_ = placement;
   // Addresses attached here are routed to their veth; those stay.
   std::set<Ipv4> local;
   try {

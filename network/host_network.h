@@ -30,6 +30,7 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <optional>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -85,8 +86,12 @@ class HostNetwork {
   // The container's network namespace (created here, bind-mounted at
   // netnsPath) with eth0 at `a`'s address and MAC, its default route, and
   // the host's /32 route to it. Replaces what an earlier attach of the same
-  // name left. Returns the namespace's path, for the OCI spec.
-  std::filesystem::path attach(const std::string& container, const ContainerAddress& a);
+  // name left. Returns the namespace's path, for the OCI spec. `locked`:
+  // the namespace is locked (as lock()) before it has an address or a
+  // route -- for a restore, whose peers' packets must meet no namespace
+  // without its sockets (the kernel would answer them with a reset).
+  std::filesystem::path attach(const std::string& container, const ContainerAddress& a,
+                               bool locked = false);
   // Removes the namespace, the veth and the route; no-op when absent.
   void detach(const std::string& container) noexcept;
   std::filesystem::path netnsPath(const std::string& container) const;
@@ -113,11 +118,13 @@ class HostNetwork {
   void batch(const std::vector<std::string>& lines);
   std::string netnsName(const std::string& container) const;
   void addRemoteHost(Ipv4 host);
+  void lockNamespace(const std::string& ns);  // lock(), by the namespace's name; mu_ held
 
   HostNetworkConfig cfg_;
   Shell shell_;
   std::mutex mu_;
   std::map<Ipv4, Ipv4> remote_;       // container ip -> host
+  std::optional<std::map<Ipv4, Ipv4>> last_placement_;  // setRemote's last
   std::map<Ipv4, bool> remote_hosts_;  // hosts whose VTEP entries exist
 };
 

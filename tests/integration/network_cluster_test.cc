@@ -196,7 +196,7 @@ TEST_F(NetworkCluster, AnOpenTcpConnectionSurvivesAMoveThereAndBackWithItsAddres
   std::string ip = c["ip"];
   ASSERT_FALSE(ip.empty()) << c.dump();
   EXPECT_EQ(c["mac"], macFor(parseIpv4(ip)));
-  requireRoutedHere(ip);
+  ASSERT_NO_FATAL_FAILURE(requireRoutedHere(ip));
   waitFor([&] { return echoOnce(ip, 7000, "hello\n") == "hello\n"; }, seconds(20),
           "the echo server to answer at " + ip);
 
@@ -226,7 +226,7 @@ TEST_F(NetworkCluster, AnOpenTcpConnectionSurvivesAMoveThereAndBackWithItsAddres
 TEST_F(NetworkCluster, TcpCloseDropsTheConnectionAndTheContainerRunsOn) {
   runOn("hostA", "dropper", {"counter", "/usr/local/bin/apps", "echo", "7000"});
   std::string ip = container("dropper")["ip"];
-  requireRoutedHere(ip);
+  ASSERT_NO_FATAL_FAILURE(requireRoutedHere(ip));
   waitFor([&] { return echoOnce(ip, 7000, "hello\n") == "hello\n"; }, seconds(20),
           "the echo server to answer at " + ip);
   LineClient client(ip, 7000);
@@ -255,7 +255,7 @@ TEST_F(NetworkCluster, TcpCloseDropsTheConnectionAndTheContainerRunsOn) {
 TEST_F(NetworkCluster, ARestoreThatFailsOnTheTargetLeavesTheAddressAndTheConnectionOnTheSource) {
   runOn("hostA", "stays", {"counter", "/usr/local/bin/apps", "echo", "7000"});
   std::string ip = container("stays")["ip"];
-  requireRoutedHere(ip);
+  ASSERT_NO_FATAL_FAILURE(requireRoutedHere(ip));
   waitFor([&] { return echoOnce(ip, 7000, "hello\n") == "hello\n"; }, seconds(20),
           "the echo server to answer at " + ip);
   LineClient client(ip, 7000);
@@ -319,7 +319,7 @@ TEST_F(NetworkCluster, NewConnectionsAndThePublishedPortFollowTheContainer) {
   json c = container("web");
   std::string ip = c["ip"];
   EXPECT_EQ(c["ports"], json::array({"8080:7000/tcp"}));
-  requireRoutedHere(ip);
+  ASSERT_NO_FATAL_FAILURE(requireRoutedHere(ip));
   std::string a = net_->address("hostA"), b = net_->address("hostB");
   waitFor([&] { return echoOnce(a, 8080, "via A\n") == "via A\n"; }, seconds(20),
           "the published port to answer on hostA");

@@ -7,6 +7,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sched.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -142,7 +143,7 @@ class HostNetworkTest : public ::testing::Test {
   void TearDown() override {
     // The route goes with the bridge, the containers' namespaces here.
     for (auto& [h, n] : hosts_) {
-      for (const char* c : {"c1", "c2", "c3"}) n->detach(c);
+      for (const char* c : {"c1", "c2", "c3", "c4"}) n->detach(c);
     }
   }
 
@@ -225,6 +226,39 @@ TEST_F(HostNetworkTest, AnAddressMovedToAnotherHostIsReachedThereWithItsMac) {
   b.setRemote({{at(5).ip, ha}, {at(6).ip, ha}});
   EXPECT_EQ(ask(ns1, address(6), 7000), "c2 on A");
   EXPECT_EQ(ask("", address(6), 7000), "c2 on A");
+}
+
+// What a connection attempt from this process met within `ms`: 0 an
+// answer, ECONNREFUSED a reset, ETIMEDOUT nothing at all.
+int connectOutcome(const std::string& ip, int port, int ms) {
+  UniqueFd s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  ::inet_pton(AF_INET, ip.c_str(), &a.sin_addr);
+  if (::connect(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) return 0;
+  if (errno != EINPROGRESS) return errno;
+  pollfd p{s.get(), POLLOUT, 0};
+  if (::poll(&p, 1, ms) == 0) return ETIMEDOUT;
+  int err = 0;
+  socklen_t len = sizeof err;
+  ::getsockopt(s.get(), SOL_SOCKET, SO_ERROR, &err, &len);
+  return err;
+}
+
+// A restore's namespace: reachable from the moment it has its address,
+// while its sockets come back only with the restore. Made locked, a peer's
+// packet meets silence there (it retransmits later), not a reset that would
+// end its connection.
+TEST_F(HostNetworkTest, ANamespaceAttachedLockedAnswersNothingNotEvenAResetUntilUnlocked) {
+  HostNetwork& a = *hosts_["hostA"];
+  a.setup();
+  a.attach("c4", at(8), /*locked=*/true);
+  EXPECT_EQ(connectOutcome(address(8), 7000, 500), ETIMEDOUT);
+  a.unlock("c4");
+  EXPECT_EQ(connectOutcome(address(8), 7000, 2000), ECONNREFUSED);  // no listener: a reset
+  a.lock("c4");
+  EXPECT_EQ(connectOutcome(address(8), 7000, 500), ETIMEDOUT);
 }
 
 TEST_F(HostNetworkTest, AClusterNetworkOverlappingAHostRouteIsRefusedNamingIt) {
