@@ -17,6 +17,7 @@
 #include "common/fs.h"
 #include "common/sha256.h"
 #include "common/time_util.h"
+#include "engine/runtime/process.h"
 #include "protocol/rpc.h"
 #include "tools/cluster_process.h"
 
@@ -62,7 +63,8 @@ void to_json(json& j, const ClusterState& s) {
            {"created_unix", s.created_unix},
            {"agent_bin", s.agent_bin.string()},
            {"coordinator_bin", s.coordinator_bin.string()},
-           {"engine_bin", s.engine_bin.string()}};
+           {"engine_bin", s.engine_bin.string()},
+           {"network", s.network}};
 }
 
 void from_json(const json& j, ClusterState& s) {
@@ -82,6 +84,7 @@ void from_json(const json& j, ClusterState& s) {
   s.agent_bin = j.value("agent_bin", "");
   s.coordinator_bin = j.value("coordinator_bin", "");
   s.engine_bin = j.value("engine_bin", "");
+  s.network = j.value("network", ClusterNetwork());
   s.hosts.clear();
   for (const auto& h : j.at("hosts")) {
     s.hosts.push_back({.name = h.at("name").get<std::string>(),
@@ -133,7 +136,7 @@ std::string recordMistake(const ClusterState& s) {
       return "host " + h.name + "'s run dir or cgroup is not the cluster's";
     }
   }
-  return "";
+  return networkMistake(s.network, s.id);
 }
 
 }  // namespace
@@ -226,6 +229,10 @@ void validate(const ClusterOptions& o) {
   if (!o.host_placements.empty() && o.host_placements.size() != static_cast<size_t>(o.hosts)) {
     throwInvalidInput("give every host a placement, or none");
   }
+  if (!o.network_cidr.empty() && (!o.host_placements.empty() || !o.coordinator_launcher.empty())) {
+    throwInvalidInput("a cluster with a network places its hosts itself: no host placements or "
+                      "coordinator launcher with it");
+  }
   for (const auto& p : o.host_placements) {
     if (o.keys_dir.empty() && p.address.rfind("127.", 0) != 0) {
       throwInvalidInput("an agent listens on a loopback address without keys, not " + p.address);
@@ -256,10 +263,18 @@ void checkPortFree(const std::string& address, int port) {
 
 std::string hostName(int i) { return std::string("host") + static_cast<char>('A' + i); }
 
+std::string clusterId(const fs::path& dir) { return sha256Hex(dir.string()).substr(0, 8); }
+
+std::vector<std::string> hostNames(int n) {
+  std::vector<std::string> out;
+  for (int i = 0; i < n; ++i) out.push_back(hostName(i));
+  return out;
+}
+
 ClusterState plan(const ClusterOptions& o, const fs::path& dir) {
   ClusterState s;
   s.dir = dir;
-  s.id = sha256Hex(dir.string()).substr(0, 8);
+  s.id = clusterId(dir);
   s.coordinator_state = dir / "coordinator";
   s.coordinator_log = dir / "logs" / "coordinator.log";
   s.run_base = fs::path("/run") / ("ferry-cluster-" + s.id);
@@ -340,6 +355,13 @@ class Launch {
     return "the end of " + path.string() + ":\n" + logTail(path, from);
   }
 
+  // What this run of `what` wrote to its log so far.
+  std::string logSince(const std::string& what) {
+    const auto& [path, from] = logs_.at(what);
+    std::string all = pathExists(path) ? readFile(path) : "";
+    return from < all.size() ? all.substr(from) : "";
+  }
+
   void commit() { committed_ = true; }
 
   static constexpr const char* kRetry =
@@ -356,6 +378,8 @@ class Launch {
       for (auto& p : procs_) {
         if (isRunning(p)) return;  // `down` can finish the job
       }
+      LocalCommandRunner runner;
+      if (!removeNetwork(runner, s_.network).empty()) return;  // `down` says what is left
       fs::remove(recordPath(s_.dir));
       if (!hasContainerState(s_.run_base)) removeTree(s_.run_base);
     } catch (const std::exception&) {
@@ -446,22 +470,81 @@ void waitForAgents(Launch& launch, const ClusterState& s, proto::RpcClient& cli,
   }
 }
 
+// Until every agent logged that its container network is ready: the
+// coordinator named it in its first answer, and the agent set it up.
+void waitForNetwork(Launch& launch, const ClusterState& s, Clock::time_point deadline,
+                    std::chrono::seconds wait, const ProgressFn& say) {
+  const std::string ready = networkReadyLine(s.network.cidr);
+  for (;;) {
+    launch.checkAllRunning();
+    std::vector<std::string> missing;
+    for (const auto& h : s.hosts) {
+      if (launch.logSince("agent " + h.name).find(ready) == std::string::npos) {
+        missing.push_back(h.name);
+      }
+    }
+    if (missing.empty()) {
+      say("container network " + s.network.cidr + " ready on every host");
+      return;
+    }
+    if (Clock::now() >= deadline) {
+      std::string msg = "the container network " + s.network.cidr + " is not ready after " +
+                        secondsText(wait) + " on:";
+      for (const auto& name : missing) msg += " " + name;
+      throw Error(ErrorCategory::kRetryable, msg + "; " + launch.tail("agent " + missing.front()) +
+                                                 Launch::kRetry);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+}
+
 }  // namespace
 
 namespace {
 
-// Refuses to start over a live cluster or on a taken port.
-void checkNothingInTheWay(const ClusterOptions& o, const fs::path& dir, const ProgressFn& say) {
+// Refuses to start over a live cluster or on a taken port. The network a
+// dead cluster's record names goes first (its containers, if any are left,
+// need `down`).
+void checkNothingInTheWay(const ClusterOptions& o, const fs::path& dir, CommandRunner& runner,
+                          const ProgressFn& say) {
   if (auto old = readState(dir)) {
     if (anyRunning(*old)) {
       throwInvalidInput("a cluster is already up in " + dir.string() +
                         "; run `ferry cluster down --dir " + dir.string() + "` first");
     }
+    if (old->network.enabled()) {
+      if (hasContainerState(old->run_base)) {
+        throwInvalidInput("containers of the cluster that ran in " + dir.string() +
+                          " are still there, on its network; run `ferry cluster down --dir " +
+                          dir.string() + "` first");
+      }
+      std::vector<std::string> problems = removeNetwork(runner, old->network);
+      if (!problems.empty()) {
+        throw Error(ErrorCategory::kPermanent,
+                    "the network of the cluster that ran in " + dir.string() +
+                        " is still there: " + problems.front() + "; run `ferry cluster down --dir " +
+                        dir.string() + "`");
+      }
+    }
     say("replacing the record of a cluster that no longer runs (" + recordPath(dir).string() + ")");
   }
-  if (!o.keys_dir.empty() && o.coordinator_launcher.empty()) {
+  // With a network, its address exists only once the bridge does: checked then.
+  if (!o.keys_dir.empty() && o.coordinator_launcher.empty() && o.network_cidr.empty()) {
     checkPortFree(o.coordinator_address, o.port);
   }
+}
+
+// The options of a cluster on `net`: the coordinator on the bridge's
+// address, each host in its namespace, with keys (made in DIR/keys unless
+// given).
+ClusterOptions onNetwork(ClusterOptions o, const ClusterNetwork& net, const fs::path& dir) {
+  o.coordinator_address = net.link.bridgeAddress();
+  o.host_placements.clear();
+  for (const auto& n : net.link.nodes) o.host_placements.push_back({n.address, launcher(n)});
+  if (o.keys_dir.empty()) o.keys_dir = dir / "keys";
+  ensureKeys(fs::absolute(o.keys_dir), hostNames(o.hosts));
+  o.coordinator_args.insert(o.coordinator_args.end(), {"--network-cidr", net.cidr});
+  return o;
 }
 
 // Our hosts the coordinator lists as up before their agents start: records
@@ -509,18 +592,33 @@ void startAgents(Launch& launch, ClusterState& s, const std::vector<std::string>
 
 }  // namespace
 
-ClusterState up(const ClusterOptions& o, const ProgressFn& progress) {
+ClusterState up(const ClusterOptions& given, const ProgressFn& progress) {
   ProgressFn say = [&](const std::string& line) {
     if (progress) progress(line);
   };
-  validate(o);
-  fs::path dir = absoluteDir(o.dir);
+  validate(given);
+  fs::path dir = absoluteDir(given.dir);
   makeDirs(dir, 0755);
   FileLock held(dir / "cluster.lock");
-  checkNothingInTheWay(o, dir, say);
+  LocalCommandRunner runner;
+  checkNothingInTheWay(given, dir, runner, say);
+  ClusterNetwork net;
+  if (!given.network_cidr.empty()) {
+    net = planNetwork(runner, clusterId(dir), given.network_cidr, hostNames(given.hosts));
+  }
+  const ClusterOptions o = net.enabled() ? onNetwork(given, net, dir) : given;
   ClusterState s = plan(o, dir);
+  s.network = net;
   auto deadline = Clock::now() + o.wait;
   Launch launch(s);
+  if (s.network.enabled()) {
+    writeState(s);  // first: a record names what is about to be made, for `down`
+    createNetwork(runner, s.network, [&] { writeState(s); });
+    say("hosts' network " + toString(s.network.link.cidr()) + " on bridge " +
+        s.network.link.bridge + " (this machine " + s.network.link.bridgeAddress() +
+        "); containers' network " + s.network.cidr + " routed via hostA (" + s.network.via + ")");
+    checkPortFree(o.coordinator_address, o.port);
+  }
   makeDirs(dir / "logs", 0755);
   makeDirs(s.coordinator_state, 0700);
   makeDirs(s.run_base, 0700);
@@ -551,6 +649,7 @@ ClusterState up(const ClusterOptions& o, const ProgressFn& progress) {
   std::set<std::string> stale = staleHosts(s, cli, say);
   startAgents(launch, s, agent_args, say);
   waitForAgents(launch, s, cli, std::move(stale), deadline, o.wait, say);
+  if (s.network.enabled()) waitForNetwork(launch, s, deadline, o.wait, say);
   launch.commit();
   return s;
 }

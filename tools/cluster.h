@@ -19,6 +19,9 @@
 // container but keeps DIR's state and logs: the next `up` in the same DIR
 // finds its images (and volumes) again.
 //
+// With ClusterOptions::network_cidr, each host has a network of its own
+// instead of a loopback address: tools/cluster_network.h.
+//
 // Thread-safety: up() and down() on the same DIR serialise on a lock file in
 // DIR; they block for as long as they take (up: until every agent registered
 // or ClusterOptions::wait; down: up to 10 s per group of processes, plus
@@ -33,6 +36,8 @@
 #include <optional>
 #include <string>
 #include <vector>
+
+#include "tools/cluster_network.h"
 
 namespace ferry::cluster {
 
@@ -72,6 +77,14 @@ struct ClusterOptions {
   // The coordinator's, with coordinator_address. up() does not check its
   // port first then: the coordinator binds it in another namespace.
   std::vector<std::string> coordinator_launcher;
+  // The containers' network (the coordinator's --network-cidr), e.g.
+  // 10.66.0.0/16; it may overlap no route of this machine. With it, every
+  // host gets a network namespace of its own on a bridge
+  // (tools/cluster_network.h); the coordinator listens on the bridge's
+  // address with CurveZMQ keys (keys_dir, else DIR/keys, made as needed);
+  // this machine routes the range via hostA. Excludes host_placements and
+  // coordinator_launcher, which it sets itself.
+  std::string network_cidr;
 };
 
 struct ClusterHost {
@@ -106,6 +119,7 @@ struct ClusterState {
   int64_t created_unix = 0;
   // The executables `up` started; `down` runs the same ferry-engine.
   std::filesystem::path agent_bin, coordinator_bin, engine_bin;
+  ClusterNetwork network;  // with ClusterOptions::network_cidr; else empty
 };
 
 // For `--json` output and for DIR/cluster.json.
@@ -113,13 +127,15 @@ void to_json(nlohmann::json& j, const ClusterState& s);
 void from_json(const nlohmann::json& j, ClusterState& s);
 
 // Starts the cluster and waits until the coordinator lists every agent as
-// up; returns what runs (also written to DIR/cluster.json). Throws Error:
+// up (with a network: and every agent logged its container network ready,
+// so a container run next gets an address); returns what runs (also written to DIR/cluster.json). Throws Error:
 //  - kInvalidInput when DIR/cluster.json names processes that still run
 //    (a record whose processes are all gone is replaced), when the port is
 //    taken, or for bad options;
 //  - kPermanent when a process exits during startup, kRetryable when the
 //    wait runs out; the message holds the tail of that process's log and
-//    what to do. Whatever was started has been stopped by then.
+//    what to do. Whatever was started has been stopped by then, and the
+//    network (namespaces, bridge, route) removed.
 ClusterState up(const ClusterOptions& opts, const ProgressFn& progress = {});
 
 struct DownReport {
@@ -135,7 +151,8 @@ struct DownReport {
 // (SIGKILL after 10 s); removes every container with ferry-engine (agents
 // leave containers running on SIGTERM, by design); then checks and cleans:
 // processes in the cluster's cgroups, mounts below DIR or the run dirs (lazily
-// unmounted), the run dirs, the cluster's empty cgroups; finally removes
+// unmounted), the run dirs, the cluster's empty cgroups, its network (the
+// route, the hosts' namespaces, veths and bridge); finally removes
 // DIR/cluster.json. Keeps DIR's state and logs. Best effort once the
 // processes are stopped: every step runs, and what went wrong is in
 // `problems`. Throws Error kInvalidInput when DIR holds no cluster.json.

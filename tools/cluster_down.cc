@@ -1,6 +1,6 @@
 // `ferry cluster down`: stop the processes, remove the containers, then check
-// that nothing of the cluster is left (processes, mounts, run dirs, cgroups)
-// and clean up what is.
+// that nothing of the cluster is left (processes, mounts, run dirs, cgroups,
+// its network) and clean up what is.
 #include <signal.h>
 #include <sys/mount.h>
 #include <unistd.h>
@@ -235,6 +235,20 @@ DownReport down(const fs::path& dir, const ProgressFn& progress) {
   step("looking for leftover mounts", r, [&] { unmountLeftovers(s, r); });
   step("removing " + s.run_base.string(), r, [&] { removeTree(s.run_base); });
   step("removing the cluster's cgroups", r, [&] { removeCgroups(s, r); });
+  if (s.network.enabled()) {
+    // After the containers: each one's namespace went with it, and with
+    // that its veth into its host's namespace.
+    step("removing the cluster network", r, [&] {
+      LocalCommandRunner runner;
+      for (auto& p : removeNetwork(runner, s.network)) r.problems.push_back(std::move(p));
+      for (const auto& left : networkLeftovers(runner, s.network)) {
+        r.problems.push_back(left + " of the cluster network is still there");
+      }
+      say("removed the cluster network (route to " + s.network.cidr + ", bridge " +
+          s.network.link.bridge + ", " + std::to_string(s.network.link.nodes.size()) +
+          " hosts' namespaces)");
+    });
+  }
 
   bool all_stopped = true;
   for (auto* group : {&agents, &coordinator}) {

@@ -3,14 +3,13 @@
 // with addresses from 10.213.N.0/24 -- routed only onto that bridge, never
 // by the default route (checked with `ip route get` after setup). The test
 // process itself, in the root namespace, reaches every node through the
-// bridge's own address (.1).
+// bridge's own address (.1). The namespaces and the bridge are the local
+// cluster's (tools/netns_link.h), so are the checks.
 //
 // Programs are placed on a node by starting them through launcher(node):
 // nsenter into the node's network namespace only, exec'ing in place (same
 // pid), so they keep the machine's mount namespace, /run and cgroups -- a
 // container an agent there runs is as visible to the test as any other.
-// (`ip netns exec` would not do: it unshares the mount namespace, hiding the
-// overlay mounts an agent makes.)
 //
 // Partitions are iptables DROP rules inside the nodes' namespaces, in a
 // chain of their own on INPUT from the peer on the node's link: packets
@@ -20,7 +19,7 @@
 // with the namespaces.
 //
 // Names are unique per process and network (ferry-net-PID-N-NODE, links
-// fbPID-N and fvPID-N-I), so parallel test runs never collide; a network
+// fbPID-N and fbPID-N-I), so parallel test runs never collide; a network
 // whose creating process is gone (a test run that was SIGKILLed) is swept
 // away by the next TestNetwork. Destruction removes the namespaces, links
 // and rules, also when the test failed.
@@ -33,14 +32,15 @@
 #include <vector>
 
 #include "engine/runtime/process.h"
+#include "tools/netns_link.h"
 
 namespace ferry::testing {
 
 class TestNetwork {
  public:
   // Creates one namespace per node ("hostA", "coordinator", ...), all
-  // linked to a new bridge. Throws std::runtime_error, with the failing
-  // command's output, when the machine cannot (not root, no veth/bridge).
+  // linked to a new bridge. Throws Error, with the failing command's
+  // output, when the machine cannot (not root, no veth/bridge).
   explicit TestNetwork(const std::vector<std::string>& nodes);
   ~TestNetwork();
   TestNetwork(const TestNetwork&) = delete;
@@ -49,11 +49,11 @@ class TestNetwork {
   // The node's address (10.213.N.x) and the bridge's, where the root
   // namespace is on this network.
   const std::string& address(const std::string& node) const;
-  const std::string& rootAddress() const { return root_address_; }
+  std::string rootAddress() const { return link_.bridgeAddress(); }
   // "10.213.N": the network's /24, unique among the test networks alive.
-  const std::string& subnet() const { return subnet_; }
+  const std::string& subnet() const { return link_.subnet; }
   // The bridge in the root namespace all nodes hang off.
-  const std::string& bridge() const { return bridge_; }
+  const std::string& bridge() const { return link_.bridge; }
   // {"nsenter", "--net=/run/netns/NS", "--"}: prefix a command with it.
   std::vector<std::string> launcher(const std::string& node) const;
   const std::string& netns(const std::string& node) const;
@@ -67,23 +67,14 @@ class TestNetwork {
   uint64_t droppedOn(const std::string& node);
 
  private:
-  struct Node {
-    std::string netns, veth, address;
-  };
-  const Node& node(const std::string& name) const;
-  // Runs a command; throws with its output when it fails.
-  std::string run(const std::vector<std::string>& argv);
-  std::vector<std::string> inNode(const std::string& name, std::vector<std::string> argv) const;
+  // Runs a command in node `name`; throws with its output when it fails.
+  std::string runIn(const std::string& name, std::vector<std::string> argv);
   void create(const std::vector<std::string>& nodes);
-  void checkRouting();
   void destroy() noexcept;
 
   LocalCommandRunner runner_;
-  std::string tag_;     // PID-N
-  std::string bridge_;  // fbPID-N
-  std::string subnet_;  // 10.213.N
-  std::string root_address_;
-  std::map<std::string, Node> nodes_;
+  std::string tag_;  // PID-N
+  cluster::NetnsLink link_;
 };
 
 }  // namespace ferry::testing

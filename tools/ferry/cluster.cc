@@ -69,6 +69,14 @@ int up(Session& s, const cluster::ClusterOptions& o) {
   }
   std::printf("cluster up: coordinator %s, hosts", st.coordinator_endpoint.c_str());
   for (const auto& h : st.hosts) std::printf(" %s (%s)", h.name.c_str(), h.address.c_str());
+  if (st.network.enabled()) {
+    const auto& link = st.network.link;
+    std::printf("\ncluster network %s, routed here via hostA (%s); hosts in namespaces",
+                st.network.cidr.c_str(), st.network.via.c_str());
+    for (const auto& n : link.nodes) std::printf(" %s", n.netns.c_str());
+    std::printf(" on bridge %s (%s, this machine %s)", link.bridge.c_str(),
+                toString(link.cidr()).c_str(), link.bridgeAddress().c_str());
+  }
   std::printf("\nstate and logs in %s; stop it with `ferry cluster down%s`\n", st.dir.c_str(),
               o.dir == cluster::ClusterOptions{}.dir ? "" : (" --dir " + st.dir.string()).c_str());
   return 0;
@@ -93,7 +101,8 @@ void addUp(CLI::App* cluster, Invocation& inv) {
   auto wait = std::make_shared<std::chrono::milliseconds>(o->wait);
   CLI::App* u = cluster->add_subcommand(
       "up",
-      "a coordinator and N agents hostA, hostB, ... (data plane on 127.0.0.2, 127.0.0.3, ...); "
+      "a coordinator and N agents hostA, hostB, ... (data plane on 127.0.0.2, 127.0.0.3, ..., "
+      "or with --network each in a network namespace of its own); "
       "the coordinator on a unix socket for root only, or with --keys on 127.0.0.1:P; state and "
       "logs in DIR (kept by down, so images stay)");
   u->add_option("--hosts", o->hosts, "N agents (default 2)")->check(countIn(1, 20));
@@ -107,6 +116,13 @@ void addUp(CLI::App* cluster, Invocation& inv) {
   u->add_option("--keys", o->keys_dir,
                 "CurveZMQ on everywhere, with keys from `ferry keys generate K --hosts "
                 "hostA,...` (the CLI then finds them itself)");
+  u->add_option("--network", o->network_cidr,
+                "CIDR: a container network (e.g. 10.66.0.0/16, clear of this machine's routes): "
+                "each host gets a network namespace of its own on a bridge, with an address of a "
+                "free 10.212.N.0/24; the coordinator listens on the bridge's address with keys "
+                "(--keys, else made in DIR/keys); this machine routes CIDR via hostA, so it "
+                "reaches every host and container; down removes all of it")
+      ->type_name("CIDR");
   // An argument for the daemons may itself start with '-' (--memory-capacity):
   // parse() glues each to its option as --agent-arg=ARG.
   u->add_option("--agent-arg", o->agent_args,
