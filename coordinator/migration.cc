@@ -162,6 +162,14 @@ Coordinator::Fit Coordinator::checkFit(const MigrateRequest& req, const Movable&
   for (const auto& i : store_.images(dst)) {
     if (in.image_id.empty() ? i.name == here->image : i.id == in.image_id) in.image_present = true;
   }
+  if (in.image_id.empty() && !in.image_present) {
+    // No host said it has the image yet: an import shows only in the
+    // host's next heartbeat.
+    throw Error(ErrorCategory::kRetryable,
+                "neither " + src + " nor " + dst + " has reported image " + here->image +
+                    " yet (an image import shows in the host's next heartbeat); try again in a "
+                    "moment");
+  }
   const std::set<std::string>& ignore = req.ignore;
   int precopy = req.precopy;
   if (precopy < -1 || precopy > 20) {

@@ -196,6 +196,15 @@ TEST_F(ClusterNetworkTest, ThisMachineReachesAContainerBeforeAndAfterItMovesAndD
   // Right after up, a container gets an address: the agents' networks are ready.
   CliResult imp = onCluster({"image", "import", "counter", FERRY_TEST_IMAGE, "--all"});
   ASSERT_EQ(imp.exit_code, 0) << imp.err;
+  // The coordinator learns of the image with each host's next heartbeat.
+  waitFor([&] {
+        json hosts = json::parse(onCluster({"--json", "hosts"}).out);
+        for (const auto& h : hosts) {
+          if (h["images"].empty()) return false;
+        }
+        return hosts.size() == 2;
+      },
+      seconds(20), "both hosts to report the image");
   CliResult run = onCluster({"run", "--host", "hostA", "--name", "echo", "counter",
                              "/usr/local/bin/apps", "echo", "7000"});
   ASSERT_EQ(run.exit_code, 0) << run.err << run.out;

@@ -11,14 +11,21 @@
  * prints "verify ok WRITES" or "verify FAIL word I" -- what the tests use to
  * prove a migration carried the memory exactly. WRITES only grows.
  *
- *   bench-workload --mem-mib M [--dirty-mib-s R] [--verify-every-ms T]
+ * With --echo PORT it also serves TCP on PORT (every address), echoing
+ * each connection's bytes back, one thread per connection: the service a
+ * client holds a connection to across a migration (tools/bench/tcp-bench.sh).
+ *
+ *   bench-workload --mem-mib M [--dirty-mib-s R] [--verify-every-ms T] [--echo PORT]
  *
  * Built static: it runs in an image without libc. */
+#include <netinet/in.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 static double nowMs(void) {
@@ -50,15 +57,51 @@ static long verify(const uint64_t* mem, const uint32_t* gen, size_t words) {
   return -1;
 }
 
+static void* echoConnection(void* arg) {
+  int c = (int)(long)arg;
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(c, buf, sizeof buf)) > 0) {
+    for (ssize_t off = 0; off < n;) {
+      ssize_t w = write(c, buf + off, (size_t)(n - off));
+      if (w <= 0) goto done;
+      off += w;
+    }
+  }
+done:
+  close(c);
+  return NULL;
+}
+
+static void* echoServer(void* arg) {
+  int port = (int)(long)arg, one = 1;
+  int s = socket(AF_INET, SOCK_STREAM, 0);
+  setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+  if (s < 0 || bind(s, (struct sockaddr*)&a, sizeof a) != 0 || listen(s, 16) != 0) {
+    printf("echo cannot listen on %d\n", port);
+    fflush(stdout);
+    return NULL;
+  }
+  for (;;) {
+    int c = accept(s, NULL, NULL);
+    if (c < 0) continue;
+    pthread_t t;
+    pthread_create(&t, NULL, echoConnection, (void*)(long)c);
+    pthread_detach(t);
+  }
+}
+
 int main(int argc, char** argv) {
-  long mem_mib = 64;
+  long mem_mib = 64, echo_port = 0;
   double dirty_mib_s = 0, verify_every_ms = 0;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--mem-mib") && i + 1 < argc) mem_mib = atol(argv[++i]);
     else if (!strcmp(argv[i], "--dirty-mib-s") && i + 1 < argc) dirty_mib_s = atof(argv[++i]);
     else if (!strcmp(argv[i], "--verify-every-ms") && i + 1 < argc) verify_every_ms = atof(argv[++i]);
+    else if (!strcmp(argv[i], "--echo") && i + 1 < argc) echo_port = atol(argv[++i]);
     else {
-      fprintf(stderr, "usage: bench-workload --mem-mib M [--dirty-mib-s R] [--verify-every-ms T]\n");
+      fprintf(stderr, "usage: bench-workload --mem-mib M [--dirty-mib-s R] [--verify-every-ms T] [--echo PORT]\n");
       return 2;
     }
   }
@@ -72,6 +115,11 @@ int main(int argc, char** argv) {
   }
   uint64_t x = kSeed;
   for (size_t i = 0; i < bytes / 8; i++) mem[i] = nextWord(i, &x);
+  if (echo_port > 0) {
+    pthread_t t;
+    pthread_create(&t, NULL, echoServer, (void*)echo_port);
+    pthread_detach(t);
+  }
   printf("ready\n");
   fflush(stdout);
   double dirty_pages_per_ms = dirty_mib_s * 256.0 / 1000.0, owed = 0;
