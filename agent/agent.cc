@@ -76,9 +76,14 @@ void Agent::heartbeat() {
   std::vector<SecretInfo> secrets = engine_.listSecrets();
   uint32_t cpus = engine_.hostInfo().cpus;
   std::string net_cidr = network_ ? network_->readyCidr() : "";
-  std::string net_error = !network_ ? "this agent has no container network support"
-                          : net_cidr.empty() && network_->state() != "none" ? network_->state()
-                                                                             : "";
+  std::string net_error;
+  if (!network_) {
+    net_error = "this agent has no container network support";
+  } else if (net_cidr.empty()) {
+    net_error = network_->state() == "none"
+                    ? "it has been given no cluster network (the coordinator has no --network-cidr)"
+                    : network_->state();
+  }
   sock_.send(proto::buildMessage(next_id_++,
                                  [&](proto::Message::Builder m) {
                                    auto hb = m.initHeartbeat();

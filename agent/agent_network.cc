@@ -11,6 +11,13 @@ namespace {
 network::ContainerAddress addressOf(const NetworkSpec& n) {
   network::ContainerAddress a;
   a.ip = parseIpv4(n.ip, "container address");
+  // Its MAC is its address's (the coordinator gives no other): anything
+  // else came from a crafted record, and would reach `ip -batch`.
+  if (n.mac != macFor(a.ip)) {
+    throw Error(ErrorCategory::kInvalidInput, "container address " + n.ip + " has MAC '" +
+                                                  n.mac.substr(0, 32) + "', not its own " +
+                                                  macFor(a.ip));
+  }
   a.mac = n.mac;
   for (const auto& p : n.ports) a.ports.push_back(parsePublish(p));
   return a;
@@ -58,6 +65,7 @@ void AgentNetwork::configure(const std::string& cidr, const std::map<Ipv4, Ipv4>
       error_.clear();
     }
     net_->setRemote(placement);
+    error_.clear();  // ready, also after a word that failed
   } catch (const std::exception& e) {
     std::string why = e.what();
     if (why != error_) agentLog().warn("container network {}: {}", cidr, why);
@@ -168,6 +176,11 @@ void AgentNetwork::lock(const std::string& container) {
 void AgentNetwork::unlock(const std::string& container) noexcept {
   std::lock_guard g(mu_);
   if (net_) net_->unlock(container);
+}
+
+void AgentNetwork::unlockOrThrow(const std::string& container) {
+  std::lock_guard g(mu_);
+  ready().unlockOrThrow(container);
 }
 
 }  // namespace ferry::agent

@@ -40,6 +40,7 @@ class AgentNetwork final : public ContainerNetworking {
   void detach(const std::string& container) noexcept override;
   void lock(const std::string& container) override;
   void unlock(const std::string& container) noexcept override;
+  void unlockOrThrow(const std::string& container) override;
 
   // A migration restored `container` on the host at `host_address`; its
   // frozen copy here goes at the commit. Remembered until then (or a

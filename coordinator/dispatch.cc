@@ -282,6 +282,7 @@ void Coordinator::runContainer(const Request& r) {
     ip = toString(given);
     mac = macFor(given);
   }
+  auto made = std::make_shared<bool>(false);
   return forward(
       r, host.name, "run " + name,
       [&](proto::Message::Builder b) {
@@ -296,10 +297,17 @@ void Coordinator::runContainer(const Request& r) {
           for (size_t i = 0; i < ports.size(); ++i) list.set(static_cast<unsigned>(i), ports[i]);
         }
       },
-      opts_.command_timeout, [this](proto::Message::Reader m) { noteContainer(m); },
-      [this, ip] {
+      opts_.command_timeout,
+      [this, made](proto::Message::Reader m) {
+        *made = true;
+        noteContainer(m);
+      },
+      [this, ip, made, name, on = host.name] {
         // Given or not, the container's row (noteContainer) holds it now.
         if (!ip.empty()) reserved_.erase(parseIpv4(ip));
+        // Refused: a heartbeat sent while the agent was creating it may have
+        // listed it; the name was free before this run, and is again.
+        if (!*made) store_.removeContainer(on, name);
       });
 }
 

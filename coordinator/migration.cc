@@ -219,7 +219,18 @@ Coordinator::Fit Coordinator::checkFit(const MigrateRequest& req, const Movable&
   // network now, or the restore there would fail after the freeze.
   if (!here->ip.empty()) {
     HostNetworkState net = hosts_.network(dst);
-    if (net.cidr != opts_.network_cidr) {
+    bool holds = false;
+    try {
+      holds = !net.cidr.empty() && parseCidr(net.cidr).contains(parseIpv4(here->ip));
+    } catch (const Error&) {
+      // a range or address that does not parse holds nothing
+    }
+    if (!holds && net.cidr.empty() && net.error.empty()) {
+      throw Error(ErrorCategory::kRetryable,
+                  dst + " has not said yet whether it has a container network (its next "
+                        "heartbeat will); try again in a moment");
+    }
+    if (!holds) {
       throw Error(ErrorCategory::kIncompatible,
                   name + " has address " + here->ip + " on the cluster network " +
                       (opts_.network_cidr.empty() ? std::string("it was created on")

@@ -27,6 +27,9 @@ class ContainerNetworking {
   // reset while its copy restores elsewhere.
   virtual void lock(const std::string& container) = 0;
   virtual void unlock(const std::string& container) noexcept = 0;
+  // As unlock, but throws when the lock stays (a restore that cannot let
+  // its container's traffic through has failed).
+  virtual void unlockOrThrow(const std::string& container) = 0;
 };
 
 }  // namespace ferry

@@ -249,7 +249,9 @@ RestoreResult Engine::restoreStaged(const fs::path& dir, const RestoreOptions& o
       l.restore_opts = meta.options;
       l.restore_work = restore_work;
       runtime_.launch(l);
-      if (networked) networking_->unlock(name);
+      // A copy whose traffic stays dropped would run cut off: a failed
+      // restore (the source resumes) rather than a committed one.
+      if (networked) networking_->unlockOrThrow(name);
     } catch (...) {
       bestEffort("runc delete", [&] { runtime_.remove(name, true); });
       bestEffort("removing the container's files", [&] { discard(name); });

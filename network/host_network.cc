@@ -1,5 +1,6 @@
 #include "network/host_network.h"
 
+#include <cctype>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
@@ -100,6 +101,15 @@ void HostNetwork::setup() {
 }
 
 fs::path HostNetwork::attach(const std::string& container, const ContainerAddress& a, bool locked) {
+  // The MAC goes into `ip -batch` input: six hex pairs, nothing else.
+  bool mac_ok = a.mac.size() == 17;
+  for (size_t i = 0; mac_ok && i < 17; ++i) {
+    mac_ok = i % 3 == 2 ? a.mac[i] == ':' : std::isxdigit(static_cast<unsigned char>(a.mac[i])) != 0;
+  }
+  if (!mac_ok) {
+    throw Error(ErrorCategory::kInvalidInput,
+                "MAC '" + a.mac.substr(0, 32) + "' of " + container + " is not six hex pairs");
+  }
   detach(container);
   std::lock_guard lock(mu_);
   std::string ns = netnsName(container);
@@ -182,13 +192,17 @@ void HostNetwork::lockNamespace(const std::string& ns) {
 }
 
 void HostNetwork::unlock(const std::string& container) noexcept {
-  std::lock_guard lock(mu_);
   try {
-    shell_({"ip", "netns", "exec", netnsName(container), "nft", "-f", "-"},
-           "table inet ferry-lock {}\ndelete table inet ferry-lock\n");
+    unlockOrThrow(container);
   } catch (const std::exception&) {
     // no namespace (gone with its container): nothing to unlock
   }
+}
+
+void HostNetwork::unlockOrThrow(const std::string& container) {
+  std::lock_guard lock(mu_);
+  shell_({"ip", "netns", "exec", netnsName(container), "nft", "-f", "-"},
+         "table inet ferry-lock {}\ndelete table inet ferry-lock\n");
 }
 
 void HostNetwork::addRemoteHost(Ipv4 host) {
@@ -205,8 +219,8 @@ void HostNetwork::setRemote(const std::map<Ipv4, Ipv4>& placement) {
   std::lock_guard lock(mu_);
   // The same word as last time (every heartbeat's answer): routes are as it
   // wants them, as attach and detach keep their own addresses' routes.
+  // (Recorded only once applied: a failure is tried again with the next.)
   if (last_placement_ && *last_placement_ == placement) return;
-  last_placement_ = placement;
   // Addresses attached here are routed to their veth; those stay.
   std::set<Ipv4> local;
   try {
@@ -248,6 +262,7 @@ void HostNetwork::setRemote(const std::map<Ipv4, Ipv4>& placement) {
   for (auto it = remote_.begin(); it != remote_.end();) {
     it = it->second == cfg_.address ? remote_.erase(it) : std::next(it);
   }
+  last_placement_ = placement;
 }
 
 void HostNetwork::routeRemote(Ipv4 ip_addr, Ipv4 host) {

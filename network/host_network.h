@@ -100,6 +100,7 @@ class HostNetwork {
   // loopback's (nftables table inet ferry-lock in it), until unlock.
   void lock(const std::string& container);
   void unlock(const std::string& container) noexcept;
+  void unlockOrThrow(const std::string& container);  // throws when the lock stays
 
   // The containers that run elsewhere: ip -> their host's address. Routes
   // to every one through the VXLAN device; routes to addresses no longer

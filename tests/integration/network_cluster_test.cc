@@ -263,8 +263,15 @@ TEST_F(NetworkCluster, ARestoreThatFailsOnTheTargetLeavesTheAddressAndTheConnect
           "the first lines to be echoed");
   fs::path pids = fs::path("/sys/fs/cgroup/pids") / host("hostB").cgroup_parent.substr(1);
   fs::create_directories(pids);
-  auto limit = [&](const char* v) { std::ofstream(pids / "pids.max") << v << "\n"; };
-  limit("1");
+  // cgroup v1 (this machine's kind; the agents' parents live there).
+  ASSERT_TRUE(fs::exists("/sys/fs/cgroup/pids/cgroup.procs")) << "no cgroup v1 pids hierarchy";
+  auto limit = [&](const char* v) {
+    std::ofstream f(pids / "pids.max");
+    f << v << "\n";
+    f.flush();
+    return f.good();
+  };
+  ASSERT_TRUE(limit("1"));
   CliResult r = ferry({"migrate", "stays", "hostA", "hostB"});
   limit("max");
   ASSERT_NE(r.exit_code, 0) << r.out;

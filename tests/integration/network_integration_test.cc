@@ -281,6 +281,13 @@ TEST_F(HostNetworkTest, AFailedAttachLeavesNothingBehind) {
   ContainerAddress bad = at(7);
   bad.mac = "not-a-mac";
   EXPECT_THROW(a.attach("c3", bad), Error);
+  // One that would add a line of its own to `ip -batch` (a crafted record).
+  bad.mac = "02:66:0a:d6:00:07\nroute replace default dev lo";
+  EXPECT_THROW(a.attach("c3", bad), Error);
+  LocalCommandRunner check;
+  std::vector<std::string> routes = net_->launcher("hostA");
+  for (const char* w : {"ip", "route", "show", "default"}) routes.push_back(w);
+  EXPECT_EQ(check.run(routes, {}).out.find("dev lo"), std::string::npos);
   LocalCommandRunner r;
   EXPECT_EQ(r.run({"ip", "netns", "list"}, {}).out.find("ferry-hostA"), std::string::npos);
   std::vector<std::string> links = net_->launcher("hostA");

@@ -82,6 +82,7 @@ int main(int argc, char** argv) {
     if (p > max_pause) max_pause = p;
     nanosleep(&gap, NULL);
   }
+  for (char* c = error; *c; c++) if (*c == ' ') *c = '_';  /* one field */
   printf("lines %ld max_pause_ms %.0f error %s\n", n, max_pause, error);
   return strcmp(error, "none") == 0 ? 0 : 1;
 }
