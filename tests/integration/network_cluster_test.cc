@@ -25,6 +25,9 @@
 namespace ferry::testing {
 namespace {
 
+// One line there and back on a new connection: what came back ("" none).
+std::string echoOnce(const std::string& ip, int port, const std::string& line);
+
 class NetworkCluster : public NamespacedCluster {
  protected:
   NetworkCluster() : NamespacedCluster("network") {}
@@ -76,6 +79,18 @@ class NetworkCluster : public NamespacedCluster {
     ASSERT_EQ(r.exit_code, 0) << r.err << r.out;
   }
 
+  // Runs the echo server as `name` on `h`, and once its address is routed
+  // here and it answers there, gives that address (call through
+  // ASSERT_NO_FATAL_FAILURE).
+  void runEchoServer(const std::string& h, const std::string& name, std::string* ip) {
+    runOn(h, name, {"counter", "/usr/local/bin/apps", "echo", "7000"});
+    *ip = container(name).value("ip", "");
+    ASSERT_FALSE(ip->empty()) << container(name).dump();
+    ASSERT_NO_FATAL_FAILURE(requireRoutedHere(*ip));
+    waitFor([&] { return echoOnce(*ip, 7000, "hello\n") == "hello\n"; }, seconds(20),
+            "the echo server to answer at " + *ip);
+  }
+
   // Fails the test unless `ip` is routed from here onto the test bridge.
   void requireRoutedHere(const std::string& ip) {
     std::string how = runner_.run({"ip", "-o", "route", "get", ip}, {}).out;
@@ -121,7 +136,6 @@ UniqueFd connectTo(const std::string& ip, int port, int timeout_s = 3) {
   return s;
 }
 
-// One line there and back on a new connection: what came back ("" none).
 std::string echoOnce(const std::string& ip, int port, const std::string& line) {
   UniqueFd s = connectTo(ip, port);
   if (!s) return "";
@@ -191,14 +205,9 @@ class LineClient {
 };
 
 TEST_F(NetworkCluster, AnOpenTcpConnectionSurvivesAMoveThereAndBackWithItsAddress) {
-  runOn("hostA", "echo", {"counter", "/usr/local/bin/apps", "echo", "7000"});
-  json c = container("echo");
-  std::string ip = c["ip"];
-  ASSERT_FALSE(ip.empty()) << c.dump();
-  EXPECT_EQ(c["mac"], macFor(parseIpv4(ip)));
-  ASSERT_NO_FATAL_FAILURE(requireRoutedHere(ip));
-  waitFor([&] { return echoOnce(ip, 7000, "hello\n") == "hello\n"; }, seconds(20),
-          "the echo server to answer at " + ip);
+  std::string ip;
+  ASSERT_NO_FATAL_FAILURE(runEchoServer("hostA", "echo", &ip));
+  EXPECT_EQ(container("echo")["mac"], macFor(parseIpv4(ip)));
 
   LineClient client(ip, 7000);
   waitFor([&] { return client.sent() >= 10 || !client.error().empty(); }, seconds(20),
@@ -224,11 +233,8 @@ TEST_F(NetworkCluster, AnOpenTcpConnectionSurvivesAMoveThereAndBackWithItsAddres
 }
 
 TEST_F(NetworkCluster, TcpCloseDropsTheConnectionAndTheContainerRunsOn) {
-  runOn("hostA", "dropper", {"counter", "/usr/local/bin/apps", "echo", "7000"});
-  std::string ip = container("dropper")["ip"];
-  ASSERT_NO_FATAL_FAILURE(requireRoutedHere(ip));
-  waitFor([&] { return echoOnce(ip, 7000, "hello\n") == "hello\n"; }, seconds(20),
-          "the echo server to answer at " + ip);
+  std::string ip;
+  ASSERT_NO_FATAL_FAILURE(runEchoServer("hostA", "dropper", &ip));
   LineClient client(ip, 7000);
   waitFor([&] { return client.sent() >= 5 || !client.error().empty(); }, seconds(20),
           "the first lines to be echoed");
@@ -253,11 +259,8 @@ TEST_F(NetworkCluster, TcpCloseDropsTheConnectionAndTheContainerRunsOn) {
 // target made the container's interface and route. A real failure of the
 // real restore, not a fake.
 TEST_F(NetworkCluster, ARestoreThatFailsOnTheTargetLeavesTheAddressAndTheConnectionOnTheSource) {
-  runOn("hostA", "stays", {"counter", "/usr/local/bin/apps", "echo", "7000"});
-  std::string ip = container("stays")["ip"];
-  ASSERT_NO_FATAL_FAILURE(requireRoutedHere(ip));
-  waitFor([&] { return echoOnce(ip, 7000, "hello\n") == "hello\n"; }, seconds(20),
-          "the echo server to answer at " + ip);
+  std::string ip;
+  ASSERT_NO_FATAL_FAILURE(runEchoServer("hostA", "stays", &ip));
   LineClient client(ip, 7000);
   waitFor([&] { return client.sent() >= 5 || !client.error().empty(); }, seconds(20),
           "the first lines to be echoed");
