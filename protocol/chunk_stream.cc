@@ -209,6 +209,8 @@ void ChunkSender::finish() {
 void ChunkSender::abort(const std::string& why) noexcept {
   try {
     done_ = true;
+    // As the receiver's verdict: the close right after must not drop it.
+    sock_.set(zmq::sockopt::linger, 2000);
     sock_.send(message([&](StreamMessage::Builder m) {
       auto a = m.initAbort();
       a.setCategory(proto::ErrorKind::PERMANENT);
@@ -371,8 +373,16 @@ size_t ChunkReceiver::read(char* buf, size_t n) {
   return take;
 }
 
+// The verdict is the last thing this socket sends, and the stream is closed
+// right after it: a linger of 0 (set for every socket) would let the close
+// drop it while it still waits in the queue -- a slow link, a proxy -- and
+// the sender would report silence instead of the restore's outcome (a full
+// disk seen as "no credit"). So the verdict gets time to leave.
+void ChunkReceiver::keepVerdict() { sock_.set(zmq::sockopt::linger, kVerdictLingerMs); }
+
 void ChunkReceiver::accept() {
   if (peer_.empty()) return;
+  keepVerdict();
   zmq::message_t id(peer_.data(), peer_.size());
   sock_.send(id, zmq::send_flags::sndmore);
   sock_.send(message([&](StreamMessage::Builder m) { m.initDone().setOk(); }),
@@ -381,6 +391,7 @@ void ChunkReceiver::accept() {
 
 void ChunkReceiver::reject(const Error& e) {
   if (peer_.empty()) return;
+  keepVerdict();
   zmq::message_t id(peer_.data(), peer_.size());
   sock_.send(id, zmq::send_flags::sndmore);
   sock_.send(message([&](StreamMessage::Builder m) { fillError(m.initDone().initError(), e, host_); }),

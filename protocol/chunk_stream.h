@@ -116,6 +116,8 @@ class ChunkReceiver : public ByteSource {
   bool handle(const zmq::message_t& identity, const zmq::message_t& frame);
   bool admit(const zmq::message_t& identity, const zmq::message_t& frame);
   void grant(uint32_t chunks);
+  void keepVerdict();
+  static constexpr int kVerdictLingerMs = 5000;
 
   zmq::socket_t sock_;
   std::string token_;

@@ -133,6 +133,30 @@ TEST_F(ChunkStreamTest, TheReceiversRefusalReachesTheSenderWithItsCategory) {
   EXPECT_NE(std::string(e.what()).find("arch: hostA is x86_64"), std::string::npos) << e.what();
 }
 
+// A receiver that fails mid-stream (a full disk) rejects and closes its
+// socket at once. The refusal must still reach the sender, which is
+// waiting for credit, not leave it to report silence. Repeated: dropping
+// it is a race of the close against ZeroMQ's I/O thread.
+TEST_F(ChunkStreamTest, ARefusalSentRightBeforeTheCloseStillArrives) {
+  for (int i = 0; i < 20; ++i) {
+    auto rx = std::make_unique<ChunkReceiver>(ctx_, "tcp://127.0.0.1:0", "t", "hostB",
+                                              fast(milliseconds(3000)));
+    auto sent = std::async(std::launch::async, [&, endpoint = rx->endpoint()] {
+      ChunkSender tx(ctx_, endpoint, "t", "refused mid-stream", fast(milliseconds(3000)));
+      return errorOf([&] {
+        for (;;) tx.write(bytesOf(256 << 10, 4));
+      });
+    });
+    char buf[4096];
+    ASSERT_GT(rx->read(buf, sizeof buf), 0u);
+    rx->reject(Error(ErrorCategory::kRetryable, "writing: No space left on device"));
+    rx.reset();
+    Error e = sent.get();
+    ASSERT_NE(std::string(e.what()).find("No space left on device"), std::string::npos)
+        << "attempt " << i << ": " << e.what();
+  }
+}
+
 TEST_F(ChunkStreamTest, AnAbortOrASilentSenderEndsTheReader) {
   {
     ChunkReceiver rx(ctx_, "tcp://127.0.0.1:0", "t", "hostB", fast());
