@@ -4,6 +4,8 @@
 #include <netinet/in.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <algorithm>
 
@@ -58,9 +60,27 @@ ConnectionLimit::ConnectionLimit(zmq::context_t& ctx, zmq::socket_t& server, siz
   }
   monitor_.set(zmq::sockopt::linger, 0);
   monitor_.connect(ep);
+  thread_ = std::thread([this] { run(); });
 }
 
-size_t ConnectionLimit::enforce() {
+ConnectionLimit::~ConnectionLimit() {
+  stop_ = true;
+  thread_.join();
+}
+
+void ConnectionLimit::run() {
+  while (!stop_.load()) {
+    zmq::pollitem_t item{monitor_.handle(), 0, ZMQ_POLLIN, 0};
+    try {
+      if (zmq::poll(&item, 1, std::chrono::milliseconds(100)) > 0) enforce();
+    } catch (const zmq::error_t& e) {
+      if (e.num() == ETERM) return;
+      if (e.num() != EINTR) throw;
+    }
+  }
+}
+
+void ConnectionLimit::enforce() {
   // Every pending event first: a disconnect read after its fd was shed
   // would otherwise count twice.
   for (;;) {
@@ -96,7 +116,7 @@ size_t ConnectionLimit::enforce() {
     open_.erase(std::next(victim).base());  // its disconnect event finds nothing to erase
   }
   shed_ += now;
-  return now;
+  open_count_ = open_.size();
 }
 
 size_t connectionsWithinFdLimit(size_t reserve) {
@@ -124,3 +144,18 @@ uint64_t raiseFdLimit() {
 }
 
 }  // namespace ferry::proto
+
+// libzmq 4.3 (and its master) asserts on EMFILE in its unix-socket
+// listener's accept4 (ipc_listener.cpp: only ENFILE, EAGAIN, EINTR,
+// ECONNABORTED and EPROTO are expected) and aborts the process: a TCP
+// flood that filled the coordinator's fd table took it down the moment the
+// CLI connected over its unix socket. ENFILE is the same condition to a
+// listener (no fd for the connection; it stays queued and is accepted once
+// one is free), and libzmq treats it so. This definition takes the place of
+// libc's for every accept4 of a process linking it (the executable's
+// symbols come first), and reports EMFILE as ENFILE; nothing else changes.
+extern "C" int accept4(int fd, sockaddr* addr, socklen_t* len, int flags) {
+  long r = ::syscall(SYS_accept4, fd, addr, len, flags);
+  if (r < 0 && errno == EMFILE) errno = ENFILE;
+  return static_cast<int>(r);
+}

@@ -11,13 +11,19 @@
 // lock out the others. Idle ones that never finish their handshake go by
 // themselves (ZMQ_HANDSHAKE_IVL), so a flood leaves room again.
 //
-// Thread-safety: used by the thread that owns the watched socket.
+// libzmq's unix-socket listener also aborts the process on EMFILE; this
+// file's accept4 (below the class) keeps it alive, and the cap, enforced on
+// a thread of its own as each connection is accepted, keeps the fds free.
+//
+// Thread-safety: the accessors may be called from any thread.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <atomic>
 #include <map>
 #include <string>
+#include <thread>
 #include <zmq.hpp>
 
 namespace ferry::proto {
@@ -25,32 +31,36 @@ namespace ferry::proto {
 class ConnectionLimit {
  public:
   // Watches `server` (which must outlive this) from now on: create it
-  // before the socket binds, so that no connection goes unseen.
+  // before the socket binds, so that no connection goes unseen. Enforces on
+  // a thread of its own, as each connection is accepted: a caller busy
+  // elsewhere must not let a flood run past the cap.
   ConnectionLimit(zmq::context_t& ctx, zmq::socket_t& server, size_t max);
+  ~ConnectionLimit();
   ConnectionLimit(const ConnectionLimit&) = delete;
   ConnectionLimit& operator=(const ConnectionLimit&) = delete;
 
-  // Readable (ZMQ_POLLIN) when enforce() has events to read.
-  zmq::socket_t& events() { return monitor_; }
-  // Reads the monitor's events and sheds the newest connections past the
-  // cap; how many it shed. Never blocks.
-  size_t enforce();
-
   size_t max() const { return max_; }
-  size_t open() const { return open_.size(); }
-  uint64_t shed() const { return shed_; }
+  size_t open() const { return open_count_.load(); }
+  uint64_t shed() const { return shed_.load(); }
 
  private:
+  void run();
+  // Reads the monitor's events and sheds the newest connections past the cap.
+  void enforce();
+
   size_t max_;
   zmq::socket_t monitor_;
   struct Conn {
     int fd;
     std::string source;
   };
-  // Accepted and not yet disconnected, by the order accepted.
+  // Accepted and not yet disconnected, by the order accepted (the thread's).
   std::map<uint64_t, Conn> open_;
   uint64_t sequence_ = 0;
-  uint64_t shed_ = 0;
+  std::atomic<size_t> open_count_{0};
+  std::atomic<uint64_t> shed_{0};
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
 };
 
 // How many connections fit below RLIMIT_NOFILE with `reserve` fds left for

@@ -187,21 +187,7 @@ void RpcServer::bind(const std::string& endpoint, const ServerOptions& opts) {
 
 std::string RpcServer::endpoint() const { return first_endpoint_; }
 
-bool RpcServer::pollIn(std::chrono::milliseconds timeout) {
-  if (!limit_) return proto::pollIn(sock_, timeout);
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  for (;;) {
-    zmq::pollitem_t items[] = {{sock_.handle(), 0, ZMQ_POLLIN, 0},
-                               {limit_->events().handle(), 0, ZMQ_POLLIN, 0}};
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-    if (left.count() < 0) left = std::chrono::milliseconds(0);
-    if (zmq::poll(items, 2, left) <= 0) return false;
-    if (items[1].revents & ZMQ_POLLIN) limit_->enforce();
-    if (items[0].revents & ZMQ_POLLIN) return true;
-    if (std::chrono::steady_clock::now() >= deadline) return false;
-  }
-}
+bool RpcServer::pollIn(std::chrono::milliseconds timeout) { return proto::pollIn(sock_, timeout); }
 
 std::optional<RpcServer::Request> RpcServer::next(std::chrono::milliseconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;

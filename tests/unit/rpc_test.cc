@@ -1,8 +1,17 @@
 // Control-plane request/reply over real ZeroMQ sockets on loopback.
 #include "protocol/rpc.h"
 
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
 #include <atomic>
+#include <cstring>
+#include <filesystem>
 #include <future>
+#include <thread>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -110,6 +119,49 @@ TEST(Rpc, NoServerIsARetryableTimeoutThatSaysWhere) {
     EXPECT_EQ(e.category(), ErrorCategory::kRetryable);
     EXPECT_NE(std::string(e.what()).find("no answer from tcp://127.0.0.1:1"), std::string::npos);
   }
+}
+
+// libzmq 4.3's unix-socket listener asserts on accept4's EMFILE and aborts
+// the process (a CI run lost its coordinator so, to a TCP flood under a low
+// fd limit as the CLI connected); connection_limit.cc's accept4 reports it
+// as ENFILE, which libzmq waits out. Without that, this test dies with
+// "Too many open files (src/ipc_listener.cpp:...)".
+TEST(RpcServerFds, AUnixClientArrivingWhileNoFdIsFreeWaitsInsteadOfAbortingTheServer) {
+  std::string path = "/tmp/ferry-rpc-emfile-" + std::to_string(::getpid()) + ".sock";
+  zmq::context_t ctx;
+  RpcServer server(ctx, "ipc://" + path);
+  std::atomic<bool> stop{false};
+  std::thread serving([&] { serve(server, stop); });
+  int client = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  ASSERT_GE(client, 0);
+  rlimit before{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &before), 0);
+  size_t open_now = 0;
+  for (auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
+    (void)e;
+    ++open_now;
+  }
+  rlimit low = before;
+  low.rlim_cur = open_now + 8;
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
+  std::vector<int> filler;
+  for (int fd; (fd = ::dup(0)) >= 0;) filler.push_back(fd);
+  ASSERT_EQ(errno, EMFILE);
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  std::strncpy(a.sun_path, path.c_str(), sizeof a.sun_path - 1);
+  ASSERT_EQ(::connect(client, reinterpret_cast<sockaddr*>(&a), sizeof a), 0) << std::strerror(errno);
+  std::this_thread::sleep_for(milliseconds(300));  // the server's accept meets EMFILE meanwhile
+  for (int fd : filler) ::close(fd);
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &before), 0);
+  // Alive, and answering.
+  RpcClient c(ctx, "ipc://" + path);
+  auto ok = c.call([](Message::Builder m) { m.setPing(); }, milliseconds(5000));
+  EXPECT_TRUE(ok->root<Message>().isOk());
+  ::close(client);
+  stop = true;
+  serving.join();
+  std::filesystem::remove(path);
 }
 
 }  // namespace
