@@ -12,7 +12,7 @@
 // themselves (ZMQ_HANDSHAKE_IVL), so a flood leaves room again.
 //
 // libzmq's unix-socket listener also aborts the process on EMFILE; this
-// file's accept4 (below the class) keeps it alive, and the cap, enforced on
+// library's accept4 (connection_limit.cc) keeps it alive, and the cap, enforced on
 // a thread of its own as each connection is accepted, keeps the fds free.
 //
 // Thread-safety: the accessors may be called from any thread.
