@@ -83,7 +83,15 @@ std::variant<AgentCommandLine, cli::ParseExit> parseAgentCommandLine(
       ->type_name("PCT")
       ->check(cli::numberIn(0, 100));
 
+  bool no_postcopy = false;
+  app.add_flag("--no-postcopy", no_postcopy,
+               "take part in no post-copy migration, to or from this host (for a host whose "
+               "links fail: a link lost during post-copy costs the container's work on the "
+               "target since its restore); `ferry migrate --postcopy` is refused, auto does not "
+               "choose it");
+
   if (std::optional<cli::ParseExit> end = cli::parseArgs(app, args)) return *end;
+  c.engine.postcopy = !no_postcopy;
   o.memory_capacity = memory_mib << 20;
   // Whole seconds, rounded up: a drain is never given less than asked.
   o.drain_on_stop = std::chrono::ceil<seconds>(drain_on_stop);

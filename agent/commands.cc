@@ -180,19 +180,6 @@ std::optional<ContainerInfo> findContainer(AgentEngine& engine, const std::strin
   }
   return std::nullopt;
 }
-// A migrated container's named volumes moved with it: where its copy is
-// deleted (the source after a commit, the target after a rollback) they go
-// too, unless another container here still mounts them.
-void removeWithVolumes(AgentEngine& engine, const ContainerInfo& c) {
-  engine.remove(c.name(), true);
-  for (const auto& v : c.record.spec.volumes) {
-    bool used = false;
-    for (const auto& other : engine.list()) {
-      for (const auto& ov : other.record.spec.volumes) used = used || ov.name == v.name;
-    }
-    if (!used) engine.removeVolume(v.name);
-  }
-}
 }  // namespace
 
 // --sdnotify=container: `run` answers once the container said READY=1 (as
@@ -441,14 +428,20 @@ Handled Commands::sendCheckpointCommand(uint64_t id, proto::Message::SendCheckpo
   std::string token = bytes(r.getToken()), server_key = text(r.getServerKey());
   int precopy = r.getPrecopy();
   bool tcp_close = r.getTcpClose();
+  bool postcopy = r.getPostcopy();
   requireTcpEndpoint(endpoint);
+  if (postcopy && !engine_.hostInfo().postcopy_unavailable.empty()) {
+    throw Error(ErrorCategory::kIncompatible, "post-copy cannot run on " + opts_.name + ": " +
+                                                  engine_.hostInfo().postcopy_unavailable);
+  }
   busy_.claimForTransfer(container);
   auto idle = std::make_shared<BusyContainers::Release>(&busy_, container);  // as in prepareReceive
-  return {.work = [this, id, container, endpoint, token, server_key, precopy, tcp_close,
+  return {.work = [this, id, container, endpoint, token, server_key, precopy, tcp_close, postcopy,
                    idle]() -> proto::Fill {
     TransferOptions t = transferOptions(id, container, server_key, "restore");
     t.precopy = precopy;
     t.tcp_close = tcp_close;
+    t.postcopy = postcopy;
     SendResult s = sendCheckpoint(engine_, container, ctx_, endpoint, token, t);
     if (network_) network_->restoredOn(container, endpointHost(endpoint));
     return [s](proto::Message::Builder m) {
@@ -462,6 +455,11 @@ Handled Commands::sendCheckpointCommand(uint64_t id, proto::Message::SendCheckpo
       f.setTotalMs(static_cast<uint64_t>(s.total_ms));
       f.setCompression(s.compression);
       f.setPrecopy(s.precopy);
+      if (s.postcopy) {
+        f.setPostcopyMs(static_cast<uint64_t>(s.postcopy->ms));
+        f.setBytesOnDemand(s.postcopy->fault_pages);
+        f.setBytesPushed(s.postcopy->background_pages);
+      }
       auto rounds = f.initRounds(static_cast<unsigned>(s.rounds.size()));
       for (size_t i = 0; i < s.rounds.size(); ++i) {
         const PrecopyFigures& pf = s.rounds[i];
@@ -479,6 +477,7 @@ Handled Commands::sendCheckpointCommand(uint64_t id, proto::Message::SendCheckpo
       phases.emplace_back("dump", s.checkpoint.dump_ms);
       phases.emplace_back("transfer", std::max<int64_t>(0, s.stream_ms - s.checkpoint.dump_ms));
       phases.emplace_back("restore", s.restore_ms);
+      if (s.postcopy) phases.emplace_back("postcopy", s.postcopy->ms);
       auto ph = f.initPhaseMs(static_cast<unsigned>(phases.size()));
       for (size_t i = 0; i < phases.size(); ++i) {
         ph[i].setPhase(phases[i].first);

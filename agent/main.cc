@@ -11,6 +11,7 @@
 #include "common/log.h"
 #include "common/sha256.h"
 #include "engine/engine.h"
+#include "engine/runtime/host_probe.h"
 
 using namespace ferry;
 
@@ -38,6 +39,10 @@ int main(int argc, char** argv) {
     } else {
       agent::agentLog().warn("no keys: CurveZMQ is off, and streams are received on {} only",
                        opts.data_address);
+    }
+    if (cfg.postcopy) {
+      std::string did = raiseSysctlsForPostcopy();
+      if (!did.empty()) agent::agentLog().info("{}", did);
     }
     LocalCommandRunner runner;
     Engine engine(cfg, runner);

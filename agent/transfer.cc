@@ -1,10 +1,19 @@
 #include "agent/transfer.h"
 
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <thread>
+
 #include "agent/agent_log.h"
 #include "agent/link_compression.h"
 #include "common/log.h"
 #include "common/time_util.h"
 #include "common/units.h"
+#include "engine/runtime/runtime.h"
 
 namespace ferry::agent {
 
@@ -94,7 +103,48 @@ void precopyRounds(AgentEngine& engine, const std::string& name, const std::stri
                    (result.rounds.size() == 1 ? " round" : " rounds") + "; stopped: " + why;
 }
 
+// A connection to CRIU's page server on this host (127.0.0.1:port).
+UniqueFd connectPageServer(uint16_t port) {
+  UniqueFd fd = connectLoopback(port, "CRIU's page server");
+  int flags = ::fcntl(fd.get(), F_GETFL);
+  if (flags < 0 || ::fcntl(fd.get(), F_SETFL, flags | O_NONBLOCK) != 0) throwErrno("fcntl");
+  return fd;
+}
+
+// A connected pair of TCP sockets on loopback, for CRIU's lazy-pages daemon
+// (its page server connection: CRIU sets TCP options on it) and the pump.
+// The listener is gone before either is used: nothing else can connect.
+std::pair<UniqueFd, UniqueFd> loopbackPair() {
+  const std::string what = "the lazy-pages daemon's connection";
+  uint16_t port = 0;
+  UniqueFd listener = boundLoopbackSocket(&port, 1, what);
+  UniqueFd one = connectLoopback(port, what);
+  sockaddr_in peer{}, mine{};
+  socklen_t plen = sizeof peer, mlen = sizeof mine;
+  UniqueFd two(::accept4(listener.get(), reinterpret_cast<sockaddr*>(&peer), &plen, SOCK_CLOEXEC));
+  if (!two) throwErrno("accepting " + what);
+  // Only our own connection is taken (another process could have raced it).
+  if (::getsockname(one.get(), reinterpret_cast<sockaddr*>(&mine), &mlen) != 0 ||
+      mine.sin_port != peer.sin_port) {
+    throw Error(ErrorCategory::kRetryable, "another connection raced " + what);
+  }
+  return {std::move(one), std::move(two)};
+}
+
+const uint64_t kPageBytes = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+
 }  // namespace
+
+void removeWithVolumes(AgentEngine& engine, const ContainerInfo& c) {
+  engine.remove(c.name(), true);
+  for (const auto& v : c.record.spec.volumes) {
+    bool used = false;
+    for (const auto& other : engine.list()) {
+      for (const auto& ov : other.record.spec.volumes) used = used || ov.name == v.name;
+    }
+    if (!used) engine.removeVolume(v.name);
+  }
+}
 
 SendResult sendCheckpoint(AgentEngine& engine, const std::string& name, zmq::context_t& ctx,
                           const std::string& endpoint, const std::string& token,
@@ -105,15 +155,34 @@ SendResult sendCheckpoint(AgentEngine& engine, const std::string& name, zmq::con
                        .tcp_established = opts.tcp_established,
                        .tcp_close = opts.tcp_close,
                        .file_locks = opts.file_locks,
-                       .keep_paused = true};
+                       .keep_paused = true,
+                       .lazy_pages = opts.postcopy};
   bool verdict_unknown = false;
+  bool cut_short = false;  // post-copy: a copy restored there, short of pages
+  // Post-copy: the page server's connection, then the dump serving it --
+  // ended in that order on every path (its end lets CRIU go; the tasks stay
+  // paused), before the container is resumed or removed.
+  UniqueFd pages;
+  std::shared_ptr<LazyDump> lazy;
+  auto endServing = [&] {
+    pages.reset();
+    if (lazy) {
+      auto l = std::move(lazy);
+      bestEffort("ending CRIU's page server", [&] { l->wait(std::chrono::seconds(30)); });
+    }
+  };
+  const uint64_t estimate = opts.postcopy ? engine.memoryBytes(name) : 0;
   try {
     proto::ChunkSender tx(ctx, endpoint, token, "checkpoint of " + name, opts.stream);
     struct Note {
       proto::ChunkSender& tx;
       bool& unknown;
-      ~Note() { unknown = tx.verdictUnknown(); }
-    } note{tx, verdict_unknown};
+      bool& cut_short;
+      ~Note() {
+        unknown = tx.verdictUnknown();
+        cut_short = tx.copyCutShort();
+      }
+    } note{tx, verdict_unknown, cut_short};
     ProgressSink counted(tx, opts.progress);
     BlockIndex known;
     CompressionChoice compression =
@@ -128,11 +197,41 @@ SendResult sendCheckpoint(AgentEngine& engine, const std::string& name, zmq::con
     uint64_t wire0 = result.rounds.empty() ? 0 : counted.bytes();
     counted.setPhase("transfer");
     result.checkpoint = engine.exportCheckpoint(name, writer, ck);
+    lazy = std::move(result.checkpoint.lazy);
     result.stream_ms = msSince(tf);
     if (opts.progress) opts.progress("restore", counted.bytes(), "");
-    tx.finish();  // the target's verdict: throws its error
-    result.restore_ms = msSince(tf) - result.stream_ms;
-    result.downtime_ms = msSince(tf);
+    if (!lazy) {
+      tx.finish();  // the target's verdict: throws its error
+      result.restore_ms = msSince(tf) - result.stream_ms;
+      result.downtime_ms = msSince(tf);
+    } else {
+      pages = connectPageServer(lazy->port());
+      std::optional<std::chrono::steady_clock::time_point> restored;
+      const uint64_t before = counted.bytes();
+      proto::TunnelStats ts = tx.finishWithTunnel(
+          pages.get(),
+          [&] {
+            restored = std::chrono::steady_clock::now();
+            agentLog().info("[{}] runs on the target after {} ms frozen; its pages follow", name,
+                            msSince(tf));
+          },
+          [&](uint64_t out) {
+            if (!opts.progress) return;
+            uint64_t left = estimate > out ? estimate - out : 0;
+            opts.progress("postcopy", before + out, formatBytes(left) + " of memory left");
+          });
+      auto end = std::chrono::steady_clock::now();
+      auto at = restored.value_or(end);
+      result.downtime_ms = std::chrono::duration_cast<std::chrono::milliseconds>(at - tf).count();
+      result.restore_ms = result.downtime_ms - result.stream_ms;
+      result.postcopy = PostcopyFigures{
+          std::chrono::duration_cast<std::chrono::milliseconds>(end - at).count(), ts.bytes_out,
+          ts.fault_pages * kPageBytes, ts.background_pages * kPageBytes};
+      endServing();
+      agentLog().info("[{}] post-copy done in {} ms: {} on fault, {} in the background", name,
+                      result.postcopy->ms, formatBytes(result.postcopy->fault_pages),
+                      formatBytes(result.postcopy->background_pages));
+    }
     result.wire_bytes = counted.bytes();
     result.final_wire_bytes = counted.bytes() - wire0;
     const BundleWriteStats& ws = writer.stats();
@@ -141,6 +240,16 @@ SendResult sendCheckpoint(AgentEngine& engine, const std::string& name, zmq::con
     result.compression = compressionReport(
         compression, ws.raw_bytes - ws.ref_bytes + ws.block_bytes, result.wire_bytes);
   } catch (...) {
+    endServing();
+    if (cut_short) {
+      // The target's copy waits for pages that will not come; its agent
+      // kills it once the tunnel was silent for its own stream timeout. Not
+      // before that does this copy run again: never two at once.
+      agentLog().warn("[{}] post-copy to {} cut short; resuming here after {} ms, once the copy "
+                      "there is surely killed",
+                      name, endpoint, opts.stream.timeout.count());
+      std::this_thread::sleep_for(opts.stream.timeout);
+    }
     bool keep_frozen = verdict_unknown && !opts.resume_on_unknown_verdict;
     // The checkpoint engine resumes on its own failures; after a complete
     // export the container is still frozen here, waiting for this verdict.
@@ -155,6 +264,8 @@ SendResult sendCheckpoint(AgentEngine& engine, const std::string& name, zmq::con
       e.addContext("sending " + name + " from " + engine.config().host_name + " to " + endpoint +
                    (keep_frozen ? " (every byte went but no verdict came: it stays frozen here "
                                   "until the target is known not to run it)"
+                    : cut_short ? " (post-copy was cut short: it runs on here again from the "
+                                  "moment it froze, and what it did on the target since is lost)"
                                 : " (it runs on here again)"));
       throw;
     }
@@ -163,16 +274,94 @@ SendResult sendCheckpoint(AgentEngine& engine, const std::string& name, zmq::con
   return result;
 }
 
+namespace {
+
+// The target's half of post-copy: the pump carrying the daemon's page
+// traffic over the stream (its own thread, started by the restore once the
+// bundle is in) and what it ended with.
+struct Pump {
+  UniqueFd daemon_end, our_end;  // connected: the daemon's, the pump's
+  std::atomic<bool> restored{false}, stop{false}, done{false};
+  std::thread thread;
+  std::exception_ptr error;
+  proto::TunnelStats stats;
+
+  ~Pump() {
+    stop = true;
+    if (thread.joinable()) thread.join();
+  }
+};
+
+}  // namespace
+
 RestoreResult receiveCheckpoint(AgentEngine& engine, proto::ChunkReceiver& rx,
-                                const RestoreOptions& opts) {
+                                const RestoreOptions& opts_in, const std::atomic<bool>* stop) {
+  auto pump = std::make_unique<Pump>();
+  std::string name = opts_in.name;
   try {
+    auto [daemon_end, our_end] = loopbackPair();
+    pump->daemon_end = std::move(daemon_end);
+    pump->our_end = std::move(our_end);
+    int ours = pump->our_end.get();
+    if (::fcntl(ours, F_SETFL, ::fcntl(ours, F_GETFL) | O_NONBLOCK) != 0) throwErrno("fcntl");
+    RestoreOptions opts = opts_in;
+    opts.lazy_pages_fd = pump->daemon_end.get();
+    opts.lazy_caller_fd = pump->our_end.get();
+    Pump* p = pump.get();
+    opts.on_lazy_start = [&rx, p] {
+      p->thread = std::thread([&rx, p] {
+        try {
+          p->stats = rx.serveTunnel(p->our_end.get(), p->restored, p->stop);
+        } catch (...) {
+          p->error = std::current_exception();
+        }
+        p->done = true;
+      });
+    };
     RestoreResult r = engine.importCheckpoint(rx, opts);
+    pump->daemon_end.reset();  // the daemon has its own now
+    name = r.container.name();
+    if (!r.lazy) {
+      pump.reset();
+      rx.accept();
+      return r;
+    }
+    // It runs; its pages follow. The verdict waits for the last of them.
+    auto t0 = std::chrono::steady_clock::now();
+    pump->restored = true;
+    try {
+      for (;;) {
+        if (r.lazy->waitFor(std::chrono::milliseconds(100))) break;  // throws: the guard killed it
+        if (pump->done && pump->error) std::rethrow_exception(pump->error);
+        if (stop && stop->load()) {
+          throw Error(ErrorCategory::kRetryable, "the agent is stopping");
+        }
+      }
+      // The daemon ended with every page: its connection ends with it.
+      auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+      while (!pump->done && std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      }
+      pump->stop = true;
+      if (pump->thread.joinable()) pump->thread.join();
+    } catch (...) {
+      r.lazy->abort();  // the container dies before the daemon lets go of its faults
+      pump.reset();
+      bestEffort("removing the copy whose pages did not all arrive",
+                 [&] { removeWithVolumes(engine, engine.inspect(name)); });
+      throw;
+    }
+    agentLog().info("[{}] every page arrived in {} ms ({} faults, {} pages in the background)",
+                    name, msSince(t0), pump->stats.fault_requests, pump->stats.background_pages);
+    pump.reset();
     rx.accept();
     return r;
   } catch (const Error& e) {
+    pump.reset();
     rx.reject(e);
     throw;
   } catch (const std::exception& e) {
+    pump.reset();
     Error err(ErrorCategory::kPermanent, e.what());
     rx.reject(err);
     throw err;

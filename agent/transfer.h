@@ -10,6 +10,7 @@
 // bounded by the stream's timeout. One thread per call.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <optional>
 #include <string>
@@ -59,6 +60,20 @@ struct TransferOptions {
   // container: a migration keeps the source frozen (false) for the
   // coordinator to resolve; an export to a file resumes it (true).
   bool resume_on_unknown_verdict = false;
+  // Post-copy: the dump leaves the memory with CRIU's page server, the
+  // target restores at once and fetches the pages (on fault and in the
+  // background) through this stream; its verdict comes once every page is
+  // there, and only then may the source's copy go. Phase "postcopy" while
+  // the pages go.
+  bool postcopy = false;
+};
+
+// What post-copy carried (SendResult::postcopy).
+struct PostcopyFigures {
+  int64_t ms = 0;               // from the target's restore to its last page
+  uint64_t bytes = 0;           // page server bytes sent (pages and their headers)
+  uint64_t fault_pages = 0;     // pages the restored process faulted on (one per request)
+  uint64_t background_pages = 0;  // pages the target's daemon fetched in the background
 };
 
 struct PrecopyFigures {
@@ -83,7 +98,13 @@ struct SendResult {
   uint64_t wire_bytes = 0;      // everything sent
   uint64_t final_wire_bytes = 0;  // sent while frozen
   uint64_t ref_bytes = 0;       // checkpoint bytes the target rebuilt from pre-copied blocks
+  std::optional<PostcopyFigures> postcopy;  // set for a post-copy send
 };
+
+// A migrated container's named volumes moved with it: where its copy is
+// deleted (the source after a commit, the target after a rollback) they go
+// too, unless another container here still mounts them.
+void removeWithVolumes(AgentEngine& engine, const ContainerInfo& c);
 
 // Source side. Freezes `name`, streams its checkpoint to `endpoint` with the
 // one-time `token`, and returns once the target reports the container
@@ -100,7 +121,13 @@ SendResult sendCheckpoint(AgentEngine& engine, const std::string& name, zmq::con
 // Target side. Restores the stream arriving on `rx` and tells the sender
 // the verdict: accepted once the container runs here, else the error (which
 // is also thrown). Nothing of a failed restore stays on this host.
+// A post-copy checkpoint (dumped with lazy pages) runs here as soon as it
+// restored; the verdict waits until CRIU's lazy-pages daemon has every page
+// through `rx`. Should the pages stop coming (the source, the link, or
+// `stop`), the copy here is killed before it could read a page that never
+// came, and removed: the source still holds them all.
 RestoreResult receiveCheckpoint(AgentEngine& engine, proto::ChunkReceiver& rx,
-                                const RestoreOptions& opts = {});
+                                const RestoreOptions& opts = {},
+                                const std::atomic<bool>* stop = nullptr);
 
 }  // namespace ferry::agent

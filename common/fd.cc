@@ -1,6 +1,9 @@
 #include "common/fd.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "common/byte_stream.h"
@@ -59,6 +62,42 @@ uint64_t copyAll(ByteSource& in, ByteSink& out, const std::function<void(uint64_
     if (progress) progress(total);
   }
   return total;
+}
+
+namespace {
+
+sockaddr_in loopbackAddress(uint16_t port) {
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(port);
+  return a;
+}
+
+}  // namespace
+
+UniqueFd boundLoopbackSocket(uint16_t* port, int backlog, const std::string& what) {
+  UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd) throwErrno("socket (" + what + ")");
+  sockaddr_in a = loopbackAddress(0);
+  socklen_t len = sizeof a;
+  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+      (backlog > 0 && ::listen(fd.get(), backlog) != 0) ||
+      ::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    throwErrno("binding 127.0.0.1 (" + what + ")");
+  }
+  *port = ntohs(a.sin_port);
+  return fd;
+}
+
+UniqueFd connectLoopback(uint16_t port, const std::string& what) {
+  UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd) throwErrno("socket (" + what + ")");
+  sockaddr_in a = loopbackAddress(port);
+  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    throwErrno("connecting to 127.0.0.1:" + std::to_string(port) + " (" + what + ")");
+  }
+  return fd;
 }
 
 }  // namespace ferry

@@ -57,4 +57,10 @@ void writeAll(int fd, std::string_view data, const std::string& what);
 // Reads until EOF; throws on error.
 std::string readAll(int fd, const std::string& what);
 
+// A TCP socket bound to 127.0.0.1 on a port the kernel picked (*port),
+// listening when backlog > 0. Throws Error saying `what` it was for.
+UniqueFd boundLoopbackSocket(uint16_t* port, int backlog, const std::string& what);
+// A TCP connection to 127.0.0.1:port. Throws Error saying `what` it was for.
+UniqueFd connectLoopback(uint16_t port, const std::string& what);
+
 }  // namespace ferry

@@ -28,6 +28,9 @@ struct HostInfo {
   std::string selinux_mode;     // enforcing | permissive | disabled
   bool mem_dirty_track = false; // CRIU pre-dump / --track-mem usable
   bool uffd = false;            // lazy pages (post-copy) usable
+  // Post-copy migrations to and from this host work: uffd, and a pipe size
+  // CRIU's page server can have. Empty: yes; else why not.
+  std::string postcopy_unavailable;
   uint64_t memory_bytes = 0;
   uint32_t cpus = 0;
 };

@@ -25,6 +25,7 @@ void to_json(json& j, const HostInfo& h) {
            {"selinux_mode", h.selinux_mode},
            {"mem_dirty_track", h.mem_dirty_track},
            {"uffd", h.uffd},
+           {"postcopy_unavailable", h.postcopy_unavailable},
            {"memory_bytes", h.memory_bytes},
            {"cpus", h.cpus}};
 }
@@ -46,6 +47,9 @@ void from_json(const json& j, HostInfo& h) {
   h.selinux_mode = j.value("selinux_mode", "");
   h.mem_dirty_track = j.value("mem_dirty_track", false);
   h.uffd = j.value("uffd", false);
+  // A host of an older ferry did not say: it never ran post-copy.
+  h.postcopy_unavailable = j.value("postcopy_unavailable", h.host_name.empty() ? "" :
+                                   "its ferry is older than post-copy");
   h.memory_bytes = j.value("memory_bytes", uint64_t{0});
   h.cpus = j.value("cpus", 0u);
 }

@@ -178,6 +178,7 @@ class Coordinator {
     std::set<std::string> ignore;
     int precopy = -1;
     bool tcp_close = false;  // drop its TCP connections on purpose
+    int postcopy = -1;       // 1 on, 0 off, -1 auto
   };
   void startMigration(const Request& r);
   struct Movable {
@@ -188,6 +189,7 @@ class Coordinator {
   struct Fit {
     std::string send_image;  // the target lacks it: sent first
     std::vector<std::string> warnings;
+    PostcopyChoice postcopy;
   };
   Fit checkFit(const MigrateRequest& req, const Movable& m);
   // Plans a migration and sends its first command; throws Error when it is

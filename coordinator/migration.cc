@@ -73,6 +73,7 @@ void Coordinator::startMigration(const Request& r) {
   for (auto i : mg.getIgnore()) req.ignore.insert(text(i));
   req.precopy = mg.getPrecopy();
   req.tcp_close = mg.getTcpClose();
+  req.postcopy = mg.getPostcopy();
   beginMigration(req, Client{r.peer, r.id}, {});
 }
 
@@ -193,6 +194,8 @@ Coordinator::Fit Coordinator::checkFit(const MigrateRequest& req, const Movable&
   }
   Fit fit;
   fit.send_image = send_image;
+  fit.postcopy = choosePostcopy(req.postcopy, precopy, src, in.source.postcopy_unavailable, dst,
+                                in.target.postcopy_unavailable);
   for (const auto& w : enforceCompatibility(findings, src, dst)) fit.warnings.push_back(w.message);
   // Secrets are read from the target's own store when it writes the spec:
   // refused here, before anything freezes, rather than after.
@@ -251,7 +254,8 @@ int64_t Coordinator::beginMigration(const MigrateRequest& req, std::optional<Cli
   const std::string &name = req.container, &src = req.source, &dst = req.target;
   Fit fit = checkFit(req, checkMovable(req));
   const std::string& send_image = fit.send_image;
-  int precopy = req.precopy;
+  // Post-copy takes the place of pre-copy rounds (auto ones included).
+  int precopy = fit.postcopy.on ? 0 : req.precopy;
   int64_t id = store_.beginMigration(name, src, dst, clock_());
   store_.addEvent(clock_(), "migration", name,
                   "#" + std::to_string(id) + " planned: " + src + " -> " + dst);
@@ -263,6 +267,7 @@ int64_t Coordinator::beginMigration(const MigrateRequest& req, std::optional<Cli
                      .send_image = send_image,
                      .precopy = precopy,
                      .tcp_close = req.tcp_close,
+                     .postcopy = fit.postcopy.on,
                      .ignore = {req.ignore.begin(), req.ignore.end()},
                      .image_token = send_image.empty() ? "" : detail::randomToken(),
                      .stream_token = detail::randomToken()};
@@ -280,6 +285,7 @@ int64_t Coordinator::beginMigration(const MigrateRequest& req, std::optional<Cli
   f.setContainer(name);
   f.setSource(src);
   f.setTarget(dst);
+  f.setPostcopy(fit.postcopy.why);
   runs_.emplace(id, std::move(run));
   feed(id, mev::Start{fit.warnings.size()});
   return id;
@@ -378,6 +384,7 @@ std::pair<std::string, proto::Fill> commandFor(int64_t id, const MigrationSpec& 
                 p.setServerKey(s.server_key);
                 p.setPrecopy(s.precopy);
                 p.setTcpClose(s.tcp_close);
+                p.setPostcopy(s.postcopy);
               }};
     case Command::kCommitSource:
       return {"remove the frozen copy of " + c, detail::fillCleanup(Command::kCommitSource, c, id)};
@@ -455,6 +462,9 @@ void Coordinator::noteFigures(Run& run, proto::Message::Reader m) {
   f.setBytesReferenced(from.getBytesReferenced());
   f.setPrecopy(from.getPrecopy());
   f.setRounds(from.getRounds());
+  f.setPostcopyMs(from.getPostcopyMs());
+  f.setBytesOnDemand(from.getBytesOnDemand());
+  f.setBytesPushed(from.getBytesPushed());
   for (auto w : from.getWarnings()) run.warnings.push_back(text(w));
   for (auto p : from.getPhaseMs()) run.figures.addPhase(text(p.getPhase()), p.getMs());
 }

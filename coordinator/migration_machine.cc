@@ -75,7 +75,8 @@ std::string describe(const MigrationAction& a) {
                               field("token", s.token);
             for (const auto& i : s.ignore) out += " ignore=" + i;
             if (s.command == Command::kSendCheckpoint)
-              out += " precopy=" + std::to_string(s.precopy) + (s.tcp_close ? " tcp-close" : "");
+              out += " precopy=" + std::to_string(s.precopy) + (s.tcp_close ? " tcp-close" : "") +
+                     (s.postcopy ? " postcopy" : "");
             return out + (s.transfer ? " (transfer)" : "");
           },
           [](const mact::Persist& p) {
@@ -248,6 +249,7 @@ void MigrationMachine::ticket(const mev::Ticket& t, MigrationActions& out) {
         .token = spec_.stream_token,
         .precopy = spec_.precopy,
         .tcp_close = spec_.tcp_close,
+        .postcopy = spec_.postcopy,
         .transfer = true},
        Step::kTransfer, out);
 }

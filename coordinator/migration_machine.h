@@ -54,6 +54,7 @@ struct MigrationSpec {
   std::string send_image;  // the target lacks this image: it is sent first
   int precopy = -1;        // rounds at most; 0 off; -1 auto
   bool tcp_close = false;  // the container's TCP connections are dropped, not kept
+  bool postcopy = false;   // the memory follows the restore (decided at plan time)
   // The operator's --ignore: the target checks compatibility again before
   // its restore and must override the same refusals. Not persisted: after a
   // restart a migration only commits or rolls back, never prepares.
@@ -120,6 +121,7 @@ struct Send {
   std::vector<std::string> ignore;  // prepareReceive: checks the target overrides
   int precopy = -1;
   bool tcp_close = false;
+  bool postcopy = false;
   bool transfer = false;
 };
 // Commit the phase (and for a final one, the error) before anything else.

@@ -294,4 +294,34 @@ Plan planPeriodicRebalance(const std::vector<PlanHost>& hosts,
   return plan;
 }
 
+PostcopyChoice choosePostcopy(int asked, int precopy, const std::string& source,
+                              const std::string& source_unavailable, const std::string& target,
+                              const std::string& target_unavailable) {
+  if (asked < -1 || asked > 1) {
+    throw Error(ErrorCategory::kInvalidInput,
+                "post-copy must be on (1), off (0) or auto (-1), not " + std::to_string(asked));
+  }
+  if (asked == 0) return {false, "off (asked)"};
+  std::string cannot;
+  if (!source_unavailable.empty()) cannot = source + ": " + source_unavailable;
+  if (!target_unavailable.empty()) {
+    cannot += (cannot.empty() ? "" : "; ") + target + ": " + target_unavailable;
+  }
+  if (asked == 1) {
+    if (!cannot.empty()) {
+      throw Error(ErrorCategory::kIncompatible,
+                  "post-copy cannot run here (" + cannot + "); migrate without --postcopy");
+    }
+    if (precopy > 0) {
+      throw Error(ErrorCategory::kInvalidInput,
+                  "pre-copy rounds and then post-copy are not supported yet; choose --precopy N "
+                  "or --postcopy");
+    }
+    return {true, "on (asked)"};
+  }
+  if (!cannot.empty()) return {false, "off (auto: " + cannot + ")"};
+  return {false, "off (auto: until the source holds no page the target lacks, its loss would "
+                 "lose the container; --postcopy asks for it)"};
+}
+
 }  // namespace ferry::coord

@@ -125,4 +125,23 @@ Plan planPeriodicRebalance(const std::vector<PlanHost>& hosts,
 // Memory load in percent (0 for a host without capacity).
 double memoryPercent(const PlanHost& h);
 
+// --- post-copy or not, for one migration ---
+
+struct PostcopyChoice {
+  bool on = false;
+  std::string why;  // for the result: what was chosen and why
+};
+// asked: 1 (--postcopy), 0 (--no-postcopy), -1 (auto). A host's
+// `unavailable` is its reason post-copy cannot run there ("" it can).
+// --postcopy is refused (kIncompatible, with the host's reason) where it
+// cannot run, and beside pre-copy rounds asked for (kInvalidInput: pre-copy
+// then post-copy is not built yet). Auto does not choose it yet: post-copy
+// alone leaves the container's memory on the source until the last page
+// arrived, so the source's death then loses the container; auto is to
+// choose pre-copy first and post-copy for the rest (hybrid), which shortens
+// that window, once that is built. It says which reason applies.
+PostcopyChoice choosePostcopy(int asked, int precopy, const std::string& source,
+                              const std::string& source_unavailable, const std::string& target,
+                              const std::string& target_unavailable);
+
 }  // namespace ferry::coord

@@ -310,11 +310,11 @@ void Engine::writeSpec(const ContainerRecord& rec, const ImageRecord& image, boo
     // reachable here as soon as it exists, and its sockets come back only
     // with the restore (restoreStaged unlocks once it ran).
     host.netns_path = networking_->attach(rec.name(), rec.spec.network, /*locked=*/!creating).string();
-    // CRIU's options, from a file of its own (runc would otherwise read
-    // /etc/criu/runc.conf): written before each checkpoint and restore.
-    host.criu_config = p.criu_config().string();
-    if (!pathExists(p.criu_config())) writeFileAtomic(p.criu_config(), "", 0600);
   }
+  // CRIU's options, from a file of its own (runc would otherwise read
+  // /etc/criu/runc.conf): written before each checkpoint and restore.
+  host.criu_config = p.criu_config().string();
+  if (!pathExists(p.criu_config())) writeFileAtomic(p.criu_config(), "", 0600);
   json spec = generateOciSpec(rec.spec, image.config, host);
   writeFileAtomic(p.config(), spec.dump(2) + "\n", 0600);
 }

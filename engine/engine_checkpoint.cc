@@ -23,7 +23,8 @@ json optionsJson(const CheckpointOptions& o) {
   return {{"leave_running", o.leave_running},
           {"tcp_established", o.tcp_established},
           {"tcp_close", o.tcp_close},
-          {"file_locks", o.file_locks}};
+          {"file_locks", o.file_locks},
+          {"lazy_pages", o.lazy_pages}};
 }
 
 void writeJson(CheckpointOutput& out, const std::string& kind, const std::string& name,
@@ -176,8 +177,13 @@ CheckpointResult Engine::checkpointTo(const std::string& name, const OutputFacto
     // drops them on purpose: then they restore closed, and the peers see
     // them end.
     opts.tcp_established = !opts.tcp_close;
-    writeFileAtomic(containers_.paths(name).criu_config(), opts.tcp_close ? "tcp-close\n" : "", 0600);
   }
+  // A lazy dump's page server would listen on every address (runc passes
+  // CRIU only its port): kept to loopback, where only the agent reaches it.
+  writeFileAtomic(containers_.paths(name).criu_config(),
+                  std::string(networked && opts.tcp_close ? "tcp-close\n" : "") +
+                      (opts.lazy_pages ? "address 127.0.0.1\n" : ""),
+                  0600);
   ContainerInfo info = inspectRecord(rec);
   if (info.status != ContainerStatus::kRunning) {
     throwInvalidInput("container is " + std::string(statusName(info.status)) +
@@ -202,6 +208,16 @@ CheckpointResult Engine::checkpointTo(const std::string& name, const OutputFacto
   if (networked) requireKeepableSockets(name, info.pid, parseIpv4(rec.spec.network.ip));
   const json config = json::parse(readFile(containers_.paths(name).config()));
   requireDumpableIdentity(config, name);
+  if (opts.lazy_pages) {
+    if (!opts.keep_paused) throwInvalidInput("a lazy-pages dump keeps the container paused (keep-paused)");
+    const json annotations = config.value("annotations", json::object());
+    if (annotations.value("org.criu.config", "") != containers_.paths(name).criu_config().string()) {
+      throw Error(ErrorCategory::kIncompatible,
+                  name + " was started by an older ferry, whose runtime settings cannot keep CRIU's "
+                         "page server to loopback: post-copy would expose its memory on every "
+                         "address; migrate it without --postcopy (its copy on the target can)");
+    }
+  }
   ImageRecord image = images_.resolve(rec.image_id);
   ContainerPaths p = containers_.paths(name);
   const HostInfo& source = hostInfo();  // before the freeze: it runs CRIU and runc
@@ -251,14 +267,18 @@ CheckpointResult Engine::checkpointTo(const std::string& name, const OutputFacto
     if (locking) networking_->unlock(name);
   };
   auto td = Clock::now();
+  CheckpointResult result;
   try {
-    runtime_.checkpoint(name, out->criuDir(), work, opts);
+    if (opts.lazy_pages) {
+      result.lazy = runtime_.checkpointLazy(name, out->criuDir(), work, opts);
+    } else {
+      runtime_.checkpoint(name, out->criuDir(), work, opts);
+    }
   } catch (...) {
     resumeIfPaused();
     out->discard();
     throw;
   }
-  CheckpointResult result;
   result.dump_ms = msSince(td);
   LogSettle log_settle(p.log());
   if (!opts.leave_running) {
@@ -289,6 +309,7 @@ CheckpointResult Engine::checkpointTo(const std::string& name, const OutputFacto
   } catch (...) {
     Error e = asError(std::current_exception());
     if (opts.leave_running) {
+      result.lazy.reset();  // CRIU lets go of the tasks (still paused) first
       resumeIfPaused();
       out->discard();
       throw e;

@@ -45,6 +45,7 @@ Metadata parseMetadata(const json& j) {
     m.options.tcp_established = o.value("tcp_established", false);
     m.options.tcp_close = o.value("tcp_close", false);
     m.options.file_locks = o.value("file_locks", false);
+    m.options.lazy_pages = o.value("lazy_pages", false);
     // Names become paths on this host, volumes mounts, labels contexts:
     // check the whole record before anything uses it.
     validateCarriedRecord(m.container);
@@ -81,6 +82,11 @@ std::vector<Finding> Engine::admit(const json& metadata, const RestoreOptions& o
     throwInvalidInput("this stream was prepared for container '" + opts.expect_container +
                       "', but it carries a bundle of '" + m.container.name() +
                       "'; refused, nothing restored (migrate each container by its own name)");
+  }
+  if (m.options.lazy_pages && opts.lazy_pages_fd < 0) {
+    throwInvalidInput("this checkpoint of " + m.container.name() +
+                      " was dumped for post-copy: its memory stayed on the source and comes "
+                      "only through that migration's stream; it cannot be restored on its own");
   }
   std::string name = opts.name.empty() ? m.container.name() : opts.name;
   validateName(name, "container name");
@@ -167,7 +173,12 @@ RestoreResult Engine::importCheckpoint(ByteSource& in, const RestoreOptions& opt
     r.warnings = std::move(warnings);
     // Staging (the whole checkpoint) goes after the verdict, not before it;
     // a crash leaves it to removeStaleStaging (its name carries our pid).
-    removeTreeInBackground(stage.release());
+    // A post-copy's daemon reads the images until the last page arrived.
+    if (r.lazy) {
+      r.lazy->onEnd([dir = stage.release()] { removeTreeInBackground(dir); });
+    } else {
+      removeTreeInBackground(stage.release());
+    }
     return r;
   });
 }
@@ -235,10 +246,8 @@ RestoreResult Engine::restoreStaged(const fs::path& dir, const RestoreOptions& o
       // or out) and unlocked once CRIU has put them back.
       writeSpec(rec, image, /*creating=*/false);
       const bool networked = !rec.spec.network.empty() && networking_;
-      if (networked) {
-        // CRIU must be told again that the connections were dumped to be dropped.
-        writeFileAtomic(p.criu_config(), meta.options.tcp_close ? "tcp-close\n" : "", 0600);
-      }
+      // CRIU must be told again that the connections were dumped to be dropped.
+      writeFileAtomic(p.criu_config(), networked && meta.options.tcp_close ? "tcp-close\n" : "", 0600);
       prepareNotify(rec, /*restoring=*/true);
       // The output so far: conmon appends to it (a checkpoint of an older
       // ferry has none, and the log starts here).
@@ -248,11 +257,19 @@ RestoreResult Engine::restoreStaged(const fs::path& dir, const RestoreOptions& o
       l.restore_from = dir / "criu";
       l.restore_opts = meta.options;
       l.restore_work = restore_work;
+      if (meta.options.lazy_pages) {
+        // Its memory is still on the source: the daemon that fetches it
+        // must listen before CRIU restores (and hands it the faults).
+        if (opts.on_lazy_start) opts.on_lazy_start();
+        result.lazy = runtime_.startLazyPages(name, dir / "criu", restore_work,
+                                              opts.lazy_pages_fd, opts.lazy_caller_fd);
+      }
       runtime_.launch(l);
       // A copy whose traffic stays dropped would run cut off: a failed
       // restore (the source resumes) rather than a committed one.
       if (networked) networking_->unlockOrThrow(name);
     } catch (...) {
+      if (result.lazy) bestEffort("stopping the lazy-pages daemon", [&] { result.lazy->abort(); });
       bestEffort("runc delete", [&] { runtime_.remove(name, true); });
       bestEffort("removing the container's files", [&] { discard(name); });
       for (const auto& v : new_volumes) bestEffort("removing a new volume", [&] { volumes_.remove(v); });

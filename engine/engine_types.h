@@ -7,6 +7,8 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -19,6 +21,9 @@
 #include "engine/store/container_store.h"
 
 namespace ferry {
+
+class LazyDump;
+class LazyRestore;
 
 enum class ContainerStatus { kCreated, kRunning, kPaused, kExited, kCheckpointed };
 std::string_view statusName(ContainerStatus s);
@@ -50,6 +55,10 @@ struct CheckpointResult {
   uint64_t rootfs_bytes = 0;   // the container's rootfs changes
   uint64_t volume_bytes = 0;
   uint64_t bundle_bytes = 0;   // what went into the sink, for an export
+  // A post-copy dump (CheckpointOptions::lazy_pages): CRIU still holds the
+  // memory and serves it on 127.0.0.1:lazy->port() until its one
+  // connection ends; the container stays paused.
+  std::shared_ptr<LazyDump> lazy;
 };
 void to_json(nlohmann::json& j, const CheckpointResult& r);
 
@@ -75,6 +84,15 @@ struct RestoreOptions {
   // recorded): a migration's target takes only the container the stream
   // was prepared for. Checked from the metadata, before anything restores.
   std::string expect_container;
+  // A checkpoint dumped with lazy pages (post-copy) restores only with
+  // these: its pages come through `lazy_pages_fd` (one end of a connected pair,
+  // given to CRIU's lazy-pages daemon), whose other end, `lazy_caller_fd`,
+  // the caller connects to the source's page server. See LazyRestore.
+  int lazy_pages_fd = -1;
+  int lazy_caller_fd = -1;
+  // Called once the bundle is in, right before the daemon starts: the
+  // caller's pump goes from here on (the restore needs pages already).
+  std::function<void()> on_lazy_start;
 };
 
 struct RestoreResult {
@@ -82,6 +100,9 @@ struct RestoreResult {
   int64_t total_ms = 0;
   std::optional<CriuRestoreStats> criu;
   std::vector<Finding> warnings;  // compatibility warnings (and ignored refusals)
+  // Post-copy: the container runs while its pages still arrive; wait() for
+  // the last one (the images it reads are removed after), abort() to kill it.
+  std::shared_ptr<LazyRestore> lazy;
 };
 void to_json(nlohmann::json& j, const RestoreResult& r);
 

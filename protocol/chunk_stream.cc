@@ -1,9 +1,13 @@
 #include "protocol/chunk_stream.h"
 
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
 
+#include "common/fd.h"
 #include "protocol/framing.h"
 #include "protocol/stream.capnp.h"
 
@@ -96,6 +100,176 @@ bool pollIn(zmq::socket_t& s, std::chrono::milliseconds timeout) {
 
 }  // namespace
 
+// ---- post-copy tunnel -----------------------------------------------------
+
+// One end of the post-copy tunnel: a local TCP connection (to CRIU's page
+// server on the source, from its lazy-pages daemon on the target) and the
+// stream. Bytes read locally go to the peer as `tunnel` messages, at most
+// kTunnelWindow unacknowledged; bytes from the peer are written locally and
+// acknowledged with `tunnelCredit` once written. The local side's end goes
+// to the peer as `tunnelEnd`; on the source, the peer's end shuts the local
+// socket's sending half once everything before it was written.
+class Tunnel {
+ public:
+  using Send = std::function<void(zmq::message_t&&)>;
+  // `receiver`: the daemon's side. It counts the daemon's requests, and
+  // does not pass the peer's end on: the page server ending before the
+  // daemon had everything is a failure the caller handles (it kills the
+  // container before the daemon lets go of its faults), not an EOF.
+  Tunnel(Send send, size_t chunk_bytes, bool receiver)
+      : send_(std::move(send)), chunk_bytes_(chunk_bytes), receiver_(receiver) {}
+
+  void attach(int fd) { fd_ = fd; }
+  bool attached() const { return fd_ >= 0; }
+  bool localEnded() const { return local_ended_; }
+  bool peerEnded() const { return peer_ended_; }
+  // Nothing more to do locally: its end went out, and the peer's end came
+  // and was passed on.
+  bool finished() const { return local_ended_ && (peer_ended_ || broken_); }
+  const TunnelStats& stats() const { return stats_; }
+
+  short events() const {
+    if (fd_ < 0) return 0;
+    short ev = 0;
+    if (!local_ended_ && credit_ > 0) ev |= ZMQ_POLLIN;
+    if (!inbox_.empty()) ev |= ZMQ_POLLOUT;
+    return ev;
+  }
+
+  // A message from the peer; false when it is not a tunnel message.
+  bool take(StreamMessage::Reader m) {
+    switch (m.which()) {
+      case StreamMessage::TUNNEL: {
+        if (peer_ended_) violation("tunnel bytes after the tunnel's end");
+        if (inbox_.size() >= TUNNEL_WINDOW) violation("tunnel peer exceeded its credit");
+        auto d = m.getTunnel();
+        if (d.size() > chunk_bytes_) violation("tunnel message larger than a chunk");
+        inbox_.emplace_back(reinterpret_cast<const char*>(d.begin()), d.size());
+        if (!receiver_) countRequests(inbox_.back());  // the daemon's requests, at the source
+        if (broken_) inbox_.clear();  // the local side is gone: dropped
+        return true;
+      }
+      case StreamMessage::TUNNEL_CREDIT:
+        credit_ = std::min<uint64_t>(uint64_t{credit_} + m.getTunnelCredit(), TUNNEL_WINDOW);
+        return true;
+      case StreamMessage::TUNNEL_END:
+        peer_ended_ = true;
+        shutIfDrained();
+        return true;
+      default:
+        return false;
+    }
+  }
+
+  void onEvents(short revents) {
+    if (fd_ < 0) return;
+    if ((revents & (ZMQ_POLLOUT | ZMQ_POLLERR)) && !inbox_.empty()) writeLocal();
+    if ((revents & (ZMQ_POLLIN | ZMQ_POLLERR)) && !local_ended_ && credit_ > 0) readLocal();
+  }
+
+ private:
+  void readLocal() {
+    if (read_buf_.size() != chunk_bytes_) read_buf_.resize(chunk_bytes_);  // once: no memset per read
+    ssize_t n = ::read(fd_, read_buf_.data(), read_buf_.size());
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+    if (n <= 0) {
+      // EOF (or a reset: the same for the peer; stats_.completed tells).
+      stats_.completed = n == 0;
+      local_ended_ = true;
+      send_(message([&](StreamMessage::Builder m) { m.setTunnelEnd(); }));
+      return;
+    }
+    std::string_view got(read_buf_.data(), static_cast<size_t>(n));
+    if (receiver_) countRequests(got);
+    stats_.bytes_out += got.size();
+    send_(message([&](StreamMessage::Builder m) { m.setTunnel(dataOf(got)); }));
+    --credit_;
+  }
+
+  void writeLocal() {
+    while (!inbox_.empty()) {
+      const std::string& front = inbox_.front();
+      ssize_t n = ::send(fd_, front.data() + offset_, front.size() - offset_, MSG_NOSIGNAL);
+      if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+      if (n < 0) {  // the local side is gone; its end is read next
+        broken_ = true;
+        inbox_.clear();
+        return;
+      }
+      offset_ += static_cast<size_t>(n);
+      stats_.bytes_in += static_cast<uint64_t>(n);
+      if (offset_ < front.size()) return;
+      inbox_.pop_front();
+      offset_ = 0;
+      send_(message([&](StreamMessage::Builder m) { m.setTunnelCredit(1); }));
+    }
+    shutIfDrained();
+  }
+
+  void shutIfDrained() {
+    if (!receiver_ && peer_ended_ && inbox_.empty() && !shut_ && fd_ >= 0) {
+      ::shutdown(fd_, SHUT_WR);
+      shut_ = true;
+    }
+  }
+
+  // What the daemon asks CRIU's page server for: 24-byte page_server_iov
+  // records {u32 cmd, u32 nr_pages, u64 vaddr, u64 dst_id} (criu/page-xfer.c,
+  // stable since CRIU 3.x); PS_IOV_GET (7) asks for pages. A fault asks for
+  // one page, the background fetch for 16 or more (64 KiB growing to 4 MiB).
+  // Only counted, never relied on.
+  void countRequests(std::string_view bytes) {
+    constexpr size_t kRecord = 24;
+    constexpr uint32_t kGet = 7, kCmdMask = 0xffff;
+    while (!bytes.empty()) {
+      size_t take = std::min(bytes.size(), kRecord - partial_.size());
+      partial_.append(bytes.substr(0, take));
+      bytes.remove_prefix(take);
+      if (partial_.size() < kRecord) return;
+      uint32_t cmd = 0, pages = 0;
+      std::memcpy(&cmd, partial_.data(), 4);
+      std::memcpy(&pages, partial_.data() + 4, 4);
+      partial_.clear();
+      if ((cmd & kCmdMask) != kGet) continue;
+      if (pages == 1) {
+        ++stats_.fault_requests;
+        ++stats_.fault_pages;
+      } else {
+        ++stats_.background_requests;
+        stats_.background_pages += pages;
+      }
+    }
+  }
+
+  Send send_;
+  size_t chunk_bytes_;
+  bool receiver_;
+  int fd_ = -1;
+  uint32_t credit_ = TUNNEL_WINDOW;
+  std::deque<std::string> inbox_;
+  size_t offset_ = 0;
+  bool local_ended_ = false, peer_ended_ = false, shut_ = false, broken_ = false;
+  std::string partial_;
+  std::string read_buf_;
+  TunnelStats stats_;
+};
+
+namespace {
+
+// A raw descriptor beside the stream's socket in one poll.
+zmq::pollitem_t fdItem(int fd, short events) { return zmq::pollitem_t{nullptr, fd, events, 0}; }
+
+int pollItems(zmq::pollitem_t* items, size_t n, std::chrono::milliseconds timeout) {
+  try {
+    return zmq::poll(items, n, timeout);
+  } catch (const zmq::error_t& e) {
+    if (e.num() != EINTR) throw;
+    return 0;
+  }
+}
+
+}  // namespace
+
 // ---- sender ---------------------------------------------------------------
 
 ChunkSender::ChunkSender(zmq::context_t& ctx, const std::string& endpoint,
@@ -163,12 +337,17 @@ void ChunkSender::awaitCredit() {
   }
 }
 
-void ChunkSender::handle(const zmq::message_t& frame) {
+void ChunkSender::handle(const zmq::message_t& frame, Tunnel* tunnel, bool* restored) {
   Decoded d(frame);
   guard([&] {
     auto m = d.root<StreamMessage>();
     checkVersion(m);
+    if (tunnel && tunnel->take(m)) return;
     switch (m.which()) {
+      case StreamMessage::RESTORED:
+        if (!restored) violation("unexpected 'restored' from the receiver");
+        *restored = true;
+        return;
       case StreamMessage::CREDIT:
         credit_ = std::min<uint64_t>(uint64_t{credit_} + m.getCredit(), opts_.window * 4u);
         return;
@@ -184,7 +363,7 @@ void ChunkSender::handle(const zmq::message_t& frame) {
   });
 }
 
-void ChunkSender::finish() {
+void ChunkSender::sendEnd() {
   if (!buf_.empty()) {
     sendChunk(buf_);
     buf_.clear();
@@ -195,6 +374,10 @@ void ChunkSender::finish() {
     e.setBytes(bytes_);
     e.setXxh3(XXH3_64bits_digest(hash_));
   }), zmq::send_flags::none);
+}
+
+void ChunkSender::finish() {
+  sendEnd();
   zmq::message_t frame;
   while (!done_) {
     if (!pollIn(sock_, opts_.timeout)) {
@@ -204,6 +387,54 @@ void ChunkSender::finish() {
     }
     if (sock_.recv(frame, zmq::recv_flags::dontwait)) handle(frame);
   }
+}
+
+TunnelStats ChunkSender::finishWithTunnel(int local, const std::function<void()>& on_restored,
+                                          const std::function<void(uint64_t)>& on_bytes) {
+  sendEnd();
+  Tunnel tunnel([&](zmq::message_t&& f) { sock_.send(f, zmq::send_flags::none); },
+                opts_.chunk_bytes, /*receiver=*/false);
+  tunnel.attach(local);
+  bool restored = false, told = false;
+  auto heard = std::chrono::steady_clock::now();
+  auto reported = heard;
+  zmq::message_t frame;
+  while (!done_) {
+    zmq::pollitem_t items[] = {{sock_.handle(), 0, ZMQ_POLLIN, 0},
+                               fdItem(local, tunnel.finished() ? 0 : tunnel.events())};
+    pollItems(items, 2, std::chrono::milliseconds(100));
+    auto now = std::chrono::steady_clock::now();
+    tunnel.onEvents(items[1].revents);
+    bool any = false;
+    while (!done_ && sock_.recv(frame, zmq::recv_flags::dontwait)) {
+      any = true;
+      handle(frame, &tunnel, &restored);
+    }
+    if (any) heard = now;
+    if (restored && !told) {
+      told = true;
+      if (on_restored) on_restored();
+    }
+    if (on_bytes && now - reported >= std::chrono::milliseconds(250)) {
+      reported = now;
+      on_bytes(tunnel.stats().bytes_out);
+    }
+    if (!done_ && now - heard > opts_.timeout) {
+      // Before `restored` no copy can run there. After it, one whose pages
+      // all arrived might: the page server's connection ended in order only
+      // once the daemon said it had them all. Short of that, the copy there
+      // waits for a page that never comes, and its agent kills it once
+      // silent for its own timeout.
+      const bool all_pages = tunnel.localEnded() && tunnel.stats().completed;
+      verdict_unknown_ = restored && all_pages;
+      cut_short_ = restored && !all_pages;
+      throw Error(ferry::ErrorCategory::kRetryable,
+                  std::string("nothing from the receiver within ") +
+                      std::to_string(opts_.timeout.count()) + " ms " +
+                      (restored ? "during post-copy" : "while it restored"));
+    }
+  }
+  return tunnel.stats();
 }
 
 void ChunkSender::abort(const std::string& why) noexcept {
@@ -371,6 +602,77 @@ size_t ChunkReceiver::read(char* buf, size_t n) {
     grant(1);
   }
   return take;
+}
+
+void ChunkReceiver::sendToPeer(zmq::message_t&& frame) {
+  zmq::message_t id(peer_.data(), peer_.size());
+  sock_.send(id, zmq::send_flags::sndmore);
+  sock_.send(frame, zmq::send_flags::none);
+}
+
+TunnelStats ChunkReceiver::serveTunnel(int local, const std::atomic<bool>& restored,
+                                       const std::atomic<bool>& stop) {
+  if (peer_.empty() || !ended_) violation("a tunnel before the stream's end");
+  Tunnel tunnel([&](zmq::message_t&& f) { sendToPeer(std::move(f)); }, opts_.chunk_bytes,
+                /*receiver=*/true);
+  tunnel.attach(local);
+  bool told = false;
+  auto heard = std::chrono::steady_clock::now();
+  auto asked = heard;  // the last bytes sent: an answer is due
+  std::optional<std::chrono::steady_clock::time_point> peer_end;
+  uint64_t sent = 0;
+  while (!tunnel.localEnded()) {
+    if (stop.load()) {
+      throw Error(ferry::ErrorCategory::kRetryable, "post-copy stopped on " + host_);
+    }
+    if (restored.load() && !told) {
+      told = true;
+      sendToPeer(message([&](StreamMessage::Builder m) { m.setRestored(); }));
+    }
+    zmq::pollitem_t items[] = {{sock_.handle(), 0, ZMQ_POLLIN, 0},
+                               fdItem(local, tunnel.events())};
+    pollItems(items, 2, std::chrono::milliseconds(100));
+    auto now = std::chrono::steady_clock::now();
+    tunnel.onEvents(items[1].revents);
+    if (tunnel.stats().bytes_out != sent) {
+      sent = tunnel.stats().bytes_out;
+      asked = now;
+    }
+    zmq::message_t identity, frame;
+    while (sock_.recv(identity, zmq::recv_flags::dontwait)) {
+      if (!identity.more() || !sock_.recv(frame, zmq::recv_flags::dontwait)) continue;
+      std::string from(static_cast<const char*>(identity.data()), identity.size());
+      if (from != peer_) continue;  // only the accepted sender counts
+      Decoded d(frame);
+      guard([&] {
+        auto m = d.root<StreamMessage>();
+        checkVersion(m);
+        // An answer, not the credit for what was asked: that comes from
+        // this side of the link alone.
+        if (m.which() == StreamMessage::TUNNEL || m.which() == StreamMessage::TUNNEL_END) heard = now;
+        if (tunnel.take(m)) return;
+        if (m.which() == StreamMessage::ABORT) {
+          throw toError(m.getAbort(), "the sender aborted the stream: ");
+        }
+        if (m.which() != StreamMessage::CREDIT) violation("unexpected message during post-copy");
+      });
+    }
+    // The page server ends once the daemon said it is done; before that
+    // (it failed, or its dump was cut short) the daemon would wait forever.
+    if (tunnel.peerEnded() && !peer_end) peer_end = now;
+    if (peer_end && now - *peer_end > std::min<std::chrono::milliseconds>(
+                                          std::chrono::seconds(2), opts_.timeout / 2)) {
+      throw Error(ferry::ErrorCategory::kRetryable,
+                  "the source's page server ended before every page arrived");
+    }
+    // Silence counts only while the daemon waits for an answer.
+    if (asked > heard && now - asked > opts_.timeout) {
+      throw Error(ferry::ErrorCategory::kRetryable,
+                  "nothing from the sender within " + std::to_string(opts_.timeout.count()) +
+                      " ms during post-copy (its page server is gone)");
+    }
+  }
+  return tunnel.stats();
 }
 
 // The verdict is the last thing this socket sends, and the stream is closed

@@ -19,6 +19,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <optional>
 #include <string>
 #include <zmq.hpp>
@@ -46,6 +47,20 @@ struct StreamOptions {
   const std::atomic<bool>* cancel = nullptr;
 };
 
+// Post-copy: what a tunnel carried (see finishWithTunnel and serveTunnel).
+struct TunnelStats {
+  uint64_t bytes_in = 0;   // from the peer, written to the local connection
+  uint64_t bytes_out = 0;  // read from the local connection, sent to the peer
+  // CRIU page requests the daemon made for one page (a page
+  // fault of the restored process) and for more (its background fetch), and
+  // the pages each asked for.
+  uint64_t fault_requests = 0, fault_pages = 0;
+  uint64_t background_requests = 0, background_pages = 0;
+  bool completed = false;  // the local connection ended in order
+};
+
+class Tunnel;
+
 class ChunkSender : public ByteSink {
  public:
   // Connects a DEALER to the receiver's endpoint and opens the stream.
@@ -59,6 +74,18 @@ class ChunkSender : public ByteSink {
   // Sends what is buffered and the end, then waits for the receiver's
   // verdict: returns when it accepted, throws its Error otherwise.
   void finish();
+  // Post-copy, on the source: like finish(), but while the verdict is
+  // awaited, the bytes between `local` (a connected TCP socket to CRIU's
+  // page server) and the receiver's lazy-pages daemon go through this
+  // stream both ways. `on_restored` runs when the receiver says the
+  // container runs there; `on_bytes` (at most every 250 ms) with the bytes
+  // sent so far. Returns on an accepting verdict; throws the receiver's
+  // Error, or kRetryable when it goes silent past the timeout -- then
+  // verdictUnknown() when every page had gone (the copy there may run),
+  // copyCutShort() when it restored but not every page went. Closes
+  // nothing: the caller owns `local`.
+  TunnelStats finishWithTunnel(int local, const std::function<void()>& on_restored,
+                               const std::function<void(uint64_t)>& on_bytes);
   // Tells the receiver to discard everything (best effort, never throws).
   void abort(const std::string& why) noexcept;
 
@@ -66,11 +93,16 @@ class ChunkSender : public ByteSink {
   // After finish() timed out: every byte went, and whether the receiver
   // took them (and acted on them) is unknown.
   bool verdictUnknown() const { return verdict_unknown_; }
+  // After finishWithTunnel failed: the receiver restored a copy, but its
+  // pages stopped before the last. Its agent kills it once the tunnel is
+  // silent for its own timeout (or at once, when it fails first).
+  bool copyCutShort() const { return cut_short_; }
 
  private:
   void sendChunk(std::string_view data);
+  void sendEnd();
   void awaitCredit();
-  void handle(const zmq::message_t& frame);
+  void handle(const zmq::message_t& frame, Tunnel* tunnel = nullptr, bool* restored = nullptr);
 
   zmq::socket_t sock_;
   StreamOptions opts_;
@@ -81,6 +113,7 @@ class ChunkSender : public ByteSink {
   XXH3_state_t* hash_;
   bool done_ = false;
   bool verdict_unknown_ = false;
+  bool cut_short_ = false;
 };
 
 class ChunkReceiver : public ByteSource {
@@ -101,6 +134,16 @@ class ChunkReceiver : public ByteSource {
   // (its connection: ROUTER refuses a second peer of the same routing id)
   // counts; other peers' frames are dropped and never extend the timeout.
   size_t read(char* buf, size_t n) override;
+  // Post-copy, on the target, once read() returned 0: carries the bytes of
+  // `local` (connected to the lazy-pages daemon) to and from the sender's
+  // page server until the daemon closes it, and tells the sender
+  // `restored` as soon as `restored` is set. Throws Error when `stop` is
+  // set, the sender aborts, its page server ends before the daemon did, or
+  // it goes silent past the timeout while the daemon waits for pages. It
+  // never closes or shuts `local`: the caller kills the container first
+  // (LazyRestore::abort), so no task reads a page that did not come.
+  TunnelStats serveTunnel(int local, const std::atomic<bool>& restored,
+                          const std::atomic<bool>& stop);
   // The verdict for the sender, once the consumer is done (or failed).
   void accept();
   void reject(const Error& e);
@@ -116,6 +159,7 @@ class ChunkReceiver : public ByteSource {
   bool handle(const zmq::message_t& identity, const zmq::message_t& frame);
   bool admit(const zmq::message_t& identity, const zmq::message_t& frame);
   void grant(uint32_t chunks);
+  void sendToPeer(zmq::message_t&& frame);
   void keepVerdict();
   static constexpr int kVerdictLingerMs = 5000;
 

@@ -32,6 +32,7 @@ struct HostInfo {
   uffd @15 :Bool;
   memoryBytes @16 :UInt64;
   cpus @17 :UInt32;
+  postcopyUnavailable @18 :Text;  # why post-copy cannot run here; empty: it can
 }
 
 struct Load {
@@ -172,6 +173,11 @@ struct MigrationFigures {
   finalBytesWire @16 :UInt64 $Json.name("final_bytes_wire");  # sent while frozen
   # checkpoint bytes rebuilt from pre-copied blocks
   bytesReferenced @17 :UInt64 $Json.name("bytes_referenced");
+  postcopy @18 :Text;         # whether post-copy ran, and why
+  # post-copy: from the restore on the target to its last page
+  postcopyMs @19 :UInt64 $Json.name("postcopy_ms");
+  bytesOnDemand @20 :UInt64 $Json.name("bytes_on_demand");  # pages the restored process faulted on
+  bytesPushed @21 :UInt64 $Json.name("bytes_pushed");       # pages fetched in the background
   struct PhaseTime {
     phase @0 :Text;
     ms @1 :UInt64;
@@ -356,6 +362,7 @@ struct Message {
     ignore @3 :List(Text);  # compatibility checks overridden on purpose
     precopy @4 :Int32 = -1; # pre-copy rounds at most; 0 off; -1 auto
     tcpClose @5 :Bool;      # drop its TCP connections instead of keeping them
+    postcopy @6 :Int8 = -1; # 1 on, 0 off, -1 auto
   }
   struct PrepareReceive {
     migration @0 :UInt64;
@@ -373,6 +380,7 @@ struct Message {
     serverKey @4 :Text;      # the target's CURVE public key, when configured
     precopy @5 :Int32 = -1;  # as Migrate.precopy
     tcpClose @6 :Bool;       # as Migrate.tcpClose
+    postcopy @7 :Bool;       # memory after the restore, on demand (decided by the coordinator)
   }
   struct SendImage {
     image @0 :Text;          # name

@@ -7,6 +7,8 @@ using Cxx = import "/capnp/c++.capnp";
 $Cxx.namespace("ferry::proto");
 
 const streamProtocolVersion :UInt16 = 1;
+# Post-copy tunnel messages one way at most in flight (each up to a chunk).
+const tunnelWindow :UInt32 = 16;
 
 enum ErrorKind {
   retryable @0;
@@ -36,6 +38,17 @@ struct StreamMessage {
     credit @5 :UInt32;
     # receiver -> sender: the verdict after `end` (or a refusal at any time).
     done @6 :Done;
+    # Post-copy (after `end`), both ways: the bytes between the target's CRIU
+    # lazy-pages daemon and the source's CRIU page server, which each side
+    # talks to over a local TCP connection. At most `tunnelWindow` messages
+    # are in flight one way; the side that took one grants one more.
+    tunnel @7 :Data;
+    tunnelCredit @8 :UInt32;
+    # The side's local connection ended (the daemon done, or the page server).
+    tunnelEnd @9 :Void;
+    # receiver -> sender: the container runs on the target; its memory
+    # follows through the tunnel, and the verdict comes once all of it did.
+    restored @10 :Void;
   }
 
   struct Open {

@@ -32,6 +32,9 @@ struct EngineConfig {
   // Parent of every container's cgroup. Default /ferry/<host>.
   std::string cgroup_parent;
   ToolPaths tools;
+  // Whether this host takes part in post-copy migrations (the agent's
+  // --no-postcopy turns it off); it also needs uffd and the pipe size.
+  bool postcopy = true;
 };
 
 inline fs::path runcRoot(const EngineConfig& c) { return c.run_dir / "runc"; }

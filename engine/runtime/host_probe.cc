@@ -1,11 +1,14 @@
 #include "engine/runtime/host_probe.h"
 
+#include <fcntl.h>
 #include <linux/magic.h>
 #include <sys/statfs.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
@@ -125,7 +128,70 @@ HostInfo collectHostInfo(const EngineConfig& cfg, CommandRunner& runner) {
   h.conmon_version = parseConmonVersion(output({cfg.tools.conmon, "--version"}));
   h.mem_dirty_track = succeeds({cfg.tools.criu, "check", "--feature", "mem_dirty_track"});
   h.uffd = succeeds({cfg.tools.criu, "check", "--feature", "uffd-noncoop"});
+  uint64_t pipe_max = 0, unprivileged_uffd = 0;
+  try {
+    pipe_max = std::stoull(readSmall(kPipeMaxSizePath));
+    unprivileged_uffd = std::stoull(readSmall(kUnprivilegedUffdPath));
+  } catch (const std::exception&) {
+  }
+  h.postcopy_unavailable = cfg.postcopy ? postcopyUnavailable(h.uffd, pipe_max, unprivileged_uffd == 1)
+                                         : "turned off on this host (its agent runs with "
+                                           "--no-postcopy)";
   return h;
+}
+
+std::string postcopyUnavailable(bool uffd, uint64_t pipe_max_size, bool unprivileged_uffd) {
+  if (!uffd) {
+    return "CRIU cannot use userfaultfd here (`criu check --feature uffd-noncoop` fails): lazy "
+           "pages need it";
+  }
+  if (pipe_max_size < kPostcopyPipeBytes) {
+    return std::string(kPipeMaxSizePath) + " is " + std::to_string(pipe_max_size) +
+           " bytes, and CRIU's page server needs a pipe of " +
+           std::to_string(kPostcopyPipeBytes) + " (the agent raises it at start when it runs as "
+           "root; else: sysctl fs.pipe-max-size=" + std::to_string(kPostcopyPipeBytes) + ")";
+  }
+  if (!unprivileged_uffd) {
+    return std::string(kUnprivilegedUffdPath) + " is 0, so a restored container cannot hand "
+           "its memory's faults to CRIU (the agent sets it to 1 at start when it runs as root; "
+           "else: sysctl vm.unprivileged_userfaultfd=1)";
+  }
+  return "";
+}
+
+namespace {
+
+// Raises the integer setting at `path` to `want` when lower; a sentence
+// saying what it did, or "".
+std::string raiseSetting(const char* path, uint64_t want, const std::string& why) {
+  uint64_t now = 0;
+  try {
+    now = std::stoull(readSmall(path));
+  } catch (const std::exception&) {
+    return std::string("cannot read ") + path + ": post-copy is unavailable on this host";
+  }
+  if (now >= want) return "";
+  std::string value = std::to_string(want) + "\n";
+  UniqueFd fd(::open(path, O_WRONLY | O_CLOEXEC));
+  if (!fd || ::write(fd.get(), value.data(), value.size()) != static_cast<ssize_t>(value.size())) {
+    return std::string("could not raise ") + path + " from " + std::to_string(now) + " to " +
+           std::to_string(want) + " (" + std::strerror(errno) +
+           "): post-copy is unavailable on this host";
+  }
+  return std::string("raised ") + path + " from " + std::to_string(now) + " to " +
+         std::to_string(want) + ", " + why;
+}
+
+}  // namespace
+
+std::string raiseSysctlsForPostcopy() {
+  std::string pipe = raiseSetting(kPipeMaxSizePath, kPostcopyPipeBytes,
+                                  "which CRIU's page server needs for post-copy");
+  std::string uffd = raiseSetting(
+      kUnprivilegedUffdPath, 1,
+      "so that a container restored by post-copy can hand its memory's faults to CRIU "
+      "(--no-postcopy leaves it alone)");
+  return pipe + (!pipe.empty() && !uffd.empty() ? "; " : "") + uffd;
 }
 
 }  // namespace ferry

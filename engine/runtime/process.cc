@@ -274,13 +274,13 @@ pid_t Child::release() {
 }
 
 Child spawnChild(const std::vector<std::string>& argv, const std::string& output_file,
-                 const std::vector<std::string>& env_extra) {
+                 const std::vector<std::string>& env_extra, const std::vector<int>& inherit_fds) {
   if (argv.empty()) throw Error(ErrorCategory::kInvalidInput, "empty command");
   UniqueFd file;
   if (!output_file.empty()) file = openFile(output_file, O_WRONLY | O_CREAT | O_APPEND, 0644);
   UniqueFd devnull = openFile("/dev/null", O_RDONLY);
   int out = file ? file.get() : -1;
-  return spawnProcess(argv, env_extra, devnull.get(), out, out, {});
+  return spawnProcess(argv, env_extra, devnull.get(), out, out, inherit_fds);
 }
 
 bool processAlive(pid_t pid) {

@@ -91,10 +91,12 @@ class Child {
 };
 
 // Starts argv with stdin from /dev/null and stdout+stderr to `output_file`
-// (or inherited when empty). Throws Error naming the program when it cannot
+// (or inherited when empty), keeping `inherit_fds` under their numbers (as
+// RunOptions::inherit_fds). Throws Error naming the program when it cannot
 // be started.
 Child spawnChild(const std::vector<std::string>& argv, const std::string& output_file = "",
-                 const std::vector<std::string>& env = {});
+                 const std::vector<std::string>& env = {},
+                 const std::vector<int>& inherit_fds = {});
 
 // Whether pid is a live process (not a zombie).
 bool processAlive(pid_t pid);

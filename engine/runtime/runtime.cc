@@ -1,7 +1,11 @@
 #include "engine/runtime/runtime.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <deque>
@@ -180,6 +184,233 @@ void Runtime::checkpoint(const std::string& id, const fs::path& image_dir,
 
 namespace {
 
+// A port on 127.0.0.1 free right now (CRIU's page server binds it next; a
+// clash makes that dump fail with CRIU's bind error, and the caller retries
+// the migration).
+uint16_t freeLoopbackPort() {
+  uint16_t port = 0;
+  boundLoopbackSocket(&port, 0, "a port for CRIU's page server");
+  return port;
+}
+
+std::string runcCheckpointFailure(const std::string& id, const std::string& how,
+                                  const fs::path& work_dir) {
+  fs::path log = work_dir / "dump.log";
+  return "runc checkpoint of " + id + " failed (" + how + "; CRIU log " + log.string() +
+         "): " + lastCriuErrors(log);
+}
+
+}  // namespace
+
+std::unique_ptr<LazyDump> Runtime::checkpointLazy(const std::string& id, const fs::path& image_dir,
+                                                  const fs::path& work_dir,
+                                                  const CheckpointOptions& opts) {
+  if (!opts.leave_running || !opts.keep_paused) {
+    throw Error(ErrorCategory::kInvalidInput, "a lazy-pages dump keeps the container, paused");
+  }
+  uint16_t port = freeLoopbackPort();
+  Pipe status = makePipe();
+  int status_fd = status.write.get();
+  std::vector<std::string> argv = {runc_path_, "--root", runcRoot(cfg_).string(), "--criu",
+                                   cfg_.tools.criu, "checkpoint", "--image-path",
+                                   image_dir.string(), "--work-path", work_dir.string(),
+                                   "--leave-running", "--lazy-pages", "--page-server",
+                                   "127.0.0.1:" + std::to_string(port), "--status-fd",
+                                   std::to_string(status_fd)};
+  if (opts.tcp_established) argv.push_back("--tcp-established");
+  if (opts.file_locks) argv.push_back("--file-locks");
+  argv.push_back(id);
+  Child runc = spawnChild(argv, (work_dir / "runc-checkpoint.log").string(), {}, {status_fd});
+  status.write.reset();
+  auto lazy = std::make_unique<LazyDump>(std::move(runc), port, work_dir, id);
+  // runc writes a byte when CRIU says it is ready; EOF without one: it ended.
+  for (;;) {
+    pollfd pfd{status.read.get(), POLLIN, 0};
+    int n = ::poll(&pfd, 1, -1);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throwErrno("poll runc's status fd");
+    char c;
+    ssize_t got = retryEintr([&] { return ::read(status.read.get(), &c, 1); });
+    if (got == 1) return lazy;
+    lazy->wait(std::chrono::seconds(10));  // throws CRIU's errors
+    throw Error(ErrorCategory::kPermanent,
+                runcCheckpointFailure(id, "it ended without serving the memory", work_dir));
+  }
+}
+
+LazyDump::LazyDump(Child runc, uint16_t port, fs::path work_dir, std::string id)
+    : runc_(std::move(runc)), port_(port), work_(std::move(work_dir)), id_(std::move(id)) {}
+
+LazyDump::~LazyDump() {
+  if (done_) return;
+  // The page server serves one connection: one that ends at once ends it
+  // (CRIU then lets the tasks go, still paused by the freezer). Connecting
+  // fails when it already took its connection, which closes in turn.
+  try {
+    connectLoopback(port_, "ending CRIU's page server");
+  } catch (const Error&) {
+  }
+  try {
+    wait(std::chrono::seconds(30));
+  } catch (const std::exception&) {
+    // Logged by whoever ends the migration; the tasks are released either way.
+  }
+}
+
+void LazyDump::wait(std::chrono::milliseconds timeout) {
+  if (done_) return;
+  std::optional<int> status = runc_.waitFor(timeout);
+  done_ = true;
+  if (!status) {
+    runc_.kill(SIGKILL);
+    runc_.wait();
+    throw Error(ErrorCategory::kRetryable,
+                runcCheckpointFailure(id_, "still serving pages after " +
+                                               std::to_string(timeout.count()) + " ms; killed",
+                                      work_));
+  }
+  if (WIFEXITED(*status) && WEXITSTATUS(*status) == 0) return;
+  std::string how = WIFEXITED(*status) ? "exit code " + std::to_string(WEXITSTATUS(*status))
+                                       : "killed by signal " + std::to_string(WTERMSIG(*status));
+  std::string runc_says;
+  try {
+    runc_says = readFile(work_ / "runc-checkpoint.log");
+  } catch (const std::exception&) {
+  }
+  while (!runc_says.empty() && (runc_says.back() == '\n' || runc_says.back() == ' ')) runc_says.pop_back();
+  if (runc_says.size() > 300) runc_says = "..." + runc_says.substr(runc_says.size() - 300);
+  throw Error(ErrorCategory::kPermanent,
+              runcCheckpointFailure(id_, how, work_) + (runc_says.empty() ? "" : "; runc: " + runc_says));
+}
+
+namespace {
+
+// The lazy-pages daemon's guard (bash; see LazyRestore). Arguments: runc,
+// its root, the container, the lifeline's fd, the held fd, the daemon's
+// status fd, then the daemon's argv. Exit 0: the daemon had every page.
+constexpr const char* kLazyGuard = R"SH(
+runc=$1 root=$2 id=$3 lifeline=$4 hold=$5 status=$6
+shift 6
+"$@" {lifeline}<&- {hold}<&- &
+daemon=$!
+exec {status}>&-
+( read -r -u "$lifeline" _; exit 0 ) {hold}<&- &
+watch=$!
+exec {lifeline}<&-
+wait -n -p who "$daemon" "$watch"
+rc=$?
+if [ "$who" = "$daemon" ] && [ "$rc" = 0 ]; then
+  kill "$watch" 2>/dev/null
+  echo "ferry guard: every page arrived"
+  exit 0
+fi
+if [ "$who" = "$daemon" ]; then
+  echo "ferry guard: the lazy-pages daemon failed (status $rc): killing $id"
+else
+  echo "ferry guard: told to stop (or the agent is gone): killing $id"
+fi
+"$runc" --root "$root" kill --all "$id" KILL 2>&1
+for i in $(seq 200); do
+  state=$("$runc" --root "$root" state "$id" 2>/dev/null) || break
+  case "$state" in *'"status": "stopped"'*) break ;; esac
+  sleep 0.05
+done
+kill -KILL "$daemon" "$watch" 2>/dev/null
+wait
+exit 3
+)SH";
+
+}  // namespace
+
+std::unique_ptr<LazyRestore> Runtime::startLazyPages(const std::string& id, const fs::path& images,
+                                                     const fs::path& work, int pages,
+                                                     int caller_end) {
+  makeDirs(work, 0700);
+  Pipe lifeline = makePipe();
+  Pipe status = makePipe();
+  const int life_fd = lifeline.read.get();
+  const int status_fd = status.write.get();
+  std::vector<std::string> argv = {
+      "setsid", "bash", "-c", kLazyGuard, "ferry-lazy-guard", runc_path_,
+      runcRoot(cfg_).string(), id, std::to_string(life_fd), std::to_string(caller_end),
+      std::to_string(status_fd), cfg_.tools.criu, "lazy-pages", "--page-server",
+      "--ps-socket", std::to_string(pages), "-D", images.string(), "-W", work.string(),
+      "-o", "lazy-pages.log", "--status-fd", std::to_string(status_fd)};
+  fs::path log = work / "lazy-pages-guard.log";
+  Child guard = spawnChild(argv, log.string(), {}, {life_fd, status_fd, pages, caller_end});
+  lifeline.read.reset();
+  status.write.reset();
+  auto lazy = std::make_unique<LazyRestore>(std::move(guard), std::move(lifeline.write), log, id);
+  // CRIU writes a byte once its socket listens; EOF without one: it ended.
+  for (;;) {
+    pollfd pfd{status.read.get(), POLLIN, 0};
+    int n = ::poll(&pfd, 1, 30000);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throwErrno("poll the lazy-pages daemon's status fd");
+    char c;
+    ssize_t got = n == 0 ? 0 : retryEintr([&] { return ::read(status.read.get(), &c, 1); });
+    if (got == 1) return lazy;
+    lazy->abort();
+    throw Error(ErrorCategory::kPermanent,
+                "CRIU's lazy-pages daemon for " + id + " did not start (log " +
+                    (work / "lazy-pages.log").string() + "): " +
+                    lastCriuErrors(work / "lazy-pages.log"));
+  }
+}
+
+LazyRestore::LazyRestore(Child guard, UniqueFd lifeline, fs::path log, std::string id)
+    : guard_(std::move(guard)), lifeline_(std::move(lifeline)), log_(std::move(log)),
+      id_(std::move(id)) {}
+
+LazyRestore::~LazyRestore() {
+  try {
+    abort();
+  } catch (const std::exception&) {
+    // The guard's log says what it did.
+  }
+}
+
+void LazyRestore::finish() {
+  done_ = true;
+  lifeline_.reset();
+  if (on_end_) {
+    auto fn = std::move(on_end_);
+    on_end_ = nullptr;
+    fn();
+  }
+}
+
+void LazyRestore::abort() {
+  if (done_) return;
+  lifeline_.reset();  // the guard kills the container, then the daemon
+  std::optional<int> status = guard_.waitFor(std::chrono::seconds(30));
+  if (!status) {
+    guard_.kill(SIGKILL);
+    guard_.wait();
+  }
+  finish();
+}
+
+bool LazyRestore::waitFor(std::chrono::milliseconds timeout) {
+  if (done_) return true;
+  std::optional<int> status = guard_.waitFor(timeout);
+  if (!status) return false;
+  finish();
+  if (WIFEXITED(*status) && WEXITSTATUS(*status) == 0) return true;
+  std::string said;
+  try {
+    said = readFile(log_);
+  } catch (const std::exception&) {
+  }
+  while (!said.empty() && (said.back() == '\n' || said.back() == ' ')) said.pop_back();
+  if (said.size() > 400) said = "..." + said.substr(said.size() - 400);
+  throw Error(ErrorCategory::kPermanent,
+              "post-copy of " + id_ + " failed before every page arrived; the container was killed (" +
+                  log_.string() + "): " + said);
+}
+
+namespace {
+
 // Reads conmon's sync message: {"data": PID} on success, {"data": -1,
 // "message": "..."} on failure. EOF without a message means conmon itself
 // failed before runc ran (its own log says why).
@@ -258,6 +489,7 @@ pid_t Runtime::launch(const ConmonLaunch& l) {
                              "--runtime-opt=--work-path=" + l.restore_work.string()});
     if (l.restore_opts.tcp_established) argv.push_back("--runtime-opt=--tcp-established");
     if (l.restore_opts.file_locks) argv.push_back("--runtime-opt=--file-locks");
+    if (l.restore_opts.lazy_pages) argv.push_back("--runtime-opt=--lazy-pages");
   }
   Pipe sync = makePipe();
   RunOptions opts;

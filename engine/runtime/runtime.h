@@ -10,7 +10,9 @@
 
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -41,6 +43,75 @@ struct CheckpointOptions {
   // checkpoint, for a migration that either removes it (commit) or resumes
   // it (rollback). Not a runc flag.
   bool keep_paused = false;
+  // Post-copy: the dump leaves the memory out of the images and serves it
+  // from CRIU's page server (Runtime::checkpointLazy); the restore fetches
+  // it through a lazy-pages daemon. Needs keep_paused.
+  bool lazy_pages = false;
+};
+
+// A dump with lazy pages, once CRIU has written everything but the memory:
+// it keeps the tasks seized and frozen and serves their pages from a page
+// server on 127.0.0.1:port() to one connection -- a lazy-pages daemon,
+// through whatever tunnel -- until that connection ends; runc checkpoint
+// exits then, and the container is as an ordinary --leave-running dump
+// leaves it (paused here). Destroying it ends the serving first (a
+// connection that closes at once), so the tasks are never left seized.
+class LazyDump {
+ public:
+  LazyDump(Child runc, uint16_t port, fs::path work_dir, std::string id);
+  ~LazyDump();
+  LazyDump(const LazyDump&) = delete;
+  LazyDump& operator=(const LazyDump&) = delete;
+
+  uint16_t port() const { return port_; }
+  // Waits for runc checkpoint to end, after the page server's connection
+  // did. Throws Error with CRIU's errors when it failed, kRetryable when it
+  // did not end within `timeout` (it is killed then).
+  void wait(std::chrono::milliseconds timeout);
+
+ private:
+  Child runc_;
+  uint16_t port_;
+  fs::path work_;
+  std::string id_;
+  bool done_ = false;
+};
+
+// Post-copy's restore side: CRIU's lazy-pages daemon, started before the
+// restore (which hands it the tasks' userfaultfds), fetching every page it
+// lacks through `pages` -- one end of a connected pair whose other end the
+// caller carries to the source's page server -- until all are in. A guard
+// process (its own session: it outlives the agent) watches it. When the
+// daemon fails, or the lifeline closes (abort(), destruction, or the
+// agent's death), the guard kills the container first and only then lets
+// the daemon go: the daemon holds the userfaultfds, and without them a
+// missing page would read as zeros instead of blocking. The guard also
+// holds the caller's end of the pair, so the agent's death reads to
+// the daemon as silence, not as the end of the pages.
+class LazyRestore {
+ public:
+  LazyRestore(Child guard, UniqueFd lifeline, fs::path log, std::string id);
+  ~LazyRestore();  // abort() unless it ended
+  LazyRestore(const LazyRestore&) = delete;
+  LazyRestore& operator=(const LazyRestore&) = delete;
+
+  // Whether the daemon ended with every page within `timeout` (false: it
+  // still runs). Throws Error when it failed (the guard killed the
+  // container).
+  bool waitFor(std::chrono::milliseconds timeout);
+  // Kills the container and ends the daemon; waits for both. Idempotent.
+  void abort();
+  // Runs once everything ended (e.g. removes the images the daemon read).
+  void onEnd(std::function<void()> fn) { on_end_ = std::move(fn); }
+
+ private:
+  void finish();
+  Child guard_;
+  UniqueFd lifeline_;
+  fs::path log_;
+  std::string id_;
+  bool done_ = false;
+  std::function<void()> on_end_;
 };
 
 // Everything conmon needs to start (or restore) one container.
@@ -89,6 +160,18 @@ class Runtime {
   // Throws Error naming the container, the log and its last Error lines.
   void checkpoint(const std::string& id, const fs::path& image_dir, const fs::path& work_dir,
                   const CheckpointOptions& opts);
+  // The same with lazy pages: returns once CRIU reports the images written
+  // and its page server listening (runc's --status-fd), the memory still
+  // with the tasks. Throws as checkpoint() when the dump fails before.
+  std::unique_ptr<LazyDump> checkpointLazy(const std::string& id, const fs::path& image_dir,
+                                           const fs::path& work_dir, const CheckpointOptions& opts);
+
+  // Starts the lazy-pages daemon (and its guard) for restoring `id` from
+  // `images` with work directory `work` (where the restore finds the
+  // daemon's socket); returns once it listens. `pages` goes to the daemon,
+  // `caller_end` (the pair's other end) is held by the guard.
+  std::unique_ptr<LazyRestore> startLazyPages(const std::string& id, const fs::path& images,
+                                              const fs::path& work, int pages, int caller_end);
 
   const EngineConfig& config() const { return cfg_; }
 

@@ -23,6 +23,7 @@ void fillHostInfo(HostInfo::Builder b, const ferry::HostInfo& h) {
   b.setSelinuxMode(h.selinux_mode);
   b.setMemDirtyTrack(h.mem_dirty_track);
   b.setUffd(h.uffd);
+  b.setPostcopyUnavailable(h.postcopy_unavailable);
   b.setMemoryBytes(h.memory_bytes);
   b.setCpus(h.cpus);
 }
@@ -45,6 +46,7 @@ ferry::HostInfo hostInfoFrom(HostInfo::Reader i) {
   h.selinux_mode = text(i.getSelinuxMode());
   h.mem_dirty_track = i.getMemDirtyTrack();
   h.uffd = i.getUffd();
+  h.postcopy_unavailable = text(i.getPostcopyUnavailable());
   h.memory_bytes = i.getMemoryBytes();
   h.cpus = i.getCpus();
   return h;

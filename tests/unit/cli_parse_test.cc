@@ -196,7 +196,7 @@ TEST(CliParse, BashCompletionComesFromTheTree) {
   ASSERT_EQ(p.code, std::nullopt) << p.err;
   std::string script = bashCompletion(p.app);
   EXPECT_NE(script.find("complete -o default -F _ferry ferry"), std::string::npos);
-  EXPECT_NE(script.find("'migrate') words='--help -h --precopy --tcp-close --ignore'"), std::string::npos)
+  EXPECT_NE(script.find("'migrate') words='--help -h --precopy --postcopy --no-postcopy --tcp-close --ignore'"), std::string::npos)
       << script;
   EXPECT_NE(script.find("'secret') words='create ls rm"), std::string::npos);
   EXPECT_EQ(Parsed({"completion", "fish"}).code, 2);

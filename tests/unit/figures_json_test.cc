@@ -34,6 +34,10 @@ const std::set<std::string> kFigureKeys = {"id",
                                            "bytes_referenced",
                                            "precopy",
                                            "precopy_rounds",
+                                           "postcopy",
+                                           "postcopy_ms",
+                                           "bytes_on_demand",
+                                           "bytes_pushed",
                                            "compression",
                                            "phase_ms",
                                            "started_ms",
@@ -71,6 +75,10 @@ void fillAll(MigrationFigures::Builder f) {
   r[1].setRound(2);
   f.setFinalBytesWire(9007199254740992);  // 2^53, the largest exact
   f.setBytesReferenced(4096);
+  f.setPostcopy("on (asked)");
+  f.setPostcopyMs(uint64_t{6} << 32);
+  f.setBytesOnDemand(uint64_t{7} << 32);
+  f.setBytesPushed(uint64_t{8} << 32);
 }
 
 TEST(FiguresJson, RoundTripsEveryField) {

@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include "common/fs.h"
+
 namespace ferry {
 
 TEST(HostInfo, ParsesToolVersions) {
@@ -49,8 +51,29 @@ TEST(HostInfo, JsonRoundTrip) {
   h.runtime_version = "1.1.5";
   h.cgroup_version = 1;
   h.uffd = true;
+  h.postcopy_unavailable = "turned off on this host";
   nlohmann::json j = h;
   EXPECT_EQ(nlohmann::json(j.get<HostInfo>()), j);
+}
+
+// A host's metadata from a ferry older than post-copy never says it can.
+TEST(HostInfo, AnOlderHostsMetadataHasNoPostcopy) {
+  HostInfo h;
+  h.host_name = "old";
+  nlohmann::json j = h;
+  j.erase("postcopy_unavailable");
+  EXPECT_EQ(j.get<HostInfo>().postcopy_unavailable, "its ferry is older than post-copy");
+}
+
+TEST(HostInfo, PostcopyNeedsUffdThePipeSizeAndUnprivilegedUffd) {
+  EXPECT_EQ(postcopyUnavailable(true, kPostcopyPipeBytes, true), "");
+  EXPECT_NE(postcopyUnavailable(false, kPostcopyPipeBytes, true).find("userfaultfd"),
+            std::string::npos);
+  std::string pipe = postcopyUnavailable(true, 1048576, true);
+  EXPECT_NE(pipe.find("/proc/sys/fs/pipe-max-size is 1048576 bytes"), std::string::npos) << pipe;
+  EXPECT_NE(pipe.find("sysctl fs.pipe-max-size=4194304"), std::string::npos) << pipe;
+  std::string uffd = postcopyUnavailable(true, kPostcopyPipeBytes, false);
+  EXPECT_NE(uffd.find("sysctl vm.unprivileged_userfaultfd=1"), std::string::npos) << uffd;
 }
 
 TEST(HostInfo, CollectsThisHost) {
@@ -64,6 +87,13 @@ TEST(HostInfo, CollectsThisHost) {
   EXPECT_GT(h.memory_bytes, 0u);
   EXPECT_NE(h.cgroup_version, 0);
   EXPECT_FALSE(h.distribution.empty());
+  // Its post-copy verdict is the one its settings give.
+  uint64_t pipe = std::stoull(readFile("/proc/sys/fs/pipe-max-size"));
+  bool unprivileged = readFile("/proc/sys/vm/unprivileged_userfaultfd").rfind("1", 0) == 0;
+  EXPECT_EQ(h.postcopy_unavailable, postcopyUnavailable(h.uffd, pipe, unprivileged));
+  cfg.postcopy = false;
+  EXPECT_NE(collectHostInfo(cfg, runner).postcopy_unavailable.find("--no-postcopy"),
+            std::string::npos);
 }
 
 }  // namespace ferry

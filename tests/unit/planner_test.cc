@@ -262,5 +262,43 @@ TEST(PeriodicRebalance, WithNothingOwedItIsThePlainRebalance) {
   EXPECT_EQ(periodic.notes, plain.notes);
 }
 
+// --- post-copy or not ---
+
+TEST(ChoosePostcopy, AskedForItRunsWhereBothHostsCan) {
+  PostcopyChoice c = choosePostcopy(1, -1, "hostA", "", "hostB", "");
+  EXPECT_TRUE(c.on);
+  EXPECT_EQ(c.why, "on (asked)");
+  EXPECT_FALSE(choosePostcopy(0, -1, "hostA", "", "hostB", "").on);
+}
+
+TEST(ChoosePostcopy, AskedForItIsRefusedWithEachHostsReason) {
+  try {
+    choosePostcopy(1, -1, "hostA", "no uffd", "hostB", "pipe too small");
+    FAIL() << "refusal expected";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.category(), ErrorCategory::kIncompatible);
+    EXPECT_EQ(std::string(e.what()),
+              "post-copy cannot run here (hostA: no uffd; hostB: pipe too small); migrate "
+              "without --postcopy");
+  }
+  try {
+    choosePostcopy(1, 3, "hostA", "", "hostB", "");
+    FAIL() << "refusal expected";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.category(), ErrorCategory::kInvalidInput);
+    EXPECT_NE(std::string(e.what()).find("--precopy N or --postcopy"), std::string::npos);
+  }
+  EXPECT_THROW(choosePostcopy(2, -1, "hostA", "", "hostB", ""), Error);
+}
+
+TEST(ChoosePostcopy, AutoStaysColdAndSaysWhy) {
+  PostcopyChoice unable = choosePostcopy(-1, -1, "hostA", "", "hostB", "turned off");
+  EXPECT_FALSE(unable.on);
+  EXPECT_EQ(unable.why, "off (auto: hostB: turned off)");
+  PostcopyChoice able = choosePostcopy(-1, -1, "hostA", "", "hostB", "");
+  EXPECT_FALSE(able.on);
+  EXPECT_NE(able.why.find("--postcopy asks for it"), std::string::npos) << able.why;
+}
+
 }  // namespace
 }  // namespace ferry::coord

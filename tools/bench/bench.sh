@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The migration benchmark (not a test): the same workload, at each memory
-# size, moved four ways on this machine, each measured the same way:
+# size, moved five ways on this machine, each measured the same way:
 #   floor          ferry-engine checkpoint into tmpfs on hostA, restore from it
 #                  on hostB (runc + CRIU and nothing else: no stream, no bundle)
 #   ferry-cold     `ferry migrate --precopy off` between two agents of a local
@@ -8,6 +8,9 @@
 #   ferry-precopy  `ferry migrate --precopy 4`: rounds while it runs, then
 #                  the frozen part carries only what changed (auto would not
 #                  pre-copy over loopback)
+#   ferry-postcopy `ferry migrate --postcopy`: frozen only for what is not
+#                  memory; the pages follow after the restore (the phases
+#                  give `postcopy`, the time until the last one arrived)
 #   podman         `podman container checkpoint --export --compress zstd`, then
 #                  `podman container restore --import` (when podman is
 #                  installed: tools/install-deps.sh --with-podman)
@@ -32,7 +35,7 @@ while [ $# -gt 0 ]; do
     --dirty-mib-s) dirty=$2; shift ;;
     --json) out=$2; shift ;;
     --no-podman) podman=0 ;;
-    -h|--help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -108,15 +111,16 @@ for size in ${sizes//,/ }; do
   fe hostA rm -f floor >/dev/null
   rm -rf "$shm/ck"
 
-  # ferry migrate, cold and with pre-copy
-  for mode in cold precopy; do
-    precopy=off
-    [ "$mode" = precopy ] && precopy=4
+  # ferry migrate: cold, with pre-copy, with post-copy
+  for mode in cold precopy postcopy; do
+    how=(--precopy off)
+    [ "$mode" = precopy ] && how=(--precopy 4)
+    [ "$mode" = postcopy ] && how=(--postcopy)
     ferry run --host hostA --name "$mode" bench $(workload "$size") >/dev/null
     await_ready ferry logs "$mode"
     for _ in $(seq 100); do ferry ps | grep -q "^$mode .*running" && break; sleep 0.1; done
     t0=$(ms)
-    res=$(ferry --json --timeout 600 migrate "$mode" hostA hostB --precopy "$precopy")
+    res=$(ferry --json --timeout 600 migrate "$mode" hostA hostB "${how[@]}")
     t1=$(ms)
     sleep 0.5
     add "ferry-$mode" "$size" "$(ferry logs "$mode" | max_gap)" $((t1 - t0)) \

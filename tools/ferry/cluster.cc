@@ -26,8 +26,8 @@ int hosts(Session& s) {
     return 0;
   }
   Table rows = {
-      {"NAME", "STATUS", "CONTAINERS", "CPUS", "CPU", "MEMORY", "KERNEL", "CRIU", "DATA PLANE",
-       "NETWORK"}};
+      {"NAME", "STATUS", "CONTAINERS", "CPUS", "CPU", "MEMORY", "KERNEL", "CRIU", "POST-COPY",
+       "DATA PLANE", "NETWORK"}};
   std::vector<std::string> network_errors;
   for (auto h : hosts) {
     std::string network = text(h.getNetwork());
@@ -40,12 +40,18 @@ int hosts(Session& s) {
     if (h.getCordoned()) status += ",cordoned";
     auto i = h.getInfo();
     auto l = h.getLoad();
+    std::string postcopy = "yes";
+    if (i.getPostcopyUnavailable().size() > 0) {
+      postcopy = "no (see below)";
+      network_errors.push_back(text(h.getName()) + ": no post-copy: " +
+                               text(i.getPostcopyUnavailable()));
+    }
     char cpu[16];
     std::snprintf(cpu, sizeof cpu, "%.0f%%", static_cast<double>(l.getCpuPercent()));
     rows.push_back({text(h.getName()), status, std::to_string(h.getContainers()),
                     std::to_string(i.getCpus()), cpu,
                     formatBytes(l.getMemoryUsedBytes()) + " / " + formatBytes(i.getMemoryBytes()),
-                    text(i.getKernel()), text(i.getCriuVersion()), text(h.getDataEndpoint()),
+                    text(i.getKernel()), text(i.getCriuVersion()), postcopy, text(h.getDataEndpoint()),
                     network.empty() ? "-" : network});
   }
   printTable(rows);

@@ -113,6 +113,8 @@ json hostJson(proto::Host::Reader h) {
           {"arch", text(i.getArch())},
           {"criu_version", text(i.getCriuVersion())},
           {"runtime_version", text(i.getRuntimeVersion())},
+          {"postcopy", i.getPostcopyUnavailable().size() == 0},
+          {"postcopy_unavailable", text(i.getPostcopyUnavailable())},
           {"images", images}};
 }
 
