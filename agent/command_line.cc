@@ -83,15 +83,16 @@ std::variant<AgentCommandLine, cli::ParseExit> parseAgentCommandLine(
       ->type_name("PCT")
       ->check(cli::numberIn(0, 100));
 
-  bool no_postcopy = false;
-  app.add_flag("--no-postcopy", no_postcopy,
-               "take part in no post-copy migration, to or from this host (for a host whose "
-               "links fail: a link lost during post-copy costs the container's work on the "
-               "target since its restore); `ferry migrate --postcopy` is refused, auto does not "
-               "choose it");
+  bool postcopy = false;
+  app.add_flag("--postcopy", postcopy,
+               "take part in post-copy migrations (`ferry migrate --postcopy`) to and from this "
+               "host. At start it raises two host-wide settings CRIU's lazy pages need: "
+               "fs.pipe-max-size to 4 MiB, and vm.unprivileged_userfaultfd to 1, which lets any "
+               "process use userfaultfd (it can widen kernel races an attacker exploits; see the "
+               "README). Off by default: such a migration is then refused, saying so");
 
   if (std::optional<cli::ParseExit> end = cli::parseArgs(app, args)) return *end;
-  c.engine.postcopy = !no_postcopy;
+  c.engine.postcopy = postcopy;
   o.memory_capacity = memory_mib << 20;
   // Whole seconds, rounded up: a drain is never given less than asked.
   o.drain_on_stop = std::chrono::ceil<seconds>(drain_on_stop);

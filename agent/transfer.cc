@@ -131,6 +131,10 @@ std::pair<UniqueFd, UniqueFd> loopbackPair() {
   return {std::move(one), std::move(two)};
 }
 
+// What killing a copy cut short takes on the target beyond its timeout
+// (the guard's runc kill and its wait for the container to stop).
+constexpr std::chrono::milliseconds kPostcopyKillMargin{10000};
+
 const uint64_t kPageBytes = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
 
 }  // namespace
@@ -159,6 +163,7 @@ SendResult sendCheckpoint(AgentEngine& engine, const std::string& name, zmq::con
                        .lazy_pages = opts.postcopy};
   bool verdict_unknown = false;
   bool cut_short = false;  // post-copy: a copy restored there, short of pages
+  std::optional<std::chrono::milliseconds> peer_timeout;  // the target's, when it said
   // Post-copy: the page server's connection, then the dump serving it --
   // ended in that order on every path (its end lets CRIU go; the tasks stay
   // paused), before the container is resumed or removed.
@@ -178,11 +183,13 @@ SendResult sendCheckpoint(AgentEngine& engine, const std::string& name, zmq::con
       proto::ChunkSender& tx;
       bool& unknown;
       bool& cut_short;
+      std::optional<std::chrono::milliseconds>& peer_timeout;
       ~Note() {
         unknown = tx.verdictUnknown();
         cut_short = tx.copyCutShort();
+        peer_timeout = tx.peerTimeout();
       }
-    } note{tx, verdict_unknown, cut_short};
+    } note{tx, verdict_unknown, cut_short, peer_timeout};
     ProgressSink counted(tx, opts.progress);
     BlockIndex known;
     CompressionChoice compression =
@@ -242,13 +249,17 @@ SendResult sendCheckpoint(AgentEngine& engine, const std::string& name, zmq::con
   } catch (...) {
     endServing();
     if (cut_short) {
-      // The target's copy waits for pages that will not come; its agent
-      // kills it once the tunnel was silent for its own stream timeout. Not
-      // before that does this copy run again: never two at once.
-      agentLog().warn("[{}] post-copy to {} cut short; resuming here after {} ms, once the copy "
+      // A copy there may wait for pages that will not come; its agent kills
+      // it once the stream was silent for its own timeout (said at the
+      // tunnel's start), which began at the latest when this side last
+      // spoke -- about now. Not before that, and the kill itself, does this
+      // copy run again: never two at once.
+      auto wait = std::max(opts.stream.timeout, peer_timeout.value_or(opts.stream.timeout)) +
+                  kPostcopyKillMargin;
+      agentLog().warn("[{}] post-copy to {} cut short; resuming here in {} ms, once the copy "
                       "there is surely killed",
-                      name, endpoint, opts.stream.timeout.count());
-      std::this_thread::sleep_for(opts.stream.timeout);
+                      name, endpoint, wait.count());
+      std::this_thread::sleep_for(wait);
     }
     bool keep_frozen = verdict_unknown && !opts.resume_on_unknown_verdict;
     // The checkpoint engine resumes on its own failures; after a complete
@@ -299,16 +310,14 @@ RestoreResult receiveCheckpoint(AgentEngine& engine, proto::ChunkReceiver& rx,
   auto pump = std::make_unique<Pump>();
   std::string name = opts_in.name;
   try {
-    auto [daemon_end, our_end] = loopbackPair();
-    pump->daemon_end = std::move(daemon_end);
-    pump->our_end = std::move(our_end);
-    int ours = pump->our_end.get();
-    if (::fcntl(ours, F_SETFL, ::fcntl(ours, F_GETFL) | O_NONBLOCK) != 0) throwErrno("fcntl");
     RestoreOptions opts = opts_in;
-    opts.lazy_pages_fd = pump->daemon_end.get();
-    opts.lazy_caller_fd = pump->our_end.get();
     Pump* p = pump.get();
     opts.on_lazy_start = [&rx, p] {
+      auto [daemon_end, our_end] = loopbackPair();
+      p->daemon_end = std::move(daemon_end);
+      p->our_end = std::move(our_end);
+      int ours = p->our_end.get();
+      if (::fcntl(ours, F_SETFL, ::fcntl(ours, F_GETFL) | O_NONBLOCK) != 0) throwErrno("fcntl");
       p->thread = std::thread([&rx, p] {
         try {
           p->stats = rx.serveTunnel(p->our_end.get(), p->restored, p->stop);
@@ -317,6 +326,7 @@ RestoreResult receiveCheckpoint(AgentEngine& engine, proto::ChunkReceiver& rx,
         }
         p->done = true;
       });
+      return RestoreOptions::LazyPagesFds{p->daemon_end.get(), p->our_end.get()};
     };
     RestoreResult r = engine.importCheckpoint(rx, opts);
     pump->daemon_end.reset();  // the daemon has its own now

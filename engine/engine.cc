@@ -143,6 +143,12 @@ ContainerInfo Engine::inspectRecord(const ContainerRecord& rec,
     info.status = st->status == "running"  ? ContainerStatus::kRunning
                   : st->status == "paused" ? ContainerStatus::kPaused
                                            : ContainerStatus::kCreated;
+    // A lazy dump (post-copy) holds the tasks with ptrace while it serves
+    // their pages, and thaws the freezer meanwhile: runc says running, but
+    // nothing runs until CRIU lets them go (frozen again).
+    if (info.status == ContainerStatus::kRunning && processTraceStopped(st->pid)) {
+      info.status = ContainerStatus::kPaused;
+    }
     if (rec.spec.sdnotify != "container") info.ready = info.status == ContainerStatus::kRunning;
     return info;
   }

@@ -83,7 +83,7 @@ std::vector<Finding> Engine::admit(const json& metadata, const RestoreOptions& o
                       "', but it carries a bundle of '" + m.container.name() +
                       "'; refused, nothing restored (migrate each container by its own name)");
   }
-  if (m.options.lazy_pages && opts.lazy_pages_fd < 0) {
+  if (m.options.lazy_pages && !opts.on_lazy_start) {
     throwInvalidInput("this checkpoint of " + m.container.name() +
                       " was dumped for post-copy: its memory stayed on the source and comes "
                       "only through that migration's stream; it cannot be restored on its own");
@@ -260,9 +260,9 @@ RestoreResult Engine::restoreStaged(const fs::path& dir, const RestoreOptions& o
       if (meta.options.lazy_pages) {
         // Its memory is still on the source: the daemon that fetches it
         // must listen before CRIU restores (and hands it the faults).
-        if (opts.on_lazy_start) opts.on_lazy_start();
-        result.lazy = runtime_.startLazyPages(name, dir / "criu", restore_work,
-                                              opts.lazy_pages_fd, opts.lazy_caller_fd);
+        RestoreOptions::LazyPagesFds fds = opts.on_lazy_start();
+        result.lazy = runtime_.startLazyPages(name, dir / "criu", restore_work, fds.daemon,
+                                              fds.caller);
       }
       runtime_.launch(l);
       // A copy whose traffic stays dropped would run cut off: a failed

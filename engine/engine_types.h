@@ -85,14 +85,16 @@ struct RestoreOptions {
   // was prepared for. Checked from the metadata, before anything restores.
   std::string expect_container;
   // A checkpoint dumped with lazy pages (post-copy) restores only with
-  // these: its pages come through `lazy_pages_fd` (one end of a connected pair,
-  // given to CRIU's lazy-pages daemon), whose other end, `lazy_caller_fd`,
-  // the caller connects to the source's page server. See LazyRestore.
-  int lazy_pages_fd = -1;
-  int lazy_caller_fd = -1;
-  // Called once the bundle is in, right before the daemon starts: the
-  // caller's pump goes from here on (the restore needs pages already).
-  std::function<void()> on_lazy_start;
+  // this (else it is refused from its metadata). Called once the bundle is
+  // in, right before CRIU's lazy-pages daemon starts, it returns a
+  // connected pair of descriptors: the daemon's end, and the caller's,
+  // which the caller carries to the source's page server from then on (the
+  // restore needs pages already). See LazyRestore.
+  struct LazyPagesFds {
+    int daemon = -1;
+    int caller = -1;
+  };
+  std::function<LazyPagesFds()> on_lazy_start;
 };
 
 struct RestoreResult {

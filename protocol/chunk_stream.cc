@@ -348,6 +348,10 @@ void ChunkSender::handle(const zmq::message_t& frame, Tunnel* tunnel, bool* rest
         if (!restored) violation("unexpected 'restored' from the receiver");
         *restored = true;
         return;
+      case StreamMessage::TUNNEL_TIMEOUT_MS:
+        if (!tunnel) violation("unexpected tunnel timeout from the receiver");
+        peer_timeout_ = std::chrono::milliseconds(m.getTunnelTimeoutMs());
+        return;
       case StreamMessage::CREDIT:
         credit_ = std::min<uint64_t>(uint64_t{credit_} + m.getCredit(), opts_.window * 4u);
         return;
@@ -397,42 +401,56 @@ TunnelStats ChunkSender::finishWithTunnel(int local, const std::function<void()>
   tunnel.attach(local);
   bool restored = false, told = false;
   auto heard = std::chrono::steady_clock::now();
-  auto reported = heard;
+  auto reported = heard, spoke = heard;
   zmq::message_t frame;
-  while (!done_) {
-    zmq::pollitem_t items[] = {{sock_.handle(), 0, ZMQ_POLLIN, 0},
-                               fdItem(local, tunnel.finished() ? 0 : tunnel.events())};
-    pollItems(items, 2, std::chrono::milliseconds(100));
-    auto now = std::chrono::steady_clock::now();
-    tunnel.onEvents(items[1].revents);
-    bool any = false;
-    while (!done_ && sock_.recv(frame, zmq::recv_flags::dontwait)) {
-      any = true;
-      handle(frame, &tunnel, &restored);
+  try {
+    while (!done_) {
+      // Once finished locally the socket is left out: a reset page server
+      // would otherwise report POLLHUP on every poll.
+      zmq::pollitem_t items[] = {{sock_.handle(), 0, ZMQ_POLLIN, 0},
+                                 fdItem(tunnel.finished() ? -1 : local, tunnel.events())};
+      pollItems(items, 2, std::chrono::milliseconds(100));
+      auto now = std::chrono::steady_clock::now();
+      if (!tunnel.finished()) tunnel.onEvents(items[1].revents);
+      bool any = false;
+      while (!done_ && sock_.recv(frame, zmq::recv_flags::dontwait)) {
+        any = true;
+        handle(frame, &tunnel, &restored);
+      }
+      if (any) heard = now;
+      if (restored && !told) {
+        told = true;
+        if (on_restored) on_restored();
+      }
+      if (on_bytes && now - reported >= std::chrono::milliseconds(250)) {
+        reported = now;
+        on_bytes(tunnel.stats().bytes_out);
+      }
+      if (now - spoke >= opts_.timeout / 4) {  // the receiver counts silence too
+        spoke = now;
+        sock_.send(message([&](StreamMessage::Builder m) { m.setTunnelCredit(0); }),
+                   zmq::send_flags::none);
+      }
+      if (!done_ && now - heard > opts_.timeout) {
+        throw Error(ferry::ErrorCategory::kRetryable,
+                    std::string("nothing from the receiver within ") +
+                        std::to_string(opts_.timeout.count()) + " ms " +
+                        (restored ? "during post-copy" : "while it restored"));
+      }
     }
-    if (any) heard = now;
-    if (restored && !told) {
-      told = true;
-      if (on_restored) on_restored();
-    }
-    if (on_bytes && now - reported >= std::chrono::milliseconds(250)) {
-      reported = now;
-      on_bytes(tunnel.stats().bytes_out);
-    }
-    if (!done_ && now - heard > opts_.timeout) {
-      // Before `restored` no copy can run there. After it, one whose pages
-      // all arrived might: the page server's connection ended in order only
-      // once the daemon said it had them all. Short of that, the copy there
-      // waits for a page that never comes, and its agent kills it once
-      // silent for its own timeout.
+  } catch (...) {
+    if (!done_) {
+      // No verdict. From the end of the stream on, the receiver may have
+      // restored a copy (its `restored` may never have come). The page
+      // server's connection ended in order only once the daemon said it had
+      // every page: then that copy may run (unknown). Short of that it waits
+      // for a page that never comes, and its agent kills it once the stream
+      // was silent for its own timeout (cut short).
       const bool all_pages = tunnel.localEnded() && tunnel.stats().completed;
-      verdict_unknown_ = restored && all_pages;
-      cut_short_ = restored && !all_pages;
-      throw Error(ferry::ErrorCategory::kRetryable,
-                  std::string("nothing from the receiver within ") +
-                      std::to_string(opts_.timeout.count()) + " ms " +
-                      (restored ? "during post-copy" : "while it restored"));
+      verdict_unknown_ = all_pages;
+      cut_short_ = !all_pages;
     }
+    throw;
   }
   return tunnel.stats();
 }
@@ -616,11 +634,18 @@ TunnelStats ChunkReceiver::serveTunnel(int local, const std::atomic<bool>& resto
   Tunnel tunnel([&](zmq::message_t&& f) { sendToPeer(std::move(f)); }, opts_.chunk_bytes,
                 /*receiver=*/true);
   tunnel.attach(local);
+  sendToPeer(message([&](StreamMessage::Builder m) {
+    m.setTunnelTimeoutMs(static_cast<uint32_t>(opts_.timeout.count()));
+  }));
   bool told = false;
   auto heard = std::chrono::steady_clock::now();
-  auto asked = heard;  // the last bytes sent: an answer is due
+  auto spoke = heard;
+  // The page conversation's last move: bytes from the daemon, or page
+  // bytes for it. The daemon fetches until it has everything, so a whole
+  // timeout without either is a page server that hangs.
+  auto moved = heard;
+  uint64_t asked = 0;
   std::optional<std::chrono::steady_clock::time_point> peer_end;
-  uint64_t sent = 0;
   while (!tunnel.localEnded()) {
     if (stop.load()) {
       throw Error(ferry::ErrorCategory::kRetryable, "post-copy stopped on " + host_);
@@ -634,9 +659,13 @@ TunnelStats ChunkReceiver::serveTunnel(int local, const std::atomic<bool>& resto
     pollItems(items, 2, std::chrono::milliseconds(100));
     auto now = std::chrono::steady_clock::now();
     tunnel.onEvents(items[1].revents);
-    if (tunnel.stats().bytes_out != sent) {
-      sent = tunnel.stats().bytes_out;
-      asked = now;
+    if (tunnel.stats().bytes_out != asked) {
+      asked = tunnel.stats().bytes_out;
+      moved = now;
+    }
+    if (now - spoke >= opts_.timeout / 4) {  // the sender counts silence too
+      spoke = now;
+      sendToPeer(message([&](StreamMessage::Builder m) { m.setTunnelCredit(0); }));
     }
     zmq::message_t identity, frame;
     while (sock_.recv(identity, zmq::recv_flags::dontwait)) {
@@ -647,9 +676,8 @@ TunnelStats ChunkReceiver::serveTunnel(int local, const std::atomic<bool>& resto
       guard([&] {
         auto m = d.root<StreamMessage>();
         checkVersion(m);
-        // An answer, not the credit for what was asked: that comes from
-        // this side of the link alone.
-        if (m.which() == StreamMessage::TUNNEL || m.which() == StreamMessage::TUNNEL_END) heard = now;
+        heard = now;  // the sender is there (it sends a keepalive when quiet)
+        if (m.which() == StreamMessage::TUNNEL || m.which() == StreamMessage::TUNNEL_END) moved = now;
         if (tunnel.take(m)) return;
         if (m.which() == StreamMessage::ABORT) {
           throw toError(m.getAbort(), "the sender aborted the stream: ");
@@ -665,11 +693,15 @@ TunnelStats ChunkReceiver::serveTunnel(int local, const std::atomic<bool>& resto
       throw Error(ferry::ErrorCategory::kRetryable,
                   "the source's page server ended before every page arrived");
     }
-    // Silence counts only while the daemon waits for an answer.
-    if (asked > heard && now - asked > opts_.timeout) {
+    if (now - heard > opts_.timeout) {
       throw Error(ferry::ErrorCategory::kRetryable,
                   "nothing from the sender within " + std::to_string(opts_.timeout.count()) +
-                      " ms during post-copy (its page server is gone)");
+                      " ms during post-copy (it, or the link, is gone)");
+    }
+    if (asked > 0 && now - moved > opts_.timeout) {
+      throw Error(ferry::ErrorCategory::kRetryable,
+                  "no page from the sender's page server within " +
+                      std::to_string(opts_.timeout.count()) + " ms during post-copy (it hangs)");
     }
   }
   return tunnel.stats();

@@ -97,6 +97,9 @@ class ChunkSender : public ByteSink {
   // pages stopped before the last. Its agent kills it once the tunnel is
   // silent for its own timeout (or at once, when it fails first).
   bool copyCutShort() const { return cut_short_; }
+  // The receiver's silence timeout, when it said (post-copy): a copy there
+  // cut short is killed within it of the last word it heard from here.
+  std::optional<std::chrono::milliseconds> peerTimeout() const { return peer_timeout_; }
 
  private:
   void sendChunk(std::string_view data);
@@ -114,6 +117,7 @@ class ChunkSender : public ByteSink {
   bool done_ = false;
   bool verdict_unknown_ = false;
   bool cut_short_ = false;
+  std::optional<std::chrono::milliseconds> peer_timeout_;
 };
 
 class ChunkReceiver : public ByteSource {
@@ -137,9 +141,11 @@ class ChunkReceiver : public ByteSource {
   // Post-copy, on the target, once read() returned 0: carries the bytes of
   // `local` (connected to the lazy-pages daemon) to and from the sender's
   // page server until the daemon closes it, and tells the sender
-  // `restored` as soon as `restored` is set. Throws Error when `stop` is
-  // set, the sender aborts, its page server ends before the daemon did, or
-  // it goes silent past the timeout while the daemon waits for pages. It
+  // `restored` as soon as `restored` is set (and first, its own timeout).
+  // Both sides send a keepalive when quiet. Throws Error when `stop` is
+  // set, the sender aborts, its page server ends before the daemon did,
+  // the sender is silent past the timeout, or the page conversation does
+  // not move for that long (the daemon fetches until it is done). It
   // never closes or shuts `local`: the caller kills the container first
   // (LazyRestore::abort), so no task reads a page that did not come.
   TunnelStats serveTunnel(int local, const std::atomic<bool>& restored,

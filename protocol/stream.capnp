@@ -43,12 +43,15 @@ struct StreamMessage {
     # talks to over a local TCP connection. At most `tunnelWindow` messages
     # are in flight one way; the side that took one grants one more.
     tunnel @7 :Data;
-    tunnelCredit @8 :UInt32;
+    tunnelCredit @8 :UInt32;   # 0: a keepalive (each side sends one when quiet)
     # The side's local connection ended (the daemon done, or the page server).
     tunnelEnd @9 :Void;
     # receiver -> sender: the container runs on the target; its memory
     # follows through the tunnel, and the verdict comes once all of it did.
     restored @10 :Void;
+    # receiver -> sender, first thing in post-copy: the receiver's silence
+    # timeout; once silent that long it kills the copy that waits for pages.
+    tunnelTimeoutMs @11 :UInt32;
   }
 
   struct Open {

@@ -33,8 +33,8 @@ struct EngineConfig {
   std::string cgroup_parent;
   ToolPaths tools;
   // Whether this host takes part in post-copy migrations (the agent's
-  // --no-postcopy turns it off); it also needs uffd and the pipe size.
-  bool postcopy = true;
+  // --postcopy); it also needs uffd and two host settings (host_probe.h).
+  bool postcopy = false;
 };
 
 inline fs::path runcRoot(const EngineConfig& c) { return c.run_dir / "runc"; }

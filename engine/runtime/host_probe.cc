@@ -135,8 +135,8 @@ HostInfo collectHostInfo(const EngineConfig& cfg, CommandRunner& runner) {
   } catch (const std::exception&) {
   }
   h.postcopy_unavailable = cfg.postcopy ? postcopyUnavailable(h.uffd, pipe_max, unprivileged_uffd == 1)
-                                         : "turned off on this host (its agent runs with "
-                                           "--no-postcopy)";
+                                         : "not enabled on this host (start its agent with "
+                                           "--postcopy)";
   return h;
 }
 
@@ -190,7 +190,7 @@ std::string raiseSysctlsForPostcopy() {
   std::string uffd = raiseSetting(
       kUnprivilegedUffdPath, 1,
       "so that a container restored by post-copy can hand its memory's faults to CRIU "
-      "(--no-postcopy leaves it alone)");
+      "(the agent's --postcopy)");
   return pipe + (!pipe.empty() && !uffd.empty() ? "; " : "") + uffd;
 }
 

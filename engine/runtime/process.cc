@@ -283,15 +283,26 @@ Child spawnChild(const std::vector<std::string>& argv, const std::string& output
   return spawnProcess(argv, env_extra, devnull.get(), out, out, inherit_fds);
 }
 
-bool processAlive(pid_t pid) {
-  if (pid <= 0) return false;
+namespace {
+
+// The state letter of /proc/PID/stat ('R', 'S', 't', 'Z', ...), or 0.
+char processState(pid_t pid) {
+  if (pid <= 0) return 0;
   std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
   std::string line;
-  if (!std::getline(stat, line)) return false;
+  if (!std::getline(stat, line)) return 0;
   auto close = line.rfind(')');
-  if (close == std::string::npos || close + 2 >= line.size()) return false;
-  char state = line[close + 2];
-  return state != 'Z' && state != 'X';
+  if (close == std::string::npos || close + 2 >= line.size()) return 0;
+  return line[close + 2];
 }
+
+}  // namespace
+
+bool processAlive(pid_t pid) {
+  char state = processState(pid);
+  return state != 0 && state != 'Z' && state != 'X';
+}
+
+bool processTraceStopped(pid_t pid) { return processState(pid) == 't'; }
 
 }  // namespace ferry

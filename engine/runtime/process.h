@@ -100,5 +100,7 @@ Child spawnChild(const std::vector<std::string>& argv, const std::string& output
 
 // Whether pid is a live process (not a zombie).
 bool processAlive(pid_t pid);
+// Whether pid is held in a ptrace stop (CRIU seized it).
+bool processTraceStopped(pid_t pid);
 
 }  // namespace ferry

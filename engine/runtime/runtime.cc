@@ -185,8 +185,8 @@ void Runtime::checkpoint(const std::string& id, const fs::path& image_dir,
 namespace {
 
 // A port on 127.0.0.1 free right now (CRIU's page server binds it next; a
-// clash makes that dump fail with CRIU's bind error, and the caller retries
-// the migration).
+// clash makes that dump fail with CRIU's bind error, the container resumes,
+// and the migration fails saying so).
 uint16_t freeLoopbackPort() {
   uint16_t port = 0;
   boundLoopbackSocket(&port, 0, "a port for CRIU's page server");
@@ -226,11 +226,11 @@ std::unique_ptr<LazyDump> Runtime::checkpointLazy(const std::string& id, const f
   // runc writes a byte when CRIU says it is ready; EOF without one: it ended.
   for (;;) {
     pollfd pfd{status.read.get(), POLLIN, 0};
-    int n = ::poll(&pfd, 1, -1);
+    int n = ::poll(&pfd, 1, 120000);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) throwErrno("poll runc's status fd");
     char c;
-    ssize_t got = retryEintr([&] { return ::read(status.read.get(), &c, 1); });
+    ssize_t got = n == 0 ? 0 : retryEintr([&] { return ::read(status.read.get(), &c, 1); });
     if (got == 1) return lazy;
     lazy->wait(std::chrono::seconds(10));  // throws CRIU's errors
     throw Error(ErrorCategory::kPermanent,
@@ -309,10 +309,19 @@ if [ "$who" = "$daemon" ]; then
 else
   echo "ferry guard: told to stop (or the agent is gone): killing $id"
 fi
-"$runc" --root "$root" kill --all "$id" KILL 2>&1
-for i in $(seq 200); do
-  state=$("$runc" --root "$root" state "$id" 2>/dev/null) || break
-  case "$state" in *'"status": "stopped"'*) break ;; esac
+# Until it stopped: the daemon (and its hold on the faults) goes only then.
+# Absent from runc's state it may still be restoring: it must stay absent
+# for 3 s (a restore takes well under that) before the daemon may go.
+absent=0
+for i in $(seq 1200); do
+  "$runc" --root "$root" kill --all "$id" KILL >/dev/null 2>&1
+  if state=$("$runc" --root "$root" state "$id" 2>/dev/null); then
+    absent=0
+    case "$state" in *'"status": "stopped"'*) break ;; esac
+  else
+    absent=$((absent + 1))
+    [ "$absent" -ge 60 ] && break
+  fi
   sleep 0.05
 done
 kill -KILL "$daemon" "$watch" 2>/dev/null
@@ -383,7 +392,10 @@ void LazyRestore::finish() {
 void LazyRestore::abort() {
   if (done_) return;
   lifeline_.reset();  // the guard kills the container, then the daemon
-  std::optional<int> status = guard_.waitFor(std::chrono::seconds(30));
+  // The guard gives up on a container that will not stop after 60 s; a
+  // guard killed here leaves the daemon holding the faults (the container
+  // blocks on them, never reads zeros) for the caller's removal.
+  std::optional<int> status = guard_.waitFor(std::chrono::seconds(75));
   if (!status) {
     guard_.kill(SIGKILL);
     guard_.wait();

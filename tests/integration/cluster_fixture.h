@@ -252,6 +252,22 @@ class ClusterMigration : public ::testing::Test {
         timeout, on_progress);
   }
 
+  // The last migration in history, once resolved (not "in progress").
+  json resolvedMigration() {
+    json last;
+    waitFor(
+        [&] {
+          CliResult h = ferry({"history", "--json"});
+          if (h.exit_code != 0) return false;
+          json hist = json::parse(h.out);
+          if (hist.empty()) return false;
+          last = hist[0];
+          return last["outcome"].get<std::string>().rfind("in progress", 0) != 0;
+        },
+        seconds(90), "the migration to be resolved");
+    return last;
+  }
+
   // Sends `request` and SIGKILLs the coordinator at the first progress for
   // which `when` holds; returns once it is dead (false: `when` never held).
   bool killCoordinatorDuring(const proto::Fill& request,

@@ -303,22 +303,6 @@ class FaultMatrix : public ClusterMigration {
     return std::string(p.getPhase().cStr()) == "restore";
   }
 
-  // The last migration in history, once resolved (not "in progress").
-  json resolvedMigration() {
-    json last;
-    waitFor(
-        [&] {
-          CliResult h = ferry({"history", "--json"});
-          if (h.exit_code != 0) return false;
-          json hist = json::parse(h.out);
-          if (hist.empty()) return false;
-          last = hist[0];
-          return last["outcome"].get<std::string>().rfind("in progress", 0) != 0;
-        },
-        seconds(90), "the migration to be resolved");
-    return last;
-  }
-
   // Exactly one copy of demo runs, wherever the resolution left it, and
   // its counter goes on there unbroken; returns where.
   std::string expectOneCopyCounting() {

@@ -8,6 +8,8 @@
 #include <signal.h>
 
 #include <algorithm>
+#include <atomic>
+#include <thread>
 
 #include "tests/integration/cluster_fixture.h"
 
@@ -28,8 +30,58 @@ std::vector<long> gapsFrom(Engine& e, const std::string& name, size_t from) {
   return out;
 }
 
+// Watches both hosts (runc's state, every 20 ms, through engines of its
+// own) until stopped, and remembers whether mem ever ran on both at once.
+class TwoCopiesWatch {
+ public:
+  TwoCopiesWatch(const cluster::ClusterState& st, CommandRunner& runner) {
+    for (const auto& h : st.hosts) {
+      EngineConfig cfg;
+      cfg.host_name = h.name;
+      cfg.root = h.root;
+      cfg.run_dir = h.run_dir;
+      cfg.cgroup_parent = h.cgroup_parent;
+      engines_.push_back(std::make_unique<Engine>(cfg, runner));
+    }
+    thread_ = std::thread([this] {
+      while (!stop_) {
+        int running = 0;
+        for (auto& e : engines_) {
+          try {
+            for (auto& c : e->list()) {
+              running += c.name() == "mem" && c.status == ContainerStatus::kRunning;
+            }
+          } catch (const std::exception&) {
+            // a container going away under the listing
+          }
+        }
+        if (running > 1) both_ = true;
+        std::this_thread::sleep_for(milliseconds(20));
+      }
+    });
+  }
+  ~TwoCopiesWatch() { stop(); }
+  // Whether two ran at once (stops watching).
+  bool sawTwo() {
+    stop();
+    return both_;
+  }
+
+ private:
+  void stop() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+  std::vector<std::unique_ptr<Engine>> engines_;
+  std::atomic<bool> stop_{false}, both_{false};
+  std::thread thread_;
+};
+
+// Agents that take part in post-copy (--postcopy: opt-in).
 class PostcopyMigration : public ClusterMigration {
  protected:
+  std::vector<std::string> extraAgentArgs() const override { return {"--postcopy"}; }
+
   // The memory workload (tools/bench/workload.c): `mem_mib` of pseudo-random
   // memory it dirties at 8 MiB/s, a heartbeat every millisecond (a pause over
   // 20 ms prints "gap_ms N"), and a check of every word every 2 s.
@@ -56,12 +108,42 @@ class PostcopyMigration : public ClusterMigration {
     EXPECT_TRUE(failed.empty()) << failed.front();
   }
 
-  // Copies of mem running (or paused) on either host, as runc sees them.
-  int copiesOfMem() {
+  // Migrates mem hostA -> hostB with post-copy, SIGKILLing `victim` at the
+  // first post-copy progress past 64 MiB (sets `killed`). Returns the
+  // migration's error ("" when it succeeded).
+  std::string migrateKillingDuringPostcopy(pid_t victim, std::atomic<bool>& killed) {
+    try {
+      zmq::context_t ctx;
+      proto::RpcClient cli = client(ctx);
+      cli.call(
+          [](proto::Message::Builder m) {
+            auto mg = m.initMigrate();
+            mg.setContainer("mem");
+            mg.setSource("hostA");
+            mg.setTarget("hostB");
+            mg.setPostcopy(1);
+          },
+          seconds(90), [&](proto::Progress::Reader p) {
+            if (!killed && std::string(p.getPhase().cStr()) == "postcopy" &&
+                p.getBytesDone() > (64u << 20)) {
+              ::kill(victim, SIGKILL);
+              killed = true;
+            }
+          });
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "";
+  }
+
+  // Copies of mem running (or paused, with `paused`) on either host, as
+  // runc sees them.
+  int copiesOfMem(bool paused = true) {
     int n = 0;
     for (const auto& h : state_.hosts) {
       auto c = on(h.name, "mem");
-      n += c && (c->status == ContainerStatus::kRunning || c->status == ContainerStatus::kPaused);
+      n += c && (c->status == ContainerStatus::kRunning ||
+                 (paused && c->status == ContainerStatus::kPaused));
     }
     return n;
   }
@@ -113,29 +195,9 @@ TEST_F(PostcopyMigration, AOneGibWorkloadRunsOnAfterAShortPauseWithEveryByteInta
 TEST_F(PostcopyMigration, TheTargetKilledDuringPostcopyLeavesOneCopyRunningOnTheSource) {
   runWorkload("hostA", 1024);
   unsigned long long verified = lastVerified(engine("hostA"), "mem");
-  bool killed = false;
-  std::string error;
-  try {
-    zmq::context_t ctx;
-    proto::RpcClient cli = client(ctx);
-    cli.call(
-        [](proto::Message::Builder m) {
-          auto mg = m.initMigrate();
-          mg.setContainer("mem");
-          mg.setSource("hostA");
-          mg.setTarget("hostB");
-          mg.setPostcopy(1);
-        },
-        seconds(60), [&](proto::Progress::Reader p) {
-          if (!killed && std::string(p.getPhase().cStr()) == "postcopy" &&
-              p.getBytesDone() > (64u << 20)) {
-            ::kill(host("hostB").pid, SIGKILL);
-            killed = true;
-          }
-        });
-  } catch (const Error& e) {
-    error = e.what();
-  }
+  TwoCopiesWatch watch(state_, runner_);
+  std::atomic<bool> killed{false};
+  std::string error = migrateKillingDuringPostcopy(host("hostB").pid, killed);
   ASSERT_TRUE(killed) << "post-copy never got going: " << error;
   EXPECT_NE(error.find("post-copy was cut short"), std::string::npos) << error;
   // Never two copies: the one on hostB was killed with its agent, before
@@ -148,6 +210,12 @@ TEST_F(PostcopyMigration, TheTargetKilledDuringPostcopyLeavesOneCopyRunningOnThe
   ASSERT_TRUE(a);
   EXPECT_EQ(a->status, ContainerStatus::kRunning);
   expectVerifiedOn("hostA", verified);
+  EXPECT_FALSE(watch.sawTwo()) << "mem ran on both hosts at once";
+  // The copy on hostB never read a page that did not come (as zeros).
+  if (on("hostB", "mem")) {
+    auto failed = workloadLines(engine("hostB"), "mem", "verify FAIL");
+    EXPECT_TRUE(failed.empty()) << failed.front();
+  }
 
   // hostB back: what the migration left there goes.
   extra_agents_.push_back(startAgent("hostB", {}));
@@ -155,30 +223,71 @@ TEST_F(PostcopyMigration, TheTargetKilledDuringPostcopyLeavesOneCopyRunningOnThe
   EXPECT_EQ(copiesOfMem(), 1);
 }
 
-// A host that cannot take part in post-copy says why; --postcopy is
-// refused before anything freezes, and auto says why it did not choose it.
-TEST_F(PostcopyMigration, AHostWithoutPostcopyRefusesItWithTheReasonAndAutoGoesCold) {
-  ::kill(host("hostB").pid, SIGTERM);
-  waitFor([&] { return !processAlive(host("hostB").pid); }, seconds(20), "hostB's agent to stop");
-  extra_agents_.push_back(startAgent("hostB", {"--no-postcopy"}));
-  const std::string why = "turned off on this host (its agent runs with --no-postcopy)";
+// The source's agent SIGKILLed while the pages flow: CRIU on the source
+// sees its page connection end and lets the container go, still frozen
+// with all its memory; the target kills its copy once the stream is silent;
+// the migration rolls back, and with the agent back the container runs on
+// the source from the moment it froze, its memory whole.
+TEST_F(PostcopyMigration, TheSourceAgentKilledDuringPostcopyRollsBackOnceItIsBack) {
+  runWorkload("hostA", 1024);
+  unsigned long long verified = lastVerified(engine("hostA"), "mem");
+  const pid_t source_agent = host("hostA").pid;
+  TwoCopiesWatch watch(state_, runner_);
+  std::atomic<bool> killed{false};
+  // The outcome is read from the history below, not from the call.
+  std::thread mover([&] { migrateKillingDuringPostcopy(source_agent, killed); });
+  waitFor([&] { return killed.load(); }, seconds(90), "post-copy to get going");
+  waitFor([&] { return !processAlive(source_agent); }, seconds(10), "hostA's agent to die");
+  // hostB's copy lacks pages: it is killed once its stream is silent, while
+  // the source's agent is still gone (mem stays paused on hostA).
+  waitFor(
+      [&] {
+        auto b = on("hostB", "mem");
+        return !b || (b->status != ContainerStatus::kRunning && b->status != ContainerStatus::kPaused);
+      },
+      seconds(60), "hostB's copy to be killed");
+  extra_agents_.push_back(startAgent("hostA", {}));
+  mover.join();
+  json last = resolvedMigration();
+  EXPECT_EQ(last["outcome"], "rolled-back") << last.dump();
+  waitFor(
+      [&] {
+        auto a = on("hostA", "mem");
+        return copiesOfMem() == 1 && a && a->status == ContainerStatus::kRunning;
+      },
+      seconds(60), "mem to run on hostA again");
+  expectVerifiedOn("hostA", verified);
+  waitFor([&] { return !on("hostB", "mem"); }, seconds(30), "hostB to hold no copy");
+  EXPECT_FALSE(watch.sawTwo()) << "mem ran on both hosts at once";
+}
+
+// Agents started without --postcopy: each says why it cannot take part;
+// --postcopy is refused before anything freezes, with the reasons, and auto
+// says why it did not choose it.
+class NoPostcopy : public ClusterMigration {};
+
+TEST_F(NoPostcopy, HostsSayWhyMigrateRefusesPostcopyWithTheReasonAndAutoGoesCold) {
+  const std::string why = "not enabled on this host (start its agent with --postcopy)";
   waitFor(
       [&] {
         CliResult h = ferry({"--json", "hosts"});
         if (h.exit_code != 0) return false;
-        for (const auto& x : json::parse(h.out)) {
-          if (x["name"] == "hostB") return x["postcopy"] == false && x["postcopy_unavailable"] == why;
+        json hosts = json::parse(h.out);
+        if (hosts.size() != 2) return false;
+        for (const auto& x : hosts) {
+          if (x["postcopy"] != false || x["postcopy_unavailable"] != why) return false;
         }
-        return false;
+        return true;
       },
-      seconds(20), "hostB to report post-copy unavailable");
+      seconds(20), "both hosts to report post-copy unavailable");
   CliResult hosts = ferry({"hosts"});
   EXPECT_NE(hosts.err.find("hostB: no post-copy: " + why), std::string::npos) << hosts.out << hosts.err;
 
   runDemo("hostA");
   CliResult r = ferry({"migrate", "demo", "hostA", "hostB", "--postcopy"});
-  EXPECT_NE(r.exit_code, 0);
-  EXPECT_NE(r.err.find("post-copy cannot run here (hostB: " + why + "); migrate without --postcopy"),
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("post-copy cannot run here (hostA: " + why + "; hostB: " + why +
+                       "); migrate without --postcopy"),
             std::string::npos)
       << r.err;
   expectCountingOn("hostA", "demo");
@@ -186,7 +295,7 @@ TEST_F(PostcopyMigration, AHostWithoutPostcopyRefusesItWithTheReasonAndAutoGoesC
   CliResult cold = ferry({"--json", "migrate", "demo", "hostA", "hostB"});
   ASSERT_EQ(cold.exit_code, 0) << cold.err;
   json f = json::parse(cold.out);
-  EXPECT_EQ(f["postcopy"], "off (auto: hostB: " + why + ")") << f.dump();
+  EXPECT_EQ(f["postcopy"], "off (auto: hostA: " + why + "; hostB: " + why + ")") << f.dump();
   EXPECT_EQ(f["postcopy_ms"], 0);
   expectCountingOn("hostB", "demo");
 }

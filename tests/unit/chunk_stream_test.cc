@@ -504,7 +504,9 @@ uint64_t lazyDaemon(int fd, const std::vector<uint32_t>& asks) {
   return got;
 }
 
-// The daemon's socketpair, as the target agent makes it: [0] the daemon's.
+// The daemon's connection and the pump's end of it: [0] the daemon's. (The
+// agent's pair is TCP on loopback, for CRIU's socket options; the tunnel
+// works on any stream socket.)
 struct DaemonPair {
   int fd[2] = {-1, -1};
   DaemonPair() { EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fd), 0); }
@@ -630,6 +632,49 @@ TEST_F(ChunkStreamTest, AVerdictLostAfterTheLastPageLeavesTheOutcomeUnknown) {
   EXPECT_EQ(e.category(), ErrorCategory::kRetryable) << e.what();
   EXPECT_TRUE(unknown);
   EXPECT_FALSE(cut_short);
+  server.join();
+  ::close(ps_listener);
+}
+
+// A page server that hangs halfway through an answer, while the source
+// itself stays there (its keepalives come): the target gives up on the
+// pages that do not move, not only on a silent link.
+TEST_F(ChunkStreamTest, APageServerHangingMidAnswerEndsTheTunnelDespiteKeepalives) {
+  uint16_t ps_port = 0;
+  int ps_listener = listenLoopback(&ps_port);
+  std::atomic<bool> release{false};
+  std::thread server([&] {
+    int fd = ::accept(ps_listener, nullptr, nullptr);
+    Iov iov;
+    if (readFull(fd, &iov, sizeof iov)) {
+      writeFull(fd, &iov, sizeof iov);
+      std::string half = pagesAt(iov.vaddr, iov.nr_pages).substr(0, iov.nr_pages * kPage / 2);
+      writeFull(fd, half.data(), half.size());
+    }
+    while (!release) std::this_thread::sleep_for(milliseconds(10));
+    ::close(fd);
+  });
+  ChunkReceiver rx(ctx_, "tcp://127.0.0.1:0", "tok-h", "hostB", fast(milliseconds(1000)));
+  auto sent = failingSender(ctx_, rx, "tok-h", ps_port, milliseconds(1500));
+  EXPECT_EQ(drain(rx), "");
+  std::atomic<bool> restored{true}, stop{false};
+  DaemonPair pair;
+  Iov iov{kGet, 64, 0x7f0000000000, 1};
+  writeFull(pair.fd[0], &iov, sizeof iov);
+  auto t0 = std::chrono::steady_clock::now();
+  Error e = errorOf([&] { rx.serveTunnel(pair.fd[1], restored, stop); });
+  EXPECT_NE(std::string(e.what()).find("no page from the sender's page server"), std::string::npos)
+      << e.what();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
+  // Half an answer may wait there, but no end:
+  char buf[4096];
+  while (::recv(pair.fd[0], buf, sizeof buf, MSG_DONTWAIT) > 0) {
+  }
+  EXPECT_FALSE(daemonHears(pair.fd[0], 0)) << "the tunnel ended the daemon's connection itself";
+  auto [sender_error, unknown, cut_short] = sent.get();
+  EXPECT_TRUE(cut_short) << sender_error.what();
+  EXPECT_FALSE(unknown);
+  release = true;
   server.join();
   ::close(ps_listener);
 }

@@ -90,10 +90,11 @@ TEST(HostInfo, CollectsThisHost) {
   // Its post-copy verdict is the one its settings give.
   uint64_t pipe = std::stoull(readFile("/proc/sys/fs/pipe-max-size"));
   bool unprivileged = readFile("/proc/sys/vm/unprivileged_userfaultfd").rfind("1", 0) == 0;
-  EXPECT_EQ(h.postcopy_unavailable, postcopyUnavailable(h.uffd, pipe, unprivileged));
-  cfg.postcopy = false;
-  EXPECT_NE(collectHostInfo(cfg, runner).postcopy_unavailable.find("--no-postcopy"),
-            std::string::npos);
+  EXPECT_NE(h.postcopy_unavailable.find("start its agent with --postcopy"), std::string::npos)
+      << "post-copy is opt-in: " << h.postcopy_unavailable;
+  cfg.postcopy = true;
+  EXPECT_EQ(collectHostInfo(cfg, runner).postcopy_unavailable,
+            postcopyUnavailable(h.uffd, pipe, unprivileged));
 }
 
 }  // namespace ferry

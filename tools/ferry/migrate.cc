@@ -21,7 +21,9 @@ constexpr const char* kMigrateHelp =
     "and N is restored there. N's copy on SRC is deleted only once it runs on DST, and any "
     "failure leaves N running on SRC. Shows progress on a terminal; prints (--json: returns) "
     "downtime_ms, total_ms, bytes_raw, bytes_wire, final_bytes_wire (sent while frozen), each "
-    "pre-copy round's bytes and time, the compression used and why, and the time of each phase.";
+    "pre-copy round's bytes and time, whether post-copy ran and why (with --postcopy: "
+    "postcopy_ms until the last page arrived, bytes_on_demand and bytes_pushed), the "
+    "compression used and why, and the time of each phase.";
 
 struct MigrateOptions {
   std::string container, source, target;
