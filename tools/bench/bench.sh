@@ -67,7 +67,7 @@ await_ready() {
 }
 
 echo "== local cluster, bench image on both hosts" >&2
-ferry cluster up --hosts 2 --dir "$dir" --port 7200 >/dev/null 2>&1
+ferry cluster up --hosts 2 --dir "$dir" --port 7200 --agent-arg --postcopy >/dev/null 2>&1
 # The coordinator's unix socket (no keys), from the cluster's record.
 FERRY_COORDINATOR=$(sed -n 's/^ *"coordinator_endpoint": "\(.*\)",*$/\1/p' "$dir/cluster.json")
 export FERRY_COORDINATOR
