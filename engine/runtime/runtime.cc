@@ -193,6 +193,20 @@ uint16_t freeLoopbackPort() {
   return port;
 }
 
+// Whether CRIU's --status-fd byte arrives on `fd` within `timeout` (false:
+// EOF, CRIU ended without it, or the time passed).
+bool statusByteWithin(int fd, std::chrono::milliseconds timeout, const std::string& what) {
+  for (;;) {
+    pollfd pfd{fd, POLLIN, 0};
+    int n = ::poll(&pfd, 1, static_cast<int>(timeout.count()));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throwErrno("poll " + what);
+    if (n == 0) return false;
+    char c;
+    return retryEintr([&] { return ::read(fd, &c, 1); }) == 1;
+  }
+}
+
 std::string runcCheckpointFailure(const std::string& id, const std::string& how,
                                   const fs::path& work_dir) {
   fs::path log = work_dir / "dump.log";
@@ -224,18 +238,10 @@ std::unique_ptr<LazyDump> Runtime::checkpointLazy(const std::string& id, const f
   status.write.reset();
   auto lazy = std::make_unique<LazyDump>(std::move(runc), port, work_dir, id);
   // runc writes a byte when CRIU says it is ready; EOF without one: it ended.
-  for (;;) {
-    pollfd pfd{status.read.get(), POLLIN, 0};
-    int n = ::poll(&pfd, 1, 120000);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) throwErrno("poll runc's status fd");
-    char c;
-    ssize_t got = n == 0 ? 0 : retryEintr([&] { return ::read(status.read.get(), &c, 1); });
-    if (got == 1) return lazy;
-    lazy->wait(std::chrono::seconds(10));  // throws CRIU's errors
-    throw Error(ErrorCategory::kPermanent,
-                runcCheckpointFailure(id, "it ended without serving the memory", work_dir));
-  }
+  if (statusByteWithin(status.read.get(), std::chrono::minutes(2), "runc's status fd")) return lazy;
+  lazy->wait(std::chrono::seconds(10));  // throws CRIU's errors
+  throw Error(ErrorCategory::kPermanent,
+              runcCheckpointFailure(id, "it ended without serving the memory", work_dir));
 }
 
 LazyDump::LazyDump(Child runc, uint16_t port, fs::path work_dir, std::string id)
@@ -351,20 +357,14 @@ std::unique_ptr<LazyRestore> Runtime::startLazyPages(const std::string& id, cons
   status.write.reset();
   auto lazy = std::make_unique<LazyRestore>(std::move(guard), std::move(lifeline.write), log, id);
   // CRIU writes a byte once its socket listens; EOF without one: it ended.
-  for (;;) {
-    pollfd pfd{status.read.get(), POLLIN, 0};
-    int n = ::poll(&pfd, 1, 30000);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) throwErrno("poll the lazy-pages daemon's status fd");
-    char c;
-    ssize_t got = n == 0 ? 0 : retryEintr([&] { return ::read(status.read.get(), &c, 1); });
-    if (got == 1) return lazy;
-    lazy->abort();
-    throw Error(ErrorCategory::kPermanent,
-                "CRIU's lazy-pages daemon for " + id + " did not start (log " +
-                    (work / "lazy-pages.log").string() + "): " +
-                    lastCriuErrors(work / "lazy-pages.log"));
+  if (statusByteWithin(status.read.get(), std::chrono::seconds(30), "the lazy-pages daemon's status fd")) {
+    return lazy;
   }
+  lazy->abort();
+  throw Error(ErrorCategory::kPermanent,
+              "CRIU's lazy-pages daemon for " + id + " did not start (log " +
+                  (work / "lazy-pages.log").string() + "): " +
+                  lastCriuErrors(work / "lazy-pages.log"));
 }
 
 LazyRestore::LazyRestore(Child guard, UniqueFd lifeline, fs::path log, std::string id)
