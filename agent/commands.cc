@@ -457,8 +457,9 @@ Handled Commands::sendCheckpointCommand(uint64_t id, proto::Message::SendCheckpo
       f.setPrecopy(s.precopy);
       if (s.postcopy) {
         f.setPostcopyMs(static_cast<uint64_t>(s.postcopy->ms));
-        f.setBytesOnDemand(s.postcopy->fault_pages);
-        f.setBytesPushed(s.postcopy->background_pages);
+        f.setBytesOnDemand(s.postcopy->on_demand_bytes);
+        f.setBytesPushed(s.postcopy->pushed_bytes);
+        f.setBytesHeld(s.postcopy->held_bytes);
       }
       auto rounds = f.initRounds(static_cast<unsigned>(s.rounds.size()));
       for (size_t i = 0; i < s.rounds.size(); ++i) {

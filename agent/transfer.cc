@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <thread>
 
 #include "agent/agent_log.h"
@@ -13,6 +14,8 @@
 #include "common/log.h"
 #include "common/time_util.h"
 #include "common/units.h"
+#include "engine/bundle/blocks.h"
+#include "engine/checkpoint/lazy_pagemap.h"
 #include "engine/runtime/runtime.h"
 
 namespace ferry::agent {
@@ -59,7 +62,7 @@ void precopyRounds(AgentEngine& engine, const std::string& name, const std::stri
           "off (auto: " + formatBytes(memory) + " of memory migrates as fast without pre-copy)";
       return;
     }
-    if (isLoopbackAddress(endpointHost(endpoint))) {
+    if (!opts.postcopy && isLoopbackAddress(endpointHost(endpoint))) {
       result.precopy =
           "off (auto: the target is on this machine's loopback, where sending it all while "
           "frozen costs about what pre-copy saves; --precopy N forces rounds)";
@@ -103,12 +106,40 @@ void precopyRounds(AgentEngine& engine, const std::string& name, const std::stri
                    (result.rounds.size() == 1 ? " round" : " rounds") + "; stopped: " + why;
 }
 
-// A connection to CRIU's page server on this host (127.0.0.1:port).
-UniqueFd connectPageServer(uint16_t port) {
-  UniqueFd fd = connectLoopback(port, "CRIU's page server");
-  int flags = ::fcntl(fd.get(), F_GETFL);
-  if (flags < 0 || ::fcntl(fd.get(), F_SETFL, flags | O_NONBLOCK) != 0) throwErrno("fcntl");
-  return fd;
+// A pre-copied block's hash as post-copy names it on the wire, and back.
+proto::BlockName nameOf(const BlockHash& h) {
+  proto::BlockName n;
+  std::memcpy(n.data(), &h.lo, 8);
+  std::memcpy(n.data() + 8, &h.hi, 8);
+  return n;
+}
+BlockHash hashOf(const proto::BlockName& n) {
+  BlockHash h;
+  std::memcpy(&h.lo, n.data(), 8);
+  std::memcpy(&h.hi, n.data() + 8, 8);
+  return h;
+}
+
+// Source: the pages the target holds from pre-copy rounds (none without).
+proto::HeldLookup heldLookup(const BlockIndex& known) {
+  if (known.size() == 0) return {};
+  return [&known](std::string_view page, proto::BlockName& name) {
+    BlockHash h = hashBlock(page);
+    if (!known.contains(h)) return false;
+    name = nameOf(h);
+    return true;
+  };
+}
+
+// Target: the pages named, from the pre-copied blocks.
+proto::HeldPages heldPages(std::shared_ptr<BlockStore> store) {
+  if (!store) return {};
+  return [store](const std::vector<proto::BlockName>& names, std::string& out) {
+    std::vector<BlockStore::Ref> refs;
+    refs.reserve(names.size());
+    for (const auto& n : names) refs.push_back({hashOf(n), static_cast<uint32_t>(kPageBlock)});
+    store->copyOut(refs, [&](std::string_view d) { out.append(d); });
+  };
 }
 
 // A connected pair of TCP sockets on loopback, for CRIU's lazy-pages daemon
@@ -134,8 +165,6 @@ std::pair<UniqueFd, UniqueFd> loopbackPair() {
 // What killing a copy cut short takes on the target beyond its timeout
 // (the guard's runc kill and its wait for the container to stop).
 constexpr std::chrono::milliseconds kPostcopyKillMargin{10000};
-
-const uint64_t kPageBytes = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
 
 }  // namespace
 
@@ -212,11 +241,11 @@ SendResult sendCheckpoint(AgentEngine& engine, const std::string& name, zmq::con
       result.restore_ms = msSince(tf) - result.stream_ms;
       result.downtime_ms = msSince(tf);
     } else {
-      pages = connectPageServer(lazy->port());
+      pages = connectLoopback(lazy->port(), "CRIU's page server");
       std::optional<std::chrono::steady_clock::time_point> restored;
       const uint64_t before = counted.bytes();
-      proto::TunnelStats ts = tx.finishWithTunnel(
-          pages.get(),
+      proto::PageFeedStats ps = tx.finishWithPages(
+          pages.get(), heldLookup(known),
           [&] {
             restored = std::chrono::steady_clock::now();
             agentLog().info("[{}] runs on the target after {} ms frozen; its pages follow", name,
@@ -232,12 +261,14 @@ SendResult sendCheckpoint(AgentEngine& engine, const std::string& name, zmq::con
       result.downtime_ms = std::chrono::duration_cast<std::chrono::milliseconds>(at - tf).count();
       result.restore_ms = result.downtime_ms - result.stream_ms;
       result.postcopy = PostcopyFigures{
-          std::chrono::duration_cast<std::chrono::milliseconds>(end - at).count(), ts.bytes_out,
-          ts.fault_pages * kPageBytes, ts.background_pages * kPageBytes};
+          std::chrono::duration_cast<std::chrono::milliseconds>(end - at).count(),
+          ps.urgent_pages * proto::kPostcopyPageBytes, ps.ahead_pages * proto::kPostcopyPageBytes,
+          ps.held_pages * proto::kPostcopyPageBytes};
       endServing();
-      agentLog().info("[{}] post-copy done in {} ms: {} on fault, {} in the background", name,
-                      result.postcopy->ms, formatBytes(result.postcopy->fault_pages),
-                      formatBytes(result.postcopy->background_pages));
+      agentLog().info("[{}] post-copy done in {} ms: {} on demand, {} pushed, {} held there",
+                      name, result.postcopy->ms, formatBytes(result.postcopy->on_demand_bytes),
+                      formatBytes(result.postcopy->pushed_bytes),
+                      formatBytes(result.postcopy->held_bytes));
     }
     result.wire_bytes = counted.bytes();
     result.final_wire_bytes = counted.bytes() - wire0;
@@ -287,15 +318,15 @@ SendResult sendCheckpoint(AgentEngine& engine, const std::string& name, zmq::con
 
 namespace {
 
-// The target's half of post-copy: the pump carrying the daemon's page
-// traffic over the stream (its own thread, started by the restore once the
+// The target's half of post-copy: the pump serving the daemon's page
+// requests from the stream (its own thread, started by the restore once the
 // bundle is in) and what it ended with.
 struct Pump {
   UniqueFd daemon_end, our_end;  // connected: the daemon's, the pump's
   std::atomic<bool> restored{false}, stop{false}, done{false};
   std::thread thread;
   std::exception_ptr error;
-  proto::TunnelStats stats;
+  proto::PageFeedStats stats;
 
   ~Pump() {
     stop = true;
@@ -312,15 +343,18 @@ RestoreResult receiveCheckpoint(AgentEngine& engine, proto::ChunkReceiver& rx,
   try {
     RestoreOptions opts = opts_in;
     Pump* p = pump.get();
-    opts.on_lazy_start = [&rx, p] {
+    opts.on_lazy_start = [&rx, p](const RestoreOptions::LazyStart& start) {
+      std::vector<proto::PageRange> lazy;
+      for (const LazyPages& l : lazyPagemap(start.images)) lazy.push_back({l.pid, l.vaddr, l.pages});
       auto [daemon_end, our_end] = loopbackPair();
       p->daemon_end = std::move(daemon_end);
       p->our_end = std::move(our_end);
       int ours = p->our_end.get();
       if (::fcntl(ours, F_SETFL, ::fcntl(ours, F_GETFL) | O_NONBLOCK) != 0) throwErrno("fcntl");
-      p->thread = std::thread([&rx, p] {
+      p->thread = std::thread([&rx, p, lazy = std::move(lazy),
+                               held = heldPages(start.precopied)]() mutable {
         try {
-          p->stats = rx.serveTunnel(p->our_end.get(), p->restored, p->stop);
+          p->stats = rx.servePages(p->our_end.get(), std::move(lazy), held, p->restored, p->stop);
         } catch (...) {
           p->error = std::current_exception();
         }
@@ -361,8 +395,10 @@ RestoreResult receiveCheckpoint(AgentEngine& engine, proto::ChunkReceiver& rx,
                  [&] { removeWithVolumes(engine, engine.inspect(name)); });
       throw;
     }
-    agentLog().info("[{}] every page arrived in {} ms ({} faults, {} pages in the background)",
-                    name, msSince(t0), pump->stats.fault_requests, pump->stats.background_pages);
+    agentLog().info("[{}] every page arrived in {} ms ({} faults; {} pages on demand, {} ahead, "
+                    "{} held from pre-copy)",
+                    name, msSince(t0), pump->stats.fault_requests, pump->stats.urgent_pages,
+                    pump->stats.ahead_pages, pump->stats.held_pages);
     pump.reset();
     rx.accept();
     return r;

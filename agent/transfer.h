@@ -40,7 +40,9 @@ using SendProgress =
 // for a smaller one (its cold migration is as quick) or when the target is
 // on a loopback address (measured here: what pre-copy saves is the frozen
 // transfer, which loopback makes nearly free, while the target still writes
-// the whole checkpoint; BENCHMARKS.md).
+// the whole checkpoint; BENCHMARKS.md) -- unless post-copy follows: then
+// the rounds are what shortens the time the source alone holds pages the
+// container needs.
 inline constexpr int kPrecopyAuto = -1;
 inline constexpr int kPrecopyAutoRounds = 4;
 inline constexpr int kPrecopyMaxRounds = 20;
@@ -61,19 +63,20 @@ struct TransferOptions {
   // coordinator to resolve; an export to a file resumes it (true).
   bool resume_on_unknown_verdict = false;
   // Post-copy: the dump leaves the memory with CRIU's page server, the
-  // target restores at once and fetches the pages (on fault and in the
-  // background) through this stream; its verdict comes once every page is
-  // there, and only then may the source's copy go. Phase "postcopy" while
-  // the pages go.
+  // target restores at once and fetches the pages (ahead of the process
+  // and when it waits for one) through this stream; its verdict comes once
+  // every page is there, and only then may the source's copy go. Phase
+  // "postcopy" while the pages go. After pre-copy rounds (a hybrid), the
+  // pages the target holds from them go as names, not bytes.
   bool postcopy = false;
 };
 
 // What post-copy carried (SendResult::postcopy).
 struct PostcopyFigures {
-  int64_t ms = 0;               // from the target's restore to its last page
-  uint64_t bytes = 0;           // page server bytes sent (pages and their headers)
-  uint64_t fault_pages = 0;     // pages the restored process faulted on (one per request)
-  uint64_t background_pages = 0;  // pages the target's daemon fetched in the background
+  int64_t ms = 0;                 // from the target's restore to its last page
+  uint64_t on_demand_bytes = 0;   // pages sent because the restored process waited for them
+  uint64_t pushed_bytes = 0;      // pages sent ahead of it
+  uint64_t held_bytes = 0;        // pages the target held from pre-copy: only their names went
 };
 
 struct PrecopyFigures {

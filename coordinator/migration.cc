@@ -194,7 +194,8 @@ Coordinator::Fit Coordinator::checkFit(const MigrateRequest& req, const Movable&
   }
   Fit fit;
   fit.send_image = send_image;
-  fit.postcopy = choosePostcopy(req.postcopy, precopy, src, in.source.postcopy_unavailable, dst,
+  fit.postcopy = choosePostcopy(req.postcopy, here->memory_bytes, src,
+                                in.source.postcopy_unavailable, dst,
                                 in.target.postcopy_unavailable);
   for (const auto& w : enforceCompatibility(findings, src, dst)) fit.warnings.push_back(w.message);
   // Secrets are read from the target's own store when it writes the spec:
@@ -254,8 +255,8 @@ int64_t Coordinator::beginMigration(const MigrateRequest& req, std::optional<Cli
   const std::string &name = req.container, &src = req.source, &dst = req.target;
   Fit fit = checkFit(req, checkMovable(req));
   const std::string& send_image = fit.send_image;
-  // Post-copy takes the place of pre-copy rounds (auto ones included).
-  int precopy = fit.postcopy.on ? 0 : req.precopy;
+  // With post-copy, pre-copy rounds go first (the hybrid).
+  int precopy = req.precopy;
   int64_t id = store_.beginMigration(name, src, dst, clock_());
   store_.addEvent(clock_(), "migration", name,
                   "#" + std::to_string(id) + " planned: " + src + " -> " + dst);
@@ -465,6 +466,7 @@ void Coordinator::noteFigures(Run& run, proto::Message::Reader m) {
   f.setPostcopyMs(from.getPostcopyMs());
   f.setBytesOnDemand(from.getBytesOnDemand());
   f.setBytesPushed(from.getBytesPushed());
+  f.setBytesHeld(from.getBytesHeld());
   for (auto w : from.getWarnings()) run.warnings.push_back(text(w));
   for (auto p : from.getPhaseMs()) run.figures.addPhase(text(p.getPhase()), p.getMs());
 }

@@ -294,7 +294,7 @@ Plan planPeriodicRebalance(const std::vector<PlanHost>& hosts,
   return plan;
 }
 
-PostcopyChoice choosePostcopy(int asked, int precopy, const std::string& source,
+PostcopyChoice choosePostcopy(int asked, uint64_t memory_bytes, const std::string& source,
                               const std::string& source_unavailable, const std::string& target,
                               const std::string& target_unavailable) {
   if (asked < -1 || asked > 1) {
@@ -312,16 +312,19 @@ PostcopyChoice choosePostcopy(int asked, int precopy, const std::string& source,
       throw Error(ErrorCategory::kIncompatible,
                   "post-copy cannot run here (" + cannot + "); migrate without --postcopy");
     }
-    if (precopy > 0) {
-      throw Error(ErrorCategory::kInvalidInput,
-                  "pre-copy rounds and then post-copy are not supported yet; choose --precopy N "
-                  "or --postcopy");
-    }
     return {true, "on (asked)"};
   }
   if (!cannot.empty()) return {false, "off (auto: " + cannot + ")"};
-  return {false, "off (auto: until the source holds no page the target lacks, its loss would "
-                 "lose the container; --postcopy asks for it)"};
+  if (memory_bytes < kPostcopyAutoBytes) {
+    return {false, "off (auto: " + formatBytes(memory_bytes) +
+                       " of memory pauses about as briefly cold, and a cold migration risks "
+                       "nothing; auto takes post-copy from " +
+                       formatBytes(kPostcopyAutoBytes) + ")"};
+  }
+  return {true, "on (auto: " + formatBytes(memory_bytes) +
+                    " of memory; the pause no longer grows with it. Pre-copy rounds go first, so "
+                    "that the source alone holds only what changed since, until the last page "
+                    "arrived)"};
 }
 
 }  // namespace ferry::coord

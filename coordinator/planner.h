@@ -134,13 +134,20 @@ struct PostcopyChoice {
 // asked: 1 (--postcopy), 0 (--no-postcopy), -1 (auto). A host's
 // `unavailable` is its reason post-copy cannot run there ("" it can).
 // --postcopy is refused (kIncompatible, with the host's reason) where it
-// cannot run, and beside pre-copy rounds asked for (kInvalidInput: pre-copy
-// then post-copy is not built yet). Auto does not choose it yet: post-copy
-// alone leaves the container's memory on the source until the last page
-// arrived, so the source's death then loses the container; auto is to
-// choose pre-copy first and post-copy for the rest (hybrid), which shortens
-// that window, once that is built. It says which reason applies.
-PostcopyChoice choosePostcopy(int asked, int precopy, const std::string& source,
+// cannot run. Pre-copy rounds (`precopy`: auto or N) run before it either
+// way: the hybrid, whose post-copy fetches only what changed since the
+// last round.
+//
+// Auto chooses it where both hosts can run it and the container has at
+// least kPostcopyAutoBytes of memory. Measured here (BENCHMARKS.md): the
+// pause a cold migration costs grows with memory (2.6 s at 256 MiB, 7.1 s
+// at 1 GiB) while post-copy's stays under a second at any size; below that
+// size cold pauses about as briefly and risks nothing. The risk post-copy
+// takes: until the last page arrived, the source's death loses the
+// container. Its pre-copy rounds first keep that window to what changed
+// since them (pre-copy off, the window is the whole memory's transfer).
+inline constexpr uint64_t kPostcopyAutoBytes = uint64_t{256} << 20;
+PostcopyChoice choosePostcopy(int asked, uint64_t memory_bytes, const std::string& source,
                               const std::string& source_unavailable, const std::string& target,
                               const std::string& target_unavailable);
 

@@ -163,13 +163,24 @@ RestoreResult Engine::importCheckpoint(ByteSource& in, const RestoreOptions& opt
     // less a margin (a full disk is refused cleanly, not hit).
     BundleLimits bounded = boundedByFreeDisk(limits, stage.path().parent_path(), cfg_.host_name);
     std::vector<Finding> warnings;
-    readBundle(in, stage.path(), bounded, [&](const json& meta) {
+    BundleReadResult read = readBundle(in, stage.path(), bounded, [&](const json& meta) {
       FileLock host = hostLock();
       warnings = admit(meta, opts);
     });
     FileLock held = containerLock(restoredName(readMetadataFile(stage.path()), opts));
-    RestoreResult r = restoreStaged(stage.path(), opts, opts.origin.empty() ? "bundle" : opts.origin,
+    RestoreOptions with_blocks = opts;
+    if (opts.on_lazy_start && read.blocks) {
+      // Post-copy after pre-copy: the pages the target holds are served here.
+      with_blocks.on_lazy_start = [&](const RestoreOptions::LazyStart& s) {
+        RestoreOptions::LazyStart more = s;
+        more.precopied = read.blocks;
+        return opts.on_lazy_start(more);
+      };
+    }
+    RestoreResult r = restoreStaged(stage.path(), with_blocks,
+                                    opts.origin.empty() ? "bundle" : opts.origin,
                                     /*log_warnings=*/false);
+    read.blocks.reset();
     r.warnings = std::move(warnings);
     // Staging (the whole checkpoint) goes after the verdict, not before it;
     // a crash leaves it to removeStaleStaging (its name carries our pid).
@@ -260,7 +271,7 @@ RestoreResult Engine::restoreStaged(const fs::path& dir, const RestoreOptions& o
       if (meta.options.lazy_pages) {
         // Its memory is still on the source: the daemon that fetches it
         // must listen before CRIU restores (and hands it the faults).
-        RestoreOptions::LazyPagesFds fds = opts.on_lazy_start();
+        RestoreOptions::LazyPagesFds fds = opts.on_lazy_start({dir / "criu", nullptr});
         result.lazy = runtime_.startLazyPages(name, dir / "criu", restore_work, fds.daemon,
                                               fds.caller);
       }

@@ -22,6 +22,7 @@
 
 namespace ferry {
 
+class BlockStore;
 class LazyDump;
 class LazyRestore;
 
@@ -94,7 +95,14 @@ struct RestoreOptions {
     int daemon = -1;
     int caller = -1;
   };
-  std::function<LazyPagesFds()> on_lazy_start;
+  // What the caller serves the daemon from: the dump's images (their lazy
+  // ranges, checkpoint/lazy_pagemap.h) and the pre-copied blocks that came
+  // with the bundle (null when none did).
+  struct LazyStart {
+    std::filesystem::path images;
+    std::shared_ptr<BlockStore> precopied;
+  };
+  std::function<LazyPagesFds(const LazyStart&)> on_lazy_start;
 };
 
 struct RestoreResult {

@@ -22,11 +22,13 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 #include <zmq.hpp>
 
 #include "common/byte_stream.h"
 #include "common/error.h"
 #include "protocol/curve.h"
+#include "protocol/page_feed.h"
 
 namespace ferry::proto {
 
@@ -47,19 +49,7 @@ struct StreamOptions {
   const std::atomic<bool>* cancel = nullptr;
 };
 
-// Post-copy: what a tunnel carried (see finishWithTunnel and serveTunnel).
-struct TunnelStats {
-  uint64_t bytes_in = 0;   // from the peer, written to the local connection
-  uint64_t bytes_out = 0;  // read from the local connection, sent to the peer
-  // CRIU page requests the daemon made for one page (a page
-  // fault of the restored process) and for more (its background fetch), and
-  // the pages each asked for.
-  uint64_t fault_requests = 0, fault_pages = 0;
-  uint64_t background_requests = 0, background_pages = 0;
-  bool completed = false;  // the local connection ended in order
-};
-
-class Tunnel;
+class PageSource;
 
 class ChunkSender : public ByteSink {
  public:
@@ -75,17 +65,19 @@ class ChunkSender : public ByteSink {
   // verdict: returns when it accepted, throws its Error otherwise.
   void finish();
   // Post-copy, on the source: like finish(), but while the verdict is
-  // awaited, the bytes between `local` (a connected TCP socket to CRIU's
-  // page server) and the receiver's lazy-pages daemon go through this
-  // stream both ways. `on_restored` runs when the receiver says the
-  // container runs there; `on_bytes` (at most every 250 ms) with the bytes
-  // sent so far. Returns on an accepting verdict; throws the receiver's
-  // Error, or kRetryable when it goes silent past the timeout -- then
-  // verdictUnknown() when every page had gone (the copy there may run),
-  // copyCutShort() when it restored but not every page went. Closes
-  // nothing: the caller owns `local`.
-  TunnelStats finishWithTunnel(int local, const std::function<void()>& on_restored,
-                               const std::function<void(uint64_t)>& on_bytes);
+  // awaited, the receiver's wants are answered with pages read from
+  // `page_server` (a connected socket to CRIU's page server; see
+  // page_feed.h), those it holds from pre-copy (`held`, may be empty) by
+  // name. `on_restored` runs when the receiver says the container runs
+  // there; `on_bytes` (at most every 250 ms) with the page bytes sent so
+  // far. Returns on an accepting verdict; throws the receiver's Error, or
+  // kRetryable when it goes silent past the timeout or the page server
+  // fails -- then verdictUnknown() when the receiver had said it has every
+  // page (the copy there may run), copyCutShort() when not (it is killed
+  // there). Closes nothing: the caller owns `page_server`.
+  PageFeedStats finishWithPages(int page_server, const HeldLookup& held,
+                                const std::function<void()>& on_restored,
+                                const std::function<void(uint64_t)>& on_bytes);
   // Tells the receiver to discard everything (best effort, never throws).
   void abort(const std::string& why) noexcept;
 
@@ -93,8 +85,8 @@ class ChunkSender : public ByteSink {
   // After finish() timed out: every byte went, and whether the receiver
   // took them (and acted on them) is unknown.
   bool verdictUnknown() const { return verdict_unknown_; }
-  // After finishWithTunnel failed: the receiver restored a copy, but its
-  // pages stopped before the last. Its agent kills it once the tunnel is
+  // After finishWithPages failed: the receiver restored a copy, but its
+  // pages stopped before the last. Its agent kills it once the stream is
   // silent for its own timeout (or at once, when it fails first).
   bool copyCutShort() const { return cut_short_; }
   // The receiver's silence timeout, when it said (post-copy): a copy there
@@ -105,7 +97,7 @@ class ChunkSender : public ByteSink {
   void sendChunk(std::string_view data);
   void sendEnd();
   void awaitCredit();
-  void handle(const zmq::message_t& frame, Tunnel* tunnel = nullptr, bool* restored = nullptr);
+  void handle(const zmq::message_t& frame, PageSource* pages = nullptr, bool* restored = nullptr);
 
   zmq::socket_t sock_;
   StreamOptions opts_;
@@ -138,18 +130,21 @@ class ChunkReceiver : public ByteSource {
   // (its connection: ROUTER refuses a second peer of the same routing id)
   // counts; other peers' frames are dropped and never extend the timeout.
   size_t read(char* buf, size_t n) override;
-  // Post-copy, on the target, once read() returned 0: carries the bytes of
-  // `local` (connected to the lazy-pages daemon) to and from the sender's
-  // page server until the daemon closes it, and tells the sender
-  // `restored` as soon as `restored` is set (and first, its own timeout).
-  // Both sides send a keepalive when quiet. Throws Error when `stop` is
-  // set, the sender aborts, its page server ends before the daemon did,
-  // the sender is silent past the timeout, or the page conversation does
-  // not move for that long (the daemon fetches until it is done). It
-  // never closes or shuts `local`: the caller kills the container first
-  // (LazyRestore::abort), so no task reads a page that did not come.
-  TunnelStats serveTunnel(int local, const std::atomic<bool>& restored,
-                          const std::atomic<bool>& stop);
+  // Post-copy, on the target, once read() returned 0: serves the CRIU
+  // lazy-pages daemon on `daemon` (its page-server connection) with the
+  // pages of `lazy` (every lazy range of the dump), fetched from the sender
+  // ahead of the daemon or when it waits for them, those held from
+  // pre-copy taken from `held` (page_feed.h). Tells the sender `restored`
+  // as soon as it is set (and first, its own timeout); both sides send a
+  // keepalive when quiet. Returns once the daemon's connection ended:
+  // complete when after its close was answered. Throws Error when `stop`
+  // is set, the sender aborts or is silent past the timeout, pages wanted
+  // do not come for that long, or the daemon or the sender breaks the
+  // protocol. It never closes or shuts `daemon`: the caller kills the
+  // container first (LazyRestore::abort), so no task reads a page that did
+  // not come.
+  PageFeedStats servePages(int daemon, std::vector<PageRange> lazy, const HeldPages& held,
+                           const std::atomic<bool>& restored, const std::atomic<bool>& stop);
   // The verdict for the sender, once the consumer is done (or failed).
   void accept();
   void reject(const Error& e);

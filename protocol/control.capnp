@@ -176,8 +176,10 @@ struct MigrationFigures {
   postcopy @18 :Text;         # whether post-copy ran, and why
   # post-copy: from the restore on the target to its last page
   postcopyMs @19 :UInt64 $Json.name("postcopy_ms");
-  bytesOnDemand @20 :UInt64 $Json.name("bytes_on_demand");  # pages the restored process faulted on
-  bytesPushed @21 :UInt64 $Json.name("bytes_pushed");       # pages fetched in the background
+  bytesOnDemand @20 :UInt64 $Json.name("bytes_on_demand");  # pages the restored process waited for
+  bytesPushed @21 :UInt64 $Json.name("bytes_pushed");       # pages sent ahead of it
+  # hybrid: pages the target held from pre-copy (only their names crossed)
+  bytesHeld @22 :UInt64 $Json.name("bytes_held");
   struct PhaseTime {
     phase @0 :Text;
     ms @1 :UInt64;

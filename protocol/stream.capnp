@@ -1,14 +1,16 @@
 # The data plane: one checkpoint stream from the source agent straight to the
 # target agent (never through the coordinator), with credit-based flow
-# control. Version 1.
+# control. Version 2 (post-copy through the agents, page_feed.h).
 @0xa23e8a48805b731f;
 
 using Cxx = import "/capnp/c++.capnp";
 $Cxx.namespace("ferry::proto");
 
-const streamProtocolVersion :UInt16 = 1;
-# Post-copy tunnel messages one way at most in flight (each up to a chunk).
-const tunnelWindow :UInt32 = 16;
+const streamProtocolVersion :UInt16 = 2;
+# Post-copy: wants the target may have unanswered (besides one urgent), and
+# the pages one may ask for (a run of them fits a chunk).
+const pagesWindow :UInt32 = 16;
+const pagesMaxRun :UInt32 = 240;
 
 enum ErrorKind {
   retryable @0;
@@ -38,20 +40,43 @@ struct StreamMessage {
     credit @5 :UInt32;
     # receiver -> sender: the verdict after `end` (or a refusal at any time).
     done @6 :Done;
-    # Post-copy (after `end`), both ways: the bytes between the target's CRIU
-    # lazy-pages daemon and the source's CRIU page server, which each side
-    # talks to over a local TCP connection. At most `tunnelWindow` messages
-    # are in flight one way; the side that took one grants one more.
-    tunnel @7 :Data;
-    tunnelCredit @8 :UInt32;   # 0: a keepalive (each side sends one when quiet)
-    # The side's local connection ended (the daemon done, or the page server).
-    tunnelEnd @9 :Void;
+    # Post-copy (after `end`): the target's agent answers its CRIU lazy-pages
+    # daemon and asks the source for the pages it lacks; the source's agent
+    # reads them from its CRIU page server (page_feed.h).
+    # source -> target: the answer to one `want`, whole.
+    pages @7 :PageRun;
+    # target -> source: send these pages. At most `pagesWindow` wants are
+    # unanswered, and one more that is urgent (the daemon waits for it).
+    want @8 :PageRange;
+    # Both ways, when a side has been quiet for a quarter of its timeout.
+    keepalive @9 :Void;
     # receiver -> sender: the container runs on the target; its memory
-    # follows through the tunnel, and the verdict comes once all of it did.
+    # follows, and the verdict comes once all of it arrived.
     restored @10 :Void;
     # receiver -> sender, first thing in post-copy: the receiver's silence
     # timeout; once silent that long it kills the copy that waits for pages.
-    tunnelTimeoutMs @11 :UInt32;
+    postcopyTimeoutMs @11 :UInt32;
+    # receiver -> sender: the daemon has every page. Its copy runs on its
+    # own only once `pagesHeld` came back: from then on the source stays
+    # frozen without a verdict (the copy there may run); short of it the
+    # target kills its copy when the source goes silent.
+    pagesComplete @12 :Void;
+    pagesHeld @13 :Void;
+  }
+
+  struct PageRange {
+    id @0 :UInt64;      # the process, as CRIU names it (its pid in the dump)
+    vaddr @1 :UInt64;   # page-aligned
+    pages @2 :UInt32;   # 1 .. pagesMaxRun
+    urgent @3 :Bool;    # the daemon waits for it: before any other
+  }
+  struct PageRun {
+    range @0 :PageRange;   # as wanted
+    # Per page, in order: 0 its bytes are next in `data`; 1 the target holds
+    # it from pre-copy, and its block's XXH3-128 is next in `held`.
+    kinds @1 :Data;
+    held @2 :Data;      # 16 bytes per held page
+    data @3 :Data;      # 4096 bytes per other page
   }
 
   struct Open {

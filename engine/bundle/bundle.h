@@ -170,6 +170,9 @@ struct BundleReadResult {
   uint64_t wire_bytes = 0;
   uint64_t block_bytes = 0;  // pre-copy blocks kept (a migration's)
   uint64_t ref_bytes = 0;    // stream bytes rebuilt from them
+  // The pre-copy blocks (null when none came), their file left in staging:
+  // post-copy serves the pages it holds from them.
+  std::shared_ptr<BlockStore> blocks;
 };
 
 // Checks a rootfs-changes.json as strictly as tar member names: a list of

@@ -137,7 +137,7 @@ class Reader {
 
   void blocks(const std::string& raw) {
     if (current_) corrupt("pre-copy blocks inside a stream");
-    if (!store_) store_.emplace(staging_ / ".precopy-blocks");
+    if (!store_) store_ = std::make_shared<BlockStore>(staging_ / ".precopy-blocks");
     std::string_view p = raw;
     while (!p.empty()) {
       uint32_t len;
@@ -267,7 +267,7 @@ class Reader {
     result.ref_bytes = ref_bytes_;
     // The blocks are in the streams now; their file goes with staging.
     if (store_) store_->keepFile();
-    store_.reset();
+    result.blocks = std::move(store_);
     return result;
   }
 
@@ -281,7 +281,7 @@ class Reader {
   ZSTD_DCtx* dctx_;
   std::unique_ptr<OpenStream> current_;
   std::vector<BundleEntry> entries_;
-  std::optional<BlockStore> store_;  // pre-copy blocks, once the first arrive
+  std::shared_ptr<BlockStore> store_;  // pre-copy blocks, once the first arrive
   uint64_t wire_ = 0;
   uint64_t raw_ = 0;
   uint64_t block_bytes_ = 0;

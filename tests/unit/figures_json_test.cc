@@ -38,6 +38,7 @@ const std::set<std::string> kFigureKeys = {"id",
                                            "postcopy_ms",
                                            "bytes_on_demand",
                                            "bytes_pushed",
+                                           "bytes_held",
                                            "compression",
                                            "phase_ms",
                                            "started_ms",
@@ -79,6 +80,7 @@ void fillAll(MigrationFigures::Builder f) {
   f.setPostcopyMs(uint64_t{6} << 32);
   f.setBytesOnDemand(uint64_t{7} << 32);
   f.setBytesPushed(uint64_t{8} << 32);
+  f.setBytesHeld(uint64_t{9} << 32);
 }
 
 TEST(FiguresJson, RoundTripsEveryField) {

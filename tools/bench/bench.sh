@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # The migration benchmark (not a test): the same workload, at each memory
-# size, moved five ways on this machine, each measured the same way:
+# size, moved six ways on this machine, each measured the same way:
 #   floor          ferry-engine checkpoint into tmpfs on hostA, restore from it
 #                  on hostB (runc + CRIU and nothing else: no stream, no bundle)
-#   ferry-cold     `ferry migrate --precopy off` between two agents of a local
-#                  cluster
-#   ferry-precopy  `ferry migrate --precopy 4`: rounds while it runs, then
-#                  the frozen part carries only what changed (auto would not
-#                  pre-copy over loopback)
-#   ferry-postcopy `ferry migrate --postcopy`: frozen only for what is not
-#                  memory; the pages follow after the restore (the phases
-#                  give `postcopy`, the time until the last one arrived)
+#   ferry-cold     `ferry migrate --precopy off --no-postcopy` between two
+#                  agents of a local cluster
+#   ferry-precopy  `ferry migrate --precopy 4 --no-postcopy`: rounds while it
+#                  runs, then the frozen part carries only what changed (auto
+#                  would not pre-copy over loopback)
+#   ferry-postcopy `ferry migrate --postcopy --precopy off`: frozen only for
+#                  what is not memory; the pages follow after the restore
+#                  (the phases give `postcopy`, the time until the last one
+#                  arrived)
+#   ferry-hybrid   `ferry migrate --postcopy --precopy 4`: pre-copy rounds,
+#                  then post-copy fetches only what changed since the last
 #   podman         `podman container checkpoint --export --compress zstd`, then
 #                  `podman container restore --import` (when podman is
 #                  installed: tools/install-deps.sh --with-podman)
@@ -111,11 +114,12 @@ for size in ${sizes//,/ }; do
   fe hostA rm -f floor >/dev/null
   rm -rf "$shm/ck"
 
-  # ferry migrate: cold, with pre-copy, with post-copy
-  for mode in cold precopy postcopy; do
-    how=(--precopy off)
-    [ "$mode" = precopy ] && how=(--precopy 4)
-    [ "$mode" = postcopy ] && how=(--postcopy)
+  # ferry migrate: cold, with pre-copy, with post-copy, both
+  for mode in cold precopy postcopy hybrid; do
+    how=(--precopy off --no-postcopy)
+    [ "$mode" = precopy ] && how=(--precopy 4 --no-postcopy)
+    [ "$mode" = postcopy ] && how=(--postcopy --precopy off)
+    [ "$mode" = hybrid ] && how=(--postcopy --precopy 4)
     ferry run --host hostA --name "$mode" bench $(workload "$size") >/dev/null
     await_ready ferry logs "$mode"
     for _ in $(seq 100); do ferry ps | grep -q "^$mode .*running" && break; sleep 0.1; done

@@ -22,7 +22,7 @@ constexpr const char* kMigrateHelp =
     "failure leaves N running on SRC. Shows progress on a terminal; prints (--json: returns) "
     "downtime_ms, total_ms, bytes_raw, bytes_wire, final_bytes_wire (sent while frozen), each "
     "pre-copy round's bytes and time, whether post-copy ran and why (with --postcopy: "
-    "postcopy_ms until the last page arrived, bytes_on_demand and bytes_pushed), the "
+    "postcopy_ms until the last page arrived, bytes_on_demand, bytes_pushed, bytes_held), the "
     "compression used and why, and the time of each phase.";
 
 struct MigrateOptions {
@@ -51,9 +51,13 @@ void printFigures(const MigrateOptions& o, proto::MigrationFigures::Reader f) {
   }
   if (f.getPostcopy().size() > 0) std::printf("  post-copy  %s\n", f.getPostcopy().cStr());
   if (f.getPostcopyMs() > 0 || f.getBytesOnDemand() + f.getBytesPushed() > 0) {
-    std::printf("    every page on %s %llu ms after the restore: %s on demand, %s pushed\n",
+    std::printf("    every page on %s %llu ms after the restore: %s on demand, %s pushed",
                 o.target.c_str(), ull(f.getPostcopyMs()), formatBytes(f.getBytesOnDemand()).c_str(),
                 formatBytes(f.getBytesPushed()).c_str());
+    if (f.getBytesHeld() > 0) {
+      std::printf(", %s held there from pre-copy", formatBytes(f.getBytesHeld()).c_str());
+    }
+    std::printf("\n");
   }
   if (f.getCompression().size() > 0) std::printf("  compression %s\n", f.getCompression().cStr());
   std::printf("  phases     %s\n", phasesLine(f).c_str());
@@ -101,8 +105,9 @@ void addMigrateCommand(CLI::App& app, Invocation& inv) {
         "--precopy", [o](const std::string& v) { o->precopy = parsePrecopy(v); },
         "auto|off|R: at most R rounds (1-20) before the freeze, fewer when what a round sends "
         "falls under the goal or stops shrinking; off: freeze at once; auto (default): up to 4 "
-        "rounds for a container of 32 MiB or more, none for a smaller one or for a DST on this "
-        "machine's loopback")
+        "rounds for a container of 32 MiB or more, none for a smaller one or (without "
+        "post-copy) for a DST on this machine's loopback. With post-copy the rounds go first "
+        "(the hybrid): only what changed since the last one is left for post-copy")
       ->type_name("MODE");
   mg->add_flag_callback(
       "--postcopy", [o] { o->postcopy = 1; },
@@ -110,8 +115,10 @@ void addMigrateCommand(CLI::App& app, Invocation& inv) {
       "memory follow -- the pages it touches on demand, the rest pushed -- so the pause does not "
       "grow with memory; N's copy on SRC stays (frozen) until every page is on DST. If DST or "
       "the link fails meanwhile, N resumes on SRC from the freeze and what it did on DST since "
-      "is lost; if SRC dies, N is lost. Refused where a host cannot (ferry hosts says why). "
-      "Default auto: off for now (the result says why)");
+      "is lost; if SRC dies, N is lost -- pre-copy rounds first (--precopy, auto by default) "
+      "shorten that window to what changed since them. Refused where a host cannot (ferry "
+      "hosts says why). Default auto: on where both hosts can and N has 256 MiB of memory or "
+      "more (the result says what was chosen and why)");
   mg->add_flag_callback(
       "--no-postcopy", [o] { o->postcopy = 0; }, "never post-copy (auto would choose it)");
   mg->add_flag("--tcp-close", o->tcp_close,
@@ -129,11 +136,6 @@ void addMigrateCommand(CLI::App& app, Invocation& inv) {
       mg, inv, [&inv, o] { return migrate(inv.session, *o); },
       [o] {
         if (o->target.empty()) throw CLI::ValidationError("migrate needs N SRC DST");
-        if (o->postcopy == 1 && o->precopy > 0) {
-          throw CLI::ValidationError(
-              "--postcopy with --precopy N: pre-copy rounds then post-copy are not supported "
-              "yet; choose one");
-        }
       });
 }
 
