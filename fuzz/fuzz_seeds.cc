@@ -12,6 +12,7 @@
 #include <xxhash.h>
 
 #include <cstdio>
+#include <cstring>
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -244,6 +245,42 @@ void streamSeeds() {
                 a.setHost("hostA");
               }));
   seed(t, "abort", aborted);
+}
+
+// Post-copy's target end: the daemon asks, the source's run answers (one
+// page held from pre-copy), the daemon closes, the source says it heard.
+void pageFeedSeeds() {
+  const char* t = "fuzz_page_feed";
+  auto iov = [](uint32_t cmd, uint32_t pages, uint64_t vaddr, uint64_t id) {
+    std::string b(24, '\0');
+    std::memcpy(&b[0], &cmd, 4);
+    std::memcpy(&b[4], &pages, 4);
+    std::memcpy(&b[8], &vaddr, 8);
+    std::memcpy(&b[16], &id, 8);
+    return b;
+  };
+  auto bytes = [](const std::string& s) {
+    return capnp::Data::Reader(reinterpret_cast<const kj::byte*>(s.data()), s.size());
+  };
+  std::string run = streamMessage([&](auto m) {
+    auto r = m.initPages();
+    auto range = r.initRange();
+    range.setId(1);
+    range.setVaddr(0x10000);
+    range.setPages(4);
+    r.setKinds(bytes(std::string("\0\0\1\0", 4)));
+    r.setHeld(bytes(std::string(16, '\2')));
+    r.setData(bytes(std::string(3 * 4096, 'p')));
+  });
+  std::string whole;
+  appendFrame(whole, 0, iov(7, 1, 0x10000 + 4096, 1));
+  appendFrame(whole, 1, run);
+  appendFrame(whole, 0, iov(0x1024, 0, 0, 0));
+  appendFrame(whole, 1, streamMessage([](auto m) { m.setPagesHeld(); }));
+  seed(t, "whole", whole);
+  std::string outside;
+  appendFrame(outside, 0, iov(7, 2, 0x20000, 1));
+  seed(t, "outside", outside);
 }
 
 // --- control messages ------------------------------------------------------
@@ -576,6 +613,7 @@ int main(int argc, char** argv) {
   importSeeds();
   bundleSeeds();
   streamSeeds();
+  pageFeedSeeds();
   coordinatorSeeds();
   agentSeeds();
   return 0;

@@ -6,7 +6,7 @@
 #   tools/fuzz.sh --replay [TARGET...]                      each corpus once, no fuzzing
 #   tools/fuzz.sh --seed                                    rewrite fuzz/corpus/*/seed-*
 #
-# TARGET: fuzz_coordinator, fuzz_agent_commands, fuzz_chunk_receiver,
+# TARGET: fuzz_coordinator, fuzz_agent_commands, fuzz_chunk_receiver, fuzz_page_feed,
 # fuzz_bundle_reader, fuzz_layer_apply, fuzz_image_import (default: all).
 # What a fuzzer finds new goes to build-fuzz/corpus/TARGET (not the tree);
 # a crash is written as build-fuzz/crash-TARGET-* and stops the run, with
@@ -14,7 +14,7 @@
 # into fuzz/corpus/TARGET/ named crash-WHAT (fuzz/README.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ALL=(fuzz_coordinator fuzz_agent_commands fuzz_chunk_receiver fuzz_bundle_reader
+ALL=(fuzz_coordinator fuzz_agent_commands fuzz_chunk_receiver fuzz_page_feed fuzz_bundle_reader
      fuzz_layer_apply fuzz_image_import)
 time=60 mode=fuzz
 targets=()
