@@ -340,7 +340,15 @@ proto::Fill Commands::rollbackSource(const std::string& name) {
                 name + " is not on " + opts_.name + ": nothing to resume");
   }
   if (network_) network_->forgetMove(name);
-  if (c->status == ContainerStatus::kPaused) engine_.resume(name);
+  if (c->status == ContainerStatus::kPaused) {
+    engine_.resume(name);
+  } else if (c->status != ContainerStatus::kRunning) {
+    // Its frozen copy is gone (its machine restarted, say): nothing runs
+    // again from the freeze, which the coordinator must know.
+    throw Error(ErrorCategory::kPermanent,
+                name + " is " + std::string(statusName(c->status)) + " on " + opts_.name +
+                    ": its frozen copy did not survive (nothing to resume)");
+  }
   return okReply();
 }
 

@@ -232,6 +232,7 @@ SendResult sendCheckpoint(AgentEngine& engine, const std::string& name, zmq::con
     // The bundle's header counts with the frozen part when nothing went before.
     uint64_t wire0 = result.rounds.empty() ? 0 : counted.bytes();
     counted.setPhase("transfer");
+    uint64_t postcopy_wire = 0;  // pages and the names of held ones
     result.checkpoint = engine.exportCheckpoint(name, writer, ck);
     lazy = std::move(result.checkpoint.lazy);
     result.stream_ms = msSince(tf);
@@ -244,7 +245,7 @@ SendResult sendCheckpoint(AgentEngine& engine, const std::string& name, zmq::con
       pages = connectLoopback(lazy->port(), "CRIU's page server");
       std::optional<std::chrono::steady_clock::time_point> restored;
       const uint64_t before = counted.bytes();
-      proto::PageFeedStats ps = tx.finishWithPages(
+      const proto::PageFeedStats ps = tx.finishWithPages(
           pages.get(), heldLookup(known),
           [&] {
             restored = std::chrono::steady_clock::now();
@@ -264,13 +265,15 @@ SendResult sendCheckpoint(AgentEngine& engine, const std::string& name, zmq::con
           std::chrono::duration_cast<std::chrono::milliseconds>(end - at).count(),
           ps.urgent_pages * proto::kPostcopyPageBytes, ps.ahead_pages * proto::kPostcopyPageBytes,
           ps.held_pages * proto::kPostcopyPageBytes};
+      postcopy_wire = ps.bytes + ps.held_pages * sizeof(proto::BlockName);
       endServing();
       agentLog().info("[{}] post-copy done in {} ms: {} on demand, {} pushed, {} held there",
                       name, result.postcopy->ms, formatBytes(result.postcopy->on_demand_bytes),
                       formatBytes(result.postcopy->pushed_bytes),
                       formatBytes(result.postcopy->held_bytes));
     }
-    result.wire_bytes = counted.bytes();
+    // Post-copy's pages cross after the freeze: in the total, not the frozen part.
+    result.wire_bytes = counted.bytes() + postcopy_wire;
     result.final_wire_bytes = counted.bytes() - wire0;
     const BundleWriteStats& ws = writer.stats();
     result.ref_bytes = ws.ref_bytes;

@@ -105,6 +105,22 @@ void Coordinator::resumeSourceNow(const Request& r, int64_t id) {
       });
 }
 
+// An owed resume refused for good: when the source holds no frozen copy
+// (none at all, or one that is neither paused nor running), the rollback's
+// target discarded its own, and no copy of the container's state is left.
+void Coordinator::resumeFoundNoCopy(const CleanupRow& c, const Error& e) {
+  auto here = store_.container(c.host, c.container);
+  if (here && (here->status == "paused" || here->status == "running")) return;
+  auto m = store_.migration(c.migration);
+  if (!m || m->phase != Phase::kRolledBack) return;
+  std::string why = c.container + " is lost: " + m->error + "; " + c.host +
+                    " was owed its resume, but its copy did not survive (" + e.what() + ")";
+  store_.markLost(c.migration, clock_(), why);
+  store_.addEvent(clock_(), "migration", c.container,
+                  "#" + std::to_string(c.migration) + " lost: " + why);
+  log().error("migration #{}: {}", c.migration, why);
+}
+
 void Coordinator::runCleanups(const std::string& host) {
   auto now = Steady::now();
   for (const CleanupRow& c : store_.cleanups(host)) {
@@ -143,6 +159,7 @@ void Coordinator::runCleanups(const std::string& host) {
             store_.removeCleanup(c.id);  // would fail the same way forever
             store_.addEvent(clock_(), "cleanup", c.container,
                             c.action + " on " + c.host + " gave up: " + e.what());
+            if (cleanupCommand(c.action) == Command::kRollbackSource) resumeFoundNoCopy(c, e);
           }
           log().warn("cleanup: {} {} on {} failed: {}", c.action, c.container, c.host, e.what());
         });

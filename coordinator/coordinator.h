@@ -260,6 +260,7 @@ class Coordinator {
                 const std::string& message = "", uint64_t total = 0);
   void resolveAfterRestart();
   void runCleanups(const std::string& host);
+  void resumeFoundNoCopy(const CleanupRow& c, const Error& e);
 
   CoordinatorOptions opts_;
   std::unique_ptr<proto::ZapAuthenticator> zap_;  // before the server binds

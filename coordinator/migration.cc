@@ -499,7 +499,8 @@ void Coordinator::finish(int64_t id, const mact::Finish& f) {
   if (it == runs_.end()) return;
   Run& run = it->second;
   const MigrationSpec& spec = run.machine.spec();
-  std::string outcome = f.failure ? "rolled back: " + std::string(f.failure->what())
+  std::string outcome = f.failure ? (f.lost ? "lost: " : "rolled back: ") +
+                                        std::string(f.failure->what())
                                   : "committed: runs on " + spec.target;
   store_.addEvent(clock_(), "migration", spec.container, "#" + std::to_string(id) + " " + outcome);
   log().info("migration #{} of {} {}", id, spec.container, outcome);
@@ -508,8 +509,10 @@ void Coordinator::finish(int64_t id, const mact::Finish& f) {
       std::string msg =
           "migrating " + spec.container + " from " + spec.source + " to " + spec.target +
           " failed: " + f.failure->what() + "\n" + spec.container +
-          (f.resume_pending ? " was rolled back; see the warnings for what is still pending"
-                            : " was rolled back and runs on " + spec.source + " again");
+          (f.lost ? " is lost: it runs nowhere, and no copy of its state is left (restart it "
+                    "from its image, or restore an earlier checkpoint)"
+           : f.resume_pending ? " was rolled back; see the warnings for what is still pending"
+                              : " was rolled back and runs on " + spec.source + " again");
       for (const auto& w : run.warnings) msg += "\nwarning: " + w;
       sendError(*run.client, Error(f.failure->category(), msg));
     } else {

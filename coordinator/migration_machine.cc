@@ -102,7 +102,8 @@ std::string describe(const MigrationAction& a) {
           [](const mact::Note& n) { return "note: " + n.message; },
           [](const mact::RollingBack& r) { return "rolling-back: " + std::string(r.why.what()); },
           [](const mact::Finish& f) {
-            std::string out = f.failure ? "finish rolled-back: " + std::string(f.failure->what())
+            std::string out = f.failure ? std::string(f.lost ? "finish lost: " : "finish rolled-back: ") +
+                                              f.failure->what()
                                         : std::string("finish committed");
             return out + (f.resume_pending ? " (resume pending)" : "");
           },
@@ -182,10 +183,20 @@ MigrationActions MigrationMachine::on(const MigrationEvent& e) {
           },
           [&](const mev::ResumeAcked&) {
             expect(Step::kResume, "a resume acknowledged");
-            finish(out);
+            if (!spec_.postcopy) return finish(out);
+            checking_resume_ = true;
+            send({.host = spec_.source, .command = Command::kInspect}, Step::kInspect, out);
           },
           [&](const mev::Inspected& i) {
             expect(Step::kInspect, "an inspection");
+            if (checking_resume_) {
+              if (i.status != "running") {
+                return lose(spec_.container + " is " + (i.status.empty() ? "gone" : i.status) +
+                                " on " + spec_.source,
+                            out);
+              }
+              return finish(out);
+            }
             if (i.status != "running") owedResume(out);
             finish(out);
           },
@@ -275,13 +286,29 @@ void MigrationMachine::failed(const mev::Failed& f, MigrationActions& out) {
     case Step::kDiscard:
       return discardFailed(e, out);
     case Step::kInspect:
+      if (checking_resume_) {
+        out.push_back(mact::Warn{spec_.source + " said " + spec_.container +
+                                 " runs again, but could not be asked whether it does: " +
+                                 e.what()});
+        return finish(out);
+      }
       owedResume(out);
       return finish(out);
     case Step::kResume:
+      if (spec_.postcopy && e.category() != ErrorCategory::kRetryable) {
+        // Its copy is not there to resume: the memory went with it.
+        return lose(e.what(), out);
+      }
       if (retryable) out.push_back(mact::AddCleanup{spec_.source, Cleanup::kResume});
       resume_pending_ = true;
       out.push_back(mact::Warn{"could not resume " + spec_.container + " on " + spec_.source +
                                " yet: " + e.what()});
+      if (spec_.postcopy && retryable) {
+        out.push_back(mact::Warn{
+            "post-copy had left " + spec_.container + "'s memory on " + spec_.source +
+            " alone: it runs again once " + spec_.source + " is back, but if " + spec_.source +
+            "'s machine is lost, so is " + spec_.container + " (ferry history says which)"});
+      }
       return finish(out);
     default:
       return rollBack(e, out);
@@ -356,10 +383,23 @@ void MigrationMachine::owedResume(MigrationActions& out) {
       " --target-lost"});
 }
 
+// Post-copy rolled back to a source whose copy did not survive: no copy
+// anywhere holds the container's state (the target's, short of pages, was
+// discarded).
+void MigrationMachine::lose(const std::string& how, MigrationActions& out) {
+  lost_ = true;
+  failure_ = Error(ErrorCategory::kPermanent,
+                   spec_.container + " is lost: " + (failure_ ? failure_->what() : "") +
+                       "; post-copy had left its memory on " + spec_.source +
+                       " alone, and its copy there did not survive (" + how + ")");
+  finish(out);
+}
+
 void MigrationMachine::finish(MigrationActions& out) {
   out.push_back(mact::PhaseEnded{failure_ ? "rollback" : "commit"});
-  persist(failure_ ? Phase::kRolledBack : Phase::kCommitted, out, failure_ ? failure_->what() : "");
-  out.push_back(mact::Finish{failure_, resume_pending_});
+  persist(lost_ ? Phase::kLost : failure_ ? Phase::kRolledBack : Phase::kCommitted, out,
+          failure_ ? failure_->what() : "");
+  out.push_back(mact::Finish{failure_, resume_pending_, lost_});
   step_ = Step::kDone;
 }
 

@@ -16,6 +16,9 @@
 // discarded it (a cleanup), unless the source says its copy runs already.
 // After a restart a migration goes forward to the commit when it had
 // reached kRestored, back otherwise, once its hosts have been heard from.
+// A post-copy migration rolled back asks the source, after its resume,
+// whether the copy runs: one that does not (its machine died, and its
+// memory with it) is lost -- the target's copy never had all of it.
 //
 // Thread-safety: a value; one owner at a time.
 #pragma once
@@ -163,6 +166,9 @@ struct RollingBack {
 struct Finish {
   std::optional<Error> failure;  // none: committed
   bool resume_pending = false;
+  // Rolled back, but the source's copy did not survive: the container is
+  // gone (post-copy only: no other copy held all of its memory).
+  bool lost = false;
 };
 }  // namespace mact
 using MigrationAction =
@@ -219,6 +225,7 @@ class MigrationMachine {
   void rollBack(const Error& why, MigrationActions& out);
   void resume(MigrationActions& out);
   void owedResume(MigrationActions& out);
+  void lose(const std::string& how, MigrationActions& out);
   void finish(MigrationActions& out);
   [[noreturn]] void unexpected(std::string_view what) const;
 
@@ -227,6 +234,10 @@ class MigrationMachine {
   Phase phase_ = Phase::kPlanned;
   std::optional<Error> failure_;  // why it rolls back
   bool resume_pending_ = false;
+  // Post-copy rolled back: the source said its copy runs again, and is
+  // asked (kInspect) whether it really does -- its memory was all there was.
+  bool checking_resume_ = false;
+  bool lost_ = false;
 };
 
 std::string_view stepName(MigrationMachine::Step s);

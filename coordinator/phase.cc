@@ -7,8 +7,8 @@ namespace ferry::coord {
 
 namespace {
 // The names are what the store holds: never rename one.
-constexpr std::array<std::string_view, 6> kPhaseNames = {"planned",  "prepared",  "transferring",
-                                                         "restored", "committed", "rolled-back"};
+constexpr std::array<std::string_view, 7> kPhaseNames = {
+    "planned", "prepared", "transferring", "restored", "committed", "rolled-back", "lost"};
 }  // namespace
 
 std::string_view phaseName(Phase p) { return kPhaseNames[static_cast<size_t>(p)]; }

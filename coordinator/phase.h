@@ -8,10 +8,14 @@
 namespace ferry::coord {
 
 // plan -> prepare -> transfer -> restore -> commit, or roll back from any
-// unfinished phase (DESIGN.md, "A migration, step by step").
-enum class Phase { kPlanned, kPrepared, kTransferring, kRestored, kCommitted, kRolledBack };
+// unfinished phase (DESIGN.md, "A migration, step by step"). Lost: rolled
+// back, but the source's copy did not survive, and no other copy holds the
+// container's state (post-copy whose source died before the last page).
+enum class Phase { kPlanned, kPrepared, kTransferring, kRestored, kCommitted, kRolledBack, kLost };
 std::string_view phaseName(Phase p);
 std::optional<Phase> phaseFromName(std::string_view name);
-inline bool isFinal(Phase p) { return p == Phase::kCommitted || p == Phase::kRolledBack; }
+inline bool isFinal(Phase p) {
+  return p == Phase::kCommitted || p == Phase::kRolledBack || p == Phase::kLost;
+}
 
 }  // namespace ferry::coord

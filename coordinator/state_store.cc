@@ -35,8 +35,9 @@ CREATE TABLE IF NOT EXISTS migrations (
   id INTEGER PRIMARY KEY AUTOINCREMENT, container TEXT NOT NULL, source TEXT NOT NULL,
   target TEXT NOT NULL, phase TEXT NOT NULL, error TEXT NOT NULL DEFAULT '',
   figures TEXT NOT NULL DEFAULT '', created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL);
-CREATE UNIQUE INDEX IF NOT EXISTS one_unfinished_migration_per_container ON migrations(container)
-  WHERE phase NOT IN ('committed', 'rolled-back');
+DROP INDEX IF EXISTS one_unfinished_migration_per_container;
+CREATE UNIQUE INDEX IF NOT EXISTS one_unfinished_migration_per_container_v2
+  ON migrations(container) WHERE phase NOT IN ('committed', 'rolled-back', 'lost');
 CREATE TABLE IF NOT EXISTS events (
   id INTEGER PRIMARY KEY AUTOINCREMENT, time_ms INTEGER NOT NULL, kind TEXT NOT NULL,
   subject TEXT NOT NULL, message TEXT NOT NULL);
@@ -241,8 +242,8 @@ std::vector<DrainRow> StateStore::activeDrains() {
 
 std::map<std::string, int64_t> StateStore::lastMoves() {
   Statement s = db_.prepare(
-      "SELECT container, MAX(updated_ms) FROM migrations WHERE phase IN ('committed', 'rolled-back') "
-      "GROUP BY container");
+      "SELECT container, MAX(updated_ms) FROM migrations "
+      "WHERE phase IN ('committed', 'rolled-back', 'lost') GROUP BY container");
   std::map<std::string, int64_t> out;
   while (s.step()) out[s.text(0)] = s.integer(1);
   return out;
@@ -329,8 +330,9 @@ void StateStore::advance(int64_t id, Phase to, int64_t now_ms, const std::string
                          const std::string& figures_json) {
   auto m = migration(id);
   if (!m) throw Error(ErrorCategory::kInvalidInput, "no migration " + std::to_string(id));
-  bool next = static_cast<int>(to) == static_cast<int>(m->phase) + 1 && to != Phase::kRolledBack;
-  bool rollback = to == Phase::kRolledBack && !isFinal(m->phase);
+  const bool back = to == Phase::kRolledBack || to == Phase::kLost;
+  bool next = static_cast<int>(to) == static_cast<int>(m->phase) + 1 && !back;
+  bool rollback = back && !isFinal(m->phase);
   if (!next && !rollback) {
     throw Error(ErrorCategory::kPermanent, "migration " + std::to_string(id) + " cannot go from " +
                                                std::string(phaseName(m->phase)) + " to " +
@@ -367,6 +369,20 @@ constexpr const char* kMigrationCols =
     "migrations";
 }  // namespace
 
+void StateStore::markLost(int64_t id, int64_t now_ms, const std::string& error) {
+  auto m = migration(id);
+  if (!m || m->phase != Phase::kRolledBack) {
+    throw Error(ErrorCategory::kPermanent,
+                "migration " + std::to_string(id) + " is not rolled back: it cannot be lost");
+  }
+  db_.prepare("UPDATE migrations SET phase=?2, updated_ms=?3, error=?4 WHERE id=?1")
+      .bind(1, id)
+      .bind(2, std::string(phaseName(Phase::kLost)))
+      .bind(3, now_ms)
+      .bind(4, error)
+      .run();
+}
+
 std::optional<MigrationRow> StateStore::migration(int64_t id) {
   Statement s = db_.prepare(std::string(kMigrationCols) + " WHERE id=?1");
   s.bind(1, id);
@@ -376,7 +392,7 @@ std::optional<MigrationRow> StateStore::migration(int64_t id) {
 
 std::vector<MigrationRow> StateStore::unfinishedMigrations() {
   Statement s = db_.prepare(std::string(kMigrationCols) +
-                            " WHERE phase NOT IN ('committed', 'rolled-back') ORDER BY id");
+                            " WHERE phase NOT IN ('committed', 'rolled-back', 'lost') ORDER BY id");
   std::vector<MigrationRow> out;
   while (s.step()) out.push_back(readMigration(s));
   return out;

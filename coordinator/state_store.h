@@ -115,11 +115,15 @@ class StateStore {
   // container already has one that has not finished.
   int64_t beginMigration(const std::string& container, const std::string& source,
                          const std::string& target, int64_t now_ms);
-  // Moves a migration one phase on, or to kRolledBack from any unfinished
+  // Moves a migration one phase on, or to kRolledBack or kLost from any unfinished
   // phase (with `error`); throws Error kPermanent for any other transition
   // (a bug in the caller's state machine).
   void advance(int64_t id, Phase to, int64_t now_ms, const std::string& error = "",
                const std::string& figures_json = "");
+  // A migration rolled back whose source copy, owed a resume, turned out
+  // not to have survived: the container is lost (`error` says so). Only
+  // from kRolledBack; throws Error kPermanent otherwise.
+  void markLost(int64_t id, int64_t now_ms, const std::string& error);
   std::optional<MigrationRow> migration(int64_t id);
   std::vector<MigrationRow> unfinishedMigrations();
   std::vector<MigrationRow> history(int limit = 100);

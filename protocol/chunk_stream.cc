@@ -468,7 +468,7 @@ PageFeedStats ChunkReceiver::servePages(int daemon, std::vector<PageRange> lazy,
       });
     }
     const bool waiting = pages.waitingForPages();
-    pages.pump();
+    pages.pump(told);
     if (pages.runs() != runs || !waiting) {
       runs = pages.runs();
       moved = now;

@@ -480,7 +480,7 @@ bool PageTarget::take(StreamMessage::Reader m) {
   }
 }
 
-void PageTarget::pump() {
+void PageTarget::pump(bool ahead) {
   if (eof_) return;
   while (!requests_.empty() && answerHead()) {
   }
@@ -496,7 +496,7 @@ void PageTarget::pump() {
     status_sent_ = true;
     stats_.complete = true;
   }
-  if (!closing_ && !lazy_.empty()) fetchAhead();
+  if (ahead && !closing_ && !lazy_.empty()) fetchAhead();
   writeOut();
 }
 

@@ -107,9 +107,10 @@ class PageTarget {
   short events() const;           // for polling the daemon's connection
   void onEvents(short revents);   // reads its requests, writes answers
   bool take(StreamMessage::Reader m);
-  // Answers what can be answered, asks for what is missing and for what
-  // lies ahead; call after onEvents and take.
-  void pump();
+  // Answers what can be answered, asks for what is missing and, with
+  // `ahead` (once the container runs: before, the restore needs the CPU
+  // more than the pages), for what lies ahead; call after onEvents and take.
+  void pump(bool ahead = true);
   // The daemon's connection ended: after its close was answered (done) or
   // before (it failed).
   bool daemonEnded() const { return eof_; }

@@ -253,7 +253,8 @@ class ClusterMigration : public ::testing::Test {
   }
 
   // The last migration in history, once resolved (not "in progress").
-  json resolvedMigration() {
+  // With `outcome`: until the newest one's outcome is that.
+  json resolvedMigration(const std::string& outcome = "") {
     json last;
     waitFor(
         [&] {
@@ -262,9 +263,10 @@ class ClusterMigration : public ::testing::Test {
           json hist = json::parse(h.out);
           if (hist.empty()) return false;
           last = hist[0];
-          return last["outcome"].get<std::string>().rfind("in progress", 0) != 0;
+          const std::string now = last["outcome"].get<std::string>();
+          return outcome.empty() ? now.rfind("in progress", 0) != 0 : now == outcome;
         },
-        seconds(90), "the migration to be resolved");
+        seconds(90), outcome.empty() ? "the migration to be resolved" : "the outcome " + outcome);
     return last;
   }
 

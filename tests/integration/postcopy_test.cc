@@ -291,6 +291,71 @@ TEST_F(PostcopyMigration, TheSourceAgentKilledDuringPostcopyRollsBackOnceItIsBac
   EXPECT_FALSE(watch.sawTwo()) << "mem ran on both hosts at once";
 }
 
+// The source's machine lost during post-copy: its agent dies, and the
+// frozen copy with it (its tasks are killed here, as a dead machine's
+// memory is gone). hostB's copy, short of pages, is killed; once hostA is
+// back (a fresh agent, as after a reboot) the migration says mem is lost,
+// in the CLI's answer and in the history, and no copy runs anywhere.
+TEST_F(PostcopyMigration, TheSourceMachineLostDuringPostcopyLosesTheContainerAndSaysSo) {
+  runWorkload("hostA", 1024);
+  const pid_t source_agent = host("hostA").pid;
+  TwoCopiesWatch watch(state_, runner_);
+  std::atomic<bool> killed{false};
+  std::string error;
+  std::thread mover([&] { error = migrateKillingDuringPostcopy(source_agent, killed); });
+  struct Joined {
+    std::thread& t;
+    ~Joined() {
+      if (t.joinable()) t.join();
+    }
+  } joined{mover};
+  waitFor([&] { return killed.load(); }, seconds(90), "post-copy to get going");
+  waitFor([&] { return !processAlive(source_agent); }, seconds(10), "hostA's agent to die");
+  // CRIU lets mem go, frozen, when the agent's page connection ends; then
+  // its memory goes: SIGKILL, which lands once it is thawed.
+  waitFor(
+      [&] {
+        auto a = on("hostA", "mem");
+        return a && a->status == ContainerStatus::kPaused;
+      },
+      seconds(30), "CRIU on hostA to let mem go");
+  // Up to here one copy at most ran. (Killing a task wakes it to die: the
+  // watch would count that as running.)
+  EXPECT_FALSE(watch.sawTwo()) << "mem ran on both hosts at once";
+  engine("hostA").kill("mem", SIGKILL);
+  try {
+    engine("hostA").resume("mem");  // frozen in its cgroup: thawed, so the kill lands
+  } catch (const Error&) {
+    // Not frozen (CRIU left it stopped for tracing only): the kill landed.
+  }
+  waitFor(
+      [&] {
+        auto a = on("hostA", "mem");
+        return a && a->status != ContainerStatus::kRunning && a->status != ContainerStatus::kPaused;
+      },
+      seconds(30), "mem's tasks on hostA to die");
+  waitFor(
+      [&] {
+        auto b = on("hostB", "mem");
+        return !b || (b->status != ContainerStatus::kRunning && b->status != ContainerStatus::kPaused);
+      },
+      seconds(60), "hostB's copy to be killed");
+  // The migration ends while hostA is away: its resume is owed, and the
+  // answer says what hangs on it.
+  mover.join();
+  EXPECT_NE(error.find("if hostA's machine is lost, so is mem"), std::string::npos) << error;
+  extra_agents_.push_back(startAgent("hostA", {}));
+  // hostA is back without mem's frozen copy: the history says mem is lost.
+  json last = resolvedMigration("lost");
+  EXPECT_NE(last["error"].get<std::string>().find("mem is lost"), std::string::npos)
+      << last.dump();
+  EXPECT_NE(last["error"].get<std::string>().find("its copy did not survive"), std::string::npos)
+      << last.dump();
+  // Nothing half-restored is left on hostB, and nothing runs on hostA.
+  waitFor([&] { return !on("hostB", "mem"); }, seconds(30), "hostB to hold no copy");
+  EXPECT_EQ(copiesOfMem(), 0);
+}
+
 // Agents started without --postcopy: each says why it cannot take part;
 // --postcopy is refused before anything freezes, with the reasons, and auto
 // says why it did not choose it.

@@ -291,6 +291,56 @@ TEST(MigrationMachine, SourceRefusesResume_SaysSoAndOwesNothing) {
                         "finish rolled-back: restore failed (resume pending)"}));
 }
 
+// --- post-copy: the source's copy is all there is -----------------------------
+
+MigrationMachine postcopyTransferring() {
+  MigrationSpec s = spec();
+  s.postcopy = true;
+  MigrationMachine m(s);
+  m.on(mev::Start{});
+  m.on(ticket());
+  return m;
+}
+
+TEST(MigrationMachine, PostcopyRolledBack_AsksWhetherTheSourceCopyRunsBeforeItSaysSo) {
+  MigrationMachine m = postcopyTransferring();
+  m.on(failed(Command::kSendCheckpoint, "hostA", retryable("hostB went silent")));
+  m.on(mev::DiscardAcked{});
+  EXPECT_EQ(feed(m, mev::ResumeAcked{}), (Lines{kInspect}));
+  EXPECT_EQ(feed(m, mev::Inspected{"running"}), rolledBack("hostB went silent"));
+}
+
+TEST(MigrationMachine, PostcopySourceCopyDidNotSurvive_TheContainerIsLost) {
+  const std::string lost =
+      "web is lost: hostA went down; post-copy had left its memory on hostA alone, and its copy "
+      "there did not survive (web is exited on hostA)";
+  MigrationMachine m = postcopyTransferring();
+  m.on(failed(Command::kSendCheckpoint, "hostA", retryable("hostA went down"), Fault::kHostDown));
+  m.on(mev::DiscardAcked{});
+  m.on(mev::ResumeAcked{});
+  EXPECT_EQ(feed(m, mev::Inspected{"exited"}),
+            (Lines{"phase-ended rollback", "persist lost: " + lost, "finish lost: " + lost}));
+  EXPECT_TRUE(m.done());
+}
+
+TEST(MigrationMachine, PostcopySourceHoldsNoCopyToResume_TheContainerIsLost) {
+  MigrationMachine m = postcopyTransferring();
+  m.on(failed(Command::kSendCheckpoint, "hostA", retryable("hostA went down"), Fault::kHostDown));
+  m.on(mev::DiscardAcked{});
+  Lines out = feed(m, failed(Command::kRollbackSource, "hostA",
+                             permanent("web is not on hostA: nothing to resume")));
+  ASSERT_EQ(out.size(), 3u);
+  EXPECT_EQ(out[1].rfind("persist lost: web is lost: hostA went down;", 0), 0u) << out[1];
+  EXPECT_NE(out[2].find("(web is not on hostA: nothing to resume)"), std::string::npos) << out[2];
+  // A source only unreachable may still hold it: owed, not lost.
+  MigrationMachine away = postcopyTransferring();
+  away.on(failed(Command::kSendCheckpoint, "hostA", retryable("hostA went down")));
+  away.on(mev::DiscardAcked{});
+  Lines owed = feed(away, failed(Command::kRollbackSource, "hostA", retryable("not connected"),
+                                 Fault::kNotConnected));
+  EXPECT_EQ(owed.front(), "cleanup hostA resume");
+}
+
 // --- a coordinator restart ----------------------------------------------------
 
 TEST(MigrationMachine, RestartWithTheSourceSilent_WaitsEvenAfterTheGrace) {

@@ -137,6 +137,21 @@ TEST_F(StateStoreTest, ImagesAndCleanupsArePerHost) {
   EXPECT_EQ(s.cleanups("hostA").size(), 1u);
 }
 
+// A container lost in a migration (post-copy whose source died) ends it:
+// nothing moves it on, and a container of that name may migrate again.
+TEST_F(StateStoreTest, ALostMigrationIsFinished) {
+  StateStore s(file());
+  int64_t id = s.beginMigration("web", "hostA", "hostB", 10);
+  s.advance(id, Phase::kPrepared, 11);
+  s.advance(id, Phase::kTransferring, 12);
+  s.advance(id, Phase::kLost, 13, "web is lost: hostA died");
+  EXPECT_EQ(s.migration(id)->phase, Phase::kLost);
+  EXPECT_EQ(phaseName(s.migration(id)->phase), "lost");
+  EXPECT_TRUE(s.unfinishedMigrations().empty());
+  EXPECT_THROW(s.advance(id, Phase::kRolledBack, 14), Error);
+  EXPECT_NO_THROW(s.beginMigration("web", "hostC", "hostB", 15));
+}
+
 TEST_F(StateStoreTest, MigrationsMoveForwardOrRollBackAndSurviveARestart) {
   int64_t id;
   {
