@@ -336,8 +336,8 @@ proto::Fill Commands::rollbackSource(const std::string& name) {
   busy_.awaitIdle(name, opts_.busy_wait);
   auto c = findContainer(engine_, name);
   if (!c) {
-    throw Error(ErrorCategory::kPermanent,
-                name + " is not on " + opts_.name + ": nothing to resume");
+    throw Error(ErrorCategory::kPermanent, name + " is not on " + opts_.name + ": " +
+                                               proto::NO_FROZEN_COPY.get().cStr());
   }
   if (network_) network_->forgetMove(name);
   if (c->status == ContainerStatus::kPaused) {
@@ -345,9 +345,9 @@ proto::Fill Commands::rollbackSource(const std::string& name) {
   } else if (c->status != ContainerStatus::kRunning) {
     // Its frozen copy is gone (its machine restarted, say): nothing runs
     // again from the freeze, which the coordinator must know.
-    throw Error(ErrorCategory::kPermanent,
-                name + " is " + std::string(statusName(c->status)) + " on " + opts_.name +
-                    ": its frozen copy did not survive (nothing to resume)");
+    throw Error(ErrorCategory::kPermanent, name + " is " + std::string(statusName(c->status)) +
+                                               " on " + opts_.name + ": its copy did not survive, " +
+                                               proto::NO_FROZEN_COPY.get().cStr());
   }
   return okReply();
 }

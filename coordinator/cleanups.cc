@@ -9,6 +9,7 @@
 namespace ferry::coord {
 
 using detail::log;
+using detail::noFrozenCopy;
 
 proto::Fill detail::fillCleanup(Command c, const std::string& container, int64_t migration) {
   switch (c) {
@@ -105,12 +106,13 @@ void Coordinator::resumeSourceNow(const Request& r, int64_t id) {
       });
 }
 
-// An owed resume refused for good: when the source holds no frozen copy
-// (none at all, or one that is neither paused nor running), the rollback's
-// target discarded its own, and no copy of the container's state is left.
+// An owed resume refused for good: when the source says it holds no frozen
+// copy (none at all, or one that is neither paused nor running), the
+// rollback's target discarded its own, and no copy of the container's state
+// is left. (Its answer, not the heartbeats' cache: a host's cleanups run at
+// its hello, before its first heartbeat.)
 void Coordinator::resumeFoundNoCopy(const CleanupRow& c, const Error& e) {
-  auto here = store_.container(c.host, c.container);
-  if (here && (here->status == "paused" || here->status == "running")) return;
+  if (!noFrozenCopy(e)) return;
   auto m = store_.migration(c.migration);
   if (!m || m->phase != Phase::kRolledBack) return;
   std::string why = c.container + " is lost: " + m->error + "; " + c.host +

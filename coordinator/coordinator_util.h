@@ -35,6 +35,12 @@ inline HostInfo hostInfoOf(const HostRow& row) {
 // A one-time stream token: 32 bytes from the kernel (getrandom).
 inline std::string randomToken() { return randomBytes(32); }
 
+// An agent's refusal of rollbackSource saying it holds no frozen copy.
+inline bool noFrozenCopy(const Error& e) {
+  return std::string_view(e.what()).find(proto::NO_FROZEN_COPY.get().cStr()) !=
+         std::string_view::npos;
+}
+
 inline capnp::Data::Reader dataOf(const std::string& s) {
   return capnp::Data::Reader(reinterpret_cast<const kj::byte*>(s.data()), s.size());
 }

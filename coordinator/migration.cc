@@ -13,6 +13,7 @@ namespace ferry::coord {
 using detail::hostInfoOf;
 using detail::log;
 using detail::msBetween;
+using detail::noFrozenCopy;
 using detail::text;
 
 void detail::fillFigures(proto::MigrationFigures::Builder f, const MigrationRow& m) {
@@ -444,7 +445,7 @@ void Coordinator::send(int64_t id, const Run& run, const mact::Send& s) {
         feed(id, eventOf(c, m));
       },
       [this, id, c, host = s.host](const Error& e, Fault f) {
-        feed(id, mev::Failed{c, host, f, e});
+        feed(id, mev::Failed{c, host, f, e, noFrozenCopy(e)});
       },
       std::move(on_progress));
 }

@@ -183,19 +183,23 @@ MigrationActions MigrationMachine::on(const MigrationEvent& e) {
           },
           [&](const mev::ResumeAcked&) {
             expect(Step::kResume, "a resume acknowledged");
-            if (!spec_.postcopy) return finish(out);
+            if (!spec_.postcopy || phase_ < Phase::kTransferring) return finish(out);
             checking_resume_ = true;
             send({.host = spec_.source, .command = Command::kInspect}, Step::kInspect, out);
           },
           [&](const mev::Inspected& i) {
             expect(Step::kInspect, "an inspection");
             if (checking_resume_) {
-              if (i.status != "running") {
-                return lose(spec_.container + " is " + (i.status.empty() ? "gone" : i.status) +
-                                " on " + spec_.source,
-                            out);
+              if (i.status == "running") return finish(out);
+              if (i.status == "paused") {  // frozen still: it may yet run again
+                resume_pending_ = true;
+                out.push_back(mact::Warn{spec_.source + " said " + spec_.container +
+                                         " runs again, but it is still paused there"});
+                return finish(out);
               }
-              return finish(out);
+              return lose(spec_.container + " is " + (i.status.empty() ? "gone" : i.status) +
+                              " on " + spec_.source,
+                          out);
             }
             if (i.status != "running") owedResume(out);
             finish(out);
@@ -295,7 +299,7 @@ void MigrationMachine::failed(const mev::Failed& f, MigrationActions& out) {
       owedResume(out);
       return finish(out);
     case Step::kResume:
-      if (spec_.postcopy && e.category() != ErrorCategory::kRetryable) {
+      if (spec_.postcopy && phase_ >= Phase::kTransferring && f.no_frozen_copy) {
         // Its copy is not there to resume: the memory went with it.
         return lose(e.what(), out);
       }

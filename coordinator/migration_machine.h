@@ -107,6 +107,9 @@ struct Failed {
   std::string host;
   Fault fault;
   Error error;
+  // rollbackSource's refusal: the source has no frozen copy to run again
+  // (none, or one neither paused nor running; the agent says so).
+  bool no_frozen_copy = false;
 };
 }  // namespace mev
 using MigrationEvent =

@@ -11,8 +11,11 @@ namespace {
 // 1: first; 2: containers keyed by (host, name) -- two copies exist while
 // a migration is between its restore and its commit --, images, cleanups;
 // 3: drains, host_load with capacity; 4: no host_load (liveness and load
-// are soft state, in the coordinator's memory: host_registry.h).
-constexpr int kSchemaVersion = 5;
+// are soft state, in the coordinator's memory: host_registry.h); 5: each
+// container's address, MAC and ports; 6: a migration may end 'lost' (the
+// one-unfinished index knows it: an older coordinator would take a lost one
+// for unfinished).
+constexpr int kSchemaVersion = 6;
 
 const char* kSchema = R"(
 CREATE TABLE IF NOT EXISTS hosts (

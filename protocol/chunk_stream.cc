@@ -183,14 +183,16 @@ PageFeedStats ChunkSender::finishWithPages(int page_server, const HeldLookup& he
                                           const std::function<void()>& on_restored,
                                           const std::function<void(uint64_t)>& on_bytes) {
   sendEnd();
-  PageSource pages(page_server, held,
-                   [&](zmq::message_t&& f) { sock_.send(f, zmq::send_flags::none); },
-                   opts_.timeout);
+  std::optional<PageSource> source;
   bool restored = false, told = false;
   auto heard = std::chrono::steady_clock::now();
   auto reported = heard, spoke = heard;
   zmq::message_t frame;
   try {
+    source.emplace(page_server, held,
+                   [&](zmq::message_t&& f) { sock_.send(f, zmq::send_flags::none); },
+                   opts_.timeout);
+    PageSource& pages = *source;
     while (!done_) {
       bool any = false;
       while (!done_ && sock_.recv(frame, zmq::recv_flags::dontwait)) {
@@ -200,14 +202,6 @@ PageFeedStats ChunkSender::finishWithPages(int page_server, const HeldLookup& he
       auto now = std::chrono::steady_clock::now();
       if (any) heard = now;
       if (done_) break;
-      // One answer at a time, so that an urgent want that came meanwhile
-      // goes next; wait only when there is nothing to answer.
-      if (pages.answerOne()) {
-        spoke = now;
-      } else {
-        pollIn(sock_, std::chrono::milliseconds(100));
-      }
-      now = std::chrono::steady_clock::now();
       if (restored && !told) {
         told = true;
         if (on_restored) on_restored();
@@ -221,7 +215,15 @@ PageFeedStats ChunkSender::finishWithPages(int page_server, const HeldLookup& he
         sock_.send(message([&](StreamMessage::Builder m) { m.setKeepalive(); }),
                    zmq::send_flags::none);
       }
-      if (now - heard > opts_.timeout) {
+      // One answer at a time, so that an urgent want that came meanwhile
+      // goes next (and what came while CRIU was read counts before any
+      // silence does); wait only when there is nothing to answer.
+      if (pages.answerOne()) {
+        spoke = std::chrono::steady_clock::now();
+        continue;
+      }
+      if (pollIn(sock_, std::chrono::milliseconds(100))) continue;
+      if (std::chrono::steady_clock::now() - heard > opts_.timeout) {
         throw Error(ferry::ErrorCategory::kRetryable,
                     std::string("nothing from the receiver within ") +
                         std::to_string(opts_.timeout.count()) + " ms " +
@@ -236,13 +238,15 @@ PageFeedStats ChunkSender::finishWithPages(int page_server, const HeldLookup& he
       // waits for a page that never comes, and its agent kills it once
       // this side was silent for its own timeout (cut short) -- or at once
       // on this abort, should it arrive.
-      verdict_unknown_ = pages.complete();
-      cut_short_ = !pages.complete();
+      const bool complete = source && source->complete();
+      verdict_unknown_ = complete;
+      cut_short_ = !complete;
       abort(std::string("post-copy failed on the source: ") + e.what());
     }
     throw;
   }
-  return pages.stats();
+  if (on_bytes) on_bytes(source->stats().bytes);  // the last word: every page went
+  return source->stats();
 }
 
 void ChunkSender::abort(const std::string& why) noexcept {

@@ -69,8 +69,8 @@ class ChunkSender : public ByteSink {
   // `page_server` (a connected socket to CRIU's page server; see
   // page_feed.h), those it holds from pre-copy (`held`, may be empty) by
   // name. `on_restored` runs when the receiver says the container runs
-  // there; `on_bytes` (at most every 250 ms) with the page bytes sent so
-  // far. Returns on an accepting verdict; throws the receiver's Error, or
+  // there; `on_bytes` (at most every 250 ms, and once at the end) with the
+  // page bytes sent so far. Returns on an accepting verdict; throws the receiver's Error, or
   // kRetryable when it goes silent past the timeout or the page server
   // fails -- then verdictUnknown() when the receiver had said it has every
   // page (the copy there may run), copyCutShort() when not (it is killed

@@ -12,6 +12,10 @@ using Stream = import "stream.capnp";
 using Json = import "/capnp/compat/json.capnp";
 
 const controlProtocolVersion :UInt16 = 2;
+# In an agent's refusal of rollbackSource: the container has no frozen copy
+# there to run again (none at all, or one that is neither paused nor
+# running). The coordinator reads it as the copy lost.
+const noFrozenCopy :Text = "no frozen copy to resume";
 
 struct HostInfo {
   hostName @0 :Text;

@@ -106,7 +106,7 @@ bool PageSource::take(StreamMessage::Reader m) {
       auto w = m.getWant();
       PageRange r{w.getId(), w.getVaddr(), w.getPages()};
       checkWanted(r);
-      if (urgent_.size() + ahead_.size() > PAGES_WINDOW + 1) {
+      if (urgent_.size() + ahead_.size() >= PAGES_WINDOW + 1) {
         violation("more pages wanted than the window allows");
       }
       (w.getUrgent() ? urgent_ : ahead_).push_back(r);
@@ -374,22 +374,28 @@ bool PageTarget::answerHead() {
       out_.append(reinterpret_cast<const char*>(&ans), sizeof ans);
       out_.append(run.bytes, run.off + skip, n * kPage);
       const uint64_t taken_end = skip + n * kPage;
-      if (taken_end < len) {
-        // What follows stays, under its own address.
-        std::string tail = skip == 0 ? std::string() : run.bytes.substr(run.off + taken_end);
-        if (skip == 0) {
+      // What stays keeps only its own bytes: the pages before the ones
+      // taken are copied out to an entry of their own (a daemon asking in
+      // the middle of runs must not pin whole runs for a page each), those
+      // after stay in this string, under their own address.
+      if (skip > 0) {
+        std::string front = run.bytes.substr(run.off, skip);
+        if (taken_end == len) {
+          run = Run{std::move(front), 0};
+        } else {
           auto node = buffer_.extract(it);
-          node.mapped().off += n * kPage;
+          node.mapped().off += taken_end;
           node.key().second = h.vaddr + n * kPage;
           buffer_.insert(std::move(node));
-        } else {
-          buffer_.emplace(std::make_pair(h.id, h.vaddr + n * kPage), Run{std::move(tail), 0});
-          run.bytes.resize(run.off + skip);
+          buffer_.emplace(std::make_pair(h.id, start), Run{std::move(front), 0});
         }
-      } else if (skip == 0) {
-        buffer_.erase(it);
+      } else if (taken_end < len) {
+        auto node = buffer_.extract(it);
+        node.mapped().off += n * kPage;
+        node.key().second = h.vaddr + n * kPage;
+        buffer_.insert(std::move(node));
       } else {
-        run.bytes.resize(run.off + skip);
+        buffer_.erase(it);
       }
       buffered_bytes_ -= n * kPage;
       requests_.pop_front();
@@ -454,12 +460,13 @@ void PageTarget::takeRun(StreamMessage::PageRun::Reader run) {
   if (!urgent) --ahead_wants_;
   inflight_pages_ -= r.pages;
   wants_.erase(w);
-  buffered_bytes_ += bytes.size();
-  auto [at, fresh] = buffer_.try_emplace({r.id, r.vaddr}, Run{std::move(bytes), 0});
-  if (!fresh) {  // asked again after it was handed out (the daemon asked again)
-    buffered_bytes_ -= at->second.bytes.size() - at->second.off;
-    at->second = Run{std::move(bytes), 0};
+  // Wants never overlap what is here (they stop at it): a run already
+  // here at that address would be a bug, not the peer's doing.
+  if (buffer_.count({r.id, r.vaddr}) != 0) {
+    throw Error(ErrorCategory::kPermanent, "internal: pages wanted twice (" + describe(r) + ")");
   }
+  buffered_bytes_ += bytes.size();
+  buffer_.emplace(std::make_pair(r.id, r.vaddr), Run{std::move(bytes), 0});
   ++runs_;
   stats_.bytes += data.size();
   stats_.held_pages += held_count;

@@ -233,7 +233,7 @@ TEST_F(AgentCommandsTest, RollbackResumesTheFrozenCopy) {
 
   Error e = errorOf(*call([](proto::Message::Builder m) { m.setRollbackSource("gone"); }));
   EXPECT_EQ(e.category(), ErrorCategory::kPermanent);
-  EXPECT_THAT(e.what(), HasSubstr("nothing to resume"));
+  EXPECT_THAT(e.what(), HasSubstr("no frozen copy to resume"));
 }
 
 TEST_F(AgentCommandsTest, DiscardRemovesOnlyWhatThisMigrationRestored) {

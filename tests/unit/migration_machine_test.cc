@@ -308,6 +308,13 @@ TEST(MigrationMachine, PostcopyRolledBack_AsksWhetherTheSourceCopyRunsBeforeItSa
   m.on(mev::DiscardAcked{});
   EXPECT_EQ(feed(m, mev::ResumeAcked{}), (Lines{kInspect}));
   EXPECT_EQ(feed(m, mev::Inspected{"running"}), rolledBack("hostB went silent"));
+  // Still frozen there: not lost, its resume pending.
+  MigrationMachine frozen = postcopyTransferring();
+  frozen.on(failed(Command::kSendCheckpoint, "hostA", retryable("hostB went silent")));
+  frozen.on(mev::DiscardAcked{});
+  frozen.on(mev::ResumeAcked{});
+  EXPECT_EQ(feed(frozen, mev::Inspected{"paused"}).back(),
+            "finish rolled-back: hostB went silent (resume pending)");
 }
 
 TEST(MigrationMachine, PostcopySourceCopyDidNotSurvive_TheContainerIsLost) {
@@ -327,11 +334,19 @@ TEST(MigrationMachine, PostcopySourceHoldsNoCopyToResume_TheContainerIsLost) {
   MigrationMachine m = postcopyTransferring();
   m.on(failed(Command::kSendCheckpoint, "hostA", retryable("hostA went down"), Fault::kHostDown));
   m.on(mev::DiscardAcked{});
-  Lines out = feed(m, failed(Command::kRollbackSource, "hostA",
-                             permanent("web is not on hostA: nothing to resume")));
+  mev::Failed none = failed(Command::kRollbackSource, "hostA",
+                            permanent("web is not on hostA: no frozen copy to resume"));
+  none.no_frozen_copy = true;
+  Lines out = feed(m, none);
   ASSERT_EQ(out.size(), 3u);
   EXPECT_EQ(out[1].rfind("persist lost: web is lost: hostA went down;", 0), 0u) << out[1];
-  EXPECT_NE(out[2].find("(web is not on hostA: nothing to resume)"), std::string::npos) << out[2];
+  EXPECT_NE(out[2].find("(web is not on hostA: no frozen copy to resume)"), std::string::npos) << out[2];
+  // A resume that failed otherwise (runc) leaves a copy that may run yet.
+  MigrationMachine stuck = postcopyTransferring();
+  stuck.on(failed(Command::kSendCheckpoint, "hostA", retryable("hostA went down")));
+  stuck.on(mev::DiscardAcked{});
+  Lines refused = feed(stuck, failed(Command::kRollbackSource, "hostA", permanent("runc failed")));
+  EXPECT_EQ(refused.back(), "finish rolled-back: hostA went down (resume pending)");
   // A source only unreachable may still hold it: owed, not lost.
   MigrationMachine away = postcopyTransferring();
   away.on(failed(Command::kSendCheckpoint, "hostA", retryable("hostA went down")));

@@ -372,7 +372,7 @@ TEST_P(OldDatabase, IsUpgradedWithoutHostLoadKeepingEverythingElse) {
     if (GetParam() == 2) s.beginDrain({0, "hostB", 1, 0}, 60);  // the table was created
   }
   EXPECT_FALSE(hasTable(file(), "host_load"));
-  EXPECT_EQ(userVersion(file()), 5);
+  EXPECT_EQ(userVersion(file()), 6);
   StateStore again(file());  // opening the upgraded file again changes nothing
   EXPECT_EQ(again.hosts().size(), 2u);
   EXPECT_EQ(again.history().size(), 2u);
@@ -385,7 +385,7 @@ TEST_F(StateStoreTest, ANewDatabaseHasNoHostLoad) {
   { StateStore s(file()); }
   EXPECT_FALSE(hasTable(file(), "host_load"));
   EXPECT_TRUE(hasTable(file(), "drains"));
-  EXPECT_EQ(userVersion(file()), 5);
+  EXPECT_EQ(userVersion(file()), 6);
 }
 
 TEST_F(StateStoreTest, ADatabaseFromANewerFerryIsRefused) {
