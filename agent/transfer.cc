@@ -1,7 +1,6 @@
 #include "agent/transfer.h"
 
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -351,9 +350,7 @@ RestoreResult receiveCheckpoint(AgentEngine& engine, proto::ChunkReceiver& rx,
       for (const LazyPages& l : lazyPagemap(start.images)) lazy.push_back({l.pid, l.vaddr, l.pages});
       auto [daemon_end, our_end] = loopbackPair();
       p->daemon_end = std::move(daemon_end);
-      p->our_end = std::move(our_end);
-      int ours = p->our_end.get();
-      if (::fcntl(ours, F_SETFL, ::fcntl(ours, F_GETFL) | O_NONBLOCK) != 0) throwErrno("fcntl");
+      p->our_end = std::move(our_end);  // made non-blocking by the page feed
       p->thread = std::thread([&rx, p, lazy = std::move(lazy),
                                held = heldPages(start.precopied)]() mutable {
         try {
