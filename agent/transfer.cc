@@ -55,13 +55,18 @@ void precopyRounds(AgentEngine& engine, const std::string& name, const std::stri
                    SendResult& result) {
   int cap = opts.precopy;
   if (cap == kPrecopyAuto) {
+    // What would cross while frozen: the memory, the rootfs diff and the
+    // volumes (the files counted only as far as the thresholds need).
     uint64_t memory = engine.memoryBytes(name);
-    if (memory < (uint64_t{32} << 20)) {
-      result.precopy =
-          "off (auto: " + formatBytes(memory) + " of memory migrates as fast without pre-copy)";
+    uint64_t files = engine.filesBytes(name, kPrecopyAutoFilesBytes);
+    if (memory + files < kPrecopyAutoBytes) {
+      result.precopy = "off (auto: " + formatBytes(memory) + " of memory and " +
+                       formatBytes(files) +
+                       " of rootfs diff and volumes migrate as fast without pre-copy)";
       return;
     }
-    if (!opts.postcopy && isLoopbackAddress(endpointHost(endpoint))) {
+    if (!opts.postcopy && files < kPrecopyAutoFilesBytes &&
+        isLoopbackAddress(endpointHost(endpoint))) {
       result.precopy =
           "off (auto: the target is on this machine's loopback, where sending it all while "
           "frozen costs about what pre-copy saves; --precopy N forces rounds)";

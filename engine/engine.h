@@ -123,6 +123,7 @@ class Engine final : public AgentEngine {
   // CPU time the container's processes used, from its cgroup (v1
   // cpuacct.usage, v2 cpu.stat usage_usec), in microseconds; 0 when unknown.
   uint64_t cpuUsec(const std::string& name) const override;
+  uint64_t filesBytes(const std::string& name, uint64_t enough) override;
   // Removes what imports of crashed processes left in staging (each import
   // stages under a name that carries its pid). Returns how many.
   int removeStaleStaging();

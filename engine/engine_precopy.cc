@@ -31,6 +31,29 @@ std::vector<pid_t> Engine::cgroupPids(const std::string& name) const {
   return pids;
 }
 
+uint64_t Engine::filesBytes(const std::string& name, uint64_t enough) {
+  std::vector<fs::path> trees;
+  {
+    FileLock held = containerLock(name);
+    ContainerRecord rec = containers_.get(name, cfg_.host_name);
+    trees.push_back(containers_.paths(name).upper());
+    for (const auto& v : rec.spec.volumes) trees.push_back(volumes_.path(v.name));
+  }
+  uint64_t total = 0;
+  for (const auto& tree : trees) {
+    std::error_code ec;
+    fs::recursive_directory_iterator it(tree, fs::directory_options::skip_permission_denied, ec);
+    for (; !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+      std::error_code fec;
+      if (!it->is_regular_file(fec) || it->is_symlink(fec)) continue;
+      uint64_t size = it->file_size(fec);
+      if (!fec) total += size;
+      if (total >= enough) return total;
+    }
+  }
+  return total;
+}
+
 PrecopyRound Engine::precopy(const std::string& name, BundleWriter& out) {
   auto t0 = std::chrono::steady_clock::now();
   PrecopyRound round;

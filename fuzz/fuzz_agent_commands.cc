@@ -57,6 +57,9 @@ class FuzzEngine final : public AgentEngine {
   }
   uint64_t memoryBytes(const std::string& name) const override { return fake_.memoryBytes(name); }
   uint64_t cpuUsec(const std::string& name) const override { return fake_.cpuUsec(name); }
+  uint64_t filesBytes(const std::string& name, uint64_t enough) override {
+    return fake_.filesBytes(name, enough);
+  }
   std::vector<ImageRecord> listImages() override { return fake_.listImages(); }
   ImageRecord resolveImage(const std::string& ref) override { return fake_.resolveImage(ref); }
   std::optional<fs::path> imageSourceFile(const std::string& id) override {

@@ -793,10 +793,12 @@ class PrecopyMigration : public ClusterMigration {
   // file in its rootfs and one in its volume every 20 ms, so pre-copy reads
   // memory and files while they change. Static random files in both must
   // arrive byte for byte.
-  void runWorkload(const std::string& h, int mem_mib, int dirty_mib_s) {
+  // `big_bytes`: the size of the random file in its rootfs.
+  void runWorkload(const std::string& h, int mem_mib, int dirty_mib_s,
+                   int big_bytes = 3'000'000) {
     CliResult r = ferry(
         {"run", "--host", h, "--name", "mem", "-v", "memvol:/data", "counter", "/bin/sh", "-c",
-         "head -c 3000000 /dev/urandom > /opt/app/big && rm /opt/app/b && "
+         "head -c " + std::to_string(big_bytes) + " /dev/urandom > /opt/app/big && rm /opt/app/b && "
          "head -c 2000000 /dev/urandom > /data/blob && "
          "(i=0; while :; do i=$((i+1)); echo $i >> /opt/seq; echo $i >> /data/seq; "
          "usleep 20000; done) & "
@@ -871,6 +873,19 @@ TEST_F(PrecopyMigration, PrecopiedMigrationCarriesMemoryRootfsAndVolumesExactly)
   EXPECT_NE(back["precopy"].get<std::string>().find("loopback"), std::string::npos) << back.dump();
   EXPECT_EQ(back["final_bytes_wire"], back["bytes_wire"]);
   EXPECT_EQ(back["bytes_referenced"], 0);
+}
+
+// Auto weighs all that would cross while frozen: 4 MiB of memory beside a
+// 48 MB file in the rootfs is pre-copied, over loopback too, and the frozen
+// part carries what changed.
+TEST_F(PrecopyMigration, AutoPrecopiesALargeRootfsDiffBesideLittleMemory) {
+  runWorkload("hostA", 4, 1, 48'000'000);
+  json f = migrateAndCheck("hostA", "hostB", "auto");
+  ASSERT_TRUE(f.contains("precopy_rounds")) << f.dump();
+  ASSERT_GE(f["precopy_rounds"].size(), 1u) << f.dump();
+  EXPECT_EQ(f["precopy"].get<std::string>().find("off"), std::string::npos) << f.dump();
+  EXPECT_GT(f["bytes_referenced"].get<uint64_t>(), uint64_t{40'000'000}) << f.dump();
+  EXPECT_LT(f["final_bytes_wire"].get<uint64_t>(), uint64_t{16} << 20) << f.dump();
 }
 
 // Which of pre-copy's stop rules (agent/transfer.h; their thresholds are

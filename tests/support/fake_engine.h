@@ -132,6 +132,7 @@ class FakeEngine final : public AgentEngine {
   }
   uint64_t memoryBytes(const std::string&) const override { return 0; }
   uint64_t cpuUsec(const std::string&) const override { return 0; }
+  uint64_t filesBytes(const std::string&, uint64_t) override { return 0; }
 
   std::vector<ImageRecord> listImages() override { return {}; }
   ImageRecord resolveImage(const std::string& ref) override {

@@ -29,8 +29,8 @@ struct Round {
 // transfer does not call fails the test.
 class ScriptedEngine final : public AgentEngine {
  public:
-  ScriptedEngine(std::vector<Round> rounds, uint64_t memory = 64 * kMiB)
-      : rounds_(rounds.begin(), rounds.end()), memory_(memory) {
+  ScriptedEngine(std::vector<Round> rounds, uint64_t memory = 64 * kMiB, uint64_t files = 0)
+      : rounds_(rounds.begin(), rounds.end()), memory_(memory), files_(files) {
     cfg_.host_name = "hostA";
   }
   int precopyCalls() const { return precopy_calls_; }
@@ -48,6 +48,10 @@ class ScriptedEngine final : public AgentEngine {
     return {};
   }
   uint64_t memoryBytes(const std::string&) const override { return memory_; }
+  // As the engine does: counted no further than `enough`.
+  uint64_t filesBytes(const std::string&, uint64_t enough) override {
+    return std::min(files_, enough);
+  }
   const EngineConfig& config() const override { return cfg_; }
 
   const HostInfo& hostInfo() override { unused("hostInfo"); }
@@ -89,6 +93,7 @@ class ScriptedEngine final : public AgentEngine {
   EngineConfig cfg_;
   std::deque<Round> rounds_;
   uint64_t memory_;
+  uint64_t files_;
   int precopy_calls_ = 0;
 };
 
@@ -182,15 +187,31 @@ TEST_F(PrecopyStop, OffRunsNoRound) {
 }
 
 TEST_F(PrecopyStop, AutoRunsNoRoundForASmallContainerNorOverLoopback) {
-  ScriptedEngine small({{100, 100}}, 32 * kMiB - 1);
+  ScriptedEngine small({{100, 100}}, 16 * kMiB, 16 * kMiB - 1);
   SendResult r = send(small, kPrecopyAuto);
   EXPECT_EQ(small.precopyCalls(), 0);
-  EXPECT_NE(r.precopy.find("off (auto: 32.0 MiB of memory migrates as fast without pre-copy)"),
+  EXPECT_NE(r.precopy.find("off (auto: 16.0 MiB of memory and 16.0 MiB of rootfs diff and "
+                           "volumes migrate as fast without pre-copy)"),
             std::string::npos)
       << r.precopy;
   ScriptedEngine big({{100, 100}}, 32 * kMiB);  // this test's target is on 127.0.0.1
   r = send(big, kPrecopyAuto);
   EXPECT_EQ(big.precopyCalls(), 0);
+  EXPECT_NE(r.precopy.find("loopback"), std::string::npos) << r.precopy;
+}
+
+// What crosses while frozen is weighed whole: a container of little memory
+// whose rootfs diff and volumes are large is pre-copied, over loopback too
+// (there the rounds take the files' transfer out of the freeze).
+TEST_F(PrecopyStop, AutoWeighsTheRootfsDiffAndVolumesToo) {
+  ScriptedEngine files({{300, 300}, {300, 0}}, 7 * kMiB, 300 * kMiB);
+  SendResult r = send(files, kPrecopyAuto);  // this test's target is on 127.0.0.1
+  EXPECT_EQ(files.precopyCalls(), 2);
+  EXPECT_NE(r.precopy.find("2 rounds"), std::string::npos) << r.precopy;
+  // Together past the threshold, but too little in files for loopback.
+  ScriptedEngine mixed({{100, 100}}, 24 * kMiB, 24 * kMiB);
+  r = send(mixed, kPrecopyAuto);
+  EXPECT_EQ(mixed.precopyCalls(), 0);
   EXPECT_NE(r.precopy.find("loopback"), std::string::npos) << r.precopy;
 }
 

@@ -105,8 +105,9 @@ void addMigrateCommand(CLI::App& app, Invocation& inv) {
         "--precopy", [o](const std::string& v) { o->precopy = parsePrecopy(v); },
         "auto|off|R: at most R rounds (1-20) before the freeze, fewer when what a round sends "
         "falls under the goal or stops shrinking; off: freeze at once; auto (default): up to 4 "
-        "rounds for a container of 32 MiB or more, none for a smaller one or (without "
-        "post-copy) for a DST on this machine's loopback. With post-copy the rounds go first "
+        "rounds when its memory, rootfs changes and volumes come to 32 MiB or more, none for "
+        "less, nor (without post-copy) for a DST on this machine's loopback unless its rootfs "
+        "changes and volumes alone reach 32 MiB. With post-copy the rounds go first "
         "(the hybrid): only what changed since the last one is left for post-copy")
       ->type_name("MODE");
   mg->add_flag_callback(
