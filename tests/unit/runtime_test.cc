@@ -151,8 +151,11 @@ TEST(RuncList, OtherFailuresAndEndlessRacesAreErrors) {
 TEST(ConmonPidFd, HoldsTheMonitorOfThatContainerOnly) {
   TempDir t;
   // A stand-in with conmon's arguments that takes its sleep along on SIGTERM.
-  Child monitor =
-      spawnChild({"sh", "-c", "trap 'kill $!' TERM; sleep 30 & wait", "-c", "web"}, "/dev/null");
+  // The trap comes after the sleep started and exits itself: a SIGTERM
+  // before it kills the shell by default, one after it never finds $!
+  // unset (which left the shell waiting out the sleep on a loaded machine).
+  Child monitor = spawnChild(
+      {"sh", "-c", "sleep 30 & trap 'kill $!; exit 0' TERM; wait", "-c", "web"}, "/dev/null");
   // conmon writes its pid file itself, once running. posix_spawn returns
   // as soon as the exec has replaced the memory, a moment before the kernel
   // fills in the new program's arguments: wait for them as conmon's file
