@@ -437,6 +437,7 @@ Handled Commands::sendCheckpointCommand(uint64_t id, proto::Message::SendCheckpo
   int precopy = r.getPrecopy();
   bool tcp_close = r.getTcpClose();
   bool postcopy = r.getPostcopy();
+  int compress = r.getCompress();
   requireTcpEndpoint(endpoint);
   if (postcopy && !engine_.hostInfo().postcopy_unavailable.empty()) {
     throw Error(ErrorCategory::kIncompatible, "post-copy cannot run on " + opts_.name + ": " +
@@ -445,11 +446,12 @@ Handled Commands::sendCheckpointCommand(uint64_t id, proto::Message::SendCheckpo
   busy_.claimForTransfer(container);
   auto idle = std::make_shared<BusyContainers::Release>(&busy_, container);  // as in prepareReceive
   return {.work = [this, id, container, endpoint, token, server_key, precopy, tcp_close, postcopy,
-                   idle]() -> proto::Fill {
+                   compress, idle]() -> proto::Fill {
     TransferOptions t = transferOptions(id, container, server_key, "restore");
     t.precopy = precopy;
     t.tcp_close = tcp_close;
     t.postcopy = postcopy;
+    if (compress >= 0) t.level = std::min(compress, 19);
     SendResult s = sendCheckpoint(engine_, container, ctx_, endpoint, token, t);
     if (network_) network_->restoredOn(container, endpointHost(endpoint));
     return [s](proto::Message::Builder m) {
@@ -462,6 +464,7 @@ Handled Commands::sendCheckpointCommand(uint64_t id, proto::Message::SendCheckpo
       f.setDowntimeMs(static_cast<uint64_t>(s.downtime_ms));
       f.setTotalMs(static_cast<uint64_t>(s.total_ms));
       f.setCompression(s.compression);
+      f.setLinkBytesPerS(static_cast<uint64_t>(s.link_bytes_per_s));
       f.setPrecopy(s.precopy);
       if (s.postcopy) {
         f.setPostcopyMs(static_cast<uint64_t>(s.postcopy->ms));

@@ -4,7 +4,9 @@
 #include <ifaddrs.h>
 #include <netinet/in.h>
 
+#include <algorithm>
 #include <array>
+#include <cstdio>
 #include <cstring>
 #include <memory>
 #include <optional>
@@ -87,24 +89,72 @@ CompressionChoice chooseCompression(const std::string& endpoint,
                                     const std::vector<std::string>& local_addresses) {
   std::string host = endpointHost(endpoint);
   if (isLocalAddress(host, local_addresses)) {
-    return {0, "none (the target, " + host +
+    return {0, false, "none (the target, " + host +
                    ", is an address of this machine: no wire to save, and compressing would "
                    "only add downtime)"};
   }
-  return {kRemoteLinkLevel,
-          "zstd level " + std::to_string(kRemoteLinkLevel) + " (the target, " +
-              (host.empty() ? endpoint : host) +
-              ", is not on this machine: over a network link slower than the compressor, about "
-              "3 Gbit/s per core, compressing saves more time than it costs)"};
+  return {kRemoteLinkLevel, true,
+          "the target, " + (host.empty() ? endpoint : host) + ", is not on this machine"};
 }
 
+std::string formatRate(double bytes_per_s) {
+  char buf[32];
+  if (bytes_per_s >= 1e9) {
+    std::snprintf(buf, sizeof buf, "%.1f GB/s", bytes_per_s / 1e9);
+  } else if (bytes_per_s >= 1e6) {
+    std::snprintf(buf, sizeof buf, "%.0f MB/s", bytes_per_s / 1e6);
+  } else {
+    std::snprintf(buf, sizeof buf, "%.0f kB/s", bytes_per_s / 1e3);
+  }
+  return buf;
+}
+
+namespace {
+
+// "zstd level 1 on 1012 of 1024 records (...)" or "none (...)".
+std::string adaptiveSentence(const CompressionChoice& choice, const RecordCompression::Figures& f) {
+  std::string level = "zstd level " + std::to_string(f.level);
+  std::string link = choice.reason + "; its link carried " + formatRate(f.link_bytes_per_s) +
+                     " raw (measured before the stream" +
+                     (choice.probe.empty() ? "" : ", with " + choice.probe) + ")";
+  if (f.records == 0) return "none (" + link + "; nothing went as data)";
+  std::string data;
+  if (f.bytes_per_cpu_s > 0) {
+    double compressed = std::min(f.threads * f.bytes_per_cpu_s,
+                                 f.ratio > 0 ? f.link_bytes_per_s / f.ratio : 0.0);
+    auto percent = static_cast<unsigned>(f.ratio * 100 + 0.5);
+    data = "; " + level + " made this data " + std::to_string(percent) + " % of its size at " +
+           formatRate(f.bytes_per_cpu_s) + " per core, " + std::to_string(f.threads) +
+           " threads: compressed, the stream moves " + formatRate(compressed) + " of data, raw " +
+           formatRate(f.link_bytes_per_s) + "; compressed where that is at least " +
+           std::to_string(static_cast<int>(RecordCompression::kMargin * 100 - 100 + 0.5)) +
+           " % faster";
+  }
+  std::string records = std::to_string(f.records) + " records";
+  if (f.compressed_records == f.records) return level + " on all " + records + " (" + link + data + ")";
+  if (f.compressed_records == 0) return "none (" + link + data + ")";
+  return level + " on " + std::to_string(f.compressed_records) + " of " + records +
+         ", the rest raw (" + link + data + "; records are compressed to learn the data, and "
+         "one in " + std::to_string(RecordCompression::kSampleEvery) + " while it goes raw)";
+}
+
+}  // namespace
+
 CompressionChoice askedCompression(int level) {
-  if (level <= 0) return {0, "none (as asked)"};
-  return {level, "zstd level " + std::to_string(level) + " (as asked)"};
+  if (level <= 0) return {0, false, "none (as asked)"};
+  return {level, false, "zstd level " + std::to_string(level) + " (as asked)"};
 }
 
 std::string compressionReport(const CompressionChoice& choice, uint64_t data_bytes,
-                              uint64_t wire_bytes) {
+                              uint64_t wire_bytes, const RecordCompression::Figures* adaptive) {
+  if (choice.measure && adaptive) {
+    std::string s = adaptiveSentence(choice, *adaptive);
+    if (adaptive->compressed_records == 0 || data_bytes == 0) return s;
+    auto percent = static_cast<unsigned>(
+        static_cast<double>(wire_bytes) * 100.0 / static_cast<double>(data_bytes) + 0.5);
+    return s + "; measured: " + formatBytes(data_bytes) + " of data went as " +
+           formatBytes(wire_bytes) + " (" + std::to_string(percent) + " %)";
+  }
   if (choice.level <= 0 || data_bytes == 0) return choice.reason;
   auto percent = static_cast<unsigned>(
       static_cast<double>(wire_bytes) * 100.0 / static_cast<double>(data_bytes) + 0.5);

@@ -227,9 +227,24 @@ SendResult sendCheckpoint(AgentEngine& engine, const std::string& name, zmq::con
     BlockIndex known;
     CompressionChoice compression =
         opts.level ? askedCompression(*opts.level) : chooseCompression(endpoint, localAddresses());
-    agentLog().info("[{}] stream to {}: compression {}", name, endpoint, compression.reason);
-    BundleWriter writer(counted,
-                        {.level = compression.level, .threads = opts.threads, .known = &known});
+    // A link elsewhere is measured first (before any freeze), then each
+    // record is compressed only while that is measured to beat it.
+    std::optional<RecordCompression> adaptive;
+    if (compression.measure) {
+      proto::LinkProbe probe = tx.probeLink();
+      result.link_bytes_per_s = probe.bytesPerSecond();
+      compression.probe = formatBytes(probe.bytes) + " in " +
+                          std::to_string((probe.us + 500) / 1000) + " ms";
+      adaptive.emplace(result.link_bytes_per_s, opts.threads, compression.level);
+      agentLog().info("[{}] the link to {} carried {} raw ({} in {} us)", name, endpoint,
+                      formatRate(result.link_bytes_per_s), formatBytes(probe.bytes), probe.us);
+    } else {
+      agentLog().info("[{}] stream to {}: compression {}", name, endpoint, compression.reason);
+    }
+    BundleWriter writer(counted, {.level = compression.level,
+                                  .threads = opts.threads,
+                                  .adaptive = adaptive ? &*adaptive : nullptr,
+                                  .known = &known});
     precopyRounds(engine, name, endpoint, writer, counted, opts, result);
 
     auto tf = std::chrono::steady_clock::now();
@@ -282,8 +297,11 @@ SendResult sendCheckpoint(AgentEngine& engine, const std::string& name, zmq::con
     const BundleWriteStats& ws = writer.stats();
     result.ref_bytes = ws.ref_bytes;
     // What went as data, before compression: new stream bytes and blocks.
-    result.compression = compressionReport(
-        compression, ws.raw_bytes - ws.ref_bytes + ws.block_bytes, result.wire_bytes);
+    std::optional<RecordCompression::Figures> measured;
+    if (adaptive) measured = adaptive->figures();
+    result.compression =
+        compressionReport(compression, ws.raw_bytes - ws.ref_bytes + ws.block_bytes,
+                          result.wire_bytes, measured ? &*measured : nullptr);
   } catch (...) {
     endServing();
     if (cut_short) {

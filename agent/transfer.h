@@ -54,7 +54,8 @@ inline constexpr int kPrecopyMaxRounds = 20;
 
 struct TransferOptions {
   // zstd level of the stream; unset: chosen for the link by
-  // chooseCompression (link_compression.h), none to this machine.
+  // chooseCompression (link_compression.h): none to this machine, measured
+  // record by record over a link elsewhere.
   std::optional<int> level;
   int threads = 2;  // records compressed at once
   proto::StreamOptions stream;
@@ -97,6 +98,7 @@ struct SendResult {
   std::vector<PrecopyFigures> rounds;
   std::string precopy;          // what pre-copy did and why it stopped
   std::string compression;      // what the stream used and why (compressionReport)
+  double link_bytes_per_s = 0;  // what the link carried raw, measured (0: not measured)
   std::vector<std::string> warnings;
   int64_t precopy_ms = 0;       // all rounds, while the container ran
   int64_t downtime_ms = 0;      // from the final checkpoint to the target's verdict

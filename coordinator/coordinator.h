@@ -179,6 +179,7 @@ class Coordinator {
     int precopy = -1;
     bool tcp_close = false;  // drop its TCP connections on purpose
     int postcopy = -1;       // 1 on, 0 off, -1 auto
+    int compress = -1;       // the stream's zstd level; 0 none; -1 auto
   };
   void startMigration(const Request& r);
   struct Movable {

@@ -75,6 +75,7 @@ void Coordinator::startMigration(const Request& r) {
   req.precopy = mg.getPrecopy();
   req.tcp_close = mg.getTcpClose();
   req.postcopy = mg.getPostcopy();
+  req.compress = mg.getCompress();
   beginMigration(req, Client{r.peer, r.id}, {});
 }
 
@@ -270,6 +271,7 @@ int64_t Coordinator::beginMigration(const MigrateRequest& req, std::optional<Cli
                      .precopy = precopy,
                      .tcp_close = req.tcp_close,
                      .postcopy = fit.postcopy.on,
+                     .compress = req.compress,
                      .ignore = {req.ignore.begin(), req.ignore.end()},
                      .image_token = send_image.empty() ? "" : detail::randomToken(),
                      .stream_token = detail::randomToken()};
@@ -387,6 +389,7 @@ std::pair<std::string, proto::Fill> commandFor(int64_t id, const MigrationSpec& 
                 p.setPrecopy(s.precopy);
                 p.setTcpClose(s.tcp_close);
                 p.setPostcopy(s.postcopy);
+                p.setCompress(s.compress);
               }};
     case Command::kCommitSource:
       return {"remove the frozen copy of " + c, detail::fillCleanup(Command::kCommitSource, c, id)};
@@ -460,6 +463,7 @@ void Coordinator::noteFigures(Run& run, proto::Message::Reader m) {
   f.setBytesRaw(from.getBytesRaw());
   f.setBytesWire(from.getBytesWire());
   f.setCompression(from.getCompression());
+  f.setLinkBytesPerS(from.getLinkBytesPerS());
   f.setFinalBytesWire(from.getFinalBytesWire());
   f.setBytesReferenced(from.getBytesReferenced());
   f.setPrecopy(from.getPrecopy());

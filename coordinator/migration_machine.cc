@@ -76,7 +76,8 @@ std::string describe(const MigrationAction& a) {
             for (const auto& i : s.ignore) out += " ignore=" + i;
             if (s.command == Command::kSendCheckpoint)
               out += " precopy=" + std::to_string(s.precopy) + (s.tcp_close ? " tcp-close" : "") +
-                     (s.postcopy ? " postcopy" : "");
+                     (s.postcopy ? " postcopy" : "") +
+                     (s.compress >= 0 ? " compress=" + std::to_string(s.compress) : "");
             return out + (s.transfer ? " (transfer)" : "");
           },
           [](const mact::Persist& p) {
@@ -265,6 +266,7 @@ void MigrationMachine::ticket(const mev::Ticket& t, MigrationActions& out) {
         .precopy = spec_.precopy,
         .tcp_close = spec_.tcp_close,
         .postcopy = spec_.postcopy,
+        .compress = spec_.compress,
         .transfer = true},
        Step::kTransfer, out);
 }

@@ -58,6 +58,7 @@ struct MigrationSpec {
   int precopy = -1;        // rounds at most; 0 off; -1 auto
   bool tcp_close = false;  // the container's TCP connections are dropped, not kept
   bool postcopy = false;   // the memory follows the restore (decided at plan time)
+  int compress = -1;       // the stream's zstd level; 0 none; -1 auto. Not persisted (as ignore)
   // The operator's --ignore: the target checks compatibility again before
   // its restore and must override the same refusals. Not persisted: after a
   // restart a migration only commits or rolls back, never prepares.
@@ -128,6 +129,7 @@ struct Send {
   int precopy = -1;
   bool tcp_close = false;
   bool postcopy = false;
+  int compress = -1;
   bool transfer = false;
 };
 // Commit the phase (and for a final one, the error) before anything else.

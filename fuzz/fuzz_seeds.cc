@@ -222,6 +222,20 @@ void streamSeeds() {
   appendFrame(whole, 0, end);
   seed(t, "whole-stream", whole);
 
+  // Link probes first (each answered with a credit), then the stream.
+  std::string probed;
+  appendFrame(probed, 0, open("fuzz-token"));
+  for (int i = 0; i < 3; ++i) {
+    appendFrame(probed, 0, streamMessage([](auto m) {
+                  std::string p(64, static_cast<char>(0x5a));
+                  m.setProbe(capnp::Data::Reader(reinterpret_cast<const kj::byte*>(p.data()),
+                                                 p.size()));
+                }));
+  }
+  for (size_t i = 0; i < chunks.size(); ++i) appendFrame(probed, 0, chunk(i, chunks[i]));
+  appendFrame(probed, 0, end);
+  seed(t, "probed-stream", probed);
+
   // A stranger interleaves (wrong token, garbage, its own chunk), checksums fixed by the harness.
   std::string strangers;
   appendFrame(strangers, 1, open("guessed"));

@@ -74,6 +74,55 @@ ChunkSender::~ChunkSender() {
   XXH3_freeState(hash_);
 }
 
+namespace {
+
+// Bytes no compressor along the way shrinks (xorshift64), made once.
+const std::string& probeNoise() {
+  static const std::string noise = [] {
+    std::string s(ChunkSender::kProbeBytes, '\0');
+    uint64_t x = 0x9e3779b97f4a7c15ull;
+    for (size_t i = 0; i + 8 <= s.size(); i += 8) {
+      x ^= x << 13;
+      x ^= x >> 7;
+      x ^= x << 17;
+      std::memcpy(&s[i], &x, 8);
+    }
+    return s;
+  }();
+  return noise;
+}
+
+}  // namespace
+
+LinkProbe ChunkSender::probeLink() {
+  if (done_ || seq_ > 0 || !buf_.empty()) violation("a link probe after the stream's bytes");
+  const std::string_view probe = std::string_view(probeNoise()).substr(0, opts_.chunk_bytes);
+  awaitCredit();  // the receiver's first grant: from here on, every credit answers a probe
+  const uint64_t credits0 = credits_in_;
+  uint64_t probes = 0, sent = 0;
+  auto t0 = std::chrono::steady_clock::now();
+  while (sent < kProbeMaxBytes && std::chrono::steady_clock::now() - t0 < kProbeSendFor) {
+    awaitCredit();
+    sock_.send(message([&](StreamMessage::Builder m) { m.setProbe(dataOf(probe)); }),
+               zmq::send_flags::none);
+    --credit_;
+    ++probes;
+    sent += probe.size();
+  }
+  zmq::message_t frame;
+  while (credits_in_ - credits0 < probes) {
+    if (!pollIn(sock_, opts_.timeout)) {
+      throw Error(ferry::ErrorCategory::kRetryable,
+                  "the receiver took no link probe within " +
+                      std::to_string(opts_.timeout.count()) + " ms (is it still there?)");
+    }
+    while (sock_.recv(frame, zmq::recv_flags::dontwait)) handle(frame);
+  }
+  return {sent, std::chrono::duration_cast<std::chrono::microseconds>(
+                    std::chrono::steady_clock::now() - t0)
+                    .count()};
+}
+
 void ChunkSender::write(std::string_view data) {
   if (done_) violation("write after the stream ended");
   // Whole chunks straight from the caller's buffer; the rest waits in buf_.
@@ -140,6 +189,7 @@ void ChunkSender::handle(const zmq::message_t& frame, PageSource* pages, bool* r
         return;
       case StreamMessage::CREDIT:
         credit_ = std::min<uint64_t>(uint64_t{credit_} + m.getCredit(), opts_.window * 4u);
+        credits_in_ += m.getCredit();
         return;
       case StreamMessage::DONE: {
         done_ = true;
@@ -348,6 +398,12 @@ bool ChunkReceiver::handle(const zmq::message_t& identity, const zmq::message_t&
         ended_ = true;
         return;
       }
+      case StreamMessage::PROBE:
+        // Measuring the link: dropped, its credit granted back at once.
+        if (ended_ || next_seq_ > 0) violation("a link probe after the stream's bytes");
+        if (m.getProbe().size() > opts_.chunk_bytes) violation("a link probe larger than a chunk");
+        grant(1);
+        return;
       case StreamMessage::ABORT:
         throw toError(m.getAbort(), "the sender aborted the stream: ");
       default:

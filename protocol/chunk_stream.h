@@ -51,6 +51,13 @@ struct StreamOptions {
 
 class PageSource;
 
+// What ChunkSender::probeLink measured.
+struct LinkProbe {
+  uint64_t bytes = 0;  // probe bytes the receiver took
+  int64_t us = 0;      // from the first sent to the receiver's credit for the last
+  double bytesPerSecond() const { return us > 0 ? static_cast<double>(bytes) * 1e6 / us : 0; }
+};
+
 class ChunkSender : public ByteSink {
  public:
   // Connects a DEALER to the receiver's endpoint and opens the stream.
@@ -58,6 +65,16 @@ class ChunkSender : public ByteSink {
               const std::string& label, StreamOptions opts = {});
   ~ChunkSender() override;
 
+  // Measures what the link carries, before the first write: probes of
+  // kProbeBytes (incompressible) go out as credit allows -- up to the
+  // window in flight -- for kProbeSendFor, or until kProbeMaxBytes went;
+  // then it waits for the credit of the last. Costs that time (plus the
+  // window's drain on a slow link) and nothing on the receiver but the
+  // reading. Throws like write() when the receiver refuses or is silent.
+  static constexpr size_t kProbeBytes = 256 << 10;
+  static constexpr uint64_t kProbeMaxBytes = uint64_t{32} << 20;
+  static constexpr std::chrono::milliseconds kProbeSendFor{150};
+  LinkProbe probeLink();
   // Buffers and sends in chunks; blocks while the receiver grants no credit.
   // Throws the receiver's Error if it refused the stream.
   void write(std::string_view data) override;
@@ -103,6 +120,7 @@ class ChunkSender : public ByteSink {
   StreamOptions opts_;
   std::string buf_;
   uint32_t credit_ = 0;
+  uint64_t credits_in_ = 0;  // every credit granted so far
   uint64_t seq_ = 0;
   uint64_t bytes_ = 0;
   XXH3_state_t* hash_;

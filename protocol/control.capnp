@@ -184,6 +184,9 @@ struct MigrationFigures {
   bytesPushed @21 :UInt64 $Json.name("bytes_pushed");       # pages sent ahead of it
   # hybrid: pages the target held from pre-copy (only their names crossed)
   bytesHeld @22 :UInt64 $Json.name("bytes_held");
+  # what the link to the target carried raw, measured before the stream (0:
+  # not measured -- a target on the source's machine, or a level asked for)
+  linkBytesPerS @23 :UInt64 $Json.name("link_bytes_per_s");
   struct PhaseTime {
     phase @0 :Text;
     ms @1 :UInt64;
@@ -369,6 +372,7 @@ struct Message {
     precopy @4 :Int32 = -1; # pre-copy rounds at most; 0 off; -1 auto
     tcpClose @5 :Bool;      # drop its TCP connections instead of keeping them
     postcopy @6 :Int8 = -1; # 1 on, 0 off, -1 auto
+    compress @7 :Int32 = -1; # zstd level of the stream; 0 none; -1 auto (measured per link)
   }
   struct PrepareReceive {
     migration @0 :UInt64;
@@ -387,6 +391,7 @@ struct Message {
     precopy @5 :Int32 = -1;  # as Migrate.precopy
     tcpClose @6 :Bool;       # as Migrate.tcpClose
     postcopy @7 :Bool;       # memory after the restore, on demand (decided by the coordinator)
+    compress @8 :Int32 = -1; # as Migrate.compress
   }
   struct SendImage {
     image @0 :Text;          # name

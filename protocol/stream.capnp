@@ -1,12 +1,12 @@
 # The data plane: one checkpoint stream from the source agent straight to the
 # target agent (never through the coordinator), with credit-based flow
-# control. Version 2 (post-copy through the agents, page_feed.h).
+# control. Version 3 (2: post-copy through the agents, page_feed.h; 3: probe).
 @0xa23e8a48805b731f;
 
 using Cxx = import "/capnp/c++.capnp";
 $Cxx.namespace("ferry::proto");
 
-const streamProtocolVersion :UInt16 = 2;
+const streamProtocolVersion :UInt16 = 3;
 # Post-copy: wants the target may have unanswered (besides one urgent), and
 # the pages one may ask for (a run of them fits a chunk).
 const pagesWindow :UInt32 = 16;
@@ -62,6 +62,11 @@ struct StreamMessage {
     # target kills its copy when the source goes silent.
     pagesComplete @12 :Void;
     pagesHeld @13 :Void;
+    # sender -> receiver, before the first chunk: bytes that only measure
+    # the link (ChunkSender::probeLink). Each takes a credit like a chunk,
+    # at most a chunk's size; the receiver drops it and grants the credit
+    # back at once.
+    probe @14 :Data;
   }
 
   struct PageRange {

@@ -1,6 +1,7 @@
 #include "engine/bundle/bundle.h"
 
 #include <fcntl.h>
+#include <time.h>
 #include <xxhash.h>
 #include <zstd.h>
 
@@ -230,10 +231,22 @@ BundleWriter::~BundleWriter() {
 
 void BundleWriter::emit(uint8_t type, std::string payload, bool compressible) {
   uint32_t id = current_ ? current_->id() : 0;
-  int level = compressible ? opts_.level : 0;
+  int level = !compressible ? 0 : opts_.adaptive ? opts_.adaptive->next() : opts_.level;
   stats_.raw_bytes += type == kData ? payload.size() : 0;
-  pending_.push_back(std::async(std::launch::async, [type, id, p = std::move(payload), level] {
-    return buildRecord(type, id, p, level);
+  RecordCompression* measure = level > 0 ? opts_.adaptive : nullptr;
+  pending_.push_back(std::async(std::launch::async, [type, id, p = std::move(payload), level,
+                                                     measure] {
+    if (!measure) return buildRecord(type, id, p, level);
+    // This thread's CPU time: what compressing cost, whatever shares the cores.
+    auto cpu = [] {
+      timespec ts{};
+      ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+      return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+    };
+    int64_t t0 = cpu();
+    std::string record = buildRecord(type, id, p, level);
+    measure->observe(p.size(), record.size() - sizeof(RecordHeader), cpu() - t0);
+    return record;
   }));
   drain(static_cast<size_t>(opts_.threads) * 2);
 }

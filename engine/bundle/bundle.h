@@ -49,6 +49,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/bundle/blocks.h"
+#include "engine/bundle/record_compression.h"
 #include "common/byte_stream.h"
 
 namespace ferry {
@@ -75,6 +76,9 @@ fs::path stagingPath(const std::string& kind, const std::string& name);
 struct BundleWriteOptions {
   int level = 3;    // zstd level; 0 stores raw
   int threads = 2;  // frames compressed at once
+  // When set, it chooses each record's level (record_compression.h) and
+  // `level` is unused; it must outlive the writer.
+  RecordCompression* adaptive = nullptr;
   // The blocks the receiver keeps (pre-copy). When set, CRIU images, the
   // rootfs diff and volumes are cut into blocks and each block the receiver
   // holds goes as a reference; openBlocks() adds to it.

@@ -8,6 +8,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "common/error.h"
 #include "common/fs.h"
 #include "common/strings.h"
 
@@ -107,6 +108,34 @@ uint64_t TestNetwork::droppedOn(const std::string& name) {
     if (f >> pkts >> bytes >> target && target == "DROP") n += std::stoull(pkts);
   }
   return n;
+}
+
+void TestNetwork::limitRate(const std::string& name, const std::string& rate) {
+  unlimitRate(name);
+  // r2q: the class's quantum (rate / r2q) under htb's 200000-byte ceiling.
+  auto htb = [&](std::vector<std::string> prefix, const std::string& dev) {
+    auto tc = [&](std::vector<std::string> args) {
+      std::vector<std::string> argv = prefix;
+      argv.insert(argv.end(), args.begin(), args.end());
+      ProcessResult r = runner_.run(argv, {});
+      if (!r.ok()) throw Error(ErrorCategory::kPermanent, "tc: " + r.err);
+    };
+    tc({"tc", "qdisc", "add", "dev", dev, "root", "handle", "1:", "htb", "default", "10", "r2q",
+        "1000"});
+    tc({"tc", "class", "add", "dev", dev, "parent", "1:", "classid", "1:10", "htb", "rate", rate,
+        "ceil", rate});
+  };
+  const cluster::NetnsNode& n = link_.node(name);
+  htb({}, n.veth);                                  // into the node
+  htb(cluster::launcher(n), "eth0");                // out of it
+}
+
+void TestNetwork::unlimitRate(const std::string& name) {
+  const cluster::NetnsNode& n = link_.node(name);
+  runner_.run({"tc", "qdisc", "del", "dev", n.veth, "root"}, {});  // none there: fine
+  std::vector<std::string> argv = cluster::launcher(n);
+  for (const char* a : {"tc", "qdisc", "del", "dev", "eth0", "root"}) argv.push_back(a);
+  runner_.run(argv, {});
 }
 
 void TestNetwork::heal() {

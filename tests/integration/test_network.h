@@ -66,6 +66,13 @@ class TestNetwork {
   // heal: proof that a partition was in the way of real traffic.
   uint64_t droppedOn(const std::string& node);
 
+  // Limits `node`'s link to `rate` (tc's units: "1gbit") both ways: an htb
+  // qdisc on each end of its veth (netem, for delay or loss, is not in
+  // every kernel; htb is). Replaces an earlier limit.
+  void limitRate(const std::string& node, const std::string& rate);
+  // Lifts `node`'s limit.
+  void unlimitRate(const std::string& node);
+
  private:
   // Runs a command in node `name`; throws with its output when it fails.
   std::string runIn(const std::string& name, std::vector<std::string> argv);

@@ -324,6 +324,77 @@ TEST_F(ChunkStreamTest, EncryptedStreamsAdmitOnlyListedSenders) {
   EXPECT_GE(zap.refused(), 1u);
 }
 
+// The link probe: what a sender measures before the stream's bytes, dropped
+// by the receiver, which grants each probe's credit back.
+TEST_F(ChunkStreamTest, ALinkProbeMeasuresAndTheStreamThenCarriesItsBytesIntact) {
+  std::string payload = bytesOf(3 << 20, 7);
+  ChunkReceiver rx(ctx_, "tcp://127.0.0.1:0", "p", "hostB", fast());
+  auto received = std::async(std::launch::async, [&] {
+    std::string got = drain(rx);
+    rx.accept();
+    return got;
+  });
+  ChunkSender tx(ctx_, rx.endpoint(), "p", "probed", fast());
+  LinkProbe probe = tx.probeLink();
+  // Probes of a chunk (256 KiB here) for about kProbeSendFor, or 32 MiB.
+  EXPECT_GE(probe.bytes, uint64_t{256} << 10);
+  EXPECT_EQ(probe.bytes % (256 << 10), 0u);
+  EXPECT_LE(probe.bytes, ChunkSender::kProbeMaxBytes);
+  EXPECT_GT(probe.us, 0);
+  EXPECT_GT(probe.bytesPerSecond(), 1e6) << "loopback carried under 1 MB/s?";
+  // The rate is the bytes over the time, and sending stopped by the rule:
+  // at the byte cap or after kProbeSendFor (plus the last credits' wait).
+  EXPECT_DOUBLE_EQ(probe.bytesPerSecond(), static_cast<double>(probe.bytes) * 1e6 / probe.us);
+  if (probe.bytes < ChunkSender::kProbeMaxBytes) {
+    EXPECT_GE(probe.us, 150'000);
+  }
+  tx.write(payload);
+  tx.finish();
+  EXPECT_EQ(tx.bytesSent(), payload.size()) << "probes are not stream bytes";
+  std::string got = received.get();
+  EXPECT_TRUE(got == payload) << "bytes differ after the probe";
+}
+
+TEST_F(ChunkStreamTest, AProbeAfterTheBytesOrLargerThanAChunkIsRefused) {
+  {  // The sender will not probe once bytes went.
+    ChunkReceiver rx(ctx_, "tcp://127.0.0.1:0", "p", "hostB", fast());
+    ChunkSender tx(ctx_, rx.endpoint(), "p", "late probe", fast());
+    tx.write("x");
+    Error e = test::thrownError([&] { tx.probeLink(); });
+    EXPECT_NE(std::string(e.what()).find("a link probe after the stream's bytes"),
+              std::string::npos)
+        << e.what();
+  }
+  // A sender that breaks the rule: the receiver ends the stream.
+  for (bool after_a_chunk : {false, true}) {
+    ChunkReceiver rx(ctx_, "tcp://127.0.0.1:0", "p", "hostB", fast());
+    zmq::socket_t raw(ctx_, zmq::socket_type::dealer);
+    raw.set(zmq::sockopt::linger, 0);
+    raw.connect(rx.endpoint());
+    sendRaw(raw, [](StreamMessage::Builder m) { m.initOpen().setToken(dataOf("p")); });
+    if (after_a_chunk) {
+      sendRaw(raw, [](StreamMessage::Builder m) {
+        auto c = m.initChunk();
+        c.setSeq(0);
+        c.setData(dataOf("abc"));
+        c.setXxh3(XXH3_64bits("abc", 3));
+      });
+    }
+    std::string big((256 << 10) + (after_a_chunk ? 0 : 1), 'p');
+    sendRaw(raw, [&](StreamMessage::Builder m) { m.setProbe(dataOf(big)); });
+    Error e = test::thrownError([&] {
+      char buf[16];
+      while (rx.read(buf, sizeof buf) > 0) {
+      }
+    });
+    EXPECT_NE(std::string(e.what())
+                  .find(after_a_chunk ? "a link probe after the stream's bytes"
+                                      : "a link probe larger than a chunk"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(Framing, GarbageFramesAreInvalidInputNotCrashes) {
   EXPECT_THROW(Decoded(zmq::message_t(std::string("short"))), Error);
   std::string words(64, '\xff');  // a whole number of words, nonsense pointers

@@ -173,6 +173,16 @@ TEST(CliParse, RepeatableOptionsTakeOneValueEach) {
   EXPECT_EQ(precopy.code, 2);
   EXPECT_NE(precopy.err.find("--precopy takes auto, off or a number of rounds"), std::string::npos)
       << precopy.err;
+  for (const char* ok : {"auto", "none", "0", "1", "19"}) {
+    EXPECT_EQ(Parsed({"migrate", "d", "a", "b", "--compress", ok}).code, std::nullopt) << ok;
+  }
+  for (const char* bad : {"20", "-1", "fast", ""}) {
+    Parsed compress({"migrate", "d", "a", "b", "--compress", bad});
+    EXPECT_EQ(compress.code, 2) << bad;
+    EXPECT_NE(compress.err.find("--compress takes auto, none or a zstd level from 1 to 19"),
+              std::string::npos)
+        << compress.err;
+  }
   // A daemon's argument may start with '-'.
   Parsed up({"cluster", "up", "--agent-arg", "--memory-capacity", "--agent-arg", "1024"});
   ASSERT_EQ(up.code, std::nullopt) << up.err;
@@ -196,7 +206,7 @@ TEST(CliParse, BashCompletionComesFromTheTree) {
   ASSERT_EQ(p.code, std::nullopt) << p.err;
   std::string script = bashCompletion(p.app);
   EXPECT_NE(script.find("complete -o default -F _ferry ferry"), std::string::npos);
-  EXPECT_NE(script.find("'migrate') words='--help -h --precopy --postcopy --no-postcopy --tcp-close --ignore'"), std::string::npos)
+  EXPECT_NE(script.find("'migrate') words='--help -h --precopy --compress --postcopy --no-postcopy --tcp-close --ignore'"), std::string::npos)
       << script;
   EXPECT_NE(script.find("'secret') words='create ls rm"), std::string::npos);
   EXPECT_EQ(Parsed({"completion", "fish"}).code, 2);

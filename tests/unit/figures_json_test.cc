@@ -39,6 +39,7 @@ const std::set<std::string> kFigureKeys = {"id",
                                            "bytes_on_demand",
                                            "bytes_pushed",
                                            "bytes_held",
+                                           "link_bytes_per_s",
                                            "compression",
                                            "phase_ms",
                                            "started_ms",
@@ -81,6 +82,7 @@ void fillAll(MigrationFigures::Builder f) {
   f.setBytesOnDemand(uint64_t{7} << 32);
   f.setBytesPushed(uint64_t{8} << 32);
   f.setBytesHeld(uint64_t{9} << 32);
+  f.setLinkBytesPerS(uint64_t{10} << 32);
 }
 
 TEST(FiguresJson, RoundTripsEveryField) {
@@ -108,6 +110,7 @@ TEST(FiguresJson, KeysAreTheSnakeCaseOnesTheCliAlwaysPrinted) {
   EXPECT_EQ(j["bytes_raw"].get<uint64_t>(), uint64_t{5} << 30);
   EXPECT_EQ(j["started_ms"].get<int64_t>(), 1764921600123);
   EXPECT_EQ(j["final_bytes_wire"].get<uint64_t>(), uint64_t{1} << 53);
+  EXPECT_EQ(j["link_bytes_per_s"].get<uint64_t>(), uint64_t{10} << 32);
   EXPECT_EQ(j["precopy_rounds"][0]["read_bytes"].get<uint64_t>(), uint64_t{3} << 32);
   EXPECT_EQ(j["phase_ms"][1]["phase"], "restore \"quoted\"\n");
   EXPECT_EQ(j["warnings"], json::array({"kernel differs: 6.1 vs 6.6"}));

@@ -31,6 +31,7 @@
 # (default bench-results.json). Run as root.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. tools/bench/common.sh
 sizes=64,256,1024 dirty=0 out=bench-results.json podman=1
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -179,11 +180,5 @@ for s in ${sizes//,/ }; do
     "/ floor $(ratio "${downtime[ferry-postcopy/$s]}" "${downtime[floor/$s]}") (aim at 1024: < 0.15);" \
     "hybrid ${downtime[ferry-hybrid/$s]} ms" >&2
 done
-{
-  echo "["
-  for i in "${!results[@]}"; do
-    printf '  %s%s\n' "${results[$i]}" "$([ "$i" -lt $((${#results[@]} - 1)) ] && echo ,)"
-  done
-  echo "]"
-} | tee "$out"
+bench_json_array "${results[@]}" | tee "$out"
 echo "== written to $out" >&2

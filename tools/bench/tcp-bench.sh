@@ -22,6 +22,7 @@
 # Writes JSON (default tcp-bench-results.json). Run as root.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. tools/bench/common.sh
 sizes=1,256 moves=3 out=tcp-bench-results.json
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -100,11 +101,5 @@ for size in ${sizes//,/ }; do
   done
   ferry rm -f "$name" >/dev/null
 done
-{
-  echo "["
-  for i in "${!results[@]}"; do
-    printf '  %s%s\n' "${results[$i]}" "$([ "$i" -lt $((${#results[@]} - 1)) ] && echo ,)"
-  done
-  echo "]"
-} > "$out"
+bench_json_array "${results[@]}" > "$out"
 echo "== written to $out" >&2
