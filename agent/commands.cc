@@ -451,7 +451,7 @@ Handled Commands::sendCheckpointCommand(uint64_t id, proto::Message::SendCheckpo
     t.precopy = precopy;
     t.tcp_close = tcp_close;
     t.postcopy = postcopy;
-    if (compress >= 0) t.level = std::min(compress, 19);
+    if (compress >= 0) t.level = std::min(compress, 19);  // the coordinator checked -1..19
     SendResult s = sendCheckpoint(engine_, container, ctx_, endpoint, token, t);
     if (network_) network_->restoredOn(container, endpointHost(endpoint));
     return [s](proto::Message::Builder m) {

@@ -57,16 +57,19 @@ void precopyRounds(AgentEngine& engine, const std::string& name, const std::stri
   if (cap == kPrecopyAuto) {
     // What would cross while frozen: the memory, the rootfs diff and the
     // volumes (the files counted only as far as the thresholds need).
+    // (walked only when they can change the decision).
     uint64_t memory = engine.memoryBytes(name);
-    uint64_t files = engine.filesBytes(name, kPrecopyAutoFilesBytes);
+    const bool loopback = !opts.postcopy && isLoopbackAddress(endpointHost(endpoint));
+    uint64_t files = memory < kPrecopyAutoBytes || loopback
+                         ? engine.filesBytes(name, kPrecopyAutoFilesBytes)
+                         : 0;
     if (memory + files < kPrecopyAutoBytes) {
       result.precopy = "off (auto: " + formatBytes(memory) + " of memory and " +
                        formatBytes(files) +
                        " of rootfs diff and volumes migrate as fast without pre-copy)";
       return;
     }
-    if (!opts.postcopy && files < kPrecopyAutoFilesBytes &&
-        isLoopbackAddress(endpointHost(endpoint))) {
+    if (loopback && files < kPrecopyAutoFilesBytes) {
       result.precopy =
           "off (auto: the target is on this machine's loopback, where sending it all while "
           "frozen costs about what pre-copy saves; --precopy N forces rounds)";

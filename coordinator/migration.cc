@@ -180,6 +180,11 @@ Coordinator::Fit Coordinator::checkFit(const MigrateRequest& req, const Movable&
         ErrorCategory::kInvalidInput,
         "pre-copy rounds must be auto (-1), off (0) or 1 to 20, not " + std::to_string(precopy));
   }
+  if (req.compress < -1 || req.compress > 19) {
+    throw Error(ErrorCategory::kInvalidInput,
+                "the stream's compression must be auto (-1), none (0) or a zstd level from 1 to "
+                "19, not " + std::to_string(req.compress));
+  }
   // An image the target lacks is sent first, from the file the source
   // imported it from (same file, same id).
   std::string send_image;

@@ -60,10 +60,11 @@ class AgentEngine {
   // From the container's cgroup; 0 when unknown.
   virtual uint64_t memoryBytes(const std::string& name) const = 0;
   virtual uint64_t cpuUsec(const std::string& name) const = 0;
-  // The bytes of the container's rootfs diff and named volumes (regular
-  // files' sizes), counted up to `enough`: the walk stops there, so a
-  // volume of millions of files costs nothing when the caller only needs
-  // to know whether they reach it. 0 when unknown.
+  // The bytes of the container's rootfs diff and named volumes as they
+  // would cross (regular files' sizes and a tar header per entry), counted
+  // up to `enough`: the walk stops there, so a volume of millions of files
+  // costs a bounded walk when the caller only needs to know whether they
+  // reach it. Throws Error kInvalidInput for an unknown container.
   virtual uint64_t filesBytes(const std::string& name, uint64_t enough) = 0;
 
   // Images.

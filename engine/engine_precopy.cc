@@ -39,15 +39,23 @@ uint64_t Engine::filesBytes(const std::string& name, uint64_t enough) {
     trees.push_back(containers_.paths(name).upper());
     for (const auto& v : rec.spec.volumes) trees.push_back(volumes_.path(v.name));
   }
+  // Every entry counts its tar header (512 bytes) besides its data: what
+  // crosses, and a walk of at most enough / 512 entries. Links are not
+  // followed (the container makes them). A part that vanishes meanwhile
+  // ends the walk of its tree: this only weighs a decision.
+  constexpr uint64_t kTarHeader = 512;
   uint64_t total = 0;
   for (const auto& tree : trees) {
     std::error_code ec;
     fs::recursive_directory_iterator it(tree, fs::directory_options::skip_permission_denied, ec);
     for (; !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+      total += kTarHeader;
       std::error_code fec;
-      if (!it->is_regular_file(fec) || it->is_symlink(fec)) continue;
-      uint64_t size = it->file_size(fec);
-      if (!fec) total += size;
+      fs::file_status st = it->symlink_status(fec);
+      if (!fec && fs::is_regular_file(st)) {
+        uint64_t size = it->file_size(fec);
+        if (!fec) total += size;
+      }
       if (total >= enough) return total;
     }
   }

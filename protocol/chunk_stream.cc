@@ -76,51 +76,75 @@ ChunkSender::~ChunkSender() {
 
 namespace {
 
-// Bytes no compressor along the way shrinks (xorshift64), made once.
-const std::string& probeNoise() {
-  static const std::string noise = [] {
-    std::string s(ChunkSender::kProbeBytes, '\0');
-    uint64_t x = 0x9e3779b97f4a7c15ull;
-    for (size_t i = 0; i + 8 <= s.size(); i += 8) {
-      x ^= x << 13;
-      x ^= x >> 7;
-      x ^= x << 17;
-      std::memcpy(&s[i], &x, 8);
-    }
-    return s;
-  }();
-  return noise;
+// A chunk of bytes no compressor along the way shrinks (xorshift64).
+std::string probeNoise(size_t n) {
+  std::string s(n, '\0');
+  uint64_t x = 0x9e3779b97f4a7c15ull;
+  for (size_t i = 0; i + 8 <= s.size(); i += 8) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    std::memcpy(&s[i], &x, 8);
+  }
+  return s;
+}
+
+int64_t microsBetween(std::chrono::steady_clock::time_point a,
+                      std::chrono::steady_clock::time_point b) {
+  return std::chrono::duration_cast<std::chrono::microseconds>(b - a).count();
 }
 
 }  // namespace
 
 LinkProbe ChunkSender::probeLink() {
   if (done_ || seq_ > 0 || !buf_.empty()) violation("a link probe after the stream's bytes");
-  const std::string_view probe = std::string_view(probeNoise()).substr(0, opts_.chunk_bytes);
+  const std::string probe = probeNoise(opts_.chunk_bytes);
   awaitCredit();  // the receiver's first grant: from here on, every credit answers a probe
   const uint64_t credits0 = credits_in_;
   uint64_t probes = 0, sent = 0;
-  auto t0 = std::chrono::steady_clock::now();
-  while (sent < kProbeMaxBytes && std::chrono::steady_clock::now() - t0 < kProbeSendFor) {
-    awaitCredit();
+  using Clock = std::chrono::steady_clock;
+  const auto t0 = Clock::now();
+  std::optional<Clock::time_point> first;  // the first probe's credit
+  uint64_t credited_at_first = 0;
+  auto take = [&](const zmq::message_t& frame) {
+    handle(frame);
+    if (!first && credits_in_ > credits0) {
+      first = Clock::now();
+      credited_at_first = credits_in_ - credits0;
+    }
+  };
+  zmq::message_t frame;
+  while (sent < kProbeMaxBytes && Clock::now() - t0 < kProbeSendFor) {
+    while (sock_.recv(frame, zmq::recv_flags::dontwait)) take(frame);
+    while (credit_ == 0) {
+      if (!pollIn(sock_, opts_.timeout)) {
+        throw Error(ferry::ErrorCategory::kRetryable,
+                    "the receiver took no link probe within " +
+                        std::to_string(opts_.timeout.count()) + " ms (is it still there?)");
+      }
+      while (sock_.recv(frame, zmq::recv_flags::dontwait)) take(frame);
+    }
     sock_.send(message([&](StreamMessage::Builder m) { m.setProbe(dataOf(probe)); }),
                zmq::send_flags::none);
     --credit_;
     ++probes;
     sent += probe.size();
   }
-  zmq::message_t frame;
   while (credits_in_ - credits0 < probes) {
     if (!pollIn(sock_, opts_.timeout)) {
       throw Error(ferry::ErrorCategory::kRetryable,
                   "the receiver took no link probe within " +
                       std::to_string(opts_.timeout.count()) + " ms (is it still there?)");
     }
-    while (sock_.recv(frame, zmq::recv_flags::dontwait)) handle(frame);
+    while (sock_.recv(frame, zmq::recv_flags::dontwait)) take(frame);
   }
-  return {sent, std::chrono::duration_cast<std::chrono::microseconds>(
-                    std::chrono::steady_clock::now() - t0)
-                    .count()};
+  const auto end = Clock::now();
+  LinkProbe p{sent, microsBetween(t0, end)};
+  if (first && probes > credited_at_first) {
+    p.steady_bytes = (probes - credited_at_first) * probe.size();
+    p.steady_us = microsBetween(*first, end);
+  }
+  return p;
 }
 
 void ChunkSender::write(std::string_view data) {
@@ -402,6 +426,12 @@ bool ChunkReceiver::handle(const zmq::message_t& identity, const zmq::message_t&
         // Measuring the link: dropped, its credit granted back at once.
         if (ended_ || next_seq_ > 0) violation("a link probe after the stream's bytes");
         if (m.getProbe().size() > opts_.chunk_bytes) violation("a link probe larger than a chunk");
+        probe_bytes_ += m.getProbe().size();
+        // What a sender probes at most (it stops once past the cap).
+        if (probe_bytes_ > ChunkSender::kProbeMaxBytes + opts_.chunk_bytes) {
+          violation("link probes past " + std::to_string(ChunkSender::kProbeMaxBytes >> 20) +
+                    " MiB");
+        }
         grant(1);
         return;
       case StreamMessage::ABORT:
@@ -417,12 +447,20 @@ bool ChunkReceiver::handle(const zmq::message_t& identity, const zmq::message_t&
 // -- garbage included -- is answered with a refusal and otherwise ignored: a
 // stranger cannot end a stream it may not join.
 bool ChunkReceiver::admit(const zmq::message_t& identity, const zmq::message_t& frame) {
+  Error refusal(ferry::ErrorCategory::kInvalidInput, "stream token refused");
   try {
     Decoded d(frame);
     bool ok = guard([&] {
       auto m = d.root<StreamMessage>();
-      if (m.getVersion() != STREAM_PROTOCOL_VERSION || m.which() != StreamMessage::OPEN ||
-          !sameToken(m.getOpen().getToken(), token_)) {
+      if (m.which() != StreamMessage::OPEN || !sameToken(m.getOpen().getToken(), token_)) {
+        return false;
+      }
+      if (m.getVersion() != STREAM_PROTOCOL_VERSION) {
+        // The right sender on another version (a rolling upgrade): said so.
+        refusal = Error(ferry::ErrorCategory::kIncompatible,
+                        "the sender speaks stream protocol " + std::to_string(m.getVersion()) +
+                            ", this agent " + std::to_string(STREAM_PROTOCOL_VERSION) +
+                            "; run the same ferry version on both hosts");
         return false;
       }
       label_ = m.getOpen().getLabel().cStr();
@@ -439,8 +477,7 @@ bool ChunkReceiver::admit(const zmq::message_t& identity, const zmq::message_t& 
   zmq::message_t id(identity.data(), identity.size());
   sock_.send(id, zmq::send_flags::sndmore);
   sock_.send(message([&](StreamMessage::Builder r) {
-    fillError(r.initDone().initError(),
-              Error(ferry::ErrorCategory::kInvalidInput, "stream token refused"), host_);
+    fillError(r.initDone().initError(), refusal, host_);
   }), zmq::send_flags::none);
   return false;
 }

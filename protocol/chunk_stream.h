@@ -55,7 +55,16 @@ class PageSource;
 struct LinkProbe {
   uint64_t bytes = 0;  // probe bytes the receiver took
   int64_t us = 0;      // from the first sent to the receiver's credit for the last
-  double bytesPerSecond() const { return us > 0 ? static_cast<double>(bytes) * 1e6 / us : 0; }
+  // The steady part: the bytes credited after the first probe's credit, and
+  // the time from that credit to the last (0 with a single probe). It
+  // leaves out the first round trip.
+  uint64_t steady_bytes = 0;
+  int64_t steady_us = 0;
+  // The steady rate where there is one, else the whole probe's.
+  double bytesPerSecond() const {
+    if (steady_us > 0) return static_cast<double>(steady_bytes) * 1e6 / steady_us;
+    return us > 0 ? static_cast<double>(bytes) * 1e6 / us : 0;
+  }
 };
 
 class ChunkSender : public ByteSink {
@@ -65,13 +74,13 @@ class ChunkSender : public ByteSink {
               const std::string& label, StreamOptions opts = {});
   ~ChunkSender() override;
 
-  // Measures what the link carries, before the first write: probes of
-  // kProbeBytes (incompressible) go out as credit allows -- up to the
-  // window in flight -- for kProbeSendFor, or until kProbeMaxBytes went;
-  // then it waits for the credit of the last. Costs that time (plus the
-  // window's drain on a slow link) and nothing on the receiver but the
-  // reading. Throws like write() when the receiver refuses or is silent.
-  static constexpr size_t kProbeBytes = 256 << 10;
+  // Measures what the link carries, before the first write: probes of a
+  // chunk's size (incompressible) go out as credit allows -- the window in
+  // flight, as the stream's chunks will be -- for kProbeSendFor, or until
+  // kProbeMaxBytes went; then it waits for the credit of the last. Costs
+  // that time (plus the window's drain on a slow link) and nothing on the
+  // receiver but the reading. Throws like write() when the receiver
+  // refuses or is silent.
   static constexpr uint64_t kProbeMaxBytes = uint64_t{32} << 20;
   static constexpr std::chrono::milliseconds kProbeSendFor{150};
   LinkProbe probeLink();
@@ -192,6 +201,7 @@ class ChunkReceiver : public ByteSource {
   size_t offset_ = 0;  // into ready_.front()
   uint64_t next_seq_ = 0;
   uint64_t bytes_ = 0;
+  uint64_t probe_bytes_ = 0;
   XXH3_state_t* hash_;
   bool ended_ = false;
 };

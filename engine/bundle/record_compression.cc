@@ -22,8 +22,11 @@ int RecordCompression::next() {
   std::lock_guard lock(mu_);
   ++records_;
   // Warming up: records compressed until kWarmup were measured (their
-  // figures come back later, from other threads).
-  bool compress = observed_ < static_cast<uint64_t>(kWarmup) || paysLocked();
+  // figures come back later, from other threads), or kWarmupMaxRecords
+  // went without (all of them too small to count).
+  bool warming = observed_ < static_cast<uint64_t>(kWarmup) &&
+                 records_ <= static_cast<uint64_t>(kWarmupMaxRecords);
+  bool compress = warming || paysLocked();
   if (!compress && ++raw_run_ >= static_cast<uint64_t>(kSampleEvery)) compress = true;
   if (!compress) return 0;
   raw_run_ = 0;

@@ -12,12 +12,15 @@
 // so far (moving averages: memory, a tar of the rootfs and a volume of
 // archives compress differently; records under kMinObserved, whose timing
 // is noise, do not count): records are compressed until kWarmup were
-// measured, and while records go raw, one in kSampleEvery is still
+// measured (or kWarmupMaxRecords went, too small to count), and while records go raw, one in kSampleEvery is still
 // compressed (it goes compressed, so nothing is wasted) to notice data that
 // starts to compress.
 //
 // c is per CPU second (the compressing thread's CPU time), so it does not
-// depend on what else shares the cores; T is the writer's threads.
+// depend on what else shares the cores; T is the writer's threads (it keeps
+// up to 2T records in flight, and CRIU and the encryption want cores too:
+// T x c is what the compressor could do with T cores of its own). A link
+// measured at 0 gets every record compressed.
 //
 // Thread-safety: next() on the writer's thread, observe() from any
 // (the writer's compressing threads); figures() from any.
@@ -31,6 +34,7 @@ namespace ferry {
 class RecordCompression {
  public:
   static constexpr int kWarmup = 4;
+  static constexpr int kWarmupMaxRecords = 16;
   static constexpr uint64_t kMinObserved = 64 << 10;
   static constexpr int kSampleEvery = 8;
   static constexpr double kMargin = 1.1;
@@ -42,8 +46,9 @@ class RecordCompression {
 
   // The level for the next compressible record: level() or 0 (raw).
   int next();
-  // What compressing one record took: `raw` bytes to `compressed` (the
-  // compressor's output, also when it was no smaller) in `cpu_ns`.
+  // What compressing one record took: `raw` bytes to `compressed` (what
+  // the record carries: the raw size when zstd did not shrink it) in
+  // `cpu_ns` (building the record, of which compressing is nearly all).
   void observe(uint64_t raw, uint64_t compressed, int64_t cpu_ns);
 
   struct Figures {

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <utility>
 
@@ -304,5 +305,24 @@ bool processAlive(pid_t pid) {
 }
 
 bool processTraceStopped(pid_t pid) { return processState(pid) == 't'; }
+
+std::vector<pid_t> processDescendants(pid_t pid) {
+  std::vector<pid_t> out;
+  std::vector<pid_t> todo = {pid};
+  while (!todo.empty()) {
+    pid_t p = todo.back();
+    todo.pop_back();
+    std::error_code ec;
+    std::filesystem::path tasks = "/proc/" + std::to_string(p) + "/task";
+    for (const auto& t : std::filesystem::directory_iterator(tasks, ec)) {
+      std::ifstream in(t.path() / "children");
+      for (pid_t c; in >> c;) {
+        out.push_back(c);
+        todo.push_back(c);
+      }
+    }
+  }
+  return out;
+}
 
 }  // namespace ferry

@@ -102,5 +102,8 @@ Child spawnChild(const std::vector<std::string>& argv, const std::string& output
 bool processAlive(pid_t pid);
 // Whether pid is held in a ptrace stop (CRIU seized it).
 bool processTraceStopped(pid_t pid);
+// pid's children, their children and so on (/proc/PID/task/TID/children),
+// parents before their children; none for a process that is gone.
+std::vector<pid_t> processDescendants(pid_t pid);
 
 }  // namespace ferry

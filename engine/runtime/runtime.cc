@@ -268,6 +268,9 @@ void LazyDump::wait(std::chrono::milliseconds timeout) {
   std::optional<int> status = runc_.waitFor(timeout);
   done_ = true;
   if (!status) {
+    // runc's CRIU (its child) first: killed alone, runc would leave it
+    // serving, the port and the dumped memory held.
+    for (pid_t p : processDescendants(runc_.pid())) ::kill(p, SIGKILL);
     runc_.kill(SIGKILL);
     runc_.wait();
     throw Error(ErrorCategory::kRetryable,

@@ -60,10 +60,12 @@ TEST_F(Link, A1GbitLinkIsMeasuredAndTheStreamCompressedWhereThatBeatsIt) {
   net_->limitRate("hostB", "1gbit");
   json slow = migrate("hostA", "hostB", "auto");
   ASSERT_TRUE(slow.contains("link_bytes_per_s")) << slow.dump();
-  // 1 Gbit/s is 125 MB/s on the wire; the probe sees it less the headers.
+  // 1 Gbit/s is 125 MB/s on the wire; the probe sees about that (less the
+  // headers, more htb's bursts): measured 110-125 MB/s here. Unlimited,
+  // this veth carries 450-700 MB/s.
   uint64_t rate = slow["link_bytes_per_s"];
   EXPECT_GT(rate, uint64_t{60'000'000}) << slow.dump();
-  EXPECT_LT(rate, uint64_t{130'000'000}) << slow.dump();
+  EXPECT_LT(rate, uint64_t{160'000'000}) << slow.dump();
   // Level 1 halves this data at several hundred MB/s a core: far more than
   // the link carries, so every record went compressed, and the result says
   // what was measured.

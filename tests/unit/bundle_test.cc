@@ -96,6 +96,46 @@ TEST(Bundle, RoundTripCompressedAndRaw) {
   }
 }
 
+// A writer whose records' levels a measured link chooses (record_compression.h):
+// the compressing threads report each record back, the choice follows, and
+// the bundle reads back exactly whatever each record's codec.
+TEST(Bundle, AMeasuredLinkChoosesRecordByRecordAndTheBundleReadsBack) {
+  // Compressible (zeros) then incompressible (random) pages, 24 MiB each.
+  std::string zeros(24 * kBundleChunk, '\0');
+  std::string noise = randomBytes(24 * kBundleChunk, 7);
+  for (double link : {50e6, 1e12}) {  // slower than any compressor; faster than any
+    RecordCompression rc(link, 2, 1);
+    StringSink out;
+    {
+      BundleWriter w(out, {.threads = 2, .adaptive = &rc});
+      w.openStream("metadata", "checkpoint.json").write(R"({"format":1,"name":"web"})");
+      w.closeStream();
+      ByteSink& pages = w.openStream("criu", "pages-1.img");
+      pages.write(zeros);
+      pages.write(noise);
+      w.closeStream();
+      w.finish({});
+    }
+    RecordCompression::Figures f = rc.figures();
+    EXPECT_EQ(f.records, 48u + 1) << "the metadata record too";
+    EXPECT_GT(f.bytes_per_cpu_s, 0) << "the threads reported CPU time";
+    if (link < 1e9) {
+      // Zeros: compressed all along; noise: raw once its ratio was learnt
+      // (it never shrinks), but for the samples.
+      EXPECT_GT(f.compressed_records, 24u);
+      EXPECT_LT(f.compressed_records, 49u) << "the noise never went raw";
+    } else {
+      // Faster than the compressor: raw after the warm-up (and the records
+      // issued meanwhile), one in eight sampled.
+      EXPECT_LT(f.compressed_records, 4u + 6u + 49u / RecordCompression::kSampleEvery + 1);
+    }
+    TempDir t;
+    readInto(out.data, t.path());
+    std::string back = readFile(t.path() / "criu/pages-1.img");
+    EXPECT_TRUE(back == zeros + noise) << "pages differ";
+  }
+}
+
 TEST(Bundle, MetadataCheckRunsBeforeAnythingElseIsExtracted) {
   std::string bytes = sampleBundle(1);
   TempDir t;

@@ -328,26 +328,29 @@ TEST_F(ChunkStreamTest, EncryptedStreamsAdmitOnlyListedSenders) {
 // by the receiver, which grants each probe's credit back.
 TEST_F(ChunkStreamTest, ALinkProbeMeasuresAndTheStreamThenCarriesItsBytesIntact) {
   std::string payload = bytesOf(3 << 20, 7);
-  ChunkReceiver rx(ctx_, "tcp://127.0.0.1:0", "p", "hostB", fast());
+  StreamOptions opts{.timeout = milliseconds(5000)};  // the agents' chunk (1 MiB) and window (8)
+  ChunkReceiver rx(ctx_, "tcp://127.0.0.1:0", "p", "hostB", opts);
   auto received = std::async(std::launch::async, [&] {
     std::string got = drain(rx);
     rx.accept();
     return got;
   });
-  ChunkSender tx(ctx_, rx.endpoint(), "p", "probed", fast());
+  ChunkSender tx(ctx_, rx.endpoint(), "p", "probed", opts);
   LinkProbe probe = tx.probeLink();
-  // Probes of a chunk (256 KiB here) for about kProbeSendFor, or 32 MiB.
-  EXPECT_GE(probe.bytes, uint64_t{256} << 10);
-  EXPECT_EQ(probe.bytes % (256 << 10), 0u);
-  EXPECT_LE(probe.bytes, ChunkSender::kProbeMaxBytes);
-  EXPECT_GT(probe.us, 0);
-  EXPECT_GT(probe.bytesPerSecond(), 1e6) << "loopback carried under 1 MB/s?";
-  // The rate is the bytes over the time, and sending stopped by the rule:
-  // at the byte cap or after kProbeSendFor (plus the last credits' wait).
-  EXPECT_DOUBLE_EQ(probe.bytesPerSecond(), static_cast<double>(probe.bytes) * 1e6 / probe.us);
-  if (probe.bytes < ChunkSender::kProbeMaxBytes) {
-    EXPECT_GE(probe.us, 150'000);
-  }
+  // Probes of a chunk each, sent for kProbeSendFor or until 32 MiB went:
+  // whole chunks, and either the cap or (nearly) the time was reached.
+  EXPECT_GE(probe.bytes, uint64_t{2} << 20) << "a single probe measures nothing steady";
+  EXPECT_EQ(probe.bytes % opts.chunk_bytes, 0u);
+  EXPECT_LE(probe.bytes, ChunkSender::kProbeMaxBytes + opts.chunk_bytes);
+  EXPECT_TRUE(probe.bytes >= ChunkSender::kProbeMaxBytes || probe.us >= 150'000)
+      << probe.bytes << " bytes in " << probe.us << " us";
+  // The steady part leaves out the first probe's round trip: fewer bytes,
+  // and a shorter time, than the whole.
+  EXPECT_GT(probe.steady_bytes, 0u);
+  EXPECT_LT(probe.steady_bytes, probe.bytes);
+  EXPECT_GT(probe.steady_us, 0);
+  EXPECT_LT(probe.steady_us, probe.us);
+  EXPECT_GT(probe.bytesPerSecond(), 10e6) << "loopback carried under 10 MB/s?";
   tx.write(payload);
   tx.finish();
   EXPECT_EQ(tx.bytesSent(), payload.size()) << "probes are not stream bytes";
@@ -380,7 +383,7 @@ TEST_F(ChunkStreamTest, AProbeAfterTheBytesOrLargerThanAChunkIsRefused) {
         c.setXxh3(XXH3_64bits("abc", 3));
       });
     }
-    std::string big((256 << 10) + (after_a_chunk ? 0 : 1), 'p');
+    std::string big((256 << 10) + (after_a_chunk ? 0 : 1), 'p');  // fast(): 256 KiB chunks
     sendRaw(raw, [&](StreamMessage::Builder m) { m.setProbe(dataOf(big)); });
     Error e = test::thrownError([&] {
       char buf[16];
@@ -393,6 +396,56 @@ TEST_F(ChunkStreamTest, AProbeAfterTheBytesOrLargerThanAChunkIsRefused) {
               std::string::npos)
         << e.what();
   }
+  // Probes without end (they restart the receiver's wait each time) are
+  // refused past what a sender may probe.
+  {
+    ChunkReceiver rx(ctx_, "tcp://127.0.0.1:0", "p", "hostB", fast());
+    zmq::socket_t raw(ctx_, zmq::socket_type::dealer);
+    raw.set(zmq::sockopt::linger, 0);
+    raw.connect(rx.endpoint());
+    sendRaw(raw, [](StreamMessage::Builder m) { m.initOpen().setToken(dataOf("p")); });
+    std::string probe(256 << 10, 'p');
+    for (uint64_t sent = 0; sent <= ChunkSender::kProbeMaxBytes + probe.size(); sent += probe.size()) {
+      sendRaw(raw, [&](StreamMessage::Builder m) { m.setProbe(dataOf(probe)); });
+    }
+    Error e = test::thrownError([&] {
+      char buf[16];
+      while (rx.read(buf, sizeof buf) > 0) {
+      }
+    });
+    EXPECT_NE(std::string(e.what()).find("link probes past 32 MiB"), std::string::npos)
+        << e.what();
+  }
+}
+
+// A sender with the right token on another protocol version (a rolling
+// upgrade) is told so, not that its token is wrong.
+TEST_F(ChunkStreamTest, AnotherProtocolVersionIsRefusedByName) {
+  ChunkReceiver rx(ctx_, "tcp://127.0.0.1:0", "v", "hostB", fast(milliseconds(500)));
+  auto reader = std::async(std::launch::async, [&] { return test::thrownError([&] { drain(rx); }); });
+  zmq::socket_t raw(ctx_, zmq::socket_type::dealer);
+  raw.set(zmq::sockopt::linger, 0);
+  raw.connect(rx.endpoint());
+  capnp::MallocMessageBuilder mb;
+  auto m = mb.initRoot<StreamMessage>();
+  m.setVersion(STREAM_PROTOCOL_VERSION - 1);
+  m.initOpen().setToken(dataOf("v"));
+  raw.send(encode(mb), zmq::send_flags::none);
+  zmq::pollitem_t item{raw.handle(), 0, ZMQ_POLLIN, 0};
+  ASSERT_EQ(zmq::poll(&item, 1, milliseconds(5000)), 1) << "no answer";
+  zmq::message_t reply;
+  ASSERT_TRUE(raw.recv(reply, zmq::recv_flags::none));
+  Decoded d(reply);
+  auto r = d.root<StreamMessage>();
+  ASSERT_TRUE(r.isDone() && r.getDone().isError());
+  EXPECT_EQ(r.getDone().getError().getCategory(), ErrorKind::INCOMPATIBLE);
+  std::string text = r.getDone().getError().getMessage().cStr();
+  EXPECT_NE(text.find("the sender speaks stream protocol " +
+                      std::to_string(STREAM_PROTOCOL_VERSION - 1) + ", this agent " +
+                      std::to_string(STREAM_PROTOCOL_VERSION)),
+            std::string::npos)
+      << text;
+  reader.get();  // the receiver itself times out: nobody opened the stream
 }
 
 TEST(Framing, GarbageFramesAreInvalidInputNotCrashes) {

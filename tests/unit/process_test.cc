@@ -12,6 +12,22 @@
 
 namespace ferry {
 
+TEST(Process, DescendantsAreChildrenAndTheirChildren) {
+  // sh, a subshell with a sleep of its own, and a sleep.
+  Child parent = spawnChild({"sh", "-c", "(sleep 30 & wait) & sleep 30 & wait"});
+  std::vector<pid_t> seen;
+  for (int i = 0; i < 5000 && seen.size() < 3; ++i) {
+    seen = processDescendants(parent.pid());
+    ::usleep(1000);
+  }
+  ASSERT_EQ(seen.size(), 3u);
+  for (pid_t p : seen) EXPECT_TRUE(processAlive(p)) << p;
+  for (pid_t p : seen) ::kill(p, SIGKILL);
+  EXPECT_TRUE(parent.waitFor(std::chrono::seconds(10)).has_value())
+      << "the shell still waits: a descendant was missed";
+  EXPECT_TRUE(processDescendants(999999999).empty());
+}
+
 TEST(Process, CapturesOutputAndExitCode) {
   LocalCommandRunner r;
   ProcessResult p = r.run({"sh", "-c", "echo out; echo err >&2; exit 3"}, {});

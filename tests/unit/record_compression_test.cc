@@ -85,13 +85,39 @@ TEST(RecordCompression, SmallRecordsAndNoFiguresDoNotDecide) {
   RecordCompression rc(117 * kMBs, 2, 1);
   EXPECT_FALSE(rc.compressionPays()) << "nothing measured yet";
   // Small records (CRIU's little images) are compressed but not counted:
-  // warming up goes on until real ones were measured.
-  for (int i = 0; i < 10; ++i) {
-    EXPECT_EQ(rc.next(), 1);
+  // warming up goes on while real ones may still come, up to 16 records.
+  for (int i = 0; i < RecordCompression::kWarmupMaxRecords; ++i) {
+    EXPECT_EQ(rc.next(), 1) << "record " << i;
     rc.observe(4096, 300, 1000);
   }
   EXPECT_EQ(rc.figures().ratio, 0);
   EXPECT_FALSE(rc.compressionPays());
+  // Then, with nothing measured, raw but for one in eight.
+  int compressed = 0;
+  for (int i = 0; i < 16; ++i) compressed += rc.next() > 0;
+  EXPECT_EQ(compressed, 16 / RecordCompression::kSampleEvery);
+}
+
+// The writer's threads report a record's figures after the next few were
+// issued: the decision follows them once they come.
+TEST(RecordCompression, FiguresThatArriveLateStillDecide) {
+  RecordCompression rc(117 * kMBs, 2, 1);
+  std::vector<int> in_flight;
+  int compressed = 0;
+  for (int i = 0; i < 40; ++i) {
+    int level = rc.next();
+    compressed += level > 0;
+    in_flight.push_back(level);
+    if (in_flight.size() > 5) {  // the oldest finishes
+      if (in_flight.front() > 0) rc.observe(kMiB, kMiB, static_cast<int64_t>(kMiB / (900 * kMBs) * 1e9));
+      in_flight.erase(in_flight.begin());
+    }
+  }
+  // Incompressible: warm-up (4 measured, 5 more issued meanwhile), then one
+  // in eight.
+  EXPECT_FALSE(rc.compressionPays());
+  EXPECT_LE(compressed, 4 + 5 + 40 / RecordCompression::kSampleEvery);
+  EXPECT_GE(compressed, 4 + 40 / RecordCompression::kSampleEvery - 1);
 }
 
 }  // namespace
