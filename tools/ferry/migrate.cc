@@ -23,7 +23,8 @@ constexpr const char* kMigrateHelp =
     "downtime_ms, total_ms, bytes_raw, bytes_wire, final_bytes_wire (sent while frozen), each "
     "pre-copy round's bytes and time, whether post-copy ran and why (with --postcopy: "
     "postcopy_ms until the last page arrived, bytes_on_demand, bytes_pushed, bytes_held), the "
-    "compression used and why, and the time of each phase.";
+    "compression used and why (link_bytes_per_s: what the link carried, measured), and the time "
+    "of each phase.";
 
 struct MigrateOptions {
   std::string container, source, target;
