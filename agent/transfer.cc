@@ -196,7 +196,10 @@ SendResult sendCheckpoint(AgentEngine& engine, const std::string& name, zmq::con
                        .tcp_close = opts.tcp_close,
                        .file_locks = opts.file_locks,
                        .keep_paused = true,
-                       .lazy_pages = opts.postcopy};
+                       .lazy_pages = opts.postcopy,
+                       // No disk on the frozen path: the memory crosses as
+                       // CRIU dumps it (a post-copy's stays with the tasks).
+                       .stream_pages = !opts.postcopy};
   bool verdict_unknown = false;
   bool cut_short = false;  // post-copy: a copy restored there, short of pages
   std::optional<std::chrono::milliseconds> peer_timeout;  // the target's, when it said

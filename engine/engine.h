@@ -196,6 +196,12 @@ class Engine final : public AgentEngine {
   // The output is made only once the container is known to be checkpointable.
   CheckpointResult checkpointTo(const std::string& name, const OutputFactory& make_output,
                                 const CheckpointOptions& opts);
+  // The dump with its memory relayed into `out` ("pages") as CRIU sends it
+  // to its page server (checkpoint/page_stream.h); returns the pages.
+  // Throws as Runtime::checkpoint, or the relay's error (the sink's, when
+  // the peer went) with what the failed dump said.
+  uint64_t dumpStreamingPages(const std::string& name, CheckpointOutput& out,
+                              const std::filesystem::path& work, const CheckpointOptions& opts);
   [[noreturn]] void rollBackCheckpoint(ContainerRecord& rec, CheckpointOutput& out,
                                        const CheckpointOptions& opts, Error e);
   // Everything that can refuse a restore, from the metadata alone.

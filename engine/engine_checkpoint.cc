@@ -2,13 +2,20 @@
 // rootfs diff and the volumes, into a CheckpointOutput (layout in engine.h).
 #include "engine/engine.h"
 
+#include <poll.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+
 #include <fstream>
+#include <future>
+#include <optional>
 #include <thread>
 
 #include "common/error.h"
 #include "common/fs.h"
 #include "common/log.h"
 #include "common/time_util.h"
+#include "engine/checkpoint/page_stream.h"
 #include "engine/image/tree_archive.h"
 #include "engine/runtime/socket_table.h"
 
@@ -99,12 +106,59 @@ void requireKeepableSockets(const std::string& name, pid_t pid, Ipv4 own) {
   }
 }
 
+// How long CRIU may keep its page-server connection waiting: for the
+// connection itself it seizes and freezes the tasks first, and between
+// processes it dumps everything else of the last.
+constexpr std::chrono::minutes kPageServerSilence{2};
+
+// The uid that owns the TCP socket connected from 127.0.0.1:`from` to
+// 127.0.0.1:`to` in this network namespace (nullopt: no such socket).
+std::optional<uint32_t> loopbackSocketUid(uint16_t from, uint16_t to) {
+  for (const SocketEntry& e : parseSocketTable(readFile("/proc/self/net/tcp"), "tcp")) {
+    if (e.local == "127.0.0.1" && e.port == from && e.remote == "127.0.0.1" && e.remote_port == to) {
+      return e.uid;
+    }
+  }
+  return std::nullopt;
+}
+
+// Takes CRIU's connection to the page-server port `port`, refusing one that
+// is not root's: whoever connects first would feed the container's memory
+// to the target (root could do worse anyway). Gives up when the dump ended
+// first (it failed before connecting) or after kPageServerSilence.
+UniqueFd acceptCriu(int listener, uint16_t port, std::future<void>& dump) {
+  auto deadline = Clock::now() + kPageServerSilence;
+  while (Clock::now() < deadline) {
+    if (dump.wait_for(std::chrono::seconds(0)) == std::future_status::ready) {
+      dump.get();  // throws CRIU's errors
+      throw Error(ErrorCategory::kPermanent, "runc checkpoint ended without sending the memory");
+    }
+    pollfd p{listener, POLLIN, 0};
+    if (::poll(&p, 1, 50) <= 0) continue;
+    sockaddr_in peer{};
+    socklen_t len = sizeof peer;
+    UniqueFd fd(::accept4(listener, reinterpret_cast<sockaddr*>(&peer), &len, SOCK_CLOEXEC));
+    if (!fd) continue;
+    auto uid = loopbackSocketUid(ntohs(peer.sin_port), port);
+    if (uid && *uid == 0) return fd;
+    engineLog().warn("refused a connection to CRIU's page-server port {} from port {} (uid {})",
+                     port, ntohs(peer.sin_port), uid ? std::to_string(*uid) : "unknown");
+  }
+  throw Error(ErrorCategory::kPermanent,
+              "CRIU did not connect to its page server within " +
+                  std::to_string(kPageServerSilence.count()) + " min");
+}
+
 }  // namespace
 
 CheckpointResult Engine::checkpoint(const std::string& name, const fs::path& dir,
                                     const CheckpointOptions& opts) {
   fs::path abs = fs::absolute(dir);
   return withContext("checkpointing " + name + " on " + cfg_.host_name, [&] {
+    if (opts.stream_pages) {
+      throwInvalidInput("a checkpoint into a directory cannot stream its memory (only into a "
+                        "bundle a migration's target reads)");
+    }
     CheckpointResult r = checkpointTo(name, [&] { return directoryOutput(abs); }, opts);
     r.dir = abs;
     return r;
@@ -218,6 +272,15 @@ CheckpointResult Engine::checkpointTo(const std::string& name, const OutputFacto
                          "address; migrate it without --postcopy (its copy on the target can)");
     }
   }
+  if (opts.stream_pages) {
+    // A dump that ended the container with its memory half-sent would lose
+    // it; one left running (frozen) loses nothing when the stream breaks.
+    if (!opts.leave_running || !opts.keep_paused) {
+      throwInvalidInput("streaming the memory as CRIU dumps it keeps the container (leave-running "
+                        "and keep-paused)");
+    }
+    if (opts.lazy_pages) throwInvalidInput("a lazy-pages dump leaves the memory with the tasks: it cannot stream it too");
+  }
   ImageRecord image = images_.resolve(rec.image_id);
   ContainerPaths p = containers_.paths(name);
   const HostInfo& source = hostInfo();  // before the freeze: it runs CRIU and runc
@@ -271,6 +334,8 @@ CheckpointResult Engine::checkpointTo(const std::string& name, const OutputFacto
   try {
     if (opts.lazy_pages) {
       result.lazy = runtime_.checkpointLazy(name, out->criuDir(), work, opts);
+    } else if (opts.stream_pages) {
+      result.streamed_pages = dumpStreamingPages(name, *out, work, opts);
     } else {
       runtime_.checkpoint(name, out->criuDir(), work, opts);
     }
@@ -318,7 +383,7 @@ CheckpointResult Engine::checkpointTo(const std::string& name, const OutputFacto
   }
   if (!opts.keep_paused) resumeIfPaused();
 
-  result.memory_bytes = out->rawBytes("criu");
+  result.memory_bytes = out->rawBytes("criu") + out->rawBytes("pages");
   result.rootfs_bytes = out->rawBytes("rootfs");
   result.volume_bytes = out->rawBytes("volume");
   result.bundle_bytes = out->wireBytes();
@@ -326,6 +391,64 @@ CheckpointResult Engine::checkpointTo(const std::string& name, const OutputFacto
   engineLog().info("[{}] checkpointed in {} ms (dump {} ms, {} bytes of memory)", name,
                    result.total_ms, result.dump_ms, result.memory_bytes);
   return result;
+}
+
+uint64_t Engine::dumpStreamingPages(const std::string& name, CheckpointOutput& out,
+                                    const fs::path& work, const CheckpointOptions& opts) {
+  // Whether a failure came from the output (the peer went) or from CRIU.
+  struct Watched : ByteSink {
+    ByteSink& inner;
+    bool failed = false;
+    explicit Watched(ByteSink& s) : inner(s) {}
+    void write(std::string_view d) override {
+      try {
+        inner.write(d);
+      } catch (...) {
+        failed = true;
+        throw;
+      }
+    }
+  };
+  uint16_t port = 0;
+  UniqueFd listener = boundLoopbackSocket(&port, 4, "CRIU's page server connection");
+  std::future<void> dump = std::async(std::launch::async, [&] {
+    runtime_.checkpoint(name, out.criuDir(), work, opts, port);
+  });
+  UniqueFd criu;
+  std::optional<Watched> sink;
+  try {
+    criu = acceptCriu(listener.get(), port, dump);
+    listener.reset();
+    sink.emplace(out.open("pages", "page-server"));
+    PageStreamStats stats = relayPageServer(criu.get(), *sink, kPageServerSilence);
+    out.close();
+    dump.get();
+    engineLog().info("[{}] {} pages of {} processes or segments streamed as CRIU dumped them",
+                     name, stats.pages, stats.pagemaps);
+    return stats.pages;
+  } catch (...) {
+    // Closing CRIU's connection fails the dump (the tasks go on); when the
+    // dump failed first, its error says why.
+    criu.reset();
+    listener.reset();
+    Error e = asError(std::current_exception());
+    if (!dump.valid()) throw e;  // it was the dump's own error
+    try {
+      dump.get();
+    } catch (...) {
+      Error de = asError(std::current_exception());
+      if (!sink || !sink->failed) {
+        // CRIU's failure, and the relay's account of the connection.
+        throw Error(de.category(),
+                    std::string(de.what()) + " (the relay of its memory: " + e.what() + ")",
+                    de.errnum());
+      }
+      e.addContext("streaming the memory (the dump then failed: " + std::string(de.what()) + ")");
+      throw e;
+    }
+    e.addContext("streaming the memory");
+    throw e;
+  }
 }
 
 void Engine::rollBackCheckpoint(ContainerRecord& rec, CheckpointOutput& out,

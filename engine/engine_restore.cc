@@ -2,7 +2,10 @@
 // compatibility, image, volumes -- from its metadata alone, before anything
 // is written), then rebuild the container from the staged layout.
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -12,6 +15,7 @@
 #include "common/time_util.h"
 #include "common/units.h"
 #include "common/fs.h"
+#include "engine/checkpoint/page_stream.h"
 #include "engine/image/layer_apply.h"
 #include "common/log.h"
 #include "engine/store/carried_record.h"
@@ -139,6 +143,64 @@ std::string restoredName(const json& metadata, const RestoreOptions& opts) {
   return name;
 }
 
+// A migration's "pages" stream (checkpoint/page_stream.h), fed to CRIU's
+// page server, which writes the pagemap and pages images into the staged
+// images as the source's CRIU dumps them.
+class PageServerStream final : public DivertedStream {
+ public:
+  PageServerStream(Child server, UniqueFd fd, fs::path work)
+      : server_(std::move(server)), fd_(std::move(fd)), feed_(fd_.get(), kSilence),
+        work_(std::move(work)) {}
+
+  void write(std::string_view data) override {
+    try {
+      feed_.write(data);
+    } catch (Error& e) {
+      throw failed(std::move(e));
+    }
+  }
+
+  void finish() override {
+    try {
+      feed_.finish();
+    } catch (Error& e) {
+      throw failed(std::move(e));
+    }
+    ::shutdown(fd_.get(), SHUT_WR);
+    std::optional<int> status = server_.waitFor(kSilence);
+    if (!status) {
+      server_.kill(SIGKILL);
+      throw failed(Error(ErrorCategory::kPermanent, "it did not end within " +
+                                                        std::to_string(kSilence.count()) + " ms"));
+    }
+    if (!WIFEXITED(*status) || WEXITSTATUS(*status) != 0) {
+      throw failed(Error(ErrorCategory::kPermanent, "it failed (wait status " +
+                                                        std::to_string(*status) + ")"));
+    }
+    engineLog().info("{} pages of {} processes or segments written by CRIU's page server",
+                     feed_.stats().pages, feed_.stats().pagemaps);
+  }
+
+ private:
+  static constexpr std::chrono::milliseconds kSilence{60'000};
+
+  // The server's own account, beside what went wrong (when it stopped
+  // taking pages it is ending: its log is complete once it has).
+  Error failed(Error e) {
+    fs::path log = work_ / "page-server.log";
+    if (e.category() != ErrorCategory::kInvalidInput) {
+      server_.waitFor(std::chrono::seconds(2));
+      e.addContext("CRIU's page server (log " + log.string() + ": " + lastCriuErrors(log) + ")");
+    }
+    return e;
+  }
+
+  Child server_;  // killed, if still running, when the stream is dropped
+  UniqueFd fd_;
+  PageStreamFeed feed_;
+  fs::path work_;
+};
+
 }  // namespace
 
 RestoreResult Engine::restore(const fs::path& dir_in, const RestoreOptions& opts) {
@@ -163,10 +225,27 @@ RestoreResult Engine::importCheckpoint(ByteSource& in, const RestoreOptions& opt
     // less a margin (a full disk is refused cleanly, not hit).
     BundleLimits bounded = boundedByFreeDisk(limits, stage.path().parent_path(), cfg_.host_name);
     std::vector<Finding> warnings;
-    BundleReadResult read = readBundle(in, stage.path(), bounded, [&](const json& meta) {
-      FileLock host = hostLock();
-      warnings = admit(meta, opts);
-    });
+    std::string name;  // once admitted
+    auto pages = [&]() -> std::unique_ptr<DivertedStream> {
+      fs::path images = stage.path() / "criu";
+      makeDirs(images, 0700);
+      int pair[2];
+      if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0) {
+        throwErrno("socketpair for CRIU's page server");
+      }
+      UniqueFd ours(pair[0]), theirs(pair[1]);
+      fs::path work = logDir(name, "page-server");
+      Child server = runtime_.startPageServer(images, work, theirs.get());
+      return std::make_unique<PageServerStream>(std::move(server), std::move(ours), work);
+    };
+    BundleReadResult read = readBundle(
+        in, stage.path(), bounded,
+        [&](const json& meta) {
+          FileLock host = hostLock();
+          warnings = admit(meta, opts);
+          name = restoredName(meta, opts);
+        },
+        pages);
     FileLock held = containerLock(restoredName(readMetadataFile(stage.path()), opts));
     RestoreOptions with_blocks = opts;
     if (opts.on_lazy_start && read.blocks) {

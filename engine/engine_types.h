@@ -56,6 +56,9 @@ struct CheckpointResult {
   uint64_t rootfs_bytes = 0;   // the container's rootfs changes
   uint64_t volume_bytes = 0;
   uint64_t bundle_bytes = 0;   // what went into the sink, for an export
+  // The memory went into the bundle as CRIU dumped it (stream_pages): these
+  // many pages, with no disk between.
+  std::optional<uint64_t> streamed_pages;
   // A post-copy dump (CheckpointOptions::lazy_pages): CRIU still holds the
   // memory and serves it on 127.0.0.1:lazy->port() until its one
   // connection ends; the container stays paused.

@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "common/criu_page_server.h"
 #include "common/error.h"
 #include "protocol/stream_message.h"
 
@@ -19,18 +20,6 @@ namespace ferry::proto {
 
 namespace {
 
-// CRIU's page-server protocol (criu/page-xfer.c, stable since CRIU 3.x).
-struct PsIov {
-  uint32_t cmd = 0;
-  uint32_t nr_pages = 0;
-  uint64_t vaddr = 0;
-  uint64_t dst_id = 0;
-};
-static_assert(sizeof(PsIov) == 24);
-constexpr uint32_t kCmdMask = 0xffff;
-constexpr uint32_t kFlagShift = 16;
-constexpr uint32_t kAddF = 6, kGet = 7, kClose = 0x1023, kForceClose = 0x1024;
-constexpr uint32_t kPresent = 1 << 2;  // PE_PRESENT
 constexpr uint64_t kPage = kPostcopyPageBytes;
 
 std::string psError(const std::string& what) {
@@ -128,11 +117,11 @@ void PageSource::fetch(const PageRange& r) {
   uint32_t got = 0;
   while (got < r.pages) {
     // CRIU answers up to the end of the range it holds the page in.
-    PsIov ask{kGet, r.pages - got, r.vaddr + got * kPage, r.id};
+    PageServerIov ask{kPsIovGet, r.pages - got, r.vaddr + got * kPage, r.id};
     sendAll(ps_, &ask, sizeof ask);
-    PsIov ans;
+    PageServerIov ans;
     recvAll(ps_, &ans, sizeof ans);
-    if ((ans.cmd & kCmdMask) != kAddF || ans.nr_pages == 0 || ans.nr_pages > ask.nr_pages ||
+    if ((ans.cmd & kPsCmdMask) != kPsIovAddF || ans.nr_pages == 0 || ans.nr_pages > ask.nr_pages ||
         ans.vaddr != ask.vaddr || ans.dst_id != ask.dst_id) {
       throw Error(ErrorCategory::kRetryable,
                   psError("answered other pages than " +
@@ -243,19 +232,19 @@ void PageTarget::readRequests() {
     }
     in_.append(buf, static_cast<size_t>(n));
     size_t at = 0;
-    for (; in_.size() - at >= sizeof(PsIov); at += sizeof(PsIov)) {
-      PsIov q;
+    for (; in_.size() - at >= sizeof(PageServerIov); at += sizeof(PageServerIov)) {
+      PageServerIov q;
       std::memcpy(&q, in_.data() + at, sizeof q);
-      const uint32_t cmd = q.cmd & kCmdMask;
+      const uint32_t cmd = q.cmd & kPsCmdMask;
       if (closing_) {
         throw Error(ErrorCategory::kInvalidInput, "the lazy-pages daemon asked after its close");
       }
-      if (cmd == kClose || cmd == kForceClose) {
+      if (cmd == kPsIovClose || cmd == kPsIovForceClose) {
         closing_ = true;
         continue;
       }
       PageRange r{q.dst_id, q.vaddr, q.nr_pages};
-      if (cmd != kGet || r.pages == 0 || r.vaddr % kPage != 0 ||
+      if (cmd != kPsIovGet || r.pages == 0 || r.vaddr % kPage != 0 ||
           lazyRangeAt(r.id, r.vaddr) == nullptr) {
         throw Error(ErrorCategory::kInvalidInput,
                     "the lazy-pages daemon asked for what the dump does not hold (command " +
@@ -370,7 +359,7 @@ bool PageTarget::answerHead() {
       // As many as it asked for and this run holds from there.
       const uint64_t skip = h.vaddr - start;
       const uint32_t n = static_cast<uint32_t>(std::min<uint64_t>(h.pages, (len - skip) / kPage));
-      PsIov ans{kAddF | (kPresent << kFlagShift), n, h.vaddr, h.id};
+      PageServerIov ans{kPsIovAddF | (kPsPagePresent << kPsFlagShift), n, h.vaddr, h.id};
       out_.append(reinterpret_cast<const char*>(&ans), sizeof ans);
       out_.append(run.bytes, run.off + skip, n * kPage);
       const uint64_t taken_end = skip + n * kPage;

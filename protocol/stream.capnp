@@ -1,12 +1,14 @@
 # The data plane: one checkpoint stream from the source agent straight to the
 # target agent (never through the coordinator), with credit-based flow
-# control. Version 3 (2: post-copy through the agents, page_feed.h; 3: probe).
+# control. Version 4 (2: post-copy through the agents, page_feed.h; 3: probe;
+# 4: a cold checkpoint's memory streamed from CRIU's page server, the
+# bundle's "pages" stream).
 @0xa23e8a48805b731f;
 
 using Cxx = import "/capnp/c++.capnp";
 $Cxx.namespace("ferry::proto");
 
-const streamProtocolVersion :UInt16 = 3;
+const streamProtocolVersion :UInt16 = 4;
 # Post-copy: wants the target may have unanswered (besides one urgent), and
 # the pages one may ask for (a run of them fits a chunk).
 const pagesWindow :UInt32 = 16;

@@ -83,6 +83,7 @@ fs::path stagingPath(const std::string& kind, const std::string& name) {
     if (!plainName(name)) throwInvalidInput("bad CRIU image name in bundle: '" + name + "'");
     return fs::path("criu") / name;
   }
+  if (kind == "pages") return fixed("page-server", "page-server");  // never written there
   if (kind == "volume") {
     validateName(name, "volume name in bundle");
     return fs::path("volumes") / (name + ".tar");
@@ -98,6 +99,7 @@ namespace {
 std::optional<Chunking> chunkingFor(const std::string& kind, const std::string& name) {
   if (kind == "criu") return name.starts_with("pages-") ? Chunking::kPages : Chunking::kContent;
   if (kind == "rootfs" || kind == "volume" || kind == "log") return Chunking::kContent;
+  if (kind == "pages") return Chunking::kPages;  // its pages are page-aligned (page_stream.h)
   return std::nullopt;
 }
 

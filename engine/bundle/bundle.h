@@ -34,6 +34,9 @@
 //   changes   rootfs-changes.json  A/C/D list of the rootfs diff
 //   volume    volumes/NAME.tar     one per named volume
 //   log       ctr.log              the container's output (its last 16 MiB)
+//   pages     page-server          a migration's memory as CRIU's page server
+//                                  takes it (checkpoint/page_stream.h): never
+//                                  extracted, handed to the reader's caller
 //   manifest  manifest.json        (written by the reader from record 4)
 #pragma once
 
@@ -184,6 +187,17 @@ struct BundleReadResult {
 // readBundle runs it on the changes stream. Throws Error kInvalidInput.
 void checkChangesList(const std::string& text);
 
+// A stream the reader hands to its caller instead of writing it to staging:
+// the "pages" stream.
+class DivertedStream : public ByteSink {
+ public:
+  // The stream ended (each record's checksum held; the manifest's check of
+  // the whole comes at the bundle's end). Throwing refuses the bundle.
+  virtual void finish() = 0;
+};
+// Called when the "pages" stream opens; unset, a bundle with one is refused.
+using DivertPages = std::function<std::unique_ptr<DivertedStream>()>;
+
 // Reads a whole bundle into `staging` (which must exist and be empty),
 // verifying every record's checksum, every stream's size and checksum against
 // the manifest, and the limits (references count as the bytes they stand
@@ -193,8 +207,9 @@ void checkChangesList(const std::string& text);
 // twice). Throws Error kInvalidInput naming what is wrong (truncated, bad
 // checksum, unknown kind, limit exceeded, ...); on failure the caller
 // discards staging.
+// A "pages" stream goes to what `pages` returns (at most one such stream).
 BundleReadResult readBundle(ByteSource& in, const fs::path& staging, const BundleLimits& limits,
-                            const MetadataCheck& check = {});
+                            const MetadataCheck& check = {}, const DivertPages& pages = {});
 
 // Verifies a bundle as readBundle does, writing to `staging` only its
 // metadata (checkpoint.json), rootfs-changes.json, the manifest and any

@@ -47,6 +47,7 @@ struct OpenStream {
   uint32_t id = 0;
   BundleEntry entry;
   UniqueFd fd;
+  std::unique_ptr<DivertedStream> diverted;  // the "pages" stream, not a file
   XXH3_state_t* hash = nullptr;
   ~OpenStream() {
     if (hash) XXH3_freeState(hash);
@@ -56,8 +57,9 @@ struct OpenStream {
 class Reader {
  public:
   Reader(ByteSource& in, const fs::path& staging, const BundleLimits& limits,
-         const MetadataCheck& check, bool extract_all)
+         const MetadataCheck& check, bool extract_all, const DivertPages& pages = {})
       : in_(in), staging_(staging), limits_(limits), check_(check), extract_all_(extract_all),
+        pages_(pages),
         root_(openFile(staging, O_RDONLY | O_DIRECTORY)), dctx_(ZSTD_createDCtx()) {}
   ~Reader() { ZSTD_freeDCtx(dctx_); }
 
@@ -170,6 +172,7 @@ class Reader {
     checkLimits();
     store_->copyOut(list, [&](std::string_view d) {
       if (s.fd) writeAll(s.fd.get(), d, s.entry.name);
+      if (s.diverted) s.diverted->write(d);
       XXH3_64bits_update(s.hash, d.data(), d.size());
       s.entry.size += d.size();
     });
@@ -201,6 +204,15 @@ class Reader {
       if (!seen_.insert(rel.string()).second) corrupt("bundle entry " + rel.string() + " appears twice");
       return;
     }
+    if (kind == "pages") {
+      if (!pages_) {
+        corrupt("it streams the memory through CRIU's page server, which only a migration's "
+                "target can take");
+      }
+      if (!seen_.insert(rel.string()).second) corrupt("a second pages stream");
+      current_->diverted = pages_();
+      return;
+    }
     if (rel.has_parent_path()) ::mkdirat(root_.get(), rel.parent_path().c_str(), 0700);
     // O_EXCL: a name seen twice is refused; openBeneath: never through a symlink.
     current_->fd = withContext("bundle entry " + rel.string(), [&] {
@@ -216,6 +228,7 @@ class Reader {
   void data(uint32_t id, const std::string& raw) {
     OpenStream& s = expect(id);
     if (s.fd) writeAll(s.fd.get(), raw, s.entry.name);
+    if (s.diverted) s.diverted->write(raw);
     XXH3_64bits_update(s.hash, raw.data(), raw.size());
     s.entry.size += raw.size();
   }
@@ -224,6 +237,7 @@ class Reader {
     OpenStream& s = expect(id);
     if (!raw.empty()) corrupt("close record with a payload");
     s.entry.xxh3 = XXH3_64bits_digest(s.hash);
+    if (s.diverted) s.diverted->finish();
     entries_.push_back(s.entry);
     std::string kind = s.entry.kind;
     current_.reset();
@@ -276,6 +290,7 @@ class Reader {
   BundleLimits limits_;
   const MetadataCheck& check_;
   bool extract_all_;
+  DivertPages pages_;
   std::set<std::string> seen_;  // names of streams not written (verifying only)
   UniqueFd root_;
   ZSTD_DCtx* dctx_;
@@ -364,9 +379,9 @@ void requireEmptyStaging(const fs::path& staging) {
 }  // namespace
 
 BundleReadResult readBundle(ByteSource& in, const fs::path& staging, const BundleLimits& limits,
-                            const MetadataCheck& check) {
+                            const MetadataCheck& check, const DivertPages& pages) {
   requireEmptyStaging(staging);
-  return Reader(in, staging, limits, check, true).run();
+  return Reader(in, staging, limits, check, true, pages).run();
 }
 
 BundleReadResult verifyBundle(ByteSource& in, const fs::path& staging, const BundleLimits& limits) {

@@ -165,10 +165,14 @@ std::map<std::string, RuncState> Runtime::list() {
 }
 
 void Runtime::checkpoint(const std::string& id, const fs::path& image_dir,
-                         const fs::path& work_dir, const CheckpointOptions& opts) {
+                         const fs::path& work_dir, const CheckpointOptions& opts,
+                         uint16_t page_server) {
   std::vector<std::string> argv = {runc_path_, "--root", runcRoot(cfg_).string(), "--criu",
                                    cfg_.tools.criu, "checkpoint", "--image-path",
                                    image_dir.string(), "--work-path", work_dir.string()};
+  if (page_server != 0) {
+    argv.insert(argv.end(), {"--page-server", "127.0.0.1:" + std::to_string(page_server)});
+  }
   if (opts.leave_running) argv.push_back("--leave-running");
   if (opts.tcp_established) argv.push_back("--tcp-established");
   if (opts.file_locks) argv.push_back("--file-locks");
@@ -242,6 +246,13 @@ std::unique_ptr<LazyDump> Runtime::checkpointLazy(const std::string& id, const f
   lazy->wait(std::chrono::seconds(10));  // throws CRIU's errors
   throw Error(ErrorCategory::kPermanent,
               runcCheckpointFailure(id, "it ended without serving the memory", work_dir));
+}
+
+Child Runtime::startPageServer(const fs::path& images, const fs::path& work, int fd) {
+  makeDirs(work, 0700);
+  return spawnChild({cfg_.tools.criu, "page-server", "--ps-socket", std::to_string(fd), "-D",
+                     images.string(), "-W", work.string(), "-o", "page-server.log", "-v4"},
+                    (work / "page-server.out").string(), {}, {fd});
 }
 
 LazyDump::LazyDump(Child runc, uint16_t port, fs::path work_dir, std::string id)

@@ -47,6 +47,10 @@ struct CheckpointOptions {
   // from CRIU's page server (Runtime::checkpointLazy); the restore fetches
   // it through a lazy-pages daemon. Needs keep_paused.
   bool lazy_pages = false;
+  // With keep_paused, into a bundle: the memory streams into the bundle as
+  // CRIU dumps it ("pages", checkpoint/page_stream.h) instead of going to
+  // disk first. Not a restore option: the target's images are ordinary.
+  bool stream_pages = false;
 };
 
 // A dump with lazy pages, once CRIU has written everything but the memory:
@@ -157,9 +161,16 @@ class Runtime {
   std::map<std::string, RuncState> list();
 
   // CRIU dump through runc into image_dir; CRIU's dump.log goes to work_dir.
-  // Throws Error naming the container, the log and its last Error lines.
+  // With `page_server` (a port on 127.0.0.1) the memory goes there instead,
+  // CRIU connecting to it (checkpoint/page_stream.h). Throws Error naming
+  // the container, the log and its last Error lines.
   void checkpoint(const std::string& id, const fs::path& image_dir, const fs::path& work_dir,
-                  const CheckpointOptions& opts);
+                  const CheckpointOptions& opts, uint16_t page_server = 0);
+  // CRIU's page server, taking a dump's records on `fd` (one end of a
+  // connected pair, inherited under its number) and writing the pagemap
+  // and pages images into `images`; its log is work/page-server.log.
+  // Wait for its exit status: 0 only once every image is written.
+  Child startPageServer(const fs::path& images, const fs::path& work, int fd);
   // The same with lazy pages: returns once CRIU reports the images written
   // and its page server listening (runc's --status-fd), the memory still
   // with the tasks. Throws as checkpoint() when the dump fails before.

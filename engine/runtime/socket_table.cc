@@ -41,20 +41,28 @@ std::vector<SocketEntry> parseSocketTable(const std::string& text, const std::st
   while (std::getline(in, line)) {
     if (line.find_first_not_of(" \t") == std::string::npos) continue;
     std::istringstream f(line);
-    std::string slot, local, remote, state;
-    f >> slot >> local >> remote >> state;
+    std::string slot, local, remote, state, queues, timer, retransmits;
+    uint32_t uid = 0;
+    f >> slot >> local >> remote >> state >> queues >> timer >> retransmits >> uid;
     size_t colon = local.find(':');
-    if (!f || colon != hex_len || local.size() != hex_len + 5 || state.size() != 2) {
+    if (!f || colon != hex_len || local.size() != hex_len + 5 || remote.find(':') != hex_len ||
+        remote.size() != hex_len + 5 || state.size() != 2) {
       throw Error(ErrorCategory::kPermanent, "cannot read a line of /proc/net/" + protocol + ": '" + line + "'");
     }
     SocketEntry e;
     e.protocol = protocol;
-    try {
-      std::array<uint8_t, 16> b = addressBytes(local.substr(0, hex_len));
+    e.uid = uid;
+    auto printed = [&](const std::string& hex_addr) {
+      std::array<uint8_t, 16> b = addressBytes(hex_addr.substr(0, hex_len));
       char text_addr[INET6_ADDRSTRLEN] = {};
       ::inet_ntop(v6 ? AF_INET6 : AF_INET, b.data(), text_addr, sizeof text_addr);
-      e.local = text_addr;
+      return std::string(text_addr);
+    };
+    try {
+      e.local = printed(local);
       e.port = static_cast<uint16_t>(std::stoul(local.substr(colon + 1), nullptr, 16));
+      e.remote = printed(remote);
+      e.remote_port = static_cast<uint16_t>(std::stoul(remote.substr(hex_len + 1), nullptr, 16));
       e.state = static_cast<int>(std::stoul(state, nullptr, 16));
     } catch (const std::logic_error&) {
       throw Error(ErrorCategory::kPermanent, "cannot read a line of /proc/net/" + protocol + ": '" + line + "'");

@@ -21,7 +21,10 @@ struct SocketEntry {
   std::string protocol;  // tcp | udp | tcp6 | udp6
   std::string local;     // the bound address, printed ("10.66.0.5", "::1")
   uint16_t port = 0;
+  std::string remote;  // the peer's address, printed ("0.0.0.0" when none)
+  uint16_t remote_port = 0;
   int state = 0;  // the kernel's TCP state (10 listening, 1 established)
+  uint32_t uid = 0;  // the socket's owner
   bool listening() const { return state == 10; }
   bool unbound() const;  // bound to no address (any: 0.0.0.0 or ::)
 };

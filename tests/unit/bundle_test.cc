@@ -295,6 +295,81 @@ TEST(Bundle, ChangesListIsCheckedStrictly) {
   expectRejected(out.data, "bad path entry");
 }
 
+// The "pages" stream goes to the reader's caller, never to staging; a
+// reader with nowhere to send it (an import, not a migration) refuses it.
+TEST(Bundle, APagesStreamGoesToTheDivertAndOnlyWhereThereIsOne) {
+  auto bundleWith = [](int pages_streams) {
+    StringSink out;
+    BundleWriter w(out, {.level = 1, .threads = 2});
+    w.openStream("metadata", "checkpoint.json").write(R"({"format":1})");
+    w.closeStream();
+    for (int i = 0; i < pages_streams; ++i) {
+      ByteSink& p = w.openStream("pages", "page-server");
+      p.write(randomBytes(kBundleChunk + 4096, 2));
+      p.write(std::string(kBundleChunk, '\0'));
+      w.closeStream();
+    }
+    w.openStream("criu", "inventory.img").write("inv");
+    w.closeStream();
+    w.finish({});
+    return out.data;
+  };
+  struct Taken : DivertedStream {
+    std::string* data;
+    int* finished;
+    Taken(std::string* d, int* f) : data(d), finished(f) {}
+    void write(std::string_view d) override { data->append(d); }
+    void finish() override { ++*finished; }
+  };
+  std::string taken;
+  int finished = 0, opened = 0;
+  DivertPages divert = [&]() -> std::unique_ptr<DivertedStream> {
+    ++opened;
+    return std::make_unique<Taken>(&taken, &finished);
+  };
+  {
+    TempDir t;
+    StringSource src(bundleWith(1));
+    readBundle(src, t.path(), {}, {}, divert);
+    EXPECT_EQ(opened, 1);
+    EXPECT_EQ(finished, 1);
+    EXPECT_EQ(taken, randomBytes(kBundleChunk + 4096, 2) + std::string(kBundleChunk, '\0'));
+    EXPECT_FALSE(pathExists(t.path() / "page-server"));
+    EXPECT_EQ(readFile(t.path() / "criu" / "inventory.img"), "inv");
+  }
+  {
+    TempDir t;
+    StringSource src(bundleWith(1));
+    try {
+      readBundle(src, t.path(), {});
+      ADD_FAILURE() << "a pages stream was read with nowhere to go";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.category(), ErrorCategory::kInvalidInput);
+      EXPECT_NE(std::string(e.what()).find("only a migration's target can take"), std::string::npos)
+          << e.what();
+    }
+  }
+  {
+    TempDir t;
+    StringSource src(bundleWith(2));
+    try {
+      readBundle(src, t.path(), {}, {}, divert);
+      ADD_FAILURE() << "two pages streams were read";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("a second pages stream"), std::string::npos) << e.what();
+    }
+  }
+  {  // inspecting checks it and keeps nothing of it
+    TempDir t;
+    StringSource src(bundleWith(1));
+    BundleReadResult r = verifyBundle(src, t.path(), {});
+    EXPECT_FALSE(pathExists(t.path() / "page-server"));
+    bool listed = false;
+    for (const auto& e : r.entries) listed = listed || e.kind == "pages";
+    EXPECT_TRUE(listed);
+  }
+}
+
 TEST(Bundle, WriterRefusesNamesAReaderWouldRefuse) {
   StringSink out;
   BundleWriter w(out, {});

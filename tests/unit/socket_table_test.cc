@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "common/error.h"
+#include "common/fd.h"
 #include "common/fs.h"
 #include "tests/support/error_of.h"
 
@@ -18,7 +19,7 @@ using test::errorOf;
 const char* kTcp =
     "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
     "   0: 00000000:1B58 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1\n"
-    "   1: 0500420A:1B58 010011AC:C350 01 00000000:00000000 00:00000000 00000000     0        0 2 1\n"
+    "   1: 0500420A:1B58 010011AC:C350 01 00000000:00000000 00:00000000 00000000  1234        0 2 1\n"
     "   2: 0100007F:0050 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 3 1\n"
     "   3: 0900420A:0050 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4 1\n";
 const char* kUdp6 =
@@ -37,6 +38,11 @@ TEST(SocketTable, ReadsAddressesPortsAndStates) {
   EXPECT_TRUE(t[0].unbound());
   EXPECT_EQ(t[1].local, "10.66.0.5");
   EXPECT_EQ(t[1].state, 1);
+  EXPECT_EQ(t[1].remote, "172.17.0.1");
+  EXPECT_EQ(t[1].remote_port, 50000);
+  EXPECT_EQ(t[1].uid, 1234u);
+  EXPECT_EQ(t[0].uid, 0u);
+  EXPECT_EQ(t[0].remote, "0.0.0.0");
   EXPECT_EQ(t[2].local, "127.0.0.1");
   auto u = parseSocketTable(kUdp6, "udp6");
   ASSERT_EQ(u.size(), 4u);
@@ -67,23 +73,52 @@ TEST(SocketTable, ALineItCannotReadIsAnErrorNotASocketLessNamespace) {
             std::string::npos);
 }
 
-TEST(SocketTable, FindsThisProcesssOwnListeningSocket) {
-  int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  ASSERT_GE(s, 0);
+// A TCP socket listening on 127.0.0.1 (a free port), and that port.
+std::pair<UniqueFd, uint16_t> loopbackListener() {
+  UniqueFd s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-  ASSERT_EQ(::listen(s, 1), 0);
+  if (!s || ::bind(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+      ::listen(s.get(), 1) != 0) {
+    throwErrno("a loopback listener");
+  }
   socklen_t len = sizeof a;
-  ::getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
+  ::getsockname(s.get(), reinterpret_cast<sockaddr*>(&a), &len);
+  return {std::move(s), ntohs(a.sin_port)};
+}
+
+TEST(SocketTable, FindsThisProcesssOwnListeningSocket) {
+  auto [s, port] = loopbackListener();
   bool found = false;
   for (const auto& e : readSockets(::getpid())) {
-    if (e.protocol == "tcp" && e.local == "127.0.0.1" && e.port == ntohs(a.sin_port) && e.listening())
-      found = true;
+    if (e.protocol == "tcp" && e.local == "127.0.0.1" && e.port == port && e.listening()) found = true;
   }
-  ::close(s);
   EXPECT_TRUE(found);
+}
+
+// Both ends of a loopback connection, with their owner: how the agent tells
+// CRIU's page-server connection (root's) from another process's.
+TEST(SocketTable, FindsBothEndsOfALoopbackConnectionAndTheirOwner) {
+  auto [l, port] = loopbackListener();
+  UniqueFd c(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  to.sin_port = htons(port);
+  ASSERT_EQ(::connect(c.get(), reinterpret_cast<sockaddr*>(&to), sizeof to), 0);
+  sockaddr_in from{};
+  socklen_t len = sizeof from;
+  ::getsockname(c.get(), reinterpret_cast<sockaddr*>(&from), &len);
+  int found = 0;
+  for (const auto& e : readSockets(::getpid())) {
+    if (e.protocol != "tcp" || e.state != 1) continue;
+    if (e.port == ntohs(from.sin_port) && e.remote_port == port && e.remote == "127.0.0.1") {
+      EXPECT_EQ(e.uid, ::getuid());
+      ++found;
+    }
+  }
+  EXPECT_EQ(found, 1);
 }
 
 }  // namespace
