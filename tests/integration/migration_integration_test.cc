@@ -873,6 +873,14 @@ TEST_F(PrecopyMigration, PrecopiedMigrationCarriesMemoryRootfsAndVolumesExactly)
   EXPECT_NE(back["precopy"].get<std::string>().find("loopback"), std::string::npos) << back.dump();
   EXPECT_EQ(back["final_bytes_wire"], back["bytes_wire"]);
   EXPECT_EQ(back["bytes_referenced"], 0);
+  // Both ways the memory crossed as CRIU dumped it (the "pages" stream:
+  // relayed on the source, written by the target's page server), and the
+  // workload's memory checked out exact on arrival (migrateAndCheck).
+  for (const char* h : {"hostA", "hostB"}) {
+    std::string log = readFile(fs::path(dir_) / "logs" / (std::string(h) + ".log"));
+    EXPECT_NE(log.find("streamed as CRIU dumped them"), std::string::npos) << h;
+    EXPECT_NE(log.find("written by CRIU's page server"), std::string::npos) << h;
+  }
 }
 
 // Auto weighs all that would cross while frozen: 4 MiB of memory beside a

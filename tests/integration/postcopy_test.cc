@@ -172,8 +172,17 @@ json PostcopyMigration::migrateMem(const std::string& precopy) {
   EXPECT_TRUE(c && c->status == ContainerStatus::kRunning);
   // Every word is what the workload wrote, and it writes on.
   expectVerifiedOn("hostB", verified);
-  // The pause it saw: one, short, and what the migration reported.
-  std::vector<long> gaps = gapsFrom(engine("hostB"), "mem", gaps_before);
+  // The pause it saw: one, short, and what the migration reported. The
+  // workload prints it once it runs again, and the line reaches its log
+  // through conmon: it may come after the migration's answer (a CI run
+  // read the log before it arrived).
+  std::vector<long> gaps;
+  try {
+    waitFor([&] { return !(gaps = gapsFrom(engine("hostB"), "mem", gaps_before)).empty(); },
+            seconds(10), "the workload to report its pause");
+  } catch (const std::exception&) {
+    // Said below, with what the migration reported.
+  }
   EXPECT_FALSE(gaps.empty()) << "the workload saw no pause at all";
   long pause = gaps.empty() ? 0 : *std::max_element(gaps.begin(), gaps.end());
   // Not a speed test (tools/bench measures that): the pause must not hold
