@@ -21,6 +21,7 @@
 #include "common/fs.h"
 #include "common/sha256.h"
 #include "engine/bundle/bundle.h"
+#include "engine/checkpoint/page_stream.h"
 #include "fuzz/fuzz_support.h"
 #include "protocol/framing.h"
 #include "protocol/rpc.h"
@@ -295,6 +296,29 @@ void pageFeedSeeds() {
   std::string outside;
   appendFrame(outside, 0, iov(7, 2, 0x20000, 1));
   seed(t, "outside", outside);
+}
+
+void pageStreamSeeds() {
+  const char* t = "fuzz_page_stream";
+  auto unit = [](uint32_t cmd, uint32_t pages, uint64_t vaddr, uint64_t id) {
+    PageServerIov i{cmd, pages, vaddr, id};
+    std::string u(kPageStreamUnit, '\0');
+    std::memcpy(u.data(), &i, sizeof i);
+    return u;
+  };
+  std::string whole;
+  appendFrame(whole, 0, unit(kPsIovOpen2, 0, 0, 1 << 8 | 1));
+  appendFrame(whole, 1, std::string(1, '\0'));
+  appendFrame(whole, 0, unit(kPsPagePresent << 16 | kPsIovAddF, 2, 0x400000, 1 << 8 | 1));
+  appendFrame(whole, 0, std::string(2 * kPageStreamUnit, 'p'));
+  appendFrame(whole, 0, unit(kPsIovClose, 0, 0, 0));
+  appendFrame(whole, 1, std::string(4, '\0'));
+  seed(t, "whole", whole);
+  std::string parent;  // a page server answering has_parent
+  appendFrame(parent, 0, unit(kPsIovOpen2, 0, 0, 3 << 8 | 2));
+  appendFrame(parent, 1, std::string(1, '\1'));
+  appendFrame(parent, 0, unit(kPsIovClose, 0, 0, 0));
+  seed(t, "parent", parent);
 }
 
 // --- control messages ------------------------------------------------------
@@ -628,6 +652,7 @@ int main(int argc, char** argv) {
   bundleSeeds();
   streamSeeds();
   pageFeedSeeds();
+  pageStreamSeeds();
   coordinatorSeeds();
   agentSeeds();
   return 0;
