@@ -111,11 +111,15 @@ void requireKeepableSockets(const std::string& name, pid_t pid, Ipv4 own) {
 // processes it dumps everything else of the last.
 constexpr std::chrono::minutes kPageServerSilence{2};
 
-// The uid that owns the TCP socket connected from 127.0.0.1:`from` to
-// 127.0.0.1:`to` in this network namespace (nullopt: no such socket).
+// The uid that owns the established TCP socket connected from
+// 127.0.0.1:`from` to 127.0.0.1:`to` in this network namespace (nullopt:
+// no such socket).
 std::optional<uint32_t> loopbackSocketUid(uint16_t from, uint16_t to) {
   for (const SocketEntry& e : parseSocketTable(readFile("/proc/self/net/tcp"), "tcp")) {
-    if (e.local == "127.0.0.1" && e.port == from && e.remote == "127.0.0.1" && e.remote_port == to) {
+    // Established only: a connection closed while it waited to be accepted
+    // lingers as a socket of no process, which the kernel lists as root's.
+    if (e.local == "127.0.0.1" && e.port == from && e.remote == "127.0.0.1" && e.remote_port == to &&
+        e.state == 1) {
       return e.uid;
     }
   }
@@ -396,10 +400,19 @@ CheckpointResult Engine::checkpointTo(const std::string& name, const OutputFacto
 uint64_t Engine::dumpStreamingPages(const std::string& name, CheckpointOutput& out,
                                     const fs::path& work, const CheckpointOptions& opts) {
   // Whether a failure came from the output (the peer went) or from CRIU.
+  bool out_failed = false;
+  auto onOutput = [&](auto&& f) -> decltype(auto) {
+    try {
+      return f();
+    } catch (...) {
+      out_failed = true;
+      throw;
+    }
+  };
   struct Watched : ByteSink {
     ByteSink& inner;
-    bool failed = false;
-    explicit Watched(ByteSink& s) : inner(s) {}
+    bool& failed;
+    Watched(ByteSink& s, bool& f) : inner(s), failed(f) {}
     void write(std::string_view d) override {
       try {
         inner.write(d);
@@ -419,9 +432,10 @@ uint64_t Engine::dumpStreamingPages(const std::string& name, CheckpointOutput& o
   try {
     criu = acceptCriu(listener.get(), port, dump);
     listener.reset();
-    sink.emplace(out.open("pages", "page-server"));
+    sink.emplace(onOutput([&]() -> ByteSink& { return out.open("pages", "page-server"); }),
+                 out_failed);
     PageStreamStats stats = relayPageServer(criu.get(), *sink, kPageServerSilence);
-    out.close();
+    onOutput([&] { out.close(); });
     dump.get();
     engineLog().info("[{}] {} pages of {} processes or segments streamed as CRIU dumped them",
                      name, stats.pages, stats.pagemaps);
@@ -437,7 +451,7 @@ uint64_t Engine::dumpStreamingPages(const std::string& name, CheckpointOutput& o
       dump.get();
     } catch (...) {
       Error de = asError(std::current_exception());
-      if (!sink || !sink->failed) {
+      if (!out_failed) {
         // CRIU's failure, and the relay's account of the connection.
         throw Error(de.category(),
                     std::string(de.what()) + " (the relay of its memory: " + e.what() + ")",

@@ -148,9 +148,9 @@ std::string restoredName(const json& metadata, const RestoreOptions& opts) {
 // images as the source's CRIU dumps them.
 class PageServerStream final : public DivertedStream {
  public:
-  PageServerStream(Child server, UniqueFd fd, fs::path work)
+  PageServerStream(Child server, UniqueFd fd, fs::path images, fs::path work)
       : server_(std::move(server)), fd_(std::move(fd)), feed_(fd_.get(), kSilence),
-        work_(std::move(work)) {}
+        images_(std::move(images)), work_(std::move(work)) {}
 
   void write(std::string_view data) override {
     try {
@@ -177,6 +177,7 @@ class PageServerStream final : public DivertedStream {
       throw failed(Error(ErrorCategory::kPermanent, "it failed (wait status " +
                                                         std::to_string(*status) + ")"));
     }
+    checkImages();
     engineLog().info("{} pages of {} processes or segments written by CRIU's page server",
                      feed_.stats().pages, feed_.stats().pagemaps);
   }
@@ -195,9 +196,36 @@ class PageServerStream final : public DivertedStream {
     return e;
   }
 
+  // CRIU's page server exits 0 even when its last write of a pagemap
+  // failed (it only logs it): what it wrote is checked against what it
+  // was fed -- a pagemap image per open, none empty, and every page.
+  void checkImages() {
+    uint64_t pagemaps = 0, page_bytes = 0;
+    std::string empty;
+    for (const auto& e : fs::directory_iterator(images_)) {
+      const std::string n = e.path().filename().string();
+      if (n.starts_with("pagemap-")) {
+        ++pagemaps;
+        if (e.file_size() == 0) empty = n;
+      } else if (n.starts_with("pages-")) {
+        page_bytes += e.file_size();
+      }
+    }
+    const PageStreamStats& fed = feed_.stats();
+    if (pagemaps != fed.pagemaps || page_bytes != fed.bytes() || !empty.empty()) {
+      throw failed(Error(ErrorCategory::kPermanent,
+                         "it ended well but wrote " + std::to_string(pagemaps) + " pagemap(s) " +
+                             (empty.empty() ? "" : "(" + empty + " empty) ") + "and " +
+                             std::to_string(page_bytes) + " bytes of pages for " +
+                             std::to_string(fed.pagemaps) + " and " +
+                             std::to_string(fed.bytes()) + " (a disk full?)"));
+    }
+  }
+
   Child server_;  // killed, if still running, when the stream is dropped
   UniqueFd fd_;
   PageStreamFeed feed_;
+  fs::path images_;
   fs::path work_;
 };
 
@@ -236,7 +264,7 @@ RestoreResult Engine::importCheckpoint(ByteSource& in, const RestoreOptions& opt
       UniqueFd ours(pair[0]), theirs(pair[1]);
       fs::path work = logDir(name, "page-server");
       Child server = runtime_.startPageServer(images, work, theirs.get());
-      return std::make_unique<PageServerStream>(std::move(server), std::move(ours), work);
+      return std::make_unique<PageServerStream>(std::move(server), std::move(ours), images, work);
     };
     BundleReadResult read = readBundle(
         in, stage.path(), bounded,

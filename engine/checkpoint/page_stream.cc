@@ -169,14 +169,21 @@ void PageStreamFeed::unit() {
   std::memcpy(&iov, unit_.data(), sizeof iov);
   unit_.clear();
   PsRecord kind = withContext("bad pages stream", [&] { return checkPageServerIov(iov); });
-  send(std::string_view(reinterpret_cast<const char*>(&iov), sizeof iov));
   switch (kind) {
     case PsRecord::kOpen:
+      if (!opened_.insert(iov.dst_id).second) {
+        throwInvalidInput("bad pages stream: pagemap " + hex(iov.dst_id) + " opened twice");
+      }
+      current_ = iov.dst_id;
       ++stats_.pagemaps;
       answers_due_ += 1;
       break;
     case PsRecord::kPages:
       if (stats_.pagemaps == 0) throwInvalidInput("bad pages stream: pages before any open");
+      if (iov.dst_id != current_) {
+        throwInvalidInput("bad pages stream: pages for " + hex(iov.dst_id) + " while " +
+                          hex(current_) + " is open");
+      }
       payload_left_ = uint64_t{iov.nr_pages} * kPageStreamUnit;
       stats_.pages += iov.nr_pages;
       break;
@@ -185,6 +192,8 @@ void PageStreamFeed::unit() {
       answers_due_ += 4;
       break;
   }
+  // Counted first, sent after: an answer read while sending is expected.
+  send(std::string_view(reinterpret_cast<const char*>(&iov), sizeof iov));
 }
 
 void PageStreamFeed::send(std::string_view data) {

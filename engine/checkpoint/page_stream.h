@@ -27,6 +27,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <set>
 #include <string>
 #include <string_view>
 
@@ -90,6 +91,10 @@ class PageStreamFeed : public ByteSink {
   bool closed_ = false;
   uint64_t answers_due_ = 0;  // bytes the server owes: 1 per open, 4 for the close
   uint64_t answers_read_ = 0;
+  // Each id is opened once and takes pages only while it is the one open:
+  // CRIU's page server would otherwise reopen (truncate) its images.
+  std::set<uint64_t> opened_;
+  uint64_t current_ = 0;
   PageStreamStats stats_;
 };
 

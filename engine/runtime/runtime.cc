@@ -177,7 +177,13 @@ void Runtime::checkpoint(const std::string& id, const fs::path& image_dir,
   if (opts.tcp_established) argv.push_back("--tcp-established");
   if (opts.file_locks) argv.push_back("--file-locks");
   argv.push_back(id);
-  ProcessResult r = runner_.run(argv, {});
+  RunOptions run;
+  // A dump streaming its memory lasts as long as the memory takes to cross
+  // (a large container over a slow link: hours). Its caller's relay bounds
+  // every wait for CRIU and the stream bounds every wait for the peer, so
+  // only a hang that neither sees is left to this.
+  if (page_server != 0) run.timeout = std::chrono::hours(24);
+  ProcessResult r = runner_.run(argv, run);
   if (!r.ok()) {
     fs::path log = work_dir / "dump.log";
     throw Error(ErrorCategory::kPermanent,

@@ -306,6 +306,12 @@ TEST(PageStreamFeed, RefusesABrokenStreamAsBadInput) {
   refused(padded, "not zero past its 24 bytes");
   refused(unitOf(add(1, 0x1000, 1 << 8 | kPid)) + pages(1, 'a'), "pages before any open");
   refused(unitOf(open2(1 << 8 | kPid)) + unitOf(add(1, 0x1001, 1 << 8 | kPid)), "not page-aligned");
+  // CRIU's page server would reopen (truncate) a pagemap for either.
+  refused(unitOf(open2(1 << 8 | kPid)) + unitOf(open2(2 << 8 | kPid)) + unitOf(open2(1 << 8 | kPid)),
+          "pagemap 0x101 opened twice");
+  refused(unitOf(open2(1 << 8 | kPid)) + unitOf(open2(2 << 8 | kPid)) +
+              unitOf(add(1, 0x1000, 1 << 8 | kPid)) + pages(1, 'a'),
+          "pages for 0x101 while 0x201 is open");
 }
 
 TEST(PageStreamFeed, APageServerThatAnswersAParentOrHangsUpFailsTheFeed) {
