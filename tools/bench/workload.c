@@ -3,7 +3,8 @@
  * downtime a migration causes is what the workload itself sees: the largest
  * gap between two heartbeats. Every gap over 20 ms is printed as
  * "gap_ms N" (the freeze of a checkpoint shows up as one such line after
- * the restore); "ready" is printed once the memory is touched.
+ * the restore, also when it froze in the middle of a check, which beats
+ * as it goes); "ready" is printed once the memory is touched.
  *
  * With --verify-every-ms T it also checks, every T ms, that every word of
  * its memory is exactly what its own record of the writes says it must be
@@ -46,11 +47,23 @@ static uint64_t nextWord(size_t i, uint64_t* x) {
 
 static const uint64_t kSeed = 88172645463325252ull;
 
+/* A heartbeat: prints the gap since *last when it is over 20 ms. */
+static void beat(double* last) {
+  double now = nowMs();
+  if (now - *last > 20) {
+    printf("gap_ms %.0f\n", now - *last);
+    fflush(stdout);
+  }
+  *last = now;
+}
+
 /* Returns the index of the first word that is not what the writes made it,
- * or -1 when all are. */
-static long verify(const uint64_t* mem, const uint32_t* gen, size_t words) {
+ * or -1 when all are. Beats every 32 KiB it checks (microseconds apart), so
+ * a freeze in the middle of a check shows as a gap like any other. */
+static long verify(const uint64_t* mem, const uint32_t* gen, size_t words, double* last) {
   uint64_t x = kSeed;
   for (size_t i = 0; i < words; i++) {
+    if (i % 4096 == 0) beat(last);
     uint64_t want = nextWord(i, &x) + (i % 512 == 0 ? gen[i / 512] : 0);
     if (mem[i] != want) return (long)i;
   }
@@ -128,12 +141,8 @@ int main(int argc, char** argv) {
   struct timespec ms = {0, 1000000};
   for (;;) {
     nanosleep(&ms, NULL);
-    double now = nowMs();
-    if (now - last > 20) {
-      printf("gap_ms %.0f\n", now - last);
-      fflush(stdout);
-    }
-    last = now;
+    beat(&last);
+    double now = last;
     for (owed += dirty_pages_per_ms; owed >= 1 && pages; owed -= 1) {
       mem[next_page * 512] += 1;  /* one word per 4 KiB page */
       gen[next_page] += 1;
@@ -141,13 +150,14 @@ int main(int argc, char** argv) {
       next_page = (next_page + 1) % pages;
     }
     if (verify_every_ms > 0 && now - last_verify >= verify_every_ms) {
-      long bad = verify(mem, gen, bytes / 8);
+      long bad = verify(mem, gen, bytes / 8, &last);
       if (bad < 0)
         printf("verify ok %llu\n", writes);
       else
         printf("verify FAIL word %ld\n", bad);
       fflush(stdout);
-      last = last_verify = nowMs();  /* the check itself is not a freeze */
+      beat(&last);
+      last_verify = last;
     }
   }
 }
