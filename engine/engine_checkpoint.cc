@@ -283,7 +283,9 @@ CheckpointResult Engine::checkpointTo(const std::string& name, const OutputFacto
       throwInvalidInput("streaming the memory as CRIU dumps it keeps the container (leave-running "
                         "and keep-paused)");
     }
-    if (opts.lazy_pages) throwInvalidInput("a lazy-pages dump leaves the memory with the tasks: it cannot stream it too");
+    if (opts.lazy_pages) {
+      throwInvalidInput("a lazy-pages dump leaves the memory with the tasks: it cannot stream it too");
+    }
   }
   ImageRecord image = images_.resolve(rec.image_id);
   ContainerPaths p = containers_.paths(name);
