@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 
 #include "common/fd.h"
@@ -167,10 +168,18 @@ void ChunkSender::write(std::string_view data) {
 
 void ChunkSender::sendChunk(std::string_view data) {
   awaitCredit();
+  // Bytes that are word-aligned and whole words are referenced, not copied
+  // into the message: encode() copies them once, into the frame.
+  const bool external = reinterpret_cast<uintptr_t>(data.data()) % alignof(capnp::word) == 0 &&
+                        data.size() % sizeof(capnp::word) == 0;
   sock_.send(message([&](StreamMessage::Builder m) {
     auto c = m.initChunk();
     c.setSeq(seq_);
-    c.setData(dataOf(data));
+    if (external) {
+      c.adoptData(capnp::Orphanage::getForMessageContaining(m).referenceExternalData(dataOf(data)));
+    } else {
+      c.setData(dataOf(data));
+    }
     c.setXxh3(XXH3_64bits(data.data(), data.size()));
   }), zmq::send_flags::none);
   --credit_;
@@ -384,17 +393,17 @@ void ChunkReceiver::receive(const std::string& waiting_for) {
       if (!sock_.recv(extra, zmq::recv_flags::dontwait)) break;
       frame = std::move(extra);
     }
-    if (handle(identity, frame)) return;
+    if (handle(identity, std::move(frame))) return;
   }
 }
 
-bool ChunkReceiver::handle(const zmq::message_t& identity, const zmq::message_t& frame) {
+bool ChunkReceiver::handle(const zmq::message_t& identity, zmq::message_t&& frame) {
   std::string from(static_cast<const char*>(identity.data()), identity.size());
   if (!peer_.empty() && from != peer_) return false;  // only the accepted sender counts
   if (peer_.empty()) return admit(identity, frame);
-  Decoded d(frame);
+  auto d = std::make_unique<Decoded>(std::move(frame));
   guard([&] {
-    auto m = d.root<StreamMessage>();
+    auto m = d->root<StreamMessage>();
     checkVersion(m);
     switch (m.which()) {
       case StreamMessage::CHUNK: {
@@ -403,14 +412,17 @@ bool ChunkReceiver::handle(const zmq::message_t& identity, const zmq::message_t&
         if (c.getSeq() != next_seq_) violation("chunk " + std::to_string(c.getSeq()) + " out of order");
         auto data = c.getData();
         if (data.size() > opts_.chunk_bytes) violation("chunk larger than agreed");
+        // (read() returning 0 bytes means the end: a sender never sends one)
+        if (data.size() == 0) violation("an empty chunk");
         if (ready_.size() >= opts_.window) violation("sender exceeded its credit");
         if (XXH3_64bits(data.begin(), data.size()) != c.getXxh3()) {
           violation("chunk " + std::to_string(next_seq_) + " fails its checksum (damaged in transit)");
         }
-        ready_.emplace_back(reinterpret_cast<const char*>(data.begin()), data.size());
         XXH3_64bits_update(hash_, data.begin(), data.size());
         bytes_ += data.size();
         ++next_seq_;
+        ready_.push_back(
+            Ready{std::move(d), reinterpret_cast<const char*>(data.begin()), data.size()});
         return;
       }
       case StreamMessage::END: {
@@ -497,11 +509,11 @@ size_t ChunkReceiver::read(char* buf, size_t n) {
   awaitOpen();
   while (ready_.empty() && !ended_) receive("the next chunk");
   if (ready_.empty()) return 0;
-  const std::string& front = ready_.front();
-  size_t take = std::min(n, front.size() - offset_);
-  std::memcpy(buf, front.data() + offset_, take);
+  const Ready& front = ready_.front();
+  size_t take = std::min(n, front.size - offset_);
+  std::memcpy(buf, front.data + offset_, take);
   offset_ += take;
-  if (offset_ == front.size()) {
+  if (offset_ == front.size) {
     ready_.pop_front();
     offset_ = 0;
     grant(1);
@@ -550,7 +562,7 @@ PageFeedStats ChunkReceiver::servePages(int daemon, std::vector<PageRange> lazy,
       if (!identity.more() || !sock_.recv(frame, zmq::recv_flags::dontwait)) continue;
       std::string from(static_cast<const char*>(identity.data()), identity.size());
       if (from != peer_) continue;  // only the accepted sender counts
-      Decoded d(frame);
+      Decoded d(std::move(frame));  // a run of pages is read where it arrived
       guard([&] {
         auto m = d.root<StreamMessage>();
         checkVersion(m);

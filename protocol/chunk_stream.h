@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -28,6 +29,7 @@
 #include "common/byte_stream.h"
 #include "common/error.h"
 #include "protocol/curve.h"
+#include "protocol/framing.h"
 #include "protocol/page_feed.h"
 
 namespace ferry::proto {
@@ -184,7 +186,7 @@ class ChunkReceiver : public ByteSource {
   void receive(const std::string& waiting_for);
   // Each says whether the frame was the sender's (false: a stranger's,
   // refused or dropped).
-  bool handle(const zmq::message_t& identity, const zmq::message_t& frame);
+  bool handle(const zmq::message_t& identity, zmq::message_t&& frame);
   bool admit(const zmq::message_t& identity, const zmq::message_t& frame);
   void grant(uint32_t chunks);
   void sendToPeer(zmq::message_t&& frame);
@@ -197,7 +199,13 @@ class ChunkReceiver : public ByteSource {
   StreamOptions opts_;
   std::string peer_;   // the accepted sender's ROUTER identity
   std::string label_;
-  std::deque<std::string> ready_;
+  // A chunk that arrived, read where it lies in its frame.
+  struct Ready {
+    std::unique_ptr<Decoded> frame;
+    const char* data;
+    size_t size;
+  };
+  std::deque<Ready> ready_;
   size_t offset_ = 0;  // into ready_.front()
   uint64_t next_seq_ = 0;
   uint64_t bytes_ = 0;

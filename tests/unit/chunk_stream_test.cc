@@ -3,6 +3,8 @@
 
 #include <arpa/inet.h>
 #include <capnp/message.h>
+#include <capnp/orphan.h>
+#include <capnp/serialize.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -10,6 +12,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <future>
 #include <random>
 #include <thread>
@@ -459,6 +462,104 @@ TEST(Framing, GarbageFramesAreInvalidInputNotCrashes) {
   } catch (const Error& e) {
     EXPECT_EQ(e.category(), ErrorCategory::kInvalidInput);
   }
+}
+
+// encode() writes the segments straight into the frame; the bytes must be
+// those of Cap'n Proto's own flat array, with a chunk's bytes referenced
+// from outside the message as with them copied in.
+TEST(Framing, EncodeWritesCapnpsFlatArrayAlsoWithExternalData) {
+  std::string bytes = bytesOf(64 << 10, 9);  // whole words, malloc-aligned
+  for (bool external : {false, true}) {
+    capnp::MallocMessageBuilder mb;
+    auto m = mb.initRoot<StreamMessage>();
+    m.setVersion(STREAM_PROTOCOL_VERSION);
+    auto c = m.initChunk();
+    c.setSeq(7);
+    if (external) {
+      c.adoptData(capnp::Orphanage::getForMessageContaining(m).referenceExternalData(
+          dataOf(bytes)));
+    } else {
+      c.setData(dataOf(bytes));
+    }
+    zmq::message_t frame = encode(mb);
+    auto flat = capnp::messageToFlatArray(mb);
+    ASSERT_EQ(frame.size(), flat.asBytes().size()) << "external " << external;
+    EXPECT_EQ(std::memcmp(frame.data(), flat.asBytes().begin(), frame.size()), 0)
+        << "external " << external;
+    Decoded d(frame);
+    auto data = d.root<StreamMessage>().getChunk().getData();
+    EXPECT_EQ(std::string_view(reinterpret_cast<const char*>(data.begin()), data.size()), bytes);
+  }
+}
+
+// A frame moved into Decoded is read where it lies when it is word-aligned
+// (a chunk is not copied again) and copied first when it is not; both read
+// the same message.
+TEST(Framing, AMovedFrameIsReadInPlaceWhenAlignedAndCopiedWhenNot) {
+  capnp::MallocMessageBuilder mb;
+  auto m = mb.initRoot<StreamMessage>();
+  m.setVersion(STREAM_PROTOCOL_VERSION);
+  m.initChunk().setData(dataOf("some bytes of a chunk"));
+  auto flat = capnp::messageToFlatArray(mb);
+  const size_t size = flat.asBytes().size();
+  // One buffer, the message at offset 0 (aligned) and at offset 1 (not).
+  auto storage = kj::heapArray<capnp::word>(size / sizeof(capnp::word) + 2);
+  char* base = reinterpret_cast<char*>(storage.begin());
+  for (size_t offset : {size_t{0}, size_t{1}}) {
+    char* at = base + offset;
+    std::memcpy(at, flat.asBytes().begin(), size);
+    // Zero-copy: the frame's data is that buffer (nothing to free).
+    zmq::message_t frame(at, size, [](void*, void*) {}, nullptr);
+    Decoded d(std::move(frame));
+    auto data = d.root<StreamMessage>().getChunk().getData();
+    EXPECT_EQ(std::string_view(reinterpret_cast<const char*>(data.begin()), data.size()),
+              "some bytes of a chunk");
+    const char* p = reinterpret_cast<const char*>(data.begin());
+    const bool inside = p >= at && p < at + size;
+    EXPECT_EQ(inside, offset == 0) << "offset " << offset;
+  }
+}
+
+// A chunk of no bytes would read as the end of the stream: refused.
+TEST_F(ChunkStreamTest, AnEmptyChunkIsRefused) {
+  ChunkReceiver rx(ctx_, "tcp://127.0.0.1:0", "t", "hostB", fast());
+  zmq::socket_t raw(ctx_, zmq::socket_type::dealer);
+  raw.set(zmq::sockopt::linger, 0);
+  raw.connect(rx.endpoint());
+  sendRaw(raw, [](StreamMessage::Builder m) { m.initOpen().setToken(dataOf("t")); });
+  sendRaw(raw, [](StreamMessage::Builder m) {
+    auto c = m.initChunk();
+    c.setSeq(0);
+    c.setData(dataOf(""));
+    c.setXxh3(XXH3_64bits("", 0));
+  });
+  Error e = test::thrownError([&] { drain(rx); });
+  EXPECT_EQ(e.category(), ErrorCategory::kInvalidInput);
+  EXPECT_NE(std::string(e.what()).find("an empty chunk"), std::string::npos) << e.what();
+}
+
+// Whole chunks go from the caller's buffer: aligned ones referenced into
+// the frame, unaligned ones (or of an odd size) copied. Both arrive intact.
+TEST_F(ChunkStreamTest, ChunksFromAlignedAndUnalignedBuffersArriveIntact) {
+  const size_t chunk = 256 << 10;
+  std::string backing = bytesOf(4 * chunk + 16, 5);
+  std::string_view aligned(backing.data(), 2 * chunk);         // malloc-aligned
+  std::string_view unaligned(backing.data() + 3, 2 * chunk);   // off by 3
+  std::string_view odd(backing.data() + 8, chunk - 5);         // not whole words
+  std::string expected = std::string(aligned) + std::string(unaligned) + std::string(odd);
+  ChunkReceiver rx(ctx_, "tcp://127.0.0.1:0", "t", "hostB", fast());
+  auto sent = std::async(std::launch::async, [&] {
+    ChunkSender tx(ctx_, rx.endpoint(), "t", "aligned", fast());
+    tx.write(aligned);
+    tx.write(unaligned);
+    tx.write(odd);
+    tx.finish();
+  });
+  std::string got = drain(rx);
+  rx.accept();
+  sent.get();
+  EXPECT_EQ(got.size(), expected.size());
+  EXPECT_TRUE(got == expected) << "bytes differ";
 }
 
 // A signal handled on a stream's thread (the agent's SIGTERM handler runs on

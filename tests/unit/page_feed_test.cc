@@ -140,7 +140,10 @@ struct FakePageServer {
 // CRIU's lazy-pages daemon: asks for `asks` in order, one at a time, takes
 // a shorter answer and asks for the rest, checks every page, then closes
 // and waits for the status. Returns the pages it got intact.
-uint64_t lazyDaemon(int fd, std::deque<Iov> asks, bool* status_ok = nullptr) {
+// With `close_after`, it holds its close until that is set (the restore
+// ended: a restore longer than the fetching is tested elsewhere).
+uint64_t lazyDaemon(int fd, std::deque<Iov> asks, bool* status_ok = nullptr,
+                    const std::atomic<bool>* close_after = nullptr) {
   uint64_t good = 0;
   while (!asks.empty()) {
     Iov q = asks.front();
@@ -163,6 +166,7 @@ uint64_t lazyDaemon(int fd, std::deque<Iov> asks, bool* status_ok = nullptr) {
       asks.push_front({kGet, q.nr_pages - a.nr_pages, q.vaddr + a.nr_pages * kPage, q.dst_id});
     }
   }
+  while (close_after && !close_after->load()) std::this_thread::sleep_for(milliseconds(5));
   Iov close{kForceClose, 0, 0, 0};
   writeFull(fd, &close, sizeof close);
   int32_t status = -1;
@@ -252,10 +256,12 @@ class PageFeedTest : public ::testing::Test {
     EXPECT_EQ(drain(*rx_), "the images");
   }
   // CRIU's daemon, in a thread of its own, asking for `asks`.
-  std::future<uint64_t> daemon(std::deque<Iov> asks, bool* status_ok = nullptr) {
+  std::future<uint64_t> daemon(std::deque<Iov> asks, bool* status_ok = nullptr,
+                               const std::atomic<bool>* close_after = nullptr) {
     int end = std::exchange(pair_.fd[0], -1);
-    return std::async(std::launch::async,
-                      [end, asks, status_ok] { return lazyDaemon(end, asks, status_ok); });
+    return std::async(std::launch::async, [end, asks, status_ok, close_after] {
+      return lazyDaemon(end, asks, status_ok, close_after);
+    });
   }
   PageFeedStats serve(const std::vector<PageRange>& lazy = kLazy, const HeldPages& held = {}) {
     return rx_->servePages(pair_.fd[1], lazy, held, restored_, stop_);
@@ -295,7 +301,10 @@ TEST_F(PageFeedTest, EveryPageArrivesOnceIntactAndTheVerdictFollowsTheDaemonsClo
   }
   for (const Iov& f : faults) asks.push_front(f);
   bool status_ok = false;
-  auto got = daemon(asks, &status_ok);
+  // The pages may all cross before the 100 ms "restore" ends (they did, once
+  // the stream stopped copying them): the daemon closes after it, so that
+  // 'restored' is told while the feed runs.
+  auto got = daemon(asks, &status_ok, &restored_);
   auto restoring = std::async(std::launch::async, [&] {
     std::this_thread::sleep_for(milliseconds(100));
     restored_ = true;

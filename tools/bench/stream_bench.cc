@@ -1,9 +1,12 @@
 // The data plane's chunk stream alone (not a test): how fast ChunkSender
 // moves bytes to a ChunkReceiver over TCP on loopback, plain and with
 // CurveZMQ, with the agents' chunk (1 MiB) and window (8), the receiver
-// reading as a bundle reader does (64 KiB reads). No CRIU, no disk, no
-// bundle: the floor the stream puts under a migration's transfer, for
-// issue 16's 1.5 GB/s aim. Best of R runs; JSON on stdout.
+// reading as a bundle reader does (64 KiB reads), each end with its own
+// ZeroMQ context (and I/O thread), as the two agents have: one context
+// for both ends made its single I/O thread the limit (0.7-0.8 GB/s here,
+// half what two carry). No CRIU, no disk, no bundle: the floor the stream
+// puts under a migration's transfer, for issue 16's 1.5 GB/s aim. Best of
+// R runs; JSON on stdout.
 //
 //   stream-bench [--mib 1024] [--runs 3]
 #include <chrono>
@@ -21,7 +24,7 @@ using namespace ferry::proto;
 
 namespace {
 
-double runOnce(zmq::context_t& ctx, uint64_t bytes, bool curve, const KeyPair& target,
+double runOnce(zmq::context_t& rx_ctx, zmq::context_t& tx_ctx, uint64_t bytes, bool curve, const KeyPair& target,
                const KeyPair& source) {
   StreamOptions rx_opts;
   StreamOptions tx_opts;
@@ -30,7 +33,7 @@ double runOnce(zmq::context_t& ctx, uint64_t bytes, bool curve, const KeyPair& t
     tx_opts.own_keys = source;
     tx_opts.peer_public_key = target.public_key;
   }
-  ChunkReceiver rx(ctx, "tcp://127.0.0.1:0", "bench", "target", rx_opts);
+  ChunkReceiver rx(rx_ctx, "tcp://127.0.0.1:0", "bench", "target", rx_opts);
   auto received = std::async(std::launch::async, [&] {
     static char buf[64 << 10];
     uint64_t n = 0;
@@ -43,7 +46,7 @@ double runOnce(zmq::context_t& ctx, uint64_t bytes, bool curve, const KeyPair& t
   std::string block(1 << 20, '\0');
   for (size_t i = 0; i < block.size(); ++i) block[i] = static_cast<char>((i * 2654435761u) >> 13);
   auto t0 = std::chrono::steady_clock::now();
-  ChunkSender tx(ctx, rx.endpoint(), "bench", "bench", tx_opts);
+  ChunkSender tx(tx_ctx, rx.endpoint(), "bench", "bench", tx_opts);
   for (uint64_t sent = 0; sent < bytes; sent += block.size()) tx.write(block);
   tx.finish();
   double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -73,13 +76,14 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "usage: stream-bench [--mib M] [--runs R]\n");
     return 2;
   }
-  zmq::context_t ctx;
+  // One context (and ZeroMQ I/O thread) per end, as the two agents have.
+  zmq::context_t rx_ctx, tx_ctx;
   KeyPair target = generateKeyPair(), source = generateKeyPair();
-  ZapAuthenticator zap(ctx, {source.public_key});
+  ZapAuthenticator zap(rx_ctx, {source.public_key});
   std::printf("[\n");
   for (bool curve : {false, true}) {
     double best = 0;
-    for (int r = 0; r < runs; ++r) best = std::max(best, runOnce(ctx, mib << 20, curve, target, source));
+    for (int r = 0; r < runs; ++r) best = std::max(best, runOnce(rx_ctx, tx_ctx, mib << 20, curve, target, source));
     std::printf("  {\"stream\": \"%s\", \"mib\": %llu, \"best_bytes_per_s\": %.0f}%s\n",
                 curve ? "curve" : "plain", static_cast<unsigned long long>(mib), best,
                 curve ? "" : ",");
