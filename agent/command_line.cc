@@ -89,7 +89,9 @@ std::variant<AgentCommandLine, cli::ParseExit> parseAgentCommandLine(
                "host. At start it raises two host-wide settings CRIU's lazy pages need: "
                "fs.pipe-max-size to 4 MiB, and vm.unprivileged_userfaultfd to 1, which lets any "
                "process use userfaultfd (it can widen kernel races an attacker exploits; see the "
-               "README). Off by default: such a migration is then refused, saying so");
+               "README); and it makes the nftables table inet ferry_page_server, which keeps "
+               "CRIU's page server to root while it serves a container's memory. Off by default: "
+               "such a migration is then refused, saying so");
 
   if (std::optional<cli::ParseExit> end = cli::parseArgs(app, args)) return *end;
   c.engine.postcopy = postcopy;

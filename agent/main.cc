@@ -12,6 +12,7 @@
 #include "common/sha256.h"
 #include "engine/engine.h"
 #include "engine/runtime/host_probe.h"
+#include "engine/runtime/page_server_guard.h"
 
 using namespace ferry;
 
@@ -40,11 +41,18 @@ int main(int argc, char** argv) {
       agent::agentLog().warn("no keys: CurveZMQ is off, and streams are received on {} only",
                        opts.data_address);
     }
+    LocalCommandRunner runner;
     if (cfg.postcopy) {
       std::string did = raiseSysctlsForPostcopy();
       if (!did.empty()) agent::agentLog().info("{}", did);
+      // Before the host's facts are read: they say whether post-copy may run.
+      std::string guard = installPageServerGuard(runner);
+      if (!guard.empty()) {
+        agent::agentLog().warn(
+            "post-copy is unavailable: the nftables guard of CRIU's page server failed ({})",
+            guard);
+      }
     }
-    LocalCommandRunner runner;
     Engine engine(cfg, runner);
     zmq::context_t ctx;
     // With keys, streams are encrypted to this agent's key, and each admits

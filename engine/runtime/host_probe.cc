@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "common/fs.h"
+#include "engine/runtime/page_server_guard.h"
 
 namespace ferry {
 
@@ -134,13 +135,15 @@ HostInfo collectHostInfo(const EngineConfig& cfg, CommandRunner& runner) {
     unprivileged_uffd = std::stoull(readSmall(kUnprivilegedUffdPath));
   } catch (const std::exception&) {
   }
-  h.postcopy_unavailable = cfg.postcopy ? postcopyUnavailable(h.uffd, pipe_max, unprivileged_uffd == 1)
+  h.postcopy_unavailable = cfg.postcopy ? postcopyUnavailable(h.uffd, pipe_max, unprivileged_uffd == 1,
+                                                              pageServerGuardInstalled(runner))
                                          : "not enabled on this host (start its agent with "
                                            "--postcopy)";
   return h;
 }
 
-std::string postcopyUnavailable(bool uffd, uint64_t pipe_max_size, bool unprivileged_uffd) {
+std::string postcopyUnavailable(bool uffd, uint64_t pipe_max_size, bool unprivileged_uffd,
+                                bool page_server_guard) {
   if (!uffd) {
     return "CRIU cannot use userfaultfd here (`criu check --feature uffd-noncoop` fails): lazy "
            "pages need it";
@@ -155,6 +158,12 @@ std::string postcopyUnavailable(bool uffd, uint64_t pipe_max_size, bool unprivil
     return std::string(kUnprivilegedUffdPath) + " is 0, so a restored container cannot hand "
            "its memory's faults to CRIU (the agent sets it to 1 at start when it runs as root; "
            "else: sysctl vm.unprivileged_userfaultfd=1)";
+  }
+  if (!page_server_guard) {
+    return std::string("the nftables table ") + kPageServerGuardTable +
+           " is missing, which keeps CRIU's page server (on 127.0.0.1) to root while it serves "
+           "a container's memory (the agent makes it at start when it runs as root with "
+           "nftables; its log says why it could not)";
   }
   return "";
 }

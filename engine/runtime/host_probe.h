@@ -38,7 +38,10 @@ inline constexpr const char* kUnprivilegedUffdPath = "/proc/sys/vm/unprivileged_
 std::string raiseSysctlsForPostcopy();
 
 // Why post-copy cannot run on a host with these facts; "" when it can.
-std::string postcopyUnavailable(bool uffd, uint64_t pipe_max_size, bool unprivileged_uffd);
+// `page_server_guard`: whether the nftables guard of CRIU's page server is
+// in place (page_server_guard.h; the agent makes it at start).
+std::string postcopyUnavailable(bool uffd, uint64_t pipe_max_size, bool unprivileged_uffd,
+                                bool page_server_guard);
 
 // Parsers, exposed for tests. Each returns "" / {} when the text has no match.
 std::string parseCriuVersion(std::string_view out);    // "Version: 4.1.1\n..." -> "4.1.1"

@@ -233,6 +233,8 @@ std::unique_ptr<LazyDump> Runtime::checkpointLazy(const std::string& id, const f
     throw Error(ErrorCategory::kInvalidInput, "a lazy-pages dump keeps the container, paused");
   }
   uint16_t port = freeLoopbackPort();
+  // Before CRIU listens: from then on only root may connect to the port.
+  auto guard = std::make_unique<PageServerPortGuard>(runner_, port);
   Pipe status = makePipe();
   int status_fd = status.write.get();
   std::vector<std::string> argv = {runc_path_, "--root", runcRoot(cfg_).string(), "--criu",
@@ -246,7 +248,7 @@ std::unique_ptr<LazyDump> Runtime::checkpointLazy(const std::string& id, const f
   argv.push_back(id);
   Child runc = spawnChild(argv, (work_dir / "runc-checkpoint.log").string(), {}, {status_fd});
   status.write.reset();
-  auto lazy = std::make_unique<LazyDump>(std::move(runc), port, work_dir, id);
+  auto lazy = std::make_unique<LazyDump>(std::move(runc), port, work_dir, id, std::move(guard));
   // runc writes a byte when CRIU says it is ready; EOF without one: it ended.
   if (statusByteWithin(status.read.get(), std::chrono::minutes(2), "runc's status fd")) return lazy;
   lazy->wait(std::chrono::seconds(10));  // throws CRIU's errors
@@ -261,8 +263,10 @@ Child Runtime::startPageServer(const fs::path& images, const fs::path& work, int
                     (work / "page-server.out").string(), {}, {fd});
 }
 
-LazyDump::LazyDump(Child runc, uint16_t port, fs::path work_dir, std::string id)
-    : runc_(std::move(runc)), port_(port), work_(std::move(work_dir)), id_(std::move(id)) {}
+LazyDump::LazyDump(Child runc, uint16_t port, fs::path work_dir, std::string id,
+                   std::unique_ptr<PageServerPortGuard> guard)
+    : guard_(std::move(guard)), runc_(std::move(runc)), port_(port), work_(std::move(work_dir)),
+      id_(std::move(id)) {}
 
 LazyDump::~LazyDump() {
   if (done_) return;

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "engine/runtime/config.h"
+#include "engine/runtime/page_server_guard.h"
 #include "engine/runtime/process.h"
 
 namespace ferry {
@@ -60,9 +61,12 @@ struct CheckpointOptions {
 // exits then, and the container is as an ordinary --leave-running dump
 // leaves it (paused here). Destroying it ends the serving first (a
 // connection that closes at once), so the tasks are never left seized.
+// The port is kept to root's connections while it lives
+// (page_server_guard.h).
 class LazyDump {
  public:
-  LazyDump(Child runc, uint16_t port, fs::path work_dir, std::string id);
+  LazyDump(Child runc, uint16_t port, fs::path work_dir, std::string id,
+           std::unique_ptr<PageServerPortGuard> guard);
   ~LazyDump();
   LazyDump(const LazyDump&) = delete;
   LazyDump& operator=(const LazyDump&) = delete;
@@ -74,6 +78,7 @@ class LazyDump {
   void wait(std::chrono::milliseconds timeout);
 
  private:
+  std::unique_ptr<PageServerPortGuard> guard_;  // outlives the serving: destroyed last
   Child runc_;
   uint16_t port_;
   fs::path work_;

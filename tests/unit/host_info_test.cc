@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "common/fs.h"
+#include "engine/runtime/page_server_guard.h"
 
 namespace ferry {
 
@@ -65,15 +66,17 @@ TEST(HostInfo, AnOlderHostsMetadataHasNoPostcopy) {
   EXPECT_EQ(j.get<HostInfo>().postcopy_unavailable, "its ferry is older than post-copy");
 }
 
-TEST(HostInfo, PostcopyNeedsUffdThePipeSizeAndUnprivilegedUffd) {
-  EXPECT_EQ(postcopyUnavailable(true, kPostcopyPipeBytes, true), "");
-  EXPECT_NE(postcopyUnavailable(false, kPostcopyPipeBytes, true).find("userfaultfd"),
+TEST(HostInfo, PostcopyNeedsUffdThePipeSizeUnprivilegedUffdAndThePageServerGuard) {
+  EXPECT_EQ(postcopyUnavailable(true, kPostcopyPipeBytes, true, true), "");
+  EXPECT_NE(postcopyUnavailable(false, kPostcopyPipeBytes, true, true).find("userfaultfd"),
             std::string::npos);
-  std::string pipe = postcopyUnavailable(true, 1048576, true);
+  std::string pipe = postcopyUnavailable(true, 1048576, true, true);
   EXPECT_NE(pipe.find("/proc/sys/fs/pipe-max-size is 1048576 bytes"), std::string::npos) << pipe;
   EXPECT_NE(pipe.find("sysctl fs.pipe-max-size=4194304"), std::string::npos) << pipe;
-  std::string uffd = postcopyUnavailable(true, kPostcopyPipeBytes, false);
+  std::string uffd = postcopyUnavailable(true, kPostcopyPipeBytes, false, true);
   EXPECT_NE(uffd.find("sysctl vm.unprivileged_userfaultfd=1"), std::string::npos) << uffd;
+  std::string guard = postcopyUnavailable(true, kPostcopyPipeBytes, true, false);
+  EXPECT_NE(guard.find("nftables table ferry_page_server is missing"), std::string::npos) << guard;
 }
 
 TEST(HostInfo, CollectsThisHost) {
@@ -94,7 +97,7 @@ TEST(HostInfo, CollectsThisHost) {
       << "post-copy is opt-in: " << h.postcopy_unavailable;
   cfg.postcopy = true;
   EXPECT_EQ(collectHostInfo(cfg, runner).postcopy_unavailable,
-            postcopyUnavailable(h.uffd, pipe, unprivileged));
+            postcopyUnavailable(h.uffd, pipe, unprivileged, pageServerGuardInstalled(runner)));
 }
 
 }  // namespace ferry
