@@ -270,6 +270,7 @@ SendResult sendCheckpoint(AgentEngine& engine, const std::string& name, zmq::con
       result.downtime_ms = msSince(tf);
     } else {
       pages = connectLoopback(lazy->port(), "CRIU's page server");
+      lazy->unguard();
       std::optional<std::chrono::steady_clock::time_point> restored;
       const uint64_t before = counted.bytes();
       const proto::PageFeedStats ps = tx.finishWithPages(

@@ -51,6 +51,7 @@ Decoded::Decoded(zmq::message_t&& frame) : frame_(std::move(frame)) {
   }
   words_ = kj::heapArray<capnp::word>(words);
   std::memcpy(words_.begin(), frame_.data(), frame_.size());
+  frame_.rebuild();  // read from the copy: the frame's bytes need not stay
   read(words_.asPtr());
 }
 

@@ -38,8 +38,8 @@ std::string installPageServerGuard(CommandRunner& runner) {
                          " ports { type inet_service; flags timeout; }; add chain " + t +
                          " output { type filter hook output priority 0; policy accept; }; "
                          "flush chain " + t + " output; add rule " + t +
-                         " output ip daddr 127.0.0.1 tcp dport @ports meta skuid != 0 counter "
-                         "reject with tcp reset");
+                         " output ip daddr 127.0.0.1 tcp dport @ports tcp flags & (syn | ack) == "
+                         "syn meta skuid != 0 counter reject with tcp reset");
 }
 
 bool pageServerGuardInstalled(CommandRunner& runner) {
@@ -49,9 +49,13 @@ bool pageServerGuardInstalled(CommandRunner& runner) {
 
 PageServerPortGuard::PageServerPortGuard(CommandRunner& runner, uint16_t port)
     : runner_(runner), port_(port) {
-  std::string why =
-      nft(runner_, "add element " + table() + " ports { " + std::to_string(port_) + " timeout " +
-                       std::to_string(kPageServerGuardTimeout.count()) + "s }");
+  const std::string add = "add element " + table() + " ports { " + std::to_string(port_) +
+                          " timeout " + std::to_string(kPageServerGuardTimeout.count()) + "s }";
+  std::string why = nft(runner_, add);
+  if (!why.empty() && installPageServerGuard(runner_).empty()) {
+    // The table went (a firewall reload flushed the ruleset): made again.
+    why = nft(runner_, add);
+  }
   if (!why.empty()) {
     throw Error(ErrorCategory::kPermanent,
                 "cannot keep CRIU's page server (127.0.0.1:" + std::to_string(port_) +

@@ -72,6 +72,9 @@ class LazyDump {
   LazyDump& operator=(const LazyDump&) = delete;
 
   uint16_t port() const { return port_; }
+  // The agent is connected: CRIU closed its listening socket (it serves
+  // one connection), so the port needs no guard any longer.
+  void unguard() { guard_.reset(); }
   // Waits for runc checkpoint to end, after the page server's connection
   // did. Throws Error with CRIU's errors when it failed, kRetryable when it
   // did not end within `timeout` (it is killed then).

@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -42,6 +43,51 @@ int connectAs(uid_t uid, uint16_t port) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : 255;
 }
 
+// A connection `uid` opened before the port was guarded still carries bytes
+// both ways after: only new connections are refused (the port may be handed
+// out again while in the set). 0 when it did, else the child's failure.
+// `listener` must have nothing else queued: its next connection is the child's.
+int establishedConnectionLivesOn(CommandRunner& runner, uid_t uid, int listener, uint16_t port) {
+  const timeval bound{5, 0};  // neither side waits for ever
+  ::setsockopt(listener, SOL_SOCKET, SO_RCVTIMEO, &bound, sizeof bound);
+  int go[2];
+  if (::pipe(go) != 0) return 254;
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::close(go[1]);
+    if (::setresgid(uid, uid, uid) != 0 || ::setresuid(uid, uid, uid) != 0) ::_exit(200);
+    int s = ::socket(AF_INET, SOCK_STREAM, 0);
+    ::setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &bound, sizeof bound);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) ::_exit(201);
+    char c;
+    if (::read(go[0], &c, 1) != 1) ::_exit(202);  // the port is guarded now
+    if (::write(s, "x", 1) != 1) ::_exit(203);
+    if (::read(s, &c, 1) != 1 || c != 'y') ::_exit(204);
+    ::_exit(0);
+  }
+  ::close(go[0]);
+  UniqueFd conn(::accept(listener, nullptr, nullptr));
+  int result = 255;
+  if (conn.get() >= 0) {
+    ::setsockopt(conn.get(), SOL_SOCKET, SO_RCVTIMEO, &bound, sizeof bound);
+    PageServerPortGuard guard(runner, port);
+    char c = 0;
+    if (::write(go[1], "g", 1) == 1 && ::read(conn.get(), &c, 1) == 1 && c == 'x' &&
+        ::write(conn.get(), "y", 1) == 1) {
+      result = 0;
+    }
+  }
+  ::close(go[1]);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  if (result != 0) return result;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 255;
+}
+
 // The guard's rule, as nft lists it: how many times it is there.
 int rulesInChain(CommandRunner& runner) {
   ProcessResult r = runner.run(
@@ -71,6 +117,12 @@ TEST(PageServerGuard, OnlyRootConnectsToAGuardedPort) {
     EXPECT_EQ(rulesInChain(runner), 1);
   }
   EXPECT_EQ(connectAs(nobody, port), 0) << "the port stayed guarded after its guard ended";
+  {
+    uint16_t fresh_port = 0;  // nothing queued on it yet
+    UniqueFd fresh = boundLoopbackSocket(&fresh_port, 4, "the test's second server");
+    EXPECT_EQ(establishedConnectionLivesOn(runner, nobody, fresh.get(), fresh_port), 0)
+        << "a connection made before the guard was cut by it";
+  }
   // A guard whose agent was killed never ends: its port leaves the set by
   // itself (the element has a timeout).
   ProcessResult added = runner.run(

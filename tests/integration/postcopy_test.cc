@@ -343,13 +343,16 @@ TEST_F(PostcopyMigration, TheSourceMachineLostDuringPostcopyLosesTheContainerAnd
   // (seen once in a full run: the tasks lived on, frozen, the kill pending).
   waitFor(
       [&] {
-        try {
-          engine("hostA").resume("mem");
-        } catch (const Error&) {
-          // Not frozen (CRIU left it stopped for tracing only): the kill lands.
-        }
         auto a = on("hostA", "mem");
-        return a && a->status != ContainerStatus::kRunning && a->status != ContainerStatus::kPaused;
+        if (a && a->status == ContainerStatus::kPaused) {
+          try {
+            engine("hostA").resume("mem");
+          } catch (const Error&) {
+            // Not frozen (CRIU left it stopped for tracing only): the kill lands.
+          }
+          return false;
+        }
+        return a && a->status != ContainerStatus::kRunning;
       },
       seconds(30), "mem's tasks on hostA to die");
   waitFor(

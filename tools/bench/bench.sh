@@ -29,9 +29,10 @@
 # first touch costs about 2.8 s a GiB against 0.4 s for memory just freed),
 # and every mode allocates as it restores. So before each measured
 # operation, 3 x the size + 512 MiB of memory is touched and freed (dd into
-# tmpfs, at most what it has room for): every mode then meets memory as a
-# host without a hypervisor has it. --cold-memory leaves that out (the
-# figures then vary several-fold from run to run here).
+# tmpfs, at most what it has room for): every mode then starts on memory
+# the hypervisor has not taken back (it fades as the guest reports it
+# again). --cold-memory leaves that out (the figures then vary several-fold
+# from run to run here).
 #
 #   tools/bench/bench.sh [--sizes 64,256,1024] [--dirty-mib-s R] [--json FILE]
 #                        [--no-podman] [--cold-memory]
@@ -106,6 +107,7 @@ warm() {
   local want=$(( 3 * $1 + 512 )) room
   room=$(( $(df --output=avail -m "$shm" | tail -1) - 256 ))
   warm_mib=$(( want < room ? want : room ))
+  if [ "$warm_mib" -le 0 ]; then warm_mib=0; return 0; fi
   dd if=/dev/zero of="$shm/warm" bs=1M count="$warm_mib" status=none
   rm -f "$shm/warm"
 }
