@@ -61,8 +61,8 @@ struct CheckpointOptions {
 // exits then, and the container is as an ordinary --leave-running dump
 // leaves it (paused here). Destroying it ends the serving first (a
 // connection that closes at once), so the tasks are never left seized.
-// The port is kept to root's connections while it lives
-// (page_server_guard.h).
+// The port is kept to root's connections from before CRIU listens until
+// unguard() or its end (page_server_guard.h).
 class LazyDump {
  public:
   LazyDump(Child runc, uint16_t port, fs::path work_dir, std::string id,
@@ -81,7 +81,7 @@ class LazyDump {
   void wait(std::chrono::milliseconds timeout);
 
  private:
-  std::unique_ptr<PageServerPortGuard> guard_;  // outlives the serving: destroyed last
+  std::unique_ptr<PageServerPortGuard> guard_;  // declared first: destroyed after the serving ended
   Child runc_;
   uint16_t port_;
   fs::path work_;
