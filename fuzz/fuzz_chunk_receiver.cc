@@ -37,7 +37,7 @@ std::string fixChecksums(const std::string& bytes, XXH3_state_t* all) {
       auto c = m.getChunk();
       auto d = c.getData();
       c.setXxh3(XXH3_64bits(d.begin(), d.size()));
-      XXH3_64bits_update(all, d.begin(), d.size());
+      ferry::proto::addChunkHash(all, c.getXxh3());
     } else if (m.isEnd()) {
       m.getEnd().setXxh3(XXH3_64bits_digest(all));
     }

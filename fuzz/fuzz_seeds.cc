@@ -23,6 +23,7 @@
 #include "engine/bundle/bundle.h"
 #include "engine/checkpoint/page_stream.h"
 #include "fuzz/fuzz_support.h"
+#include "protocol/chunk_stream.h"
 #include "protocol/framing.h"
 #include "protocol/rpc.h"
 #include "protocol/stream.capnp.h"
@@ -209,13 +210,20 @@ void streamSeeds() {
       c.setXxh3(XXH3_64bits(d.data(), d.size()));
     });
   };
-  std::string all;
-  for (auto& c : chunks) all += c;
+  uint64_t all_bytes = 0;
+  XXH3_state_t* all = XXH3_createState();
+  XXH3_64bits_reset(all);
+  for (auto& c : chunks) {
+    all_bytes += c.size();
+    proto::addChunkHash(all, XXH3_64bits(c.data(), c.size()));
+  }
+  const uint64_t end_xxh3 = XXH3_64bits_digest(all);
+  XXH3_freeState(all);
   std::string end = streamMessage([&](auto m) {
     auto e = m.initEnd();
     e.setChunks(chunks.size());
-    e.setBytes(all.size());
-    e.setXxh3(XXH3_64bits(all.data(), all.size()));
+    e.setBytes(all_bytes);
+    e.setXxh3(end_xxh3);
   });
   std::string whole;
   appendFrame(whole, 0, open("fuzz-token"));

@@ -172,6 +172,7 @@ void ChunkSender::sendChunk(std::string_view data) {
   // into the message: encode() copies them once, into the frame.
   const bool external = reinterpret_cast<uintptr_t>(data.data()) % alignof(capnp::word) == 0 &&
                         data.size() % sizeof(capnp::word) == 0;
+  const uint64_t xxh3 = XXH3_64bits(data.data(), data.size());
   sock_.send(message([&](StreamMessage::Builder m) {
     auto c = m.initChunk();
     c.setSeq(seq_);
@@ -180,12 +181,12 @@ void ChunkSender::sendChunk(std::string_view data) {
     } else {
       c.setData(dataOf(data));
     }
-    c.setXxh3(XXH3_64bits(data.data(), data.size()));
+    c.setXxh3(xxh3);
   }), zmq::send_flags::none);
   --credit_;
   ++seq_;
   bytes_ += data.size();
-  XXH3_64bits_update(hash_, data.data(), data.size());
+  addChunkHash(hash_, xxh3);
 }
 
 void ChunkSender::awaitCredit() {
@@ -418,7 +419,7 @@ bool ChunkReceiver::handle(const zmq::message_t& identity, zmq::message_t&& fram
         if (XXH3_64bits(data.begin(), data.size()) != c.getXxh3()) {
           violation("chunk " + std::to_string(next_seq_) + " fails its checksum (damaged in transit)");
         }
-        XXH3_64bits_update(hash_, data.begin(), data.size());
+        addChunkHash(hash_, c.getXxh3());
         bytes_ += data.size();
         ++next_seq_;
         ready_.push_back(

@@ -2,7 +2,9 @@
 // flow control: the receiver grants `window` chunks at first and one more
 // for each chunk its consumer has taken, so neither side ever holds more
 // than window x chunk bytes. Every chunk carries an XXH3 of its bytes and
-// the end an XXH3 of all of them. A stream is authorised by a one-time token
+// the end an XXH3 of those chunk hashes, in order (addChunkHash): each byte
+// is hashed once on each side, and the end still checks that the chunks
+// that arrived are the ones sent. A stream is authorised by a one-time token
 // the receiver was given (by the coordinator) for it alone.
 //
 // The sender is a ByteSink and the receiver a ByteSource, so a checkpoint
@@ -52,6 +54,14 @@ struct StreamOptions {
 };
 
 class PageSource;
+
+// The end's checksum (stream protocol 5): XXH3-64 over each chunk's XXH3-64
+// as 8 little-endian bytes, in order. Adds one chunk's to `end`.
+inline void addChunkHash(XXH3_state_t* end, uint64_t chunk_xxh3) {
+  unsigned char le[8];
+  for (int i = 0; i < 8; ++i) le[i] = static_cast<unsigned char>(chunk_xxh3 >> (8 * i));
+  XXH3_64bits_update(end, le, sizeof le);
+}
 
 // What ChunkSender::probeLink measured.
 struct LinkProbe {

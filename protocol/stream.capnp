@@ -1,14 +1,14 @@
 # The data plane: one checkpoint stream from the source agent straight to the
 # target agent (never through the coordinator), with credit-based flow
-# control. Version 4 (2: post-copy through the agents, page_feed.h; 3: probe;
+# control. Version 5 (2: post-copy through the agents, page_feed.h; 3: probe;
 # 4: a cold checkpoint's memory streamed from CRIU's page server, the
-# bundle's "pages" stream).
+# bundle's "pages" stream; 5: the end's checksum is over the chunks' own).
 @0xa23e8a48805b731f;
 
 using Cxx = import "/capnp/c++.capnp";
 $Cxx.namespace("ferry::proto");
 
-const streamProtocolVersion :UInt16 = 4;
+const streamProtocolVersion :UInt16 = 5;
 # Post-copy: wants the target may have unanswered (besides one urgent), and
 # the pages one may ask for (a run of them fits a chunk).
 const pagesWindow :UInt32 = 16;
@@ -98,7 +98,7 @@ struct StreamMessage {
   struct End {
     chunks @0 :UInt64;
     bytes @1 :UInt64;
-    xxh3 @2 :UInt64;  # of all bytes, in order
+    xxh3 @2 :UInt64;  # of the chunks' xxh3, in order, each 8 bytes little-endian
   }
   struct Done {
     union {

@@ -14,6 +14,7 @@
 
 #include <cstring>
 #include <future>
+#include <functional>
 #include <random>
 #include <thread>
 #include <tuple>
@@ -270,22 +271,33 @@ TEST_F(ChunkStreamTest, AStrangersFramesDoNotKeepAStreamAlive) {
       << e.what();
 }
 
-TEST_F(ChunkStreamTest, ADamagedChunkIsCaught) {
-  ChunkReceiver rx(ctx_, "tcp://127.0.0.1:0", "t", "hostB", fast());
-  zmq::socket_t raw(ctx_, zmq::socket_type::dealer);
-  raw.set(zmq::sockopt::linger, 0);
-  raw.connect(rx.endpoint());
-  auto send = [&](auto fill) {
+// A sender written by hand: opens the stream to `rx` with token "t", then
+// send() sends whatever message it fills in.
+class RawSender {
+ public:
+  RawSender(zmq::context_t& ctx, ChunkReceiver& rx) : sock_(ctx, zmq::socket_type::dealer) {
+    sock_.set(zmq::sockopt::linger, 0);
+    sock_.connect(rx.endpoint());
+    send([](StreamMessage::Builder m) {
+      m.initOpen().setToken(capnp::Data::Reader(reinterpret_cast<const kj::byte*>("t"), 1));
+    });
+  }
+  void send(const std::function<void(StreamMessage::Builder)>& fill) {
     capnp::MallocMessageBuilder mb;
     auto m = mb.initRoot<StreamMessage>();
     m.setVersion(STREAM_PROTOCOL_VERSION);
     fill(m);
-    raw.send(encode(mb), zmq::send_flags::none);
-  };
-  send([](StreamMessage::Builder m) {
-    m.initOpen().setToken(capnp::Data::Reader(reinterpret_cast<const kj::byte*>("t"), 1));
-  });
-  send([](StreamMessage::Builder m) {
+    sock_.send(encode(mb), zmq::send_flags::none);
+  }
+
+ private:
+  zmq::socket_t sock_;
+};
+
+TEST_F(ChunkStreamTest, ADamagedChunkIsCaught) {
+  ChunkReceiver rx(ctx_, "tcp://127.0.0.1:0", "t", "hostB", fast());
+  RawSender raw(ctx_, rx);
+  raw.send([](StreamMessage::Builder m) {
     auto c = m.initChunk();
     c.setSeq(0);
     c.setData(capnp::Data::Reader(reinterpret_cast<const kj::byte*>("abc"), 3));
@@ -294,6 +306,45 @@ TEST_F(ChunkStreamTest, ADamagedChunkIsCaught) {
   Error e = test::thrownError([&] { drain(rx); });
   EXPECT_EQ(e.category(), ErrorCategory::kInvalidInput);
   EXPECT_NE(std::string(e.what()).find("fails its checksum"), std::string::npos) << e.what();
+}
+
+// Stream protocol 5: the end's checksum is over the chunks' checksums, in
+// order. A sender whose chunks are each intact but whose end was computed
+// over them in another order is refused; the right order is taken.
+TEST_F(ChunkStreamTest, TheEndsChecksumIsOverTheChunksChecksumsInOrder) {
+  const std::string parts[2] = {"first", "second"};
+  auto endOver = [&](std::initializer_list<int> order) {
+    XXH3_state_t* st = XXH3_createState();
+    XXH3_64bits_reset(st);
+    for (int i : order) addChunkHash(st, XXH3_64bits(parts[i].data(), parts[i].size()));
+    uint64_t v = XXH3_64bits_digest(st);
+    XXH3_freeState(st);
+    return v;
+  };
+  auto run = [&](uint64_t end_xxh3) -> std::string {
+    ChunkReceiver rx(ctx_, "tcp://127.0.0.1:0", "t", "hostB", fast());
+    RawSender raw(ctx_, rx);
+    for (uint64_t i = 0; i < 2; ++i) {
+      raw.send([&](StreamMessage::Builder m) {
+        auto c = m.initChunk();
+        c.setSeq(i);
+        c.setData(capnp::Data::Reader(reinterpret_cast<const kj::byte*>(parts[i].data()),
+                                      parts[i].size()));
+        c.setXxh3(XXH3_64bits(parts[i].data(), parts[i].size()));
+      });
+    }
+    raw.send([&](StreamMessage::Builder m) {
+      auto e = m.initEnd();
+      e.setChunks(2);
+      e.setBytes(parts[0].size() + parts[1].size());
+      e.setXxh3(end_xxh3);
+    });
+    return drain(rx);
+  };
+  EXPECT_EQ(run(endOver({0, 1})), "firstsecond");
+  Error e = test::thrownError([&] { run(endOver({1, 0})); });
+  EXPECT_EQ(e.category(), ErrorCategory::kInvalidInput);
+  EXPECT_NE(std::string(e.what()).find("does not match"), std::string::npos) << e.what();
 }
 
 TEST_F(ChunkStreamTest, EncryptedStreamsAdmitOnlyListedSenders) {
