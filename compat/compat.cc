@@ -148,6 +148,14 @@ Verdict checkPageSize(const CompatInput& in) {
          pages(s);
 }
 
+Verdict checkNetworkLock(const CompatInput& in) {
+  if (!in.source.nftables_lock || in.target.nftables_lock) return std::nullopt;
+  return src(in) + "'s CRIU locked the container's network with nftables, which " + dst(in) +
+         "'s CRIU cannot unlock (`criu check --feature network_lock_nftables` fails there, or its "
+         "ferry did not say) -- install a CRIU built with libnftables on " + dst(in) +
+         ", or restore it on a host whose `ferry hosts` shows nftables_lock";
+}
+
 Verdict checkImage(const CompatInput& in) {
   if (in.image_present) return std::nullopt;
   std::string image = in.image_name + " (sha256:" + in.image_id.substr(0, 12) + ")";
@@ -229,6 +237,7 @@ constexpr Check kChecks[] = {
     {"criu-version", Severity::kRefuse, checkCriuVersion},
     {"cpu-flags", Severity::kRefuse, checkCpuFlags},
     {"page-size", Severity::kRefuse, checkPageSize},
+    {"network-lock", Severity::kRefuse, checkNetworkLock},
     {"image", Severity::kRefuse, checkImage},
     {"kernel", Severity::kWarn, checkKernel},
     {"distribution", Severity::kWarn, checkDistribution},

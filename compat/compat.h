@@ -46,15 +46,16 @@ struct CompatInput {
 };
 
 // Every check name, refusals first: arch, cgroup, runtime, criu-version,
-// cpu-flags, page-size, image, then the warnings kernel, distribution,
+// cpu-flags, page-size, network-lock, image, then the warnings kernel, distribution,
 // runtime-version, selinux.
 std::vector<std::string> compatCheckNames();
 
 // All findings, refusals first (then ignored refusals, then warnings), each
 // check at most once. Refusals: arch, cgroup version, runtime name, page size
 // differ; the target's CRIU is older than the source's or either host did not
-// report one; the target lacks a CPU flag the source has; the image is not on
-// the target. Warnings: the target's kernel is older (or unreported);
+// report one; the target lacks a CPU flag the source has; the source's CRIU
+// locked the network with nftables and the target's cannot (or did not say);
+// the image is not on the target. Warnings: the target's kernel is older (or unreported);
 // distribution or its version differ; the runtime's major.minor differs (or is
 // unreported); SELinux modes differ.
 // `ignore` holds check names: an ignored refusal is turned into a warning (see

@@ -26,6 +26,7 @@ void to_json(json& j, const HostInfo& h) {
            {"mem_dirty_track", h.mem_dirty_track},
            {"uffd", h.uffd},
            {"postcopy_unavailable", h.postcopy_unavailable},
+           {"nftables_lock", h.nftables_lock},
            {"memory_bytes", h.memory_bytes},
            {"cpus", h.cpus}};
 }
@@ -50,6 +51,8 @@ void from_json(const json& j, HostInfo& h) {
   // A host of an older ferry did not say: it never ran post-copy.
   h.postcopy_unavailable = j.value("postcopy_unavailable", h.host_name.empty() ? "" :
                                    "its ferry is older than post-copy");
+  // A checkpoint of an older ferry was dumped with CRIU's default (iptables).
+  h.nftables_lock = j.value("nftables_lock", false);
   h.memory_bytes = j.value("memory_bytes", uint64_t{0});
   h.cpus = j.value("cpus", 0u);
 }

@@ -290,6 +290,7 @@ CheckpointResult Engine::checkpointTo(const std::string& name, const OutputFacto
   ImageRecord image = images_.resolve(rec.image_id);
   ContainerPaths p = containers_.paths(name);
   const HostInfo& source = hostInfo();  // before the freeze: it runs CRIU and runc
+  opts.nftables_lock = source.nftables_lock;  // recorded with `source`
   // CRIU's dump.log and stats live beside the host's other logs, so an
   // error can point at them after the output is discarded.
   fs::path work = logDir(name, "checkpoint");

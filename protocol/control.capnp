@@ -37,6 +37,7 @@ struct HostInfo {
   memoryBytes @16 :UInt64;
   cpus @17 :UInt32;
   postcopyUnavailable @18 :Text;  # why post-copy cannot run here; empty: it can
+  nftablesLock @19 :Bool;  # CRIU locks networks with nftables here, and ferry's dumps do
 }
 
 struct Load {

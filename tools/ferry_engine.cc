@@ -335,7 +335,7 @@ void addCheckpointCommands(CLI::App& app, Cli& cli) {
                "overwrite volumes of the same name that hold data");
   rs->add_option("--ignore", r->ignore,
                  "override one compatibility refusal on purpose (arch, cgroup, runtime, "
-                 "criu-version, cpu-flags, page-size, image); repeatable")
+                 "criu-version, cpu-flags, page-size, network-lock, image); repeatable")
       ->type_name("CHECK")
       ->allow_extra_args(false)
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);

@@ -129,6 +129,7 @@ HostInfo collectHostInfo(const EngineConfig& cfg, CommandRunner& runner) {
   h.conmon_version = parseConmonVersion(output({cfg.tools.conmon, "--version"}));
   h.mem_dirty_track = succeeds({cfg.tools.criu, "check", "--feature", "mem_dirty_track"});
   h.uffd = succeeds({cfg.tools.criu, "check", "--feature", "uffd-noncoop"});
+  h.nftables_lock = succeeds({cfg.tools.criu, "check", "--feature", "network_lock_nftables"});
   uint64_t pipe_max = 0, unprivileged_uffd = 0;
   try {
     pipe_max = std::stoull(readSmall(kPipeMaxSizePath));

@@ -164,6 +164,14 @@ std::map<std::string, RuncState> Runtime::list() {
   }
 }
 
+std::vector<std::string> criuDumpEnvironment(const fs::path& work_dir,
+                                             const CheckpointOptions& opts) {
+  if (!opts.nftables_lock) return {};
+  fs::path conf = work_dir / "criu-dump.conf";
+  writeFileAtomic(conf, "network-lock nftables\n", 0600);
+  return {"CRIU_CONFIG_FILE=" + conf.string()};
+}
+
 void Runtime::checkpoint(const std::string& id, const fs::path& image_dir,
                          const fs::path& work_dir, const CheckpointOptions& opts,
                          uint16_t page_server) {
@@ -178,6 +186,7 @@ void Runtime::checkpoint(const std::string& id, const fs::path& image_dir,
   if (opts.file_locks) argv.push_back("--file-locks");
   argv.push_back(id);
   RunOptions run;
+  run.env = criuDumpEnvironment(work_dir, opts);
   // A dump streaming its memory lasts as long as the memory takes to cross
   // (a large container over a slow link: hours). Its caller's relay bounds
   // every wait for CRIU and the stream bounds every wait for the peer, so
@@ -246,7 +255,8 @@ std::unique_ptr<LazyDump> Runtime::checkpointLazy(const std::string& id, const f
   if (opts.tcp_established) argv.push_back("--tcp-established");
   if (opts.file_locks) argv.push_back("--file-locks");
   argv.push_back(id);
-  Child runc = spawnChild(argv, (work_dir / "runc-checkpoint.log").string(), {}, {status_fd});
+  Child runc = spawnChild(argv, (work_dir / "runc-checkpoint.log").string(),
+                          criuDumpEnvironment(work_dir, opts), {status_fd});
   status.write.reset();
   auto lazy = std::make_unique<LazyDump>(std::move(runc), port, work_dir, id, std::move(guard));
   // runc writes a byte when CRIU says it is ready; EOF without one: it ended.

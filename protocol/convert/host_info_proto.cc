@@ -24,6 +24,7 @@ void fillHostInfo(HostInfo::Builder b, const ferry::HostInfo& h) {
   b.setMemDirtyTrack(h.mem_dirty_track);
   b.setUffd(h.uffd);
   b.setPostcopyUnavailable(h.postcopy_unavailable);
+  b.setNftablesLock(h.nftables_lock);
   b.setMemoryBytes(h.memory_bytes);
   b.setCpus(h.cpus);
 }
@@ -47,6 +48,7 @@ ferry::HostInfo hostInfoFrom(HostInfo::Reader i) {
   h.mem_dirty_track = i.getMemDirtyTrack();
   h.uffd = i.getUffd();
   h.postcopy_unavailable = text(i.getPostcopyUnavailable());
+  h.nftables_lock = i.getNftablesLock();
   h.memory_bytes = i.getMemoryBytes();
   h.cpus = i.getCpus();
   return h;

@@ -130,6 +130,25 @@ TEST(Compat, PageSizeRefuses) {
   expectFinding(only(in), "page-size", Severity::kRefuse, {"4096", "65536"});
 }
 
+// A dump locks the network with the method its CRIU was told; the restore
+// unlocks it with the same one, read from the checkpoint.
+TEST(Compat, AnNftablesLockNeedsATargetThatCanUnlockIt) {
+  auto in = identical();
+  in.source.nftables_lock = true;
+  in.target.nftables_lock = false;
+  expectFinding(only(in), "network-lock", Severity::kRefuse,
+                {"hostA's CRIU locked", "nftables", "hostB's CRIU cannot unlock",
+                 "network_lock_nftables"});
+  in.target.nftables_lock = true;
+  EXPECT_TRUE(checkCompatibility(in, {}).empty());
+  // An iptables lock (every older checkpoint) restores anywhere.
+  in.source.nftables_lock = false;
+  in.target.nftables_lock = false;
+  EXPECT_TRUE(checkCompatibility(in, {}).empty());
+  in.target.nftables_lock = true;
+  EXPECT_TRUE(checkCompatibility(in, {}).empty());
+}
+
 TEST(Compat, MissingImageRefuses) {
   auto in = identical();
   in.image_present = false;
@@ -235,7 +254,7 @@ TEST(Compat, UnknownIgnoreNameIsRejected) {
 TEST(Compat, CheckNames) {
   EXPECT_EQ(compatCheckNames(),
             (std::vector<std::string>{"arch", "cgroup", "runtime", "criu-version", "cpu-flags",
-                                      "page-size", "image", "kernel", "distribution",
+                                      "page-size", "network-lock", "image", "kernel", "distribution",
                                       "runtime-version", "selinux"}));
 }
 

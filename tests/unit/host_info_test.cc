@@ -53,8 +53,20 @@ TEST(HostInfo, JsonRoundTrip) {
   h.cgroup_version = 1;
   h.uffd = true;
   h.postcopy_unavailable = "turned off on this host";
+  h.nftables_lock = true;
   nlohmann::json j = h;
+  EXPECT_EQ(j["nftables_lock"], true);
   EXPECT_EQ(nlohmann::json(j.get<HostInfo>()), j);
+}
+
+// A checkpoint of a ferry older than the nftables lock was locked with
+// CRIU's default, iptables.
+TEST(HostInfo, AnOlderCheckpointsLockIsIptables) {
+  HostInfo h;
+  h.nftables_lock = true;
+  nlohmann::json j = h;
+  j.erase("nftables_lock");
+  EXPECT_FALSE(j.get<HostInfo>().nftables_lock);
 }
 
 // A host's metadata from a ferry older than post-copy never says it can.

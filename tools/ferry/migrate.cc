@@ -141,7 +141,7 @@ void addMigrateCommand(CLI::App& app, Invocation& inv) {
   // otherwise also take the positional arguments after it.
   mg->add_option("--ignore", o->ignore,
                  "override one compatibility refusal on purpose (arch, cgroup, runtime, "
-                 "criu-version, cpu-flags, page-size, image); repeatable")
+                 "criu-version, cpu-flags, page-size, network-lock, image); repeatable")
       ->type_name("CHECK")
       ->allow_extra_args(false)
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
