@@ -222,6 +222,9 @@ TEST_F(NetworkCluster, AnOpenTcpConnectionSurvivesAMoveThereAndBackWithItsAddres
     if (e.path().filename().string().rfind("echo-checkpoint", 0) == 0) dump_dir = e.path();
   }
   ASSERT_FALSE(dump_dir.empty());
+  CliResult hosts = ferry({"--json", "hosts"});
+  ASSERT_EQ(hosts.exit_code, 0) << hosts.err;
+  for (const auto& h : json::parse(hosts.out)) EXPECT_EQ(h["nftables_lock"], true) << h.dump();
   EXPECT_EQ(readFile(dump_dir / "criu-dump.conf"), "network-lock nftables\n");
   std::string dump_log = readFile(dump_dir / "dump.log");
   EXPECT_NE(dump_log.substr(0, dump_log.find('\n'))

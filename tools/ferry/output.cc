@@ -115,6 +115,7 @@ json hostJson(proto::Host::Reader h) {
           {"runtime_version", text(i.getRuntimeVersion())},
           {"postcopy", i.getPostcopyUnavailable().size() == 0},
           {"postcopy_unavailable", text(i.getPostcopyUnavailable())},
+          {"nftables_lock", i.getNftablesLock()},
           {"images", images}};
 }
 
