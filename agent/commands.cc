@@ -437,6 +437,7 @@ Handled Commands::sendCheckpointCommand(uint64_t id, proto::Message::SendCheckpo
   int precopy = r.getPrecopy();
   bool tcp_close = r.getTcpClose();
   bool postcopy = r.getPostcopy();
+  bool nftables_lock = r.getNftablesLock();
   int compress = r.getCompress();
   requireTcpEndpoint(endpoint);
   if (postcopy && !engine_.hostInfo().postcopy_unavailable.empty()) {
@@ -446,11 +447,12 @@ Handled Commands::sendCheckpointCommand(uint64_t id, proto::Message::SendCheckpo
   busy_.claimForTransfer(container);
   auto idle = std::make_shared<BusyContainers::Release>(&busy_, container);  // as in prepareReceive
   return {.work = [this, id, container, endpoint, token, server_key, precopy, tcp_close, postcopy,
-                   compress, idle]() -> proto::Fill {
+                   nftables_lock, compress, idle]() -> proto::Fill {
     TransferOptions t = transferOptions(id, container, server_key, "restore");
     t.precopy = precopy;
     t.tcp_close = tcp_close;
     t.postcopy = postcopy;
+    t.nftables_lock = nftables_lock;
     if (compress >= 0) t.level = std::min(compress, 19);  // the coordinator checked -1..19
     SendResult s = sendCheckpoint(engine_, container, ctx_, endpoint, token, t);
     if (network_) network_->restoredOn(container, endpointHost(endpoint));

@@ -201,7 +201,8 @@ SendResult sendCheckpoint(AgentEngine& engine, const std::string& name, zmq::con
                        // CRIU dumps it (a post-copy's stays with the tasks).
                        // The pages stream is cut in 4 KiB pages: a host of
                        // another page size dumps to disk first, as before.
-                       .stream_pages = !opts.postcopy && ::sysconf(_SC_PAGESIZE) == 4096};
+                       .stream_pages = !opts.postcopy && ::sysconf(_SC_PAGESIZE) == 4096,
+                       .nftables_lock = opts.nftables_lock};
   bool verdict_unknown = false;
   bool cut_short = false;  // post-copy: a copy restored there, short of pages
   std::optional<std::chrono::milliseconds> peer_timeout;  // the target's, when it said

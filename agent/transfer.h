@@ -75,6 +75,9 @@ struct TransferOptions {
   // "postcopy" while the pages go. After pre-copy rounds (a hybrid), the
   // pages the target holds from them go as names, not bytes.
   bool postcopy = false;
+  // CRIU locks the network with nftables (CheckpointOptions::nftables_lock):
+  // the coordinator says so when both hosts' CRIU can.
+  bool nftables_lock = false;
 };
 
 // What post-copy carried (SendResult::postcopy).

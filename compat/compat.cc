@@ -153,7 +153,8 @@ Verdict checkNetworkLock(const CompatInput& in) {
   return src(in) + "'s CRIU locked the container's network with nftables, which " + dst(in) +
          "'s CRIU cannot unlock (`criu check --feature network_lock_nftables` fails there, or its "
          "ferry did not say) -- install a CRIU built with libnftables on " + dst(in) +
-         ", or restore it on a host whose `ferry hosts` shows nftables_lock";
+         ", or restore it on a host that can (nftables_lock in `ferry hosts --json` or "
+         "`ferry-engine host-info`)";
 }
 
 Verdict checkImage(const CompatInput& in) {

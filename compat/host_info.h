@@ -31,9 +31,10 @@ struct HostInfo {
   // Post-copy migrations to and from this host work: uffd, and a pipe size
   // CRIU's page server can have. Empty: yes; else why not.
   std::string postcopy_unavailable;
-  // CRIU here locks a container's network with nftables (`criu check
-  // --feature network_lock_nftables`), and ferry's dumps here use it: the
-  // method is in the checkpoint, so its restore needs it too.
+  // This host's: its CRIU can lock a container's network with nftables
+  // (`criu check --feature network_lock_nftables`). A checkpoint's copy: its
+  // dump did (a migration between two such hosts), so its restore needs a
+  // CRIU that can lift it.
   bool nftables_lock = false;
   uint64_t memory_bytes = 0;
   uint32_t cpus = 0;

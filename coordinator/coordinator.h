@@ -191,6 +191,7 @@ class Coordinator {
     std::string send_image;  // the target lacks it: sent first
     std::vector<std::string> warnings;
     PostcopyChoice postcopy;
+    bool nftables_lock = false;  // both hosts' CRIU lock networks with nftables
   };
   Fit checkFit(const MigrateRequest& req, const Movable& m);
   // Plans a migration and sends its first command; throws Error when it is

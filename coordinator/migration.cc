@@ -204,6 +204,9 @@ Coordinator::Fit Coordinator::checkFit(const MigrateRequest& req, const Movable&
   fit.postcopy = choosePostcopy(req.postcopy, here->memory_bytes, src,
                                 in.source.postcopy_unavailable, dst,
                                 in.target.postcopy_unavailable);
+  // The dump's lock is lifted by the target's restore: nftables only where
+  // both can (else CRIU's default, iptables, which every CRIU lifts).
+  fit.nftables_lock = in.source.nftables_lock && in.target.nftables_lock;
   for (const auto& w : enforceCompatibility(findings, src, dst)) fit.warnings.push_back(w.message);
   // Secrets are read from the target's own store when it writes the spec:
   // refused here, before anything freezes, rather than after.
@@ -276,6 +279,7 @@ int64_t Coordinator::beginMigration(const MigrateRequest& req, std::optional<Cli
                      .precopy = precopy,
                      .tcp_close = req.tcp_close,
                      .postcopy = fit.postcopy.on,
+                     .nftables_lock = fit.nftables_lock,
                      .compress = req.compress,
                      .ignore = {req.ignore.begin(), req.ignore.end()},
                      .image_token = send_image.empty() ? "" : detail::randomToken(),
@@ -394,6 +398,7 @@ std::pair<std::string, proto::Fill> commandFor(int64_t id, const MigrationSpec& 
                 p.setPrecopy(s.precopy);
                 p.setTcpClose(s.tcp_close);
                 p.setPostcopy(s.postcopy);
+                p.setNftablesLock(s.nftables_lock);
                 p.setCompress(s.compress);
               }};
     case Command::kCommitSource:

@@ -76,7 +76,7 @@ std::string describe(const MigrationAction& a) {
             for (const auto& i : s.ignore) out += " ignore=" + i;
             if (s.command == Command::kSendCheckpoint)
               out += " precopy=" + std::to_string(s.precopy) + (s.tcp_close ? " tcp-close" : "") +
-                     (s.postcopy ? " postcopy" : "") +
+                     (s.postcopy ? " postcopy" : "") + (s.nftables_lock ? " nftables-lock" : "") +
                      (s.compress >= 0 ? " compress=" + std::to_string(s.compress) : "");
             return out + (s.transfer ? " (transfer)" : "");
           },
@@ -266,6 +266,7 @@ void MigrationMachine::ticket(const mev::Ticket& t, MigrationActions& out) {
         .precopy = spec_.precopy,
         .tcp_close = spec_.tcp_close,
         .postcopy = spec_.postcopy,
+        .nftables_lock = spec_.nftables_lock,
         .compress = spec_.compress,
         .transfer = true},
        Step::kTransfer, out);

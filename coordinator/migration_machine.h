@@ -58,6 +58,7 @@ struct MigrationSpec {
   int precopy = -1;        // rounds at most; 0 off; -1 auto
   bool tcp_close = false;  // the container's TCP connections are dropped, not kept
   bool postcopy = false;   // the memory follows the restore (decided at plan time)
+  bool nftables_lock = false;  // both hosts' CRIU lock networks with nftables. Not persisted
   int compress = -1;       // the stream's zstd level; 0 none; -1 auto. Not persisted (as ignore)
   // The operator's --ignore: the target checks compatibility again before
   // its restore and must override the same refusals. Not persisted: after a
@@ -129,6 +130,7 @@ struct Send {
   int precopy = -1;
   bool tcp_close = false;
   bool postcopy = false;
+  bool nftables_lock = false;
   int compress = -1;
   bool transfer = false;
 };

@@ -289,8 +289,12 @@ CheckpointResult Engine::checkpointTo(const std::string& name, const OutputFacto
   }
   ImageRecord image = images_.resolve(rec.image_id);
   ContainerPaths p = containers_.paths(name);
-  const HostInfo& source = hostInfo();  // before the freeze: it runs CRIU and runc
-  opts.nftables_lock = source.nftables_lock;  // recorded with `source`
+  // Before the freeze: it runs CRIU and runc. The checkpoint records the
+  // lock its dump used (nftables only where the caller knows the restoring
+  // host's CRIU can lift it too, and this one's can take it).
+  HostInfo source = hostInfo();
+  opts.nftables_lock = asked.nftables_lock && source.nftables_lock;
+  source.nftables_lock = opts.nftables_lock;
   // CRIU's dump.log and stats live beside the host's other logs, so an
   // error can point at them after the output is discarded.
   fs::path work = logDir(name, "checkpoint");

@@ -6,7 +6,9 @@
 //
 // A fuzzer cannot compute XXH3, so a frame with flags bit 1 set has its
 // checksums made right before it goes: a chunk's of its data, an end's of
-// every chunk fixed so far. Inputs reach the receiver's later checks (order,
+// every chunk fixed so far (stream protocol 5: over their checksums); and
+// its version set to this build's, so inputs found under an older protocol
+// still reach past the version check. Inputs reach the receiver's later checks (order,
 // credit, size, the end's counts) that way; frames without the bit test the
 // checksums themselves.
 //
@@ -33,6 +35,7 @@ std::string fixChecksums(const std::string& bytes, XXH3_state_t* all) {
   if (!e) return bytes;
   try {
     auto m = e->root<ferry::proto::StreamMessage>();
+    m.setVersion(ferry::proto::STREAM_PROTOCOL_VERSION);
     if (m.isChunk()) {
       auto c = m.getChunk();
       auto d = c.getData();

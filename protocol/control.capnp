@@ -393,6 +393,7 @@ struct Message {
     tcpClose @6 :Bool;       # as Migrate.tcpClose
     postcopy @7 :Bool;       # memory after the restore, on demand (decided by the coordinator)
     compress @8 :Int32 = -1; # as Migrate.compress
+    nftablesLock @9 :Bool;   # CRIU locks the network with nftables: both hosts' CRIU can
   }
   struct SendImage {
     image @0 :Text;          # name

@@ -54,11 +54,14 @@ struct CheckpointOptions {
   bool stream_pages = false;
   // CRIU locks the container's network during the dump with nftables
   // (libnftables, in its own process) instead of its default, iptables: the
-  // unlock alone takes about 60 ms less at each end, where iptables runs a
-  // handful of iptables-restore processes (measured here: a lazy dump's
-  // unlock 65 -> 28 ms, a restore's 61 -> 10 ms). Set from
-  // HostInfo::nftables_lock; the checkpoint records it there, and its
-  // restore reads the method from CRIU's inventory. Given through
+  // unlock alone takes less at each end, where iptables runs a handful of
+  // iptables-restore processes (measured here: a lazy dump's unlock 65 ->
+  // 28 ms, a restore's 61 -> 10 ms). The restore reads the method from
+  // CRIU's inventory, so the caller asks for it only where the restoring
+  // host's CRIU can lift it (a migration between two hosts whose
+  // HostInfo::nftables_lock is true); the engine uses it only where its own
+  // CRIU can, and records what it used in the checkpoint's HostInfo.
+  // Given through
   // CRIU_CONFIG_FILE: CRIU 4.1.1 crashes on network-lock in runc's
   // org.criu.config file (it reads argv, which that parse has not).
   bool nftables_lock = false;

@@ -14,6 +14,7 @@
 #include <fstream>
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include "common/error.h"
 #include "common/fs.h"
@@ -34,6 +35,11 @@ TEST_F(EngineIntegration, CheckpointOnHostARestoreOnHostBContinuesTheCounter) {
 
   CheckpointResult ck = a().checkpoint("demo", checkpointDir("1"), {});
   ASSERT_TRUE(ck.criu) << "CRIU's dump statistics were not kept";
+  // Not asked for nftables: CRIU's default lock (iptables), which any
+  // host's CRIU lifts, and the checkpoint says so.
+  EXPECT_EQ(nlohmann::json::parse(readFile(checkpointDir("1") / "checkpoint.json"))["host"]
+                                 ["nftables_lock"],
+            false);
   EXPECT_GT(ck.criu->pages_written, 0u);
   EXPECT_GT(ck.memory_bytes, 0u);
   // The dump ended the process: "checkpointed", never "exited (137)".
@@ -79,7 +85,12 @@ TEST_F(EngineIntegration, CheckpointOnHostARestoreOnHostBContinuesTheCounter) {
 
 TEST_F(EngineIntegration, LeaveRunningKeepsTheSourceCountingAndTheCopyStartsAtTheDump) {
   runCounterOnA("web", 5);
-  a().checkpoint("web", checkpointDir("lr"), {.leave_running = true});
+  // Locked with nftables where this host's CRIU can (it can here): the
+  // restore on hostB lifts that lock, and the checkpoint records it.
+  a().checkpoint("web", checkpointDir("lr"), {.leave_running = true, .nftables_lock = true});
+  EXPECT_EQ(nlohmann::json::parse(readFile(checkpointDir("lr") / "checkpoint.json"))["host"]
+                                 ["nftables_lock"],
+            a().hostInfo().nftables_lock);
   // Memory, rootfs and volume are one moment (the container was paused):
   // the value in the checkpoint's volume is the one its memory holds.
   unsigned long at_dump = std::stoul(tarMember(checkpointDir("lr") / "volumes/data.tar", "counter"));

@@ -341,6 +341,14 @@ TEST_F(ChunkStreamTest, TheEndsChecksumIsOverTheChunksChecksumsInOrder) {
     });
     return drain(rx);
   };
+  // The wire format, pinned apart from addChunkHash: the two chunk hashes
+  // as 16 little-endian bytes, hashed at once.
+  unsigned char le[16];
+  for (int c = 0; c < 2; ++c) {
+    uint64_t h = XXH3_64bits(parts[c].data(), parts[c].size());
+    for (int i = 0; i < 8; ++i) le[8 * c + i] = static_cast<unsigned char>(h >> (8 * i));
+  }
+  EXPECT_EQ(endOver({0, 1}), XXH3_64bits(le, sizeof le));
   EXPECT_EQ(run(endOver({0, 1})), "firstsecond");
   Error e = test::thrownError([&] { run(endOver({1, 0})); });
   EXPECT_EQ(e.category(), ErrorCategory::kInvalidInput);

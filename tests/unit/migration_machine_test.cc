@@ -122,6 +122,18 @@ TEST(MigrationMachine, Ticket_PersistsPreparedAndTransferringBeforeTheSourceFree
   EXPECT_EQ(m.phase(), Phase::kTransferring);
 }
 
+// The dump's network lock is lifted by the target's restore: nftables only
+// when the plan found both hosts' CRIU can (MigrationSpec::nftables_lock).
+TEST(MigrationMachine, TheNftablesLockTravelsToTheSourceOnlyWhenPlanned) {
+  MigrationSpec s = spec();
+  s.nftables_lock = true;
+  MigrationMachine m(s);
+  m.on(mev::Start{});
+  EXPECT_EQ(feed(m, ticket()).back(),
+            "send hostA send-checkpoint web endpoint=tcp://127.0.0.3:7100 key=KEY token=stok "
+            "precopy=-1 nftables-lock (transfer)");
+}
+
 TEST(MigrationMachine, Progress_IsReportedAsItComes) {
   MigrationMachine m = transferring();
   EXPECT_EQ(feed(m, mev::Progress{"precopy", 10, 20, "round 1"}),
