@@ -22,7 +22,14 @@ namespace ferry {
 NotifyState readNotifyState(const fs::path& file) {
   NotifyState s;
   if (!pathExists(file)) return s;
-  std::istringstream in(readFile(file));
+  std::string text;
+  try {
+    text = readFile(file);
+  } catch (const Error&) {
+    if (!pathExists(file)) return s;  // its container removed meanwhile
+    throw;
+  }
+  std::istringstream in(text);
   std::string line;
   while (std::getline(in, line)) {
     if (line == "READY=1") s.ready = true;

@@ -55,8 +55,17 @@ std::optional<ContainerRecord> ContainerStore::find(const std::string& name) con
   validateName(name, "container name");
   fs::path file = paths(name).record();
   if (!pathExists(file)) return std::nullopt;
+  std::string text;
   try {
-    return json::parse(readFile(file)).get<ContainerRecord>();
+    text = readFile(file);
+  } catch (const Error&) {
+    // Removed since it was seen (erase() by another thread or process, as
+    // a listing runs): no longer there, not an error.
+    if (!pathExists(file)) return std::nullopt;
+    throw;
+  }
+  try {
+    return json::parse(text).get<ContainerRecord>();
   } catch (const json::exception& e) {
     throw Error(ErrorCategory::kPermanent,
                 "corrupt container record " + file.string() + ": " + e.what());
