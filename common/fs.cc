@@ -25,6 +25,16 @@ std::string readFile(const fs::path& path) {
   return readAll(fd.get(), path);
 }
 
+std::optional<std::string> readFileIfExists(const fs::path& path) {
+  int fd = retryEintr([&] { return ::open(path.c_str(), O_RDONLY | O_CLOEXEC); });
+  if (fd < 0) {
+    if (errno == ENOENT) return std::nullopt;
+    throwErrno("open " + path.string());
+  }
+  UniqueFd owned(fd);
+  return readAll(owned.get(), path);
+}
+
 void writeFileAtomic(const fs::path& path, std::string_view content, int mode) {
   fs::path tmp = path;
   tmp += ".tmp";

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,10 @@ namespace ferry {
 namespace fs = std::filesystem;
 
 std::string readFile(const fs::path& path);
+// The file's content, or nullopt when there is no such file (ENOENT: it may
+// also have been removed just now, by another thread or process). Other
+// failures throw as readFile.
+std::optional<std::string> readFileIfExists(const fs::path& path);
 // Writes to a temp file beside `path`, fsyncs it and renames it over `path`:
 // readers see the old or the new content, never a torn one.
 void writeFileAtomic(const fs::path& path, std::string_view content, int mode = 0644);

@@ -21,15 +21,9 @@ namespace ferry {
 
 NotifyState readNotifyState(const fs::path& file) {
   NotifyState s;
-  if (!pathExists(file)) return s;
-  std::string text;
-  try {
-    text = readFile(file);
-  } catch (const Error&) {
-    if (!pathExists(file)) return s;  // its container removed meanwhile
-    throw;
-  }
-  std::istringstream in(text);
+  std::optional<std::string> text = readFileIfExists(file);  // gone with its container
+  if (!text) return s;
+  std::istringstream in(*text);
   std::string line;
   while (std::getline(in, line)) {
     if (line == "READY=1") s.ready = true;

@@ -60,9 +60,8 @@ struct CheckpointOptions {
   // CRIU's inventory, so the caller asks for it only where the restoring
   // host's CRIU can lift it (a migration between two hosts whose
   // HostInfo::nftables_lock is true); the engine uses it only where its own
-  // CRIU can, and records what it used in the checkpoint's HostInfo.
-  // Given through
-  // CRIU_CONFIG_FILE: CRIU 4.1.1 crashes on network-lock in runc's
+  // CRIU can, and records what it used in the checkpoint's HostInfo. Given
+  // through CRIU_CONFIG_FILE: CRIU 4.1.1 crashes on network-lock in runc's
   // org.criu.config file (it reads argv, which that parse has not).
   bool nftables_lock = false;
 };

@@ -54,18 +54,12 @@ ContainerPaths ContainerStore::paths(const std::string& name) const {
 std::optional<ContainerRecord> ContainerStore::find(const std::string& name) const {
   validateName(name, "container name");
   fs::path file = paths(name).record();
-  if (!pathExists(file)) return std::nullopt;
-  std::string text;
+  // Gone (perhaps erased by another thread or process as a listing runs):
+  // not there, not an error.
+  std::optional<std::string> text = readFileIfExists(file);
+  if (!text) return std::nullopt;
   try {
-    text = readFile(file);
-  } catch (const Error&) {
-    // Removed since it was seen (erase() by another thread or process, as
-    // a listing runs): no longer there, not an error.
-    if (!pathExists(file)) return std::nullopt;
-    throw;
-  }
-  try {
-    return json::parse(text).get<ContainerRecord>();
+    return json::parse(*text).get<ContainerRecord>();
   } catch (const json::exception& e) {
     throw Error(ErrorCategory::kPermanent,
                 "corrupt container record " + file.string() + ": " + e.what());

@@ -24,6 +24,15 @@ TEST(Fs, WriteFileAtomicReplacesContent) {
   EXPECT_FALSE(pathExists(t.path() / "x.json.tmp"));
 }
 
+TEST(Fs, ReadFileIfExistsSaysNoneOnlyForAMissingFile) {
+  TempDir t;
+  EXPECT_FALSE(readFileIfExists(t.path() / "missing"));
+  writeFileAtomic(t.path() / "f", "content");
+  EXPECT_EQ(readFileIfExists(t.path() / "f"), "content");
+  // Present but unreadable as a file: an error, not "missing".
+  EXPECT_THROW(readFileIfExists(t.path() / "f" / "below"), Error);
+}
+
 TEST(Fs, MakeDirsLeavesAnExistingDirectorysModeAlone) {
   TempDir t;
   fs::path shared = t.path() / "shared";
