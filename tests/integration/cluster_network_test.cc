@@ -93,7 +93,12 @@ std::string echoOnce(const std::string& ip, int port, const std::string& line) {
   if (::write(s.get(), line.data(), line.size()) != static_cast<ssize_t>(line.size())) return "";
   std::string got;
   char c;
-  while (got.size() < line.size() && ::read(s.get(), &c, 1) == 1) got += c;
+  while (got.size() < line.size()) {
+    ssize_t r = ::read(s.get(), &c, 1);
+    if (r < 0 && errno == EINTR) continue;  // a timed socket call is never restarted
+    if (r != 1) break;
+    got += c;
+  }
   return got;
 }
 

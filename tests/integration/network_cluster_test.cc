@@ -17,6 +17,7 @@
 #include <atomic>
 #include <cstring>
 #include <fstream>
+#include <mutex>
 #include <thread>
 
 #include "common/ipv4.h"
@@ -142,7 +143,12 @@ std::string echoOnce(const std::string& ip, int port, const std::string& line) {
   if (::write(s.get(), line.data(), line.size()) != static_cast<ssize_t>(line.size())) return "";
   std::string got;
   char c;
-  while (got.size() < line.size() && ::read(s.get(), &c, 1) == 1) got += c;
+  while (got.size() < line.size()) {
+    ssize_t r = ::read(s.get(), &c, 1);
+    if (r < 0 && errno == EINTR) continue;
+    if (r != 1) break;
+    got += c;
+  }
   return got;
 }
 
@@ -164,30 +170,41 @@ class LineClient {
   }
   int64_t sent() const { return n_; }
   int64_t maxPauseMs() const { return max_pause_ms_; }
-  std::string error() const { return error_; }
+  std::string error() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return error_;
+  }
 
  private:
   void loop() {
     while (!stop_) {
       std::string line = "line " + std::to_string(n_ + 1) + "\n";
       auto t0 = std::chrono::steady_clock::now();
-      if (::write(fd_.get(), line.data(), line.size()) != static_cast<ssize_t>(line.size())) {
-        error_ = "write of line " + std::to_string(n_ + 1) + ": " + std::strerror(errno);
+      // A call on a socket with a timeout is never restarted: a signal, or
+      // this process being stopped or frozen and resumed, gives EINTR
+      // (signal(7)), which says nothing about the connection. It did, once,
+      // in a CI run.
+      ssize_t w;
+      do w = ::write(fd_.get(), line.data(), line.size());
+      while (w < 0 && errno == EINTR);
+      if (w != static_cast<ssize_t>(line.size())) {
+        fail("write of line " + std::to_string(n_ + 1) + ": " + std::strerror(errno));
         return;
       }
       std::string got;
       char buf[64];
       while (got.size() < line.size()) {
         ssize_t r = ::read(fd_.get(), buf, std::min(sizeof buf, line.size() - got.size()));
+        if (r < 0 && errno == EINTR) continue;
         if (r <= 0) {
-          error_ = "reading the echo of line " + std::to_string(n_ + 1) + ": " +
-                   (r == 0 ? "the connection was closed" : std::strerror(errno));
+          fail("reading the echo of line " + std::to_string(n_ + 1) + ": " +
+               (r == 0 ? "the connection was closed" : std::strerror(errno)));
           return;
         }
         got.append(buf, static_cast<size_t>(r));
       }
       if (got != line) {
-        error_ = "sent '" + line + "', got back '" + got + "'";
+        fail("sent '" + line + "', got back '" + got + "'");
         return;
       }
       ++n_;
@@ -197,10 +214,16 @@ class LineClient {
     }
   }
 
+  void fail(std::string why) {
+    std::lock_guard<std::mutex> lock(mu_);
+    error_ = std::move(why);
+  }
+
   UniqueFd fd_;
   std::thread thread_;
   std::atomic<bool> stop_{false};
   std::atomic<int64_t> n_{0}, max_pause_ms_{0};
+  mutable std::mutex mu_;
   std::string error_;
 };
 

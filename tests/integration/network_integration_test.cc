@@ -118,7 +118,9 @@ std::string ask(const std::string& netns, const std::string& ip, uint16_t port) 
   std::string got;
   char buf[256];
   ssize_t n;
-  while ((n = ::read(s.get(), buf, sizeof buf)) > 0) got.append(buf, static_cast<size_t>(n));
+  while ((n = ::read(s.get(), buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR)) {
+    if (n > 0) got.append(buf, static_cast<size_t>(n));  // EINTR: a timed socket call is never restarted
+  }
   return got;
 }
 
