@@ -42,6 +42,12 @@ PKGS=(
   runc conmon iptables iproute2 nftables busybox-static criu
   systemd  # systemd-socket-activate: the socket-activation test
   clang-14 libclang-rt-14-dev  # the libFuzzer targets (fuzz/, tools/fuzz.sh)
+  libsystemd-dev  # sd_notify and the journal (the daemons under systemd)
+  prometheus-cpp-dev  # the daemons' /metrics
+  prometheus  # the metrics test scrapes a real cluster (its service is not started)
+  ansible ansible-lint  # ansible/: syntax, lint and the deployment test
+  mmdebstrap systemd-container  # the deployment test's booted machines
+  dpkg-dev fakeroot  # cpack -G DEB (dpkg-shlibdeps)
   ca-certificates
 )
 [ "$WITH_PODMAN" = 1 ] && PKGS+=(podman)
@@ -53,6 +59,13 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing ${#missing[@]} Debian packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
+  # No package's service is started here (prometheus's would be): the tests
+  # run their own. invoke-rc.d asks policy-rc.d; 101 means "not now".
+  policy=/usr/sbin/policy-rc.d
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod +x "$policy"
+    trap 'rm -f "$policy"' EXIT
+  fi
   apt-get update -qq || die "apt-get update failed; is a Debian mirror reachable?"
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
     || die "apt-get install failed for: ${missing[*]}"
