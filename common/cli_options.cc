@@ -107,6 +107,16 @@ CLI::Option* addDuration(CLI::App* app, const std::string& name, std::chrono::mi
       ->type_name("DURATION");
 }
 
+void addConfigFile(CLI::App& app) {
+  app.set_config("--config", "",
+                 "read options from FILE: one `long-option-name = value` a line, as TOML (name = "
+                 "\"hostA\", postcopy = true, listen = [\"A\", \"B\"]); the command line wins "
+                 "over the file",
+                 /*config_required=*/false)
+      ->type_name("FILE");
+  app.allow_config_extras(false);
+}
+
 std::string daemonFooter(const std::string& bare_units) {
   return "\nDURATIONS take ms, s, m or h (500ms, 90s, 2m). " + bare_units +
          "\n\nEXIT STATUS\n  0 stopped by SIGTERM or SIGINT; 1 failure; 2 bad usage.";
@@ -123,6 +133,19 @@ std::optional<ParseExit> parseArgs(CLI::App& app, std::vector<std::string> args)
     return ParseExit{0, app.help("", CLI::AppFormatMode::All), ""};
   } catch (const CLI::CallForVersion& e) {
     return ParseExit{0, std::string(e.what()) + "\n", ""};
+  } catch (const CLI::ConfigError& e) {
+    // CLI11 says "INI was not able to parse KEY" of a key that names no
+    // option: say which file and what the keys are.
+    std::string what = e.what();
+    const std::string extra = "was not able to parse ";
+    std::string file = app.get_config_ptr() ? app.get_config_ptr()->as<std::string>() : "";
+    if (auto at = what.find(extra); at != std::string::npos) {
+      what = "'" + what.substr(at + extra.size()) + "' is not an option of " + app.get_name() +
+             " (a key is a long option's name without its dashes)";
+    }
+    return ParseExit{2, "",
+                     app.get_name() + ": config file " + file + ": " + what + "\n(see " +
+                         app.get_name() + " --help)\n"};
   } catch (const CLI::ParseError& e) {
     // A first word that names no command says so.
     bool has_commands = !app.get_subcommands([](CLI::App*) { return true; }).empty();

@@ -40,6 +40,13 @@ CLI::Option* addDuration(CLI::App* app, const std::string& name, std::chrono::mi
                          std::chrono::milliseconds bare_unit, const std::string& help,
                          bool zero_ok = false);
 
+// Adds `--config FILE` to a daemon: its options read from a TOML-style file,
+// one `long-option-name = value` a line (`name = "hostA"`, a flag `postcopy
+// = true`, a repeated option `listen = ["tcp://a:1", "tcp://b:2"]`). The
+// command line wins over the file. A key that names no option is refused,
+// not ignored: a misspelt setting must not silently fall back to a default.
+void addConfigFile(CLI::App& app);
+
 // The end of a daemon's help: how durations are written, the unit a bare
 // number keeps for each of its options (`bare_units`, a sentence), and the
 // exit status.

@@ -30,11 +30,24 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 // Builds the child's environment: ours plus overrides.
+// What systemd gives the daemon itself (systemd.exec(5)), never its
+// children: runc acts on NOTIFY_SOCKET (it would wait for the container's
+// READY=1), and a child must not pet the daemon's watchdog, take its socket
+// activation or think its stderr is the journal's.
+bool daemonOnly(std::string_view key) {
+  for (std::string_view k : {"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_PID",
+                             "LISTEN_FDS", "LISTEN_FDNAMES", "JOURNAL_STREAM", "INVOCATION_ID"}) {
+    if (key == k) return true;
+  }
+  return false;
+}
+
 std::vector<std::string> mergedEnv(const std::vector<std::string>& extra) {
   std::vector<std::string> env;
   for (char** e = environ; *e; ++e) {
     std::string_view kv(*e);
     auto key = kv.substr(0, kv.find('='));
+    if (daemonOnly(key)) continue;  // `extra` may still set one (socket activation does)
     bool overridden = false;
     for (const auto& x : extra) {
       if (x.compare(0, key.size() + 1, std::string(key) + "=") == 0) overridden = true;

@@ -294,15 +294,18 @@ class ClusterMigration : public ::testing::Test {
     return killed;
   }
 
-  // A new coordinator on the same state, after the test killed the first.
-  void restartCoordinator(const std::vector<std::string>& extra = {}) {
+  // A new coordinator on the same state, after the test killed the first;
+  // `env`: KEY=VALUE entries added to its environment.
+  void restartCoordinator(const std::vector<std::string>& extra = {},
+                          const std::vector<std::string>& env = {}) {
     std::vector<std::string> argv = state_.coordinator_launcher;
     argv.insert(argv.end(), {FERRY_COORDINATOR_BIN, "--listen", state_.coordinator_endpoint,
                              "--state", state_.coordinator_state.string(), "--heartbeat", "200",
                              "--missed", "5"});
     if (!state_.keys_dir.empty()) argv.insert(argv.end(), {"--keys", state_.keys_dir.string()});
     argv.insert(argv.end(), extra.begin(), extra.end());
-    extra_coordinator_ = spawnChild(argv, (fs::path(dir_) / "logs" / "coordinator-restarted.log").string());
+    extra_coordinator_ =
+        spawnChild(argv, (fs::path(dir_) / "logs" / "coordinator-restarted.log").string(), env);
   }
 
   // A CRIU that fails every restore: a wrapper that says so and exits 1
@@ -338,9 +341,11 @@ class ClusterMigration : public ::testing::Test {
 
   // A new agent for host `name` (the test stopped its first), with `extra`
   // arguments, run through `wrapper` (a command that execs the agent, e.g.
-  // setpriv) when given. Returns once it has registered.
+  // setpriv) when given, `env` (KEY=VALUE) added to its environment.
+  // Returns once it has registered.
   Child startAgent(const std::string& name, const std::vector<std::string>& extra,
-                   const std::vector<std::string>& wrapper = {}) {
+                   const std::vector<std::string>& wrapper = {},
+                   const std::vector<std::string>& env = {}) {
     const auto& h = host(name);
     std::vector<std::string> argv = wrapper;
     argv.insert(argv.end(), h.launcher.begin(), h.launcher.end());
@@ -353,7 +358,7 @@ class ClusterMigration : public ::testing::Test {
     if (!state_.keys_dir.empty()) argv.insert(argv.end(), {"--keys", state_.keys_dir.string()});
     argv.insert(argv.end(), extra.begin(), extra.end());
     fs::path log = fs::path(dir_) / "logs" / (name + "-restarted.log");
-    Child c = spawnChild(argv, log.string());
+    Child c = spawnChild(argv, log.string(), env);
     // Registered: its hello answered (a command sent before that would be
     // failed as "restarted" once the hello arrives).
     waitFor(

@@ -53,6 +53,27 @@ TEST(Process, PassesEnvStdinAndInheritedFd) {
   EXPECT_EQ(readAll(pipe.read.get(), "pipe"), "via-fd\n");
 }
 
+// Under systemd the agent's environment holds its own NOTIFY_SOCKET: runc
+// given it would wait for a READY=1 from every container it starts.
+TEST(Process, WhatSystemdGivesTheDaemonDoesNotReachItsChildren) {
+  const char* kDaemonOnly[] = {"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_PID",
+                               "LISTEN_FDS", "LISTEN_FDNAMES", "JOURNAL_STREAM", "INVOCATION_ID"};
+  for (const char* k : kDaemonOnly) ::setenv(k, "set-by-systemd", 1);
+  ::setenv("FERRY_KEPT", "kept", 1);
+  LocalCommandRunner r;
+  RunOptions o;
+  o.env = {"LISTEN_FDS=1"};  // a caller may still pass one on purpose
+  ProcessResult p = r.run({"sh", "-c", "env"}, o);
+  for (const char* k : kDaemonOnly) ::unsetenv(k);
+  ::unsetenv("FERRY_KEPT");
+  ASSERT_TRUE(p.ok()) << p.err;
+  for (const char* k : kDaemonOnly) {
+    EXPECT_EQ(p.out.find(std::string(k) + "=set-by-systemd"), std::string::npos) << k << "\n" << p.out;
+  }
+  EXPECT_NE(p.out.find("LISTEN_FDS=1\n"), std::string::npos) << p.out;
+  EXPECT_NE(p.out.find("FERRY_KEPT=kept"), std::string::npos) << p.out;
+}
+
 TEST(Process, TimeoutKillsTheChild) {
   LocalCommandRunner r;
   RunOptions o;
