@@ -53,6 +53,7 @@ class ProgressSink : public ByteSink {
 void precopyRounds(AgentEngine& engine, const std::string& name, const std::string& endpoint,
                    BundleWriter& writer, ProgressSink& counted, const TransferOptions& opts,
                    SendResult& result) {
+  LogFields phase("FERRY_PHASE", "pre-copy");  // the journal's field (common/log.h)
   int cap = opts.precopy;
   if (cap == kPrecopyAuto) {
     // What would cross while frozen: the memory, the rootfs diff and the
@@ -189,6 +190,7 @@ void removeWithVolumes(AgentEngine& engine, const ContainerInfo& c) {
 SendResult sendCheckpoint(AgentEngine& engine, const std::string& name, zmq::context_t& ctx,
                           const std::string& endpoint, const std::string& token,
                           const TransferOptions& opts) {
+  LogFields scope(LogFields::Fields{{"CONTAINER_NAME", name}, {"FERRY_PHASE", "send"}});
   auto t0 = std::chrono::steady_clock::now();
   SendResult result;
   CheckpointOptions ck{.leave_running = true,
@@ -270,6 +272,7 @@ SendResult sendCheckpoint(AgentEngine& engine, const std::string& name, zmq::con
       result.restore_ms = msSince(tf) - result.stream_ms;
       result.downtime_ms = msSince(tf);
     } else {
+      LogFields phase("FERRY_PHASE", "post-copy");
       pages = connectLoopback(lazy->port(), "CRIU's page server");
       lazy->unguard();
       std::optional<std::chrono::steady_clock::time_point> restored;
@@ -375,6 +378,7 @@ RestoreResult receiveCheckpoint(AgentEngine& engine, proto::ChunkReceiver& rx,
                                 const RestoreOptions& opts_in, const std::atomic<bool>* stop) {
   auto pump = std::make_unique<Pump>();
   std::string name = opts_in.name;
+  LogFields scope(LogFields::Fields{{"CONTAINER_NAME", name}, {"FERRY_PHASE", "receive"}});
   try {
     RestoreOptions opts = opts_in;
     Pump* p = pump.get();
