@@ -103,12 +103,18 @@ proto::StreamOptions Commands::streamOptions() const {
   proto::StreamOptions so;
   so.timeout = opts_.stream_timeout;
   if (opts_.keys) so.own_keys = opts_.keys;
+  if (metrics_) {
+    so.count_bytes = [m = metrics_](uint64_t n) { m->streamed(metrics::Direction::kSent, n); };
+  }
   return so;
 }
 
 proto::StreamOptions Commands::receiverOptions(const std::string& sender_key,
                                                std::shared_ptr<proto::StreamKeys::Vouch>& vouch) {
   proto::StreamOptions so = streamOptions();
+  if (metrics_) {
+    so.count_bytes = [m = metrics_](uint64_t n) { m->streamed(metrics::Direction::kReceived, n); };
+  }
   if (stream_keys_) {
     vouch = stream_keys_->vouch(sender_key);
     so.zap_domain = vouch->domain();

@@ -29,6 +29,7 @@
 #include "agent/busy_containers.h"
 #include "agent/transfer.h"
 #include "engine/agent_engine.h"
+#include "metrics/agent_metrics.h"
 #include "protocol/rpc.h"
 #include "protocol/vouched_keys.h"
 
@@ -65,6 +66,9 @@ class Commands {
   Handled handle(uint64_t id, proto::Message::Reader m);
   // The container network, routed at each commit (none: not routed here).
   void setNetwork(AgentNetwork* n) { network_ = n; }
+  // Where the bytes of its streams are counted (none: not counted); it
+  // outlives every stream.
+  void setMetrics(metrics::AgentMetrics* m) { metrics_ = m; }
 
  private:
   ContainerInfo awaitReady(uint64_t id, const std::string& name);
@@ -97,6 +101,7 @@ class Commands {
   BusyContainers& busy_;
   PostFn post_;
   AgentNetwork* network_ = nullptr;
+  metrics::AgentMetrics* metrics_ = nullptr;
   std::optional<proto::StreamKeys> stream_keys_;  // with keys
 };
 

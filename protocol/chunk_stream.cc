@@ -186,6 +186,7 @@ void ChunkSender::sendChunk(std::string_view data) {
   --credit_;
   ++seq_;
   bytes_ += data.size();
+  if (opts_.count_bytes) opts_.count_bytes(data.size());
   addChunkHash(hash_, xxh3);
 }
 
@@ -421,6 +422,7 @@ bool ChunkReceiver::handle(const zmq::message_t& identity, zmq::message_t&& fram
         }
         addChunkHash(hash_, c.getXxh3());
         bytes_ += data.size();
+        if (opts_.count_bytes) opts_.count_bytes(data.size());
         ++next_seq_;
         ready_.push_back(
             Ready{std::move(d), reinterpret_cast<const char*>(data.begin()), data.size()});

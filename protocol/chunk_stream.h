@@ -51,6 +51,10 @@ struct StreamOptions {
   // Receiver: when set and true, a wait ends with Error kRetryable within
   // 100 ms (the caller gave up on the stream).
   const std::atomic<bool>* cancel = nullptr;
+  // When set: called with each chunk's payload bytes (as on the wire) as
+  // it is sent (sender) or taken, checksum verified (receiver), on the
+  // stream's thread -- e.g. a daemon's byte counters.
+  std::function<void(uint64_t)> count_bytes;
 };
 
 class PageSource;
