@@ -32,9 +32,7 @@
 # Exit status: 0 passed; 1 failed; 77 cannot run here (the reason is printed;
 # under CI=true that is a failure: 1).
 set -euo pipefail
-cd "$(dirname "$0")/.."
-src=$PWD
-build=$src/build
+build=
 while [ $# -gt 0 ]; do
   case "$1" in
     --build-dir) build=$(cd "$2" && pwd); shift ;;
@@ -43,6 +41,9 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
+cd "$(dirname "$0")/.."
+src=$PWD
+build=${build:-$src/build}
 
 t0=$SECONDS
 say() { printf 'deploy-test [%3ds]: %s\n' "$((SECONDS - t0))" "$*"; }
@@ -96,15 +97,16 @@ else
   cg_unified=/sys/fs/cgroup cg_systemd=
 fi
 
+# Machines run containers: one test at a time with the integration tests
+# (and another deploy test, which uses the same bridge).
+exec 9>/tmp/ferry-integration.lock
+flock 9
+
 bridge=ferrydt0 net=10.231.0
 ip link show "$bridge" >/dev/null 2>&1 && cannot "$bridge exists already (another deploy test running, or left over: ip link del $bridge)"
 if ip -4 route show | grep -q "^$net\."; then
   cannot "$net.0/24 is routed here already: $(ip -4 route show | grep "^$net\.")"
 fi
-
-# Machines run containers: one test at a time with the integration tests.
-exec 9>/tmp/ferry-integration.lock
-flock 9
 
 work=$(mktemp -d /var/tmp/ferry-deploy-test.XXXXXX)
 cgname=ferry-deploy-$$
