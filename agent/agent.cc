@@ -1,5 +1,6 @@
 #include "agent/agent.h"
 
+#include <algorithm>
 
 #include "agent/agent_log.h"
 #include "agent/host_metrics.h"
@@ -35,6 +36,7 @@ Agent::Agent(AgentOptions opts, AgentEngine& engine, zmq::context_t& ctx, Pressu
       busy_(opts_.name),
       commands_(opts_, engine, ctx, busy_,
                 [this](uint64_t id, proto::Fill fill) { post(id, std::move(fill)); }) {
+  commands_.setMetrics(&metrics_);
   proto::applyControlSocketOptions(sock_);
   if (opts_.keys) proto::makeCurveClient(sock_, *opts_.keys, opts_.coordinator_key);
   // The name for the coordinator's logs, then a part no one else can guess:
@@ -70,11 +72,18 @@ void Agent::hello() {
              zmq::send_flags::dontwait);
 }
 
+void Agent::setGauges(const HostLoad& load, const std::vector<ContainerInfo>& all) {
+  metrics_.load(load.cpu_percent, load.memory_used, load.memory_total);
+  metrics_.containersRunning(static_cast<size_t>(std::count_if(
+      all.begin(), all.end(), [](const auto& c) { return c.status == ContainerStatus::kRunning; })));
+}
+
 void Agent::heartbeat() {
   std::vector<ContainerInfo> all = engine_.list();
   std::vector<ImageRecord> images = engine_.listImages();
   std::vector<SecretInfo> secrets = engine_.listSecrets();
-  uint32_t cpus = engine_.hostInfo().cpus;
+  HostLoad load = readHostLoad(engine_.hostInfo().cpus);
+  setGauges(load, all);
   std::string net_cidr = network_ ? network_->readyCidr() : "";
   std::string net_error;
   if (!network_) {
@@ -90,7 +99,7 @@ void Agent::heartbeat() {
                                    hb.setName(opts_.name);
                                    hb.setNetwork(net_cidr);
                                    hb.setNetworkError(net_error);
-                                   fillLoad(hb.initLoad(), readHostLoad(cpus), opts_.memory_capacity);
+                                   fillLoad(hb.initLoad(), load, opts_.memory_capacity);
                                    auto list = hb.initContainers(static_cast<unsigned>(all.size()));
                                    for (size_t i = 0; i < all.size(); ++i) {
                                      auto c = list[static_cast<unsigned>(i)];
@@ -259,10 +268,11 @@ void Agent::checkDrainConditions() {
   if (auto why = drain_policy_.observe(pressure_())) requestDrain(next_id_++, *why);
 }
 
-void Agent::run(const std::atomic<bool>& stop) {
+void Agent::run(const std::atomic<bool>& stop, const std::function<void()>& each_turn) {
   hello();
   auto next_beat = std::chrono::steady_clock::now();
   while (!stop || drainingBeforeStop()) {
+    if (each_turn) each_turn();
     zmq::pollitem_t item{sock_.handle(), 0, ZMQ_POLLIN, 0};
     try {
       zmq::poll(&item, 1, std::chrono::milliseconds(50));

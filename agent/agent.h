@@ -27,6 +27,7 @@
 #include "agent/busy_containers.h"
 #include "agent/commands.h"
 #include "agent/drain_policy.h"
+#include "agent/host_metrics.h"
 #include "agent/transfer.h"
 #include "agent/worker_pool.h"
 #include "engine/agent_engine.h"
@@ -49,18 +50,26 @@ class Agent {
   // Registers, heartbeats and serves commands until `stop` is set; then
   // waits for running workers. A coordinator that restarts is found again
   // (the socket reconnects; hello is sent again when it asks or after
-  // silence).
-  void run(const std::atomic<bool>& stop);
+  // silence). `each_turn` runs once a turn of the loop, at least every 50 ms
+  // while it turns (the service manager's watchdog).
+  void run(const std::atomic<bool>& stop, const std::function<void()>& each_turn = {});
   // The host's container network, which the coordinator's replies
   // configure (none: the agent ignores them).
   void setNetwork(AgentNetwork* n) {
     network_ = n;
     commands_.setNetwork(n);
   }
+  // Its series (metrics/agent_metrics.h), for a metrics::MetricsServer; set
+  // by run() each heartbeat, scraped from any thread.
+  const std::shared_ptr<prometheus::Registry>& metricsRegistry() const {
+    return metrics_.registry();
+  }
 
  private:
   void hello();
   void heartbeat();
+  // The gauges, from what this heartbeat reports.
+  void setGauges(const HostLoad& load, const std::vector<ContainerInfo>& all);
   // Once stopped with drain_on_stop: asks for the drain (first call) and
   // says whether to keep serving (the drain goes on and time is left).
   bool drainingBeforeStop();
@@ -88,6 +97,7 @@ class Agent {
   AgentNetwork* network_ = nullptr;
   AgentOptions opts_;
   AgentEngine& engine_;
+  metrics::AgentMetrics metrics_{opts_.name};  // before commands_, which counts its streams
   PressureSource pressure_;
   DrainPolicy drain_policy_;
   zmq::socket_t sock_;

@@ -2,6 +2,7 @@
 
 #include "common/names.h"
 #include "engine/engine_options.h"
+#include "metrics/metrics_option.h"
 
 namespace ferry::agent {
 
@@ -38,6 +39,7 @@ std::variant<AgentCommandLine, cli::ParseExit> parseAgentCommandLine(
   // passes its defaults first and the operator's --agent-arg after them.
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   app.footer(cli::daemonFooter(kBareUnits));
+  cli::addConfigFile(app);
   app.add_option("--name", o.name, "this host's name in the cluster")
       ->required()
       ->type_name("NAME")
@@ -83,6 +85,7 @@ std::variant<AgentCommandLine, cli::ParseExit> parseAgentCommandLine(
       ->type_name("PCT")
       ->check(cli::numberIn(0, 100));
 
+  metrics::addMetricsOption(app, c.metrics);
   bool postcopy = false;
   app.add_flag("--postcopy", postcopy,
                "take part in post-copy migrations (`ferry migrate --postcopy`) to and from this "

@@ -17,6 +17,7 @@ struct AgentCommandLine {
   AgentOptions opts;
   EngineConfig engine;   // host_name is opts.name
   std::string keys_dir;  // "": no CurveZMQ
+  std::string metrics;   // --metrics ADDR:PORT, checked; "": none served
 };
 
 // Parses `args` (argv without argv[0]): the options to run with, or how to

@@ -9,10 +9,12 @@
 #include "agent/agent_log.h"
 #include "agent/command_line.h"
 #include "common/log.h"
+#include "common/service_notify.h"
 #include "common/sha256.h"
 #include "engine/engine.h"
 #include "engine/runtime/host_probe.h"
 #include "engine/runtime/page_server_guard.h"
+#include "metrics/metrics_server.h"
 
 using namespace ferry;
 
@@ -28,7 +30,7 @@ bool isLoopback(const std::string& addr) { return addr.rfind("127.", 0) == 0 || 
 int main(int argc, char** argv) {
   auto parsed = agent::parseAgentCommandLine({argv + 1, argv + argc});
   if (auto* end = std::get_if<cli::ParseExit>(&parsed)) return cli::printParseExit(*end);
-  auto& [opts, cfg, keys_dir] = std::get<agent::AgentCommandLine>(parsed);
+  auto& [opts, cfg, keys_dir, metrics_address] = std::get<agent::AgentCommandLine>(parsed);
   try {
     if (!keys_dir.empty()) {
       opts.keys = proto::readKeyPair(std::filesystem::path(keys_dir) / (opts.name + ".key"));
@@ -41,6 +43,9 @@ int main(int argc, char** argv) {
       agent::agentLog().warn("no keys: CurveZMQ is off, and streams are received on {} only",
                        opts.data_address);
     }
+    // Bound first: a taken metrics port fails the start before anything else.
+    std::optional<metrics::MetricsServer> metrics_server;
+    if (!metrics_address.empty()) metrics_server.emplace(metrics_address);
     LocalCommandRunner runner;
     if (cfg.postcopy) {
       std::string did = raiseSysctlsForPostcopy();
@@ -73,9 +78,28 @@ int main(int argc, char** argv) {
     engine.setNetworking(&network);
     agent::Agent agent(opts, engine, ctx);
     agent.setNetwork(&network);
+    if (metrics_server) {
+      metrics_server->add(agent.metricsRegistry());
+      agent::agentLog().info("metrics on {}", metrics_server->url());
+    }
     agent::agentLog().info("agent {} up: coordinator {}, streams on {}, {} containers adopted", opts.name,
                      opts.coordinator, opts.data_address, engine.list().size());
-    agent.run(g_stop);
+    // Under systemd (Type=notify): ready now, the watchdog petted from the
+    // loop, and a stop that drains first asks for the time it may take.
+    ServiceNotifier service;
+    service.ready("serving; coordinator " + opts.coordinator);
+    bool said_stopping = false;
+    agent.run(g_stop, [&] {
+      service.tick();
+      if (g_stop && !said_stopping) {
+        said_stopping = true;
+        if (opts.drain_on_stop.count() > 0) {  // the loop turns on while it drains
+          service.stopping("draining this host before stopping");
+          service.extendTimeout(opts.drain_on_stop + std::chrono::seconds(30));
+        }
+      }
+    });
+    if (!said_stopping) service.stopping("stopping; the containers keep running");
     agent::agentLog().info("agent {} stopping; its containers keep running", opts.name);
     return 0;
   } catch (const std::exception& e) {

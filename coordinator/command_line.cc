@@ -3,6 +3,7 @@
 #include "common/ipv4.h"
 
 #include "common/error.h"
+#include "metrics/metrics_option.h"
 
 namespace ferry::coord {
 
@@ -32,6 +33,7 @@ std::variant<CoordinatorCommandLine, cli::ParseExit> parseCoordinatorCommandLine
   // passes its defaults first and the operator's --agent-arg after them.
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   app.footer(cli::daemonFooter(kBareUnits));
+  cli::addConfigFile(app);
   std::vector<std::string> listen, agent_addresses;
   app.add_option("--listen", listen,
                  "where agents and the CLI connect; again for more (default, with --keys: "
@@ -58,6 +60,11 @@ std::variant<CoordinatorCommandLine, cli::ParseExit> parseCoordinatorCommandLine
       ->type_name("DIR");
   cli::addDuration(&app, "--heartbeat", o.heartbeat, milliseconds(1),
                    "the agents' heartbeat interval (default 1s; a bare number is milliseconds)");
+  app.add_option("--history-keep", o.history_keep,
+                 "finished migrations, events and ended drains kept in the state, the newest "
+                 "this many of each (default 10000; what `ferry history` and `ferry events` show)")
+      ->type_name("N")
+      ->check(cli::countIn(1, 100000000));
   app.add_option("--missed", o.missed_heartbeats,
                  "heartbeats missed before a host is down (default 5)")
       ->check(cli::countIn(1, 1000));
@@ -83,6 +90,7 @@ std::variant<CoordinatorCommandLine, cli::ParseExit> parseCoordinatorCommandLine
                  "the others' addresses (a VXLAN overlay, UDP 4789); not a range a host routes "
                  "already (Podman's 10.88.0.0/16, say). Default: none")
       ->type_name("CIDR");
+  metrics::addMetricsOption(app, c.metrics);
   // What no one option says: the marks in order; the endpoints.
   app.callback([&] {
     try {

@@ -15,6 +15,7 @@ namespace ferry::coord {
 struct CoordinatorCommandLine {
   CoordinatorOptions opts;
   std::string keys_dir;  // "": no CurveZMQ
+  std::string metrics;   // --metrics ADDR:PORT, checked; "": none served
 };
 
 // Parses `args` (argv without argv[0]): the options to run with, or how to

@@ -253,9 +253,10 @@ void Coordinator::sendError(const Client& c, const Error& e) {
                  [&](proto::Message::Builder b) { proto::fillErrorInfo(b.initError(), e, ""); });
 }
 
-void Coordinator::run(const std::atomic<bool>& stop) {
+void Coordinator::run(const std::atomic<bool>& stop, const std::function<void()>& each_turn) {
   auto next_check = Steady::now();
   while (!stop) {
+    if (each_turn) each_turn();
     try {
       if (auto r = server_.next(std::chrono::milliseconds(50))) {
         try {
@@ -316,8 +317,20 @@ void Coordinator::run(const std::atomic<bool>& stop) {
       next_rebalance_ = Steady::now() + opts_.rebalance_every;
       periodicRebalance();
     }
+    if (Steady::now() >= next_prune_) {
+      next_prune_ = Steady::now() + std::chrono::minutes(1);
+      try {
+        if (int64_t n = store_.pruneHistory(opts_.history_keep)) {
+          log().info("history: removed {} rows beyond the newest {} (--history-keep)", n,
+                     opts_.history_keep);
+        }
+      } catch (const std::exception& e) {
+        log().warn("history: pruning failed: {}", e.what());
+      }
+    }
     if (Steady::now() >= next_check) {
       markSilentHostsDown();
+      updateGauges();
       next_check = Steady::now() + opts_.heartbeat;
     }
   }

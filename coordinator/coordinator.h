@@ -32,6 +32,7 @@
 #include "coordinator/planner.h"
 #include "protocol/figures_json.h"
 #include "coordinator/state_store.h"
+#include "metrics/coordinator_metrics.h"
 #include "protocol/rpc.h"
 
 namespace ferry::coord {
@@ -68,6 +69,9 @@ struct CoordinatorOptions {
   // Every this long (0: never), a rebalance with `rebalance`'s marks runs by
   // itself when no drain or rebalance is under way and it has moves.
   std::chrono::milliseconds rebalance_every{0};
+  // Finished migrations, events and ended drains kept in the state (the
+  // newest this many of each; pruned once a minute).
+  int64_t history_keep = 10000;
   RebalanceOptions rebalance;
   // The cluster network ("" none): every container gets an address of it
   // unless run with --network none (DESIGN.md, "Container network").
@@ -80,7 +84,14 @@ class Coordinator {
   Coordinator(CoordinatorOptions opts, zmq::context_t& ctx, Clock clock);
 
   std::string endpoint() const { return server_.endpoint(); }
-  void run(const std::atomic<bool>& stop);
+  // Serves until `stop` is set. `each_turn` runs once a turn of the loop, at
+  // least every 50 ms while it turns (the service manager's watchdog).
+  void run(const std::atomic<bool>& stop, const std::function<void()>& each_turn = {});
+  // Its series (metrics/coordinator_metrics.h), for a metrics::MetricsServer;
+  // kept up to date by run(), scraped from any thread.
+  const std::shared_ptr<prometheus::Registry>& metricsRegistry() const {
+    return metrics_.registry();
+  }
 
  private:
   using Request = proto::RpcServer::Request;
@@ -136,6 +147,9 @@ class Coordinator {
   void onHeartbeat(const Request& r);
   void heardFrom(const std::string& host);
   void markSilentHostsDown();
+  // Sets the gauges (hosts, containers per host) from the store and the
+  // registry; from the loop, each heartbeat interval.
+  void updateGauges();
 
   void command(const std::string& host, const std::string& what, const proto::Fill& fill,
                std::chrono::milliseconds timeout, OnReply ok, OnError fail,
@@ -286,12 +300,14 @@ class Coordinator {
   std::set<std::string> connected_;   // heard from since this coordinator started
   std::map<int64_t, Steady::time_point> cleanup_retry_;  // cleanup id -> not before
   Steady::time_point next_rebalance_ = Steady::now();
+  Steady::time_point next_prune_ = Steady::now();  // of the history (--history-keep)
   // From heartbeats, kept in memory only (the next heartbeat restores them):
   // the secrets each host's store holds (names). What a heartbeat says of
   // each container is in hosts_.
   std::map<std::string, std::set<std::string>> host_secrets_;
   // Failures found while sending run from the loop, never inside the caller.
   std::vector<std::function<void()>> deferred_;
+  metrics::CoordinatorMetrics metrics_;
 };
 
 }  // namespace ferry::coord

@@ -8,7 +8,9 @@
 
 #include "coordinator/command_line.h"
 #include "coordinator/coordinator.h"
+#include "common/service_notify.h"
 #include "common/time_util.h"
+#include "metrics/metrics_server.h"
 
 using namespace ferry;
 
@@ -22,7 +24,7 @@ void onSignal(int) { g_stop = true; }
 int main(int argc, char** argv) {
   auto parsed = coord::parseCoordinatorCommandLine({argv + 1, argv + argc});
   if (auto* end = std::get_if<cli::ParseExit>(&parsed)) return cli::printParseExit(*end);
-  auto& [opts, keys_dir] = std::get<coord::CoordinatorCommandLine>(parsed);
+  auto& [opts, keys_dir, metrics_address] = std::get<coord::CoordinatorCommandLine>(parsed);
   try {
     // Many connections need many fds: take what the hard limit allows.
     proto::raiseFdLimit();
@@ -44,12 +46,22 @@ int main(int argc, char** argv) {
     sa.sa_handler = onSignal;
     ::sigaction(SIGTERM, &sa, nullptr);
     ::sigaction(SIGINT, &sa, nullptr);
+    // Bound first: a taken metrics port fails the start before anything else.
+    std::optional<metrics::MetricsServer> metrics_server;
+    if (!metrics_address.empty()) metrics_server.emplace(metrics_address);
     zmq::context_t ctx;
     // Its ZAP handler admits whom opts.access names (coordinator/peer_access.h).
     coord::Coordinator c(opts, ctx, [] { return unixMillis(); });
     std::cerr << "ferry-coordinator: listening on " << c.endpoint() << ", state in "
               << opts.state_dir.string() << "\n";
-    c.run(g_stop);
+    if (metrics_server) {
+      metrics_server->add(c.metricsRegistry());
+      std::cerr << "ferry-coordinator: metrics on " << metrics_server->url() << "\n";
+    }
+    ServiceNotifier service;  // under systemd (Type=notify); otherwise idle
+    service.ready("serving on " + c.endpoint());
+    c.run(g_stop, [&] { service.tick(); });
+    service.stopping("stopping");
     return 0;
   } catch (const std::exception& e) {
     std::cerr << "ferry-coordinator: error: " << e.what() << "\n";

@@ -6,6 +6,7 @@
 #include "compat/compat.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/coordinator_util.h"
+#include "coordinator/metrics.h"
 #include "protocol/figures_json.h"
 
 namespace ferry::coord {
@@ -537,6 +538,7 @@ void Coordinator::finish(int64_t id, const mact::Finish& f) {
       });
     }
   }
+  metrics_.migrationEnded(migrationEndOf(f, run.figures.reader()));
   OnMigrationDone done = std::move(run.on_done);
   uint64_t downtime = run.figures.reader().getDowntimeMs();
   runs_.erase(it);

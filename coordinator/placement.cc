@@ -346,10 +346,14 @@ void Coordinator::finishOperation(int64_t op) {
   std::string summary = std::to_string(moved) + " of " + std::to_string(o.items.size()) +
                         " moved, " + std::to_string(o.unplaced.size()) + " unplaced";
   if (o.kind == "drain") {
+    metrics_.drainEnded(moved == o.items.size() && o.unplaced.empty());
     store_.endDrain(o.drain_id);
     drains_running_.erase(o.drain_id);
     store_.addEvent(clock_(), "host", o.host, "drain ended: " + summary);
   } else {
+    for (const auto& i : o.items) {
+      metrics_.rebalanceMove(i.outcome == "not started" ? "not-started" : i.outcome);
+    }
     store_.addEvent(clock_(), "cluster", "rebalance", "ended: " + summary);
   }
   log().info("{} {} ended: {}", o.kind, o.host, summary);

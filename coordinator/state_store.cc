@@ -419,6 +419,24 @@ void StateStore::addEvent(int64_t now_ms, const std::string& kind, const std::st
       .run();
 }
 
+int64_t StateStore::pruneHistory(int64_t keep) {
+  int64_t removed = 0;
+  inTransaction([&] {
+    auto run = [&](const char* sql) {
+      db_.prepare(sql).bind(1, keep).run();
+      removed += db_.changes();
+    };
+    run("DELETE FROM migrations WHERE phase IN ('committed', 'rolled-back', 'lost') "
+        "AND id NOT IN (SELECT migration FROM cleanups) "
+        "AND id <= (SELECT id FROM migrations WHERE phase IN ('committed', 'rolled-back', 'lost') "
+        "ORDER BY id DESC LIMIT 1 OFFSET ?1)");
+    run("DELETE FROM events WHERE id <= (SELECT id FROM events ORDER BY id DESC LIMIT 1 OFFSET ?1)");
+    run("DELETE FROM drains WHERE active = 0 AND id <= (SELECT id FROM drains WHERE active = 0 "
+        "ORDER BY id DESC LIMIT 1 OFFSET ?1)");
+  });
+  return removed;
+}
+
 std::vector<EventRow> StateStore::events(int limit) {
   Statement s =
       db_.prepare("SELECT time_ms, kind, subject, message FROM events ORDER BY id DESC LIMIT ?1");

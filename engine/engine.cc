@@ -86,30 +86,14 @@ FileLock Engine::containerLock(const std::string& name) {
 
 fs::path Engine::logDir(const std::string& name, const std::string& what) const {
   // One directory per operation grew without end: a container migrated
-  // back and forth left a dump log (~50 KB) per move on each host. Only
-  // the newest few of each kind stay, enough for an error to point at.
-  constexpr size_t kKept = 3;
+  // back and forth left a dump log (~50 KB) per move on each host. What
+  // stays is cfg_.logs's (log_retention.h): failures, the newest few, a
+  // size cap -- a removed container's logs included.
   fs::path logs = cfg_.root / "logs";
-  std::string prefix = name + "-" + what + "-";
-  std::vector<fs::path> older;
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator(logs, ec)) {
-    std::string f = e.path().filename().string();
-    // NAME-WHAT-TIME: the time is all digits (another container's name
-    // may extend this one's, as web and web-checkpoint-x).
-    if (f.size() > prefix.size() && f.compare(0, prefix.size(), prefix) == 0 &&
-        f.find_first_not_of("0123456789", prefix.size()) == std::string::npos) {
-      older.push_back(e.path());
-    }
-  }
-  std::sort(older.begin(), older.end());  // same-length times: oldest first
   // Milliseconds: two operations in one second shared a directory, the
   // second's CRIU log overwriting the first's.
-  fs::path dir = logs / (prefix + std::to_string(unixMillis()));
-  older.erase(std::remove(older.begin(), older.end(), dir), older.end());
-  for (size_t i = 0; i + kKept <= older.size(); ++i) {
-    bestEffort("removing an old CRIU log", [&] { removeTree(older[i]); });
-  }
+  fs::path dir = logs / (name + "-" + what + "-" + std::to_string(unixMillis()));
+  pruneLogs(logs, cfg_.logs, std::chrono::system_clock::now(), dir);
   return dir;
 }
 

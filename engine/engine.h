@@ -189,8 +189,8 @@ class Engine final : public AgentEngine {
   FileLock hostLock();
   FileLock containerLock(const std::string& name);
   // Where CRIU writes the log of one operation on a container; kept after
-  // failures so errors can point at it. Removes the older ones of that
-  // container and kind but the newest two (with this one, three are kept).
+  // failures so errors can point at it (markLogDone once it ended well).
+  // Removes what cfg_.logs does not keep (runtime/log_retention.h).
   std::filesystem::path logDir(const std::string& name, const std::string& what) const;
   using OutputFactory = std::function<std::unique_ptr<CheckpointOutput>()>;
   // The output is made only once the container is known to be checkpointable.

@@ -382,6 +382,7 @@ CheckpointResult Engine::checkpointTo(const std::string& name, const OutputFacto
     out->commit({{"criu_dump_stats", result.criu ? json(*result.criu) : json(nullptr)},
                  {"dump_ms", result.dump_ms},
                  {"source_host", cfg_.host_name}});
+    bestEffort("marking the dump's log done", [&] { markLogDone(work); });
   } catch (...) {
     Error e = asError(std::current_exception());
     if (opts.leave_running) {

@@ -178,6 +178,7 @@ class PageServerStream final : public DivertedStream {
                                                         std::to_string(*status) + ")"));
     }
     checkImages();
+    bestEffort("marking the page server's log done", [&] { markLogDone(work_); });
     engineLog().info("{} pages of {} processes or segments written by CRIU's page server",
                      feed_.stats().pages, feed_.stats().pagemaps);
   }
@@ -405,6 +406,7 @@ RestoreResult Engine::restoreStaged(const fs::path& dir, const RestoreOptions& o
     try {
       for (const auto& [target, aside] : set_aside) removeTree(aside);
       result.criu = readCriuStats(restore_work / "stats-restore").value_or(CriuStats{}).restore;
+      bestEffort("marking the restore's log done", [&] { markLogDone(restore_work); });
       result.container = inspectRecord(rec);
     } catch (const std::exception& e) {
       engineLog().warn("[{}] restored, but tidying up after it failed: {}", name, e.what());

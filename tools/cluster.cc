@@ -45,7 +45,8 @@ void to_json(json& j, const ClusterState& s) {
                      {"log", h.log.string()},
                      {"launcher", h.launcher},
                      {"pid", h.pid},
-                     {"start_time", h.start_time}});
+                     {"start_time", h.start_time},
+                     {"metrics_url", h.metrics_url}});
   }
   j = json{{"dir", s.dir.string()},
            {"id", s.id},
@@ -54,6 +55,7 @@ void to_json(json& j, const ClusterState& s) {
            {"coordinator_start_time", s.coordinator_start_time},
            {"coordinator_state", s.coordinator_state.string()},
            {"coordinator_log", s.coordinator_log.string()},
+           {"coordinator_metrics_url", s.coordinator_metrics_url},
            {"hosts", hosts},
            {"run_base", s.run_base.string()},
            {"cgroup_base", s.cgroup_base},
@@ -75,6 +77,7 @@ void from_json(const json& j, ClusterState& s) {
   s.coordinator_start_time = j.value("coordinator_start_time", uint64_t{0});
   s.coordinator_state = j.value("coordinator_state", "");
   s.coordinator_log = j.value("coordinator_log", "");
+  s.coordinator_metrics_url = j.value("coordinator_metrics_url", "");
   s.run_base = j.at("run_base").get<std::string>();
   s.cgroup_base = j.at("cgroup_base").get<std::string>();
   s.heartbeat_ms = j.value("heartbeat_ms", int64_t{1000});
@@ -95,7 +98,8 @@ void from_json(const json& j, ClusterState& s) {
                        .log = h.value("log", ""),
                        .launcher = h.value("launcher", std::vector<std::string>()),
                        .pid = h.at("pid").get<int>(),
-                       .start_time = h.value("start_time", uint64_t{0})});
+                       .start_time = h.value("start_time", uint64_t{0}),
+                       .metrics_url = h.value("metrics_url", "")});
   }
 }
 
@@ -271,6 +275,45 @@ std::vector<std::string> hostNames(int n) {
   return out;
 }
 
+// A port free on `address` now (the kernel's pick). The process that is
+// to bind it starts within seconds; should another take it first, that
+// process fails at start naming the address, and up() with it.
+int freePort(const std::string& address) {
+  UniqueFd s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!s) throwErrno("socket");
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  ::inet_pton(AF_INET, address.c_str(), &sa.sin_addr);
+  socklen_t len = sizeof sa;
+  if (::bind(s.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 ||
+      ::getsockname(s.get(), reinterpret_cast<sockaddr*>(&sa), &len) != 0) {
+    throwErrno("finding a free port on " + address + " for metrics");
+  }
+  return ntohs(sa.sin_port);
+}
+
+// Where each process serves its metrics: this machine's network, a free
+// port; a namespace of its own, kMetricsPort.
+void planMetrics(const ClusterOptions& o, ClusterState& s) {
+  auto url = [](const std::string& address, int port) {
+    return "http://" + address + ":" + std::to_string(port) + "/metrics";
+  };
+  s.coordinator_metrics_url = o.coordinator_launcher.empty()
+                                  ? url("127.0.0.1", freePort("127.0.0.1"))
+                                  : url(o.coordinator_address, kMetricsPort);
+  for (auto& h : s.hosts) {
+    h.metrics_url = h.launcher.empty() ? url(h.address, freePort(h.address))
+                                       : url(h.address, kMetricsPort);
+  }
+}
+
+// The --metrics ADDR:PORT of a metrics URL.
+std::vector<std::string> metricsArgs(const std::string& url) {
+  if (url.empty()) return {};
+  const std::string scheme = "http://", path = "/metrics";
+  return {"--metrics", url.substr(scheme.size(), url.size() - scheme.size() - path.size())};
+}
+
 ClusterState plan(const ClusterOptions& o, const fs::path& dir) {
   ClusterState s;
   s.dir = dir;
@@ -303,6 +346,7 @@ ClusterState plan(const ClusterOptions& o, const fs::path& dir) {
          .log = dir / "logs" / (name + ".log"),
          .launcher = placed ? o.host_placements[i].launcher : std::vector<std::string>()});
   }
+  if (o.metrics) planMetrics(o, s);
   return s;
 }
 
@@ -583,10 +627,11 @@ void startAgents(Launch& launch, ClusterState& s, const std::vector<std::string>
         "--cgroup-parent", h.cgroup_parent,
         "--heartbeat", std::to_string(s.heartbeat_ms)});
     // clang-format on
+    for (auto& a : metricsArgs(h.metrics_url)) argv.push_back(a);
     argv.insert(argv.end(), extra.begin(), extra.end());
     launch.start("agent " + h.name, argv, h.log, h.pid, h.start_time);
     say("started " + h.name + " on " + h.address + " (pid " + std::to_string(h.pid) + ", log " +
-        h.log.string() + ")");
+        h.log.string() + (h.metrics_url.empty() ? "" : ", metrics " + h.metrics_url) + ")");
   }
 }
 
@@ -630,6 +675,7 @@ ClusterState up(const ClusterOptions& given, const ProgressFn& progress) {
       {s.coordinator_bin.string(), "--listen", s.coordinator_endpoint, "--state",
        s.coordinator_state.string(), "--heartbeat", std::to_string(s.heartbeat_ms), "--missed",
        std::to_string(kMissedHeartbeats)});
+  for (auto& a : metricsArgs(s.coordinator_metrics_url)) coordinator_argv.push_back(a);
   coordinator_argv.insert(coordinator_argv.end(), o.coordinator_args.begin(), o.coordinator_args.end());
   std::vector<std::string> agent_args = o.agent_args;
   std::optional<proto::CurveClientKeys> curve;
@@ -645,7 +691,8 @@ ClusterState up(const ClusterOptions& given, const ProgressFn& progress) {
   proto::RpcClient cli(ctx, s.coordinator_endpoint, curve);
   waitForCoordinator(launch, s, cli, deadline, o.wait);
   say("coordinator up on " + s.coordinator_endpoint + " (pid " + std::to_string(s.coordinator_pid) +
-      ", log " + s.coordinator_log.string() + ")");
+      ", log " + s.coordinator_log.string() +
+      (s.coordinator_metrics_url.empty() ? "" : ", metrics " + s.coordinator_metrics_url) + ")");
   std::set<std::string> stale = staleHosts(s, cli, say);
   startAgents(launch, s, agent_args, say);
   waitForAgents(launch, s, cli, std::move(stale), deadline, o.wait, say);

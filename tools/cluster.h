@@ -85,7 +85,17 @@ struct ClusterOptions {
   // this machine routes the range via hostA. Excludes host_placements and
   // coordinator_launcher, which it sets itself.
   std::string network_cidr;
+  // Prometheus metrics (`--metrics`) on the coordinator and every agent, each
+  // on a free port: the coordinator on 127.0.0.1, an agent on its own
+  // address; a process in a network namespace of its own (a launcher, or
+  // --network) on port kMetricsPort of its address, which this machine
+  // reaches.
+  bool metrics = true;
 };
+
+// The port of a process's metrics in a network namespace of its own, where
+// nothing else binds.
+inline constexpr int kMetricsPort = 9464;
 
 struct ClusterHost {
   std::string name;               // hostA
@@ -99,6 +109,7 @@ struct ClusterHost {
   // /proc/PID/stat's start time: with the pid, it tells this agent from a
   // later process that got the same pid.
   uint64_t start_time = 0;
+  std::string metrics_url;  // http://ADDR:PORT/metrics; "" without metrics
 };
 
 struct ClusterState {
@@ -110,6 +121,7 @@ struct ClusterState {
   uint64_t coordinator_start_time = 0;
   std::filesystem::path coordinator_state;  // DIR/coordinator
   std::filesystem::path coordinator_log;    // DIR/logs/coordinator.log
+  std::string coordinator_metrics_url;      // http://ADDR:PORT/metrics; "" without metrics
   std::vector<ClusterHost> hosts;
   std::filesystem::path run_base;  // /run/ferry-cluster-ID
   std::string cgroup_base;         // /ferry-cluster-ID

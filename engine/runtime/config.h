@@ -2,6 +2,7 @@
 // tools it drives.
 #pragma once
 
+#include "engine/runtime/log_retention.h"
 #include <filesystem>
 #include <string>
 
@@ -35,6 +36,8 @@ struct EngineConfig {
   // Whether this host takes part in post-copy migrations (the agent's
   // --postcopy); it also needs uffd and two host settings (host_probe.h).
   bool postcopy = false;
+  // How long CRIU's logs stay (root/logs; log_retention.h).
+  LogRetention logs;
 };
 
 inline fs::path runcRoot(const EngineConfig& c) { return c.run_dir / "runc"; }

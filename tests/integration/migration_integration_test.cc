@@ -33,6 +33,18 @@ using nlohmann::json;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 
+// The CRIU log directories root/logs/NAME-KIND-MILLIS of a host, each with
+// whether its operation was marked as ended well (log_retention.h).
+std::vector<std::pair<std::string, bool>> criuLogs(const fs::path& root, const std::string& prefix) {
+  std::vector<std::pair<std::string, bool>> out;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(root / "logs", ec)) {
+    std::string f = e.path().filename().string();
+    if (f.rfind(prefix, 0) == 0) out.emplace_back(f, pathExists(e.path() / ".done"));
+  }
+  return out;
+}
+
 
 
 
@@ -135,6 +147,16 @@ TEST_F(ClusterMigration, CounterMigratesAToBToAWithItsVolumeAndRootfsChanges) {
                                         "compressing would only add downtime)");
   EXPECT_GT(hist[1]["bytes_wire"].get<uint64_t>(), 0u);
   EXPECT_FALSE(hist[1]["phase_ms"].empty());
+
+  // Each host dumped once and restored once, and said both ended well: the
+  // logs of successes are the ones the retention may remove.
+  for (const char* h : {"hostA", "hostB"}) {
+    for (const char* kind : {"demo-checkpoint-", "demo-restore-"}) {
+      auto logs = criuLogs(host(h).root, kind);
+      ASSERT_EQ(logs.size(), 1u) << h << " " << kind;
+      EXPECT_TRUE(logs[0].second) << h << ": " << logs[0].first << " not marked done";
+    }
+  }
 }
 
 TEST_F(ClusterMigration, BadMigrateRequestsAreRefusedAndChangeNothing) {
@@ -349,6 +371,15 @@ TEST_F(ClusterMigration, RestoreFailingOnTheTargetShowsItsErrorAndLeavesTheSourc
   EXPECT_FALSE(on("hostB", "demo"));
   EXPECT_FALSE(runcHasContainers(engine("hostB").config()));
   EXPECT_FALSE(engine("hostB").volumes().exists("data"));
+  // The page server ended well and says so; the restore did not, and a
+  // log it left would stay unmarked: kept before any success's. (Here runc
+  // fails before CRIU writes one.)
+  auto served = criuLogs(host("hostB").root, "demo-page-server-");
+  ASSERT_EQ(served.size(), 1u);
+  EXPECT_TRUE(served[0].second) << served[0].first;
+  for (const auto& [f, done] : criuLogs(host("hostB").root, "demo-restore-")) {
+    EXPECT_FALSE(done) << f << " marked done after a failed restore";
+  }
 }
 
 // Fault: hostB's CRIU reports an older version (a wrapper that says 3.0 to
@@ -799,7 +830,10 @@ class PrecopyMigration : public ClusterMigration {
     CliResult r = ferry(
         {"run", "--host", h, "--name", "mem", "-v", "memvol:/data", "counter", "/bin/sh", "-c",
          "head -c " + std::to_string(big_bytes) + " /dev/urandom > /opt/app/big && rm /opt/app/b && "
-         "head -c 2000000 /dev/urandom > /data/blob && "
+         "head -c 2000000 /dev/urandom > /data/blob || exit 1; "
+         // Not `&&` up to the loop's `&`: that put the whole list in the
+         // background, and the workload could verify (and the test read
+         // the blob) before the files were written.
          "(i=0; while :; do i=$((i+1)); echo $i >> /opt/seq; echo $i >> /data/seq; "
          "usleep 20000; done) & "
          "exec /usr/local/bin/bench-workload --mem-mib " + std::to_string(mem_mib) +

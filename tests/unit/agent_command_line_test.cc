@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "agent/command_line.h"
+#include "common/fs.h"
 
 namespace ferry::agent {
 namespace {
@@ -126,6 +127,49 @@ TEST(AgentCommandLine, ABadValueIsAUsageErrorNamingTheOption) {
   cli::ParseExit unknown = exitOf({"--name", "h", "--heartbeats", "1s"});
   EXPECT_EQ(unknown.code, 2);
   EXPECT_NE(unknown.err.find("--heartbeats"), std::string::npos) << unknown.err;
+}
+
+// What a systemd unit runs: `ferry-agent --config /etc/ferry/agent.conf`.
+TEST(AgentCommandLine, AConfigFileSetsOptionsAndTheCommandLineWins) {
+  TempDir dir;
+  fs::path conf = dir.path() / "agent.conf";
+  writeFileAtomic(conf,
+            "# written by the agent role\n"
+            "name = \"hostA\"\n"
+            "coordinator = \"tcp://10.0.0.1:7000\"\n"
+            "heartbeat = \"2s\"\n"
+            "drain-on-stop = \"120s\"\n"
+            "postcopy = true\n");
+  AgentCommandLine c = parsed({"--config", conf.string()});
+  EXPECT_EQ(c.opts.name, "hostA");
+  EXPECT_EQ(c.opts.coordinator, "tcp://10.0.0.1:7000");
+  EXPECT_EQ(c.opts.heartbeat, seconds(2));
+  EXPECT_EQ(c.opts.drain_on_stop, seconds(120));
+  EXPECT_TRUE(c.engine.postcopy);
+  AgentCommandLine over = parsed({"--config", conf.string(), "--name", "hostB"});
+  EXPECT_EQ(over.opts.name, "hostB");
+  EXPECT_EQ(over.engine.host_name, "hostB");
+  EXPECT_EQ(over.opts.heartbeat, seconds(2));
+}
+
+TEST(AgentCommandLine, AConfigFileWithAnUnknownKeyOrABadValueOrMissingIsRefused) {
+  TempDir dir;
+  fs::path typo = dir.path() / "typo.conf";
+  writeFileAtomic(typo, "name = \"hostA\"\nheartbeats = \"1s\"\n");
+  cli::ParseExit e = exitOf({"--config", typo.string()});
+  EXPECT_EQ(e.code, 2);
+  EXPECT_NE(e.err.find("config file " + typo.string()), std::string::npos) << e.err;
+  EXPECT_NE(e.err.find("'heartbeats' is not an option of ferry-agent"), std::string::npos) << e.err;
+
+  fs::path bad = dir.path() / "bad.conf";
+  writeFileAtomic(bad, "name = \"hostA\"\nheartbeat = \"5x\"\n");
+  cli::ParseExit b = exitOf({"--config", bad.string()});
+  EXPECT_EQ(b.code, 2);
+  EXPECT_NE(b.err.find("--heartbeat"), std::string::npos) << b.err;
+
+  cli::ParseExit missing = exitOf({"--config", (dir.path() / "none.conf").string()});
+  EXPECT_EQ(missing.code, 2);
+  EXPECT_NE(missing.err.find("none.conf"), std::string::npos) << missing.err;
 }
 
 }  // namespace

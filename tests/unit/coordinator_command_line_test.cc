@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "coordinator/command_line.h"
+#include "common/fs.h"
 
 namespace ferry::coord {
 namespace {
@@ -94,6 +95,26 @@ TEST(CoordinatorCommandLine, ABadValueIsAUsageErrorNamingTheOption) {
     EXPECT_NE(e.err.find(c.option), std::string::npos) << e.err;
     EXPECT_NE(e.err.find("ferry-coordinator --help"), std::string::npos) << e.err;
   }
+}
+
+TEST(CoordinatorCommandLine, AConfigFileTakesARepeatedOptionAsAList) {
+  TempDir dir;
+  fs::path conf = dir.path() / "coordinator.conf";
+  writeFileAtomic(conf,
+            "listen = [\"tcp://10.0.0.1:7000\", \"ipc:///run/ferry/coordinator.sock\"]\n"
+            "keys = \"/etc/ferry/keys\"\n"
+            "history-keep = 500\n");
+  CoordinatorCommandLine c = parsed({"--config", conf.string()});
+  EXPECT_EQ(c.opts.listen, "tcp://10.0.0.1:7000");
+  EXPECT_EQ(c.opts.also_listen, std::vector<std::string>{"ipc:///run/ferry/coordinator.sock"});
+  EXPECT_EQ(c.keys_dir, "/etc/ferry/keys");
+  EXPECT_EQ(c.opts.history_keep, 500);
+  EXPECT_EQ(parsed({}).opts.history_keep, 10000);
+  writeFileAtomic(conf, "listen = \"tcp://10.0.0.1:7000\"\nstate-dir = \"/s\"\n");
+  cli::ParseExit e = exitOf({"--config", conf.string()});
+  EXPECT_EQ(e.code, 2);
+  EXPECT_NE(e.err.find("'state-dir' is not an option of ferry-coordinator"), std::string::npos)
+      << e.err;
 }
 
 }  // namespace

@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include "common/error.h"
 #include "common/fs.h"
 
@@ -380,6 +382,45 @@ TEST_P(OldDatabase, IsUpgradedWithoutHostLoadKeepingEverythingElse) {
 
 INSTANTIATE_TEST_SUITE_P(Versions, OldDatabase, ::testing::Values(2, 3),
                          [](const auto& info) { return "Version" + std::to_string(info.param); });
+
+// Nothing grows without bound: the newest N of each history stay, and
+// nothing a running migration or an owed cleanup still needs goes.
+TEST_F(StateStoreTest, PruningKeepsTheNewestHistoryAndEverythingStillInUse) {
+  StateStore s(file());
+  std::vector<int64_t> done;
+  for (int i = 0; i < 6; ++i) {
+    int64_t id = s.beginMigration("c" + std::to_string(i), "hostA", "hostB", 1000 + i);
+    if (i % 2) {
+      s.advance(id, Phase::kRolledBack, 2000 + i, "why");
+    } else {
+      for (Phase p : {Phase::kPrepared, Phase::kTransferring, Phase::kRestored, Phase::kCommitted}) {
+        s.advance(id, p, 2000 + i);
+      }
+    }
+    done.push_back(id);
+  }
+  int64_t owed = done[0];  // oldest, but a cleanup still names it
+  s.addCleanup({0, "hostA", "remove", "c0", owed, 0}, 3000);
+  int64_t running = s.beginMigration("busy", "hostA", "hostB", 500);  // unfinished: stays
+  for (int i = 0; i < 7; ++i) s.addEvent(4000 + i, "host", "hostA", "event " + std::to_string(i));
+  for (const char* h : {"hostA", "hostB", "hostC"}) {
+    int64_t d = s.beginDrain({0, h, 1, 0}, 5000);
+    s.endDrain(d);
+  }
+
+  // 6 finished migrations keep 2 (+ the owed one), 7 events keep 2, 3
+  // ended drains keep 2: 3 + 5 + 1 rows go.
+  EXPECT_EQ(s.pruneHistory(2), 9);
+  std::set<int64_t> left;
+  for (const auto& m : s.history(100)) left.insert(m.id);
+  EXPECT_EQ(left, (std::set<int64_t>{owed, done[4], done[5], running}));
+  auto events = s.events(100);
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[0].message, "event 6");
+  EXPECT_EQ(events[1].message, "event 5");
+  EXPECT_EQ(s.pruneHistory(2), 0);  // nothing more to remove
+  EXPECT_EQ(s.unfinishedMigrations().size(), 1u);
+}
 
 TEST_F(StateStoreTest, ANewDatabaseHasNoHostLoad) {
   { StateStore s(file()); }

@@ -75,6 +75,10 @@ int up(Session& s, const cluster::ClusterOptions& o) {
   }
   std::printf("cluster up: coordinator %s, hosts", st.coordinator_endpoint.c_str());
   for (const auto& h : st.hosts) std::printf(" %s (%s)", h.name.c_str(), h.address.c_str());
+  if (!st.coordinator_metrics_url.empty()) {
+    std::printf("\nmetrics: coordinator %s; agents' in %s/cluster.json (--json)",
+                st.coordinator_metrics_url.c_str(), st.dir.c_str());
+  }
   if (st.network.enabled()) {
     const auto& link = st.network.link;
     std::printf("\ncluster network %s, routed here via hostA (%s); hosts in namespaces",
@@ -136,6 +140,9 @@ void addUp(CLI::App* cluster, Invocation& inv) {
                 "repeatable")
       ->allow_extra_args(false)
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  u->add_flag("!--no-metrics", o->metrics,
+              "no Prometheus metrics (default: the coordinator and every agent serve /metrics "
+              "on a free port; the URLs are printed and kept in DIR/cluster.json)");
   u->add_option("--coordinator-arg", o->coordinator_args,
                 "goes to ferry-coordinator likewise, e.g. --coordinator-arg --rebalance-every "
                 "--coordinator-arg 60; repeatable")
