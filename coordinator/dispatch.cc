@@ -228,6 +228,8 @@ void Coordinator::listContainers(const Request& r) {
       if (auto x = hosts_.extras(rows[i].host, rows[i].name)) {
         c.setReady(x->ready);
         c.setNotifyStatus(x->notify_status);
+        // Another host's pid (a copy it reported) is no pid here.
+        if (x->reported_by == rows[i].host) c.setPid(x->pid);
       }
     }
   });

@@ -72,6 +72,8 @@ HeartbeatReport readHeartbeat(const std::string& host, proto::Message::Heartbeat
     }
     x.ready = c.getReady();
     x.notify_status = text(c.getNotifyStatus()).substr(0, kMaxReportedText);
+    x.pid = c.getPid();
+    x.reported_by = host;
     ContainerRow row{name, host, image, status, c.getMemoryBytes()};
     readAddress(c, row);
     r.containers.push_back(std::move(row));

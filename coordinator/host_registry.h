@@ -34,6 +34,9 @@ struct ContainerExtras {
   std::vector<std::string> secrets;
   bool ready = false;
   std::string notify_status;
+  // Its init's pid on the host that said all this (`reported_by`).
+  uint32_t pid = 0;
+  std::string reported_by;
 };
 
 // One heartbeat, read within the bounds of heartbeat.h.

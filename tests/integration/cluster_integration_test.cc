@@ -224,6 +224,13 @@ TEST_F(ClusterIntegration, UpRegistersEveryHostAndDownLeavesNothingBehind) {
         return false;
       },
       seconds(10), "hostA's agent to report web");
+  // With its pid, as the host reported it (`ferry ps --json` showed 0).
+  {
+    auto r = cli.call([](proto::Message::Builder m) { m.setListContainers("hostA"); }, seconds(5));
+    for (auto c : r->root<proto::Message>().getContainers()) {
+      if (std::string(c.getName().cStr()) == "web") EXPECT_EQ(c.getPid(), static_cast<uint32_t>(web_pid));
+    }
+  }
 
   std::vector<std::string> down_progress;
   cluster::DownReport report =
