@@ -572,7 +572,35 @@ TEST(FerryCli, KeysAreGeneratedOnceAndUsageErrorsExit2) {
   EXPECT_EQ(again.exit_code, 1);
   EXPECT_NE(again.err.find("never overwritten"), std::string::npos) << again.err;
   EXPECT_EQ(readFile(dir / "hostA.key"), before);
+
+  // A host joins later: `keys add` makes its pair and keeps the others, and
+  // says which; run again, it adds nothing (what Ansible runs every time).
+  ProcessResult add = r.run(
+      {FERRY_BIN, "--json", "keys", "add", dir.string(), "--hosts", "hostA,hostC", "--clients",
+       "client-ops"},
+      {});
+  ASSERT_TRUE(add.ok()) << add.err;
+  json added = json::parse(add.out);
+  ASSERT_EQ(added["added"].size(), 2u) << add.out;
+  EXPECT_EQ(added["added"][0]["name"], "hostC");
+  EXPECT_EQ(added["added"][1]["name"], "client-ops");
+  EXPECT_EQ(added["kept"], json::array({"hostA"}));
+  EXPECT_EQ(readFile(dir / "hostA.key"), before);
+  struct stat st {};
+  ASSERT_EQ(::stat((dir / "hostC.key").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0077, 0u);
+  ProcessResult twice =
+      r.run({FERRY_BIN, "--json", "keys", "add", dir.string(), "--hosts", "hostA,hostC"}, {});
+  ASSERT_TRUE(twice.ok()) << twice.err;
+  EXPECT_TRUE(json::parse(twice.out)["added"].empty()) << twice.out;
+  ProcessResult client_as_host =
+      r.run({FERRY_BIN, "keys", "add", dir.string(), "--hosts", "client-x"}, {});
+  EXPECT_EQ(client_as_host.exit_code, 1);
   removeTree(dir);
+  ProcessResult no_cluster = r.run({FERRY_BIN, "keys", "add", dir.string(), "--hosts", "hostC"}, {});
+  EXPECT_EQ(no_cluster.exit_code, 1);
+  EXPECT_NE(no_cluster.err.find("ferry keys generate"), std::string::npos) << no_cluster.err;
+  EXPECT_FALSE(pathExists(dir));
 
   EXPECT_EQ(r.run({FERRY_BIN, "--help"}, {}).exit_code, 0);
   ProcessResult unknown = r.run({FERRY_BIN, "frobnicate"}, {});

@@ -41,7 +41,7 @@ TEST(CliParse, EachCommandHasItsOwnHelpAndExitsZero) {
        {std::vector<std::string>{"migrate"}, {"run"}, {"stop"}, {"rm"}, {"ps"}, {"logs"},
         {"image", "import"}, {"image", "ls"}, {"secret", "create"}, {"secret", "rm"},
         {"drain"}, {"rebalance"}, {"cordon"}, {"history"}, {"pending"}, {"resume-source"},
-        {"checkpoint"}, {"restore"}, {"cluster", "up"}, {"keys", "generate"}}) {
+        {"checkpoint"}, {"restore"}, {"cluster", "up"}, {"keys", "generate"}, {"keys", "add"}}) {
     std::vector<std::string> args = path;
     args.push_back("--help");
     Parsed p(args);

@@ -1,4 +1,5 @@
-// keys generate: CurveZMQ key pairs for a cluster.
+// keys generate: CurveZMQ key pairs for a cluster; keys add: pairs for
+// hosts and clients that join it later.
 
 #include <filesystem>
 #include <iostream>
@@ -29,10 +30,9 @@ std::vector<std::string> splitList(const std::string& s) {
   return out;
 }
 
-int generate(Session& s, const KeysOptions& o) {
-  std::vector<std::string> names = {"coordinator"};
-  names.insert(names.end(), o.hosts.begin(), o.hosts.end());
-  names.insert(names.end(), o.clients.begin(), o.clients.end());
+// The hosts' and clients' names, checked (a client's key gives a client's
+// rights, a host's a host's: the names say which).
+void checkNames(const KeysOptions& o) {
   for (const auto& n : o.clients) {
     if (!proto::isClientKeyName(n)) {
       throw Error(ErrorCategory::kInvalidInput,
@@ -46,8 +46,16 @@ int generate(Session& s, const KeysOptions& o) {
                   "host key '" + n + "': client, client-* and coordinator are not host names");
     }
   }
+  for (const auto& n : o.hosts) validateName(n, "key name");
+  for (const auto& n : o.clients) validateName(n, "key name");
+}
+
+int generate(Session& s, const KeysOptions& o) {
+  std::vector<std::string> names = {"coordinator"};
+  names.insert(names.end(), o.hosts.begin(), o.hosts.end());
+  names.insert(names.end(), o.clients.begin(), o.clients.end());
+  checkNames(o);
   for (const auto& n : names) {
-    validateName(n, "key name");
     if (pathExists(std::filesystem::path(o.dir) / (n + ".key"))) {
       throw Error(ErrorCategory::kInvalidInput,
                   std::filesystem::path(o.dir).string() + "/" + n +
@@ -77,10 +85,49 @@ int generate(Session& s, const KeysOptions& o) {
   return 0;
 }
 
+// Pairs for the names in `o` that have none in the directory yet; the
+// others are kept as they are. Idempotent: what a configuration tool runs
+// each time with every host it knows.
+int add(Session& s, const KeysOptions& o) {
+  namespace fs = std::filesystem;
+  checkNames(o);
+  if (!pathExists(fs::path(o.dir) / "coordinator.key")) {
+    throw Error(ErrorCategory::kInvalidInput,
+                "no cluster keys in " + o.dir + " (no coordinator.key): generate them first with "
+                "`ferry keys generate " + o.dir + "`");
+  }
+  std::vector<std::string> names = o.hosts;
+  names.insert(names.end(), o.clients.begin(), o.clients.end());
+  json added = json::array(), kept = json::array();
+  for (const auto& n : names) {
+    if (pathExists(fs::path(o.dir) / (n + ".key"))) {
+      kept.push_back(n);
+      continue;
+    }
+    proto::KeyPair k = proto::generateKeyPair();
+    proto::writeKeyPair(o.dir, n, k);
+    added.push_back({{"name", n}, {"public_key", k.public_key}});
+  }
+  if (s.json_out) {
+    printJson({{"added", added}, {"kept", kept}});
+    return 0;
+  }
+  std::printf("added %zu key pairs in %s", added.size(), o.dir.c_str());
+  for (size_t i = 0; i < added.size(); ++i) {
+    std::printf("%s%s", i ? ", " : ": ", added[i]["name"].get<std::string>().c_str());
+  }
+  std::printf("; %zu already had one\n", kept.size());
+  if (!added.empty()) {
+    std::printf("  the coordinator admits a new NAME.pub once it is in its --keys directory and "
+                "it is restarted\n");
+  }
+  return 0;
+}
+
 }  // namespace
 
 void addKeysCommands(CLI::App& app, Invocation& inv) {
-  CLI::App* keys = app.add_subcommand("keys", "CurveZMQ keys: generate");
+  CLI::App* keys = app.add_subcommand("keys", "CurveZMQ keys: generate, add");
   keys->require_subcommand(1);
   auto o = std::make_shared<KeysOptions>();
   CLI::App* g = keys->add_subcommand(
@@ -95,6 +142,23 @@ void addKeysCommands(CLI::App& app, Invocation& inv) {
        "client,client-NAME,...: the clients (default client)")
       ->type_name("LIST");
   setAction(g, inv, [&inv, o] { return generate(inv.session, *o); });
+
+  auto a_opts = std::make_shared<KeysOptions>();
+  a_opts->hosts.clear();
+  a_opts->clients.clear();
+  CLI::App* a = keys->add_subcommand(
+      "add", "key pairs in DIR for hosts and clients that have none yet (a cluster's keys "
+             "exist: coordinator.key); those that have one are kept");
+  a->add_option("dir", a_opts->dir, "the cluster's keys")->required();
+  a->add_option_function<std::string>(
+       "--hosts", [a_opts](const std::string& v) { a_opts->hosts = splitList(v); },
+       "H1,H2,...: hosts")
+      ->type_name("LIST");
+  a->add_option_function<std::string>(
+       "--clients", [a_opts](const std::string& v) { a_opts->clients = splitList(v); },
+       "client-NAME,...: clients")
+      ->type_name("LIST");
+  setAction(a, inv, [&inv, a_opts] { return add(inv.session, *a_opts); });
 }
 
 }  // namespace ferry::cli
