@@ -20,6 +20,7 @@
 #include "common/fs.h"
 #include "engine/spec/identity.h"
 #include "engine/spec/oci_spec.h"
+#include "engine/runtime/host_probe.h"
 #include "engine/runtime/wait.h"
 #include "engine/store/idmap.h"
 #include "engine/store/overlay.h"
@@ -305,6 +306,9 @@ void Engine::writeSpec(const ContainerRecord& rec, const ImageRecord& image, boo
   // /etc/criu/runc.conf): written before each checkpoint and restore.
   host.criu_config = p.criu_config().string();
   if (!pathExists(p.criu_config())) writeFileAtomic(p.criu_config(), "", 0600);
+  // A cgroup namespace on v2 (oci_spec.h); the value hostInfo() records in
+  // a checkpoint, without running CRIU to learn it.
+  host.cgroup_version = probeCgroupVersion();
   json spec = generateOciSpec(rec.spec, image.config, host);
   writeFileAtomic(p.config(), spec.dump(2) + "\n", 0600);
 }

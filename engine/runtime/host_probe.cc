@@ -89,6 +89,11 @@ int cgroupVersionFromFsType(int64_t statfs_type) {
   return 0;
 }
 
+int probeCgroupVersion() {
+  struct statfs sfs;
+  return ::statfs("/sys/fs/cgroup", &sfs) == 0 ? cgroupVersionFromFsType(sfs.f_type) : 0;
+}
+
 HostInfo collectHostInfo(const EngineConfig& cfg, CommandRunner& runner) {
   HostInfo h;
   h.host_name = cfg.host_name;
@@ -102,8 +107,7 @@ HostInfo collectHostInfo(const EngineConfig& cfg, CommandRunner& runner) {
   h.page_size = static_cast<uint32_t>(::sysconf(_SC_PAGESIZE));
   h.cpus = static_cast<uint32_t>(::sysconf(_SC_NPROCESSORS_ONLN));
   h.memory_bytes = static_cast<uint64_t>(::sysconf(_SC_PHYS_PAGES)) * h.page_size;
-  struct statfs sfs;
-  if (::statfs("/sys/fs/cgroup", &sfs) == 0) h.cgroup_version = cgroupVersionFromFsType(sfs.f_type);
+  h.cgroup_version = probeCgroupVersion();
   std::string os = readSmall("/etc/os-release");
   h.distribution = osReleaseValue(os, "ID");
   h.distribution_version = osReleaseValue(os, "VERSION_ID");

@@ -52,5 +52,8 @@ std::vector<std::string> parseCpuFlags(std::string_view cpuinfo);  // first "fla
 std::string osReleaseValue(std::string_view os_release, std::string_view key);
 // cgroup version from the file system type magic of /sys/fs/cgroup.
 int cgroupVersionFromFsType(int64_t statfs_type);
+// This host's: 1 (v1 or hybrid), 2, or 0 when /sys/fs/cgroup is neither.
+// One statfs; collectHostInfo's cgroup_version is this.
+int probeCgroupVersion();
 
 }  // namespace ferry

@@ -408,6 +408,19 @@ json generateOciSpec(const ContainerSpec& spec, const ImageConfig& image,
   for (const char* ns : {"pid", "ipc", "uts", "mount"}) namespaces.push_back({{"type", ns}});
   namespaces.push_back(host.netns_path.empty() ? json{{"type", "network"}}
                                                : json{{"type", "network"}, {"path", host.netns_path}});
+  if (host.cgroup_version == 2) {
+    // As Podman (cgroupns=private on v2). Without one, a user-namespaced
+    // container may not mount cgroup2 and runc binds the host's
+    // /sys/fs/cgroup: under systemd a slave of a peer group outside the
+    // container, which CRIU will not dump ("./sys/fs/cgroup (master_id: 15
+    // shared_id: 0) has unreachable sharing"); made private, its restore
+    // fails ("Unable to mount cgroup ...: Operation not permitted"), as a
+    // fresh cgroup2 needs a cgroup namespace owned by the user namespace.
+    // With one, runc mounts the container's own cgroup2 and CRIU mounts it
+    // again. v1 hosts keep the spec they had: a checkpoint never crosses
+    // versions (compat.cc), so the choice follows the host.
+    namespaces.push_back({{"type", "cgroup"}});
+  }
   json id_mappings;
   if (!host.id_range.empty()) {
     namespaces.push_back({{"type", "user"}});

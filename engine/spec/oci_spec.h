@@ -152,10 +152,14 @@ struct SpecHostInputs {
   // CRIU options for its checkpoints and restores (runc's org.criu.config
   // annotation); empty: none.
   std::string criu_config;
+  // The host's cgroup version (HostInfo::cgroup_version; 0 unknown): 2 gives
+  // the container a cgroup namespace of its own.
+  int cgroup_version = 0;
 };
 
 // Builds config.json. Namespaces: pid, ipc, uts, mount, network (loopback
-// only), and user with host.id_range's mappings when it has one. No terminal: stdio are conmon's pipes (CRIU cannot dump a container
+// only), user with host.id_range's mappings when it has one, and cgroup on a
+// cgroup-v2 host. No terminal: stdio are conmon's pipes (CRIU cannot dump a container
 // whose stdio is a path outside it). No rlimits: runc would otherwise set
 // them, and raising one above the current limit fails without
 // CAP_SYS_RESOURCE. Throws Error kInvalidInput for a bad user, cwd, env or

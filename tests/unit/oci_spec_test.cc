@@ -120,6 +120,30 @@ TEST(OciSpec, ARangeOfHostIdsGivesAUserNamespaceWithItsMappings) {
   for (const auto& n : plain["linux"]["namespaces"]) EXPECT_NE(n["type"], "user");
 }
 
+TEST(OciSpec, ACgroupNamespaceOnCgroupV2HostsOnly) {
+  // On v2 its own cgroup namespace, so runc mounts a cgroup2 of its own at
+  // /sys/fs/cgroup (CRIU can dump and mount it again), not a bind of the
+  // host's, which under systemd is a slave CRIU refuses to dump.
+  auto types = [](const json& spec) {
+    std::vector<std::string> ns;
+    for (const auto& n : spec["linux"]["namespaces"]) ns.push_back(n["type"]);
+    return ns;
+  };
+  for (bool userns : {false, true}) {
+    SpecHostInputs h = hostInputs();
+    if (userns) h.id_range = {1u << 20, 65536};
+    h.cgroup_version = 2;
+    std::vector<std::string> v2 = types(generateOciSpec({.name = "c", .image = "i", .args = {"x"}}, {}, h));
+    EXPECT_EQ(std::count(v2.begin(), v2.end(), "cgroup"), 1) << "userns " << userns;
+    // v1 (hybrid or not) and unknown: as before, no cgroup namespace.
+    for (int version : {0, 1}) {
+      h.cgroup_version = version;
+      std::vector<std::string> v1 = types(generateOciSpec({.name = "c", .image = "i", .args = {"x"}}, {}, h));
+      EXPECT_EQ(std::count(v1.begin(), v1.end(), "cgroup"), 0) << "v" << version << " userns " << userns;
+    }
+  }
+}
+
 TEST(OciSpec, TheHostsNetworkNamespaceIsJoinedByPathWithItsCriuOptions) {
   SpecHostInputs h = hostInputs();
   h.netns_path = "/run/netns/ferry-abc123-web";
