@@ -428,6 +428,9 @@ int64_t StateStore::pruneHistory(int64_t keep) {
     };
     run("DELETE FROM migrations WHERE phase IN ('committed', 'rolled-back', 'lost') "
         "AND id NOT IN (SELECT migration FROM cleanups) "
+        // Each container's last move: the rebalance cooldown reads it.
+        "AND id NOT IN (SELECT MAX(id) FROM migrations WHERE phase IN ('committed', "
+        "'rolled-back', 'lost') GROUP BY container) "
         "AND id <= (SELECT id FROM migrations WHERE phase IN ('committed', 'rolled-back', 'lost') "
         "ORDER BY id DESC LIMIT 1 OFFSET ?1)");
     run("DELETE FROM events WHERE id <= (SELECT id FROM events ORDER BY id DESC LIMIT 1 OFFSET ?1)");

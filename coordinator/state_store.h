@@ -141,8 +141,9 @@ class StateStore {
   void addEvent(int64_t now_ms, const std::string& kind, const std::string& subject,
                 const std::string& message);
   std::vector<EventRow> events(int limit = 100);
-  // Keeps the newest `keep` finished migrations (an unfinished one, or one
-  // a cleanup still names, always stays), the newest `keep` events and the
+  // Keeps the newest `keep` finished migrations (an unfinished one, one a
+  // cleanup still names, and each container's last, which the rebalance
+  // cooldown reads, always stay), the newest `keep` events and the
   // newest `keep` ended drains; removes the rest. Returns the rows removed.
   int64_t pruneHistory(int64_t keep);
 

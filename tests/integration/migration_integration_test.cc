@@ -596,6 +596,13 @@ TEST(FerryCli, KeysAreGeneratedOnceAndUsageErrorsExit2) {
   ProcessResult client_as_host =
       r.run({FERRY_BIN, "keys", "add", dir.string(), "--hosts", "client-x"}, {});
   EXPECT_EQ(client_as_host.exit_code, 1);
+  // Half a pair is refused before anything is written.
+  fs::remove(dir / "hostC.pub");
+  ProcessResult half =
+      r.run({FERRY_BIN, "keys", "add", dir.string(), "--hosts", "hostD,hostC"}, {});
+  EXPECT_EQ(half.exit_code, 1);
+  EXPECT_NE(half.err.find("half a key pair for hostC"), std::string::npos) << half.err;
+  EXPECT_FALSE(pathExists(dir / "hostD.key"));
   removeTree(dir);
   ProcessResult no_cluster = r.run({FERRY_BIN, "keys", "add", dir.string(), "--hosts", "hostC"}, {});
   EXPECT_EQ(no_cluster.exit_code, 1);

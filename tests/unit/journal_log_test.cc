@@ -86,7 +86,9 @@ class JournalLog : public ::testing::Test {
   bool made_dirs_ = false;
 };
 
-TEST_F(JournalLog, AnEntryCarriesTheMessagePriorityAndFerrysFields) {
+// One test, not several: each would bind the same system path, and ctest
+// runs a binary's tests in parallel.
+TEST_F(JournalLog, AnEntryCarriesTheMessagePriorityFerrysFieldsAndItsScopes) {
   spdlog::logger log("agent", journalSink("agent"));
   log.warn("[web] pre-copy round {}: read {}", 2, "1.0 MiB");
   auto e = next();
@@ -107,25 +109,23 @@ TEST_F(JournalLog, AnEntryCarriesTheMessagePriorityAndFerrysFields) {
   e = next();
   EXPECT_EQ(e["MESSAGE"], "two lines\nin one entry");
   EXPECT_EQ(e["PRIORITY"], "3");
-}
 
-TEST_F(JournalLog, AScopesFieldsAreAddedOnItsThreadUntilItEnds) {
-  spdlog::logger log("agent", journalSink("agent"));
+  // A scope's fields are added on its thread until it ends.
   {
     LogFields outer(LogFields::Fields{{"CONTAINER_NAME", "db"}, {"FERRY_PHASE", "pre-copy"}});
     {
       LogFields inner("FERRY_PHASE", "post-copy");
       log.info("[ignored] a line whose scope names its container");
-      auto e = next();
+      e = next();
       EXPECT_EQ(e["CONTAINER_NAME"], "db");      // the scope wins over the text
       EXPECT_EQ(e["FERRY_PHASE"], "post-copy");  // the inner scope wins
     }
     log.info("after the inner scope");
-    auto e = next();
+    e = next();
     EXPECT_EQ(e["FERRY_PHASE"], "pre-copy");
   }
   log.info("after both");
-  auto e = next();
+  e = next();
   EXPECT_EQ(e.count("FERRY_PHASE"), 0u);
   EXPECT_EQ(e.count("CONTAINER_NAME"), 0u);
 }

@@ -387,9 +387,11 @@ INSTANTIATE_TEST_SUITE_P(Versions, OldDatabase, ::testing::Values(2, 3),
 // nothing a running migration or an owed cleanup still needs goes.
 TEST_F(StateStoreTest, PruningKeepsTheNewestHistoryAndEverythingStillInUse) {
   StateStore s(file());
-  std::vector<int64_t> done;
+  // The oldest row of all, and unfinished: it stays.
+  int64_t running = s.beginMigration("busy", "hostA", "hostB", 500);
+  std::vector<int64_t> done;  // web moved three times, then db three times
   for (int i = 0; i < 6; ++i) {
-    int64_t id = s.beginMigration("c" + std::to_string(i), "hostA", "hostB", 1000 + i);
+    int64_t id = s.beginMigration(i < 3 ? "web" : "db", "hostA", "hostB", 1000 + i);
     if (i % 2) {
       s.advance(id, Phase::kRolledBack, 2000 + i, "why");
     } else {
@@ -399,21 +401,22 @@ TEST_F(StateStoreTest, PruningKeepsTheNewestHistoryAndEverythingStillInUse) {
     }
     done.push_back(id);
   }
-  int64_t owed = done[0];  // oldest, but a cleanup still names it
-  s.addCleanup({0, "hostA", "remove", "c0", owed, 0}, 3000);
-  int64_t running = s.beginMigration("busy", "hostA", "hostB", 500);  // unfinished: stays
+  int64_t owed = done[0];  // old, but a cleanup still names it
+  s.addCleanup({0, "hostA", "remove", "web", owed, 0}, 3000);
   for (int i = 0; i < 7; ++i) s.addEvent(4000 + i, "host", "hostA", "event " + std::to_string(i));
   for (const char* h : {"hostA", "hostB", "hostC"}) {
     int64_t d = s.beginDrain({0, h, 1, 0}, 5000);
     s.endDrain(d);
   }
 
-  // 6 finished migrations keep 2 (+ the owed one), 7 events keep 2, 3
-  // ended drains keep 2: 3 + 5 + 1 rows go.
-  EXPECT_EQ(s.pruneHistory(2), 9);
+  // Finished migrations keep the newest 2 (done[4], done[5]), the owed one
+  // and web's last (done[2], the rebalance cooldown's): done[1] and done[3]
+  // go. 7 events keep 2, 3 ended drains keep 2: 2 + 5 + 1 rows go.
+  EXPECT_EQ(s.pruneHistory(2), 8);
   std::set<int64_t> left;
   for (const auto& m : s.history(100)) left.insert(m.id);
-  EXPECT_EQ(left, (std::set<int64_t>{owed, done[4], done[5], running}));
+  EXPECT_EQ(left, (std::set<int64_t>{running, owed, done[2], done[4], done[5]}));
+  EXPECT_EQ(s.lastMoves()["web"], 2002);  // done[2] finished at 2002
   auto events = s.events(100);
   ASSERT_EQ(events.size(), 2u);
   EXPECT_EQ(events[0].message, "event 6");

@@ -98,6 +98,17 @@ int add(Session& s, const KeysOptions& o) {
   }
   std::vector<std::string> names = o.hosts;
   names.insert(names.end(), o.clients.begin(), o.clients.end());
+  // A half pair (a crash between the two writes, a file removed by hand)
+  // is refused before anything is written, naming what to remove.
+  for (const auto& n : names) {
+    fs::path key = fs::path(o.dir) / (n + ".key"), pub = fs::path(o.dir) / (n + ".pub");
+    if (pathExists(key) != pathExists(pub)) {
+      throw Error(ErrorCategory::kInvalidInput,
+                  "half a key pair for " + n + ": " + (pathExists(key) ? key : pub).string() +
+                      " without " + (pathExists(key) ? pub : key).string() +
+                      "; remove it and run this again (a new pair is made)");
+    }
+  }
   json added = json::array(), kept = json::array();
   for (const auto& n : names) {
     if (pathExists(fs::path(o.dir) / (n + ".key"))) {
