@@ -224,13 +224,20 @@ TEST_F(ClusterIntegration, UpRegistersEveryHostAndDownLeavesNothingBehind) {
         return false;
       },
       seconds(10), "hostA's agent to report web");
-  // With its pid, as the host reported it (`ferry ps --json` showed 0).
-  {
-    auto r = cli.call([](proto::Message::Builder m) { m.setListContainers("hostA"); }, seconds(5));
-    for (auto c : r->root<proto::Message>().getContainers()) {
-      if (std::string(c.getName().cStr()) == "web") EXPECT_EQ(c.getPid(), static_cast<uint32_t>(web_pid));
-    }
-  }
+  // With its pid, as the host reports it in its next heartbeat (`ferry ps
+  // --json` showed 0 for good; the listing can come before that heartbeat).
+  uint32_t listed_pid = 0;
+  waitFor(
+      [&] {
+        auto r =
+            cli.call([](proto::Message::Builder m) { m.setListContainers("hostA"); }, seconds(5));
+        for (auto c : r->root<proto::Message>().getContainers()) {
+          if (std::string(c.getName().cStr()) == "web") listed_pid = c.getPid();
+        }
+        return listed_pid == static_cast<uint32_t>(web_pid);
+      },
+      seconds(10), "the coordinator to list web with its pid " + std::to_string(web_pid));
+  EXPECT_EQ(listed_pid, static_cast<uint32_t>(web_pid));
 
   std::vector<std::string> down_progress;
   cluster::DownReport report =
