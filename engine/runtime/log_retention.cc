@@ -60,6 +60,12 @@ size_t pruneLogs(const fs::path& logs, const LogRetention& r,
   std::vector<bool> gone(all.size(), false);
   std::map<std::string, size_t> per_group;
   size_t done = 0, failed = 0;
+  // The directory starting now is the newest of its kind: it counts toward
+  // what is kept (3 of a kind means it and the 2 before it).
+  if (std::string f = keep.filename().string(); !keep.empty() && f.rfind('-') != std::string::npos) {
+    ++per_group[f.substr(0, f.rfind('-'))];
+    ++done;
+  }
   for (size_t i = 0; i < all.size(); ++i) {
     const LogEntry& e = all[i];
     if (e.done) {

@@ -49,6 +49,17 @@ TEST_F(LogRetentionTest, TheNewestFewSuccessfulOfAKindStayAndEveryFailureStays) 
   EXPECT_EQ(left(), want);
 }
 
+// As Engine::logDir always kept: 3 of a kind, the one starting now
+// included (a ping-pong's disk use must not grow once warmed up).
+TEST_F(LogRetentionTest, TheDirectoryStartingNowIsOneOfTheThreeOfItsKind) {
+  std::vector<fs::path> done;
+  for (int i = 0; i < 4; ++i) done.push_back(make("web-checkpoint", std::chrono::hours(1 + i), true));
+  fs::path keep = dir_.path() / "web-checkpoint-1";
+  fs::create_directories(keep);
+  EXPECT_EQ(pruneLogs(dir_.path(), LogRetention{}, now_, keep), 2u);
+  EXPECT_EQ(left(), (std::set<std::string>{name(keep), name(done[0]), name(done[1])}));
+}
+
 TEST_F(LogRetentionTest, FailuresBeyondTheirCountGoOldestFirstButNeverOneThatMayStillRun) {
   LogRetention r;
   r.keep_failed = 2;
@@ -69,9 +80,10 @@ TEST_F(LogRetentionTest, LogsOfManyContainersAreCappedInAll) {
   for (int i = 0; i < 12; ++i) d.push_back(make("c" + std::to_string(i) + "-checkpoint", std::chrono::hours(1) + milliseconds(i), true));
   fs::path keep = dir_.path() / "c99-checkpoint-1";  // the one starting now
   fs::create_directories(keep);
-  EXPECT_EQ(pruneLogs(dir_.path(), r, now_, keep), 7u);
+  // The new one counts: it and the newest 4 of the others stay.
+  EXPECT_EQ(pruneLogs(dir_.path(), r, now_, keep), 8u);
   std::set<std::string> want = {name(keep)};
-  for (int i = 0; i < 5; ++i) want.insert(name(d[static_cast<size_t>(i)]));
+  for (int i = 0; i < 4; ++i) want.insert(name(d[static_cast<size_t>(i)]));
   EXPECT_EQ(left(), want);
 }
 
