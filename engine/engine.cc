@@ -130,8 +130,11 @@ ContainerInfo Engine::inspectRecord(const ContainerRecord& rec,
                                            : ContainerStatus::kCreated;
     // A lazy dump (post-copy) holds the tasks with ptrace while it serves
     // their pages, and thaws the freezer meanwhile: runc says running, but
-    // nothing runs until CRIU lets them go (frozen again).
-    if (info.status == ContainerStatus::kRunning && processTraceStopped(st->pid)) {
+    // nothing runs until CRIU lets them go. CRIU freezes them again before
+    // it lets go, so a task no longer traced may already be frozen after
+    // runc's look: the freezer, read after the trace state, tells.
+    if (info.status == ContainerStatus::kRunning &&
+        (processTraceStopped(st->pid) || processCgroupFrozen(st->pid))) {
       info.status = ContainerStatus::kPaused;
     }
     if (rec.spec.sdnotify != "container") info.ready = info.status == ContainerStatus::kRunning;

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <utility>
 
 #include "common/error.h"
@@ -318,6 +319,37 @@ bool processAlive(pid_t pid) {
 }
 
 bool processTraceStopped(pid_t pid) { return processState(pid) == 't'; }
+
+bool processCgroupFrozen(pid_t pid) {
+  if (pid <= 0) return false;
+  std::ifstream in("/proc/" + std::to_string(pid) + "/cgroup");
+  std::string line;
+  std::string unified;
+  while (std::getline(in, line)) {
+    // "ID:CONTROLLERS:PATH"; v1's freezer has its own hierarchy.
+    auto a = line.find(':');
+    auto b = a == std::string::npos ? a : line.find(':', a + 1);
+    if (b == std::string::npos) continue;
+    std::string controllers = line.substr(a + 1, b - a - 1);
+    std::filesystem::path path = std::filesystem::path(line.substr(b + 1)).relative_path();
+    if (controllers.empty()) {
+      unified = path.string();
+      continue;
+    }
+    std::string c;
+    std::istringstream list(controllers);
+    while (std::getline(list, c, ',')) {
+      if (c != "freezer") continue;
+      std::ifstream st(std::filesystem::path("/sys/fs/cgroup/freezer") / path / "freezer.state");
+      std::string state;
+      return static_cast<bool>(st >> state) && (state == "FROZEN" || state == "FREEZING");
+    }
+  }
+  // No v1 freezer: v2's (absent on a v1 host's "0::" line, so false).
+  std::ifstream freeze(std::filesystem::path("/sys/fs/cgroup") / unified / "cgroup.freeze");
+  int frozen = 0;
+  return static_cast<bool>(freeze >> frozen) && frozen == 1;
+}
 
 std::vector<pid_t> processDescendants(pid_t pid) {
   std::vector<pid_t> out;

@@ -102,6 +102,9 @@ Child spawnChild(const std::vector<std::string>& argv, const std::string& output
 bool processAlive(pid_t pid);
 // Whether pid is held in a ptrace stop (CRIU seized it).
 bool processTraceStopped(pid_t pid);
+// Whether the cgroup freezer of pid's cgroup is frozen or freezing (v1's
+// freezer.state, v2's cgroup.freeze), read now; false when it cannot be read.
+bool processCgroupFrozen(pid_t pid);
 // pid's children, their children and so on (/proc/PID/task/TID/children),
 // parents before their children; none for a process that is gone.
 std::vector<pid_t> processDescendants(pid_t pid);

@@ -18,6 +18,7 @@
 
 #include "common/error.h"
 #include "common/fs.h"
+#include "engine/runtime/process.h"
 #include "engine/runtime/runtime.h"
 #include "test_host.h"
 
@@ -118,6 +119,24 @@ TEST_F(EngineIntegration, KilledIsExited137NotCheckpointed) {
   EXPECT_EQ(info.status, ContainerStatus::kExited);
   ASSERT_TRUE(info.exit_code.has_value()) << "a killed container records its exit code";
   EXPECT_EQ(*info.exit_code, 137);
+}
+
+// The freezer as the engine reads it (Engine::list calls a container paused
+// when runc's look said running but CRIU froze it again since): frozen while
+// paused, thawed when resumed, and false for a pid that is gone.
+TEST_F(EngineIntegration, TheFreezerIsReadFromTheContainersOwnCgroup) {
+  runCounterOnA("f", 2);
+  pid_t pid = a().inspect("f").pid;
+  ASSERT_GT(pid, 0);
+  EXPECT_FALSE(processCgroupFrozen(pid)) << "a running container's freezer reads frozen";
+  a().pause("f");
+  EXPECT_TRUE(processCgroupFrozen(pid)) << "a paused container's freezer reads thawed";
+  EXPECT_EQ(a().inspect("f").status, ContainerStatus::kPaused);
+  a().resume("f");
+  EXPECT_FALSE(processCgroupFrozen(pid)) << "a resumed container's freezer reads frozen";
+  a().kill("f", SIGKILL);
+  waitFor([&] { return !processAlive(pid); }, seconds(10), "f's process to end");
+  EXPECT_FALSE(processCgroupFrozen(pid));
 }
 
 // A separate engine process (the CLI) starts the container; this process,

@@ -31,7 +31,8 @@ std::vector<long> gapsFrom(Engine& e, const std::string& name, size_t from) {
 }
 
 // Watches both hosts (runc's state, every 20 ms, through engines of its
-// own) until stopped, and remembers whether mem ever ran on both at once.
+// own) until stopped, and remembers whether mem ever ran on both at once,
+// and a timeline of mem's state on each host (for the failure message).
 class TwoCopiesWatch {
  public:
   TwoCopiesWatch(const cluster::ClusterState& st, CommandRunner& runner) {
@@ -43,22 +44,7 @@ class TwoCopiesWatch {
       cfg.cgroup_parent = h.cgroup_parent;
       engines_.push_back(std::make_unique<Engine>(cfg, runner));
     }
-    thread_ = std::thread([this] {
-      while (!stop_) {
-        int running = 0;
-        for (auto& e : engines_) {
-          try {
-            for (auto& c : e->list()) {
-              running += c.name() == "mem" && c.status == ContainerStatus::kRunning;
-            }
-          } catch (const std::exception&) {
-            // a container going away under the listing
-          }
-        }
-        if (running > 1) both_ = true;
-        std::this_thread::sleep_for(milliseconds(20));
-      }
-    });
+    thread_ = std::thread([this] { watch(); });
   }
   ~TwoCopiesWatch() { stop(); }
   // Whether two ran at once (stops watching).
@@ -66,14 +52,45 @@ class TwoCopiesWatch {
     stop();
     return both_;
   }
+  // What each host held, each time that changed (call after sawTwo).
+  const std::string& timeline() const { return timeline_; }
 
  private:
+  void watch() {
+    const auto t0 = std::chrono::steady_clock::now();
+    std::string last;
+    while (!stop_) {
+      int running = 0;
+      std::string now;
+      for (auto& e : engines_) {
+        std::string state = "none";
+        try {
+          for (auto& c : e->list()) {
+            if (c.name() != "mem") continue;
+            state = std::string(statusName(c.status));
+            running += c.status == ContainerStatus::kRunning;
+          }
+        } catch (const std::exception&) {
+          state = "?";  // a container going away under the listing
+        }
+        now += " " + e->config().host_name + "=" + state;
+      }
+      if (now != last) {
+        auto ms = std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - t0);
+        timeline_ += "  at " + std::to_string(ms.count()) + " ms:" + now + "\n";
+        last = now;
+      }
+      if (running > 1) both_ = true;
+      std::this_thread::sleep_for(milliseconds(20));
+    }
+  }
   void stop() {
     stop_ = true;
     if (thread_.joinable()) thread_.join();
   }
   std::vector<std::unique_ptr<Engine>> engines_;
   std::atomic<bool> stop_{false}, both_{false};
+  std::string timeline_;  // written by the thread until stop() joins it
   std::thread thread_;
 };
 
@@ -254,7 +271,7 @@ TEST_F(PostcopyMigration, TheTargetKilledDuringPostcopyLeavesOneCopyRunningOnThe
   ASSERT_TRUE(a);
   EXPECT_EQ(a->status, ContainerStatus::kRunning);
   expectVerifiedOn("hostA", verified);
-  EXPECT_FALSE(watch.sawTwo()) << "mem ran on both hosts at once";
+  EXPECT_FALSE(watch.sawTwo()) << "mem ran on both hosts at once:\n" << watch.timeline();
   // The copy on hostB never read a page that did not come (as zeros).
   if (on("hostB", "mem")) {
     auto failed = workloadLines(engine("hostB"), "mem", "verify FAIL");
@@ -302,7 +319,7 @@ TEST_F(PostcopyMigration, TheSourceAgentKilledDuringPostcopyRollsBackOnceItIsBac
       seconds(60), "mem to run on hostA again");
   expectVerifiedOn("hostA", verified);
   waitFor([&] { return !on("hostB", "mem"); }, seconds(30), "hostB to hold no copy");
-  EXPECT_FALSE(watch.sawTwo()) << "mem ran on both hosts at once";
+  EXPECT_FALSE(watch.sawTwo()) << "mem ran on both hosts at once:\n" << watch.timeline();
 }
 
 // The source's machine lost during post-copy: its agent dies, and the
@@ -335,7 +352,7 @@ TEST_F(PostcopyMigration, TheSourceMachineLostDuringPostcopyLosesTheContainerAnd
       seconds(30), "CRIU on hostA to let mem go");
   // Up to here one copy at most ran. (Killing a task wakes it to die: the
   // watch would count that as running.)
-  EXPECT_FALSE(watch.sawTwo()) << "mem ran on both hosts at once";
+  EXPECT_FALSE(watch.sawTwo()) << "mem ran on both hosts at once:\n" << watch.timeline();
   engine("hostA").kill("mem", SIGKILL);
   // Frozen in its cgroup: thawed, so the kill lands. Again while it lives:
   // "paused" may show before CRIU has let go, and CRIU freezes the cgroup
