@@ -39,6 +39,7 @@ std::variant<AgentCommandLine, cli::ParseExit> parseAgentCommandLine(
   // passes its defaults first and the operator's --agent-arg after them.
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   app.footer(cli::daemonFooter(kBareUnits));
+  cli::addVersionFlag(app);
   cli::addConfigFile(app);
   app.add_option("--name", o.name, "this host's name in the cluster")
       ->required()

@@ -107,6 +107,8 @@ CLI::Option* addDuration(CLI::App* app, const std::string& name, std::chrono::mi
       ->type_name("DURATION");
 }
 
+void addVersionFlag(CLI::App& app) { app.set_version_flag("--version", FERRY_VERSION); }
+
 void addConfigFile(CLI::App& app) {
   app.set_config("--config", "",
                  "read options from FILE: one `long-option-name = value` a line, as TOML (name = "

@@ -47,6 +47,9 @@ CLI::Option* addDuration(CLI::App* app, const std::string& name, std::chrono::mi
 // not ignored: a misspelt setting must not silently fall back to a default.
 void addConfigFile(CLI::App& app);
 
+// Adds `--version`, printing ferry's version (the project's, from CMake).
+void addVersionFlag(CLI::App& app);
+
 // The end of a daemon's help: how durations are written, the unit a bare
 // number keeps for each of its options (`bare_units`, a sentence), and the
 // exit status.

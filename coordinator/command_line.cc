@@ -33,6 +33,7 @@ std::variant<CoordinatorCommandLine, cli::ParseExit> parseCoordinatorCommandLine
   // passes its defaults first and the operator's --agent-arg after them.
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   app.footer(cli::daemonFooter(kBareUnits));
+  cli::addVersionFlag(app);
   cli::addConfigFile(app);
   std::vector<std::string> listen, agent_addresses;
   app.add_option("--listen", listen,

@@ -364,6 +364,7 @@ void buildApp(CLI::App& app, Cli& cli) {
   // Global options may also follow the command (`ferry-engine ps --json`).
   app.fallthrough();
   app.require_subcommand(1);
+  cli::addVersionFlag(app);
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);  // as it always did
   app.add_option("--host", cli.cfg.host_name,
                  "host name (default: local); used in cgroup paths and records")

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/bundle/bundle.h"
+#include "common/cli_options.h"
 #include "common/error.h"
 #include "common/fs.h"
 #include "tools/cli_util.h"
@@ -140,6 +141,7 @@ int main(int argc, char** argv) {
   app.footer(
       "\nExit status: 0 when the bundle is valid, 1 when it is not (the message says what is "
       "wrong), 2 on bad usage.");
+  cli::addVersionFlag(app);
   app.add_option("bundle", file, "the bundle file")->required();
   app.add_flag("--metadata", metadata, "also show the source host's recorded metadata");
   app.add_flag("--files", files, "also list the rootfs diff: A added, C changed, D deleted");

@@ -102,6 +102,13 @@ TEST(AgentCommandLine, HelpExitsZeroWithTheUsage) {
   EXPECT_TRUE(e.err.empty());
 }
 
+// --version needs no --name (man pages and packagers ask for it alone).
+TEST(AgentCommandLine, VersionExitsZeroWithTheProjectsVersion) {
+  cli::ParseExit e = exitOf({"--version"});
+  EXPECT_EQ(e.code, 0) << e.err;
+  EXPECT_EQ(e.out, std::string(FERRY_VERSION) + "\n");
+}
+
 TEST(AgentCommandLine, ABadValueIsAUsageErrorNamingTheOption) {
   struct Case {
     std::vector<std::string> args;

@@ -75,6 +75,12 @@ TEST(CoordinatorCommandLine, HelpExitsZeroWithTheUsage) {
   EXPECT_NE(e.out.find("--rebalance-every"), std::string::npos);
 }
 
+TEST(CoordinatorCommandLine, VersionExitsZeroWithTheProjectsVersion) {
+  cli::ParseExit e = exitOf({"--version"});
+  EXPECT_EQ(e.code, 0) << e.err;
+  EXPECT_EQ(e.out, std::string(FERRY_VERSION) + "\n");
+}
+
 TEST(CoordinatorCommandLine, ABadValueIsAUsageErrorNamingTheOption) {
   struct Case {
     std::vector<std::string> args;

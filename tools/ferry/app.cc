@@ -5,10 +5,6 @@
 #include "tools/ferry/commands.h"
 #include "tools/ferry/options.h"
 
-#ifndef FERRY_VERSION
-#define FERRY_VERSION "unknown"
-#endif
-
 namespace ferry::cli {
 
 void setAction(CLI::App* sub, Invocation& inv, std::function<int()> action,
@@ -59,7 +55,7 @@ void buildApp(CLI::App& app, Invocation& inv) {
   // Global options may also follow the command (`ferry history --json`).
   app.fallthrough();
   app.require_subcommand(1);
-  app.set_version_flag("--version", FERRY_VERSION);
+  addVersionFlag(app);
   Session& s = inv.session;
   app.add_option("--coordinator", s.coordinator,
                  "the coordinator (default: $FERRY_COORDINATOR, else the local cluster's, else "
