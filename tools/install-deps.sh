@@ -49,6 +49,7 @@ PKGS=(
   ansible ansible-lint  # ansible/: syntax, lint and the deployment test
   mmdebstrap systemd-container  # the deployment test's booted machines
   dpkg-dev fakeroot  # cpack -G DEB (dpkg-shlibdeps)
+  help2man  # the man pages, from each program's --help
   ca-certificates
 )
 [ "$WITH_PODMAN" = 1 ] && PKGS+=(podman)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The Debian package builds from the build tree and holds what it must: the
-# four binaries, the shim and provision-criu, both units (which pass
+# five binaries and their man pages, the shim and provision-criu, both units (which pass
 # `systemd-analyze verify`), the tmpfiles.d entry, the default configs as
 # conffiles, the maintainer scripts, and Depends on runc, conmon and the
 # libraries the binaries link.
@@ -28,7 +28,10 @@ contents=$(dpkg-deb -c "$deb" | awk '{print $1, $6}')
 has() {  # MODE-PREFIX PATH
   grep -qE "^$1[^ ]* \./${2#/}\$" <<<"$contents" || fail "$deb lacks $2 (mode $1...)"
 }
-for b in ferry ferry-agent ferry-coordinator ferry-engine; do has -rwxr-xr-x /usr/bin/$b; done
+for b in ferry ferry-agent ferry-coordinator ferry-engine ferry-inspect; do has -rwxr-xr-x /usr/bin/$b; done
+for m in man1/ferry.1 man8/ferry-agent.8 man8/ferry-coordinator.8 man8/ferry-engine.8 man1/ferry-inspect.1; do
+  has -rw-r--r-- /usr/share/man/$m.gz
+done
 has -rwxr-xr-x /usr/lib/ferry/provision-criu
 has -rw-r--r-- /usr/lib/ferry/sockopt-shim.so
 has -rw-r--r-- /lib/systemd/system/ferry-agent.service
@@ -58,7 +61,9 @@ dpkg-deb -x "$deb" "$stage/root"
 cp -an /lib/systemd/system/. "$stage/root/lib/systemd/system/"
 # verify exits 0 on a line it ignores ("Failed to parse kill mode ..."), so any
 # word from it fails the test.
-if ! said=$(systemd-analyze verify --root="$stage/root" /lib/systemd/system/ferry-agent.service \
+# --man=no: verify looks man pages up on this machine, not in the root; the
+# pages the units name are checked above (has /usr/share/man/man8/...).
+if ! said=$(systemd-analyze verify --man=no --root="$stage/root" /lib/systemd/system/ferry-agent.service \
   /lib/systemd/system/ferry-coordinator.service 2>&1) || [ -n "$said" ]; then
   fail "systemd-analyze verify: $said"
 fi
@@ -70,6 +75,21 @@ for u in ferry-agent ferry-coordinator; do
 done
 grep -qx 'KillMode=process' "$stage/root/lib/systemd/system/ferry-agent.service" \
   || fail "ferry-agent.service must keep its containers (KillMode=process)"
+# The pages say what the programs' --help says: ferry(1) has every command
+# with its options, the daemons' pages their options.
+# (Each page read whole first: grep -q ending a pipe early fails it under pipefail.)
+ferry_page=$(zcat "$stage/root/usr/share/man/man1/ferry.1.gz")
+agent_page=$(zcat "$stage/root/usr/share/man/man8/ferry-agent.8.gz")
+coordinator_page=$(zcat "$stage/root/usr/share/man/man8/ferry-coordinator.8.gz")
+grep -q '^\.SS "ferry migrate"' <<<"$ferry_page" || fail "ferry(1) has no section for ferry migrate"
+grep -q -- '--postcopy' <<<"$ferry_page" || fail "ferry(1) lacks ferry migrate's --postcopy"
+grep -q '^\.SS "ferry cluster up"' <<<"$ferry_page" || fail "ferry(1) lacks the nested command ferry cluster up"
+grep -q 'fB\\-\\-drain\\-on\\-stop' <<<"$agent_page" || fail "ferry-agent(8) lacks --drain-on-stop"
+grep -q 'fB\\-\\-history\\-keep' <<<"$coordinator_page" || fail "ferry-coordinator(8) lacks --history-keep"
+for u in ferry-agent ferry-coordinator; do
+  grep -q "^Documentation=man:$u(8)" "$stage/root/lib/systemd/system/$u.service" \
+    || fail "$u.service does not name its man page"
+done
 file "$stage/root/usr/lib/ferry/sockopt-shim.so" | grep -q 'shared object' || fail "the shim is no shared object"
 echo "package_test: $deb ($(du -h "$deb" | cut -f1)) holds what it must"
 rm -rf "$out"
