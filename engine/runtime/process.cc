@@ -11,7 +11,6 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <utility>
 
 #include "common/error.h"
@@ -336,14 +335,10 @@ bool processCgroupFrozen(pid_t pid) {
       unified = path.string();
       continue;
     }
-    std::string c;
-    std::istringstream list(controllers);
-    while (std::getline(list, c, ',')) {
-      if (c != "freezer") continue;
-      std::ifstream st(std::filesystem::path("/sys/fs/cgroup/freezer") / path / "freezer.state");
-      std::string state;
-      return static_cast<bool>(st >> state) && (state == "FROZEN" || state == "FREEZING");
-    }
+    if (("," + controllers + ",").find(",freezer,") == std::string::npos) continue;
+    std::ifstream st(std::filesystem::path("/sys/fs/cgroup/freezer") / path / "freezer.state");
+    std::string state;
+    return static_cast<bool>(st >> state) && (state == "FROZEN" || state == "FREEZING");
   }
   // No v1 freezer: v2's (absent on a v1 host's "0::" line, so false).
   std::ifstream freeze(std::filesystem::path("/sys/fs/cgroup") / unified / "cgroup.freeze");

@@ -36,8 +36,9 @@ void checkNames(const KeysOptions& o) {
   for (const auto& n : o.clients) {
     if (!proto::isClientKeyName(n)) {
       throw Error(ErrorCategory::kInvalidInput,
-                  "client key '" + n + "': a client's key is named client or client-NAME (the "
-                  "coordinator gives other names' keys a host's rights, not a client's)");
+                  "client key '" + n +
+                      "': a client's key is named client or client-NAME (the "
+                      "coordinator gives other names' keys a host's rights, not a client's)");
     }
   }
   for (const auto& n : o.hosts) {
@@ -92,9 +93,10 @@ int add(Session& s, const KeysOptions& o) {
   namespace fs = std::filesystem;
   checkNames(o);
   if (!pathExists(fs::path(o.dir) / "coordinator.key")) {
-    throw Error(ErrorCategory::kInvalidInput,
-                "no cluster keys in " + o.dir + " (no coordinator.key): generate them first with "
-                "`ferry keys generate " + o.dir + "`");
+    throw Error(ErrorCategory::kInvalidInput, "no cluster keys in " + o.dir +
+                                                  " (no coordinator.key): generate them first with "
+                                                  "`ferry keys generate " +
+                                                  o.dir + "`");
   }
   std::vector<std::string> names = o.hosts;
   names.insert(names.end(), o.clients.begin(), o.clients.end());
@@ -129,10 +131,22 @@ int add(Session& s, const KeysOptions& o) {
   }
   std::printf("; %zu already had one\n", kept.size());
   if (!added.empty()) {
-    std::printf("  the coordinator admits a new NAME.pub once it is in its --keys directory and "
-                "it is restarted\n");
+    std::printf(
+        "  the coordinator admits a new NAME.pub once it is in its --keys directory and "
+        "it is restarted\n");
   }
   return 0;
+}
+
+// `sub`'s --hosts and --clients, into `o`.
+void addNameLists(CLI::App* sub, const std::shared_ptr<KeysOptions>& o,
+                  const std::string& hosts_help, const std::string& clients_help) {
+  sub->add_option_function<std::string>(
+         "--hosts", [o](const std::string& v) { o->hosts = splitList(v); }, hosts_help)
+      ->type_name("LIST");
+  sub->add_option_function<std::string>(
+         "--clients", [o](const std::string& v) { o->clients = splitList(v); }, clients_help)
+      ->type_name("LIST");
 }
 
 }  // namespace
@@ -144,31 +158,19 @@ void addKeysCommands(CLI::App& app, Invocation& inv) {
   CLI::App* g = keys->add_subcommand(
       "generate", "CurveZMQ key pairs in DIR: coordinator, each host and each client");
   g->add_option("dir", o->dir, "where they go")->required();
-  g->add_option_function<std::string>(
-       "--hosts", [o](const std::string& v) { o->hosts = splitList(v); },
-       "H1,H2,...: the hosts (default hostA,hostB)")
-      ->type_name("LIST");
-  g->add_option_function<std::string>(
-       "--clients", [o](const std::string& v) { o->clients = splitList(v); },
-       "client,client-NAME,...: the clients (default client)")
-      ->type_name("LIST");
+  addNameLists(g, o, "H1,H2,...: the hosts (default hostA,hostB)",
+               "client,client-NAME,...: the clients (default client)");
   setAction(g, inv, [&inv, o] { return generate(inv.session, *o); });
 
   auto a_opts = std::make_shared<KeysOptions>();
   a_opts->hosts.clear();
   a_opts->clients.clear();
   CLI::App* a = keys->add_subcommand(
-      "add", "key pairs in DIR for hosts and clients that have none yet (a cluster's keys "
-             "exist: coordinator.key); those that have one are kept");
+      "add",
+      "key pairs in DIR for hosts and clients that have none yet (a cluster's keys "
+      "exist: coordinator.key); those that have one are kept");
   a->add_option("dir", a_opts->dir, "the cluster's keys")->required();
-  a->add_option_function<std::string>(
-       "--hosts", [a_opts](const std::string& v) { a_opts->hosts = splitList(v); },
-       "H1,H2,...: hosts")
-      ->type_name("LIST");
-  a->add_option_function<std::string>(
-       "--clients", [a_opts](const std::string& v) { a_opts->clients = splitList(v); },
-       "client-NAME,...: clients")
-      ->type_name("LIST");
+  addNameLists(a, a_opts, "H1,H2,...: hosts", "client-NAME,...: clients");
   setAction(a, inv, [&inv, a_opts] { return add(inv.session, *a_opts); });
 }
 
